@@ -1,0 +1,97 @@
+# wlbridge developer entry points.  `make test` is the one command CI and new users run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Root is needed for namespaces and OVS; use sudo when we are not root.
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
+                nftables iperf3 tcpdump busybox
+PYTHON_CANDIDATES := python3 /usr/bin/python3
+OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
+LOCK  := /tmp/.wlbridge-install-$(shell id -u).lock
+LINT_PATHS := controller topologies tests
+PYTEST_ARGS ?=
+
+.PHONY: help install deps ovs test unit integration lint demo clean
+
+help:
+	@echo "make install      Debian packages (if missing) + $(VENV) with wlbridge[test]"
+	@echo "make ovs          make sure Open vSwitch (userspace datapath) is running"
+	@echo "make test         install + ovs + unit tests + integration tests (root)"
+	@echo "make unit         unit tests (no root)"
+	@echo "make integration  integration tests (root, OVS, network namespaces)"
+	@echo "make lint         ruff over $(LINT_PATHS)"
+	@echo "make demo         the emulated Wi-Fi LAN, and why a plain bridge fails there"
+	@echo "make clean        remove $(VENV) and caches"
+
+install: deps $(STAMP)
+
+# Install only missing packages; apt-get update only when something must be installed.
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# The venv is (re)installed when the package metadata changes.  A python3 without a working
+# venv/ensurepip (Debian's python3 lacks python3-venv by default) falls back to /usr/bin/python3.
+$(STAMP): setup.cfg pyproject.toml
+	@exec 9>$(LOCK); flock 9; \
+	if ! { [ -x $(PY) ] && $(PY) -c 'import sys' 2>/dev/null; }; then \
+	  rm -rf $(VENV); py=""; \
+	  for c in $(PYTHON_CANDIDATES); do \
+	    if $$c -c 'import venv, ensurepip' 2>/dev/null; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then \
+	    echo "no python3 with venv: installing python3-venv"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+	    py=/usr/bin/python3; \
+	  fi; \
+	  echo "creating $(VENV) with $$py ($$($$py --version))"; \
+	  $$py -m venv $(VENV); \
+	fi; \
+	$(PY) -m pip install -q -e '.[test]' && touch $@
+
+ovs:
+	@if $(SUDO) ovs-vsctl --timeout=5 show >/dev/null 2>&1; then \
+	  echo "Open vSwitch is running"; \
+	else \
+	  echo "starting Open vSwitch (userspace datapath)"; \
+	  $(SUDO) $(OVS_CTL) start --system-id=random || true; \
+	  $(SUDO) ovs-vsctl --timeout=5 show >/dev/null || { echo "Open vSwitch did not start" >&2; exit 1; }; \
+	fi
+
+test: install ovs
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+unit: install
+	$(PY) -m pytest -q -m "not integration" tests $(PYTEST_ARGS)
+
+integration: install ovs
+	$(SUDO) $(PY) -m pytest -q -m integration tests $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+# The CLI's demo once it exists; until then the emulated LAN on its own.
+demo: install ovs
+	@if $(VENV)/bin/wlbridge --help 2>/dev/null | grep -qw demo; then \
+	  $(SUDO) $(VENV)/bin/wlbridge demo; \
+	else \
+	  $(SUDO) $(PY) -m topologies demo; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .tox build dist controller/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,260 @@
+"""`wlbridge setup`: create the OVS bridge over the Wi-Fi uplink and move the host onto it.
+
+The bridge is OpenFlow13-only with ``fail_mode=secure`` (nothing is forwarded
+until the controller runs), in-band control disabled and the controller
+connection out-of-band (wlbridge's controller runs on the host itself; in-band
+hidden flows would only get in the way of the pipeline).  ``controller_rate_limit``
+caps the packet-ins OVS sends (default 1000/s, burst a quarter of that) so a
+flood from a guest cannot starve the controller; ``--packet-in-rate 0`` removes it.
+
+What was moved is saved in the bridge's ``external_ids:wlbridge-saved`` *before*
+the host is touched, so `wlbridge teardown` can undo it after a crash, and a
+re-run of setup finishes an interrupted one instead of moving things twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from wlbridge.cli import UserError
+
+if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
+    from wlbridge import hostnet, ovsdb
+
+DEFAULT_BRIDGE = "br-wl"
+DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
+DEFAULT_PACKET_IN_RATE = 1000
+OVS_MODULE_PATH = "/sys/module/openvswitch"
+LINK_TIMEOUT = 10.0
+
+geteuid: Callable[[], int] = os.geteuid     # seam: tests replace it to simulate non-root
+Out = Callable[[str], None]
+
+
+def require_root(command: str) -> None:
+    if geteuid() != 0:
+        raise UserError(f"must be run as root (try: sudo wlbridge {command} ...); nothing changed")
+
+
+def kernel_datapath_available() -> bool:
+    """True when the openvswitch kernel module is loaded."""
+    return os.path.isdir(OVS_MODULE_PATH)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bridge", default=DEFAULT_BRIDGE,
+                        help=f"OVS bridge name (default {DEFAULT_BRIDGE})")
+    parser.add_argument("--db", default=None, metavar="REMOTE",
+                        help="OVSDB to use (default $WLBRIDGE_OVSDB or "
+                        "unix:/var/run/openvswitch/db.sock)")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for Open vSwitch (default 10)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uplink", required=True, metavar="IFACE",
+                        help="the Wi-Fi station interface, e.g. wlan0")
+    add_common_arguments(parser)
+    parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
+                        help="OVS datapath (default: system when the openvswitch kernel module "
+                        "is loaded, else netdev, the userspace datapath)")
+    parser.add_argument("--controller", default=DEFAULT_CONTROLLER, metavar="TARGET",
+                        help=f"OpenFlow controller target (default {DEFAULT_CONTROLLER})")
+    parser.add_argument("--packet-in-rate", type=int, default=DEFAULT_PACKET_IN_RATE,
+                        metavar="N", help="max packet-ins per second sent to the controller "
+                        f"(default {DEFAULT_PACKET_IN_RATE}; 0: no limit; else at least 100)")
+
+
+@dataclass
+class SetupOptions:
+    uplink: str
+    bridge: str = DEFAULT_BRIDGE
+    datapath: str = "netdev"
+    controller: str = DEFAULT_CONTROLLER
+    packet_in_rate: int = DEFAULT_PACKET_IN_RATE
+
+
+def options_from_args(args: argparse.Namespace,
+                      kernel_dp: Callable[[], bool] = kernel_datapath_available) -> SetupOptions:
+    """Validate the command line; resolve the default datapath."""
+    rate = args.packet_in_rate
+    if rate != 0 and rate < 100:
+        raise UserError("--packet-in-rate must be 0 (no limit) or at least 100 (OVS minimum)")
+    datapath = args.datapath or ("system" if kernel_dp() else "netdev")
+    if datapath == "system" and not kernel_dp():
+        raise UserError("--datapath system needs the openvswitch kernel module "
+                        "(modprobe openvswitch); or use --datapath netdev; nothing changed")
+    if not args.uplink or args.uplink == args.bridge:
+        raise UserError("--uplink must name the Wi-Fi interface, not the bridge")
+    return SetupOptions(uplink=args.uplink, bridge=args.bridge, datapath=datapath,
+                        controller=args.controller, packet_in_rate=rate)
+
+
+def bridge_spec(opts: SetupOptions, state: hostnet.SavedState) -> ovsdb.BridgeSpec:
+    """The whole bridge, created in one OVSDB transaction."""
+    from wlbridge import ovsdb
+
+    rate = opts.packet_in_rate or None
+    return ovsdb.BridgeSpec(
+        name=opts.bridge, datapath_type=opts.datapath, protocols=("OpenFlow13",),
+        fail_mode="secure", controller=opts.controller, connection_mode="out-of-band",
+        rate_limit=rate, burst_limit=max(25, rate // 4) if rate else None,
+        other_config={"hwaddr": state.mac, "disable-in-band": "true"},
+        external_ids={ovsdb.OWNER_KEY: opts.uplink, ovsdb.SAVED_KEY: state.to_json()},
+        ports=[ovsdb.PortSpec(opts.uplink,
+                              iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK})])
+
+
+def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.BridgeInfo | None:
+    """Refuse (UserError) unless setup may proceed; the existing wlbridge bridge, if any."""
+    from wlbridge.ovsdb import OWNER_KEY
+
+    if net.link_index(opts.uplink) is None:
+        raise UserError(f"uplink {opts.uplink} does not exist (see `ip link`); pass the Wi-Fi "
+                        "station interface with --uplink; nothing changed")
+    owner = db.port_bridge(opts.uplink)
+    if owner is not None and owner != opts.bridge:
+        raise UserError(f"uplink {opts.uplink} already belongs to Open vSwitch bridge {owner}; "
+                        f"remove it there first (ovs-vsctl del-port {owner} {opts.uplink}, or "
+                        f"wlbridge teardown --bridge {owner}); nothing changed")
+    master = net.master(opts.uplink)
+    if master is not None and master[1] != "openvswitch":
+        raise UserError(f"uplink {opts.uplink} is enslaved to {master[0]} ({master[1]}); "
+                        f"release it first (ip link set {opts.uplink} nomaster); nothing changed")
+    existing = db.bridge_info(opts.bridge)
+    if existing is None:
+        if net.link_index(opts.bridge) is not None:
+            raise UserError(f"a network interface named {opts.bridge} exists and is not an Open "
+                            "vSwitch bridge; choose another --bridge; nothing changed")
+        return None
+    if not existing.managed:
+        raise UserError(f"bridge {opts.bridge} exists but was not created by wlbridge; choose "
+                        "another --bridge (or remove it); nothing changed")
+    if existing.external_ids[OWNER_KEY] != opts.uplink:
+        raise UserError(f"bridge {opts.bridge} is already set up for uplink "
+                        f"{existing.external_ids[OWNER_KEY]}; run `wlbridge teardown "
+                        f"--bridge {opts.bridge}` first; nothing changed")
+    return existing
+
+
+def saved_state(info: ovsdb.BridgeInfo) -> hostnet.SavedState:
+    from wlbridge import hostnet, ovsdb
+
+    try:
+        return hostnet.SavedState.from_json(info.external_ids.get(ovsdb.SAVED_KEY, ""))
+    except ValueError as exc:
+        raise UserError(f"bridge {info.name}: external_ids:{ovsdb.SAVED_KEY} is unreadable "
+                        f"({exc}); fix or remove the bridge by hand") from exc
+
+
+def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print) -> None:
+    """Create (or finish setting up) the bridge; prints a summary through `out`."""
+    existing = check(db, net, opts)
+    if existing is not None:
+        _resume(db, net, opts, existing, out)
+        return
+    state = net.snapshot(opts.uplink)
+    if opts.datapath == "netdev":
+        state.tx_checksum = net.get_tx_checksum(opts.uplink)
+    db.create_bridge(bridge_spec(opts, state))
+    for name in (opts.uplink, opts.bridge):
+        iface = db.wait_interface(name, LINK_TIMEOUT)
+        if iface.error or not iface.ofport or iface.ofport < 0:
+            db.delete_bridge(opts.bridge)
+            raise UserError(f"Open vSwitch could not add {name} to {opts.bridge} "
+                            f"({iface.error or 'no OpenFlow port; is ovs-vswitchd running?'}); "
+                            "bridge removed again, nothing changed")
+    out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
+    changes = _apply_host(net, opts, state)
+    _report(db, net, opts, state, changes, out)
+
+
+def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
+            info: ovsdb.BridgeInfo, out: Out) -> None:
+    from wlbridge import ovsdb
+
+    state = saved_state(info)
+    changes = []
+    if info.uplink != opts.uplink:   # uplink port removed by hand: put it back
+        db.add_port(opts.bridge, ovsdb.PortSpec(
+            opts.uplink, iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK}))
+        changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
+    changes += _apply_host(net, opts, state)
+    out(f"bridge {opts.bridge} was already set up by wlbridge"
+        + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
+    info = db.bridge_info(opts.bridge) or info
+    ctl = info.controllers[0].target if info.controllers else None
+    if ctl != opts.controller or info.datapath_type != opts.datapath:
+        out(f"  note: keeping datapath {info.datapath_type} and controller {ctl}; "
+            "run `wlbridge teardown` first to change them")
+    _report(db, net, opts, state, changes, out)
+
+
+def _apply_host(net: hostnet.HostNet, opts: SetupOptions,
+                state: hostnet.SavedState) -> list[str]:
+    """Idempotently move the host onto the internal port; the changes made."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from wlbridge.hostnet import IFF_UP
+    br, up = opts.bridge, opts.uplink
+    changes: list[str] = []
+    try:
+        net.wait_for_link(br, LINK_TIMEOUT)
+        if net.get_mac(br).lower() != state.mac.lower():
+            net.set_mac(br, state.mac)
+            changes.append(f"MAC of {br} set to {state.mac}")
+        if not net.flags(br) & IFF_UP:
+            net.set_up(br)
+            changes.append(f"{br} brought up")
+        changes += net.move(state, up, br, nodad=True)
+        if not net.get_allmulticast(up):
+            net.set_allmulticast(up, True)
+            changes.append(f"allmulticast on for {up}")
+        current = net.get_tx_checksum(up) or {} if state.tx_checksum else {}
+        if (any(current.get(name) for name in state.tx_checksum or ())
+                and net.set_tx_checksum(up, dict.fromkeys(state.tx_checksum, False))):
+            changes.append(f"TX checksum offload off on {up}")
+    except (OSError, LookupError, NetlinkError) as exc:
+        raise UserError(f"setup stopped half-way: {exc}. What it was moving is saved in the "
+                        f"bridge: rerun `wlbridge setup --uplink {up} --bridge {br}` to finish, "
+                        f"or `wlbridge teardown --bridge {br}` to undo") from exc
+    return changes
+
+
+def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
+            state: hostnet.SavedState, changes: list[str], out: Out) -> None:
+    from wlbridge.hostnet import describe
+
+    info = db.bridge_info(opts.bridge)
+    if info is None:
+        return
+    for line in changes:
+        out(f"  {line}")
+    out(f"  bridge {info.name}: datapath {info.datapath_type}, "
+        f"{'/'.join(info.protocols)}, fail_mode {info.fail_mode}")
+    for ctl in info.controllers:
+        limit = f"{ctl.rate_limit} packet-ins/s" if ctl.rate_limit else "no packet-in limit"
+        out(f"  controller {ctl.target} ({ctl.connection_mode or 'in-band'}, {limit}, "
+            f"{'connected' if ctl.is_connected else 'not connected yet'})")
+    out(f"  internal port {info.name}: MAC {net.get_mac(info.name)}")
+    out(f"  host configuration moved from {opts.uplink} (saved for teardown):")
+    for line in describe(state.addresses, state.routes) or ["  (no addresses)"]:
+        out(f"  {line}")
+    if opts.datapath == "netdev" and state.tx_checksum is None:
+        out(f"  note: could not read TX checksum offload of {opts.uplink}; if TCP stalls, "
+            f"run `ethtool -K {opts.uplink} tx off`")
+    if not any(c.is_connected for c in info.controllers):
+        out("  the bridge forwards nothing until the controller runs: `wlbridge run`")
+
+
+def main(args: argparse.Namespace) -> int:
+    from wlbridge import hostnet, ovsdb
+
+    require_root("setup")
+    opts = options_from_args(args)
+    with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
+        setup(db, net, opts)
+    return 0

@@ -1,0 +1,49 @@
+"""The one place that knows whether we run on os-ken or on Ryu.
+
+os-ken (OpenStack's maintained fork) and Ryu 4.34 share the same API under
+different package names.  Everything else imports framework modules from here.
+Only the pure parts (OpenFlow 1.3 protocol classes, the packet library) are
+exported at module level; the controller runtime is loaded by `runtime()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+try:  # pragma: no cover - which branch runs depends on the installation
+    import os_ken as _framework  # noqa: F401
+
+    FRAMEWORK = "os_ken"
+except ImportError:  # pragma: no cover
+    import ryu as _framework  # noqa: F401
+
+    FRAMEWORK = "ryu"
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(f"{FRAMEWORK}.{name}")
+
+
+ofp = _load("ofproto.ofproto_v1_3")
+parser = _load("ofproto.ofproto_v1_3_parser")
+ether_types = _load("lib.packet.ether_types")
+packet = _load("lib.packet.packet")
+ethernet = _load("lib.packet.ethernet")
+arp = _load("lib.packet.arp")
+ipv4 = _load("lib.packet.ipv4")
+udp = _load("lib.packet.udp")
+dhcp = _load("lib.packet.dhcp")
+vlan = _load("lib.packet.vlan")
+packet_utils = _load("lib.packet.packet_utils")
+
+
+def runtime() -> dict[str, ModuleType]:
+    """Controller runtime modules (only the app shell may call this)."""
+    return {
+        "app_manager": _load("base.app_manager"),
+        "ofp_event": _load("controller.ofp_event"),
+        "handler": _load("controller.handler"),
+        "hub": _load("lib.hub"),
+        "cfg": _load("cfg"),
+    }

@@ -1,0 +1,66 @@
+"""wlbridge's options, registered with the framework's oslo.config object.
+
+They live in the ``[wlbridge]`` section of an INI file, so both
+``wlbridge run --config-file FILE`` and ``ryu-manager --config-file FILE wlbridge_app``
+read the same file.  Command-line flags of ``wlbridge run`` override the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compat import FRAMEWORK
+
+GROUP = "wlbridge"
+DHCP_MODES = ("broadcast", "client-id")
+
+
+def _cfg():
+    import importlib
+
+    return importlib.import_module(f"{FRAMEWORK}.cfg")
+
+
+def options() -> list:
+    cfg = _cfg()
+    return [
+        cfg.StrOpt("bridge", default="br-wl", help="OVS bridge managed by wlbridge"),
+        cfg.StrOpt("uplink", default=None,
+                   help="station interface (default: the port marked by `wlbridge setup`)"),
+        cfg.StrOpt("state_dir", default="/var/lib/wlbridge",
+                   help="where learned bindings are kept across restarts"),
+        cfg.StrOpt("dhcp_mode", default="broadcast", choices=DHCP_MODES,
+                   help="how guests' DHCP crosses the one-MAC uplink"),
+        cfg.IntOpt("idle_timeout", default=300, min=5,
+                   help="seconds an ARP/IPv4-learned guest address lives unused"),
+        cfg.IntOpt("max_ips_per_port", default=16, min=1),
+        cfg.IntOpt("max_bindings", default=4096, min=1),
+        cfg.StrOpt("status_host", default="127.0.0.1", help="status/metrics HTTP address"),
+        cfg.IntOpt("status_port", default=9654, min=0, max=65535,
+                   help="status/metrics HTTP port on loopback (0: off)"),
+        cfg.BoolOpt("meters", default=False,
+                    help="rate-limit controller-bound packets per guest port with OpenFlow meters"),
+        cfg.IntOpt("meter_pps", default=200, min=1),
+        cfg.ListOpt("static_macs", default=[],
+                    help="port=MAC pairs: guest MACs fixed by configuration"),
+        cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
+                   help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
+    ]
+
+
+def register(conf: Any = None) -> Any:
+    """Register the options (once) and return the config object."""
+    conf = conf if conf is not None else _cfg().CONF
+    conf.register_opts(options(), group=GROUP)  # idempotent for identical options
+    return conf
+
+
+def static_macs(pairs: list[str]) -> dict[str, str]:
+    """Parse ``port=MAC`` pairs; raise ValueError with the bad entry."""
+    result = {}
+    for pair in pairs:
+        name, sep, mac = pair.partition("=")
+        if not sep or not name or len(mac.split(":")) != 6:
+            raise ValueError(f"bad static_macs entry {pair!r} (want port=aa:bb:cc:dd:ee:ff)")
+        result[name.strip()] = mac.strip().lower()
+    return result

@@ -1,0 +1,487 @@
+"""The pure controller core: events in, OpenFlow 1.3 messages (datapath=None) out.
+
+The core never touches a datapath, a socket or the clock: every event carries
+``now``.  The app shell (`wlbridge_app`) feeds it events from os-ken and sends
+what it returns.  Decisions about who may own which address live in `guard`,
+DHCP in `dhcp_service`, flow layout in `flows`, the pipeline in `pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import cookies, flows, guard
+from .compat import ofp, parser
+from .packets import Frame, FrameError, parse_frame
+from .pipeline import (PORT_LOCAL, PORT_TABLE, FlowSpec, build_add, build_delete_cookie,
+                       build_delete_strict)
+from .state import Binding, Counters, GuestPort, Port, StateFormatError, parse_persistent
+from .state import persistent_form
+
+LOG = logging.getLogger(__name__)
+Section = tuple
+
+
+@dataclass
+class CoreConfig:
+    """Settings of the core (see `wlbridge run --help` for the user-facing names)."""
+
+    uplink: str = "wlan0"
+    dhcp_mode: str = "broadcast"  # or "client-id"
+    idle_timeout: int = 300  # seconds an ARP/IPv4-learned binding lives unused
+    max_ips_per_port: int = 16
+    max_bindings: int = 4096
+    static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
+    meters: bool = False  # rate-limit controller-bound traffic per guest port
+    meter_pps: int = 200
+
+
+def flow_stats_request(all_flows: bool = False):
+    """Ask the switch for its flows (ours only, unless `all_flows`)."""
+    cookie, mask = (0, 0) if all_flows else cookies.ours_match()
+    return parser.OFPFlowStatsRequest(
+        datapath=None, flags=0, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY, cookie=cookie, cookie_mask=mask, match=parser.OFPMatch())
+
+
+class Core:
+    """wlbridge's brain for one bridge."""
+
+    def __init__(self, config: CoreConfig | None = None) -> None:
+        from .dhcp_service import DhcpService
+
+        self.config = config or CoreConfig()
+        self.counters = Counters()
+        self.dpid: int | None = None
+        self.connected = False
+        self.generation = 0
+        self.ports: dict[int, Port] = {}
+        self.guests: dict[int, GuestPort] = {}
+        self.bindings: dict[str, Binding] = {}
+        self.host_ips: set[str] = set()
+        self.uplink: int | None = None
+        self.station_mac: str | None = None
+        self.dirty = False  # persistent state changed since last `take_dirty`
+        self._restored: dict[str, Any] = {"guests": {}, "bindings": []}
+        self._sections: dict[Section, dict[tuple, FlowSpec]] = {}
+        self._logged: set[str] = set()
+        self.dhcp = DhcpService(self)
+
+    # ------------------------------------------------------------------ events
+    def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
+        """A (re)connection: install everything under a new generation, then clean up."""
+        self.dpid = dpid
+        self.connected = True
+        self.generation = self.generation % cookies.MAX_GENERATION + 1
+        self.ports = {p.port_no: p for p in ports if p.port_no < ofp.OFPP_MAX}
+        self._find_uplink()
+        self.guests = {n: g for n, g in self.guests.items() if n in self.ports}
+        for port in self.ports.values():
+            if port.port_no != self.uplink:
+                self._ensure_guest(port)
+        self._adopt_restored(now)
+        self._drop_bindings_without_port()
+        self._sections = {}
+        msgs = self._meter_msgs()
+        msgs += self._sync_all()
+        msgs.append(flow_stats_request())
+        LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d",
+                 dpid, len(self.ports), self.uplink, self.station_mac, self.generation)
+        return msgs
+
+    def switch_disconnected(self, now: float) -> list:
+        """The switch went away; keep state, the next connection resyncs."""
+        self.connected = False
+        return []
+
+    def flow_stats(self, flow_cookies: Iterable[int], now: float) -> list:
+        """After a resync: delete our flows of any older generation (make before break)."""
+        stale = set()
+        for value in flow_cookies:
+            c = cookies.decode(value)
+            if c is not None and c.generation != self.generation:
+                stale.add(c.generation)
+        return [build_delete_cookie(*cookies.generation_match(g)) for g in sorted(stale)]
+
+    def port_added(self, port: Port, now: float) -> list:
+        if port.port_no >= ofp.OFPP_MAX:
+            return []
+        old = self.ports.get(port.port_no)
+        self.ports[port.port_no] = port
+        if old is not None and old.name != port.name:
+            self._forget_port(port.port_no)
+        if port.name == self.config.uplink or port.port_no == self.uplink:
+            self._find_uplink()
+            return self._sync_all()
+        self._ensure_guest(port)
+        self._adopt_restored(now)
+        return self._sync([("static",), ("port", port.port_no)]
+                          + [("ip", ip) for ip in self.guests[port.port_no].ips])
+
+    def port_modified(self, port: Port, now: float) -> list:
+        """Port status change: a new station MAC (reconnect, randomisation) redoes the flows."""
+        return self.port_added(port, now)
+
+    def port_deleted(self, port_no: int, now: float) -> list:
+        port = self.ports.pop(port_no, None)
+        if port is None:
+            return []
+        if port_no == self.uplink:
+            LOG.warning("uplink %s left the bridge: guests are cut off", port.name)
+            self._find_uplink()
+            return self._sync_all()
+        self._forget_port(port_no)
+        msgs = self._sync([("static",)])
+        if self.connected and flows.subject(port_no):
+            msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
+        return msgs
+
+    def host_addresses(self, ips: Iterable[str], now: float) -> list:
+        """The host's own IPv4 addresses (on the bridge's internal port)."""
+        self.host_ips = set(ips)
+        msgs: list = []
+        for ip in sorted(self.host_ips & set(self.bindings)):
+            self._log_once(f"host-ip:{ip}", "host took %s, dropping guest binding", ip)
+            msgs += self._unbind(ip, "host-ip")
+        return msgs
+
+    def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
+                  cookie: int = 0) -> list:
+        """A packet the switch sent us.  Never raises."""
+        try:
+            return self._packet_in(in_port, data, now, table_id, cookie)
+        except Exception:  # noqa: BLE001 - the controller never crashes on a packet
+            self.counters.bump("errors.internal")
+            LOG.exception("internal error on packet-in from port %s", in_port)
+            return []
+
+    def flow_removed(self, cookie: int, match: dict[str, Any], now: float) -> list:
+        """An idle binding flow timed out in the switch: the binding is unused, drop it."""
+        c = cookies.decode(cookie)
+        if c is None or c.purpose != cookies.Purpose.GUEST_IP:
+            return []
+        ip = match.get("ipv4_src")
+        b = self.bindings.get(ip) if isinstance(ip, str) else None
+        if b is None or b.source == "dhcp" or c.generation != self.generation:
+            return []
+        self.counters.bump("bindings.expired.idle")
+        LOG.info("binding %s on port %s expired (idle)", ip, b.port_no)
+        return self._unbind(ip, "idle")
+
+    def tick(self, now: float) -> list:
+        """Periodic work: DHCP lease expiry, relay table expiry."""
+        msgs: list = []
+        for ip, b in list(self.bindings.items()):
+            if b.expires is not None and b.expires <= now:
+                self.counters.bump("bindings.expired.lease")
+                LOG.info("lease of %s on port %s ended", ip, b.port_no)
+                msgs += self._unbind(ip, "lease")
+        self.dhcp.tick(now)
+        return msgs
+
+    # ------------------------------------------------------------ persistence
+    def export_state(self) -> dict[str, Any]:
+        return persistent_form(self.guests, self.bindings, self.generation)
+
+    def restore_state(self, data: Any) -> None:
+        """Load saved bindings; they apply as soon as their ports exist.  May raise
+        StateFormatError (the caller moves the file aside and starts empty)."""
+        generation, guests, bindings = parse_persistent(data)
+        self.generation = generation % cookies.MAX_GENERATION
+        self._restored = {"guests": guests, "bindings": bindings}
+
+    def take_dirty(self) -> bool:
+        dirty, self.dirty = self.dirty, False
+        return dirty
+
+    # ----------------------------------------------------------------- status
+    def status(self, now: float) -> dict[str, Any]:
+        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
+        guests = []
+        for g in sorted(self.guests.values(), key=lambda g: g.port_no):
+            ips = [self.bindings[ip] for ip in sorted(g.ips) if ip in self.bindings]
+            guests.append({
+                "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
+                "ips": [{"ip": b.ip, "source": b.source, "learned_at": b.learned_at,
+                         "expires": b.expires, "lease": b.lease,
+                         "expires_in": None if b.expires is None else round(b.expires - now)}
+                        for b in ips],
+            })
+        return {
+            "dpid": None if self.dpid is None else f"{self.dpid:016x}",
+            "connected": self.connected,
+            "generation": self.generation,
+            "uplink": {"name": self.config.uplink, "port_no": self.uplink,
+                       "present": uplink is not None, "up": bool(uplink and uplink.up)},
+            "station_mac": self.station_mac,
+            "host_ips": sorted(self.host_ips),
+            "dhcp_mode": self.config.dhcp_mode,
+            "guests": guests,
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+    # ---------------------------------------------------------- packet-in path
+    def _packet_in(self, in_port: int, data: bytes, now: float, table_id: int,
+                   cookie: int) -> list:
+        try:
+            frame = parse_frame(data)
+        except FrameError as exc:
+            self.counters.bump(f"malformed.{exc.reason}")
+            return []
+        if in_port == self.uplink:
+            return self._from_uplink(frame, now)
+        guest = self.guests.get(in_port)
+        if guest is None:
+            self.counters.bump("packet_in.unknown_port")
+            return []
+        if guest.mac is None:
+            return self._learn_mac(guest, frame, now)
+        if frame.eth_src != guest.mac:
+            return self._refuse(guest, "spoofed-mac", frame.eth_src)
+        if frame.eth_type == 0x888E:
+            return self._refuse(guest, "eapol", "")
+        if frame.is_dhcp_client:
+            self.counters.bump("packet_in.dhcp")
+            return self.dhcp.from_guest(guest, frame, now)
+        if frame.arp is not None:
+            self.counters.bump("packet_in.arp")
+            return self._guest_arp(guest, frame, now)
+        if frame.ipv4 is not None:
+            self.counters.bump("packet_in.ipv4")
+            return self._claim(guest, frame.ipv4.src, "ipv4", frame, now)
+        self.counters.bump("packet_in.other")
+        return []
+
+    def _from_uplink(self, frame: Frame, now: float) -> list:
+        if frame.is_dhcp_server:
+            self.counters.bump("packet_in.dhcp")
+            return self.dhcp.from_uplink(frame, now)
+        if frame.arp is not None and frame.arp.src_ip in self.bindings:
+            b = self.bindings[frame.arp.src_ip]
+            self.counters.bump("conflicts.uplink")
+            self._log_once(f"conflict:{b.ip}:{frame.arp.src_mac}",
+                           "LAN host %s claims %s, bound to guest port %s",
+                           frame.arp.src_mac, b.ip, b.port_no)
+            return []
+        self.counters.bump("packet_in.uplink_other")
+        return []
+
+    def _learn_mac(self, guest: GuestPort, frame: Frame, now: float) -> list:
+        mac = frame.eth_src
+        cause = guard.check_guest_mac(mac, self.station_mac,
+                                      {g.mac for g in self.guests.values() if g.mac})
+        if cause:
+            return self._refuse(guest, cause, mac)
+        guest.mac, guest.mac_source = mac, "learned"
+        self.dirty = True
+        self.counters.bump("guests.mac_learned")
+        LOG.info("port %s: guest MAC %s", guest.name, mac)
+        msgs = self._sync([("port", guest.port_no)])
+        return msgs + [self.packet_out_table(guest.port_no, frame.data)]
+
+    def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list:
+        arp = frame.arp
+        if arp.src_mac != guest.mac:
+            return self._refuse(guest, "arp-sha-mismatch", arp.src_mac)
+        if arp.src_ip == "0.0.0.0":  # probe: the switch forwarded it already
+            self.counters.bump("arp.probes")
+            return []
+        return self._claim(guest, arp.src_ip, "arp", frame, now)
+
+    def _claim(self, guest: GuestPort, ip: str, source: str, frame: Frame | None,
+               now: float) -> list:
+        """A guest uses `ip`: bind it if allowed, then let the frame go on."""
+        current = self.bindings.get(ip)
+        if current is not None and current.port_no == guest.port_no:
+            # already ours (e.g. after an idle flow expired meanwhile): just forward
+            msgs = self._sync([("ip", ip)])
+        else:
+            cause = guard.check_claim(ip, guest, self.bindings, self.host_ips,
+                                      self.config.max_ips_per_port, self.config.max_bindings)
+            if cause:
+                return self._refuse(guest, cause, ip)
+            msgs = self.bind(guest, ip, source, now)
+        if frame is not None:
+            msgs.append(self.packet_out_table(guest.port_no, frame.data))
+        return msgs
+
+    def _refuse(self, guest: GuestPort, cause: str, detail: str) -> list:
+        self.counters.bump(f"refused.{cause}")
+        self._log_once(f"refused:{guest.port_no}:{cause}",
+                       "port %s: refused (%s) %s", guest.name, cause, detail)
+        return []
+
+    # --------------------------------------------------------------- bindings
+    def bind(self, guest: GuestPort, ip: str, source: str, now: float,
+             expires: float | None = None, lease: int | None = None) -> list:
+        """Bind `ip` to a guest (replacing any other binding of that IP)."""
+        msgs: list = []
+        old = self.bindings.get(ip)
+        if old is not None and old.port_no != guest.port_no:
+            msgs += self._unbind(ip, "moved")
+        self.bindings[ip] = Binding(ip, guest.port_no, guest.mac or "", source, now,
+                                    expires, lease)
+        guest.ips.add(ip)
+        self.dirty = True
+        self.counters.bump(f"bindings.learned.{source}")
+        if old is None or old.port_no != guest.port_no:
+            LOG.info("port %s: %s is at %s (%s)", guest.name, ip, guest.mac, source)
+        return msgs + self._sync([("ip", ip)])
+
+    def unbind(self, ip: str, why: str) -> list:
+        return self._unbind(ip, why)
+
+    def _unbind(self, ip: str, why: str) -> list:
+        b = self.bindings.pop(ip, None)
+        if b is None:
+            return []
+        guest = self.guests.get(b.port_no)
+        if guest is not None:
+            guest.ips.discard(ip)
+        self.dirty = True
+        self.counters.bump(f"bindings.removed.{why}")
+        return self._sync([("ip", ip)])
+
+    def guest_by_mac(self, mac: str) -> GuestPort | None:
+        for g in self.guests.values():
+            if g.mac == mac:
+                return g
+        return None
+
+    # ----------------------------------------------------------- flow syncing
+    def view(self) -> flows.View | None:
+        if self.uplink is None or self.station_mac is None:
+            return None
+        return flows.View(self.uplink, self.station_mac, tuple(sorted(self.guests)),
+                          self.config.idle_timeout, self.config.meters)
+
+    def _compute(self, section: Section) -> list[FlowSpec]:
+        view = self.view()
+        if section[0] == "static":
+            return flows.static_flows(view)
+        if section[0] == "port":
+            guest = self.guests.get(section[1])
+            return flows.port_flows(guest, view) if guest else []
+        b = self.bindings.get(section[1])
+        return flows.binding_flows(b, view) if b else []
+
+    def _sync_all(self) -> list:
+        sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
+        sections += [("ip", ip) for ip in sorted(self.bindings)]
+        sections += [s for s in self._sections if s not in sections]
+        return self._sync(sections)
+
+    def _sync(self, sections: Iterable[Section]) -> list:
+        """Recompute sections, return adds (new or changed) then strict deletes."""
+        adds, deletes = [], []
+        for section in sections:
+            old = self._sections.get(section, {})
+            new = {spec.key: spec for spec in self._compute(section)}
+            if new:
+                self._sections[section] = new
+            else:
+                self._sections.pop(section, None)
+            if not self.connected:
+                continue
+            adds += [build_add(s, self.generation) for k, s in new.items() if old.get(k) != s]
+            deletes += [build_delete_strict(s) for k, s in old.items() if k not in new]
+        return adds + deletes
+
+    def flow_specs(self) -> list[FlowSpec]:
+        """Every flow the core currently wants (for tests and `wlbridge flows`)."""
+        return [s for section in self._sections.values() for s in section.values()]
+
+    def _meter_msgs(self) -> list:
+        if not self.config.meters:
+            return []
+        msgs = []
+        for port_no in sorted(self.guests):
+            band = parser.OFPMeterBandDrop(rate=self.config.meter_pps,
+                                           burst_size=self.config.meter_pps)
+            msgs.append(parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_ADD,
+                                           flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+                                           meter_id=port_no, bands=[band]))
+        return msgs
+
+    # ---------------------------------------------------------------- helpers
+    def packet_out_table(self, in_port: int, data: bytes):
+        """Re-inject a frame at table 0 as if it had just arrived on `in_port`."""
+        return self.packet_out(in_port, [parser.OFPActionOutput(PORT_TABLE)], data)
+
+    @staticmethod
+    def packet_out(in_port: int, actions: list, data: bytes):
+        return parser.OFPPacketOut(datapath=None, buffer_id=ofp.OFP_NO_BUFFER,
+                                   in_port=in_port, actions=actions, data=data)
+
+    def _find_uplink(self) -> None:
+        self.uplink, self.station_mac = None, None
+        for port in self.ports.values():
+            if port.name == self.config.uplink:
+                self.uplink, self.station_mac = port.port_no, port.hw_addr.lower()
+        if self.uplink is None:
+            self._log_once("no-uplink", "uplink %s is not on the bridge", self.config.uplink)
+        else:
+            self._logged.discard("no-uplink")
+
+    def _ensure_guest(self, port: Port) -> None:
+        if port.port_no in self.guests or port.port_no == PORT_LOCAL:
+            return
+        guest = GuestPort(port.port_no, port.name)
+        mac = self.config.static_macs.get(port.name)
+        if mac:
+            guest.mac, guest.mac_source = mac.lower(), "configured"
+        self.guests[port.port_no] = guest
+
+    def _adopt_restored(self, now: float) -> None:
+        """Apply saved guest MACs and bindings to ports that now exist."""
+        by_name = {g.name: g for g in self.guests.values()}
+        for name, rec in list(self._restored["guests"].items()):
+            g = by_name.get(name)
+            if g is not None:
+                if g.mac is None:
+                    g.mac, g.mac_source = rec["mac"], "state"
+                del self._restored["guests"][name]
+        keep = []
+        for rec in self._restored["bindings"]:
+            g = by_name.get(rec["port"])
+            if g is None:
+                keep.append(rec)
+                continue
+            if rec["expires"] is not None and rec["expires"] <= now:
+                continue
+            if g.mac != rec["mac"] or rec["ip"] in self.bindings or rec["ip"] in self.host_ips:
+                continue
+            self.bindings[rec["ip"]] = Binding(rec["ip"], g.port_no, rec["mac"], rec["source"],
+                                               rec["learned_at"], rec["expires"], rec["lease"])
+            g.ips.add(rec["ip"])
+            self.counters.bump("bindings.restored")
+        self._restored["bindings"] = keep
+
+    def _drop_bindings_without_port(self) -> None:
+        for ip, b in list(self.bindings.items()):
+            if b.port_no not in self.guests:
+                del self.bindings[ip]
+
+    def _forget_port(self, port_no: int) -> None:
+        guest = self.guests.pop(port_no, None)
+        self.dhcp.forget_port(port_no)
+        for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
+            del self.bindings[ip]
+            self.counters.bump("bindings.removed.port-gone")
+        for section in [s for s in self._sections if s[0] == "port" and s[1] == port_no]:
+            del self._sections[section]
+        for section in [s for s in self._sections if s[0] == "ip" and s[1] not in self.bindings]:
+            del self._sections[section]
+        if guest is not None:
+            self.dirty = True
+            LOG.info("port %s removed with its bindings", guest.name)
+
+    def _log_once(self, key: str, msg: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            LOG.warning(msg, *args)
+
+
+__all__ = ["Core", "CoreConfig", "Port", "StateFormatError"]

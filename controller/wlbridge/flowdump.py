@@ -1,0 +1,51 @@
+"""`wlbridge flows`: the bridge's flows grouped by purpose and guest, decoded from cookies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from typing import Any
+
+from . import cookies
+from .pipeline import BY_ID
+from .status_client import DEFAULT_URL, fetch
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--url", default=DEFAULT_URL, help="controller status endpoint")
+
+
+def group(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Flows keyed by 'purpose' or 'purpose port N' (foreign flows under 'foreign')."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        c = cookies.decode(int(e["cookie"]))
+        if c is None:
+            key = "foreign"
+        else:
+            key = c.purpose.name.lower() + (f" port {c.subject}" if c.subject else "")
+            e = {**e, "generation": c.generation}
+        groups[key].append(e)
+    return dict(sorted(groups.items()))
+
+
+def render(groups: dict[str, list[dict[str, Any]]]) -> str:
+    lines = []
+    for key, entries in groups.items():
+        lines.append(f"[{key}] {len(entries)} flow(s)")
+        for e in sorted(entries, key=lambda x: (x["table_id"], -x["priority"])):
+            table = BY_ID.get(e["table_id"])
+            match = ",".join(f"{k}={v}" for k, v in e["match"].items()) or "*"
+            lines.append(f"  {table.name if table else e['table_id']:<13}"
+                         f"prio={e['priority']:<4} {match}")
+            lines.append(f"      -> {'; '.join(e['instructions']) or 'drop'}"
+                         f"   (packets={e['packet_count']})")
+    return "\n".join(lines) if lines else "(no flows)"
+
+
+def main(args: argparse.Namespace) -> int:
+    groups = group(fetch(args.url, "/flows"))
+    print(json.dumps(groups, indent=1) if args.json else render(groups))
+    return 0

@@ -1,0 +1,163 @@
+"""The flows wlbridge wants on the bridge, computed from state, section by section.
+
+A *section* is the set of flows that depends on one piece of state:
+
+* ``static``      — the uplink, the station MAC and the list of guest ports;
+* ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
+* ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check).
+
+`core.Core` recomputes only the sections whose state changed and diffs them
+against what it installed.  See docs/pipeline.md for the pipeline as a picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cookies import MAX_SUBJECT, Purpose
+from .pipeline import (BROADCAST, ETH_ARP, ETH_EAPOL, ETH_IPV4, GROUP_BIT, IPPROTO_UDP,
+                       PORT_ALL, PORT_LOCAL, FlowSpec, Output, SetField, ToController, flow)
+from .state import Binding, GuestPort
+
+EAPOL_GROUP = "01:80:c2:00:00:03"
+ALL_HOSTS_MAC = "01:00:5e:00:00:01"
+IPV4_MULTICAST = ("224.0.0.0", "240.0.0.0")
+
+# priorities, highest first, per table
+P_TOP = 500
+P_HIGH = 450
+P_BINDING = 400
+P_PROBE = 350
+P_PORT = 300
+P_TRIGGER = 200
+P_GROUP = 150
+P_LOW = 100
+P_CATCHALL = 10
+
+
+@dataclass(frozen=True)
+class View:
+    """What flow computation needs to know about the switch."""
+
+    uplink: int
+    station_mac: str
+    guest_ports: tuple[int, ...]
+    idle_timeout: int = 300
+    meter: bool = False
+
+
+def subject(port_no: int) -> int:
+    """Cookie subject for a guest port (0 if the number does not fit)."""
+    return port_no if 0 < port_no <= MAX_SUBJECT else 0
+
+
+def static_flows(view: View | None) -> list[FlowSpec]:
+    """Table plumbing, reflection drop, EAPOL, DHCP and group delivery, uplink rewrite."""
+    from .pipeline import miss_flows
+
+    specs = miss_flows()
+    if view is None:  # no uplink yet: everything is dropped by the table misses
+        return specs
+    u, s = view.uplink, view.station_mac
+    local_and_guests = [Output(PORT_LOCAL)] + [Output(p) for p in view.guest_ports]
+    specs += [
+        # classify
+        flow("classify", P_TOP, {"in_port": u, "eth_src": s}, purpose=Purpose.REFLECT),
+        flow("classify", P_PORT, {"in_port": u}, goto="from_uplink"),
+        flow("classify", P_PORT, {"in_port": PORT_LOCAL}, goto="switch_local"),
+        # from the Wi-Fi LAN
+        flow("from_uplink", P_TOP, {"eth_type": ETH_EAPOL}, [Output(PORT_LOCAL)],
+             purpose=Purpose.EAPOL),
+        flow("from_uplink", P_HIGH,
+             {"eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP, "udp_src": 67, "udp_dst": 68},
+             [ToController()], purpose=Purpose.DHCP),
+        # APs that turn group traffic into unicast to the station: restore and flood
+        flow("from_uplink", P_TRIGGER, {"eth_dst": s, "eth_type": ETH_ARP, "arp_op": 1},
+             [SetField("eth_dst", BROADCAST), Output(PORT_ALL)], purpose=Purpose.GROUP),
+        flow("from_uplink", P_TRIGGER,
+             {"eth_dst": s, "eth_type": ETH_IPV4, "ipv4_dst": "255.255.255.255"},
+             [SetField("eth_dst", BROADCAST), Output(PORT_ALL)], purpose=Purpose.GROUP),
+        flow("from_uplink", P_TRIGGER,
+             {"eth_dst": s, "eth_type": ETH_IPV4, "ipv4_dst": IPV4_MULTICAST},
+             [SetField("eth_dst", ALL_HOSTS_MAC), Output(PORT_ALL)], purpose=Purpose.GROUP),
+        flow("from_uplink", P_GROUP, {"eth_dst": GROUP_BIT}, [Output(PORT_ALL)],
+             purpose=Purpose.GROUP),
+        # local switching among host and guests
+        flow("switch_local", P_PORT, {"eth_dst": s}, [Output(PORT_LOCAL)]),
+        flow("switch_local", P_HIGH, {"eth_dst": EAPOL_GROUP}, goto="to_uplink",
+             purpose=Purpose.EAPOL),
+        flow("switch_local", P_GROUP, {"eth_dst": GROUP_BIT}, local_and_guests,
+             goto="to_uplink", purpose=Purpose.GROUP),
+        # out to the Wi-Fi LAN with the station's identity
+        flow("to_uplink", P_LOW, {"eth_type": ETH_ARP},
+             [SetField("eth_src", s), SetField("arp_sha", s), Output(u)],
+             purpose=Purpose.UPLINK_OUT),
+        flow("to_uplink", P_CATCHALL, {}, [SetField("eth_src", s), Output(u)],
+             purpose=Purpose.UPLINK_OUT),
+    ]
+    return specs
+
+
+def port_flows(guest: GuestPort, view: View | None) -> list[FlowSpec]:
+    """Source-MAC check and learning triggers of one guest port."""
+    if view is None:
+        return []
+    p, sub = guest.port_no, subject(guest.port_no)
+    meter = p if view.meter else None
+    trigger = [ToController()]
+    specs = [
+        # unknown MAC (first frame, or a spoof once the MAC is known): ask the controller
+        flow("classify", P_TRIGGER, {"in_port": p}, trigger, purpose=Purpose.GUEST_PORT,
+             subject=sub, meter=meter),
+    ]
+    if guest.mac is None:
+        return specs
+    m = guest.mac
+    specs += [
+        flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="from_guest",
+             purpose=Purpose.GUEST_PORT, subject=sub),
+        flow("from_guest", P_TOP, {"in_port": p, "eth_type": ETH_EAPOL}, trigger,
+             purpose=Purpose.EAPOL, subject=sub, meter=meter),
+        flow("from_guest", P_HIGH,
+             {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
+              "udp_src": 68, "udp_dst": 67},
+             trigger, purpose=Purpose.DHCP, subject=sub, meter=meter),
+        # ARP probes (RFC 5227) claim nothing: forward, and let the controller see them
+        flow("from_guest", P_PROBE,
+             {"in_port": p, "eth_type": ETH_ARP, "arp_spa": "0.0.0.0", "arp_sha": m},
+             trigger, goto="switch_local", purpose=Purpose.LEARN, subject=sub, meter=meter),
+        flow("from_guest", P_PORT, {"in_port": p, "eth_type": ETH_ARP}, trigger,
+             purpose=Purpose.LEARN, subject=sub, meter=meter),
+        flow("from_guest", P_PORT, {"in_port": p, "eth_type": ETH_IPV4}, trigger,
+             purpose=Purpose.LEARN, subject=sub, meter=meter),
+        flow("from_guest", P_LOW, {"in_port": p}, goto="switch_local",
+             purpose=Purpose.GUEST_PORT, subject=sub),
+        flow("switch_local", P_PORT, {"eth_dst": m}, [Output(p)],
+             purpose=Purpose.GUEST_MAC, subject=sub),
+    ]
+    return specs
+
+
+def binding_flows(b: Binding, view: View | None) -> list[FlowSpec]:
+    """Steering of one guest IP from the uplink, and its egress source check."""
+    if view is None:
+        return []
+    p, m, ip, sub = b.port_no, b.mac, b.ip, subject(b.port_no)
+    idle = view.idle_timeout if b.source != "dhcp" else 0
+    return [
+        flow("from_uplink", P_BINDING, {"eth_type": ETH_ARP, "arp_spa": ip}, [ToController()],
+             purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_uplink", P_PORT, {"eth_type": ETH_ARP, "arp_op": 2, "arp_tpa": ip},
+             [SetField("eth_dst", m), SetField("arp_tha", m), Output(p)],
+             purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_uplink", P_PORT, {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip},
+             [SetField("eth_dst", m), Output(p)], purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_uplink", P_PORT, {"eth_type": ETH_IPV4, "ipv4_dst": ip},
+             [SetField("eth_dst", m), Output(p)], purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_guest", P_BINDING,
+             {"in_port": p, "eth_type": ETH_ARP, "arp_spa": ip, "arp_sha": m},
+             goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_guest", P_BINDING, {"in_port": p, "eth_type": ETH_IPV4, "ipv4_src": ip},
+             goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
+             idle_timeout=idle, send_flow_removed=bool(idle)),
+    ]

@@ -1,0 +1,92 @@
+"""Packet-in frames, parsed with the framework's packet library into what the core needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compat import arp as arp_mod
+from .compat import ethernet, ipv4, packet, udp
+
+ETH_MIN = 14
+FRAME_MAX = 1514 + 4  # one VLAN tag at most
+
+
+class FrameError(ValueError):
+    """A frame the controller will not act on; `reason` is a short counter label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ArpInfo:
+    op: int
+    src_mac: str
+    src_ip: str
+    dst_mac: str
+    dst_ip: str
+
+
+@dataclass(frozen=True)
+class Ipv4Info:
+    src: str
+    dst: str
+    proto: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    data: bytes
+    eth_src: str
+    eth_dst: str
+    eth_type: int
+    arp: ArpInfo | None = None
+    ipv4: Ipv4Info | None = None
+    udp_src: int | None = None
+    udp_dst: int | None = None
+
+    @property
+    def is_dhcp_client(self) -> bool:
+        return self.udp_src == 68 and self.udp_dst == 67
+
+    @property
+    def is_dhcp_server(self) -> bool:
+        return self.udp_src == 67 and self.udp_dst == 68
+
+
+def parse_frame(data: bytes) -> Frame:
+    """Parse an Ethernet frame; raise FrameError for anything unusable."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) < ETH_MIN:
+        raise FrameError("truncated")
+    if len(data) > FRAME_MAX:
+        raise FrameError("oversized")
+    data = bytes(data)
+    try:
+        pkt = packet.Packet(data)
+    except Exception as exc:  # noqa: BLE001 - the library raises many kinds
+        raise FrameError("unparsable") from exc
+    eth = pkt.get_protocol(ethernet.ethernet)
+    if eth is None:
+        raise FrameError("truncated")
+    frame = Frame(data, eth.src.lower(), eth.dst.lower(), eth.ethertype)
+    if eth.ethertype == 0x0806:
+        a = pkt.get_protocol(arp_mod.arp)
+        if a is None:
+            raise FrameError("truncated-arp")
+        if a.hwtype != 1 or a.proto != 0x0800 or a.hlen != 6 or a.plen != 4 \
+                or a.opcode not in (1, 2):
+            raise FrameError("bad-arp")
+        info = ArpInfo(a.opcode, a.src_mac.lower(), a.src_ip, a.dst_mac.lower(), a.dst_ip)
+        return Frame(data, frame.eth_src, frame.eth_dst, frame.eth_type, arp=info)
+    if eth.ethertype == 0x0800:
+        ip = pkt.get_protocol(ipv4.ipv4)
+        if ip is None or ip.version != 4 or ip.header_length < 5:
+            raise FrameError("bad-ipv4")
+        if ip.total_length > len(data) - ETH_MIN:
+            raise FrameError("truncated-ipv4")
+        info4 = Ipv4Info(ip.src, ip.dst, ip.proto)
+        u = pkt.get_protocol(udp.udp) if ip.proto == 17 else None
+        return Frame(data, frame.eth_src, frame.eth_dst, frame.eth_type, ipv4=info4,
+                     udp_src=u.src_port if u else None, udp_dst=u.dst_port if u else None)
+    return frame

@@ -1,0 +1,75 @@
+"""Saving and loading the controller's state file, atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+
+class StateDirError(RuntimeError):
+    """The state directory cannot be used (a clear startup error)."""
+
+
+class StateStore:
+    """`<state_dir>/<bridge>.json`, replaced atomically on every save."""
+
+    def __init__(self, state_dir: str, bridge: str) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / f"{bridge}.json"
+
+    def check_writable(self) -> None:
+        """Create the directory if needed and prove we can write there."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.dir, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StateDirError(f"state directory {self.dir} is not writable: {exc}") from exc
+
+    def load(self) -> Any | None:
+        """The saved state, or None if there is none; unreadable files raise ValueError."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ValueError(f"cannot read {self.path}: {exc}") from exc
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{self.path} is not valid JSON: {exc}") from exc
+
+    def move_aside(self, why: str) -> Path | None:
+        """Keep a bad state file for inspection and start empty."""
+        target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        try:
+            os.replace(self.path, target)
+        except OSError:
+            return None
+        LOG.warning("state file %s unusable (%s): moved to %s, starting empty",
+                    self.path, why, target)
+        return target
+
+    def save(self, data: Any) -> None:
+        """Write to a temporary file, fsync, rename over the old one."""
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise

@@ -1,0 +1,297 @@
+"""The OpenFlow pipeline, declared once as data, and the flow builder that enforces it.
+
+Every flow the controller installs is described by a `FlowSpec`.  `build_add`
+turns it into an OpenFlow 1.3 flow-mod (with ``datapath=None``) after checking it
+against the table's declaration: allowed match fields, allowed set-fields, legal
+``goto`` targets, and OpenFlow match prerequisites (``arp_tpa`` needs
+``eth_type=0x0806`` and so on).  A spec that breaks the declaration raises
+`PipelineError` when it is built, i.e. in the unit tests, not on the switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Union
+
+from . import cookies
+from .compat import ofp, parser
+from .cookies import Purpose
+
+ETH_ARP = 0x0806
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_EAPOL = 0x888E
+IPPROTO_UDP = 17
+IPPROTO_TCP = 6
+IPPROTO_ICMP = 1
+
+PORT_LOCAL = ofp.OFPP_LOCAL
+PORT_ALL = ofp.OFPP_ALL
+PORT_CONTROLLER = ofp.OFPP_CONTROLLER
+PORT_TABLE = ofp.OFPP_TABLE
+PORT_IN_PORT = ofp.OFPP_IN_PORT
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+GROUP_BIT = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+
+class PipelineError(ValueError):
+    """A flow that does not fit the declared pipeline."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the pipeline."""
+
+    name: str
+    table_id: int
+    matches: frozenset[str]
+    set_fields: frozenset[str]
+    next_tables: tuple[str, ...]
+    miss: str  # "drop", "local" (output to LOCAL) or "goto:<table>"
+    doc: str = ""
+
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "classify", 0,
+        frozenset({"in_port", "eth_src"}),
+        frozenset(),
+        ("from_uplink", "from_guest", "switch_local"),
+        "drop",
+        "Where a frame came from: the uplink, the host (LOCAL) or a guest port with its own MAC.",
+    ),
+    Table(
+        "from_uplink", 10,
+        frozenset({"eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
+                   "ipv4_dst", "ip_proto", "udp_src", "udp_dst"}),
+        frozenset({"eth_dst", "arp_tha"}),
+        (),
+        "local",
+        "Frames from the Wi-Fi LAN: steered to a guest by destination IP, else to the host.",
+    ),
+    Table(
+        "from_guest", 20,
+        frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
+                   "ip_proto", "udp_src", "udp_dst"}),
+        frozenset(),
+        ("switch_local",),
+        "drop",
+        "Port security and learning triggers for frames from guests.",
+    ),
+    Table(
+        "switch_local", 40,
+        frozenset({"eth_dst"}),
+        frozenset(),
+        ("to_uplink",),
+        "goto:to_uplink",
+        "Local delivery by destination MAC (guests, host); group frames also go on to the uplink.",
+    ),
+    Table(
+        "to_uplink", 50,
+        frozenset({"eth_type"}),
+        frozenset({"eth_src", "arp_sha"}),
+        (),
+        "drop",
+        "Rewrite to the station MAC (Ethernet source, ARP sender) and send out the uplink.",
+    ),
+)
+
+BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+BY_ID: dict[int, Table] = {t.table_id: t for t in TABLES}
+
+# OpenFlow 1.3 match prerequisites: field -> (field it needs, allowed values)
+PREREQUISITES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "arp_op": ("eth_type", (ETH_ARP,)),
+    "arp_spa": ("eth_type", (ETH_ARP,)),
+    "arp_tpa": ("eth_type", (ETH_ARP,)),
+    "arp_sha": ("eth_type", (ETH_ARP,)),
+    "arp_tha": ("eth_type", (ETH_ARP,)),
+    "ipv4_src": ("eth_type", (ETH_IPV4,)),
+    "ipv4_dst": ("eth_type", (ETH_IPV4,)),
+    "ip_proto": ("eth_type", (ETH_IPV4, ETH_IPV6)),
+    "udp_src": ("ip_proto", (IPPROTO_UDP,)),
+    "udp_dst": ("ip_proto", (IPPROTO_UDP,)),
+    "tcp_src": ("ip_proto", (IPPROTO_TCP,)),
+    "tcp_dst": ("ip_proto", (IPPROTO_TCP,)),
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ToController:
+    """Send to the controller (whole packet, no buffering)."""
+
+    max_len: int = ofp.OFPCML_NO_BUFFER
+
+
+Action = Union[Output, SetField, ToController]
+MatchValue = Union[int, str, tuple]
+
+
+def _freeze(match: Mapping[str, MatchValue]) -> tuple[tuple[str, MatchValue], ...]:
+    return tuple(sorted(match.items()))
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A flow as the controller wants it, independent of generation."""
+
+    table: str
+    priority: int
+    match: tuple[tuple[str, MatchValue], ...]
+    actions: tuple[Action, ...] = ()
+    goto: str | None = None
+    purpose: Purpose = Purpose.PIPELINE
+    subject: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    send_flow_removed: bool = False
+    meter: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int, tuple[tuple[str, MatchValue], ...]]:
+        """Identity of the flow on the switch: table, priority and match."""
+        return (BY_NAME[self.table].table_id, self.priority, self.match)
+
+    @property
+    def match_dict(self) -> dict[str, MatchValue]:
+        return dict(self.match)
+
+
+def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = None,
+         actions: Iterable[Action] = (), goto: str | None = None,
+         purpose: Purpose = Purpose.PIPELINE, subject: int = 0, **kw: Any) -> FlowSpec:
+    """Declare a flow; it is validated against the pipeline straight away."""
+    spec = FlowSpec(table, priority, _freeze(match or {}), tuple(actions), goto,
+                    purpose, subject, **kw)
+    validate(spec)
+    return spec
+
+
+def validate(spec: FlowSpec) -> None:
+    """Raise PipelineError unless the flow fits its table's declaration."""
+    table = BY_NAME.get(spec.table)
+    if table is None:
+        raise PipelineError(f"unknown table {spec.table!r}")
+    match = spec.match_dict
+    for name in match:
+        if name not in table.matches:
+            raise PipelineError(f"table {table.name}: match on {name} not allowed")
+    for name in match:
+        _check_prerequisite(name, match, table.name)
+    for action in spec.actions:
+        if isinstance(action, SetField):
+            if action.field not in table.set_fields:
+                raise PipelineError(f"table {table.name}: set_field {action.field} not allowed")
+            _check_prerequisite(action.field, match, table.name, what="set_field")
+    if spec.goto is not None and spec.goto not in table.next_tables:
+        raise PipelineError(f"table {table.name}: goto {spec.goto} not allowed")
+    if not 0 <= spec.priority <= 0xFFFF:
+        raise PipelineError(f"priority {spec.priority} out of range")
+
+
+def _check_prerequisite(name: str, match: Mapping[str, MatchValue], table: str,
+                        what: str = "match") -> None:
+    need = PREREQUISITES.get(name)
+    while need is not None:
+        field_name, allowed = need
+        if match.get(field_name) not in allowed:
+            raise PipelineError(
+                f"table {table}: {what} {name} needs {field_name} in {allowed}")
+        need = PREREQUISITES.get(field_name)
+
+
+def _instructions(spec: FlowSpec) -> list:
+    insts = []
+    if spec.meter is not None:
+        insts.append(parser.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
+    actions = []
+    for action in spec.actions:
+        if isinstance(action, Output):
+            actions.append(parser.OFPActionOutput(action.port))
+        elif isinstance(action, ToController):
+            actions.append(parser.OFPActionOutput(PORT_CONTROLLER, action.max_len))
+        elif isinstance(action, SetField):
+            actions.append(parser.OFPActionSetField(**{action.field: action.value}))
+        else:  # pragma: no cover - guarded by the type
+            raise PipelineError(f"unknown action {action!r}")
+    if actions:
+        insts.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+    if spec.goto is not None:
+        insts.append(parser.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
+    return insts
+
+
+def build_add(spec: FlowSpec, generation: int):
+    """OFPFC_ADD flow-mod for a spec (replaces a flow with the same table/priority/match)."""
+    validate(spec)
+    flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_removed else 0
+    return parser.OFPFlowMod(
+        datapath=None,
+        cookie=cookies.make(spec.purpose, generation, spec.subject),
+        table_id=BY_NAME[spec.table].table_id,
+        command=ofp.OFPFC_ADD,
+        idle_timeout=spec.idle_timeout,
+        hard_timeout=spec.hard_timeout,
+        priority=spec.priority,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        flags=flags,
+        match=parser.OFPMatch(**spec.match_dict),
+        instructions=_instructions(spec),
+    )
+
+
+def build_delete_strict(spec: FlowSpec):
+    """OFPFC_DELETE_STRICT for exactly this table/priority/match (any cookie of ours)."""
+    cookie, mask = cookies.ours_match()
+    return parser.OFPFlowMod(
+        datapath=None,
+        cookie=cookie,
+        cookie_mask=mask,
+        table_id=BY_NAME[spec.table].table_id,
+        command=ofp.OFPFC_DELETE_STRICT,
+        priority=spec.priority,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(**spec.match_dict),
+    )
+
+
+def build_delete_cookie(cookie: int, mask: int):
+    """OFPFC_DELETE of every flow, in every table, whose cookie matches under mask."""
+    return parser.OFPFlowMod(
+        datapath=None,
+        cookie=cookie,
+        cookie_mask=mask,
+        table_id=ofp.OFPTT_ALL,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(),
+    )
+
+
+def miss_flows() -> list[FlowSpec]:
+    """Priority-0 flows implementing each table's declared miss action."""
+    specs = []
+    for table in TABLES:
+        if table.miss == "drop":
+            specs.append(flow(table.name, 0))
+        elif table.miss == "local":
+            specs.append(flow(table.name, 0, actions=[Output(PORT_LOCAL)]))
+        elif table.miss.startswith("goto:"):
+            specs.append(flow(table.name, 0, goto=table.miss[5:]))
+        else:  # pragma: no cover - declaration error
+            raise PipelineError(f"table {table.name}: unknown miss {table.miss!r}")
+    return specs

@@ -1,0 +1,136 @@
+"""What the controller knows: ports, guests, IP bindings and counters.
+
+Plain data with no OpenFlow in it.  `to_dict`/`from_dict` give the persistent
+form written to the state directory (ports are identified by *name* there,
+because OpenFlow port numbers can change when Open vSwitch restarts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SOURCES = ("arp", "dhcp", "ipv4", "state", "static")
+
+
+@dataclass
+class Port:
+    """A switch port as the datapath reported it."""
+
+    port_no: int
+    name: str
+    hw_addr: str
+    up: bool = True
+
+
+@dataclass
+class Binding:
+    """Guest IP -> (port, MAC): where inbound traffic for `ip` is steered."""
+
+    ip: str
+    port_no: int
+    mac: str
+    source: str  # how it was learned: one of SOURCES
+    learned_at: float
+    expires: float | None = None  # absolute time (DHCP lease end); None: idle-timed by the switch
+    lease: int | None = None  # DHCP lease seconds
+
+    def public(self, port_name: str) -> dict[str, Any]:
+        data = asdict(self)
+        data["port"] = port_name
+        return data
+
+
+@dataclass
+class GuestPort:
+    """A guest-facing port: its MAC (first seen or configured) and its IPs."""
+
+    port_no: int
+    name: str
+    mac: str | None = None
+    mac_source: str = "learned"  # "learned" | "configured" | "state"
+    ips: set[str] = field(default_factory=set)
+
+
+class Counters(Counter):
+    """Named event counters (packet-ins by kind, refusals by cause, ...)."""
+
+    def bump(self, name: str, n: int = 1) -> None:
+        self[name] += n
+
+
+def is_unicast_mac(mac: str) -> bool:
+    """True for a valid, non-zero, individual (not group) Ethernet address."""
+    try:
+        octets = [int(x, 16) for x in mac.split(":")]
+    except ValueError:
+        return False
+    if len(octets) != 6 or any(not 0 <= o <= 255 for o in octets):
+        return False
+    return not (octets[0] & 1) and any(octets)
+
+
+def is_guest_ip(ip: str) -> bool:
+    """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast)."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return not (addr.is_unspecified or addr.is_loopback or addr.is_multicast
+                or addr.is_reserved or int(addr) == 0xFFFFFFFF)
+
+
+def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
+                    generation: int) -> dict[str, Any]:
+    """The JSON-able state saved across controller restarts."""
+    names = {g.port_no: g.name for g in guests.values()}
+    return {
+        "version": 1,
+        "generation": generation,
+        "guests": [
+            {"name": g.name, "mac": g.mac, "mac_source": g.mac_source}
+            for g in guests.values() if g.mac
+        ],
+        "bindings": [
+            {"ip": b.ip, "port": names.get(b.port_no, ""), "mac": b.mac, "source": b.source,
+             "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease}
+            for b in bindings.values() if b.port_no in names
+        ],
+    }
+
+
+class StateFormatError(ValueError):
+    """A saved state that cannot be understood."""
+
+
+def parse_persistent(data: Any) -> tuple[int, dict[str, dict], list[dict]]:
+    """Validate saved state: (generation, guest MAC by port name, binding records)."""
+    try:
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise StateFormatError("unknown state format version")
+        generation = int(data.get("generation", 0))
+        guests = {}
+        for g in data.get("guests", []):
+            if not isinstance(g.get("name"), str) or not is_unicast_mac(str(g.get("mac"))):
+                raise StateFormatError(f"bad guest record {g!r}")
+            guests[g["name"]] = {"mac": g["mac"].lower(), "mac_source": str(g.get("mac_source"))}
+        bindings = []
+        for b in data.get("bindings", []):
+            if not is_guest_ip(str(b.get("ip"))) or not is_unicast_mac(str(b.get("mac"))):
+                raise StateFormatError(f"bad binding record {b!r}")
+            if not isinstance(b.get("port"), str) or b.get("source") not in SOURCES:
+                raise StateFormatError(f"bad binding record {b!r}")
+            expires = b.get("expires")
+            bindings.append({
+                "ip": b["ip"], "port": b["port"], "mac": b["mac"].lower(),
+                "source": b["source"], "learned_at": float(b.get("learned_at", 0.0)),
+                "expires": None if expires is None else float(expires),
+                "lease": None if b.get("lease") is None else int(b["lease"]),
+            })
+        return generation, guests, bindings
+    except StateFormatError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise StateFormatError(str(exc)) from exc

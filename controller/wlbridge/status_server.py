@@ -1,0 +1,86 @@
+"""Loopback HTTP endpoint: ``/status`` (JSON for `wlbridge status`) and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+LOG = logging.getLogger(__name__)
+StatusFn = Callable[[], dict[str, Any]]
+
+
+class _Collector:
+    """Turns the status snapshot into Prometheus metrics at scrape time."""
+
+    def __init__(self, status: StatusFn) -> None:
+        self.status = status
+
+    def collect(self):
+        snap = self.status()
+        events = CounterMetricFamily("wlbridge_events", "controller events by kind",
+                                     labels=["event"])
+        for name, value in snap.get("counters", {}).items():
+            events.add_metric([name], value)
+        yield events
+        guests = GaugeMetricFamily("wlbridge_guests", "guest ports on the bridge")
+        guests.add_metric([], len(snap.get("guests", [])))
+        yield guests
+        bindings = GaugeMetricFamily("wlbridge_bindings", "guest IPv4 bindings by source",
+                                     labels=["source"])
+        by_source: dict[str, int] = {}
+        for g in snap.get("guests", []):
+            for ip in g.get("ips", []):
+                by_source[ip["source"]] = by_source.get(ip["source"], 0) + 1
+        for source, count in sorted(by_source.items()):
+            bindings.add_metric([source], count)
+        yield bindings
+        up = GaugeMetricFamily("wlbridge_switch_connected", "1 when the bridge is connected")
+        up.add_metric([], 1 if snap.get("connected") else 0)
+        yield up
+
+
+def serve(host: str, port: int, status: StatusFn,
+          extra: dict[str, Callable[[], Any]] | None = None) -> ThreadingHTTPServer:
+    """Start serving in a daemon thread; return the server (call .shutdown() to stop).
+
+    ``/status`` answers `status()`, ``/metrics`` Prometheus text, and each path in
+    `extra` the JSON of its function."""
+    routes: dict[str, Callable[[], Any]] = {"/status": status, "/": status, **(extra or {})}
+    registry = CollectorRegistry()
+    registry.register(_Collector(status))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            try:
+                if self.path in routes:
+                    body = json.dumps(routes[self.path](), indent=1).encode()
+                    ctype = "application/json"
+                elif self.path == "/metrics":
+                    body = generate_latest(registry)
+                    ctype = "text/plain; version=0.0.4"
+                else:
+                    self.send_error(404)
+                    return
+            except Exception:  # noqa: BLE001
+                LOG.exception("status request failed")
+                self.send_error(500)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            LOG.debug("status: " + fmt, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="wlbridge-status", daemon=True).start()
+    return server

@@ -1,0 +1,263 @@
+"""wlbridge as an os-ken / Ryu application: the thin shell around `wlbridge.core.Core`.
+
+Load it with ``wlbridge run`` (os-ken) or ``ryu-manager wlbridge_app`` (Ryu 4.34).
+This is the only module that touches a datapath: it turns OpenFlow events into
+core events (with ``now`` from the clock), binds the returned messages to the
+datapath and sends them.  It also runs the periodic tick, persists state and
+serves the status/metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from wlbridge import config as wl_config
+from wlbridge.compat import FRAMEWORK, ofp, runtime
+from wlbridge.core import Core, CoreConfig
+from wlbridge.persist import StateStore
+from wlbridge.state import Port, StateFormatError
+
+_rt = runtime()
+app_manager = _rt["app_manager"]
+ofp_event = _rt["ofp_event"]
+handler = _rt["handler"]
+hub = _rt["hub"]
+AppBase = app_manager.OSKenApp if FRAMEWORK == "os_ken" else app_manager.RyuApp
+set_ev_cls = handler.set_ev_cls
+MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
+
+LOG = logging.getLogger("wlbridge.app")
+TICK_SECONDS = 1.0
+
+
+def _port(p) -> Port:
+    name = p.name.decode() if isinstance(p.name, bytes) else str(p.name)
+    up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
+    return Port(p.port_no, name, p.hw_addr.lower(), up)
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def host_ipv4(ifname: str) -> list[str]:
+    """IPv4 addresses on the bridge's internal port (the host's own)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return []
+        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0],
+                                                               family=socket.AF_INET)]
+
+
+def discover_uplink(conf) -> str:
+    """The uplink: from configuration, else the interface `wlbridge setup` marked in OVSDB."""
+    if conf.uplink:
+        return conf.uplink
+    try:
+        from wlbridge import ovsdb
+
+        name = ovsdb.find_uplink(conf.bridge, remote=conf.ovsdb)
+    except Exception as exc:  # noqa: BLE001 - reported below
+        raise SystemExit(f"wlbridge: cannot find the uplink of {conf.bridge} in OVSDB ({exc}); "
+                         f"run `wlbridge setup` or pass --uplink") from exc
+    if not name:
+        raise SystemExit(f"wlbridge: bridge {conf.bridge} has no uplink marked by `wlbridge "
+                         f"setup`; pass --uplink")
+    return name
+
+
+class WlBridgeApp(AppBase):
+    """Programs one OVS bridge so guests share the Wi-Fi station's MAC."""
+
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        conf = wl_config.register().wlbridge
+        self.conf = conf
+        uplink = discover_uplink(conf)
+        self.core = Core(CoreConfig(
+            uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
+            max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
+            static_macs=wl_config.static_macs(conf.static_macs), meters=conf.meters,
+            meter_pps=conf.meter_pps))
+        self.lock = threading.RLock()
+        self.datapath = None
+        self._ports: list[Port] = []
+        self._stats: list = []
+        self._flows_waiters: list[tuple[threading.Event, list]] = []
+        self.store = StateStore(conf.state_dir, conf.bridge)
+        self.store.check_writable()
+        self._load_state()
+        self.status_server = None
+        if conf.status_port:
+            from wlbridge.status_server import serve
+
+            self.status_server = serve(conf.status_host, conf.status_port, self.status,
+                                       {"/flows": self.switch_flows})
+        self._stop = threading.Event()
+        self.ticker = hub.spawn(self._tick_loop)
+        LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
+                 conf.bridge, uplink, conf.dhcp_mode, self.store.path, conf.status_host,
+                 conf.status_port)
+
+    # ------------------------------------------------------------- plumbing
+    def _send(self, msgs: list) -> None:
+        dp = self.datapath
+        if dp is None:
+            return
+        for msg in msgs:
+            msg.datapath = dp
+            dp.send_msg(msg)
+
+    def _run(self, fn, *args) -> None:
+        with self.lock:
+            msgs = fn(*args, time.time())
+            self._send(msgs)
+            self._persist()
+
+    def _persist(self) -> None:
+        if self.core.take_dirty():
+            try:
+                self.store.save(self.core.export_state())
+            except OSError as exc:
+                LOG.error("cannot save state to %s: %s", self.store.path, exc)
+                self.core.dirty = True
+
+    def _load_state(self) -> None:
+        try:
+            data = self.store.load()
+            if data is not None:
+                self.core.restore_state(data)
+                LOG.info("restored state from %s", self.store.path)
+        except (ValueError, StateFormatError) as exc:
+            self.store.move_aside(str(exc))
+
+    def status(self) -> dict:
+        with self.lock:
+            snap = self.core.status(time.time())
+        snap["bridge"] = self.conf.bridge
+        snap["framework"] = FRAMEWORK
+        return snap
+
+    def switch_flows(self, timeout: float = 3.0) -> list[dict]:
+        """The bridge's flows as the switch reports them (for `wlbridge flows`)."""
+        from wlbridge.core import flow_stats_request
+
+        dp = self.datapath
+        if dp is None:
+            raise RuntimeError("switch not connected")
+        done, result = threading.Event(), []
+        with self.lock:
+            self._flows_waiters.append((done, result))
+            self._send([flow_stats_request(all_flows=True)])
+        if not done.wait(timeout):
+            raise RuntimeError("switch did not answer the flow statistics request")
+        return result
+
+    def _tick_loop(self) -> None:
+        last_ips: list[str] | None = None
+        while not self._stop.is_set():
+            hub.sleep(TICK_SECONDS)
+            try:
+                ips = sorted(host_ipv4(self.conf.bridge))
+                if ips != last_ips:
+                    last_ips = ips
+                    self._run(self.core.host_addresses, ips)
+                self._run(self.core.tick)
+            except Exception:  # noqa: BLE001 - keep ticking
+                LOG.exception("tick failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        with self.lock:
+            self.core.dirty = True
+            self._persist()
+        if self.status_server is not None:
+            self.status_server.shutdown()
+            self.status_server.server_close()
+
+    # --------------------------------------------------------------- events
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG)
+    def _features(self, ev) -> None:
+        dp = ev.msg.datapath
+        self.datapath = dp
+        self._ports = []
+        dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, 0xFFFF))
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN)
+    def _port_desc(self, ev) -> None:
+        self._ports += [_port(p) for p in ev.msg.body]
+        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        ports, self._ports = self._ports, []
+        self._run(self.core.switch_connected, ev.msg.datapath.id, ports)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
+    def _dead(self, ev) -> None:
+        if ev.datapath is self.datapath:
+            LOG.warning("switch disconnected; flows stay in place (fail_mode=secure)")
+            self.datapath = None
+            self._run(self.core.switch_disconnected)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN)
+    def _port_status(self, ev) -> None:
+        msg = ev.msg
+        port = _port(msg.desc)
+        if msg.reason == ofp.OFPPR_ADD:
+            self._run(self.core.port_added, port)
+        elif msg.reason == ofp.OFPPR_DELETE:
+            self._run(self.core.port_deleted, port.port_no)
+        else:
+            self._run(self.core.port_modified, port)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN)
+    def _packet_in(self, ev) -> None:
+        msg = ev.msg
+        try:
+            in_port = msg.match["in_port"]
+        except KeyError:
+            return
+        self._run(lambda now: self.core.packet_in(in_port, bytes(msg.data), now,
+                                                  msg.table_id, msg.cookie))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN)
+    def _flow_removed(self, ev) -> None:
+        msg = ev.msg
+        match = dict(msg.match.items())
+        self._run(self.core.flow_removed, msg.cookie, match)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN)
+    def _flow_stats(self, ev) -> None:
+        self._stats += list(ev.msg.body)
+        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        found, self._stats = self._stats, []
+        entries = [{
+            "table_id": s.table_id, "priority": s.priority, "cookie": s.cookie,
+            "match": {k: _jsonable(v) for k, v in s.match.items()},
+            "instructions": [str(i) for i in s.instructions],
+            "packet_count": s.packet_count, "byte_count": s.byte_count,
+            "idle_timeout": s.idle_timeout, "duration_sec": s.duration_sec,
+        } for s in found]
+        with self.lock:
+            waiters, self._flows_waiters = self._flows_waiters, []
+        for done, result in waiters:
+            result.extend(entries)
+            done.set()
+        self._run(self.core.flow_stats, [s.cookie for s in found])
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG, MAIN])
+    def _error(self, ev) -> None:
+        msg = ev.msg
+        with self.lock:
+            self.core.counters.bump(f"switch_errors.type{msg.type}")
+        LOG.error("switch error type=%s code=%s data=%s", msg.type, msg.code,
+                  bytes(msg.data[:64]).hex() if msg.data else "")

@@ -1,0 +1,59 @@
+"""Fixtures for integration tests: emulated Wi-Fi LANs and OVS bridges, cleaned up after.
+
+* ``wl_prefix``: a fresh name prefix for the test; everything named with it is removed at the end
+  (a safety net behind each fixture's own teardown).
+* ``make_world(graph=None, **basic_lan_kwargs)``: build a `topologies.World` (basic_lan by default).
+* ``lan``: a built ``basic_lan()`` (AP with the one-MAC rule, router + dnsmasq, one peer, the
+  station uplink in the root namespace, two static-address guests not attached to anything).
+* ``ovs_bridge(suffix="br", **kw)``: a netdev `topologies.OvsBridge`, deleted after the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, new_prefix
+
+
+@pytest.fixture
+def wl_prefix():
+    prefix = new_prefix()
+    yield prefix
+    cleanup_leftovers(prefix)
+
+
+@pytest.fixture
+def make_world(wl_prefix):
+    worlds: list[World] = []
+
+    def make(graph=None, **kwargs) -> World:
+        if graph is None:
+            kwargs.setdefault("prefix", wl_prefix if not worlds else new_prefix())
+            graph = basic_lan(**kwargs)
+        world = World(graph)
+        worlds.append(world)
+        return world.build()
+
+    yield make
+    for world in reversed(worlds):
+        world.teardown()
+        cleanup_leftovers(world.prefix)
+
+
+@pytest.fixture
+def lan(make_world) -> World:
+    return make_world()
+
+
+@pytest.fixture
+def ovs_bridge(wl_prefix):
+    bridges: list[OvsBridge] = []
+
+    def make(suffix: str = "br", **kwargs) -> OvsBridge:
+        br = OvsBridge(f"{wl_prefix}-{suffix}", **kwargs).create()
+        bridges.append(br)
+        return br
+
+    yield make
+    for br in reversed(bridges):
+        br.delete()

@@ -1,0 +1,151 @@
+"""Invariants: idempotent batches, reconnect without flush, generations, saved state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ofsim import arp_request, icmp_echo
+from rig import ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
+
+from wlbridge import cookies
+from wlbridge.core import Core, CoreConfig
+from wlbridge.state import StateFormatError
+
+G1, G2 = 2, 3
+
+
+def populated() -> Rig:
+    rig = Rig()
+    rig.send(G1, arp_request(mac(G1), ip(G1), ip(G1)))
+    rig.send(G1, arp_request(mac(G1), "10.0.0.40", "10.0.0.40"))
+    rig.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
+    return rig
+
+
+def without_generation(snapshot) -> set:
+    out = set()
+    for spec in snapshot:
+        c = cookies.decode(spec.cookie)
+        out.add(spec._replace(cookie=(c.purpose, c.subject) if c else spec.cookie))
+    return out
+
+
+def test_applying_a_batch_twice_changes_nothing():
+    rig = populated()
+    msgs = rig.core.switch_connected(0xAB, rig.port_list(), rig.now)
+    flow_mods = [m for m in msgs if type(m).__name__ == "OFPFlowMod"]
+    rig.sw.apply(flow_mods)
+    before = rig.sw.snapshot()
+    result = rig.sw.apply(flow_mods)
+    assert rig.sw.snapshot() == before
+    assert not result.added and not result.replaced and not result.deleted
+
+
+def test_reconnect_yields_same_tables_without_deleting_live_flows():
+    rig = populated()
+    before = without_generation(rig.sw.snapshot())
+    gen = rig.core.generation
+    mark = rig.sw.mark()
+    rig.connect()
+    assert rig.core.generation == gen + 1
+    assert without_generation(rig.sw.snapshot()) == before
+    assert rig.sw.deleted_keys(mark) == set()
+    assert {cookies.decode(f.cookie).generation for f in rig.sw.flows()} == {gen + 1}
+
+
+def test_reconnect_removes_stale_flows_of_older_generations():
+    rig = populated()
+    # the switch kept a flow for a port that vanished while we were away
+    rig.core.guests.pop(G2)
+    rig.core.bindings.pop(ip(G2))
+    rig.guest_ports.remove(G2)
+    rig.sw.remove_port(G2)
+    rig.connect()
+    assert not [f for f in rig.sw.flows() if cookies.decode(f.cookie).subject == G2]
+    assert rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, ip(G1))).ports() == {G1}
+
+
+def test_foreign_flows_are_left_alone():
+    from wlbridge.compat import ofp, parser
+
+    rig = populated()
+    foreign = parser.OFPFlowMod(datapath=None, cookie=0x1234, table_id=60, priority=1,
+                                command=ofp.OFPFC_ADD, match=parser.OFPMatch(),
+                                instructions=[])
+    rig.sw.apply([foreign])
+    rig.connect()
+    assert [f for f in rig.sw.flows() if f.cookie == 0x1234]
+
+
+def test_state_round_trip_reprograms_guests_before_they_speak():
+    rig = populated()
+    saved = json.loads(json.dumps(rig.core.export_state()))
+    fresh = Rig(connect=False)
+    fresh.core.restore_state(saved)
+    fresh.connect()
+    assert fresh.core.generation > saved["generation"] % cookies.MAX_GENERATION
+    for addr, port in ((ip(G1), G1), ("10.0.0.40", G1), (ip(G2), G2)):
+        d = fresh.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, addr))
+        assert d.ports() == {port}
+    assert fresh.core.guests[G1].mac == mac(G1)
+    d = fresh.send(G1, icmp_echo(mac(G1), ROUTER, ip(G1), ROUTER_IP))
+    assert d.ports() == {UP} and d.packet_ins == 0
+
+
+def test_state_with_ports_renumbered_follows_port_names():
+    rig = populated()
+    saved = rig.core.export_state()
+    fresh = Rig(guests=(5, 6), connect=False)
+    fresh.core.restore_state(saved)
+    # ports g2/g3 now have numbers 5/6 but the saved names are g2/g3: nothing applies yet
+    fresh.connect()
+    assert fresh.core.bindings == {}
+
+
+def test_expired_leases_are_not_restored():
+    core = Core(CoreConfig(uplink="wlan0"))
+    core.restore_state({"version": 1, "generation": 3, "guests": [
+        {"name": "g2", "mac": mac(G1), "mac_source": "learned"}], "bindings": [
+        {"ip": "10.0.0.9", "port": "g2", "mac": mac(G1), "source": "dhcp", "learned_at": 1,
+         "expires": 10.0, "lease": 9}]})
+    rig = Rig(connect=False)
+    rig.core = core
+    rig.connect()
+    assert core.bindings == {}
+
+
+@pytest.mark.parametrize("bad", [
+    None, [], {"version": 2}, {"version": 1, "guests": [{"name": 1}]},
+    {"version": 1, "bindings": [{"ip": "999.1.1.1", "port": "g2", "mac": mac(2),
+                                 "source": "arp"}]},
+    {"version": 1, "bindings": [{"ip": "10.0.0.1", "port": "g2", "mac": mac(2),
+                                 "source": "magic"}]},
+])
+def test_corrupt_state_is_rejected(bad):
+    with pytest.raises(StateFormatError):
+        Core().restore_state(bad)
+
+
+def test_state_file_store_is_atomic_and_moves_corrupt_files_aside(tmp_path):
+    from wlbridge.persist import StateStore
+
+    store = StateStore(str(tmp_path), "br-wl")
+    store.check_writable()
+    store.save({"a": 1})
+    assert store.load() == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["br-wl.json"]
+    store.path.write_text("{not json")
+    with pytest.raises(ValueError):
+        store.load()
+    moved = store.move_aside("test")
+    assert moved is not None and moved.exists() and store.load() is None
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path):
+    from wlbridge.persist import StateDirError, StateStore
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateDirError, match="not writable"):
+        StateStore(str(blocker / "sub"), "br-wl").check_writable()

@@ -1,0 +1,277 @@
+"""Topology graphs: basic_lan is valid, bad graphs are refused with a clear message (no root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from topologies import (
+    SUPERNET,
+    TopologyError,
+    apfilter,
+    basic_lan,
+    describe,
+    dhcp,
+    guest_port,
+    lan_ifname,
+    station_uplink,
+    subnet_for,
+    validate,
+)
+from topologies.graph import IFNAMSIZ, namespaces, root_ifnames
+
+
+def test_basic_lan_shape():
+    g = basic_lan(prefix="wtu1")
+    roles = {n: r for n, r in g.nodes(data="role")}
+    assert roles == {"ap": "ap", "router": "router", "station": "station", "peer1": "peer",
+                     "guest1": "guest", "guest2": "guest"}
+    assert g.nodes["station"]["netns"] is None
+    assert station_uplink(g) == "wtu1-wl0"
+    assert g.edges["ap", "station"]["station_link"]
+    assert all(g.has_edge("ap", n) for n in ("router", "peer1", "station"))
+    assert guest_port(g, "guest1") == "wtu1-vg1"
+    assert lan_ifname(g, "guest1") == "eth0"
+    assert namespaces(g) == ["wtu1-ap", "wtu1-g1", "wtu1-g2", "wtu1-p1", "wtu1-rt"]
+    assert root_ifnames(g) == ["wtu1-vg1", "wtu1-vg2", "wtu1-wl0"]
+
+
+def test_basic_lan_addresses_and_dhcp_defaults():
+    g = basic_lan(prefix="wtu2", subnet="10.231.200.0/24")
+    assert g.nodes["router"]["addr"] == "10.231.200.1/24"
+    assert g.nodes["station"]["addr"] == "10.231.200.2/24"
+    conf = g.nodes["router"]["dhcp"]
+    assert conf["router_option"] is False and conf["dns_option"] is False
+    assert conf["range"] == ("10.231.200.100", "10.231.200.199")
+    macs = [d["mac"] for n, d in g.nodes(data=True) if "mac" in d]
+    assert len(set(macs)) == len(macs)
+    assert all(int(m[:2], 16) & 0b11 == 0b10 for m in macs)  # locally administered unicast
+    assert g.nodes["ap"]["filter"] is True and g.nodes["ap"]["group_to_unicast"] is False
+
+
+def test_basic_lan_options():
+    g = basic_lan(n_guests=0, uplink="wlan0", prefix="wtu3", dhcp=False, static_guests=False,
+                  filter=False, group_to_unicast=True, n_peers=3)
+    assert station_uplink(g) == "wlan0"
+    assert g.nodes["router"]["dhcp"] is None
+    assert [n for n, r in g.nodes(data="role") if r == "peer"] == ["peer1", "peer2", "peer3"]
+    assert g.nodes["ap"]["group_to_unicast"] and not g.nodes["ap"]["filter"]
+    g = basic_lan(prefix="wtu4", static_guests=False)
+    assert g.nodes["guest1"]["addr"] is None
+
+
+def test_default_subnet_depends_on_prefix_and_stays_in_the_test_range():
+    a, b = subnet_for("wtaaa"), subnet_for("wtaab")
+    assert a.subnet_of(SUPERNET) and b.subnet_of(SUPERNET)
+    assert a == subnet_for("wtaaa")
+    assert basic_lan(prefix="wtaaa").graph["subnet"] == str(a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_guests=st.integers(0, 40), n_peers=st.integers(0, 30),
+       prefix=st.from_regex(r"[a-z][a-z0-9]{1,5}", fullmatch=True))
+def test_basic_lan_always_valid_with_short_names(n_guests, n_peers, prefix):
+    g = basic_lan(n_guests=n_guests, n_peers=n_peers, prefix=prefix)
+    validate(g)
+    names = [n for _, _, d in g.edges(data=True) for n in d["ifnames"].values()]
+    assert all(len(n) <= IFNAMSIZ for n in names + namespaces(g))
+
+
+def test_describe_mentions_every_node():
+    text = "\n".join(describe(basic_lan(prefix="wtu5")))
+    for n in ("ap", "router", "station", "peer1", "guest1", "guest2"):
+        assert n in text
+
+
+# ------------------------------------------------------------ bad graphs
+
+
+def _drop_role(g):
+    del g.nodes["peer1"]["role"]
+
+
+def _second_ap(g):
+    g.add_node("ap2", role="ap", netns="wtbad-ap2", bridge="br0")
+    g.add_edge("ap2", "peer1", ifnames={"ap2": "x", "peer1": "eth1"})
+
+
+def _unlinked_guest(g):
+    g.remove_edge("station", "guest1")
+
+
+def _guest_on_ap(g):
+    g.remove_edge("station", "guest1")
+    g.add_edge("ap", "guest1", ifnames={"ap": "to-g1", "guest1": "eth0"})
+
+
+def _set(node, key, value):
+    def mutate(g):
+        g.nodes[node][key] = value
+    return mutate
+
+
+def _long_uplink(g):
+    g.edges["ap", "station"]["ifnames"]["station"] = "a-very-long-uplink"
+
+
+def _second_station_link_flag(g):
+    g.edges["ap", "peer1"]["station_link"] = True
+
+
+def _no_station(g):
+    g.remove_node("station")
+
+
+def _lease_too_short(g):
+    g.nodes["router"]["dhcp"]["lease_time"] = 30
+
+
+def _range_outside(g):
+    g.nodes["router"]["dhcp"]["range"] = ("10.231.7.100", "10.231.7.199")
+
+
+def _static_in_range(g):
+    first = g.nodes["router"]["dhcp"]["range"][0]
+    g.nodes["guest1"]["addr"] = f"{first}/24"
+
+
+def _same_ifname_in_root(g):
+    g.edges["station", "guest2"]["ifnames"]["station"] = "wtbad-vg1"
+
+
+BAD = [
+    (_drop_role, "has no 'role'"),
+    (_set("peer1", "role", "switch"), "unknown role 'switch'"),
+    (_second_ap, "exactly one ap"),
+    (_no_station, "exactly one station"),
+    (_unlinked_guest, "guest 'guest1' must have exactly one link, to the station"),
+    (_guest_on_ap, "is not allowed"),
+    (_set("guest2", "mac", "02:57:4c:00:04:01"), "duplicate MAC 02:57:4c:00:04:01"),
+    (_set("peer1", "mac", "03:00:00:00:00:01"), "group (multicast) address"),
+    (_set("peer1", "mac", "not-a-mac"), "is not a lower-case"),
+    (_set("peer1", "addr", "10.231.6.1/24"), "duplicate IP 10.231.6.1"),
+    (_set("peer1", "addr", "10.231.9.11/24"), "not in the LAN subnet"),
+    (_set("peer1", "addr", "10.231.6.11/16"), "not in the LAN subnet"),
+    (_set("peer1", "addr", "10.231.6.255/24"), "network or broadcast"),
+    (_set("peer1", "addr", "garbage"), "is not an IPv4 interface address"),
+    (_set("peer1", "addr", None), "needs a static 'addr'"),
+    (_long_uplink, "'a-very-long-uplink' is 18 characters (max 15)"),
+    (_set("guest1", "netns", "other-g1"), "must be a name starting with 'wtbad-'"),
+    (_set("guest1", "netns", "wtbad-g2"), "share the namespace"),
+    (_set("station", "netns", "wtbad-st"), "is the root namespace"),
+    (_second_station_link_flag, "station_link must be set on the AP-station link"),
+    (_lease_too_short, "lease_time 30"),
+    (_range_outside, "not an ordered range"),
+    (_static_in_range, "lies in the dhcp range"),
+    (_same_ifname_in_root, "appears twice in namespace root"),
+    (_set("ap", "filter", "yes"), "'filter' must be a bool"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD, ids=[m.__name__ for m, _ in BAD])
+def test_bad_graph_is_refused_clearly(mutate, message):
+    g = basic_lan(prefix="wtbad", subnet="10.231.6.0/24")
+    mutate(g)
+    with pytest.raises(TopologyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(g)
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"prefix": "WT", "subnet": "10.231.6.0/24"}, "graph prefix 'WT'"),
+    ({"prefix": "toolongprefix", "subnet": "10.231.6.0/24"}, "graph prefix"),
+    ({"prefix": "wt1", "subnet": "192.168.1.0/24"}, "must lie inside 10.231.0.0/16"),
+    ({"prefix": "wt1", "subnet": "nonsense"}, "is not an IPv4 network"),
+])
+def test_bad_graph_attributes(attrs, message):
+    g = basic_lan(prefix="wtbad", subnet="10.231.6.0/24")
+    g.graph.update(attrs)
+    with pytest.raises(TopologyError, match=message):
+        validate(g)
+
+
+def test_not_a_plain_graph():
+    with pytest.raises(TopologyError, match="undirected"):
+        validate(nx.DiGraph(basic_lan(prefix="wtbad")))
+
+
+def test_basic_lan_refuses_subnets_outside_the_test_range():
+    with pytest.raises(TopologyError, match="10.231.0.0/16"):
+        basic_lan(prefix="wtbad", subnet="10.0.0.0/24")
+
+
+# ------------------------------------------------------------ AP rules, DHCP files
+
+
+def test_ap_ruleset_implements_the_one_mac_rule():
+    text = apfilter.ruleset("to-station", "02:57:4c:00:02:00")
+    assert 'iifname "to-station" ether saddr != 02:57:4c:00:02:00 counter name foreign_src drop' \
+        in text
+    assert "ether daddr != 02:57:4c:00:02:00 counter name foreign_dst drop" in text
+    assert "daddr set" not in text
+    for name in apfilter.COUNTERS:
+        assert f"counter {name} {{ }}" in text
+
+
+def test_ap_rules_without_filter_count_only_and_group_to_unicast():
+    text = apfilter.update("to-station", "02:57:4c:00:02:00", filter=False,
+                           group_to_unicast=True)
+    assert " drop" not in text
+    assert "counter name group_to_unicast ether daddr set 02:57:4c:00:02:00" in text
+    assert text.startswith("flush chain bridge wlap station_in")
+
+
+def test_parse_counters():
+    text = json.dumps({"nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"counter": {"family": "bridge", "name": "foreign_src", "table": "wlap", "handle": 3,
+                     "packets": 7, "bytes": 420}},
+        {"counter": {"family": "bridge", "name": "other", "table": "elsewhere", "handle": 4,
+                     "packets": 1, "bytes": 1}},
+    ]})
+    assert apfilter.parse_counters(text) == {"foreign_src": apfilter.Counter(7, 420)}
+
+
+def test_dnsmasq_sends_no_router_or_dns_by_default(tmp_path):
+    g = basic_lan(prefix="wtu6", subnet="10.231.210.0/24")
+    argv = dhcp.dnsmasq_argv("eth0", g.nodes["router"]["addr"], g.nodes["router"]["dhcp"],
+                             tmp_path)
+    assert "--dhcp-option=3" in argv and "--dhcp-option=6" in argv
+    assert "--dhcp-range=10.231.210.100,10.231.210.199,255.255.255.0,300" in argv
+    assert f"--dhcp-leasefile={tmp_path / 'leases'}" in argv
+    assert "--dhcp-authoritative" in argv and "--port=0" in argv
+    conf = dict(g.nodes["router"]["dhcp"], router_option=True)
+    assert "--dhcp-option=3,10.231.210.1" in dhcp.dnsmasq_argv("eth0", "10.231.210.1/24", conf,
+                                                              tmp_path)
+
+
+def test_parse_leases():
+    text = ("1795317099 02:57:4c:00:04:01 10.231.9.171 * 01:02:57:4c:00:04:01\n"
+            "1795317100 02:57:4C:00:04:02 10.231.9.172 guest2 *\n")
+    leases = dhcp.parse_leases(text)
+    assert leases[0] == dhcp.Lease(1795317099, "02:57:4c:00:04:01", "10.231.9.171", "*",
+                                   "01:02:57:4c:00:04:01")
+    assert leases[1].mac == "02:57:4c:00:04:02"
+
+
+def test_client_scripts_only_touch_the_address(tmp_path):
+    files = dhcp.write_client_files(tmp_path, "guest1")
+    for key in ("dhclient_script", "udhcpc_script"):
+        script = files[key].read_text()
+        assert "resolv.conf" not in script and "route" not in script
+        assert str(files["events"]) in script
+    argv = dhcp.dhclient_argv("eth0", files)
+    assert argv[-1] == "eth0" and "-sf" in argv and str(files["leases"]) in argv
+    assert "-B" in dhcp.udhcpc_argv("eth0", files)
+    assert "-B" not in dhcp.udhcpc_argv("eth0", files, broadcast=False)
+
+
+def test_addresses_are_ipv4_interfaces():
+    g = basic_lan(prefix="wtu7")
+    for n, a in g.nodes(data="addr"):
+        if a:
+            assert ipaddress.ip_interface(a).network == ipaddress.ip_network(g.graph["subnet"])

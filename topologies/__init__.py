@@ -1,0 +1,35 @@
+"""Emulated Wi-Fi LANs for wlbridge's tests and demo (test tooling, not product code).
+
+A topology is a `networkx.Graph` (see `topologies.graph`); `World` realises it with network
+namespaces, veth pairs, an AP (Linux bridge + nftables 802.11 one-MAC rule) and a DHCP server.
+"""
+
+from .apfilter import Counter
+from .cleanup import cleanup_leftovers
+from .dhcp import Lease
+from .graph import (
+    SUPERNET,
+    TopologyError,
+    basic_lan,
+    describe,
+    guest_port,
+    lan_ifname,
+    make_mac,
+    new_prefix,
+    nodes_with_role,
+    station_uplink,
+    subnet_for,
+    the,
+    validate,
+)
+from .host import Host
+from .ovs import OvsBridge, OvsError, ovs_problem
+from .procs import Proc
+from .world import World, build
+
+__all__ = [
+    "SUPERNET", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc", "TopologyError",
+    "World", "basic_lan", "build", "cleanup_leftovers", "describe", "guest_port", "lan_ifname",
+    "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "station_uplink", "subnet_for",
+    "the", "validate",
+]

@@ -1,0 +1,90 @@
+"""The emulated AP's 802.11 rules as nftables bridge-family rules, and their counters.
+
+A station in managed mode sends 3-address frames carrying one station address, so the AP
+only accepts frames from the station whose source MAC is the station's, and only sends it
+unicast frames addressed to the station MAC.  On the AP's Linux bridge this becomes, on the
+port towards the station ("station link"):
+
+* prerouting, in from the station link: source MAC != station MAC -> drop (``foreign_src``);
+* forward, out to the station link: unicast destination != station MAC -> drop (``foreign_dst``);
+* optionally (``group_to_unicast``) broadcast/multicast out to the station link gets the station
+  MAC as destination, as many APs do (``group_to_unicast``).
+
+With ``filter`` off the same frames are counted but not dropped.  Counters are named nft counter
+objects, so rewriting the rules (a new station MAC) keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+TABLE = "wlap"
+FAMILY = "bridge"
+COUNTERS = ("from_station", "to_station", "foreign_src", "foreign_dst", "group_to_unicast")
+
+
+class Counter(NamedTuple):
+    packets: int
+    bytes: int
+
+
+def _rules(port: str, station_mac: str, filter: bool, group_to_unicast: bool) -> list[str]:
+    verdict = " drop" if filter else ""
+    unicast = "ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00"
+    group = "ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00"
+    rules = [
+        f'add rule {FAMILY} {TABLE} station_in iifname "{port}" counter name from_station',
+        (f'add rule {FAMILY} {TABLE} station_in iifname "{port}" ether saddr != {station_mac} '
+         f"counter name foreign_src{verdict}"),
+        (f'add rule {FAMILY} {TABLE} station_out oifname "{port}" {unicast} '
+         f"ether daddr != {station_mac} counter name foreign_dst{verdict}"),
+    ]
+    if group_to_unicast:
+        rules.append(
+            f'add rule {FAMILY} {TABLE} station_out oifname "{port}" {group} '
+            f"counter name group_to_unicast ether daddr set {station_mac}"
+        )
+    rules.append(f'add rule {FAMILY} {TABLE} station_out oifname "{port}" counter name to_station')
+    return rules
+
+
+def ruleset(port: str, station_mac: str, *, filter: bool = True,
+            group_to_unicast: bool = False) -> str:
+    """A complete `nft -f` script creating the AP table (replaces an existing one)."""
+    lines = [
+        f"table {FAMILY} {TABLE}",
+        f"delete table {FAMILY} {TABLE}",
+        f"table {FAMILY} {TABLE} {{",
+        *(f"  counter {name} {{ }}" for name in COUNTERS),
+        "  chain station_in { type filter hook prerouting priority -200; policy accept; }",
+        "  chain station_out { type filter hook forward priority -200; policy accept; }",
+        "}",
+        *_rules(port, station_mac, filter, group_to_unicast),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update(port: str, station_mac: str, *, filter: bool = True,
+           group_to_unicast: bool = False) -> str:
+    """An `nft -f` script that swaps the rules in one transaction, keeping the counters."""
+    lines = [
+        f"flush chain {FAMILY} {TABLE} station_in",
+        f"flush chain {FAMILY} {TABLE} station_out",
+        *_rules(port, station_mac, filter, group_to_unicast),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def list_counters_argv() -> list[str]:
+    return ["nft", "-j", "list", "counters", "table", FAMILY, TABLE]
+
+
+def parse_counters(text: str) -> dict[str, Counter]:
+    """Parse `nft -j list counters ...` output into {name: Counter}."""
+    out: dict[str, Counter] = {}
+    for item in json.loads(text).get("nftables", []):
+        c = item.get("counter")
+        if c and c.get("table") == TABLE:
+            out[c["name"]] = Counter(int(c["packets"]), int(c["bytes"]))
+    return out

@@ -1,0 +1,119 @@
+"""Commands and background processes in network namespaces (test tooling)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """argv run inside a named namespace (None = the root namespace)."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+
+
+def run(netns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 30,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command to completion; text output captured.  check=True raises with its stderr."""
+    cmd = in_netns(netns, argv)
+    res = subprocess.run(cmd, check=False, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise subprocess.CalledProcessError(res.returncode, cmd, res.stdout, res.stderr)
+    return res
+
+
+class Proc:
+    """A background process in a namespace, in its own session, output to a log file."""
+
+    def __init__(self, name: str, netns: str | None, argv: Sequence[str], log: Path,
+                 env: dict | None = None):
+        self.name = name
+        self.netns = netns
+        self.argv = list(argv)
+        self.log = log
+        with open(log, "ab") as out:
+            self.popen = subprocess.Popen(
+                in_netns(netns, argv), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        """Signal the whole process group (the process and anything it spawned)."""
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 3) -> int | None:
+        """SIGTERM, then SIGKILL after timeout; idempotent."""
+        if self.alive:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(timeout)
+        else:
+            self.signal(signal.SIGKILL)  # stragglers left in the group
+        return self.popen.returncode
+
+    def __repr__(self) -> str:
+        return f"<Proc {self.name} pid={self.pid} alive={self.alive} in {self.netns or 'root'}>"
+
+
+def kill_pids(pids: Sequence[int], timeout: float = 3) -> None:
+    """SIGTERM these pids, then SIGKILL what is still alive after timeout."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not [p for p in pids if _exists(p)]:
+                return
+            time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        # Zombies of our own children count as gone.
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1):
+    """Poll predicate until it returns a truthy value (returned) or timeout (returns it falsy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,285 @@
+"""Realising a topology graph with network namespaces, veth pairs and a Linux-bridge AP.
+
+    with World(basic_lan()) as w:          # or: yield from a pytest fixture
+        w.station.ping(w.host("peer1").ip)
+
+The station is the root namespace; every other node gets a namespace named by the graph.
+Teardown removes every namespace, root link and process the world created, also after a
+failure half-way through `build`, and may be called any number of times.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+from pyroute2 import IPRoute, netns
+
+from . import apfilter, cleanup, dhcp
+from .graph import (
+    TopologyError,
+    lan_ifname,
+    namespaces,
+    nodes_with_role,
+    root_ifnames,
+    station_uplink,
+    the,
+    validate,
+)
+from .host import Host
+from .procs import Proc, run, wait_for
+
+
+class World:
+    """A built topology: namespaces, links, the AP, DHCP server and processes."""
+
+    def __init__(self, graph: nx.Graph, *, keep_logs: bool = False):
+        self.graph = validate(graph)
+        self.prefix: str = graph.graph["prefix"]
+        self.subnet = ipaddress.ip_network(graph.graph["subnet"])
+        self.keep_logs = keep_logs
+        self.workdir: Path | None = None
+        self.procs: list[Proc] = []
+        self._namespaces: list[str] = []
+        self._root_links: list[str] = []
+        self._hosts = {n: Host(self, n) for n, r in graph.nodes(data="role") if r != "ap"}
+        ap = the(graph, "ap")
+        self.ap_netns: str = graph.nodes[ap]["netns"]
+        self._ap = dict(graph.nodes[ap])
+        self._station_port = graph.edges[ap, the(graph, "station")]["ifnames"][ap]
+        self.built = False
+
+    # ------------------------------------------------------------ access
+
+    def host(self, name: str) -> Host:
+        return self._hosts[name]
+
+    @property
+    def station(self) -> Host:
+        return self._hosts[the(self.graph, "station")]
+
+    @property
+    def router(self) -> Host:
+        return self._hosts[the(self.graph, "router")]
+
+    @property
+    def peers(self) -> list[Host]:
+        return [self._hosts[n] for n in nodes_with_role(self.graph, "peer")]
+
+    @property
+    def guests(self) -> list[Host]:
+        return [self._hosts[n] for n in nodes_with_role(self.graph, "guest")]
+
+    @property
+    def uplink(self) -> str:
+        """The station's uplink interface (root namespace)."""
+        return station_uplink(self.graph)
+
+    def tmp_path(self, name: str) -> Path:
+        assert self.workdir is not None, "world not built"
+        return self.workdir / name
+
+    def start(self, name: str, netns: str | None, argv: list[str]) -> Proc:
+        """A background process owned (and stopped at teardown) by this world."""
+        proc = Proc(name, netns, argv, self.tmp_path(f"{name}.log"))
+        self.procs.append(proc)
+        return proc
+
+    # ------------------------------------------------------------ build
+
+    def __enter__(self):  # -> Self
+        return self if self.built else self.build()
+
+    def __exit__(self, *exc) -> None:
+        self.teardown()
+
+    def build(self) -> World:
+        self._check_free()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"wlbridge-{self.prefix}-"))
+        try:
+            for ns in namespaces(self.graph):
+                netns.create(ns)
+                self._namespaces.append(ns)
+                run(ns, ["ip", "link", "set", "lo", "up"])
+            run(self.ap_netns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                                "net.ipv6.conf.default.disable_ipv6=1"])
+            for u, v, data in self.graph.edges(data=True):
+                self._make_link(u, v, data["ifnames"])
+            self._make_ap()
+            for h in self._hosts.values():
+                if h.addr:
+                    h.set_addr(h.addr)
+            self._start_dhcp_server()
+            self.built = True
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _check_free(self) -> None:
+        left = cleanup.list_namespaces(self.prefix)
+        clash = [n for n in root_ifnames(self.graph) if cleanup.link_exists(n)]
+        if left or clash:
+            raise TopologyError(
+                f"names of prefix {self.prefix!r} already in use (namespaces {left}, links "
+                f"{clash}); a leftover run? topologies.cleanup_leftovers({self.prefix!r})")
+        with IPRoute() as ipr:
+            for a in ipr.get_addr(family=2):
+                ip = ipaddress.ip_address(a.get("IFA_LOCAL") or a.get("IFA_ADDRESS"))
+                if ip in self.subnet:
+                    raise TopologyError(f"subnet {self.subnet} is already in use in the root "
+                                        f"namespace ({ip}); pick another subnet/prefix")
+
+    def _ns(self, node: str) -> str | None:
+        return self.graph.nodes[node].get("netns")
+
+    def _make_link(self, u: str, v: str, ifnames: dict) -> None:
+        # Create from the root namespace when one end lives there, so no name ever passes
+        # through a namespace it does not belong to.
+        if self._ns(u) is not None:
+            u, v = v, u
+        first_ns, peer_ns = self._ns(u), self._ns(v)
+        with IPRoute(netns=first_ns) if first_ns else IPRoute() as ipr:
+            ipr.link("add", ifname=ifnames[u], kind="veth",
+                     peer={"ifname": ifnames[v], "net_ns_fd": peer_ns})
+        if first_ns is None:
+            self._root_links.append(ifnames[u])
+            with IPRoute() as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname=ifnames[u])[0],
+                         ifalias=cleanup.alias_for(self.prefix))
+        for node, ns in ((u, first_ns), (v, peer_ns)):
+            mac = self.graph.nodes[node].get("mac") if self.graph.nodes[node]["role"] != "ap" \
+                else None
+            if self.graph.nodes[node]["role"] == "station" and ifnames[node] != self.uplink:
+                mac = None  # a guest's host end: an OVS port, not the station
+                _root_sysctl(f"net/ipv6/conf/{ifnames[node]}/disable_ipv6", "1")
+            self._link_up(ns, ifnames[node], mac)
+
+    def _link_up(self, ns: str | None, ifname: str, mac: str | None) -> None:
+        with IPRoute(netns=ns) if ns else IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            kw = {"address": mac} if mac else {}
+            ipr.link("set", index=idx, state="up", **kw)
+        # Userspace OVS datapath + veth: TCP stalls unless TX checksum offload is off.
+        run(ns, ["ethtool", "-K", ifname, "tx", "off"])
+
+    def _make_ap(self) -> None:
+        ap = the(self.graph, "ap")
+        bridge = self._ap["bridge"]
+        with IPRoute(netns=self.ap_netns) as ipr:
+            ipr.link("add", ifname=bridge, kind="bridge", br_forward_delay=0, br_stp_state=0,
+                     br_mcast_snooping=0)
+            br = ipr.link_lookup(ifname=bridge)[0]
+            for _, _, names in self.graph.edges(ap, data="ifnames"):
+                ipr.link("set", index=ipr.link_lookup(ifname=names[ap])[0], master=br)
+            ipr.link("set", index=br, state="up")
+        self.configure_ap(replace=True)
+
+    def _start_dhcp_server(self) -> None:
+        routers = nodes_with_role(self.graph, "router")
+        if not routers or not self.graph.nodes[routers[0]].get("dhcp"):
+            return
+        r = self.graph.nodes[routers[0]]
+        workdir = self.tmp_path("dnsmasq")
+        workdir.mkdir()
+        argv = dhcp.dnsmasq_argv(lan_ifname(self.graph, routers[0]), r["addr"], r["dhcp"],
+                                 workdir)
+        proc = self.start("dnsmasq", r["netns"], argv)
+        log = workdir / "dnsmasq.log"
+        ready = wait_for(lambda: not proc.alive or (log.exists() and "DHCP" in log.read_text()),
+                         timeout=10)
+        if not ready or not proc.alive:
+            raise TopologyError(f"dnsmasq did not start: {proc.output()} "
+                                f"{log.read_text() if log.exists() else ''}")
+
+    # ------------------------------------------------------------ the AP
+
+    def configure_ap(self, *, station_mac: str | None = None, filter: bool | None = None,
+                     group_to_unicast: bool | None = None, replace: bool = False) -> None:
+        """(Re)write the AP rules; counters survive unless replace=True."""
+        if filter is not None:
+            self._ap["filter"] = filter
+        if group_to_unicast is not None:
+            self._ap["group_to_unicast"] = group_to_unicast
+        if station_mac is not None:
+            self._ap["station_mac"] = station_mac.lower()
+        mac = self._ap.get("station_mac") or self.graph.nodes[the(self.graph, "station")]["mac"]
+        self._ap["station_mac"] = mac
+        render = apfilter.ruleset if replace else apfilter.update
+        script = render(self._station_port, mac, filter=bool(self._ap.get("filter")),
+                        group_to_unicast=bool(self._ap.get("group_to_unicast")))
+        run(self.ap_netns, ["nft", "-f", "-"], input=script)
+
+    @property
+    def ap_station_mac(self) -> str:
+        """The MAC the AP accepts as the station's."""
+        return self._ap["station_mac"]
+
+    def ap_counters(self) -> dict[str, apfilter.Counter]:
+        """The AP's named counters: from_station, to_station, foreign_src, foreign_dst,
+        group_to_unicast -> Counter(packets, bytes)."""
+        return apfilter.parse_counters(run(self.ap_netns, apfilter.list_counters_argv()).stdout)
+
+    def ap_run(self, *argv: str, check: bool = True):
+        """Run a command in the AP's namespace (e.g. ``bridge fdb``, ``nft list ruleset``)."""
+        return run(self.ap_netns, list(argv), check=check)
+
+    def set_station_mac(self, mac: str, *, update_ap: bool = True) -> None:
+        """Change the station uplink's MAC (reconnect / MAC randomisation); the AP follows."""
+        self.station.set_mac(mac)
+        if update_ap:
+            self.configure_ap(station_mac=mac)
+
+    # ------------------------------------------------------------ DHCP server
+
+    def leases(self) -> list[dhcp.Lease]:
+        path = self.tmp_path("dnsmasq") / "leases"
+        return dhcp.parse_leases(path.read_text()) if path.exists() else []
+
+    def dnsmasq_log(self) -> str:
+        path = self.tmp_path("dnsmasq") / "dnsmasq.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ------------------------------------------------------------ teardown
+
+    def teardown(self) -> None:
+        """Remove everything this world created; safe to call repeatedly."""
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        spaces = [n for n in self._namespaces if n in netns.listnetns()]
+        cleanup.kill_namespace_processes(spaces)
+        cleanup.delete_root_links(self._root_links)
+        cleanup.delete_namespaces(spaces)
+        gone = wait_for(lambda: not any(cleanup.link_exists(n) for n in self._root_links), 3)
+        if not gone:
+            print(f"warning: links still present after teardown: {self._root_links}",
+                  file=sys.stderr)
+        self._namespaces.clear()
+        self.built = False
+        if self.workdir and not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def describe(self) -> str:
+        lines = [f"world {self.prefix}: LAN {self.subnet}, workdir {self.workdir}"]
+        for h in self._hosts.values():
+            port = f" port={h.port}" if h.port else ""
+            lines.append(f"  {h.name:<8} {h.netns or 'root':<10} {h.ifname:<12} "
+                         f"{h.mac:<17} {', '.join(h.ips()) or '-'}{port}")
+        return "\n".join(lines)
+
+
+def _root_sysctl(key: str, value: str) -> None:
+    Path("/proc/sys", key).write_text(value)
+
+
+def build(graph: nx.Graph, **kw) -> World:
+    """Build a world (use it as a context manager to tear it down)."""
+    return World(graph, **kw).build()
+
+
+
