@@ -10,6 +10,7 @@ serves the status/metrics endpoint.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -102,7 +103,10 @@ class WlBridgeApp(AppBase):
             self.status_server = serve(conf.status_host, conf.status_port, self.status,
                                        {"/flows": self.switch_flows})
         self._stop = threading.Event()
+        self._closed = False
+        self._signal_handlers: dict = {}
         self.ticker = hub.spawn(self._tick_loop)
+        self._stop_on_signals()
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
                  conf.bridge, uplink, conf.dhcp_mode, self.store.path, conf.status_host,
                  conf.status_port)
@@ -174,7 +178,57 @@ class WlBridgeApp(AppBase):
             except Exception:  # noqa: BLE001 - keep ticking
                 LOG.exception("tick failed")
 
+    def _stop_on_signals(self) -> None:
+        """Under an eventlet hub (``ryu-manager``): stop cleanly on SIGTERM and Ctrl-C.
+
+        ryu-manager closes its apps (so `close()` saves the state) only when KeyboardInterrupt
+        reaches its main greenlet.  SIGTERM's default action kills the process without that,
+        and a KeyboardInterrupt raised by a signal lands in whichever greenthread runs, where
+        Ryu's hub may log and swallow it.  So the handlers only note the signal (a second one
+        acts as by default), and a watcher greenthread throws KeyboardInterrupt into the main
+        greenlet at a safe point, as ``eventlet.kill`` does.  Handlers installed by someone
+        else (``wlbridge run``) are left alone.
+        """
+        if getattr(hub, "HUB_TYPE", None) != "eventlet":
+            return
+        import eventlet
+        import greenlet
+
+        main = greenlet.getcurrent()
+        if main.parent is not None:  # not instantiated from the main greenlet
+            return
+        caught: list[int] = []
+
+        def note(signum, _frame) -> None:
+            caught.append(signum)
+            signal.signal(signum, signal.SIG_DFL)
+
+        for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
+                             (signal.SIGINT, signal.default_int_handler)):
+            try:
+                if signal.getsignal(sig) is default:
+                    signal.signal(sig, note)
+                    self._signal_handlers[sig] = default
+            except ValueError:  # not the main thread
+                return
+        if not self._signal_handlers:
+            return
+
+        def watch() -> None:
+            while not caught:
+                if self._stop.is_set():
+                    return
+                hub.sleep(0.2)
+            LOG.info("signal %d: stopping", caught[0])
+            if not main.dead:
+                eventlet.kill(main, KeyboardInterrupt)
+
+        hub.spawn(watch)
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         with self.lock:
             self.core.dirty = True
@@ -182,6 +236,12 @@ class WlBridgeApp(AppBase):
         if self.status_server is not None:
             self.status_server.shutdown()
             self.status_server.server_close()
+        for sig, default in self._signal_handlers.items():
+            try:
+                signal.signal(sig, default)
+            except ValueError:
+                pass
+        LOG.info("wlbridge stopped; state saved to %s", self.store.path)
 
     # --------------------------------------------------------------- events
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG)

@@ -5,7 +5,7 @@ namespaces, veth pairs, an AP (Linux bridge + nftables 802.11 one-MAC rule) and 
 """
 
 from .apfilter import Counter
-from .cleanup import cleanup_leftovers
+from .cleanup import cleanup_leftovers, free_prefix
 from .dhcp import Lease
 from .graph import (
     SUPERNET,
@@ -29,7 +29,7 @@ from .world import World, build
 
 __all__ = [
     "SUPERNET", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc", "TopologyError",
-    "World", "basic_lan", "build", "cleanup_leftovers", "describe", "guest_port", "lan_ifname",
-    "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "station_uplink", "subnet_for",
-    "the", "validate",
+    "World", "basic_lan", "build", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
+    "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "station_uplink",
+    "subnet_for", "the", "validate",
 ]

@@ -7,6 +7,7 @@ ifalias ``wlbridge-topology:<prefix>`` (the station uplink may have any name).
 from __future__ import annotations
 
 import glob
+import ipaddress
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 
 from . import ovs
+from .graph import new_prefix, subnet_for
 from .procs import kill_pids, wait_for
 
 ALIAS = "wlbridge-topology:"
@@ -71,6 +73,23 @@ def delete_namespaces(names: list[str]) -> None:
 def link_exists(name: str) -> bool:
     with IPRoute() as ipr:
         return bool(ipr.link_lookup(ifname=name))
+
+
+def root_ipv4_addresses() -> list[str]:
+    with IPRoute() as ipr:
+        return [a.get("IFA_LOCAL") or a.get("IFA_ADDRESS") for a in ipr.get_addr(family=2)]
+
+
+def free_prefix(tries: int = 100) -> str:
+    """A new random prefix whose names and default subnet are not in use on this machine."""
+    used = [ipaddress.ip_address(a) for a in root_ipv4_addresses()]
+    spaces = netns.listnetns()
+    for _ in range(tries):
+        prefix = new_prefix()
+        net = subnet_for(prefix)
+        if not any(ip in net for ip in used) and not any(_owned(prefix, n) for n in spaces):
+            return prefix
+    raise RuntimeError("no free prefix/subnet found: leftovers? see cleanup_leftovers()")
 
 
 def cleanup_leftovers(prefix: str, *, ovs_bridges: bool = True) -> dict[str, list]:

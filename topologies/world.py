@@ -127,12 +127,11 @@ class World:
             raise TopologyError(
                 f"names of prefix {self.prefix!r} already in use (namespaces {left}, links "
                 f"{clash}); a leftover run? topologies.cleanup_leftovers({self.prefix!r})")
-        with IPRoute() as ipr:
-            for a in ipr.get_addr(family=2):
-                ip = ipaddress.ip_address(a.get("IFA_LOCAL") or a.get("IFA_ADDRESS"))
-                if ip in self.subnet:
-                    raise TopologyError(f"subnet {self.subnet} is already in use in the root "
-                                        f"namespace ({ip}); pick another subnet/prefix")
+        for ip in cleanup.root_ipv4_addresses():
+            if ipaddress.ip_address(ip) in self.subnet:
+                raise TopologyError(f"subnet {self.subnet} is already in use in the root "
+                                    f"namespace ({ip}); pick another subnet/prefix "
+                                    "(topologies.free_prefix() picks a free one)")
 
     def _ns(self, node: str) -> str | None:
         return self.graph.nodes[node].get("netns")
@@ -152,12 +151,11 @@ class World:
                 ipr.link("set", index=ipr.link_lookup(ifname=ifnames[u])[0],
                          ifalias=cleanup.alias_for(self.prefix))
         for node, ns in ((u, first_ns), (v, peer_ns)):
-            mac = self.graph.nodes[node].get("mac") if self.graph.nodes[node]["role"] != "ap" \
-                else None
-            if self.graph.nodes[node]["role"] == "station" and ifnames[node] != self.uplink:
-                mac = None  # a guest's host end: an OVS port, not the station
-                _root_sysctl(f"net/ipv6/conf/{ifnames[node]}/disable_ipv6", "1")
-            self._link_up(ns, ifnames[node], mac)
+            name = ifnames[node]
+            own = self.graph.nodes[node]["role"] != "ap" and name == lan_ifname(self.graph, node)
+            if ns is None and not own:  # a guest's host end: a bare OVS port, no IPv6 chatter
+                _root_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+            self._link_up(ns, name, self.graph.nodes[node]["mac"] if own else None)
 
     def _link_up(self, ns: str | None, ifname: str, mac: str | None) -> None:
         with IPRoute(netns=ns) if ns else IPRoute() as ipr:

@@ -11,6 +11,7 @@ controller at runtime.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import time
@@ -318,7 +319,7 @@ class Ovsdb:
                     self._wait_applied(txn.get_increment_new_value(), what)
                 return result
             if status != txn.TRY_AGAIN:
-                raise OvsdbError(f"Open vSwitch refused to {what}: {txn.get_error()}")
+                raise OvsdbError(f"Open vSwitch refused to {what}: {_txn_error(txn)}")
             self._wait_change(seqno)
         raise OvsdbError(f"could not {what}: the database kept changing; try again")
 
@@ -513,6 +514,18 @@ def _set(row: Any, column: str, value: Any) -> None:
     except ovs.db.error.Error as exc:
         raise OvsdbError(f"bad value {value!r} for {row._table.name}.{column}: {exc}") from exc
     setattr(row, column, value)
+
+
+def _txn_error(txn: ovs.db.idl.Transaction) -> str:
+    """The server's error as "error: details" rather than raw JSON."""
+    text = txn.get_error()
+    try:
+        err = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(err, dict) and "error" in err:
+        return f"{err['error']}: {err.get('details', '')}".rstrip(": ")
+    return text
 
 
 def _update_map(row: Any, column: str, updates: Mapping[str, str | None]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import Any
 
 from .compat import arp as arp_mod
-from .compat import ethernet, ipv4, packet, udp
+from .compat import ethernet, ipv4, udp
 
 ETH_MIN = 14
 FRAME_MAX = 1514 + 4  # one VLAN tag at most
@@ -55,6 +57,27 @@ class Frame:
         return self.udp_src == 67 and self.udp_dst == 68
 
 
+class _Headers:
+    """Like `packet.Packet`, but only the layers the core reads (Ethernet, ARP, IPv4, UDP):
+    the payload is never decoded.  os-ken's DHCP parser fails on a non-ASCII sname/file,
+    which option overload (52) makes legal; DHCP is parsed by `wlbridge.dhcp`."""
+
+    LAYERS = (ethernet.ethernet, arp_mod.arp, ipv4.ipv4, udp.udp)
+
+    def __init__(self, data: bytes) -> None:
+        self.protocols: list = []
+        cls, rest = ethernet.ethernet, data
+        while cls in self.LAYERS and bytes(rest).strip(b"\0"):
+            try:
+                proto, cls, rest = cls.parser(rest)
+            except struct.error:
+                break
+            self.protocols.append(proto)
+
+    def get_protocol(self, kind: type) -> Any:
+        return next((p for p in self.protocols if isinstance(p, kind)), None)
+
+
 def parse_frame(data: bytes) -> Frame:
     """Parse an Ethernet frame; raise FrameError for anything unusable."""
     if not isinstance(data, (bytes, bytearray)) or len(data) < ETH_MIN:
@@ -63,8 +86,8 @@ def parse_frame(data: bytes) -> Frame:
         raise FrameError("oversized")
     data = bytes(data)
     try:
-        pkt = packet.Packet(data)
-    except Exception as exc:  # noqa: BLE001 - the library raises many kinds
+        pkt = _Headers(data)
+    except Exception as exc:  # the library raises many kinds
         raise FrameError("unparsable") from exc
     eth = pkt.get_protocol(ethernet.ethernet)
     if eth is None:

@@ -35,6 +35,7 @@ def load_config(args: argparse.Namespace):
     import importlib
 
     cfg = importlib.import_module(f"{FRAMEWORK}.cfg")
+    importlib.import_module(f"{FRAMEWORK}.base.app_manager")  # import order matters
     importlib.import_module(f"{FRAMEWORK}.controller.controller")  # registers ofp_* options
     conf = config.register(cfg.CONF)
     files = []

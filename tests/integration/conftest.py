@@ -1,7 +1,7 @@
 """Fixtures for integration tests: emulated Wi-Fi LANs and OVS bridges, cleaned up after.
 
-* ``wl_prefix``: a fresh name prefix for the test; everything named with it is removed at the end
-  (a safety net behind each fixture's own teardown).
+* ``wl_prefix``: a fresh name prefix for the test, whose default subnet is not in use here;
+  everything named with it is removed at the end (a safety net behind each fixture's teardown).
 * ``make_world(graph=None, **basic_lan_kwargs)``: build a `topologies.World` (basic_lan by default).
 * ``lan``: a built ``basic_lan()`` (AP with the one-MAC rule, router + dnsmasq, one peer, the
   station uplink in the root namespace, two static-address guests not attached to anything).
@@ -10,14 +10,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
-from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, new_prefix
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, free_prefix
 
 
 @pytest.fixture
 def wl_prefix():
-    prefix = new_prefix()
+    prefix = free_prefix()
     yield prefix
     cleanup_leftovers(prefix)
 
@@ -28,7 +33,7 @@ def make_world(wl_prefix):
 
     def make(graph=None, **kwargs) -> World:
         if graph is None:
-            kwargs.setdefault("prefix", wl_prefix if not worlds else new_prefix())
+            kwargs.setdefault("prefix", wl_prefix if not worlds else free_prefix())
             graph = basic_lan(**kwargs)
         world = World(graph)
         worlds.append(world)
@@ -57,3 +62,28 @@ def ovs_bridge(wl_prefix):
     yield make
     for br in reversed(bridges):
         br.delete()
+
+
+@pytest.fixture
+def wlbridge_on(make_world, tmp_path):
+    """``wlbridge_on(world, guests=None, dhcp_mode=..., start=True)``: wlbridge set up on
+    the world's station (real `wlbridge setup`/`run`), guests attached; torn down after."""
+    from harness import Controller
+
+    made: list[Controller] = []
+
+    def make(world: World, *, guests=None, dhcp_mode: str = "broadcast", start: bool = True,
+             extra: tuple[str, ...] = ()) -> Controller:
+        workdir = tmp_path / f"wlbridge{len(made)}"
+        workdir.mkdir()
+        ctl = Controller(world, workdir, dhcp_mode=dhcp_mode, extra=extra)
+        made.append(ctl)
+        ctl.setup()
+        ctl.attach(*(world.guests if guests is None else guests))
+        if start:
+            ctl.start()
+        return ctl
+
+    yield make
+    for ctl in reversed(made):
+        ctl.close()

@@ -129,6 +129,8 @@ def lan() -> Iterator[Lan]:
         sh(*nsx, "ip", "addr", "add", f"{lan.gw6}/64", "dev", lan.peer, "nodad")
         sh(*nsx, "ip", "addr", "add", f"{lan.remote4}/32", "dev", "lo")
         sh(*nsx, "ip", "addr", "add", f"{lan.remote6}/128", "dev", "lo")
+        with open(f"/proc/sys/net/ipv6/conf/{lan.uplink}/accept_dad", "w") as f:
+            f.write("0")    # no tentative link-local: stable before/after snapshots
         sh("ip", "link", "set", lan.uplink, "up")
         sh("ip", "addr", "add", f"{lan.host4}/24", "brd", "+", "dev", lan.uplink)
         sh("ip", "addr", "add", f"{lan.host6}/64", "dev", lan.uplink, "nodad")
@@ -359,3 +361,52 @@ def test_refuses_foreign_bridge(lan: Lan) -> None:
     rc, out = lan.run("teardown")
     assert rc == 2 and "not created by wlbridge" in out
     assert_same(host_state(lan), before)
+
+
+# ---- the OVSDB client on its own ------------------------------------------------
+def test_ovsdb_client(lan: Lan) -> None:
+    name = lan.bridge
+    with ovsdb.connect() as db:
+        info = db.create_bridge(ovsdb.BridgeSpec(name, datapath_type="netdev", fail_mode=None,
+                                                 external_ids={"a": "1"}))
+        assert info.ports[0].interfaces[0].type == "internal" and info.controllers == ()
+        assert db.wait_interface(name).ofport == 65534
+        db.set_protocols(name, ["OpenFlow10", "OpenFlow13"])
+        db.set_fail_mode(name, "secure")
+        db.set_datapath_type(name, "netdev")
+        db.set_controller(name, NO_CONTROLLER, connection_mode="out-of-band", rate_limit=200)
+        db.set_other_config(name, {"hwaddr": "02:00:00:00:00:aa", "disable-in-band": "true"})
+        db.set_external_ids(name, {"a": None, "b": "2"})
+        db.add_port(name, ovsdb.PortSpec(lan.uplink))
+        db.set_interface_external_ids(lan.uplink, {"wlbridge-role": "uplink"})
+        assert db.port_bridge(lan.uplink) == name and db.find_uplink(name) == lan.uplink
+        assert db.get_external_ids(name) == {"b": "2"}
+        assert name in db.bridge_names()
+
+        assert vsctl_get("Bridge", name, "protocols") == "[OpenFlow10, OpenFlow13]"
+        assert vsctl_get("Bridge", name, "fail_mode") == "secure"
+        assert vsctl_get("Bridge", name, "other_config:hwaddr") == '"02:00:00:00:00:aa"'
+        assert sh("ovs-vsctl", "get-controller", name).strip() == NO_CONTROLLER
+        assert sh("ovs-vsctl", "port-to-br", lan.uplink).strip() == name
+
+        # errors are reported, not logged and ignored
+        with pytest.raises(ovsdb.OvsdbError, match="does not exist"):
+            db.set_fail_mode(lan.tag + "nope", "secure")
+        with pytest.raises(ovsdb.OvsdbError, match="bad value"):
+            db.set_controller(name, NO_CONTROLLER, rate_limit=5)    # OVS minimum is 100
+        with pytest.raises(ovsdb.OvsdbError, match="already"):
+            db.create_bridge(ovsdb.BridgeSpec(name))
+
+        def duplicate(txn: Any) -> None:   # bypasses our checks: the server must refuse
+            br = txn.insert(db._idl.tables["Bridge"])
+            br.name = name
+            db._root().addvalue("bridges", br)
+
+        with pytest.raises(ovsdb.OvsdbError, match="refused to add a duplicate"):
+            db.transact(duplicate, "add a duplicate bridge")
+
+        assert db.delete_port(name, lan.uplink) is True
+        assert db.delete_port(name, lan.uplink) is False
+        assert db.delete_bridge(name) is True
+        assert db.delete_bridge(name) is False
+    assert name not in sh("ovs-vsctl", "list-br").split()

@@ -1,0 +1,249 @@
+"""`ryu-manager wlbridge_app` on Ryu 4.34 / Python 3.9 (issue #5).
+
+The test runs the real `ryu-manager` from `.venv-ryu/` (built by `.ci/ryu-venv.sh` when missing)
+against an OVS netdev bridge of its own: an "uplink" veth whose peer sits in a namespace, and a
+"guest" veth.  It waits for wlbridge's flows (cookies 0x574c...) and for ``/status`` to report
+``"framework": "ryu"`` and a connected switch, then stops ryu-manager with SIGTERM and expects a
+clean exit (status 0, state saved by the app's ``close()``) within a few seconds; the same for
+SIGINT (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / ".ci" / "ryu-venv.sh"
+VENV = Path(os.environ.get("RYU_VENV", ROOT / ".venv-ryu"))
+RYU_MANAGER = VENV / "bin" / "ryu-manager"
+BUILD_TIMEOUT = 900  # first build only (pip downloads); afterwards the script is a quick no-op
+WAIT = 20.0  # seconds for flows and /status once ryu-manager runs
+STOP_TIMEOUT = 5.0  # seconds ryu-manager may take to exit after SIGTERM
+
+REFLECT = 0x574C02  # cookie magic "WL" + Purpose.REFLECT
+GUEST_PORT = 0x574C06  # cookie magic "WL" + Purpose.GUEST_PORT
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def run(*cmd: str, check: bool = True, timeout: float = 30) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, fn, timeout: float, proc: subprocess.Popen, log: Path):
+    """Poll fn() until it returns something true; fail with ryu-manager's log otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ryu-manager exited ({proc.returncode}) while waiting for {what}:\n"
+                        f"{tail(log)}")
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            result, last = None, exc
+        if result:
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r}):\n"
+                f"{tail(log)}")
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="module")
+def ryu_manager() -> Path:
+    """ryu-manager from .venv-ryu, built by the script when missing or out of date."""
+    try:
+        proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT, check=False)
+        problem = None if proc.returncode == 0 else (
+            f".ci/ryu-venv.sh failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
+            f"{proc.stderr[-3000:]}")
+    except subprocess.TimeoutExpired:
+        problem = f".ci/ryu-venv.sh did not finish in {BUILD_TIMEOUT}s"
+    if problem is None and not os.access(RYU_MANAGER, os.X_OK):
+        problem = f"{RYU_MANAGER} missing after .ci/ryu-venv.sh"
+    if problem:
+        if _in_ci():
+            pytest.fail(f"CI is set but the Ryu venv cannot be built: {problem}", pytrace=False)
+        pytest.skip(problem)
+    return RYU_MANAGER
+
+
+class Rig:
+    """An OVS netdev bridge with an uplink veth (peer in a namespace) and a guest veth."""
+
+    def __init__(self) -> None:
+        self.name = "wr" + secrets.token_hex(2)
+        self.bridge = self.name
+        self.ns = f"{self.name}-ns"
+        self.uplink, self.uplink_peer = f"{self.name}-up", f"{self.name}-upp"
+        self.guest, self.guest_peer = f"{self.name}-g0", f"{self.name}-g0p"
+
+    def build(self) -> Rig:
+        run("ip", "netns", "add", self.ns)
+        for port, peer in ((self.uplink, self.uplink_peer), (self.guest, self.guest_peer)):
+            run("ip", "link", "add", port, "type", "veth", "peer", "name", peer)
+            run("ip", "link", "set", peer, "netns", self.ns)
+            run("ethtool", "-K", port, "tx", "off")
+            run("ip", "netns", "exec", self.ns, "ethtool", "-K", peer, "tx", "off")
+            run("ip", "link", "set", port, "up")
+            run("ip", "-n", self.ns, "link", "set", peer, "up")
+        run("ovs-vsctl", "--timeout=10", "add-br", self.bridge,
+            "--", "set", "bridge", self.bridge, "datapath_type=netdev", "fail_mode=secure",
+            "protocols=OpenFlow13", "other-config:disable-in-band=true",
+            "--", "add-port", self.bridge, self.uplink,
+            "--", "add-port", self.bridge, self.guest)
+        return self
+
+    def set_controller(self, port: int) -> None:
+        # a short backoff: OVS reconnects within a second once ryu-manager listens
+        run("ovs-vsctl", "--timeout=10",
+            "--", "--id=@c", "create", "Controller", f"target=\"tcp:127.0.0.1:{port}\"",
+            "max_backoff=1000",
+            "--", "set", "bridge", self.bridge, "controller=@c")
+
+    def ofport(self, ifname: str) -> int:
+        return int(run("ovs-vsctl", "--timeout=10", "get", "Interface", ifname, "ofport"))
+
+    def mac(self, ifname: str) -> str:
+        return Path(f"/sys/class/net/{ifname}/address").read_text().strip().lower()
+
+    def flows(self) -> list[tuple[int, str]]:
+        """(cookie, line) of every flow on the bridge."""
+        out = run("ovs-ofctl", "-O", "OpenFlow13", "--no-names", "dump-flows", self.bridge)
+        found = []
+        for line in out.splitlines():
+            m = re.search(r"cookie=(0x[0-9a-f]+)", line)
+            if m:
+                found.append((int(m.group(1), 16), line.strip()))
+        return found
+
+    def teardown(self) -> None:
+        run("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", self.bridge, check=False)
+        for port in (self.uplink, self.guest):  # deleting one end removes the peer too
+            if Path(f"/sys/class/net/{port}").exists():
+                run("ip", "link", "del", port, check=False)
+        run("ip", "netns", "del", self.ns, check=False)
+
+
+@pytest.fixture
+def rig():
+    r = Rig()
+    try:
+        yield r.build()
+    finally:
+        r.teardown()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Last-resort cleanup: make sure the process is gone."""
+    if proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Path,
+                                       stop_signal: int) -> None:
+    of_port, status_port = free_port(), free_port()
+    state_dir = tmp_path / "state"
+    conf = tmp_path / "wlbridge.conf"
+    conf.write_text(
+        "[wlbridge]\n"
+        f"bridge = {rig.bridge}\n"
+        f"uplink = {rig.uplink}\n"
+        f"state_dir = {state_dir}\n"
+        f"status_port = {status_port}\n"
+        "ovsdb = unix:/var/run/openvswitch/db.sock\n")
+    log = tmp_path / "ryu-manager.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(ryu_manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
+             "--ofp-listen-host", "127.0.0.1", "wlbridge_app"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            cwd=tmp_path)
+    try:
+        rig.set_controller(of_port)
+        uplink_no, guest_no = rig.ofport(rig.uplink), rig.ofport(rig.guest)
+        uplink_mac = rig.mac(rig.uplink)
+
+        def wlbridge_flows():
+            flows = rig.flows()
+            reflect = [line for cookie, line in flows
+                       if cookie >> 40 == REFLECT and f"in_port={uplink_no}" in line
+                       and f"dl_src={uplink_mac}" in line and "actions=drop" in line]
+            guest = [line for cookie, line in flows
+                     if cookie >> 40 == GUEST_PORT and cookie & 0xFFFFFF == guest_no
+                     and f"in_port={guest_no}" in line and "CONTROLLER" in line]
+            return (reflect, guest) if reflect and guest else None
+
+        wait_for("wlbridge flows on the bridge", wlbridge_flows, WAIT, proc, log)
+        assert all(c >> 48 == 0x574C for c, _ in rig.flows()), rig.flows()
+
+        def status():
+            url = f"http://127.0.0.1:{status_port}/status"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                snap = json.load(resp)
+            return snap if snap.get("connected") else None
+
+        snap = wait_for("/status with connected true", status, WAIT, proc, log)
+        assert snap["framework"] == "ryu"
+        assert snap["bridge"] == rig.bridge
+        assert snap["uplink"]["name"] == rig.uplink and snap["uplink"]["port_no"] == uplink_no
+        assert snap["station_mac"] == uplink_mac
+        assert [g["port_no"] for g in snap["guests"]] == [guest_no]
+        # the flow-statistics round trip through the switch (`wlbridge flows`)
+        with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/flows", timeout=5) as resp:
+            switch_flows = json.load(resp)
+        assert any(f["cookie"] >> 40 == REFLECT for f in switch_flows), switch_flows
+
+        proc.send_signal(stop_signal)
+        try:
+            code = proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"ryu-manager still running {STOP_TIMEOUT}s after signal {stop_signal}:\n"
+                        f"{tail(log)}")
+        assert code == 0, f"ryu-manager exited with {code} after signal {stop_signal}:\n{tail(log)}"
+        text = log.read_text(errors="replace")
+        assert "wlbridge stopped" in text, f"close() did not run:\n{tail(log)}"
+        assert "Traceback" not in text, tail(log, 80)
+        assert list(state_dir.iterdir()), "no state saved in the state directory"
+        # fail_mode=secure: the flows stay in place without the controller
+        assert any(c >> 40 == REFLECT for c, _ in rig.flows())
+    finally:
+        stop(proc)
