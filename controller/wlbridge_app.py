@@ -64,11 +64,11 @@ def discover_uplink(conf) -> str:
         from wlbridge import ovsdb
 
         name = ovsdb.find_uplink(conf.bridge, remote=conf.ovsdb)
-    except Exception as exc:  # noqa: BLE001 - reported below
-        raise SystemExit(f"wlbridge: cannot find the uplink of {conf.bridge} in OVSDB ({exc}); "
+    except Exception as exc:
+        raise SystemExit(f"cannot find the uplink of {conf.bridge} in OVSDB ({exc}); "
                          f"run `wlbridge setup` or pass --uplink") from exc
     if not name:
-        raise SystemExit(f"wlbridge: bridge {conf.bridge} has no uplink marked by `wlbridge "
+        raise SystemExit(f"bridge {conf.bridge} has no uplink marked by `wlbridge "
                          f"setup`; pass --uplink")
     return name
 
@@ -76,7 +76,7 @@ def discover_uplink(conf) -> str:
 class WlBridgeApp(AppBase):
     """Programs one OVS bridge so guests share the Wi-Fi station's MAC."""
 
-    OFP_VERSIONS = [ofp.OFP_VERSION]
+    OFP_VERSIONS = [ofp.OFP_VERSION]  # noqa: RUF012 - the framework reads this attribute
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -175,7 +175,7 @@ class WlBridgeApp(AppBase):
                     last_ips = ips
                     self._run(self.core.host_addresses, ips)
                 self._run(self.core.tick)
-            except Exception:  # noqa: BLE001 - keep ticking
+            except Exception:
                 LOG.exception("tick failed")
 
     def _stop_on_signals(self) -> None:

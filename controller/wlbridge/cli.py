@@ -55,5 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - use `python -m wlbridge`
+    from wlbridge.cli import main as _main  # the package's UserError, not __main__'s
+
+    sys.exit(_main())

@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 
 try:  # pragma: no cover - which branch runs depends on the installation
-    import os_ken as _framework  # noqa: F401
+    import os_ken as _framework
 
     FRAMEWORK = "os_ken"
 except ImportError:  # pragma: no cover

@@ -9,16 +9,30 @@ DHCP in `dhcp_service`, flow layout in `flows`, the pipeline in `pipeline`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import cookies, flows, guard
 from .compat import ofp, parser
 from .packets import Frame, FrameError, parse_frame
-from .pipeline import (PORT_LOCAL, PORT_TABLE, FlowSpec, build_add, build_delete_cookie,
-                       build_delete_strict)
-from .state import Binding, Counters, GuestPort, Port, StateFormatError, parse_persistent
-from .state import persistent_form
+from .pipeline import (
+    PORT_LOCAL,
+    PORT_TABLE,
+    FlowSpec,
+    build_add,
+    build_delete_cookie,
+    build_delete_strict,
+)
+from .state import (
+    Binding,
+    Counters,
+    GuestPort,
+    Port,
+    StateFormatError,
+    parse_persistent,
+    persistent_form,
+)
 
 LOG = logging.getLogger(__name__)
 Section = tuple
@@ -152,7 +166,7 @@ class Core:
         """A packet the switch sent us.  Never raises."""
         try:
             return self._packet_in(in_port, data, now, table_id, cookie)
-        except Exception:  # noqa: BLE001 - the controller never crashes on a packet
+        except Exception:
             self.counters.bump("errors.internal")
             LOG.exception("internal error on packet-in from port %s", in_port)
             return []

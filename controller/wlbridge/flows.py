@@ -15,8 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cookies import MAX_SUBJECT, Purpose
-from .pipeline import (BROADCAST, ETH_ARP, ETH_EAPOL, ETH_IPV4, GROUP_BIT, IPPROTO_UDP,
-                       PORT_ALL, PORT_LOCAL, FlowSpec, Output, SetField, ToController, flow)
+from .pipeline import (
+    BROADCAST,
+    ETH_ARP,
+    ETH_EAPOL,
+    ETH_IPV4,
+    GROUP_BIT,
+    IPPROTO_UDP,
+    PORT_ALL,
+    PORT_LOCAL,
+    FlowSpec,
+    Output,
+    SetField,
+    ToController,
+    flow,
+)
 from .state import Binding, GuestPort
 
 EAPOL_GROUP = "01:80:c2:00:00:03"

@@ -6,7 +6,7 @@ counter label and in the log ("refused (ip-in-use) 10.0.0.5").
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .state import Binding, GuestPort, is_guest_ip, is_unicast_mac
 

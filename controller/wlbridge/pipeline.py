@@ -10,8 +10,9 @@ against the table's declaration: allowed match fields, allowed set-fields, legal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
 
 from . import cookies
 from .compat import ofp, parser

@@ -53,6 +53,11 @@ def load_config(args: argparse.Namespace):
             conf.set_override(flag, value, group=config.GROUP)
     conf.set_override("ofp_listen_host", args.listen_host)
     conf.set_override("ofp_tcp_listen_port", args.listen_port)
+    for opt in config.options():  # oslo.config checks values only when read
+        try:
+            getattr(conf.wlbridge, opt.dest)
+        except Exception as exc:
+            raise UserError(f"bad value for [wlbridge] {opt.dest}: {exc}") from exc
     try:
         config.static_macs(conf.wlbridge.static_macs)
     except ValueError as exc:

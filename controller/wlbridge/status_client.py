@@ -45,12 +45,12 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
     up = snap.get("uplink", {})
     state = "up" if up.get("up") else ("down" if up.get("present") else "missing")
     lines = [
-        f"bridge   {snap.get('bridge', '?')} (dpid {snap.get('dpid') or '-'}, "
-        f"{'connected' if snap.get('connected') else 'not connected'}, "
-        f"generation {snap.get('generation')})",
+        (f"bridge   {snap.get('bridge', '?')} (dpid {snap.get('dpid') or '-'}, "
+         f"{'connected' if snap.get('connected') else 'not connected'}, "
+         f"generation {snap.get('generation')})"),
         f"uplink   {up.get('name')} port {up.get('port_no')} {state}",
-        f"station  {snap.get('station_mac') or '-'}  host IPs: "
-        f"{', '.join(snap.get('host_ips', [])) or '-'}",
+        (f"station  {snap.get('station_mac') or '-'}  host IPs: "
+         f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         f"dhcp     {snap.get('dhcp_mode')}",
         "",
         f"{'PORT':<16}{'MAC':<19}{'IP':<17}{'LEARNED':<9}EXPIRES",

@@ -56,7 +56,7 @@ def serve(host: str, port: int, status: StatusFn,
     registry.register(_Collector(status))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             try:
                 if self.path in routes:
                     body = json.dumps(routes[self.path](), indent=1).encode()
@@ -67,7 +67,7 @@ def serve(host: str, port: int, status: StatusFn,
                 else:
                     self.send_error(404)
                     return
-            except Exception:  # noqa: BLE001
+            except Exception:
                 LOG.exception("status request failed")
                 self.send_error(500)
                 return

@@ -21,7 +21,7 @@ from typing import Any
 from topologies import World
 from topologies.ovs import ofctl, vsctl
 
-CLI = [sys.executable, "-m", "wlbridge.cli"]
+CLI = [sys.executable, "-m", "wlbridge"]
 
 
 def free_port() -> int:
@@ -31,7 +31,8 @@ def free_port() -> int:
 
 
 def wlbridge(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    res = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
+                         check=False)
     if check and res.returncode != 0:
         raise AssertionError(f"wlbridge {' '.join(args)} failed ({res.returncode}):\n"
                              f"{res.stdout}\n{res.stderr}")
@@ -80,13 +81,12 @@ class Controller:
 
     def start(self) -> None:
         assert self.proc is None
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            CLI + ["-v", "run", "--bridge", self.bridge, "--listen-port", str(self.of_port),
-                   "--state-dir", str(self.state_dir), "--status-port", str(self.status_port),
-                   "--dhcp-mode", self.dhcp_mode, *self.extra],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                CLI + ["-v", "run", "--bridge", self.bridge, "--listen-port", str(self.of_port),
+                       "--state-dir", str(self.state_dir), "--status-port",
+                       str(self.status_port), "--dhcp-mode", self.dhcp_mode, *self.extra],
+                stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self._connected(), timeout=20, what="the switch to connect")
 
     def _connected(self) -> bool:

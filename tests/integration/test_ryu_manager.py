@@ -215,13 +215,20 @@ def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Pa
         wait_for("wlbridge flows on the bridge", wlbridge_flows, WAIT, proc, log)
         assert all(c >> 48 == 0x574C for c, _ in rig.flows()), rig.flows()
 
+        # the host's own address on the bridge's internal port (pyroute2 under eventlet); a /32
+        # in a test range adds no route
+        host_ip = f"10.231.1.{secrets.randbelow(250) + 1}"
+        run("ip", "link", "set", rig.bridge, "up")
+        run("ip", "addr", "add", f"{host_ip}/32", "dev", rig.bridge)
+
         def status():
             url = f"http://127.0.0.1:{status_port}/status"
             with urllib.request.urlopen(url, timeout=2) as resp:
                 snap = json.load(resp)
-            return snap if snap.get("connected") else None
+            return snap if snap.get("connected") and snap.get("host_ips") else None
 
         snap = wait_for("/status with connected true", status, WAIT, proc, log)
+        assert snap["host_ips"] == [host_ip]
         assert snap["framework"] == "ryu"
         assert snap["bridge"] == rig.bridge
         assert snap["uplink"]["name"] == rig.uplink and snap["uplink"]["port_no"] == uplink_no

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ofsim import Switch, data_of, from_bytes
-
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig
 from wlbridge.state import Port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ofsim import arp_request, icmp_echo
 from rig import LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-
 from wlbridge import cookies
 from wlbridge.compat import ofp
 from wlbridge.core import CoreConfig

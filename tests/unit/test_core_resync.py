@@ -7,7 +7,6 @@ import json
 import pytest
 from ofsim import arp_request, icmp_echo
 from rig import ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-
 from wlbridge import cookies
 from wlbridge.core import Core, CoreConfig
 from wlbridge.state import StateFormatError

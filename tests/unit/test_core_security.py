@@ -6,7 +6,6 @@ import logging
 
 from ofsim import arp_reply, arp_request, icmp_echo
 from rig import HOST_IP, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-
 from wlbridge.core import CoreConfig
 
 G1, G2 = 2, 3
