@@ -18,6 +18,7 @@ import time
 from wlbridge import config as wl_config
 from wlbridge.compat import FRAMEWORK, ofp, runtime
 from wlbridge.core import Core, CoreConfig
+from wlbridge.flowtext import instruction_texts
 from wlbridge.persist import StateStore
 from wlbridge.state import Port, StateFormatError
 
@@ -121,10 +122,16 @@ class WlBridgeApp(AppBase):
             dp.send_msg(msg)
 
     def _run(self, fn, *args) -> None:
-        with self.lock:
-            msgs = fn(*args, time.time())
-            self._send(msgs)
-            self._persist()
+        """Feed one event to the core and send what it returns.  Never raises: with
+        os-ken's native hub any exception escaping a handler ends the app's event loop."""
+        try:
+            with self.lock:
+                msgs = fn(*args, time.time())
+                self._send(msgs)
+                self._persist()
+        except Exception:
+            self.core.counters.bump("errors.handler")
+            LOG.exception("error handling %s", getattr(fn, "__name__", fn))
 
     def _persist(self) -> None:
         if self.core.take_dirty():
@@ -254,7 +261,10 @@ class WlBridgeApp(AppBase):
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN)
     def _port_desc(self, ev) -> None:
-        self._ports += [_port(p) for p in ev.msg.body]
+        try:
+            self._ports += [_port(p) for p in ev.msg.body]
+        except Exception:
+            LOG.exception("bad port description")
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         ports, self._ports = self._ports, []
@@ -270,7 +280,11 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN)
     def _port_status(self, ev) -> None:
         msg = ev.msg
-        port = _port(msg.desc)
+        try:
+            port = _port(msg.desc)
+        except Exception:
+            LOG.exception("bad port status")
+            return
         if msg.reason == ofp.OFPPR_ADD:
             self._run(self.core.port_added, port)
         elif msg.reason == ofp.OFPPR_DELETE:
@@ -300,19 +314,27 @@ class WlBridgeApp(AppBase):
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         found, self._stats = self._stats, []
-        entries = [{
-            "table_id": s.table_id, "priority": s.priority, "cookie": s.cookie,
-            "match": {k: _jsonable(v) for k, v in s.match.items()},
-            "instructions": [str(i) for i in s.instructions],
-            "packet_count": s.packet_count, "byte_count": s.byte_count,
-            "idle_timeout": s.idle_timeout, "duration_sec": s.duration_sec,
-        } for s in found]
+        try:
+            entries = self._stat_entries(found)
+        except Exception:
+            LOG.exception("bad flow statistics")
+            entries = []
         with self.lock:
             waiters, self._flows_waiters = self._flows_waiters, []
         for done, result in waiters:
             result.extend(entries)
             done.set()
         self._run(self.core.flow_stats, [s.cookie for s in found])
+
+    @staticmethod
+    def _stat_entries(found: list) -> list[dict]:
+        return [{
+            "table_id": s.table_id, "priority": s.priority, "cookie": s.cookie,
+            "match": {k: _jsonable(v) for k, v in s.match.items()},
+            "instructions": instruction_texts(s.instructions),
+            "packet_count": s.packet_count, "byte_count": s.byte_count,
+            "idle_timeout": s.idle_timeout, "duration_sec": s.duration_sec,
+        } for s in found]
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG, MAIN])
     def _error(self, ev) -> None:

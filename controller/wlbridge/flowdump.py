@@ -40,7 +40,7 @@ def render(groups: dict[str, list[dict[str, Any]]]) -> str:
             match = ",".join(f"{k}={v}" for k, v in e["match"].items()) or "*"
             lines.append(f"  {table.name if table else e['table_id']:<13}"
                          f"prio={e['priority']:<4} {match}")
-            lines.append(f"      -> {'; '.join(e['instructions']) or 'drop'}"
+            lines.append(f"      -> {', '.join(e['instructions']) or 'drop'}"
                          f"   (packets={e['packet_count']})")
     return "\n".join(lines) if lines else "(no flows)"
 

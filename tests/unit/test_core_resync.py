@@ -148,3 +148,15 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(StateDirError, match="not writable"):
         StateStore(str(blocker / "sub"), "br-wl").check_writable()
+
+
+def test_flow_text_is_readable():
+    from wlbridge.flowtext import instruction_texts
+    from wlbridge.pipeline import build_add
+
+    rig = populated()
+    texts = [" ".join(instruction_texts(build_add(s, 1).instructions))
+             for s in rig.core.flow_specs()]
+    assert f"set_field:eth_src={STATION} set_field:arp_sha={STATION} output:1" in texts
+    assert "output:CONTROLLER goto:switch_local" in texts
+    assert "drop" in texts

@@ -1,0 +1,41 @@
+"""Flow instructions as short text (``set_field:eth_src=…``, ``output:LOCAL``, ``goto:to_uplink``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compat import ofp
+from .pipeline import BY_ID
+
+PORT_NAMES = {ofp.OFPP_LOCAL: "LOCAL", ofp.OFPP_ALL: "ALL", ofp.OFPP_CONTROLLER: "CONTROLLER",
+              ofp.OFPP_IN_PORT: "IN_PORT", ofp.OFPP_TABLE: "TABLE", ofp.OFPP_FLOOD: "FLOOD"}
+
+
+def port_name(port: int) -> str:
+    return PORT_NAMES.get(port, str(port))
+
+
+def action_text(action: Any) -> str:
+    kind = type(action).__name__
+    if kind == "OFPActionOutput":
+        return f"output:{port_name(action.port)}"
+    if kind == "OFPActionSetField":
+        return f"set_field:{action.key}={action.value}"
+    return kind.replace("OFPAction", "").lower()
+
+
+def instruction_texts(instructions: list[Any]) -> list[str]:
+    """One string per action/instruction, in order."""
+    out: list[str] = []
+    for inst in instructions:
+        kind = type(inst).__name__
+        if kind == "OFPInstructionActions":
+            out += [action_text(a) for a in inst.actions]
+        elif kind == "OFPInstructionGotoTable":
+            table = BY_ID.get(inst.table_id)
+            out.append(f"goto:{table.name if table else inst.table_id}")
+        elif kind == "OFPInstructionMeter":
+            out.append(f"meter:{inst.meter_id}")
+        else:
+            out.append(kind.replace("OFPInstruction", "").lower())
+    return out or ["drop"]
