@@ -74,6 +74,16 @@ def discover_uplink(conf) -> str:
     return name
 
 
+def _listen_locally(root, host: str) -> None:
+    """Under ryu-manager the OpenFlow listener defaults to every address: use ours instead
+    unless --ofp-listen-host was given (any LAN host could otherwise pose as the switch)."""
+    try:
+        if not root.ofp_listen_host:
+            root.set_override("ofp_listen_host", host)
+    except Exception:  # option not registered by this framework version
+        LOG.debug("cannot set ofp_listen_host", exc_info=True)
+
+
 class WlBridgeApp(AppBase):
     """Programs one OVS bridge so guests share the Wi-Fi station's MAC."""
 
@@ -81,8 +91,10 @@ class WlBridgeApp(AppBase):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        conf = wl_config.register().wlbridge
+        root = wl_config.register()
+        conf = root.wlbridge
         self.conf = conf
+        _listen_locally(root, conf.listen_host)
         uplink = discover_uplink(conf)
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
@@ -254,7 +266,6 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG)
     def _features(self, ev) -> None:
         dp = ev.msg.datapath
-        self.datapath = dp
         self._ports = []
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, 0xFFFF))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
@@ -268,7 +279,14 @@ class WlBridgeApp(AppBase):
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
         ports, self._ports = self._ports, []
-        self._run(self.core.switch_connected, ev.msg.datapath.id, ports)
+        dp = ev.msg.datapath
+        local = [p.name for p in ports if p.port_no == ofp.OFPP_LOCAL]
+        if local != [self.conf.bridge]:
+            LOG.error("switch %016x is bridge %s, not %s: ignoring it", dp.id,
+                      local[0] if local else "?", self.conf.bridge)
+            return
+        self.datapath = dp
+        self._run(self.core.switch_connected, dp.id, ports)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
     def _dead(self, ev) -> None:
@@ -280,6 +298,8 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN)
     def _port_status(self, ev) -> None:
         msg = ev.msg
+        if msg.datapath is not self.datapath:
+            return
         try:
             port = _port(msg.desc)
         except Exception:
@@ -295,6 +315,8 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN)
     def _packet_in(self, ev) -> None:
         msg = ev.msg
+        if msg.datapath is not self.datapath:
+            return
         try:
             in_port = msg.match["in_port"]
         except KeyError:
@@ -305,11 +327,15 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN)
     def _flow_removed(self, ev) -> None:
         msg = ev.msg
+        if msg.datapath is not self.datapath:
+            return
         match = dict(msg.match.items())
         self._run(self.core.flow_removed, msg.cookie, match)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN)
     def _flow_stats(self, ev) -> None:
+        if ev.msg.datapath is not self.datapath:
+            return
         self._stats += list(ev.msg.body)
         if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
             return

@@ -35,6 +35,12 @@ def options() -> list:
                    help="seconds an ARP/IPv4-learned guest address lives unused"),
         cfg.IntOpt("max_ips_per_port", default=16, min=1),
         cfg.IntOpt("max_bindings", default=4096, min=1),
+        cfg.StrOpt("listen_host", default="127.0.0.1",
+                   help="OpenFlow listen address (ryu-manager: used when --ofp-listen-host "
+                        "is not given)"),
+        cfg.IntOpt("listen_port", default=6653, min=1, max=65535,
+                   help="OpenFlow listen port (`wlbridge run` only; ryu-manager: "
+                        "--ofp-tcp-listen-port)"),
         cfg.StrOpt("status_host", default="127.0.0.1", help="status/metrics HTTP address"),
         cfg.IntOpt("status_port", default=9654, min=0, max=65535,
                    help="status/metrics HTTP port on loopback (0: off)"),

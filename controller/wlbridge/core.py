@@ -232,6 +232,7 @@ class Core:
             "station_mac": self.station_mac,
             "host_ips": sorted(self.host_ips),
             "dhcp_mode": self.config.dhcp_mode,
+            "idle_timeout": self.config.idle_timeout,
             "guests": guests,
             "counters": dict(sorted(self.counters.items())),
         }

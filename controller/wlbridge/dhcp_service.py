@@ -95,8 +95,8 @@ class DhcpService:
                 LOG.info("port %s: %s %s", guest.name, event.cause, event.ip)
                 msgs += core.unbind(event.ip, event.cause)
         port = self._egress_port(frame.eth_dst)
-        if port == PORT_LOCAL:
-            out = frame.data  # a server on the host itself: no translation needed
+        if port != core.uplink:
+            out = frame.data  # a server on the host or in another guest: no translation needed
         msgs.append(core.packet_out(guest.port_no, [parser.OFPActionOutput(port)], out))
         return msgs
 

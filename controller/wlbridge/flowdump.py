@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from . import cookies
+from .flowtext import port_name
 from .pipeline import BY_ID
 from .status_client import DEFAULT_URL, fetch
 
@@ -31,13 +32,23 @@ def group(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return dict(sorted(groups.items()))
 
 
+def _value(name: str, value: Any) -> str:
+    if isinstance(value, list):  # (value, mask)
+        return f"{_value(name, value[0])}/{_value(name, value[1])}"
+    if name == "eth_type" and isinstance(value, int):
+        return f"{value:#06x}"
+    if name == "in_port" and isinstance(value, int):
+        return port_name(value)
+    return str(value)
+
+
 def render(groups: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for key, entries in groups.items():
         lines.append(f"[{key}] {len(entries)} flow(s)")
         for e in sorted(entries, key=lambda x: (x["table_id"], -x["priority"])):
             table = BY_ID.get(e["table_id"])
-            match = ",".join(f"{k}={v}" for k, v in e["match"].items()) or "*"
+            match = ",".join(f"{k}={_value(k, v)}" for k, v in e["match"].items()) or "*"
             lines.append(f"  {table.name if table else e['table_id']:<13}"
                          f"prio={e['priority']:<4} {match}")
             lines.append(f"      -> {', '.join(e['instructions']) or 'drop'}"

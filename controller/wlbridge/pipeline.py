@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from . import cookies
+from . import cookies, fastof
 from .compat import ofp, parser
 from .cookies import Purpose
 
@@ -140,8 +140,17 @@ Action = Union[Output, SetField, ToController]
 MatchValue = Union[int, str, tuple]
 
 
+def _lower(value: MatchValue) -> MatchValue:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, tuple):
+        return tuple(_lower(v) for v in value)
+    return value
+
+
 def _freeze(match: Mapping[str, MatchValue]) -> tuple[tuple[str, MatchValue], ...]:
-    return tuple(sorted(match.items()))
+    """Sorted (field, value) pairs; text values lower-case (os-ken's canonical form)."""
+    return tuple(sorted((k, _lower(v)) for k, v in match.items()))
 
 
 @dataclass(frozen=True)
@@ -176,8 +185,24 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
     """Declare a flow; it is validated against the pipeline straight away."""
     spec = FlowSpec(table, priority, _freeze(match or {}), tuple(actions), goto,
                     purpose, subject, **kw)
-    validate(spec)
+    shape = _shape(spec)
+    if shape not in _VALID_SHAPES:  # validity depends on the shape only, not on addresses
+        validate(spec)
+        if len(_VALID_SHAPES) < 4096:
+            _VALID_SHAPES.add(shape)
+    object.__setattr__(spec, "_valid", True)  # `build_add` need not check it again
     return spec
+
+
+_VALID_SHAPES: set[tuple] = set()
+
+
+def _shape(spec: FlowSpec) -> tuple:
+    """What `validate` looks at: table, priority, goto, match field names, the values of
+    prerequisite fields, set-field names."""
+    prereq = tuple(v for n, v in spec.match if n in ("eth_type", "ip_proto"))
+    return (spec.table, spec.priority, spec.goto, tuple(n for n, _ in spec.match), prereq,
+            tuple(a.field for a in spec.actions if isinstance(a, SetField)))
 
 
 def validate(spec: FlowSpec) -> None:
@@ -213,7 +238,22 @@ def _check_prerequisite(name: str, match: Mapping[str, MatchValue], table: str,
         need = PREREQUISITES.get(field_name)
 
 
+_INSTRUCTIONS: dict[tuple, list] = {}
+
+
 def _instructions(spec: FlowSpec) -> list:
+    """The spec's instructions; shared between flow-mods of equal actions (they are only
+    read and serialised), the cache bounded."""
+    key = (spec.actions, spec.goto, spec.meter)
+    insts = _INSTRUCTIONS.get(key)
+    if insts is None:
+        if len(_INSTRUCTIONS) >= 8192:
+            _INSTRUCTIONS.clear()
+        insts = _INSTRUCTIONS[key] = _make_instructions(spec)
+    return insts
+
+
+def _make_instructions(spec: FlowSpec) -> list:
     insts = []
     if spec.meter is not None:
         insts.append(parser.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
@@ -224,7 +264,7 @@ def _instructions(spec: FlowSpec) -> list:
         elif isinstance(action, ToController):
             actions.append(parser.OFPActionOutput(PORT_CONTROLLER, action.max_len))
         elif isinstance(action, SetField):
-            actions.append(parser.OFPActionSetField(**{action.field: action.value}))
+            actions.append(fastof.set_field(action.field, action.value))
         else:  # pragma: no cover - guarded by the type
             raise PipelineError(f"unknown action {action!r}")
     if actions:
@@ -236,7 +276,8 @@ def _instructions(spec: FlowSpec) -> list:
 
 def build_add(spec: FlowSpec, generation: int):
     """OFPFC_ADD flow-mod for a spec (replaces a flow with the same table/priority/match)."""
-    validate(spec)
+    if not getattr(spec, "_valid", False):
+        validate(spec)
     flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_removed else 0
     return parser.OFPFlowMod(
         datapath=None,
@@ -248,7 +289,7 @@ def build_add(spec: FlowSpec, generation: int):
         priority=spec.priority,
         buffer_id=ofp.OFP_NO_BUFFER,
         flags=flags,
-        match=parser.OFPMatch(**spec.match_dict),
+        match=fastof.match(spec.match, canonical=getattr(spec, "_valid", False)),
         instructions=_instructions(spec),
     )
 
@@ -265,7 +306,7 @@ def build_delete_strict(spec: FlowSpec):
         priority=spec.priority,
         out_port=ofp.OFPP_ANY,
         out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(**spec.match_dict),
+        match=fastof.match(spec.match),
     )
 
 

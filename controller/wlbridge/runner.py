@@ -15,14 +15,15 @@ from .compat import FRAMEWORK
 LOG = logging.getLogger(__name__)
 
 # command-line flag -> option in the [wlbridge] section
-FLAGS = ("bridge", "uplink", "state_dir", "dhcp_mode", "idle_timeout", "status_port")
+FLAGS = ("bridge", "uplink", "state_dir", "dhcp_mode", "idle_timeout", "status_port",
+         "listen_host", "listen_port")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bridge", help="OVS bridge (default br-wl)")
     p.add_argument("--uplink", help="station interface (default: found in OVSDB)")
-    p.add_argument("--listen-host", default="127.0.0.1", help="OpenFlow listen address")
-    p.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
+    p.add_argument("--listen-host", help="OpenFlow listen address (default 127.0.0.1)")
+    p.add_argument("--listen-port", type=int, help="OpenFlow listen port (default 6653)")
     p.add_argument("--state-dir", help="state directory (default /var/lib/wlbridge)")
     p.add_argument("--dhcp-mode", choices=config.DHCP_MODES, help="DHCP strategy")
     p.add_argument("--idle-timeout", type=int, help="seconds an unused learned address lives")
@@ -51,8 +52,8 @@ def load_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             conf.set_override(flag, value, group=config.GROUP)
-    conf.set_override("ofp_listen_host", args.listen_host)
-    conf.set_override("ofp_tcp_listen_port", args.listen_port)
+    conf.set_override("ofp_listen_host", conf.wlbridge.listen_host)
+    conf.set_override("ofp_tcp_listen_port", conf.wlbridge.listen_port)
     for opt in config.options():  # oslo.config checks values only when read
         try:
             getattr(conf.wlbridge, opt.dest)
@@ -86,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
         mgr.instantiate_apps(**contexts)
     except SystemExit as exc:
         raise UserError(str(exc.code)) from exc
-    LOG.info("listening for OpenFlow on %s:%s", args.listen_host, args.listen_port)
+    LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
+             conf.wlbridge.listen_port)
     while not stop.wait(0.5):
         pass
     LOG.info("stopping")

@@ -39,6 +39,13 @@ def _age(value: float | None, now: float) -> str:
     return f"in {seconds}s" if seconds >= 0 else f"{-seconds}s ago"
 
 
+def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
+    if binding.get("expires") is not None:
+        return _age(binding["expires"], now)
+    idle = snap.get("idle_timeout")
+    return f"after {idle}s unused" if idle else "-"
+
+
 def render(snap: dict[str, Any], now: float | None = None) -> str:
     """The status as a short human-readable report."""
     now = time.time() if now is None else now
@@ -62,7 +69,7 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
             lines.append(
                 f"{(g['port'] if first else ''):<16}{((g.get('mac') or '-') if first else ''):<19}"
                 f"{(b['ip'] if b else '-'):<17}{(b['source'] if b else ''):<9}"
-                f"{_age(b.get('expires'), now) if b else ''}")
+                f"{_expiry(b, snap, now) if b else ''}")
     if not snap.get("guests"):
         lines.append("(no guests)")
     counters = snap.get("counters", {})

@@ -79,8 +79,8 @@ def request(mac: str, xid: int, ip: str, **kw) -> bytes:
 
 def renew(mac: str, xid: int, ip: str, **kw) -> bytes:
     """REQUEST in RENEWING state: unicast to the server from the leased address."""
-    return client_msg(D.REQUEST, mac, xid, eth_dst=ROUTER, ip_src=ip, ip_dst=ROUTER_IP,
-                      ciaddr=ip, **kw)
+    kw = {"eth_dst": ROUTER, "ip_dst": ROUTER_IP, **kw}
+    return client_msg(D.REQUEST, mac, xid, ip_src=ip, ciaddr=ip, **kw)
 
 
 def release(mac: str, xid: int, ip: str) -> bytes:
