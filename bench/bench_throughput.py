@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from common import (
     Bench,
@@ -56,7 +57,8 @@ def iperf(guest, peer, seconds: int) -> dict:
     if "error" in data:
         raise RuntimeError(f"iperf3: {data['error']}")
     end = data["end"]
-    return {"bps": end["sum_received"]["bits_per_second"],
+    sent = sum(iv["sum"]["bytes"] for iv in data.get("intervals", []))  # incl. omitted 1st s
+    return {"bps": end["sum_received"]["bits_per_second"], "bytes_sent_all": sent,
             "retransmits": end["sum_sent"].get("retransmits", 0),
             "sender_cpu": end.get("cpu_utilization_percent", {}).get("host_total")}
 
@@ -65,6 +67,18 @@ def start_iperf_server(peer) -> None:
     peer.popen("iperf3", "-s", "-B", ip_of(peer), name=f"{peer.world.prefix}-iperf3")
     wait_until(lambda: "LISTEN" in peer.run("ss", "-ltn", "sport = :5201").stdout, 10,
                what="iperf3 server")
+
+
+def vswitchd_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) used so far by ovs-vswitchd.
+
+    With veths on the userspace datapath, one ovs-vswitchd thread moves every packet, and the
+    kernel work of delivering what it sends (veth, the AP's bridge and nftables) runs in its
+    system time too: CPU per byte is the cost of a configuration, and unlike throughput it
+    hardly changes when other processes compete for the CPU."""
+    pid = Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pmd_upcalls() -> dict[str, int]:
@@ -145,17 +159,22 @@ def main() -> int:
             # rotate the order so no configuration always runs first or last in a round
             k = i % len(configs)
             for name, w, _ in configs[k:] + configs[:k]:
-                before = pmd_upcalls()
+                before, cpu0 = pmd_upcalls(), vswitchd_cpu_s()
                 r = iperf(w.guests[0], w.peers[0], args.time)
-                after = pmd_upcalls()
+                after, cpu1 = pmd_upcalls(), vswitchd_cpu_s()
+                r["vswitchd_cpu_s"] = cpu1 - cpu0
+                r["vswitchd_cpu_ms_per_gb"] = (cpu1 - cpu0) * 1000 / (r["bytes_sent_all"] / 1e9)
                 upcalls[name].append({k: after.get(k, 0) - before.get(k, 0) for k in after})
                 runs[name].append(r)
                 print(f"  run {i + 1} {name:<17} {r['bps'] / 1e6:8.1f} Mbit/s "
-                      f"(retransmits {r['retransmits']})", flush=True)
+                      f"(retransmits {r['retransmits']}, ovs-vswitchd "
+                      f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB)", flush=True)
         med = {k: statistics.median(r["bps"] for r in v) for k, v in runs.items()}
         ratio = med["wlbridge"] / med["plain"]
         # each round's wlbridge run against the same round's plain run (same load)
         paired = [w["bps"] / p["bps"] for w, p in zip(runs["wlbridge"], runs["plain"])]
+        cpu_gb = {k: statistics.median(r["vswitchd_cpu_ms_per_gb"] for r in v)
+                  for k, v in runs.items()}
         gb, pb = wb.guests[0], wb.peers[0]
 
         # -------- packet-ins during data traffic
@@ -196,6 +215,8 @@ def main() -> int:
             "median_bps": med,
             "ratio": ratio,
             "paired_ratios": paired,
+            "vswitchd_cpu_ms_per_gb_median": cpu_gb,
+            "cpu_cost_ratio": cpu_gb["plain"] / cpu_gb["wlbridge"],
             "paired_ratio_median": statistics.median(paired),
             "ratio_nofilter": (med["wlbridge-nofilter"] / med["plain"]
                                if "wlbridge-nofilter" in med else None),
@@ -220,10 +241,12 @@ def main() -> int:
 
     rows = [[name, len(runs[name]), f"{med[name] / 1e6:.0f}",
              " ".join(f"{r['bps'] / 1e6:.0f}" for r in runs[name]),
-             sum(r["retransmits"] for r in runs[name])] for name in runs]
+             sum(r["retransmits"] for r in runs[name]), f"{cpu_gb[name]:.0f}"]
+            for name in runs]
     print()
-    print(table(f"TCP guest -> LAN peer, iperf3 {args.time} s (+1 s omitted), alternating runs",
-                ["bridge", "runs", "median Mbit/s", "each run", "retransmits"], rows))
+    print(table(f"TCP guest -> LAN peer, iperf3 {args.time} s (+1 s omitted), interleaved runs",
+                ["bridge", "runs", "median Mbit/s", "each run", "retransmits",
+                 "vswitchd CPU ms/GB"], rows))
     fp = result["flows_per_binding"]
     pi = result["packet_ins"]
     print()
@@ -232,6 +255,9 @@ def main() -> int:
          "yes" if ratio >= TARGET_RATIO else "NO"],
         ["  median of per-round ratios", f"{result['paired_ratio_median']:.3f}",
          f">= {TARGET_RATIO}", "yes" if result["paired_ratio_median"] >= TARGET_RATIO else "NO"],
+        ["  CPU cost ratio plain/wlbridge (ovs-vswitchd CPU per GB)",
+         f"{result['cpu_cost_ratio']:.3f}", f">= {TARGET_RATIO}",
+         "yes" if result["cpu_cost_ratio"] >= TARGET_RATIO else "NO"],
         *([["  diagnosis: wlbridge, AP without one-MAC rule / plain",
             f"{result['ratio_nofilter']:.3f}", "-", "-"]] if result["ratio_nofilter"] else []),
         [f"packet-ins per 1,000 data packets ({pi['data_packets']} pkts)",

@@ -152,7 +152,10 @@ class Bench:
         self.stack.callback(cleanup_leftovers, prefix)  # safety net, runs after teardown
         world = World(basic_lan(prefix=prefix, **kw), keep_logs=self.keep_logs)
         self.stack.callback(world.teardown)
-        return world.build()
+        world.build()
+        print(f"  world {prefix}: LAN {world.subnet}, AP one-MAC rule "
+              f"{'on' if kw.get('filter', True) else 'off'}", flush=True)
+        return world
 
     def plain_bridge(self, world: World, guests=None) -> OvsBridge:
         """The baseline: a netdev OVS bridge, uplink + guest ports, one NORMAL flow."""

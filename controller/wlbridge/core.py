@@ -48,7 +48,7 @@ class CoreConfig:
     max_ips_per_port: int = 16
     max_bindings: int = 4096
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
-    meters: bool = False  # rate-limit controller-bound traffic per guest port
+    meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200
 
 
@@ -81,6 +81,12 @@ class Core:
         self._restored: dict[str, Any] = {"guests": {}, "bindings": []}
         self._sections: dict[Section, dict[tuple, FlowSpec]] = {}
         self._logged: set[str] = set()
+        self._view: flows.View | None = None  # cached `view()`; None: recompute
+        self._by_mac: dict[str, GuestPort] = {}  # guest MAC -> guest port
+        # Meters: the switch's largest meter id (0: no meters; None: not reported, assume
+        # OpenFlow's range) and the meter ids we believe exist on the switch.
+        self.meter_max: int | None = None
+        self._meters: set[int] = set()
         self.dhcp = DhcpService(self)
 
     # ------------------------------------------------------------------ events
@@ -90,20 +96,41 @@ class Core:
         self.connected = True
         self.generation = self.generation % cookies.MAX_GENERATION + 1
         self.ports = {p.port_no: p for p in ports if p.port_no < ofp.OFPP_MAX}
+        before = self.station_mac
         self._find_uplink()
-        self.guests = {n: g for n, g in self.guests.items() if n in self.ports}
+        for port_no, guest in list(self.guests.items()):
+            port = self.ports.get(port_no)
+            if port is None or port.name != guest.name or port_no == self.uplink:
+                self._park_guest(port_no)  # back in place if its port (re)appears
+        self._by_mac = {g.mac: g for g in self.guests.values() if g.mac}
         for port in self.ports.values():
             if port.port_no != self.uplink:
                 self._ensure_guest(port)
         self._adopt_restored(now)
         self._drop_bindings_without_port()
         self._sections = {}
-        msgs = self._meter_msgs()
+        self._view = None
+        msgs = self._meter_msgs(sorted(self.guests))
         msgs += self._sync_all()
+        msgs += self._stale_meter_msgs()
         msgs.append(flow_stats_request())
+        if before is not None and self.station_mac is not None and before != self.station_mac:
+            msgs += self._station_changed(before)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d",
                  dpid, len(self.ports), self.uplink, self.station_mac, self.generation)
         return msgs
+
+    def meter_info(self, max_meter: int, existing: Iterable[int] | None, now: float) -> list:
+        """What the switch reported about meters, just before `switch_connected`: its largest
+        meter id (0: no meter support) and the meters it has (None: unknown)."""
+        self.meter_max = max(0, int(max_meter))
+        if existing is not None:
+            self._meters = {int(m) for m in existing}
+        self._view = None
+        if self.config.meters and not self.meter_max:
+            self._log_once("no-meters", "the switch has no OpenFlow meters: packet-ins are "
+                           "limited only by the bridge's controller_rate_limit")
+        return []
 
     def switch_disconnected(self, now: float) -> list:
         """The switch went away; keep state, the next connection resyncs."""
@@ -127,12 +154,21 @@ class Core:
         if old is not None and old.name != port.name:
             self._forget_port(port.port_no)
         if port.name == self.config.uplink or port.port_no == self.uplink:
+            before = self.station_mac
+            came_up = old is not None and not old.up and port.up
             self._find_uplink()
-            return self._sync_all()
+            msgs = self._sync_all()
+            if before is not None and self.station_mac is not None and before != self.station_mac:
+                msgs += self._station_changed(before)
+            elif came_up:
+                LOG.info("uplink %s is up again: announcing the guests", port.name)
+                msgs += self._announce()
+            return msgs
         self._ensure_guest(port)
         self._adopt_restored(now)
-        return self._sync([("static",), ("port", port.port_no)]
-                          + [("ip", ip) for ip in self.guests[port.port_no].ips])
+        msgs = self._meter_msgs([port.port_no])
+        return msgs + self._sync([("static",), ("port", port.port_no)]
+                                 + [("ip", ip) for ip in self.guests[port.port_no].ips])
 
     def port_modified(self, port: Port, now: float) -> list:
         """Port status change: a new station MAC (reconnect, randomisation) redoes the flows."""
@@ -150,6 +186,8 @@ class Core:
         msgs = self._sync([("static",)])
         if self.connected and flows.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
+        if self.connected and port_no in self._meters:
+            msgs += self._meter_delete([port_no])
         return msgs
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
@@ -257,6 +295,10 @@ class Core:
             return self._refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == 0x888E:
             return self._refuse(guest, "eapol", "")
+        if frame.eth_type == 0x86DD:  # only router advertisements come here
+            return self._refuse(guest, "ipv6-router-advert", "")
+        if frame.is_dhcp_server:
+            return self._refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
             self.counters.bump("packet_in.dhcp")
             return self.dhcp.from_guest(guest, frame, now)
@@ -276,7 +318,7 @@ class Core:
         if frame.arp is not None and frame.arp.src_ip in self.bindings:
             b = self.bindings[frame.arp.src_ip]
             self.counters.bump("conflicts.uplink")
-            self._log_once(f"conflict:{b.ip}:{frame.arp.src_mac}",
+            self._log_once(f"conflict:{b.ip}",
                            "LAN host %s claims %s, bound to guest port %s",
                            frame.arp.src_mac, b.ip, b.port_no)
             return []
@@ -285,11 +327,11 @@ class Core:
 
     def _learn_mac(self, guest: GuestPort, frame: Frame, now: float) -> list:
         mac = frame.eth_src
-        cause = guard.check_guest_mac(mac, self.station_mac,
-                                      {g.mac for g in self.guests.values() if g.mac})
+        cause = guard.check_guest_mac(mac, self.station_mac, self._by_mac)
         if cause:
             return self._refuse(guest, cause, mac)
         guest.mac, guest.mac_source = mac, "learned"
+        self._by_mac[mac] = guest
         self.dirty = True
         self.counters.bump("guests.mac_learned")
         LOG.info("port %s: guest MAC %s", guest.name, mac)
@@ -360,17 +402,21 @@ class Core:
         return self._sync([("ip", ip)])
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
-        for g in self.guests.values():
-            if g.mac == mac:
-                return g
+        g = self._by_mac.get(mac)
+        if g is not None and g.mac == mac and self.guests.get(g.port_no) is g:
+            return g
         return None
 
     # ----------------------------------------------------------- flow syncing
     def view(self) -> flows.View | None:
+        """What flow computation needs; cached until ports, uplink or meters change."""
         if self.uplink is None or self.station_mac is None:
             return None
-        return flows.View(self.uplink, self.station_mac, tuple(sorted(self.guests)),
-                          self.config.idle_timeout, self.config.meters)
+        if self._view is None:
+            self._view = flows.View(self.uplink, self.station_mac, tuple(sorted(self.guests)),
+                                    self.config.idle_timeout, self._use_meters(),
+                                    self.meter_max or ofp.OFPM_MAX)
+        return self._view
 
     def _compute(self, section: Section) -> list[FlowSpec]:
         view = self.view()
@@ -408,16 +454,63 @@ class Core:
         """Every flow the core currently wants (for tests and `wlbridge flows`)."""
         return [s for section in self._sections.values() for s in section.values()]
 
-    def _meter_msgs(self) -> list:
-        if not self.config.meters:
+    def _use_meters(self) -> bool:
+        return self.config.meters and self.meter_max != 0
+
+    def _meter_id(self, port_no: int) -> int | None:
+        """The meter of a guest port (its port number), if meters are in use for it."""
+        if self._use_meters() and 0 < port_no <= (self.meter_max or ofp.OFPM_MAX):
+            return port_no
+        return None
+
+    def _meter_msgs(self, ports: Iterable[int]) -> list:
+        """Create (or reconfigure) the meters of these guest ports, before flows use them."""
+        if not self.connected:
             return []
         msgs = []
-        for port_no in sorted(self.guests):
+        for port_no in ports:
+            meter_id = self._meter_id(port_no)
+            if meter_id is None or port_no not in self.guests:
+                continue
             band = parser.OFPMeterBandDrop(rate=self.config.meter_pps,
                                            burst_size=self.config.meter_pps)
-            msgs.append(parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_ADD,
+            command = ofp.OFPMC_MODIFY if meter_id in self._meters else ofp.OFPMC_ADD
+            msgs.append(parser.OFPMeterMod(datapath=None, command=command,
                                            flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
-                                           meter_id=port_no, bands=[band]))
+                                           meter_id=meter_id, bands=[band]))
+            self._meters.add(meter_id)
+        return msgs
+
+    def _stale_meter_msgs(self) -> list:
+        """Delete meters no guest port uses (after the flows stopped referring to them)."""
+        wanted = {self._meter_id(p) for p in self.guests}
+        return self._meter_delete(sorted(self._meters - wanted))
+
+    def _meter_delete(self, meter_ids: Iterable[int]) -> list:
+        msgs = []
+        for meter_id in meter_ids:
+            msgs.append(parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_DELETE,
+                                           meter_id=meter_id))
+            self._meters.discard(meter_id)
+        return msgs
+
+    # ------------------------------------------------------- station changes
+    def _station_changed(self, before: str) -> list:
+        self.counters.bump("station.mac_changes")
+        LOG.warning("station MAC changed from %s to %s: flows rewritten, announcing the guests",
+                    before, self.station_mac)
+        return self._announce()
+
+    def _announce(self) -> list:
+        """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
+        hosts update their caches at once (after a station MAC change or a reconnect)."""
+        if not self.connected or self.uplink is None or self.station_mac is None:
+            return []
+        ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
+        out = [parser.OFPActionOutput(self.uplink)]
+        msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
+                for ip in ips]
+        self.counters.bump("station.announced", len(msgs))
         return msgs
 
     # ---------------------------------------------------------------- helpers
@@ -432,6 +525,7 @@ class Core:
 
     def _find_uplink(self) -> None:
         self.uplink, self.station_mac = None, None
+        self._view = None
         for port in self.ports.values():
             if port.name == self.config.uplink:
                 self.uplink, self.station_mac = port.port_no, port.hw_addr.lower()
@@ -447,7 +541,9 @@ class Core:
         mac = self.config.static_macs.get(port.name)
         if mac:
             guest.mac, guest.mac_source = mac.lower(), "configured"
+            self._by_mac[guest.mac] = guest
         self.guests[port.port_no] = guest
+        self._view = None
 
     def _adopt_restored(self, now: float) -> None:
         """Apply saved guest MACs and bindings to ports that now exist."""
@@ -455,8 +551,9 @@ class Core:
         for name, rec in list(self._restored["guests"].items()):
             g = by_name.get(name)
             if g is not None:
-                if g.mac is None:
+                if g.mac is None and rec["mac"] not in self._by_mac:
                     g.mac, g.mac_source = rec["mac"], "state"
+                    self._by_mac[g.mac] = g
                 del self._restored["guests"][name]
         keep = []
         for rec in self._restored["bindings"]:
@@ -479,8 +576,38 @@ class Core:
             if b.port_no not in self.guests:
                 del self.bindings[ip]
 
+    def _park_guest(self, port_no: int) -> None:
+        """A guest port missing (or renamed) at a reconnect: keep what we know about it by
+        port name, as if restored from the state file, in case the port comes back."""
+        guest = self.guests.pop(port_no)
+        self._view = None
+        self.dhcp.forget_port(port_no)
+        if self._by_mac.get(guest.mac or "") is guest:
+            del self._by_mac[guest.mac]
+        parked = self._restored
+        if guest.mac:
+            parked["guests"].pop(guest.name, None)
+            parked["guests"][guest.name] = {"mac": guest.mac, "mac_source": guest.mac_source}
+        for ip in sorted(guest.ips):
+            b = self.bindings.get(ip)
+            if b is not None and b.port_no == port_no:
+                del self.bindings[ip]
+                parked["bindings"].append({
+                    "ip": ip, "port": guest.name, "mac": b.mac, "source": b.source,
+                    "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease})
+                self.counters.bump("bindings.parked")
+        limit = self.config.max_bindings  # parked records are bounded like live ones
+        del parked["bindings"][:-limit]
+        for name in list(parked["guests"])[:-limit]:
+            del parked["guests"][name]
+        LOG.info("port %s is gone: keeping its guest MAC and %d addresses in case it comes "
+                 "back", guest.name, len(guest.ips))
+
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
+        self._view = None
+        if guest is not None and self._by_mac.get(guest.mac or "") is guest:
+            del self._by_mac[guest.mac]
         self.dhcp.forget_port(port_no)
         for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
             del self.bindings[ip]
@@ -495,8 +622,21 @@ class Core:
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         if key not in self._logged:
+            if len(self._logged) >= LOGGED_MAX:  # bounded: at worst a warning repeats
+                self._logged.clear()
             self._logged.add(key)
             LOG.warning(msg, *args)
+
+
+LOGGED_MAX = 1024
+
+
+def gratuitous_arp(mac: str, ip: str) -> bytes:
+    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement)."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    addr = bytes(int(x) for x in ip.split("."))
+    arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + hw + addr + bytes(6) + addr
+    return b"\xff" * 6 + hw + b"\x08\x06" + arp + bytes(18)
 
 
 __all__ = ["Core", "CoreConfig", "Port", "StateFormatError"]

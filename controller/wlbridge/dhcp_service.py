@@ -148,7 +148,11 @@ class DhcpService:
         core.counters.bump(f"dhcp.{name.lower()}.to_guest")
         msgs: list = []
         if event is not None and event.kind == "bind" and event.ip is not None:
-            msgs += self._bind(guest, event, now)
+            bound = self._bind(guest, event, now)
+            if bound is None:  # the guest must not configure an address it cannot use
+                core.counters.bump(f"dhcp.{name.lower()}.withheld")
+                return []
+            msgs += bound
         elif event is not None and event.kind == "unbind":
             for ip in sorted(guest.ips):
                 b = core.bindings.get(ip)
@@ -157,7 +161,8 @@ class DhcpService:
         msgs.append(core.packet_out(core.uplink, [parser.OFPActionOutput(guest.port_no)], data))
         return msgs
 
-    def _bind(self, guest: GuestPort, event: dhcp.LeaseEvent, now: float) -> list:
+    def _bind(self, guest: GuestPort, event: dhcp.LeaseEvent, now: float) -> list | None:
+        """Messages binding the leased address, or None when the binding is refused."""
         core = self.core
         ip = event.ip
         assert ip is not None
@@ -166,7 +171,10 @@ class DhcpService:
                             core.config.max_bindings + 1)
         if cause or (ip not in core.bindings and len(core.bindings) >= core.config.max_bindings):
             core.counters.bump(f"refused.dhcp-{cause or 'global-limit'}")
-            return []
+            core._log_once(f"dhcp-refused:{guest.port_no}:{cause}",
+                           "port %s: DHCP gave %s, refused (%s): reply withheld",
+                           guest.name, ip, cause or "global-limit")
+            return None
         if ip in others:
             core._log_once(f"dhcp-move:{ip}", "DHCP server gave %s (bound to port %s) to %s",
                            ip, others[ip].port_no, guest.name)

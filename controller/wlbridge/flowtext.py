@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compat import ofp
+from .compat import ofp, parser
 from .pipeline import BY_ID
 
 PORT_NAMES = {ofp.OFPP_LOCAL: "LOCAL", ofp.OFPP_ALL: "ALL", ofp.OFPP_CONTROLLER: "CONTROLLER",
@@ -16,12 +16,11 @@ def port_name(port: int) -> str:
 
 
 def action_text(action: Any) -> str:
-    kind = type(action).__name__
-    if kind == "OFPActionOutput":
+    if isinstance(action, parser.OFPActionOutput):
         return f"output:{port_name(action.port)}"
-    if kind == "OFPActionSetField":
+    if isinstance(action, parser.OFPActionSetField):
         return f"set_field:{action.key}={action.value}"
-    return kind.replace("OFPAction", "").lower()
+    return type(action).__name__.replace("OFPAction", "").lower()
 
 
 def instruction_texts(instructions: list[Any]) -> list[str]:

@@ -131,6 +131,13 @@ def udp_checksum_ok(raw: bytes) -> bool:
     return Ether(bytes(p))[UDP].chksum == have
 
 
+def fix_udp_checksum(raw: bytes) -> bytes:
+    """``raw`` with a correct UDP checksum (computed by scapy)."""
+    p = Ether(raw)
+    del p[UDP].chksum
+    return bytes(p)
+
+
 def udp_checksum(raw: bytes) -> int:
     return struct.unpack_from("!H", raw, UDP_AT + 6)[0]
 
@@ -186,7 +193,7 @@ def _mac(b: bytes) -> str:
 
 
 __all__ = [
-    "ack", "client_msg", "decline", "discover", "frame", "headers_of", "lease_ip", "nak",
+    "ack", "client_msg", "decline", "discover", "fix_udp_checksum", "frame", "headers_of", "lease_ip", "nak",
     "offer", "opt", "parsed", "release", "renew", "reply", "request", "set_bytes",
     "udp_checksum", "udp_checksum_ok", "with_lengths",
 ]

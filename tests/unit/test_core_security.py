@@ -127,3 +127,36 @@ def test_malformed_packet_ins_never_raise():
                  b"\x00" * 12 + b"\x08\x00" + b"\x45" + b"\x00" * 30, bytes(range(256)) * 8):
         assert rig.core.packet_in(G1, data, rig.now) == []
     assert rig.core.packet_in(UP, b"\x01" * 60, rig.now) == []
+
+
+def test_guests_cannot_act_as_dhcp_server_or_ipv6_router():
+    from ofsim import ether, udp
+
+    rig = Rig()
+    bind(rig, G1, ip(G1))
+    offer = udp(mac(G1), "ff:ff:ff:ff:ff:ff", ip(G1), "255.255.255.255", 67, 68,
+                payload=b"\x02" + b"\0" * 240)
+    d = rig.send(G1, offer)
+    assert d.outputs == [] and rig.core.counters["refused.dhcp-server"] == 1
+    for icmp_type, refused in ((134, True), (135, False)):
+        pkt = ether(mac(G1), "33:33:00:00:00:01", 0x86DD, ip_proto=58,
+                    icmpv6_type=icmp_type, ipv6_src="fe80::1", ipv6_dst="ff02::1",
+                    data=_icmpv6_frame(mac(G1), icmp_type))
+        d = rig.send(G1, pkt)
+        if refused:
+            assert d.outputs == [] and rig.core.counters["refused.ipv6-router-advert"] == 1
+        else:
+            assert UP in d.ports()
+
+
+def _icmpv6_frame(src: str, icmp_type: int) -> bytes:
+    from wlbridge.compat import _load, ethernet, packet
+
+    ipv6, icmpv6 = _load("lib.packet.ipv6"), _load("lib.packet.icmpv6")
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet("33:33:00:00:00:01", src, 0x86DD))
+    pkt.add_protocol(ipv6.ipv6(src="fe80::1", dst="ff02::1", nxt=58))
+    body = icmpv6.nd_router_advert() if icmp_type == 134 else icmpv6.nd_neighbor(dst="fe80::2")
+    pkt.add_protocol(icmpv6.icmpv6(type_=icmp_type, data=body))
+    pkt.serialize()
+    return bytes(pkt.data)
