@@ -14,8 +14,9 @@ OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 LOCK  := /tmp/.wlbridge-install-$(shell id -u).lock
 LINT_PATHS := controller topologies tests
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install deps ovs test unit integration lint demo clean
+.PHONY: help install deps ovs test unit integration lint demo bench clean
 
 help:
 	@echo "make install      Debian packages (if missing) + $(VENV) with wlbridge[test]"
@@ -25,6 +26,7 @@ help:
 	@echo "make integration  integration tests (root, OVS, network namespaces)"
 	@echo "make lint         ruff over $(LINT_PATHS)"
 	@echo "make demo         the emulated Wi-Fi LAN, and why a plain bridge fails there"
+	@echo "make bench        benchmarks (root): throughput, DHCP, resync, packet-ins"
 	@echo "make clean        remove $(VENV) and caches"
 
 install: deps $(STAMP)
@@ -86,11 +88,13 @@ lint: install
 
 # The CLI's demo once it exists; until then the emulated LAN on its own.
 demo: install ovs
-	@if $(VENV)/bin/wlbridge --help 2>/dev/null | grep -qw demo; then \
-	  $(SUDO) $(VENV)/bin/wlbridge demo; \
-	else \
-	  $(SUDO) $(PY) -m topologies demo; \
-	fi
+	$(SUDO) $(VENV)/bin/wlbridge demo
+
+bench: install ovs
+	$(SUDO) $(PY) bench/bench_throughput.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_dhcp.py $(BENCH_ARGS)
+	$(PY) bench/bench_resync.py $(BENCH_ARGS)
+	$(PY) bench/bench_packet_in.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .tox build dist controller/*.egg-info

@@ -10,10 +10,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "controller"))
 
-from wlbridge import compat  # noqa: E402
-from wlbridge.compat import ofp  # noqa: E402
-from wlbridge.core import Core, CoreConfig  # noqa: E402
-from wlbridge.state import Port  # noqa: E402
+from wlbridge import compat
+from wlbridge.compat import ofp
+from wlbridge.core import Core, CoreConfig
+from wlbridge.state import Port
 
 UPLINK = 1
 STATION = "02:5a:00:00:00:01"
@@ -21,7 +21,7 @@ FIRST_GUEST = 2
 
 
 def guest_mac(i: int) -> str:
-    return "02:00:%02x:%02x:%02x:%02x" % tuple(struct.pack("!I", i))
+    return "02:00:" + struct.pack("!I", i).hex(":")
 
 
 def guest_ip(i: int, k: int) -> str:

@@ -26,7 +26,7 @@ In-process part: `wlbridge.core.Core` wired to nothing, fed DISCOVER/REQUEST fro
 and OFFER/ACK from the uplink (frames built with os-ken's packet library), timing each
 ``core.packet_in`` call (and, separately, the serialisation of what it returns).
 
-    sudo /tmp/venv/bin/python bench/bench_dhcp.py [--runs 10] [--clients udhcpc,dhclient]
+    sudo /tmp/venv/bin/python bench/bench_dhcp.py [--runs 20] [--clients udhcpc,dhclient]
                                                   [--core-only] [--json FILE]
 """
 
@@ -356,7 +356,8 @@ def core_timing(iterations: int, n_guests: int = 32) -> dict:
 # ================================================================== main
 def main() -> int:
     ap = base_parser(__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=10, help="acquisitions per client and bridge")
+    ap.add_argument("--runs", type=int, default=20,
+                    help="acquisitions per client and bridge (default 20)")
     ap.add_argument("--clients", default="udhcpc,dhclient",
                     help="comma-separated: udhcpc, dhclient (default both)")
     ap.add_argument("--iterations", type=int, default=3000,

@@ -33,6 +33,7 @@ MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler
 
 LOG = logging.getLogger("wlbridge.app")
 TICK_SECONDS = 1.0
+SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
 
 
 def _port(p) -> Port:
@@ -106,6 +107,10 @@ class WlBridgeApp(AppBase):
         self._ports: list[Port] = []
         self._stats: list = []
         self._flows_waiters: list[tuple[threading.Event, list]] = []
+        self._meters_seen: dict = {}  # datapath -> [max_meter or None, meter ids or None]
+        self._local_mac: str | None = None  # the bridge's internal port MAC, as reported
+        self._hwaddr_busy = False
+        self._saved_at = 0.0
         self.store = StateStore(conf.state_dir, conf.bridge)
         self.store.check_writable()
         self._load_state()
@@ -141,17 +146,61 @@ class WlBridgeApp(AppBase):
                 msgs = fn(*args, time.time())
                 self._send(msgs)
                 self._persist()
+                self._follow_station_mac()
         except Exception:
             self.core.counters.bump("errors.handler")
             LOG.exception("error handling %s", getattr(fn, "__name__", fn))
 
-    def _persist(self) -> None:
-        if self.core.take_dirty():
+    def _persist(self, force: bool = False) -> None:
+        """Save the state if it changed: atomically, at most once per SAVE_INTERVAL (a save
+        of a thousand guests takes tens of ms; learning bursts must not pay it each time).
+        What is left pending is saved by the next event or tick."""
+        if not self.core.dirty:
+            return
+        if not force and time.monotonic() - self._saved_at < SAVE_INTERVAL:
+            return
+        self.core.take_dirty()
+        self._saved_at = time.monotonic()
+        try:
+            self.store.save(self.core.export_state())
+        except OSError as exc:
+            LOG.error("cannot save state to %s: %s", self.store.path, exc)
+            self.core.dirty = True
+
+    def _follow_station_mac(self) -> None:
+        """Keep the bridge's internal port (the host's own interface) on the station MAC:
+        through OVSDB ``other_config:hwaddr`` (what `wlbridge setup` set), so ovs-vswitchd
+        keeps it; in a thread, as OVSDB may be slow."""
+        mac = self.core.station_mac
+        if (mac is None or self._local_mac is None or mac == self._local_mac
+                or self._hwaddr_busy or self.datapath is None):
+            return
+        self._hwaddr_busy = True
+        hub.spawn(self._set_bridge_mac, mac)
+
+    def _set_bridge_mac(self, mac: str) -> None:
+        bridge = self.conf.bridge
+        try:
+            from wlbridge import ovsdb
+
+            with ovsdb.connect(self.conf.ovsdb, 5.0) as db:
+                db.set_other_config(bridge, {"hwaddr": mac})
+            LOG.warning("station MAC is now %s: bridge %s set to it (other_config:hwaddr)",
+                        mac, bridge)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, fall back to netlink
+            LOG.error("cannot set other_config:hwaddr of %s to %s through OVSDB (%s); "
+                      "setting the interface MAC directly", bridge, mac, exc)
             try:
-                self.store.save(self.core.export_state())
-            except OSError as exc:
-                LOG.error("cannot save state to %s: %s", self.store.path, exc)
-                self.core.dirty = True
+                from pyroute2 import IPRoute
+
+                with IPRoute() as ipr:
+                    ipr.link("set", index=ipr.link_lookup(ifname=bridge)[0], address=mac)
+            except Exception:
+                LOG.exception("cannot set the MAC of %s", bridge)
+        finally:
+            with self.lock:
+                self._local_mac = mac  # the port-status for LOCAL will confirm or correct
+                self._hwaddr_busy = False
 
     def _load_state(self) -> None:
         try:
@@ -194,6 +243,8 @@ class WlBridgeApp(AppBase):
                     last_ips = ips
                     self._run(self.core.host_addresses, ips)
                 self._run(self.core.tick)
+                with self.lock:
+                    self._persist()  # what `_run` left pending
             except Exception:
                 LOG.exception("tick failed")
 
@@ -251,7 +302,7 @@ class WlBridgeApp(AppBase):
         self._stop.set()
         with self.lock:
             self.core.dirty = True
-            self._persist()
+            self._persist(force=True)
         if self.status_server is not None:
             self.status_server.shutdown()
             self.status_server.server_close()
@@ -268,7 +319,23 @@ class WlBridgeApp(AppBase):
         dp = ev.msg.datapath
         self._ports = []
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, 0xFFFF))
+        # meter support and existing meters first: the replies arrive before the ports'
+        self._meters_seen[dp] = [None, None]
+        dp.send_msg(dp.ofproto_parser.OFPMeterFeaturesStatsRequest(dp, 0))
+        dp.send_msg(dp.ofproto_parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPMeterFeaturesStatsReply, MAIN)
+    def _meter_features(self, ev) -> None:
+        seen = self._meters_seen.get(ev.msg.datapath)
+        if seen is not None and ev.msg.body:
+            seen[0] = ev.msg.body[0].max_meter
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN)
+    def _meter_config(self, ev) -> None:
+        seen = self._meters_seen.get(ev.msg.datapath)
+        if seen is not None:
+            seen[1] = (seen[1] or []) + [m.meter_id for m in ev.msg.body]
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN)
     def _port_desc(self, ev) -> None:
@@ -286,6 +353,11 @@ class WlBridgeApp(AppBase):
                       local[0] if local else "?", self.conf.bridge)
             return
         self.datapath = dp
+        max_meter, meter_ids = self._meters_seen.pop(dp, None) or (None, None)
+        self._meters_seen = {}
+        self._local_mac = next((p.hw_addr for p in ports if p.port_no == ofp.OFPP_LOCAL), None)
+        # no meter features reply (an error): no meters; no config reply: assume none exist
+        self._run(self.core.meter_info, max_meter or 0, meter_ids or [])
         self._run(self.core.switch_connected, dp.id, ports)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
@@ -305,6 +377,9 @@ class WlBridgeApp(AppBase):
         except Exception:
             LOG.exception("bad port status")
             return
+        if port.port_no == ofp.OFPP_LOCAL:
+            with self.lock:
+                self._local_mac = port.hw_addr
         if msg.reason == ofp.OFPPR_ADD:
             self._run(self.core.port_added, port)
         elif msg.reason == ofp.OFPPR_DELETE:

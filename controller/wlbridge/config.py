@@ -44,9 +44,13 @@ def options() -> list:
         cfg.StrOpt("status_host", default="127.0.0.1", help="status/metrics HTTP address"),
         cfg.IntOpt("status_port", default=9654, min=0, max=65535,
                    help="status/metrics HTTP port on loopback (0: off)"),
-        cfg.BoolOpt("meters", default=False,
-                    help="rate-limit controller-bound packets per guest port with OpenFlow meters"),
-        cfg.IntOpt("meter_pps", default=200, min=1),
+        cfg.BoolOpt("meters", default=True,
+                    help="rate-limit controller-bound packets per guest port with OpenFlow "
+                         "meters (used only when the switch supports them; see "
+                         "docs/resilience.md)"),
+        cfg.IntOpt("meter_pps", default=200, min=1,
+                   help="packets per second (and burst) each guest port may send to the "
+                        "controller"),
         cfg.ListOpt("static_macs", default=[],
                     help="port=MAC pairs: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",

@@ -49,7 +49,7 @@ def _field_encoder(name: str):
     elif kind_name == "IntDescr" and size in (1, 2, 4, 8):
         def enc(v: Any) -> bytes:
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(v)
+                raise TypeError(v)
             return v.to_bytes(size, "big")
     else:
         return None

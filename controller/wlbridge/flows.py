@@ -59,7 +59,8 @@ class View:
     station_mac: str
     guest_ports: tuple[int, ...]
     idle_timeout: int = 300
-    meter: bool = False
+    meter: bool = False  # per-port meters on controller-bound flows
+    meter_max: int = 0xFFFF0000  # ports above the switch's largest meter id go unmetered
 
 
 def subject(port_no: int) -> int:
@@ -119,7 +120,7 @@ def port_flows(guest: GuestPort, view: View | None) -> list[FlowSpec]:
     if view is None:
         return []
     p, sub = guest.port_no, subject(guest.port_no)
-    meter = p if view.meter else None
+    meter = p if view.meter and p <= view.meter_max else None
     trigger = [ToController()]
     specs = [
         # unknown MAC (first frame, or a spoof once the MAC is known): ask the controller

@@ -89,7 +89,7 @@ def _mac(b: bytes) -> str:
 
 
 def _ip(b: bytes) -> str:
-    return "%d.%d.%d.%d" % tuple(b)
+    return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
 
 
 def _has_data(b: bytes) -> bool:

@@ -74,6 +74,15 @@ def is_unicast_mac(mac: str) -> bool:
 
 def is_guest_ip(ip: str) -> bool:
     """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast)."""
+    parts = ip.split(".") if isinstance(ip, str) else ()
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() and len(p) <= 3
+                               and (p == "0" or p[0] != "0") for p in parts):
+        # dotted decimal as packets give it: decide from the octets (the packet-in path)
+        octets = [int(p) for p in parts]
+        if max(octets) > 255:
+            return False
+        first = octets[0]
+        return not (first == 0 and octets == [0, 0, 0, 0]) and first != 127 and first < 224
     try:
         addr = ipaddress.IPv4Address(ip)
     except ValueError:
