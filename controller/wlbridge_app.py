@@ -3,8 +3,9 @@
 Load it with ``wlbridge run`` (os-ken) or ``ryu-manager wlbridge_app`` (Ryu 4.34).
 This is the only module that touches a datapath: it turns OpenFlow events into
 core events (with ``now`` from the clock), binds the returned messages to the
-datapath and sends them.  It also runs the periodic tick, persists state and
-serves the status/metrics endpoint.
+datapath and sends them.  It also runs the periodic tick, persists state,
+serves the status/metrics endpoint and, with the userspace datapath, keeps the
+host stack off guest ports (`wlbridge.port_isolation`, in a thread of its own).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from wlbridge.compat import FRAMEWORK, ofp, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import instruction_texts
 from wlbridge.persist import StateStore
+from wlbridge.port_isolation import GuestPortIsolation
 from wlbridge.state import Port, StateFormatError
 
 _rt = runtime()
@@ -123,6 +125,10 @@ class WlBridgeApp(AppBase):
         self._stop = threading.Event()
         self._closed = False
         self._signal_handlers: dict = {}
+        # guest ports' host-side interfaces (userspace datapath), from a thread of its own
+        self.isolation = GuestPortIsolation(conf.bridge, uplink, conf.ovsdb)
+        self._isolation_q = hub.Queue()
+        self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
         self._stop_on_signals()
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
@@ -248,6 +254,27 @@ class WlBridgeApp(AppBase):
             except Exception:
                 LOG.exception("tick failed")
 
+    def _isolate_ports(self, changes: list[tuple[str, bool]]) -> None:
+        """Hand (port name, on the bridge?) to the isolation worker; never blocks."""
+        if changes:
+            self._isolation_q.put(changes)
+
+    def _isolation_loop(self) -> None:
+        """Keep the host stack off guest ports (see `wlbridge.port_isolation`): batches
+        what the port events queued; retries what OVSDB being away left pending."""
+        try:
+            while not self._stop.is_set():
+                batch: list[tuple[str, bool]] = []
+                try:
+                    batch += self._isolation_q.get(timeout=TICK_SECONDS)
+                    while True:
+                        batch += self._isolation_q.get_nowait()
+                except hub.QueueEmpty:
+                    pass
+                self.isolation.apply(batch)   # never raises
+        finally:
+            self.isolation.close()
+
     def _stop_on_signals(self) -> None:
         """Under an eventlet hub (``ryu-manager``): stop cleanly on SIGTERM and Ctrl-C.
 
@@ -325,13 +352,14 @@ class WlBridgeApp(AppBase):
         dp.send_msg(dp.ofproto_parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
 
-    @set_ev_cls(ofp_event.EventOFPMeterFeaturesStatsReply, MAIN)
+    @set_ev_cls(ofp_event.EventOFPMeterFeaturesStatsReply, [CONFIG, MAIN])
     def _meter_features(self, ev) -> None:
+        # CONFIG too: the reply can arrive before os-ken moves the switch to MAIN
         seen = self._meters_seen.get(ev.msg.datapath)
         if seen is not None and ev.msg.body:
             seen[0] = ev.msg.body[0].max_meter
 
-    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN)
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, [CONFIG, MAIN])
     def _meter_config(self, ev) -> None:
         seen = self._meters_seen.get(ev.msg.datapath)
         if seen is not None:
@@ -359,6 +387,7 @@ class WlBridgeApp(AppBase):
         # no meter features reply (an error): no meters; no config reply: assume none exist
         self._run(self.core.meter_info, max_meter or 0, meter_ids or [])
         self._run(self.core.switch_connected, dp.id, ports)
+        self._isolate_ports([(p.name, True) for p in ports if p.port_no != ofp.OFPP_LOCAL])
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
     def _dead(self, ev) -> None:
@@ -386,6 +415,8 @@ class WlBridgeApp(AppBase):
             self._run(self.core.port_deleted, port.port_no)
         else:
             self._run(self.core.port_modified, port)
+        if port.port_no != ofp.OFPP_LOCAL:   # modified too: its interface may be new
+            self._isolate_ports([(port.name, msg.reason != ofp.OFPPR_DELETE)])
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN)
     def _packet_in(self, ev) -> None:

@@ -10,6 +10,17 @@ flood from a guest cannot starve the controller; ``--packet-in-rate 0`` removes 
 What was moved is saved in the bridge's ``external_ids:wlbridge-saved`` *before*
 the host is touched, so `wlbridge teardown` can undo it after a crash, and a
 re-run of setup finishes an interrupted one instead of moving things twice.
+
+With the userspace (netdev) datapath the kernel would also receive every frame
+arriving on the uplink (OVS reads it through a packet socket), so setup adds a clsact
+qdisc there whose ingress filter hands the host stack only EAPOL (and RSN
+pre-auth/TDLS) frames; OVS still sees everything (see `hostnet.HostNet.isolate_uplink`,
+also for why clsact).  Someone else's qdisc on the uplink's ingress hook:
+a clsact qdisc is left alone with a warning (the bridge works; the host just also
+gets every frame), a classic ingress qdisc makes setup refuse, since ovs-vswitchd
+would delete it once the uplink is its port.  That choice is saved with the rest,
+so teardown removes only what setup added.  A kernel refusing the filter is a
+warning: re-running setup retries.
 """
 
 from __future__ import annotations
@@ -129,6 +140,12 @@ def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.Br
         if net.link_index(opts.bridge) is not None:
             raise UserError(f"a network interface named {opts.bridge} exists and is not an Open "
                             "vSwitch bridge; choose another --bridge; nothing changed")
+        if opts.datapath == "netdev" and net.ingress_status(opts.uplink) == "ingress":
+            raise UserError(f"uplink {opts.uplink} has an ingress qdisc, which Open vSwitch "
+                            "deletes on its ports (and wlbridge needs that hook to keep the "
+                            f"host stack off the uplink); remove it (tc qdisc del dev "
+                            f"{opts.uplink} ingress) or move its filters to a clsact qdisc; "
+                            "nothing changed")
         return None
     if not existing.managed:
         raise UserError(f"bridge {opts.bridge} exists but was not created by wlbridge; choose "
@@ -156,9 +173,12 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
     if existing is not None:
         _resume(db, net, opts, existing, out)
         return
+    from wlbridge.hostnet import ingress_plan
+
     state = net.snapshot(opts.uplink)
     if opts.datapath == "netdev":
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
+        state.uplink_ingress = ingress_plan(net.ingress_status(opts.uplink))
     db.create_bridge(bridge_spec(opts, state))
     for name in (opts.uplink, opts.bridge):
         iface = db.wait_interface(name, LINK_TIMEOUT)
@@ -168,8 +188,9 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
                             f"({iface.error or 'no OpenFlow port; is ovs-vswitchd running?'}); "
                             "bridge removed again, nothing changed")
     out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
-    changes = _apply_host(net, opts, state)
-    _report(db, net, opts, state, changes, out)
+    warnings: list[str] = []
+    changes = _apply_host(net, opts, state, warnings)
+    _report(db, net, opts, state, changes, out, warnings)
 
 
 def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
@@ -182,7 +203,8 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         db.add_port(opts.bridge, ovsdb.PortSpec(
             opts.uplink, iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK}))
         changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
-    changes += _apply_host(net, opts, state)
+    warnings: list[str] = []
+    changes += _apply_host(net, opts, state, warnings)
     out(f"bridge {opts.bridge} was already set up by wlbridge"
         + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
     info = db.bridge_info(opts.bridge) or info
@@ -190,15 +212,18 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
     if ctl != opts.controller or info.datapath_type != opts.datapath:
         out(f"  note: keeping datapath {info.datapath_type} and controller {ctl}; "
             "run `wlbridge teardown` first to change them")
-    _report(db, net, opts, state, changes, out)
+    _report(db, net, opts, state, changes, out, warnings)
 
 
-def _apply_host(net: hostnet.HostNet, opts: SetupOptions,
-                state: hostnet.SavedState) -> list[str]:
-    """Idempotently move the host onto the internal port; the changes made."""
+def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedState,
+                warnings: list[str]) -> list[str]:
+    """Idempotently move the host onto the internal port; the changes made.
+
+    What could not be done but does not stop the bridge working goes to `warnings`.
+    """
     from pyroute2.netlink.exceptions import NetlinkError
 
-    from wlbridge.hostnet import IFF_UP
+    from wlbridge.hostnet import IFF_UP, INGRESS_OURS, IsolationError
     br, up = opts.bridge, opts.uplink
     changes: list[str] = []
     try:
@@ -217,6 +242,14 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions,
         if (any(current.get(name) for name in state.tx_checksum or ())
                 and net.set_tx_checksum(up, dict.fromkeys(state.tx_checksum, False))):
             changes.append(f"TX checksum offload off on {up}")
+        if state.uplink_ingress == INGRESS_OURS:
+            try:
+                changes += net.isolate_uplink(up)
+            except IsolationError as exc:
+                warnings.append(f"could not filter what the host receives on {up}: {exc}; "
+                                "the host stack also gets every frame arriving there "
+                                "(duplicate ping replies, guests' traffic in its counters); "
+                                f"rerun `wlbridge setup --uplink {up} --bridge {br}` to retry")
     except (OSError, LookupError, NetlinkError) as exc:
         raise UserError(f"setup stopped half-way: {exc}. What it was moving is saved in the "
                         f"bridge: rerun `wlbridge setup --uplink {up} --bridge {br}` to finish, "
@@ -225,8 +258,9 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions,
 
 
 def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
-            state: hostnet.SavedState, changes: list[str], out: Out) -> None:
-    from wlbridge.hostnet import describe
+            state: hostnet.SavedState, changes: list[str], out: Out,
+            warnings: list[str] | None = None) -> None:
+    from wlbridge.hostnet import INGRESS_FOREIGN, INGRESS_OURS, describe
 
     info = db.bridge_info(opts.bridge)
     if info is None:
@@ -243,6 +277,18 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
     out(f"  host configuration moved from {opts.uplink} (saved for teardown):")
     for line in describe(state.addresses, state.routes) or ["  (no addresses)"]:
         out(f"  {line}")
+    up = opts.uplink
+    if state.uplink_ingress == INGRESS_OURS and net.ingress_status(up) == "ours":
+        out(f"  uplink {up}: ingress filter gives the host stack only EAPOL/pre-auth/TDLS "
+            "frames (OVS still reads every frame); removed by teardown")
+    elif state.uplink_ingress == INGRESS_FOREIGN:
+        out(f"  warning: {up} already had a clsact qdisc that is not wlbridge's; left "
+            "alone, so the host stack also gets every frame arriving on it (duplicate ping "
+            "replies, guests' traffic in its counters, routed if forwarding is on). To let "
+            f"wlbridge filter it: remove that qdisc (tc qdisc del dev {up} clsact), then "
+            "`wlbridge teardown` and `wlbridge setup` again")
+    for line in warnings or ():
+        out(f"  warning: {line}")
     if opts.datapath == "netdev" and state.tx_checksum is None:
         out(f"  note: could not read TX checksum offload of {opts.uplink}; if TCP stalls, "
             f"run `ethtool -K {opts.uplink} tx off`")

@@ -3,7 +3,12 @@
 Works from the bridge's ``external_ids:wlbridge-saved`` alone, so it is safe
 after a crash (controller dead, setup interrupted, internal port gone).  The
 bridge is deleted last: if teardown itself is interrupted, running it again
-finishes the job.  With no bridge left it reports "nothing to do".
+finishes the job.  With no bridge left it reports "nothing to do".  The uplink's
+ingress filter is removed only if the saved state says setup added it, and its
+clsact qdisc only when nothing but wlbridge's filter was on it.  The filters the
+controller put on guest ports (userspace datapath, see `wlbridge.port_isolation`) stay
+while the bridge exists, controller stopped or not (the flows keep forwarding); once
+the bridge is gone, teardown removes them from its former ports that still exist.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                         f"(remove it with `ovs-vsctl del-br {bridge}` if you mean to)")
     uplink = info.external_ids[ovsdb.OWNER_KEY]
     state = saved_state(info)
+    guest_ports = [i.name for p in info.ports for i in p.interfaces
+                   if i.name not in (bridge, uplink, info.uplink)]
     changes: list[str] = []
     if net.link_index(uplink) is None:
         out(f"warning: uplink {uplink} no longer exists; cannot put back:")
@@ -44,6 +51,8 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
             out(line)
     else:
         try:
+            if state.uplink_ingress == hostnet.INGRESS_OURS:
+                changes += net.release_uplink(uplink)
             changes += net.move(state, bridge, uplink)
             if net.get_allmulticast(uplink) != state.allmulticast:
                 net.set_allmulticast(uplink, state.allmulticast)
@@ -59,6 +68,14 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
     out(f"removed bridge {bridge}; host configuration is back on {uplink}")
     for line in changes:
         out(f"  {line}")
+    for name in guest_ports:   # after the deletion: OVS no longer reads them
+        try:
+            for line in net.release_guest_port(name):
+                out(f"  {line}")
+        except (OSError, NetlinkError) as exc:
+            out(f"  warning: could not remove wlbridge's ingress filter from {name} ({exc}); "
+                f"remove it with: tc filter del dev {name} ingress pref "
+                f"{hostnet.GUEST_ISOLATION_PRIO}")
     return True
 
 

@@ -87,6 +87,7 @@ class Core:
         # OpenFlow's range) and the meter ids we believe exist on the switch.
         self.meter_max: int | None = None
         self._meters: set[int] = set()
+        self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self)
 
     # ------------------------------------------------------------------ events
@@ -115,9 +116,10 @@ class Core:
         msgs += self._stale_meter_msgs()
         msgs.append(flow_stats_request())
         if before is not None and self.station_mac is not None and before != self.station_mac:
-            msgs += self._station_changed(before)
-        LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d",
-                 dpid, len(self.ports), self.uplink, self.station_mac, self.generation)
+            msgs += self._station_changed(before, now)
+        LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
+                 "meters %s", dpid, len(self.ports), self.uplink, self.station_mac,
+                 self.generation, "on" if self._use_meters() else "off")
         return msgs
 
     def meter_info(self, max_meter: int, existing: Iterable[int] | None, now: float) -> list:
@@ -159,10 +161,10 @@ class Core:
             self._find_uplink()
             msgs = self._sync_all()
             if before is not None and self.station_mac is not None and before != self.station_mac:
-                msgs += self._station_changed(before)
+                msgs += self._station_changed(before, now)
             elif came_up:
                 LOG.info("uplink %s is up again: announcing the guests", port.name)
-                msgs += self._announce()
+                msgs += self._announce(now)
             return msgs
         self._ensure_guest(port)
         self._adopt_restored(now)
@@ -231,6 +233,10 @@ class Core:
                 LOG.info("lease of %s on port %s ended", ip, b.port_no)
                 msgs += self._unbind(ip, "lease")
         self.dhcp.tick(now)
+        if self._announce_due and self._announce_due[0] <= now:
+            while self._announce_due and self._announce_due[0] <= now:
+                self._announce_due.pop(0)
+            msgs += self._announce()
         return msgs
 
     # ------------------------------------------------------------ persistence
@@ -495,17 +501,23 @@ class Core:
         return msgs
 
     # ------------------------------------------------------- station changes
-    def _station_changed(self, before: str) -> list:
+    def _station_changed(self, before: str, now: float) -> list:
         self.counters.bump("station.mac_changes")
         LOG.warning("station MAC changed from %s to %s: flows rewritten, announcing the guests",
                     before, self.station_mac)
-        return self._announce()
+        return self._announce(now)
 
-    def _announce(self) -> list:
+    def _announce(self, now: float | None = None) -> list:
         """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
-        hosts update their caches at once (after a station MAC change or a reconnect)."""
-        if not self.connected or self.uplink is None or self.station_mac is None:
-            return []
+        hosts update their caches at once (after a station MAC change or the uplink coming
+        up).  Repeated by `tick` after ANNOUNCE_AGAIN seconds (RFC 5227 announces twice):
+        the first may be lost while the station (re)associates."""
+        if now is not None:
+            self._announce_due = [now + delay for delay in ANNOUNCE_AGAIN]
+        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
+        if (not self.connected or uplink is None or not uplink.up
+                or self.station_mac is None):
+            return []  # the uplink coming up announces
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
         out = [parser.OFPActionOutput(self.uplink)]
         msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
@@ -629,6 +641,7 @@ class Core:
 
 
 LOGGED_MAX = 1024
+ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again
 
 
 def gratuitous_arp(mac: str, ip: str) -> bytes:

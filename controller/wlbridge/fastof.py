@@ -5,8 +5,9 @@ os-ken's ``OFPMatch(**fields)`` and its ``serialize`` pass every field through n
 flow-mods, and a resync thousands.  The values in wlbridge's `FlowSpec`s are already in
 os-ken's canonical user form (lower-case MACs, dotted IPv4, ints), so:
 
-* `match` builds an ``OFPMatch`` (a `FastMatch`) straight from the fields in OXM order;
-* `FastMatch.serialize` and `FastSetField.serialize` pack the OXM TLVs with `struct`.
+* `match` builds an ``OFPMatch`` straight from the fields in OXM order;
+* the subclasses here (named like their os-ken parents, so that code and JSON keyed on class
+  names still work) pack the OXM TLVs with `struct`, and shared instructions pack once.
 
 The result is the same object model (tests, ofsim and logging read ``match.items()``,
 ``action.key``/``value``) and byte for byte the same wire format; the unit tests compare
@@ -53,7 +54,7 @@ def _field_encoder(name: str):
             return v.to_bytes(size, "big")
     else:
         return None
-    return num, enc, size
+    return num, enc, size, _HDR.pack((num << 9) | size), _HDR.pack((num << 9) | 256 | 2 * size)
 
 
 _ENCODERS: dict[str, Any] = {}
@@ -70,12 +71,11 @@ def oxm_tlv(name: str, value: Any) -> bytes:
     found = _encoder(name)
     if found is None:
         return _slow_tlv(name, value)
-    num, enc, size = found
+    enc, plain, masked = found[1], found[3], found[4]
     try:
         if isinstance(value, (tuple, list)):
-            v, m = enc(value[0]), enc(value[1])
-            return _HDR.pack((num << 9) | (1 << 8) | (2 * size)) + v + m
-        return _HDR.pack((num << 9) | size) + enc(value)
+            return masked + enc(value[0]) + enc(value[1])
+        return plain + enc(value)
     except (ValueError, TypeError, OSError, OverflowError, AttributeError, IndexError):
         return _slow_tlv(name, value)
 
@@ -98,15 +98,15 @@ def _pad8(n: int) -> int:
     return (n + 7) // 8 * 8 - n
 
 
-class FastMatch(parser.OFPMatch):
+class OFPMatch(parser.OFPMatch):
     """An ``OFPMatch`` built from canonical fields, serialised with `struct`."""
 
     def __init__(self, fields: list) -> None:
         super().__init__(_ordered_fields=fields)
 
     @classmethod
-    def quick(cls, fields: list) -> FastMatch:
-        """``FastMatch(fields)`` from a template of the attributes ``__init__`` sets (its
+    def quick(cls, fields: list) -> OFPMatch:
+        """``OFPMatch(fields)`` from a template of the attributes ``__init__`` sets (its
         old-API helper objects are shared: only the old API, which we never use, writes
         them)."""
         obj = cls.__new__(cls)
@@ -124,7 +124,20 @@ class FastMatch(parser.OFPMatch):
         return length + pad
 
 
-class FastSetField(parser.OFPActionSetField):
+class OFPInstructionActions(parser.OFPInstructionActions):
+    """``OFPInstructionActions`` that packs itself once: our instruction objects are shared
+    between flow-mods (see `pipeline._instructions`) and never change."""
+
+    def serialize(self, buf, offset):
+        packed = self.__dict__.get("_packed")
+        if packed is None:
+            tmp = bytearray()
+            super().serialize(tmp, 0)
+            packed = self.__dict__["_packed"] = bytes(tmp[:self.len])
+        _put(buf, offset, packed)
+
+
+class OFPActionSetField(parser.OFPActionSetField):
     """``OFPActionSetField(field=value)`` serialised with `struct`."""
 
     def serialize(self, buf, offset):
@@ -164,17 +177,17 @@ def match(fields: tuple[tuple[str, Any], ...], canonical: bool = False,
         order = oxm_order(tuple([name for name, _ in fields]))
     if order is None or not (canonical or all(_canonical(v) for _, v in fields)):
         return parser.OFPMatch(**dict(fields))
-    return FastMatch.quick([fields[i] for i in order])
+    return OFPMatch.quick([fields[i] for i in order])
 
 
 def set_field(name: str, value: Any):
     """``OFPActionSetField(name=value)``, fast when the field and value allow it."""
     if _encoder(name) is None or not _canonical(value):
         return parser.OFPActionSetField(**{name: value})
-    return FastSetField(**{name: value})
+    return OFPActionSetField(**{name: value})
 
 
-_MATCH_TEMPLATE = dict(FastMatch([]).__dict__)
+_MATCH_TEMPLATE = dict(OFPMatch([]).__dict__)
 _FLOW_MOD_TEMPLATE = dict(parser.OFPFlowMod(datapath=None).__dict__)
 
 

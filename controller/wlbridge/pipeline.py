@@ -292,7 +292,7 @@ def _make_instructions(spec: FlowSpec) -> list:
         else:  # pragma: no cover - guarded by the type
             raise PipelineError(f"unknown action {action!r}")
     if actions:
-        insts.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+        insts.append(fastof.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
     if spec.goto is not None:
         insts.append(parser.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
     return insts

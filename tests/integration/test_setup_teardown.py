@@ -170,9 +170,36 @@ def host_state(lan: Lan) -> dict[str, Any]:
                                          sort_keys=True))
     tx = [ln.strip() for ln in sh("ethtool", "-k", lan.uplink).splitlines()
           if "tx-checksum" in ln]
-    return {"links": links, "routes": sorted(routes), "tx": tx,
+    return {"links": links, "routes": sorted(routes), "tx": tx, "tc": tc_state(lan.uplink),
             "bridges": sorted(b for b in sh("ovs-vsctl", "list-br").split()
                               if b.startswith(lan.tag))}
+
+
+def tc_state(dev: str) -> dict[str, list[str]]:
+    """The qdiscs of `dev` and the filters on its ingress/egress hooks, as `tc -j` shows."""
+    found = {"qdiscs": json.loads(sh("tc", "-j", "qdisc", "show", "dev", dev) or "[]")}
+    for hook in ("ingress", "egress"):
+        found[hook] = json.loads(sh("tc", "-j", "filter", "show", "dev", dev, hook) or "[]")
+    return {k: sorted(json.dumps(v, sort_keys=True) for v in items) for k, items in found.items()}
+
+
+def ingress_filters(dev: str) -> list[dict[str, Any]]:
+    """The filters on `dev`'s ingress that carry options (one per handle)."""
+    return [f for f in json.loads(sh("tc", "-j", "filter", "show", "dev", dev, "ingress")
+                                  or "[]") if "options" in f]
+
+
+def has_ingress_qdisc(dev: str) -> bool:
+    return any(json.loads(q)["kind"] in ("ingress", "clsact") for q in tc_state(dev)["qdiscs"])
+
+
+def assert_isolated(dev: str) -> None:
+    """wlbridge's ingress filter on `dev`: the eBPF one, or u32/gact where that failed."""
+    filters = ingress_filters(dev)
+    names = [f["options"].get("bpf_name") for f in filters if f["kind"] == "bpf"]
+    assert names == ["wlbridge-uplink"] or {f["kind"] for f in filters} == {"u32"}, filters
+    assert all(f["pref"] >= hostnet.ISOLATION_PRIO - len(hostnet.HOST_ETHERTYPES)
+               for f in filters), filters
 
 
 def assert_same(after: dict[str, Any], before: dict[str, Any]) -> None:
@@ -182,7 +209,7 @@ def assert_same(after: dict[str, Any], before: dict[str, Any]) -> None:
         assert a is not None and b is not None, f"{name}: before {b}, after {a}"
         for key in b:
             assert a[key] == b[key], f"{name} {key}: before {b[key]}, after {a[key]}"
-    for key in ("routes", "tx", "bridges"):
+    for key in ("routes", "tx", "tc", "bridges"):
         assert after[key] == before[key], key
 
 
@@ -221,6 +248,8 @@ def test_setup_then_teardown_restores_host(lan: Lan) -> None:
         json.loads(vsctl_get("Bridge", lan.bridge, "external_ids:wlbridge-saved")))
     assert saved.uplink == lan.uplink and saved.mac == mac
     assert {a.address for a in saved.addresses} == {lan.host4, lan.host6}
+    assert saved.uplink_ingress == hostnet.INGRESS_OURS
+    assert f"uplink {lan.uplink}: ingress filter gives the host stack only EAPOL" in out
 
     # the read-only helpers the controller uses
     assert ovsdb.find_uplink(lan.bridge) == lan.uplink
@@ -241,6 +270,7 @@ def test_setup_then_teardown_restores_host(lan: Lan) -> None:
     assert "proto static" in routes
     assert f"dev {lan.bridge}" in sh("ip", "-6", "route", "show", lan.remote_net6)
     assert "tx-checksum-ip-generic: off" in after["tx"]
+    assert_isolated(lan.uplink)
 
     # the station still reaches the LAN through the bridge (NORMAL flow: test only)
     sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", lan.bridge, "priority=0,actions=NORMAL")
@@ -294,6 +324,115 @@ def test_interrupted_setup_is_recoverable(lan: Lan, monkeypatch: pytest.MonkeyPa
         rc, out = lan.run("setup")
         assert rc == 0 and "finished" in out, out
         assert f"dev {lan.bridge}" in sh("ip", "route", "show", lan.remote_net4)
+    rc, out = lan.run("teardown")
+    assert rc == 0, out
+    assert_same(host_state(lan), before)
+
+
+class Crash(BaseException):
+    """The process dies here (not an error setup could catch)."""
+
+
+@pytest.mark.parametrize("then", ["teardown", "setup"])
+def test_crash_between_ingress_qdisc_and_filter(lan: Lan, monkeypatch: pytest.MonkeyPatch,
+                                                then: str) -> None:
+    before = host_state(lan)
+
+    def crash(self: hostnet.HostNet, index: int, kind: str) -> None:
+        raise Crash
+
+    monkeypatch.setattr(hostnet.HostNet, "_add_isolation", crash)
+    with pytest.raises(Crash):
+        lan.run("setup")
+    monkeypatch.undo()
+    assert has_ingress_qdisc(lan.uplink) and not ingress_filters(lan.uplink)
+
+    if then == "setup":
+        rc, out = lan.run("setup")
+        assert rc == 0 and "finished" in out, out
+        assert_isolated(lan.uplink)
+        rc, out = lan.run("setup")
+        assert rc == 0 and "nothing changed" in out, out
+    rc, out = lan.run("teardown")
+    assert rc == 0, out
+    assert_same(host_state(lan), before)
+    assert not has_ingress_qdisc(lan.uplink)
+
+
+def test_foreign_clsact_qdisc_is_left_alone(lan: Lan) -> None:
+    sh("tc", "qdisc", "add", "dev", lan.uplink, "clsact")
+    sh("tc", "filter", "add", "dev", lan.uplink, "ingress", "prio", "7", "protocol", "ip",
+       "u32", "match", "u32", "0", "0", "classid", "1:1")
+    before = host_state(lan)
+    rc, out = lan.run("setup")
+    assert rc == 0, out
+    assert "already had a clsact qdisc that is not wlbridge's; left alone" in out
+    saved = hostnet.SavedState.from_json(
+        json.loads(vsctl_get("Bridge", lan.bridge, "external_ids:wlbridge-saved")))
+    assert saved.uplink_ingress == hostnet.INGRESS_FOREIGN
+    sh("ip", "link", "set", lan.uplink, "allmulticast", "off")   # a link change: OVS
+    sh("ip", "link", "set", lan.uplink, "allmulticast", "on")    # resets its policing
+    time.sleep(0.5)
+    assert host_state(lan)["tc"] == before["tc"]
+    rc, out = lan.run("setup")            # a re-run does not change its mind
+    assert rc == 0 and host_state(lan)["tc"] == before["tc"]
+    rc, out = lan.run("teardown")
+    assert rc == 0, out
+    assert_same(host_state(lan), before)
+
+
+def test_refuses_classic_ingress_qdisc(lan: Lan) -> None:
+    """ovs-vswitchd would delete it (it owns its ports' ingress qdisc): refuse, untouched."""
+    sh("tc", "qdisc", "add", "dev", lan.uplink, "ingress")
+    before = host_state(lan)
+    rc, out = lan.run("setup")
+    assert rc == 2 and f"uplink {lan.uplink} has an ingress qdisc" in out, out
+    assert "nothing changed" in out
+    assert_same(host_state(lan), before)
+
+
+def test_filter_survives_link_changes_and_a_vswitchd_reconfiguration(lan: Lan) -> None:
+    """ovs-vswitchd deletes its ports' "ingress" qdisc after each link change: not ours."""
+    assert lan.run("setup")[0] == 0
+    for state in ("off", "on", "off", "on"):
+        sh("ip", "link", "set", lan.uplink, "allmulticast", state)
+    sh("ovs-vsctl", "set", "Interface", lan.uplink, "external_ids:wlbridge-test=1")
+    sh("ovs-vsctl", "remove", "Interface", lan.uplink, "external_ids", "wlbridge-test")
+    time.sleep(0.5)
+    assert_isolated(lan.uplink)
+    assert lan.run("teardown")[0] == 0
+
+
+def test_leftover_filter_is_adopted_and_removed(lan: Lan) -> None:
+    """The bridge deleted by hand leaves wlbridge's filter behind: the next setup owns it."""
+    assert lan.run("setup")[0] == 0
+    sh("ovs-vsctl", "del-br", lan.bridge)
+    assert_isolated(lan.uplink)
+    rc, out = lan.run("setup")
+    assert rc == 0 and "not wlbridge's" not in out, out
+    assert_isolated(lan.uplink)
+    assert lan.run("teardown")[0] == 0
+    assert not has_ingress_qdisc(lan.uplink)
+
+
+def test_isolation_without_ebpf(lan: Lan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bpf(): u32 filters with gact, or (kernel without act_gact) a warning, no leftovers."""
+    before = host_state(lan)
+
+    def refuse() -> int:
+        raise OSError(38, "bpf() not available")
+
+    monkeypatch.setattr(hostnet, "load_isolation_program", refuse)
+    rc, out = lan.run("setup")
+    assert rc == 0, out
+    filters = ingress_filters(lan.uplink)
+    if filters:
+        assert_isolated(lan.uplink)
+        assert {f["kind"] for f in filters} == {"u32"}
+    else:
+        assert "warning: could not filter what the host receives" in out, out
+        assert not has_ingress_qdisc(lan.uplink)
+    monkeypatch.undo()
     rc, out = lan.run("teardown")
     assert rc == 0, out
     assert_same(host_state(lan), before)

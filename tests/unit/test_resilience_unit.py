@@ -167,6 +167,17 @@ def test_station_mac_change_rewrites_every_flow_and_announces_guests():
     assert_forwarding(rig, NEW_STATION)
 
 
+def test_announcements_are_repeated_by_the_tick():
+    rig = populated()
+    rig.station = NEW_STATION
+    rig.apply(rig.core.port_modified(Port(UP, "wlan0", NEW_STATION), rig.now))
+    counts = []
+    for _ in range(5):
+        d = rig.advance(1.0)
+        counts.append(len([1 for p, h in d.outputs if p == UP and h.get("arp_op") == 1]))
+    assert counts == [5, 0, 5, 0, 0]
+
+
 def test_station_mac_changed_while_disconnected():
     rig = populated()
     rig.apply(rig.core.switch_disconnected(rig.now))
@@ -371,7 +382,7 @@ def test_fast_match_falls_back_for_unknown_fields_and_odd_values():
     m = fastof.match((("eth_dst", "02:AA:00:00:00:01"),))
     assert type(m) is parser.OFPMatch and m["eth_dst"] == "02:aa:00:00:00:01"
     masked = fastof.match((("ipv4_dst", ("224.0.0.0", "240.0.0.0")), ("eth_type", 0x800)))
-    assert isinstance(masked, fastof.FastMatch)
+    assert isinstance(masked, fastof.OFPMatch)
     assert _tlvs(masked) == _tlvs(parser.OFPMatch(eth_type=0x800,
                                                   ipv4_dst=("224.0.0.0", "240.0.0.0")))
     assert fastof.oxm_tlv("vlan_vid", 0x1005) == fastof._slow_tlv("vlan_vid", 0x1005)

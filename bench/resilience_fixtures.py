@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: a core with many guests, frames, a stand-in datapath."""
+"""Helpers of bench_resync.py and bench_packet_in.py: a core with many guests (no switch, no
+root), frames, a stand-in datapath for serialising messages as os-ken's ``send_msg`` does."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def serialise(msgs: list, dp) -> int:
     total = 0
     for msg in msgs:
         msg.datapath = dp
+        msg.xid = None  # (again: a benchmark serialises the same messages repeatedly)
         msg.set_xid(1)
         msg.serialize()
         total += len(msg.buf)
