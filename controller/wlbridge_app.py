@@ -112,6 +112,7 @@ class WlBridgeApp(AppBase):
         self._meters_seen: dict = {}  # datapath -> [max_meter or None, meter ids or None]
         self._local_mac: str | None = None  # the bridge's internal port MAC, as reported
         self._hwaddr_busy = False
+        self._netlink_mac: str | None = None
         self._saved_at = 0.0
         self.store = StateStore(conf.state_dir, conf.bridge)
         self.store.check_writable()
@@ -182,31 +183,43 @@ class WlBridgeApp(AppBase):
                 or self._hwaddr_busy or self.datapath is None):
             return
         self._hwaddr_busy = True
-        hub.spawn(self._set_bridge_mac, mac)
+        hub.spawn(self._set_bridge_mac, mac, self.datapath.id)
 
-    def _set_bridge_mac(self, mac: str) -> None:
+    def _set_bridge_mac(self, mac: str, dpid: int) -> None:
         bridge = self.conf.bridge
         try:
             from wlbridge import ovsdb
 
             with ovsdb.connect(self.conf.ovsdb, 5.0) as db:
-                db.set_other_config(bridge, {"hwaddr": mac})
+                info = db.bridge_info(bridge)
+                updates = {"hwaddr": mac}
+                if info is not None and "datapath-id" not in info.other_config:
+                    # OVS derives the datapath id from hwaddr: pin it, or the bridge would
+                    # reconnect as another switch
+                    updates["datapath-id"] = f"{dpid:016x}"
+                db.set_other_config(bridge, updates)
             LOG.warning("station MAC is now %s: bridge %s set to it (other_config:hwaddr)",
                         mac, bridge)
         except Exception as exc:  # noqa: BLE001 - whatever failed, fall back to netlink
             LOG.error("cannot set other_config:hwaddr of %s to %s through OVSDB (%s); "
                       "setting the interface MAC directly", bridge, mac, exc)
-            try:
-                from pyroute2 import IPRoute
-
-                with IPRoute() as ipr:
-                    ipr.link("set", index=ipr.link_lookup(ifname=bridge)[0], address=mac)
-            except Exception:
-                LOG.exception("cannot set the MAC of %s", bridge)
+            self._netlink_mac = mac  # by the tick: pyroute2 is used from one thread only
         finally:
             with self.lock:
                 self._local_mac = mac  # the port-status for LOCAL will confirm or correct
                 self._hwaddr_busy = False
+
+    def _set_mac_by_netlink(self) -> None:
+        mac, self._netlink_mac = self._netlink_mac, None
+        if mac is None:
+            return
+        try:
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname=self.conf.bridge)[0], address=mac)
+        except Exception:
+            LOG.exception("cannot set the MAC of %s", self.conf.bridge)
 
     def _load_state(self) -> None:
         try:
@@ -251,6 +264,7 @@ class WlBridgeApp(AppBase):
                 self._run(self.core.tick)
                 with self.lock:
                     self._persist()  # what `_run` left pending
+                self._set_mac_by_netlink()
             except Exception:
                 LOG.exception("tick failed")
 
