@@ -33,7 +33,7 @@ if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True,
                   check=False).returncode:
     pytest.skip("Open vSwitch is not running", allow_module_level=True)
 
-from wlbridge import bridge_setup, bridge_teardown, hostnet, ovsdb
+from wlbridge import bridge_setup, bridge_teardown, hostnet, ingress_filter, ovsdb
 from wlbridge.cli import UserError
 
 NO_CONTROLLER = "tcp:127.0.0.1:1"   # nothing listens there: never another engineer's controller
@@ -422,7 +422,7 @@ def test_isolation_without_ebpf(lan: Lan, monkeypatch: pytest.MonkeyPatch) -> No
     def refuse() -> int:
         raise OSError(38, "bpf() not available")
 
-    monkeypatch.setattr(hostnet, "load_isolation_program", refuse)
+    monkeypatch.setattr(ingress_filter, "load_isolation_program", refuse)
     rc, out = lan.run("setup")
     assert rc == 0, out
     filters = ingress_filters(lan.uplink)
