@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +31,7 @@ for _p in (ROOT, ROOT / "controller", ROOT / "tests" / "integration"):
         sys.path.insert(0, str(_p))
 
 from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, free_prefix, ovs_problem
-from topologies.procs import run
+from topologies.procs import run, wait_for
 
 
 # ------------------------------------------------------------------ statistics
@@ -218,14 +217,11 @@ def offload_report(world: World, bridge: str) -> dict[str, str]:
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what or pred}")
-        time.sleep(interval)
+    """`topologies.procs.wait_for`, raising when time runs out."""
+    value = wait_for(pred, timeout, interval)
+    if not value:
+        raise RuntimeError(f"timed out waiting for {what or pred}")
+    return value
 
 
 def ip_of(host) -> str:

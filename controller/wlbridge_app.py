@@ -450,7 +450,7 @@ class WlBridgeApp(AppBase):
         if msg.datapath is not self.datapath:
             return
         match = dict(msg.match.items())
-        self._run(self.core.flow_removed, msg.cookie, match)
+        self._run(lambda now: self.core.flow_removed(msg.cookie, match, now, msg.reason))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN)
     def _flow_stats(self, ev) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import cookies, flows, guard
 from .compat import ofp, parser
+from .meters import Meters
 from .packets import Frame, FrameError, parse_frame
 from .pipeline import (
     PORT_LOCAL,
@@ -24,6 +25,7 @@ from .pipeline import (
     build_delete_cookie,
     build_delete_strict,
 )
+from .restore import Parked
 from .state import (
     Binding,
     Counters,
@@ -33,6 +35,7 @@ from .state import (
     parse_persistent,
     persistent_form,
 )
+from .status_view import gratuitous_arp, status_view
 
 LOG = logging.getLogger(__name__)
 Section = tuple
@@ -78,15 +81,12 @@ class Core:
         self.uplink: int | None = None
         self.station_mac: str | None = None
         self.dirty = False  # persistent state changed since last `take_dirty`
-        self._restored: dict[str, Any] = {"guests": {}, "bindings": []}
+        self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections: dict[Section, dict[tuple, FlowSpec]] = {}
         self._logged: set[str] = set()
         self._view: flows.View | None = None  # cached `view()`; None: recompute
         self._by_mac: dict[str, GuestPort] = {}  # guest MAC -> guest port
-        # Meters: the switch's largest meter id (0: no meters; None: not reported, assume
-        # OpenFlow's range) and the meter ids we believe exist on the switch.
-        self.meter_max: int | None = None
-        self._meters: set[int] = set()
+        self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self)
 
@@ -113,23 +113,21 @@ class Core:
         self._view = None
         msgs = self._meter_msgs(sorted(self.guests))
         msgs += self._sync_all()
-        msgs += self._stale_meter_msgs()
+        msgs += self.meters.stale(self.guests)
         msgs.append(flow_stats_request())
         if before is not None and self.station_mac is not None and before != self.station_mac:
             msgs += self._station_changed(before, now)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
                  "meters %s", dpid, len(self.ports), self.uplink, self.station_mac,
-                 self.generation, "on" if self._use_meters() else "off")
+                 self.generation, "on" if self.meters.in_use else "off")
         return msgs
 
     def meter_info(self, max_meter: int, existing: Iterable[int] | None, now: float) -> list:
         """What the switch reported about meters, just before `switch_connected`: its largest
         meter id (0: no meter support) and the meters it has (None: unknown)."""
-        self.meter_max = max(0, int(max_meter))
-        if existing is not None:
-            self._meters = {int(m) for m in existing}
+        self.meters.reported(max_meter, existing)
         self._view = None
-        if self.config.meters and not self.meter_max:
+        if self.meters.enabled and not self.meters.in_use:
             self._log_once("no-meters", "the switch has no OpenFlow meters: packet-ins are "
                            "limited only by the bridge's controller_rate_limit")
         return []
@@ -188,8 +186,8 @@ class Core:
         msgs = self._sync([("static",)])
         if self.connected and flows.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
-        if self.connected and port_no in self._meters:
-            msgs += self._meter_delete([port_no])
+        if self.connected and port_no in self.meters.ids:
+            msgs += self.meters.delete([port_no])
         return msgs
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
@@ -211,9 +209,14 @@ class Core:
             LOG.exception("internal error on packet-in from port %s", in_port)
             return []
 
-    def flow_removed(self, cookie: int, match: dict[str, Any], now: float) -> list:
-        """An idle binding flow timed out in the switch: the binding is unused, drop it."""
+    def flow_removed(self, cookie: int, match: dict[str, Any], now: float,
+                     reason: int = ofp.OFPRR_IDLE_TIMEOUT) -> list:
+        """An idle binding flow timed out in the switch: the binding is unused, drop it.
+        Flows removed for any other reason (a switch shutting down deletes its flows)
+        say nothing about the guest."""
         c = cookies.decode(cookie)
+        if reason != ofp.OFPRR_IDLE_TIMEOUT:
+            return []
         if c is None or c.purpose != cookies.Purpose.GUEST_IP:
             return []
         ip = match.get("ipv4_src")
@@ -248,7 +251,7 @@ class Core:
         StateFormatError (the caller moves the file aside and starts empty)."""
         generation, guests, bindings = parse_persistent(data)
         self.generation = generation % cookies.MAX_GENERATION
-        self._restored = {"guests": guests, "bindings": bindings}
+        self._restored = Parked(self.config.max_bindings, guests, bindings)
 
     def take_dirty(self) -> bool:
         dirty, self.dirty = self.dirty, False
@@ -256,30 +259,8 @@ class Core:
 
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict[str, Any]:
-        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
-        guests = []
-        for g in sorted(self.guests.values(), key=lambda g: g.port_no):
-            ips = [self.bindings[ip] for ip in sorted(g.ips) if ip in self.bindings]
-            guests.append({
-                "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
-                "ips": [{"ip": b.ip, "source": b.source, "learned_at": b.learned_at,
-                         "expires": b.expires, "lease": b.lease,
-                         "expires_in": None if b.expires is None else round(b.expires - now)}
-                        for b in ips],
-            })
-        return {
-            "dpid": None if self.dpid is None else f"{self.dpid:016x}",
-            "connected": self.connected,
-            "generation": self.generation,
-            "uplink": {"name": self.config.uplink, "port_no": self.uplink,
-                       "present": uplink is not None, "up": bool(uplink and uplink.up)},
-            "station_mac": self.station_mac,
-            "host_ips": sorted(self.host_ips),
-            "dhcp_mode": self.config.dhcp_mode,
-            "idle_timeout": self.config.idle_timeout,
-            "guests": guests,
-            "counters": dict(sorted(self.counters.items())),
-        }
+        """What `wlbridge status` shows (JSON-able)."""
+        return status_view(self, now)
 
     # ---------------------------------------------------------- packet-in path
     def _packet_in(self, in_port: int, data: bytes, now: float, table_id: int,
@@ -420,8 +401,8 @@ class Core:
             return None
         if self._view is None:
             self._view = flows.View(self.uplink, self.station_mac, tuple(sorted(self.guests)),
-                                    self.config.idle_timeout, self._use_meters(),
-                                    self.meter_max or ofp.OFPM_MAX)
+                                    self.config.idle_timeout, self.meters.in_use,
+                                    self.meters.limit)
         return self._view
 
     def _compute(self, section: Section) -> list[FlowSpec]:
@@ -460,45 +441,11 @@ class Core:
         """Every flow the core currently wants (for tests and `wlbridge flows`)."""
         return [s for section in self._sections.values() for s in section.values()]
 
-    def _use_meters(self) -> bool:
-        return self.config.meters and self.meter_max != 0
-
-    def _meter_id(self, port_no: int) -> int | None:
-        """The meter of a guest port (its port number), if meters are in use for it."""
-        if self._use_meters() and 0 < port_no <= (self.meter_max or ofp.OFPM_MAX):
-            return port_no
-        return None
-
     def _meter_msgs(self, ports: Iterable[int]) -> list:
-        """Create (or reconfigure) the meters of these guest ports, before flows use them."""
+        """Meters of these guest ports, before flows use them (only while connected)."""
         if not self.connected:
             return []
-        msgs = []
-        for port_no in ports:
-            meter_id = self._meter_id(port_no)
-            if meter_id is None or port_no not in self.guests:
-                continue
-            band = parser.OFPMeterBandDrop(rate=self.config.meter_pps,
-                                           burst_size=self.config.meter_pps)
-            command = ofp.OFPMC_MODIFY if meter_id in self._meters else ofp.OFPMC_ADD
-            msgs.append(parser.OFPMeterMod(datapath=None, command=command,
-                                           flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
-                                           meter_id=meter_id, bands=[band]))
-            self._meters.add(meter_id)
-        return msgs
-
-    def _stale_meter_msgs(self) -> list:
-        """Delete meters no guest port uses (after the flows stopped referring to them)."""
-        wanted = {self._meter_id(p) for p in self.guests}
-        return self._meter_delete(sorted(self._meters - wanted))
-
-    def _meter_delete(self, meter_ids: Iterable[int]) -> list:
-        msgs = []
-        for meter_id in meter_ids:
-            msgs.append(parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_DELETE,
-                                           meter_id=meter_id))
-            self._meters.discard(meter_id)
-        return msgs
+        return self.meters.ensure(p for p in ports if p in self.guests)
 
     # ------------------------------------------------------- station changes
     def _station_changed(self, before: str, now: float) -> list:
@@ -558,30 +505,8 @@ class Core:
         self._view = None
 
     def _adopt_restored(self, now: float) -> None:
-        """Apply saved guest MACs and bindings to ports that now exist."""
-        by_name = {g.name: g for g in self.guests.values()}
-        for name, rec in list(self._restored["guests"].items()):
-            g = by_name.get(name)
-            if g is not None:
-                if g.mac is None and rec["mac"] not in self._by_mac:
-                    g.mac, g.mac_source = rec["mac"], "state"
-                    self._by_mac[g.mac] = g
-                del self._restored["guests"][name]
-        keep = []
-        for rec in self._restored["bindings"]:
-            g = by_name.get(rec["port"])
-            if g is None:
-                keep.append(rec)
-                continue
-            if rec["expires"] is not None and rec["expires"] <= now:
-                continue
-            if g.mac != rec["mac"] or rec["ip"] in self.bindings or rec["ip"] in self.host_ips:
-                continue
-            self.bindings[rec["ip"]] = Binding(rec["ip"], g.port_no, rec["mac"], rec["source"],
-                                               rec["learned_at"], rec["expires"], rec["lease"])
-            g.ips.add(rec["ip"])
-            self.counters.bump("bindings.restored")
-        self._restored["bindings"] = keep
+        """Apply saved (or parked) guest MACs and bindings to ports that now exist."""
+        self._restored.adopt(self, now)
 
     def _drop_bindings_without_port(self) -> None:
         for ip, b in list(self.bindings.items()):
@@ -596,24 +521,7 @@ class Core:
         self.dhcp.forget_port(port_no)
         if self._by_mac.get(guest.mac or "") is guest:
             del self._by_mac[guest.mac]
-        parked = self._restored
-        if guest.mac:
-            parked["guests"].pop(guest.name, None)
-            parked["guests"][guest.name] = {"mac": guest.mac, "mac_source": guest.mac_source}
-        for ip in sorted(guest.ips):
-            b = self.bindings.get(ip)
-            if b is not None and b.port_no == port_no:
-                del self.bindings[ip]
-                parked["bindings"].append({
-                    "ip": ip, "port": guest.name, "mac": b.mac, "source": b.source,
-                    "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease})
-                self.counters.bump("bindings.parked")
-        limit = self.config.max_bindings  # parked records are bounded like live ones
-        del parked["bindings"][:-limit]
-        for name in list(parked["guests"])[:-limit]:
-            del parked["guests"][name]
-        LOG.info("port %s is gone: keeping its guest MAC and %d addresses in case it comes "
-                 "back", guest.name, len(guest.ips))
+        self._restored.park(self, guest)
 
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
@@ -642,14 +550,6 @@ class Core:
 
 LOGGED_MAX = 1024
 ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again
-
-
-def gratuitous_arp(mac: str, ip: str) -> bytes:
-    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement)."""
-    hw = bytes.fromhex(mac.replace(":", ""))
-    addr = bytes(int(x) for x in ip.split("."))
-    arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + hw + addr + bytes(6) + addr
-    return b"\xff" * 6 + hw + b"\x08\x06" + arp + bytes(18)
 
 
 __all__ = ["Core", "CoreConfig", "Port", "StateFormatError"]

@@ -166,7 +166,6 @@ class DhcpService:
         core = self.core
         ip = event.ip
         assert ip is not None
-        others = {k: v for k, v in core.bindings.items() if v.port_no != guest.port_no}
         cause = check_claim(ip, guest, {}, core.host_ips, core.config.max_ips_per_port + 1,
                             core.config.max_bindings + 1)
         if cause or (ip not in core.bindings and len(core.bindings) >= core.config.max_bindings):
@@ -175,9 +174,10 @@ class DhcpService:
                            "port %s: DHCP gave %s, refused (%s): reply withheld",
                            guest.name, ip, cause or "global-limit")
             return None
-        if ip in others:
+        owner = core.bindings.get(ip)
+        if owner is not None and owner.port_no != guest.port_no:
             core._log_once(f"dhcp-move:{ip}", "DHCP server gave %s (bound to port %s) to %s",
-                           ip, others[ip].port_no, guest.name)
+                           ip, owner.port_no, guest.name)
         msgs: list = []
         for old in sorted(guest.ips - {ip}):  # a new lease replaces the old one
             b = core.bindings.get(old)

@@ -240,18 +240,23 @@ class IngressFilters:
             for req in isolation_requests(kind):
                 self.ipr.tc("add-filter", kind, index, **req)
 
-    def isolate_uplink(self, name: str) -> list[str]:
-        """Idempotently make `name`'s ingress drop all but `HOST_ETHERTYPES` (for the host
-        stack only: OVS's AF_PACKET tap sees every frame first).  One line per change;
-        IsolationError (with nothing of ours left behind) when that is not possible."""
-        index = self._index(name)
-        changes = []
+    def _ensure_clsact(self, name: str, index: int, changes: list[str]) -> None:
+        """Add a clsact qdisc to `name` unless it has one (noting it in `changes`);
+        IsolationError if its ingress hook holds another qdisc."""
         kind = self.ingress_qdisc(name)
         if kind is None:
             self._ignore(errno.EEXIST, self.ipr.tc, "add", "clsact", index)
             changes.append(f"clsact qdisc added to {name}")
         elif kind != "clsact":
             raise IsolationError(f"{name} has an {kind} qdisc (not wlbridge's)")
+
+    def isolate_uplink(self, name: str) -> list[str]:
+        """Idempotently make `name`'s ingress drop all but `HOST_ETHERTYPES` (for the host
+        stack only: OVS's AF_PACKET tap sees every frame first).  One line per change;
+        IsolationError (with nothing of ours left behind) when that is not possible."""
+        index = self._index(name)
+        changes = []
+        self._ensure_clsact(name, index, changes)
         present = {f for f in self.clsact_filters(name) if is_isolation_filter(f)}
         if present in (isolation_filters("bpf"), isolation_filters("u32")):
             return changes
@@ -315,12 +320,7 @@ class IngressFilters:
         if present in (guest_isolation_filters("bpf"), guest_isolation_filters("u32")):
             return []                                  # the common, cheap case
         changes = []
-        kind = self.ingress_qdisc(name)
-        if kind is None:
-            self._ignore(errno.EEXIST, self.ipr.tc, "add", "clsact", index)
-            changes.append(f"clsact qdisc added to {name}")
-        elif kind != "clsact":
-            raise IsolationError(f"{name} has an {kind} qdisc (not wlbridge's)")
+        self._ensure_clsact(name, index, changes)
         self._del_filters(index, present)              # e.g. a u32 and a bpf one
         errors = []
         for method in ("bpf", "u32"):

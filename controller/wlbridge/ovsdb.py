@@ -17,7 +17,6 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 with warnings.catch_warnings():   # ovs.poller imports eventlet when installed; it warns
@@ -30,6 +29,18 @@ with warnings.catch_warnings():   # ovs.poller imports eventlet when installed; 
     import ovs.stream
 
 from wlbridge.cli import UserError
+from wlbridge.ovsdb_model import (  # noqa: F401  (re-exported: ovsdb.X keeps working)
+    OWNER_KEY,
+    ROLE_KEY,
+    ROLE_UPLINK,
+    SAVED_KEY,
+    BridgeInfo,
+    BridgeSpec,
+    ControllerInfo,
+    InterfaceInfo,
+    PortInfo,
+    PortSpec,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -37,10 +48,6 @@ if TYPE_CHECKING:
 DEFAULT_REMOTE = "unix:/var/run/openvswitch/db.sock"
 REMOTE_ENV = "WLBRIDGE_OVSDB"
 DB_NAME = "Open_vSwitch"
-ROLE_KEY = "wlbridge-role"        # Interface external_ids: "uplink" marks the uplink
-ROLE_UPLINK = "uplink"
-OWNER_KEY = "wlbridge-uplink"     # Bridge external_ids: set on bridges wlbridge created
-SAVED_KEY = "wlbridge-saved"      # Bridge external_ids: JSON of what setup moved
 
 _COLUMNS: dict[str, list[str]] = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
@@ -64,89 +71,6 @@ class OvsdbUnavailable(OvsdbError):
     """The database server cannot be reached."""
 
 
-@dataclass(frozen=True)
-class InterfaceInfo:
-    name: str
-    type: str
-    external_ids: dict[str, str]
-    ofport: int | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class PortInfo:
-    name: str
-    interfaces: tuple[InterfaceInfo, ...]
-
-
-@dataclass(frozen=True)
-class ControllerInfo:
-    target: str
-    connection_mode: str | None
-    rate_limit: int | None
-    burst_limit: int | None
-    is_connected: bool
-
-
-@dataclass(frozen=True)
-class BridgeInfo:
-    """A read-only snapshot of one bridge."""
-
-    name: str
-    datapath_type: str
-    protocols: tuple[str, ...]
-    fail_mode: str | None
-    controllers: tuple[ControllerInfo, ...]
-    other_config: dict[str, str]
-    external_ids: dict[str, str]
-    ports: tuple[PortInfo, ...]
-
-    @property
-    def uplink(self) -> str | None:
-        """Name of the interface marked ``external_ids:wlbridge-role=uplink``."""
-        for port in self.ports:
-            for iface in port.interfaces:
-                if iface.external_ids.get(ROLE_KEY) == ROLE_UPLINK:
-                    return iface.name
-        return None
-
-    @property
-    def managed(self) -> bool:
-        """True when wlbridge created this bridge."""
-        return OWNER_KEY in self.external_ids
-
-    def interface(self, name: str) -> InterfaceInfo | None:
-        for port in self.ports:
-            for iface in port.interfaces:
-                if iface.name == name:
-                    return iface
-        return None
-
-
-@dataclass
-class PortSpec:
-    """A port with one interface of the same name."""
-
-    name: str
-    type: str = ""
-    iface_external_ids: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class BridgeSpec:
-    """Everything `Ovsdb.create_bridge` sets in one transaction."""
-
-    name: str
-    datapath_type: str = ""
-    protocols: tuple[str, ...] = ("OpenFlow13",)
-    fail_mode: str | None = "secure"
-    controller: str | None = None
-    connection_mode: str | None = None
-    rate_limit: int | None = None
-    burst_limit: int | None = None
-    other_config: dict[str, str] = field(default_factory=dict)
-    external_ids: dict[str, str] = field(default_factory=dict)
-    ports: list[PortSpec] = field(default_factory=list)
 
 
 def default_remote() -> str:

@@ -8,18 +8,17 @@ container runtime would), and reads the controller's `/status`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from topologies import World
 from topologies.ovs import ofctl, vsctl
+from topologies.procs import wait_for as poll
 
 CLI = [sys.executable, "-m", "wlbridge"]
 
@@ -40,14 +39,11 @@ def wlbridge(*args: str, check: bool = True, timeout: float = 60) -> subprocess.
 
 
 def wait_for(pred, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """`topologies.procs.wait_for`, failing the test when time runs out."""
+    value = poll(pred, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 class Controller:
@@ -156,7 +152,3 @@ def ap_foreign(world: World) -> int:
     """Frames the AP dropped for carrying a MAC other than the station's."""
     c = world.ap_counters()
     return c["foreign_src"].packets + c["foreign_dst"].packets
-
-
-def env_offload_note() -> str:
-    return os.environ.get("WLBRIDGE_TEST_NOTE", "")

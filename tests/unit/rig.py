@@ -110,7 +110,8 @@ class Rig:
         delivery = Delivery()
         for removed in self.sw.expire(self.now):
             match = dict(removed.match.items())
-            self.apply(self.core.flow_removed(removed.cookie, match, self.now), delivery)
+            self.apply(self.core.flow_removed(removed.cookie, match, self.now, removed.reason),
+                       delivery)
         return self.apply(self.core.tick(self.now), delivery)
 
     def add_port(self, port: int) -> Delivery:

@@ -124,3 +124,13 @@ def test_every_message_serialises():
     msgs = rig.core.switch_connected(1, rig.port_list(), rig.now)
     assert_serialisable(msgs)
     assert any(m.command == ofp.OFPFC_ADD for m in msgs if hasattr(m, "command"))
+
+
+def test_flows_deleted_by_a_stopping_switch_do_not_expire_bindings():
+    rig = Rig(config=CoreConfig(uplink="wlan0", idle_timeout=60))
+    bind(rig, G1, ip(G1))
+    flow = next(f for f in rig.sw.flows() if dict(f.match).get("ipv4_src") == ip(G1))
+    rig.core.flow_removed(flow.cookie, dict(flow.match), rig.now, ofp.OFPRR_DELETE)
+    assert ip(G1) in rig.core.bindings
+    rig.core.flow_removed(flow.cookie, dict(flow.match), rig.now, ofp.OFPRR_IDLE_TIMEOUT)
+    assert ip(G1) not in rig.core.bindings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flowsnap import without_generation
 from ofsim import arp_request, icmp_echo
 from rig import ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from wlbridge import cookies
@@ -20,14 +21,6 @@ def populated() -> Rig:
     rig.send(G1, arp_request(mac(G1), "10.0.0.40", "10.0.0.40"))
     rig.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
     return rig
-
-
-def without_generation(snapshot) -> set:
-    out = set()
-    for spec in snapshot:
-        c = cookies.decode(spec.cookie)
-        out.add(spec._replace(cookie=(c.purpose, c.subject) if c else spec.cookie))
-    return out
 
 
 def test_applying_a_batch_twice_changes_nothing():

@@ -10,6 +10,7 @@ import struct
 from typing import Any
 
 import pytest
+from fake_netlink import FakeMsg as Msg
 from pyroute2.netlink.exceptions import NetlinkError
 from wlbridge import bridge_teardown, hostnet, ovsdb, port_isolation
 from wlbridge.hostnet import GUEST_ISOLATION_PRIO, HostNet, IsolationError
@@ -193,15 +194,6 @@ def test_guest_filter_is_not_mistaken_for_the_uplinks() -> None:
             GUEST_ISOLATION_PRIO, hostnet.ETH_P_ALL, hostnet.CLSACT_INGRESS)
     assert hostnet.guest_isolation_request("u32")["action"] == "drop"
     assert hostnet.guest_isolation_request("bpf")["direct_action"]
-
-
-class Msg(dict):
-    def __init__(self, fields: dict[str, Any], attrs: dict[str, Any]) -> None:
-        super().__init__(fields)
-        self.attrs = attrs
-
-    def get_attr(self, name: str) -> Any:
-        return self.attrs.get(name)
 
 
 class FakeIPR:

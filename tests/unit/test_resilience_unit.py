@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 from dhcp_frames import ack, discover, headers_of
+from flowsnap import without_generation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ofsim import Rejected, Switch, arp_reply, arp_request, assert_serialisable, data_of, icmp_echo
@@ -38,14 +39,6 @@ def populated(**kw) -> Rig:
     rig.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
     rig.send(UP, headers_of(ack(mac(G2), 7, "10.0.0.77")))  # a DHCP lease too
     return rig
-
-
-def without_generation(snapshot) -> set:
-    out = set()
-    for spec in snapshot:
-        c = cookies.decode(spec.cookie)
-        out.add(spec._replace(cookie=(c.purpose, c.subject) if c else spec.cookie))
-    return out
 
 
 def inbound(rig: Rig, addr: str, dst: str = STATION):

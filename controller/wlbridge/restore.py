@@ -1,0 +1,72 @@
+"""Guest records waiting for their port: restored from the state file, or parked when a
+port was missing at a reconnect.  Keyed by port *name* (port numbers can change)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .state import Binding, GuestPort
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core import Core
+
+LOG = logging.getLogger("wlbridge.core")
+
+
+class Parked:
+    """Guest MACs by port name and binding records, applied when their port exists."""
+
+    def __init__(self, limit: int, guests: dict[str, dict] | None = None,
+                 bindings: list[dict] | None = None) -> None:
+        self.limit = limit
+        self.guests: dict[str, dict] = dict(guests or {})
+        self.bindings: list[dict] = list(bindings or [])
+
+    def __getitem__(self, key: str) -> Any:  # "guests" / "bindings", as in the state file
+        return {"guests": self.guests, "bindings": self.bindings}[key]
+
+    def adopt(self, core: Core, now: float) -> None:
+        """Give ports that now exist their saved MAC and (unexpired) bindings."""
+        by_name = {g.name: g for g in core.guests.values()}
+        for name, rec in list(self.guests.items()):
+            g = by_name.get(name)
+            if g is not None:
+                if g.mac is None and rec["mac"] not in core._by_mac:
+                    g.mac, g.mac_source = rec["mac"], "state"
+                    core._by_mac[g.mac] = g
+                del self.guests[name]
+        keep = []
+        for rec in self.bindings:
+            g = by_name.get(rec["port"])
+            if g is None:
+                keep.append(rec)
+                continue
+            if rec["expires"] is not None and rec["expires"] <= now:
+                continue
+            if g.mac != rec["mac"] or rec["ip"] in core.bindings or rec["ip"] in core.host_ips:
+                continue
+            core.bindings[rec["ip"]] = Binding(rec["ip"], g.port_no, rec["mac"], rec["source"],
+                                               rec["learned_at"], rec["expires"], rec["lease"])
+            g.ips.add(rec["ip"])
+            core.counters.bump("bindings.restored")
+        self.bindings = keep
+
+    def park(self, core: Core, guest: GuestPort) -> None:
+        """Keep a vanished guest port's MAC and bindings (removed from `core`)."""
+        if guest.mac:
+            self.guests.pop(guest.name, None)
+            self.guests[guest.name] = {"mac": guest.mac, "mac_source": guest.mac_source}
+        for ip in sorted(guest.ips):
+            b = core.bindings.get(ip)
+            if b is not None and b.port_no == guest.port_no:
+                del core.bindings[ip]
+                self.bindings.append({
+                    "ip": ip, "port": guest.name, "mac": b.mac, "source": b.source,
+                    "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease})
+                core.counters.bump("bindings.parked")
+        del self.bindings[:-self.limit]  # parked records are bounded like live ones
+        for name in list(self.guests)[:-self.limit]:
+            del self.guests[name]
+        LOG.info("port %s is gone: keeping its guest MAC and %d addresses in case it comes "
+                 "back", guest.name, len(guest.ips))

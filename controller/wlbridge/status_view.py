@@ -1,0 +1,49 @@
+"""Views of the core's state: the status document, and the announcement frame."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .compat import arp, ethernet, packet
+from .pipeline import BROADCAST
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core import Core
+
+
+def status_view(core: Core, now: float) -> dict[str, Any]:
+    """The core's state as `wlbridge status` shows it (JSON-able)."""
+    uplink = core.ports.get(core.uplink) if core.uplink is not None else None
+    guests = []
+    for g in sorted(core.guests.values(), key=lambda g: g.port_no):
+        ips = [core.bindings[ip] for ip in sorted(g.ips) if ip in core.bindings]
+        guests.append({
+            "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
+            "ips": [{"ip": b.ip, "source": b.source, "learned_at": b.learned_at,
+                     "expires": b.expires, "lease": b.lease,
+                     "expires_in": None if b.expires is None else round(b.expires - now)}
+                    for b in ips],
+        })
+    return {
+        "dpid": None if core.dpid is None else f"{core.dpid:016x}",
+        "connected": core.connected,
+        "generation": core.generation,
+        "uplink": {"name": core.config.uplink, "port_no": core.uplink,
+                   "present": uplink is not None, "up": bool(uplink and uplink.up)},
+        "station_mac": core.station_mac,
+        "host_ips": sorted(core.host_ips),
+        "dhcp_mode": core.config.dhcp_mode,
+        "idle_timeout": core.config.idle_timeout,
+        "guests": guests,
+        "counters": dict(sorted(core.counters.items())),
+    }
+
+
+def gratuitous_arp(mac: str, ip: str) -> bytes:
+    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement)."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(BROADCAST, mac, 0x0806))
+    pkt.add_protocol(arp.arp(opcode=1, src_mac=mac, src_ip=ip,
+                             dst_mac="00:00:00:00:00:00", dst_ip=ip))
+    pkt.serialize()
+    return bytes(pkt.data) + bytes(60 - len(pkt.data))  # padded to the Ethernet minimum
