@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from . import fastaddr
+
 try:  # pragma: no cover - which branch runs depends on the installation
     import os_ken as _framework
 
@@ -36,6 +38,10 @@ udp = _load("lib.packet.udp")
 dhcp = _load("lib.packet.dhcp")
 vlan = _load("lib.packet.vlan")
 packet_utils = _load("lib.packet.packet_utils")
+addrconv = _load("lib.addrconv")
+
+# Address text conversion without netaddr for the usual cases (same results): see fastaddr.
+fastaddr.install(addrconv)
 
 
 def runtime() -> dict[str, ModuleType]:
