@@ -195,7 +195,7 @@ def mac_to_bytes(mac: str) -> bytes:
     """``aa:bb:cc:dd:ee:ff`` (or with ``-``) -> 6 bytes; ValueError otherwise."""
     if not isinstance(mac, str) or not _MAC_RE.match(mac):
         raise ValueError(f"not a MAC address: {mac!r}")
-    return bytes(int(x, 16) for x in re.split("[:-]", mac))
+    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
 
 
 def normalize_mac(mac: str) -> str:

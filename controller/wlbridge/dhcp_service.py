@@ -144,9 +144,11 @@ class DhcpService:
 
     def _deliver(self, guest: GuestPort, data: bytes, event: dhcp.LeaseEvent | None,
                  name: str, now: float) -> list:
+        """The reply for the guest first (it waits for it; the flows it needs next follow
+        within the same batch), then the binding's flow changes."""
         core = self.core
         core.counters.bump(f"dhcp.{name.lower()}.to_guest")
-        msgs: list = []
+        msgs = [core.packet_out(core.uplink, [parser.OFPActionOutput(guest.port_no)], data)]
         if event is not None and event.kind == "bind" and event.ip is not None:
             bound = self._bind(guest, event, now)
             if bound is None:  # the guest must not configure an address it cannot use
@@ -158,7 +160,6 @@ class DhcpService:
                 b = core.bindings.get(ip)
                 if b is not None and b.source == "dhcp" and event.ip in (None, ip):
                     msgs += core.unbind(ip, event.cause)
-        msgs.append(core.packet_out(core.uplink, [parser.OFPActionOutput(guest.port_no)], data))
         return msgs
 
     def _bind(self, guest: GuestPort, event: dhcp.LeaseEvent, now: float) -> list | None:

@@ -25,7 +25,7 @@ def _mac_class(base: type) -> type:
     class FastMac(base):  # type: ignore[misc, valid-type]
         """``addrconv.mac`` with a fast path for 6 bytes and colon-separated text."""
 
-        def bin_to_text(self, bin: Any) -> str:  # noqa: A002 - the framework's name
+        def bin_to_text(self, bin: Any) -> str:
             if type(bin) is bytes and len(bin) == 6:
                 return bin.hex(":")
             return super().bin_to_text(bin)
@@ -42,7 +42,7 @@ def _ipv4_class(base: type) -> type:
     class FastIPv4(base):  # type: ignore[misc, valid-type]
         """``addrconv.ipv4`` with a fast path for 4 bytes and dotted-quad text."""
 
-        def bin_to_text(self, bin: Any) -> str:  # noqa: A002 - the framework's name
+        def bin_to_text(self, bin: Any) -> str:
             if type(bin) is bytes and len(bin) == 4:
                 return socket.inet_ntoa(bin)
             return super().bin_to_text(bin)

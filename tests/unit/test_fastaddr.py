@@ -9,7 +9,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from wlbridge import fastaddr
 from wlbridge.compat import addrconv, arp, ethernet
 
@@ -84,7 +83,7 @@ def test_packet_library_parses_as_before():
     frame = (b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x07" + b"\x08\x06"
              + bytes.fromhex("0001080006040001") + b"\x02\x00\x00\x00\x00\x07"
              + bytes([10, 0, 0, 7]) + bytes(6) + bytes([10, 0, 0, 1]))
-    eth, cls, rest = ethernet.ethernet.parser(frame)
+    eth, _cls, rest = ethernet.ethernet.parser(frame)
     a, _, _ = arp.arp.parser(rest)
     assert (eth.src, a.src_mac, a.src_ip, a.dst_ip) == (
         "02:00:00:00:00:07", "02:00:00:00:00:07", "10.0.0.7", "10.0.0.1")
