@@ -37,6 +37,8 @@ MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler
 LOG = logging.getLogger("wlbridge.app")
 TICK_SECONDS = 1.0
 SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
+SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
+SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
 
 
 def on_receive(ev_cls: type, dispatchers: str | list[str]) -> Callable[[Callable], Callable]:
@@ -186,6 +188,8 @@ class WlBridgeApp(AppBase):
                                        {"/flows": self.switch_flows})
         self._stop = threading.Event()
         self._save_due = threading.Event()  # wakes the tick thread, which saves the state
+        self._save_wanted = False
+        self._save_interval = SAVE_INTERVAL
         self._inline: list[tuple] = []  # (event class, handler) registered on the brick
         self._closed = False
         self._signal_handlers: dict = {}
@@ -201,12 +205,25 @@ class WlBridgeApp(AppBase):
 
     # ------------------------------------------------------------- plumbing
     def _send(self, msgs: list) -> None:
+        """Serialise an event's messages (as ``send_msg`` would) and write them together:
+        one write per event, not one per message."""
         dp = self.datapath
-        if dp is None:
+        if dp is None or not msgs:
             return
+        chunk: list[bytes] = []
+        size = 0
         for msg in msgs:
             msg.datapath = dp
-            dp.send_msg(msg)
+            if msg.xid is None:
+                dp.set_xid(msg)
+            msg.serialize()
+            chunk.append(msg.buf)
+            size += len(msg.buf)
+            if size >= SEND_CHUNK:
+                dp.send(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            dp.send(b"".join(chunk))
 
     def _run(self, fn, *args) -> None:
         """Feed one event to the core and send what it returns.  Never raises: an exception
@@ -216,7 +233,8 @@ class WlBridgeApp(AppBase):
             with self.lock:
                 msgs = fn(*args, time.time())
                 self._send(msgs)
-                if self.core.dirty:
+                if self.core.dirty and not self._save_wanted:
+                    self._save_wanted = True
                     self._save_due.set()
                 self._follow_station_mac()
         except Exception:
@@ -252,20 +270,23 @@ class WlBridgeApp(AppBase):
         return run
 
     def _persist(self, force: bool = False) -> None:
-        """Save the state if it changed: atomically, at most once per SAVE_INTERVAL (a save
-        of a thousand guests takes tens of ms; learning bursts must not pay it each time).
-        What is left pending is saved by the next event or tick."""
+        """Save the state if it changed: atomically, at most once per interval (a save of a
+        thousand guests takes tens of ms; learning bursts must not pay it each time): at
+        least SAVE_INTERVAL, longer when saves are slow (SAVE_SHARE).  What is left pending
+        is saved by the tick thread."""
         if not self.core.dirty:
             return
-        if not force and time.monotonic() - self._saved_at < SAVE_INTERVAL:
+        if not force and time.monotonic() - self._saved_at < self._save_interval:
             return
         self.core.take_dirty()
-        self._saved_at = time.monotonic()
+        started = time.monotonic()
         try:
             self.store.save(self.core.export_state())
         except OSError as exc:
             LOG.error("cannot save state to %s: %s", self.store.path, exc)
             self.core.dirty = True
+        self._saved_at = time.monotonic()
+        self._save_interval = max(SAVE_INTERVAL, (self._saved_at - started) / SAVE_SHARE)
 
     def _follow_station_mac(self) -> None:
         """Keep the bridge's internal port (the host's own interface) on the station MAC:
@@ -346,12 +367,15 @@ class WlBridgeApp(AppBase):
         return result
 
     def _tick_loop(self) -> None:
-        """The core's tick every TICK_SECONDS, and state saves as soon as `_run` asks
-        (coalesced by `_persist`)."""
+        """The core's tick every TICK_SECONDS, and the state saves `_run` asks for, as soon
+        as the save interval allows (see `_persist`)."""
         last_ips: list[str] | None = None
         next_tick = time.monotonic() + TICK_SECONDS
         while not self._stop.is_set():
-            self._save_due.wait(max(0.0, next_tick - time.monotonic()))
+            wake = next_tick
+            if self._save_wanted:
+                wake = min(wake, self._saved_at + self._save_interval)
+            self._save_due.wait(max(0.0, wake - time.monotonic()))
             self._save_due.clear()
             try:
                 if time.monotonic() >= next_tick:
@@ -362,9 +386,11 @@ class WlBridgeApp(AppBase):
                         self._run(self.core.host_addresses, ips)
                     self._run(self.core.tick)
                     self._set_mac_by_netlink()
-                    self._save_due.clear()  # saved just below
                 with self.lock:
-                    self._persist()
+                    if self._save_wanted and \
+                            time.monotonic() >= self._saved_at + self._save_interval:
+                        self._save_wanted = False
+                        self._persist()
             except Exception:
                 LOG.exception("tick failed")
 

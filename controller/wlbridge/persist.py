@@ -63,7 +63,8 @@ class StateStore:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1, sort_keys=True)
+                # one line: ``dumps`` without indent runs json's C encoder (10x faster)
+                handle.write(json.dumps(data, sort_keys=True, separators=(",", ":")))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
