@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from wlbridge import config as wl_config
-from wlbridge.compat import FRAMEWORK, ofp, runtime
+from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import instruction_texts
 from wlbridge.persist import StateStore
@@ -39,6 +39,7 @@ TICK_SECONDS = 1.0
 SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
 SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
+PACKET_OUT = parser.OFPPacketOut
 
 
 def on_receive(ev_cls: type, dispatchers: str | list[str]) -> Callable[[Callable], Callable]:
@@ -206,7 +207,8 @@ class WlBridgeApp(AppBase):
     # ------------------------------------------------------------- plumbing
     def _send(self, msgs: list) -> None:
         """Serialise an event's messages (as ``send_msg`` would) and write them together:
-        one write per event, not one per message."""
+        one write per event, not one per message — except that a packet-out goes at once
+        (a host waits for it; the core puts it first when flows can follow)."""
         dp = self.datapath
         if dp is None or not msgs:
             return
@@ -219,7 +221,7 @@ class WlBridgeApp(AppBase):
             msg.serialize()
             chunk.append(msg.buf)
             size += len(msg.buf)
-            if size >= SEND_CHUNK:
+            if size >= SEND_CHUNK or isinstance(msg, PACKET_OUT):
                 dp.send(b"".join(chunk))
                 chunk, size = [], 0
         if chunk:
