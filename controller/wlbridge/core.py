@@ -26,6 +26,7 @@ from .pipeline import (
     build_delete_strict,
 )
 from .restore import Parked
+from .sections import Section, Sections
 from .state import (
     Binding,
     Counters,
@@ -38,7 +39,6 @@ from .state import (
 from .status_view import gratuitous_arp, status_view
 
 LOG = logging.getLogger(__name__)
-Section = tuple
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Core:
         self.station_mac: str | None = None
         self.dirty = False  # persistent state changed since last `take_dirty`
         self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
-        self._sections: dict[Section, dict[tuple, FlowSpec]] = {}
+        self._sections = Sections()
         self._logged: set[str] = set()
         self._view: flows.View | None = None  # cached `view()`; None: recompute
         self._by_mac: dict[str, GuestPort] = {}  # guest MAC -> guest port
@@ -109,7 +109,7 @@ class Core:
                 self._ensure_guest(port)
         self._adopt_restored(now)
         self._drop_bindings_without_port()
-        self._sections = {}
+        self._sections = Sections()
         self._view = None
         msgs = self._meter_msgs(sorted(self.guests))
         msgs += self._sync_all()
@@ -405,41 +405,37 @@ class Core:
                                     self.meters.limit)
         return self._view
 
-    def _compute(self, section: Section) -> list[FlowSpec]:
+    def _args(self, section: Section) -> tuple | None:
+        """What a section's flows are computed from (None: it has none)."""
         view = self.view()
         if section[0] == "static":
-            return flows.static_flows(view)
+            return flows.static_args(view)
         if section[0] == "port":
             guest = self.guests.get(section[1])
-            return flows.port_flows(guest, view) if guest else []
+            return flows.port_args(guest, view) if guest else None
         b = self.bindings.get(section[1])
-        return flows.binding_flows(b, view) if b else []
+        return flows.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
         sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
         sections += [("ip", ip) for ip in sorted(self.bindings)]
-        sections += [s for s in self._sections if s not in sections]
+        listed = set(sections)
+        sections += [s for s in self._sections if s not in listed]
         return self._sync(sections)
 
     def _sync(self, sections: Iterable[Section]) -> list:
         """Recompute sections, return adds (new or changed) then strict deletes."""
         adds, deletes = [], []
         for section in sections:
-            old = self._sections.get(section, {})
-            new = {spec.key: spec for spec in self._compute(section)}
-            if new:
-                self._sections[section] = new
-            else:
-                self._sections.pop(section, None)
-            if not self.connected:
-                continue
-            adds += [build_add(s, self.generation) for k, s in new.items() if old.get(k) != s]
-            deletes += [build_delete_strict(s) for k, s in old.items() if k not in new]
+            new, gone = self._sections.update(section, self._args(section))
+            if self.connected:
+                adds += [build_add(s, self.generation) for s in new]
+                deletes += [build_delete_strict(s) for s in gone]
         return adds + deletes
 
     def flow_specs(self) -> list[FlowSpec]:
         """Every flow the core currently wants (for tests and `wlbridge flows`)."""
-        return [s for section in self._sections.values() for s in section.values()]
+        return self._sections.specs()
 
     def _meter_msgs(self, ports: Iterable[int]) -> list:
         """Meters of these guest ports, before flows use them (only while connected)."""
@@ -533,9 +529,9 @@ class Core:
             del self.bindings[ip]
             self.counters.bump("bindings.removed.port-gone")
         for section in [s for s in self._sections if s[0] == "port" and s[1] == port_no]:
-            del self._sections[section]
+            self._sections.forget(section)
         for section in [s for s in self._sections if s[0] == "ip" and s[1] not in self.bindings]:
-            del self._sections[section]
+            self._sections.forget(section)
         if guest is not None:
             self.dirty = True
             LOG.info("port %s removed with its bindings", guest.name)

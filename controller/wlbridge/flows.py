@@ -6,12 +6,15 @@ A *section* is the set of flows that depends on one piece of state:
 * ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
 * ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check).
 
-`core.Core` recomputes only the sections whose state changed and diffs them
-against what it installed.  See docs/pipeline.md for the pipeline as a picture.
+A section's flows are a pure function of a few plain values, its *arguments*
+(`static_args`, `port_args`, `binding_args`).  `core.Core` recomputes only the
+sections whose arguments changed and diffs them against what it installed (see
+`sections`).  See docs/pipeline.md for the pipeline as a picture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cookies import MAX_SUBJECT, Purpose
@@ -115,21 +118,31 @@ def static_flows(view: View | None) -> list[FlowSpec]:
     return specs
 
 
-def port_flows(guest: GuestPort, view: View | None) -> list[FlowSpec]:
-    """Source-MAC check and learning triggers of one guest port."""
+def static_args(view: View | None) -> tuple:
+    """What `static_flows` is computed from."""
+    return (view,)
+
+
+def port_args(guest: GuestPort, view: View | None) -> tuple | None:
+    """What `port_flows` is computed from (None: no flows)."""
     if view is None:
-        return []
-    p, sub = guest.port_no, subject(guest.port_no)
-    meter = p if view.meter and p <= view.meter_max else None
+        return None
+    p = guest.port_no
+    return (p, guest.mac, p if view.meter and p <= view.meter_max else None)
+
+
+def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
+    """Source-MAC check and learning triggers of guest port `p` with MAC `m` (None: not
+    known yet), its controller-bound flows under `meter`."""
+    sub = subject(p)
     trigger = [ToController()]
     specs = [
         # unknown MAC (first frame, or a spoof once the MAC is known): ask the controller
         flow("classify", P_TRIGGER, {"in_port": p}, trigger, purpose=Purpose.GUEST_PORT,
              subject=sub, meter=meter),
     ]
-    if guest.mac is None:
+    if m is None:
         return specs
-    m = guest.mac
     specs += [
         flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="from_guest",
              purpose=Purpose.GUEST_PORT, subject=sub),
@@ -164,12 +177,18 @@ def port_flows(guest: GuestPort, view: View | None) -> list[FlowSpec]:
     return specs
 
 
-def binding_flows(b: Binding, view: View | None) -> list[FlowSpec]:
-    """Steering of one guest IP from the uplink, and its egress source check."""
+def binding_args(b: Binding, view: View | None) -> tuple | None:
+    """What `binding_flows` is computed from (None: no flows)."""
     if view is None:
-        return []
-    p, m, ip, sub = b.port_no, b.mac, b.ip, subject(b.port_no)
-    idle = view.idle_timeout if b.source != "dhcp" else 0
+        return None
+    return (b.port_no, b.mac, b.ip, view.idle_timeout if b.source != "dhcp" else 0)
+
+
+def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
+    """Steering of guest IP `ip` from the uplink to port `p` and MAC `m`, and its egress
+    source check (idle-timed after `idle` seconds unless 0)."""
+    sub = subject(p)
+    to_guest = [SetField("eth_dst", m), Output(p)]  # (two flows)
     return [
         flow("from_uplink", P_BINDING, {"eth_type": ETH_ARP, "arp_spa": ip}, [ToController()],
              purpose=Purpose.CONFLICT, subject=sub),
@@ -177,9 +196,9 @@ def binding_flows(b: Binding, view: View | None) -> list[FlowSpec]:
              [SetField("eth_dst", m), SetField("arp_tha", m), Output(p)],
              purpose=Purpose.GUEST_IP, subject=sub),
         flow("from_uplink", P_PORT, {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip},
-             [SetField("eth_dst", m), Output(p)], purpose=Purpose.GUEST_IP, subject=sub),
+             to_guest, purpose=Purpose.GUEST_IP, subject=sub),
         flow("from_uplink", P_PORT, {"eth_type": ETH_IPV4, "ipv4_dst": ip},
-             [SetField("eth_dst", m), Output(p)], purpose=Purpose.GUEST_IP, subject=sub),
+             to_guest, purpose=Purpose.GUEST_IP, subject=sub),
         flow("from_guest", P_BINDING,
              {"in_port": p, "eth_type": ETH_ARP, "arp_spa": ip, "arp_sha": m},
              goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub),
@@ -187,3 +206,7 @@ def binding_flows(b: Binding, view: View | None) -> list[FlowSpec]:
              goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
              idle_timeout=idle, send_flow_removed=bool(idle)),
     ]
+
+
+SECTION_FLOWS: dict[str, Callable[..., list[FlowSpec]]] = {
+    "static": static_flows, "port": port_flows, "ip": binding_flows}

@@ -191,9 +191,19 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
     """Declare a flow; it is validated against the pipeline straight away."""
     match = match or {}
     names = tuple(sorted(match))
-    frozen = tuple([(k, _lower(match[k])) for k in names])
     actions = tuple(actions)
-    spec = _new_spec(table, priority, frozen, actions, goto, purpose, subject, **kw)
+    # ``FlowSpec(...)`` without the frozen dataclass's per-field ``__setattr__``
+    spec = object.__new__(FlowSpec)
+    values = spec.__dict__
+    values.update(_SPEC_DEFAULTS)
+    values["table"], values["priority"], values["goto"] = table, priority, goto
+    values["match"] = tuple([(k, _lower(match[k])) for k in names])
+    values["actions"], values["purpose"], values["subject"] = actions, purpose, subject
+    if kw:
+        for name in kw:
+            if name not in _SPEC_DEFAULTS:
+                raise TypeError(f"FlowSpec has no field {name!r}")
+        values.update(kw)
     # Validity depends on the flow's shape only, not on its addresses: check each shape once.
     shape = (table, priority, goto, names, match.get("eth_type"), match.get("ip_proto"),
              tuple([a.field for a in actions if isinstance(a, SetField)]))
@@ -204,29 +214,14 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
         if len(_SHAPES) < 4096:
             _SHAPES[shape] = order
     # `build_add` need not validate again, and knows the OXM order of the match fields
-    spec.__dict__["_valid"] = True
-    spec.__dict__["_oxm_order"] = order
+    values["_valid"] = True
+    values["_oxm_order"] = order
     return spec
 
 
 _SHAPES: dict[tuple, Any] = {}
-_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(FlowSpec))
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FlowSpec)
                   if f.default is not dataclasses.MISSING}
-
-
-def _new_spec(*args: Any, **kw: Any) -> FlowSpec:
-    """``FlowSpec(*args, **kw)`` without the frozen dataclass's per-field ``__setattr__``
-    (a third of the cost of declaring a flow on the packet-in path)."""
-    values = dict(_SPEC_DEFAULTS)
-    values.update(zip(_SPEC_FIELDS, args))
-    for name in kw:
-        if name not in _SPEC_DEFAULTS:
-            raise TypeError(f"FlowSpec has no field {name!r}")
-    values.update(kw)
-    spec = object.__new__(FlowSpec)
-    spec.__dict__.update(values)
-    return spec
 
 
 def validate(spec: FlowSpec) -> None:
@@ -280,7 +275,7 @@ def _instructions(spec: FlowSpec) -> list:
 def _make_instructions(spec: FlowSpec) -> list:
     insts = []
     if spec.meter is not None:
-        insts.append(parser.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
+        insts.append(fastof.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
     actions = []
     for action in spec.actions:
         if isinstance(action, Output):
@@ -294,27 +289,25 @@ def _make_instructions(spec: FlowSpec) -> list:
     if actions:
         insts.append(fastof.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
     if spec.goto is not None:
-        insts.append(parser.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
+        insts.append(fastof.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
     return insts
 
 
 def build_add(spec: FlowSpec, generation: int):
     """OFPFC_ADD flow-mod for a spec (replaces a flow with the same table/priority/match)."""
-    if not getattr(spec, "_valid", False):
+    valid = getattr(spec, "_valid", False)
+    if not valid:
         validate(spec)
-    flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_removed else 0
     return fastof.flow_mod(
-        cookie=cookies.make(spec.purpose, generation, spec.subject),
-        table_id=BY_NAME[spec.table].table_id,
-        command=ofp.OFPFC_ADD,
-        idle_timeout=spec.idle_timeout,
-        hard_timeout=spec.hard_timeout,
-        priority=spec.priority,
-        buffer_id=ofp.OFP_NO_BUFFER,
-        flags=flags,
-        match=fastof.match(spec.match, canonical=getattr(spec, "_valid", False),
-                           order=getattr(spec, "_oxm_order", None)),
-        instructions=_instructions(spec),
+        cookies.make(spec.purpose, generation, spec.subject),
+        BY_NAME[spec.table].table_id,
+        ofp.OFPFC_ADD,
+        spec.idle_timeout,
+        spec.hard_timeout,
+        spec.priority,
+        ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_removed else 0,
+        fastof.match(spec.match, canonical=valid, order=getattr(spec, "_oxm_order", None)),
+        _instructions(spec),
     )
 
 

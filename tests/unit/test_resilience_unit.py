@@ -331,13 +331,18 @@ def test_parked_records_are_bounded():
 
 # ------------------------------------------------------------------ fast OpenFlow encoding
 def _slow_flow_mod(fm):
-    """The same flow-mod built the plain os-ken way."""
+    """The same flow-mod built the plain os-ken way (no fastof class anywhere in it)."""
     insts = []
     for inst in fm.instructions:
         if isinstance(inst, parser.OFPInstructionActions):
             acts = [parser.OFPActionSetField(**{a.key: a.value})
                     if isinstance(a, parser.OFPActionSetField) else a for a in inst.actions]
             inst = parser.OFPInstructionActions(inst.type, acts)
+        elif isinstance(inst, parser.OFPInstructionGotoTable):
+            inst = parser.OFPInstructionGotoTable(inst.table_id)
+        elif isinstance(inst, parser.OFPInstructionMeter):
+            inst = parser.OFPInstructionMeter(inst.meter_id, inst.type)
+        assert type(inst).__module__ == parser.__name__, inst
         insts.append(inst)
     return parser.OFPFlowMod(
         datapath=None, cookie=fm.cookie, cookie_mask=fm.cookie_mask, table_id=fm.table_id,
@@ -364,11 +369,16 @@ def test_fast_flow_mods_equal_os_kens_byte_for_byte():
     rig.apply(rig.core.port_modified(Port(UP, "wlan0", NEW_STATION), rig.now))
     specs = rig.core.flow_specs()
     assert len(specs) > 40
+    assert any(isinstance(i, parser.OFPInstructionMeter)
+               for s in specs for i in build_add(s, 5).instructions)
     for spec in specs:
         fm = build_add(spec, 5)
+        assert type(fm) is fastof.OFPFlowMod
         slow = _slow_flow_mod(fm)
+        assert type(slow) is parser.OFPFlowMod
         assert list(fm.match.items()) == list(slow.match.items()), spec
-        assert _wire(build_add(spec, 5)) == _wire(slow), spec
+        # the second flow-mod shares the first's instructions, packed once
+        assert _wire(fm) == _wire(build_add(spec, 5)) == _wire(slow), spec
 
 
 def test_fast_match_falls_back_for_unknown_fields_and_odd_values():

@@ -1,0 +1,95 @@
+"""Fast paths equal the plain ones: fastof's OXM TLVs against os-ken's own encoding, and
+sections remembered by their arguments against flows computed afresh (issue 6)."""
+
+from __future__ import annotations
+
+import gc
+import types
+
+import pytest
+from ofsim import arp_request
+from rig import Rig, ip, mac
+from wlbridge import fastof, flows
+from wlbridge.pipeline import FlowSpec
+from wlbridge.sections import Sections, section_flows
+
+G1, G2 = 2, 3
+
+CANONICAL = [
+    ("in_port", 5), ("in_port", 0xFFFFFFFE), ("eth_type", 0x0806), ("arp_op", 2),
+    ("ip_proto", 17), ("udp_dst", 67), ("icmpv6_type", 134),
+    ("eth_dst", "02:00:00:00:00:05"), ("arp_sha", "02:aa:bb:cc:dd:ee"),
+    ("eth_dst", ("01:00:00:00:00:00", "01:00:00:00:00:00")),
+    ("ipv4_dst", "10.1.2.3"), ("arp_spa", "0.0.0.0"), ("ipv4_dst", ("224.0.0.0", "240.0.0.0")),
+]
+TLV_CASES = CANONICAL + [  # odd values: each goes os-ken's way (or fails as os-ken fails)
+    ("eth_dst", "02:AA:00:00:00:01"), ("eth_dst", "2:0:0:0:0:5"), ("eth_dst", "02:00:00:00:00"),
+    ("eth_dst", "zz:00:00:00:00:05"), ("ipv4_dst", "10.1.2"), ("ipv4_dst", "10.1.2.300"),
+    ("arp_op", True), ("arp_op", 70000), ("arp_op", -1), ("in_port", "5"), ("vlan_vid", 0x1005),
+]
+
+
+def outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - comparing what both raise
+        return ("error", type(exc).__name__)
+
+
+@pytest.mark.parametrize("name,value", TLV_CASES)
+def test_oxm_tlv_equals_os_kens_encoding(name, value):
+    assert outcome(fastof.oxm_tlv, name, value) == outcome(fastof._slow_tlv, name, value)
+
+
+def test_canonical_values_never_take_os_kens_way(monkeypatch):
+    def boom(*_a):
+        raise AssertionError("slow TLV path used")
+
+    monkeypatch.setattr(fastof, "_slow_tlv", boom)
+    for name, value in CANONICAL:
+        assert fastof.oxm_tlv(name, value).startswith(b"\x80\x00")  # OFPXMC_OPENFLOW_BASIC
+
+
+def test_a_section_remembers_its_arguments_and_diffs_like_recomputing():
+    sections = Sections()
+    section = ("ip", "10.0.0.5")
+    first = (G1, mac(G1), "10.0.0.5", 300)
+    adds, deletes = sections.update(section, first)
+    assert adds == flows.binding_flows(*first) and deletes == []
+    assert sections.update(section, first) == ([], [])  # unchanged: nothing to send
+    assert sections.specs() == flows.binding_flows(*first)
+
+    moved = (G2, mac(G2), "10.0.0.5", 300)
+    old, new = section_flows(section, first), section_flows(section, moved)
+    adds, deletes = sections.update(section, moved)
+    assert adds == [s for k, s in new.items() if old.get(k) != s] and adds
+    assert deletes == [s for k, s in old.items() if k not in new] and deletes
+    assert sections.specs() == flows.binding_flows(*moved)
+
+    adds, deletes = sections.update(section, None)
+    assert adds == [] and deletes == flows.binding_flows(*moved)
+    assert list(sections) == [] and sections.specs() == []
+
+
+def _reachable(root: object) -> list:
+    """Objects reachable from `root` through instances, containers and their attributes."""
+    seen, todo, out = set(), [root], []
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FunctionType,
+                                               types.MethodType)):
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        todo.extend(gc.get_referents(obj))
+    return out
+
+
+def test_the_core_keeps_no_flow_objects_alive():
+    """A learned binding costs the core's long-lived state a few plain values, not six
+    FlowSpecs with their matches and actions (garbage collection time, issue 6)."""
+    rig = Rig()
+    rig.send(G1, arp_request(mac(G1), ip(G1), ip(G1)))
+    rig.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
+    assert len(rig.core.flow_specs()) > 20
+    assert not [o for o in _reachable(rig.core) if isinstance(o, FlowSpec)]
