@@ -3,7 +3,7 @@
 user runs it, fed by a stand-in switch over its OpenFlow socket.  No root, no OVS.
 
     /tmp/venv/bin/python bench/bench_packet_in_live.py [--guests 1000] [--ips 4]
-                                                       [--window 64] [--repeat 3]
+                                                       [--window 64] [--repeat 5]
 
 The stand-in switch (this process) connects to the controller like ovs-vswitchd, reports
 a bridge with ``--guests`` guest ports (their MACs configured with ``static_macs``), then
@@ -12,7 +12,9 @@ address of a guest: the controller binds it and answers with six flow-mods and a
 packet-out.  At most ``--window`` packet-ins are unanswered at any time (OVS, too, keeps
 sending while the controller works); the rate is packet-ins answered per second of wall
 clock, from the first packet-in to the last packet-out, and the controller's CPU time
-(from /proc) per packet-in is printed alongside.  Each run uses a fresh controller.
+(from /proc) per packet-in is printed alongside.  Each run uses a fresh controller, and
+starts once the controller has finished starting up (its CPU time stands still).  The
+target is judged on the median run (the best is printed too).
 The controller's /status must show every address bound, or the run fails.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -120,6 +123,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, switch: StandInSwitch, quiet: float = 0.3, timeout: float = 20.0) -> None:
+    """Wait until the controller is done starting up (its CPU time stands still for `quiet`
+    seconds; meanwhile the switch answers it): a sustained rate excludes start-up work,
+    such as the first OVSDB attempt of the guest-port isolation thread."""
+    deadline = time.monotonic() + timeout
+    switch.sock.settimeout(0.05)
+    last, still_since = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            switch.pump()
+        except TimeoutError:
+            pass
+        now = cpu_seconds(pid)
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
+
+
 def status(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as r:
         return json.load(r)
@@ -157,6 +179,7 @@ def one_run(n_guests: int, ips: int, window: int, workdir: Path) -> dict:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("controller did not take the switch")
+        settle(proc.pid, switch)
         switch.sock.settimeout(30)
         frames = [packet_in(FIRST_GUEST + i, arp_frame(guest_mac(i), guest_ip(i, k),
                                                        guest_ip(i, k)), 1000 + k * n_guests + i)
@@ -193,7 +216,7 @@ def main() -> int:
     ap.add_argument("--guests", type=int, default=1000)
     ap.add_argument("--ips", type=int, default=4, help="new addresses learned per guest")
     ap.add_argument("--window", type=int, default=64, help="packet-ins in flight at most")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
     runs = []
@@ -205,11 +228,13 @@ def main() -> int:
                   f"{r['wall_s']:.2f} s = {r['per_s']:.0f}/s; controller CPU "
                   f"{r['controller_cpu_us_each']:.0f} us each", flush=True)
     best = max(r["per_s"] for r in runs)
-    met = best >= TARGET
-    print(f"ARP learning through the running controller: best {best:.0f}/s "
-          f"(target >= {TARGET:.0f}/s): {'met' if met else 'NOT met'}")
+    median = statistics.median(r["per_s"] for r in runs)
+    met = median >= TARGET
+    print(f"ARP learning through the running controller: median {median:.0f}/s, best "
+          f"{best:.0f}/s of {len(runs)} runs (target >= {TARGET:.0f}/s): "
+          f"{'met' if met else 'NOT met'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "best_per_s": best,
+        Path(args.json).write_text(json.dumps({"runs": runs, "best_per_s": best, "median_per_s": median,
                                                "target": TARGET}, indent=1))
     return 0 if met else 1
 

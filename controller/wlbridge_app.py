@@ -15,12 +15,12 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable
 
 from wlbridge import config as wl_config
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import instruction_texts
+from wlbridge.ofsocket import on_receive, send_directly
 from wlbridge.persist import StateStore
 from wlbridge.port_isolation import GuestPortIsolation
 from wlbridge.state import Port, StateFormatError
@@ -42,22 +42,6 @@ SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get
 PACKET_OUT = parser.OFPPacketOut
 
 
-def on_receive(ev_cls: type, dispatchers: str | list[str]) -> Callable[[Callable], Callable]:
-    """Mark an OpenFlow message handler to run on the switch connection's receive thread.
-
-    os-ken's (and Ryu's) receive loop calls the ``ofp_event`` brick's handlers inline, in
-    the order messages arrive; an app's ``set_ev_cls`` handlers instead get the event
-    through the app's queue and thread, and what they send goes through a third thread.
-    Each hand-off costs ~0.1–0.3 ms, which a DHCP lease pays four times (issue 4), so
-    `WlBridgeApp.start` registers these handlers on the brick.  All of the app's OpenFlow
-    message handlers are marked, so they still see messages in wire order."""
-    def mark(fn):
-        fn.wl_on_receive = (ev_cls, dispatchers if isinstance(dispatchers, list)
-                            else [dispatchers])
-        return fn
-    return mark
-
-
 def _port(p) -> Port:
     name = p.name.decode() if isinstance(p.name, bytes) else str(p.name)
     up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
@@ -66,50 +50,6 @@ def _port(p) -> Port:
 
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
-
-
-class _LockedSocket:
-    """A switch connection's socket whose ``sendall`` holds a lock, so that messages
-    written from several threads (see `send_directly`) never interleave."""
-
-    def __init__(self, sock) -> None:
-        self._sock = sock
-        self._lock = threading.Lock()
-
-    def sendall(self, data) -> None:
-        with self._lock:
-            self._sock.sendall(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-def send_directly(dp) -> None:
-    """Have ``dp.send`` (what ``send_msg`` calls) write on the caller's thread.
-
-    os-ken queues every message for a send thread: a queue hand-off and a thread wake-up
-    (~0.1–0.3 ms) on each packet-in's answer.  Written directly, messages leave in the order
-    they are sent (the core's order: the shell sends under its lock); the socket's lock keeps
-    them whole against the send thread, which still writes os-ken's own few messages.  A
-    failed write, and closing, go to os-ken's queued path, which shuts the connection."""
-    if isinstance(dp.socket, _LockedSocket):
-        return
-    dp.socket = _LockedSocket(dp.socket)
-    queued = dp.send
-    failed = False
-
-    def send(buf, close_socket: bool = False) -> bool:
-        nonlocal failed
-        if not (close_socket or failed):
-            try:
-                dp.socket.sendall(buf)
-                return True
-            except OSError as exc:
-                failed = True
-                LOG.warning("writing to the switch failed (%s): closing the connection", exc)
-        return queued(buf, close_socket)
-
-    dp.send = send
 
 
 def host_ipv4(ifname: str) -> list[str]:

@@ -25,6 +25,7 @@ from .pipeline import (
     build_delete_cookie,
     build_delete_strict,
 )
+from .ratelog import RateLimitedLog
 from .restore import Parked
 from .sections import Section, Sections
 from .state import (
@@ -84,6 +85,7 @@ class Core:
         self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections = Sections()
         self._logged: set[str] = set()
+        self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
         self._view: flows.View | None = None  # cached `view()`; None: recompute
         self._by_mac: dict[str, GuestPort] = {}  # guest MAC -> guest port
         self.meters = Meters(self.config.meters, self.config.meter_pps)
@@ -224,7 +226,7 @@ class Core:
         if b is None or b.source == "dhcp" or c.generation != self.generation:
             return []
         self.counters.bump("bindings.expired.idle")
-        LOG.info("binding %s on port %s expired (idle)", ip, b.port_no)
+        self.binding_log.info(now, "binding %s on port %s expired (idle)", ip, b.port_no)
         return self._unbind(ip, "idle")
 
     def tick(self, now: float) -> list:
@@ -233,9 +235,10 @@ class Core:
         for ip, b in list(self.bindings.items()):
             if b.expires is not None and b.expires <= now:
                 self.counters.bump("bindings.expired.lease")
-                LOG.info("lease of %s on port %s ended", ip, b.port_no)
+                self.binding_log.info(now, "lease of %s on port %s ended", ip, b.port_no)
                 msgs += self._unbind(ip, "lease")
         self.dhcp.tick(now)
+        self.binding_log.tick(now)
         if self._announce_due and self._announce_due[0] <= now:
             while self._announce_due and self._announce_due[0] <= now:
                 self._announce_due.pop(0)
@@ -371,7 +374,8 @@ class Core:
         self.dirty = True
         self.counters.bump(f"bindings.learned.{source}")
         if old is None or old.port_no != guest.port_no:
-            LOG.info("port %s: %s is at %s (%s)", guest.name, ip, guest.mac, source)
+            self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
+                                  source)
         return msgs + self._sync([("ip", ip)])
 
     def unbind(self, ip: str, why: str) -> list:

@@ -15,7 +15,6 @@ are the host's own and go to LOCAL unchanged.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from . import dhcp
@@ -29,7 +28,6 @@ from .state import GuestPort
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Core
 
-LOG = logging.getLogger(__name__)
 
 
 class DhcpService:
@@ -92,7 +90,7 @@ class DhcpService:
         if event is not None and event.ip is not None:
             b = core.bindings.get(event.ip)
             if b is not None and b.port_no == guest.port_no:
-                LOG.info("port %s: %s %s", guest.name, event.cause, event.ip)
+                core.binding_log.info(now, "port %s: %s %s", guest.name, event.cause, event.ip)
                 msgs += core.unbind(event.ip, event.cause)
         port = self._egress_port(frame.eth_dst)
         if port != core.uplink:
@@ -184,6 +182,7 @@ class DhcpService:
             b = core.bindings.get(old)
             if b is not None and b.source == "dhcp":
                 msgs += core.unbind(old, "new-lease")
-        LOG.info("port %s: DHCP lease %s for %ss", guest.name, ip, event.lease_seconds)
+        core.binding_log.info(now, "port %s: DHCP lease %s for %ss", guest.name, ip,
+                              event.lease_seconds)
         return msgs + core.bind(guest, ip, "dhcp", now, expires=event.expiry(now),
                                 lease=event.lease_seconds)

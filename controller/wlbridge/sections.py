@@ -40,13 +40,16 @@ class Sections:
         old_args = self._args.get(section)
         if args == old_args:
             return [], []
+        if old_args is None:  # a new section (a new binding): nothing to diff against
+            specs = SECTION_FLOWS[section[0]](*args)  # (args is not None here)
+            if specs:
+                self._args[section] = args  # type: ignore[assignment]
+            return specs, []
         new = section_flows(section, args)
         if new:
             self._args[section] = args  # type: ignore[assignment]
         else:
             self._args.pop(section, None)
-        if old_args is None:
-            return list(new.values()), []
         old = section_flows(section, old_args)
         return ([s for k, s in new.items() if old.get(k) != s],
                 [s for k, s in old.items() if k not in new])

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 import wlbridge_app
-from wlbridge_app import WlBridgeApp, send_directly
+from wlbridge.ofsocket import send_directly
+from wlbridge_app import WlBridgeApp
 
 
 class FakeDatapath:

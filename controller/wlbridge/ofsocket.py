@@ -1,0 +1,157 @@
+"""The app shell's switch connection I/O (imported by `wlbridge_app` only, never by the core).
+
+os-ken (and Ryu) read a switch connection in a loop that asks the socket for a message's
+8-byte header, then for the rest of it, and hands every message to its handlers; what the
+handlers send goes through a queue to a send thread.  For a controller that answers every
+packet-in with several messages that costs two reads, a queue hand-off, a thread wake-up
+and a write per packet-in (issue 6).  `SwitchSocket` and `send_directly` keep os-ken's loop
+and handlers as they are and change only the I/O under them:
+
+* **read-ahead**: one ``recv`` of up to `READ_CHUNK` bytes serves the loop's small reads
+  until it is used up;
+* **writes on the caller's thread**, whole and in the order written (a lock), no queue;
+* **coalesced writes**: while read-ahead input is still unhandled, more answers are coming,
+  so writes are held and go out together — at the latest when the loop comes back to the
+  socket for more input, when `HOLD_MAX_BYTES` are held, or at the first write after
+  `HOLD_MAX_SECONDS`.  A lone packet-in (a DHCP message a guest waits for) is never held:
+  once its last byte is read, nothing is unhandled, and its answer is written at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+LOG = logging.getLogger("wlbridge.app")
+
+READ_CHUNK = 64 * 1024
+HOLD_MAX_BYTES = 256 * 1024
+HOLD_MAX_SECONDS = 0.002
+
+
+class SwitchSocket:
+    """A switch connection's socket with read-ahead and coalesced, locked writes.
+
+    One thread (os-ken's receive loop) calls `recv`; any thread may call `sendall`.
+    Everything else is passed through to the wrapped socket."""
+
+    def __init__(self, sock, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sock = sock
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rbuf = b""  # read ahead, not yet handed to the loop
+        self._rpos = 0
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._held_since = 0.0
+
+    # ---------------------------------------------------------------- reading
+    def recv(self, n: int) -> bytes:
+        if self._rpos < len(self._rbuf):
+            return self._serve(n)
+        with self._lock:  # the loop has handled everything read: write what it answered
+            self._write_held()
+        data = self._sock.recv(max(n, READ_CHUNK))
+        if len(data) <= n:
+            return data
+        with self._lock:
+            self._rbuf, self._rpos = data, 0
+        return self._serve(n)
+
+    def _serve(self, n: int) -> bytes:
+        start = self._rpos
+        chunk = self._rbuf[start:start + n]
+        with self._lock:
+            if start + n >= len(self._rbuf):
+                self._rbuf, self._rpos = b"", 0
+            else:
+                self._rpos = start + n
+        return chunk
+
+    @property
+    def pending_input(self) -> int:
+        """Bytes read ahead that the receive loop has not taken yet."""
+        return len(self._rbuf) - self._rpos
+
+    # ---------------------------------------------------------------- writing
+    def sendall(self, data) -> None:
+        with self._lock:
+            if self._rpos < len(self._rbuf):  # more input to handle: hold this write
+                if not self._held:
+                    self._held_since = self._clock()
+                self._held.append(bytes(data))
+                self._held_bytes += len(data)
+                if (self._held_bytes >= HOLD_MAX_BYTES
+                        or self._clock() - self._held_since >= HOLD_MAX_SECONDS):
+                    self._write_held()
+                return
+            if self._held:
+                self._held.append(bytes(data))
+                self._write_held()
+                return
+            self._sock.sendall(data)
+
+    def flush(self) -> None:
+        """Write whatever is held now."""
+        with self._lock:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        data = b"".join(self._held)
+        self._held, self._held_bytes = [], 0
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def send_directly(dp) -> None:
+    """Put a `SwitchSocket` under a datapath and have ``dp.send`` (what ``send_msg`` calls)
+    write through it on the caller's thread instead of os-ken's send queue.
+
+    os-ken's send thread still writes its own few messages (hello, echo requests) through
+    the same socket, so its writes keep their order with ours.  A failed write, and
+    closing, go to os-ken's queued path, which shuts the connection."""
+    if isinstance(dp.socket, SwitchSocket):
+        return
+    dp.socket = SwitchSocket(dp.socket)
+    queued = dp.send
+    failed = False
+
+    def send(buf, close_socket: bool = False) -> bool:
+        nonlocal failed
+        if not (close_socket or failed):
+            try:
+                dp.socket.sendall(buf)
+                return True
+            except OSError as exc:
+                failed = True
+                LOG.warning("writing to the switch failed (%s): closing the connection", exc)
+        if close_socket and not failed:
+            try:
+                dp.socket.flush()  # what is held goes before the close
+            except OSError:
+                failed = True
+        return queued(buf, close_socket)
+
+    dp.send = send
+
+
+def on_receive(ev_cls: type, dispatchers: str | list[str]) -> Callable[[Callable], Callable]:
+    """Mark an OpenFlow message handler to run on the switch connection's receive thread.
+
+    os-ken's (and Ryu's) receive loop calls the ``ofp_event`` brick's handlers inline, in
+    the order messages arrive; an app's ``set_ev_cls`` handlers instead get the event
+    through the app's queue and thread.  Each hand-off costs ~0.1–0.3 ms, which a DHCP lease
+    pays four times (issue 4), so `WlBridgeApp.start` registers these handlers on the brick.
+    All of the app's OpenFlow message handlers are marked, so they still see messages in
+    wire order."""
+    def mark(fn):
+        fn.wl_on_receive = (ev_cls, dispatchers if isinstance(dispatchers, list)
+                            else [dispatchers])
+        return fn
+    return mark

@@ -1,0 +1,179 @@
+"""The shell's switch socket: read-ahead under os-ken's small reads, and answers held while
+more input waits, written together, in order, within bounds; a lone message's answer at once."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from wlbridge import ofsocket
+from wlbridge.ofsocket import SwitchSocket
+
+
+class Counting:
+    """A socket whose ``recv`` and ``sendall`` calls are counted."""
+
+    def __init__(self, sock) -> None:
+        self.sock, self.recvs, self.writes = sock, 0, []
+
+    def recv(self, n: int) -> bytes:
+        self.recvs += 1
+        return self.sock.recv(n)
+
+    def sendall(self, data) -> None:
+        self.writes.append(bytes(data))
+        self.sock.sendall(data)
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.settimeout(5.0)
+    b.settimeout(5.0)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def message(i: int, size: int = 40) -> bytes:
+    """An OpenFlow-shaped message: version, type, length, xid, then padding."""
+    return struct.pack("!BBHI", 4, 10, size, i) + bytes(size - 8)
+
+
+def read_message(sock) -> bytes:
+    """What os-ken's receive loop does: the 8-byte header, then the rest."""
+    head = b""
+    while len(head) < 8:
+        head += sock.recv(8 - len(head))
+    length = struct.unpack("!H", head[2:4])[0]
+    body = b""
+    while len(body) < length - 8:
+        body += sock.recv(length - 8 - len(body))
+    return head + body
+
+
+def nothing_arrived(sock) -> bool:
+    sock.setblocking(False)
+    try:
+        sock.recv(1 << 16)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(5.0)
+
+
+def test_one_read_serves_many_messages(pair):
+    a, b = pair
+    raw = Counting(a)
+    s = SwitchSocket(raw)
+    b.sendall(b"".join(message(i) for i in range(20)))
+    got = [read_message(s) for _ in range(20)]
+    assert got == [message(i) for i in range(20)]
+    assert raw.recvs == 1
+
+
+def test_partial_messages_are_completed_by_later_reads(pair):
+    a, b = pair
+    s = SwitchSocket(a)
+    data = message(1, 300) + message(2, 300)
+    b.sendall(data[:100])
+    first = s.recv(8) + s.recv(292)  # the loop asks for the rest and may get less
+    assert first == data[:100]
+    b.sendall(data[100:])
+    while len(first) < 300:
+        first += s.recv(300 - len(first))
+    assert first == message(1, 300)
+    assert read_message(s) == message(2, 300)
+
+
+def test_answers_wait_while_more_input_is_unhandled_then_go_together(pair):
+    a, b = pair
+    raw = Counting(a)
+    s = SwitchSocket(raw)
+    b.sendall(message(1) + message(2) + message(3))
+    for i in (1, 2, 3):
+        assert read_message(s) == message(i)
+        s.sendall(b"answer%d;" % i)
+        if i < 3:
+            assert nothing_arrived(b), "held while the next message was already read"
+    # after the last message nothing is unhandled: its answer went out with the others
+    assert b.recv(100) == b"answer1;answer2;answer3;"
+    assert len(raw.writes) == 1
+
+
+def test_held_answers_go_out_before_the_loop_waits_for_more_input(pair):
+    a, b = pair
+    s = SwitchSocket(a)
+    b.sendall(message(1) + message(2)[:12])  # the second message is incomplete
+    assert read_message(s) == message(1)
+    s.sendall(b"one")
+    assert nothing_arrived(b)
+    assert s.recv(8) == message(2)[:8]  # served from the read-ahead
+    assert s.recv(32) == message(2)[8:12]  # the read-ahead is used up ...
+    assert nothing_arrived(b)  # ... but the loop has not come back to the socket yet
+    b.sendall(message(2)[12:])
+    assert s.recv(28) == message(2)[12:]  # it comes back: what was held goes out first
+    assert b.recv(10) == b"one"
+
+
+def test_a_lone_message_is_answered_at_once(pair):
+    a, b = pair
+    s = SwitchSocket(a)
+    b.sendall(message(7))
+    assert read_message(s) == message(7)
+    s.sendall(b"offer")
+    assert b.recv(10) == b"offer"
+
+
+def test_holding_is_bounded_by_bytes(pair, monkeypatch):
+    a, b = pair
+    monkeypatch.setattr(ofsocket, "HOLD_MAX_BYTES", 10)
+    s = SwitchSocket(a)
+    b.sendall(message(1) + message(2))
+    read_message(s)
+    s.sendall(b"12345")
+    assert nothing_arrived(b)
+    s.sendall(b"67890")
+    assert b.recv(20) == b"1234567890"
+
+
+def test_holding_is_bounded_in_time(pair):
+    a, b = pair
+    clock = [100.0]
+    s = SwitchSocket(a, clock=lambda: clock[0])
+    b.sendall(message(1) + message(2))
+    read_message(s)
+    s.sendall(b"first;")
+    clock[0] += ofsocket.HOLD_MAX_SECONDS / 2
+    s.sendall(b"second;")
+    assert nothing_arrived(b)
+    clock[0] += ofsocket.HOLD_MAX_SECONDS
+    s.sendall(b"third;")
+    assert b.recv(100) == b"first;second;third;"
+
+
+def test_flush_writes_what_is_held(pair):
+    a, b = pair
+    s = SwitchSocket(a)
+    b.sendall(message(1) + message(2))
+    read_message(s)
+    s.sendall(b"held")
+    s.flush()
+    assert b.recv(10) == b"held"
+
+
+def test_closing_flushes_what_is_held_first(pair):
+    from test_app_send import FakeDatapath
+
+    a, b = pair
+    dp = FakeDatapath(a)
+    ofsocket.send_directly(dp)
+    b.sendall(message(1) + message(2))
+    read_message(dp.socket)
+    dp.send(b"last answer")
+    assert nothing_arrived(b)
+    dp.send(b"bye", close_socket=True)
+    assert b.recv(20) == b"last answer"
+    assert dp.queued == [(b"bye", True)]
