@@ -16,7 +16,9 @@ ROOT="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
 VENV="${RYU_VENV:-$ROOT/.venv-ryu}"
 STAMP="$VENV/.wlbridge-installed"
 LOCK="/tmp/.wlbridge-ryu-venv-$(id -u).lock"
-RYU_PINS=(ryu==4.34 eventlet==0.30.2)
+# pyroute2 0.8+ runs netlink on asyncio, which fails under eventlet's green threads
+# ("This event loop is already running" in the tick thread's address lookup)
+RYU_PINS=(ryu==4.34 eventlet==0.30.2 "pyroute2>=0.7,<0.8")
 SETUPTOOLS_PIN=setuptools==67.6.1   # Ryu 4.34's setup.py (pbr, easy_install) needs an old one
 TEST_PKGS=("pytest>=7" "hypothesis>=6" "scapy>=2.5")
 
