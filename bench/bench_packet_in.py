@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Packet-ins per second the controller core sustains (issue 6), in-process, no root needed.
 
-    /tmp/venv/bin/python bench/bench_packet_in.py [--guests 1000] [--ips 4] [--repeat 5]
+    .venv/bin/python bench/bench_packet_in.py [--guests 1000] [--ips 4] [--repeat 5]
 
 A core with N guest ports (MACs known), connected to a stand-in switch, is fed packet-ins
 directly (``Core.packet_in``) and its answers are dropped, serialised, or also preceded by

@@ -2,7 +2,7 @@
 """Packet-ins per second the running controller sustains (issue 6): `wlbridge run` as a
 user runs it, fed by a stand-in switch over its OpenFlow socket.  No root, no OVS.
 
-    /tmp/venv/bin/python bench/bench_packet_in_live.py [--guests 1000] [--ips 4]
+    .venv/bin/python bench/bench_packet_in_live.py [--guests 1000] [--ips 4]
                                                        [--window 64] [--repeat 5]
 
 The stand-in switch (this process) connects to the controller like ovs-vswitchd, reports

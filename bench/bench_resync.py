@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Resync cost and memory of the controller core at 1,000 guests (issue 6), in-process.
 
-    /tmp/venv/bin/python bench/bench_resync.py [--guests 1000] [--ips 2] [--repeat 3] [--verify]
+    .venv/bin/python bench/bench_resync.py [--guests 1000] [--ips 2] [--repeat 3] [--verify]
 
 A state file with N guests of ``--ips`` addresses each (the first from DHCP with a lease, the
 others ARP-learned) is restored into a fresh core, which then connects to a stand-in switch

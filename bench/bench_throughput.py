@@ -16,7 +16,7 @@ printed too, because the machine may be shared.
 Then, on the wlbridge LAN: packet-ins during ping floods (target 0 per 1,000 data packets)
 and the number of flows one guest IP binding costs.
 
-    sudo /tmp/venv/bin/python bench/bench_throughput.py [--runs 5] [--time 5] [--json FILE]
+    sudo .venv/bin/python bench/bench_throughput.py [--runs 5] [--time 5] [--json FILE]
 """
 
 from __future__ import annotations

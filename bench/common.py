@@ -2,7 +2,7 @@
 
 Every benchmark is a plain script run as root with the project's venv::
 
-    sudo /tmp/venv/bin/python bench/bench_throughput.py [--json out.json]
+    sudo .venv/bin/python bench/bench_throughput.py [--json out.json]
 
 It builds its own emulated Wi-Fi LANs (`topologies`), measures, prints a table and removes
 everything it created, also on failure or SIGTERM/SIGINT (`Bench` below).
