@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .core import Core
 
 
-
 class DhcpService:
     """DHCP packet-in handling for one `Core`."""
 

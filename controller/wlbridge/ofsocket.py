@@ -1,4 +1,5 @@
-"""The app shell's switch connection I/O (imported by `wlbridge_app` only, never by the core).
+"""The app shell's switch connection plumbing: the I/O under os-ken's receive loop, and the
+handlers on it (imported by `wlbridge_app` only, never by the core).
 
 os-ken (and Ryu) read a switch connection in a loop that asks the socket for a message's
 8-byte header, then for the rest of it, and hands every message to its handlers; what the
@@ -69,11 +70,6 @@ class SwitchSocket:
             else:
                 self._rpos = start + n
         return chunk
-
-    @property
-    def pending_input(self) -> int:
-        """Bytes read ahead that the receive loop has not taken yet."""
-        return len(self._rbuf) - self._rpos
 
     # ---------------------------------------------------------------- writing
     def sendall(self, data) -> None:
