@@ -2,8 +2,9 @@
 
 The core never touches a datapath, a socket or the clock: every event carries
 ``now``.  The app shell (`wlbridge_app`) feeds it events from os-ken and sends
-what it returns.  Decisions about who may own which address live in `guard`,
-DHCP in `dhcp_service`, flow layout in `flows`, the pipeline in `pipeline`.
+what it returns.  What a packet-in teaches is worked out in `learning`; who may
+own which address in `guard`; DHCP in `dhcp_service`; flow layout in `flows`, the
+pipeline in `pipeline`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cookies, flows, guard
+from . import cookies, flows
 from .compat import ofp, parser
 from .meters import Meters
-from .packets import Frame, FrameError, parse_frame
 from .pipeline import (
     PORT_LOCAL,
     PORT_TABLE,
@@ -69,6 +69,7 @@ class Core:
 
     def __init__(self, config: CoreConfig | None = None) -> None:
         from .dhcp_service import DhcpService
+        from .learning import PacketInPath
 
         self.config = config or CoreConfig()
         self.counters = Counters()
@@ -91,6 +92,7 @@ class Core:
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self)
+        self.learning = PacketInPath(self)
 
     # ------------------------------------------------------------------ events
     def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
@@ -205,7 +207,7 @@ class Core:
                   cookie: int = 0) -> list:
         """A packet the switch sent us.  Never raises."""
         try:
-            return self._packet_in(in_port, data, now, table_id, cookie)
+            return self.learning.packet_in(in_port, data, now)
         except Exception:
             self.counters.bump("errors.internal")
             LOG.exception("internal error on packet-in from port %s", in_port)
@@ -264,101 +266,6 @@ class Core:
     def status(self, now: float) -> dict[str, Any]:
         """What `wlbridge status` shows (JSON-able)."""
         return status_view(self, now)
-
-    # ---------------------------------------------------------- packet-in path
-    def _packet_in(self, in_port: int, data: bytes, now: float, table_id: int,
-                   cookie: int) -> list:
-        try:
-            frame = parse_frame(data)
-        except FrameError as exc:
-            self.counters.bump(f"malformed.{exc.reason}")
-            return []
-        if in_port == self.uplink:
-            return self._from_uplink(frame, now)
-        guest = self.guests.get(in_port)
-        if guest is None:
-            self.counters.bump("packet_in.unknown_port")
-            return []
-        if guest.mac is None:
-            return self._learn_mac(guest, frame, now)
-        if frame.eth_src != guest.mac:
-            return self._refuse(guest, "spoofed-mac", frame.eth_src)
-        if frame.eth_type == 0x888E:
-            return self._refuse(guest, "eapol", "")
-        if frame.eth_type == 0x86DD:  # only router advertisements come here
-            return self._refuse(guest, "ipv6-router-advert", "")
-        if frame.is_dhcp_server:
-            return self._refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
-        if frame.is_dhcp_client:
-            self.counters.bump("packet_in.dhcp")
-            return self.dhcp.from_guest(guest, frame, now)
-        if frame.arp is not None:
-            self.counters.bump("packet_in.arp")
-            return self._guest_arp(guest, frame, now)
-        if frame.ipv4 is not None:
-            self.counters.bump("packet_in.ipv4")
-            return self._claim(guest, frame.ipv4.src, "ipv4", frame, now)
-        self.counters.bump("packet_in.other")
-        return []
-
-    def _from_uplink(self, frame: Frame, now: float) -> list:
-        if frame.is_dhcp_server:
-            self.counters.bump("packet_in.dhcp")
-            return self.dhcp.from_uplink(frame, now)
-        if frame.arp is not None and frame.arp.src_ip in self.bindings:
-            b = self.bindings[frame.arp.src_ip]
-            self.counters.bump("conflicts.uplink")
-            self._log_once(f"conflict:{b.ip}",
-                           "LAN host %s claims %s, bound to guest port %s",
-                           frame.arp.src_mac, b.ip, b.port_no)
-            return []
-        self.counters.bump("packet_in.uplink_other")
-        return []
-
-    def _learn_mac(self, guest: GuestPort, frame: Frame, now: float) -> list:
-        mac = frame.eth_src
-        cause = guard.check_guest_mac(mac, self.station_mac, self._by_mac)
-        if cause:
-            return self._refuse(guest, cause, mac)
-        guest.mac, guest.mac_source = mac, "learned"
-        self._by_mac[mac] = guest
-        self.dirty = True
-        self.counters.bump("guests.mac_learned")
-        LOG.info("port %s: guest MAC %s", guest.name, mac)
-        msgs = self._sync([("port", guest.port_no)])
-        return msgs + [self.packet_out_table(guest.port_no, frame.data)]
-
-    def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list:
-        arp = frame.arp
-        if arp.src_mac != guest.mac:
-            return self._refuse(guest, "arp-sha-mismatch", arp.src_mac)
-        if arp.src_ip == "0.0.0.0":  # probe: the switch forwarded it already
-            self.counters.bump("arp.probes")
-            return []
-        return self._claim(guest, arp.src_ip, "arp", frame, now)
-
-    def _claim(self, guest: GuestPort, ip: str, source: str, frame: Frame | None,
-               now: float) -> list:
-        """A guest uses `ip`: bind it if allowed, then let the frame go on."""
-        current = self.bindings.get(ip)
-        if current is not None and current.port_no == guest.port_no:
-            # already ours (e.g. after an idle flow expired meanwhile): just forward
-            msgs = self._sync([("ip", ip)])
-        else:
-            cause = guard.check_claim(ip, guest, self.bindings, self.host_ips,
-                                      self.config.max_ips_per_port, self.config.max_bindings)
-            if cause:
-                return self._refuse(guest, cause, ip)
-            msgs = self.bind(guest, ip, source, now)
-        if frame is not None:
-            msgs.append(self.packet_out_table(guest.port_no, frame.data))
-        return msgs
-
-    def _refuse(self, guest: GuestPort, cause: str, detail: str) -> list:
-        self.counters.bump(f"refused.{cause}")
-        self._log_once(f"refused:{guest.port_no}:{cause}",
-                       "port %s: refused (%s) %s", guest.name, cause, detail)
-        return []
 
     # --------------------------------------------------------------- bindings
     def bind(self, guest: GuestPort, ip: str, source: str, now: float,
