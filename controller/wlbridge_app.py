@@ -11,7 +11,6 @@ host stack off guest ports (`wlbridge.port_isolation`, in a thread of its own).
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
 import time
@@ -19,10 +18,11 @@ import time
 from wlbridge import config as wl_config
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
-from wlbridge.flowtext import instruction_texts
+from wlbridge.flowtext import flow_entries
 from wlbridge.ofsocket import on_receive, send_directly
 from wlbridge.persist import StateStore
 from wlbridge.port_isolation import GuestPortIsolation
+from wlbridge.ryu_signals import restore_signals, stop_on_signals
 from wlbridge.state import Port, StateFormatError
 
 _rt = runtime()
@@ -46,10 +46,6 @@ def _port(p) -> Port:
     name = p.name.decode() if isinstance(p.name, bytes) else str(p.name)
     up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
     return Port(p.port_no, name, p.hw_addr.lower(), up)
-
-
-def _jsonable(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def host_ipv4(ifname: str) -> list[str]:
@@ -133,13 +129,12 @@ class WlBridgeApp(AppBase):
         self._save_interval = SAVE_INTERVAL
         self._inline: list[tuple] = []  # (event class, handler) registered on the brick
         self._closed = False
-        self._signal_handlers: dict = {}
         # guest ports' host-side interfaces (userspace datapath), from a thread of its own
         self.isolation = GuestPortIsolation(conf.bridge, uplink, conf.ovsdb)
         self._isolation_q = hub.Queue()
         self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
-        self._stop_on_signals()
+        self._signal_handlers = stop_on_signals(hub, self._stop)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
                  conf.bridge, uplink, conf.dhcp_mode, self.store.path, conf.status_host,
                  conf.status_port)
@@ -357,53 +352,6 @@ class WlBridgeApp(AppBase):
         finally:
             self.isolation.close()
 
-    def _stop_on_signals(self) -> None:
-        """Under an eventlet hub (``ryu-manager``): stop cleanly on SIGTERM and Ctrl-C.
-
-        ryu-manager closes its apps (so `close()` saves the state) only when KeyboardInterrupt
-        reaches its main greenlet.  SIGTERM's default action kills the process without that,
-        and a KeyboardInterrupt raised by a signal lands in whichever greenthread runs, where
-        Ryu's hub may log and swallow it.  So the handlers only note the signal (a second one
-        acts as by default), and a watcher greenthread throws KeyboardInterrupt into the main
-        greenlet at a safe point, as ``eventlet.kill`` does.  Handlers installed by someone
-        else (``wlbridge run``) are left alone.
-        """
-        if getattr(hub, "HUB_TYPE", None) != "eventlet":
-            return
-        import eventlet
-        import greenlet
-
-        main = greenlet.getcurrent()
-        if main.parent is not None:  # not instantiated from the main greenlet
-            return
-        caught: list[int] = []
-
-        def note(signum, _frame) -> None:
-            caught.append(signum)
-            signal.signal(signum, signal.SIG_DFL)
-
-        for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
-                             (signal.SIGINT, signal.default_int_handler)):
-            try:
-                if signal.getsignal(sig) is default:
-                    signal.signal(sig, note)
-                    self._signal_handlers[sig] = default
-            except ValueError:  # not the main thread
-                return
-        if not self._signal_handlers:
-            return
-
-        def watch() -> None:
-            while not caught:
-                if self._stop.is_set():
-                    return
-                hub.sleep(0.2)
-            LOG.info("signal %d: stopping", caught[0])
-            if not main.dead:
-                eventlet.kill(main, KeyboardInterrupt)
-
-        hub.spawn(watch)
-
     def close(self) -> None:
         if self._closed:
             return
@@ -419,11 +367,7 @@ class WlBridgeApp(AppBase):
         if self.status_server is not None:
             self.status_server.shutdown()
             self.status_server.server_close()
-        for sig, default in self._signal_handlers.items():
-            try:
-                signal.signal(sig, default)
-            except ValueError:
-                pass
+        restore_signals(self._signal_handlers)
         LOG.info("wlbridge stopped; state saved to %s", self.store.path)
 
     # --------------------------------------------------------------- events
@@ -534,7 +478,7 @@ class WlBridgeApp(AppBase):
             return
         found, self._stats = self._stats, []
         try:
-            entries = self._stat_entries(found)
+            entries = flow_entries(found)
         except Exception:
             LOG.exception("bad flow statistics")
             entries = []
@@ -544,16 +488,6 @@ class WlBridgeApp(AppBase):
             result.extend(entries)
             done.set()
         self._run(self.core.flow_stats, [s.cookie for s in found])
-
-    @staticmethod
-    def _stat_entries(found: list) -> list[dict]:
-        return [{
-            "table_id": s.table_id, "priority": s.priority, "cookie": s.cookie,
-            "match": {k: _jsonable(v) for k, v in s.match.items()},
-            "instructions": instruction_texts(s.instructions),
-            "packet_count": s.packet_count, "byte_count": s.byte_count,
-            "idle_timeout": s.idle_timeout, "duration_sec": s.duration_sec,
-        } for s in found]
 
     @on_receive(ofp_event.EventOFPErrorMsg, [CONFIG, MAIN])
     def _error(self, ev) -> None:

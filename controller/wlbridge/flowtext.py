@@ -1,4 +1,6 @@
-"""Flow instructions as short text (``set_field:eth_src=…``, ``output:LOCAL``, ``goto:to_uplink``)."""
+"""Flows as the switch reports them, for people: instructions as short text
+(``set_field:eth_src=…``, ``output:LOCAL``, ``goto:to_uplink``), flow statistics as JSON-able
+entries (`wlbridge flows`)."""
 
 from __future__ import annotations
 
@@ -38,3 +40,14 @@ def instruction_texts(instructions: list[Any]) -> list[str]:
         else:
             out.append(kind.replace("OFPInstruction", "").lower())
     return out or ["drop"]
+
+
+def flow_entries(stats: list[Any]) -> list[dict[str, Any]]:
+    """Flow-statistics entries (os-ken's ``OFPFlowStats``) as JSON-able dicts."""
+    return [{
+        "table_id": s.table_id, "priority": s.priority, "cookie": s.cookie,
+        "match": {k: list(v) if isinstance(v, tuple) else v for k, v in s.match.items()},
+        "instructions": instruction_texts(s.instructions),
+        "packet_count": s.packet_count, "byte_count": s.byte_count,
+        "idle_timeout": s.idle_timeout, "duration_sec": s.duration_sec,
+    } for s in stats]
