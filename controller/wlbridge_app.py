@@ -143,7 +143,8 @@ class WlBridgeApp(AppBase):
     def _send(self, msgs: list) -> None:
         """Serialise an event's messages (as ``send_msg`` would) and write them together:
         one write per event, not one per message — except that a packet-out goes at once
-        (a host waits for it; the core puts it first when flows can follow)."""
+        (a host waits for it; the core puts it first when flows can follow).  While more
+        packet-ins wait, the socket holds writes a little longer (`ofsocket.SwitchSocket`)."""
         dp = self.datapath
         if dp is None or not msgs:
             return
