@@ -7,6 +7,7 @@ import struct
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutate
 from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 from wlbridge import dhcp as D
@@ -55,23 +56,8 @@ SEEDS = [
 
 @st.composite
 def mutated(draw) -> bytes:
-    buf = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete", "splice"]))
-        pos = draw(st.integers(0, max(len(buf) - 1, 0)))
-        if kind == "flip" and buf:
-            buf[pos] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "set" and buf:
-            buf[pos] = draw(st.integers(0, 255))
-        elif kind == "truncate":
-            del buf[pos:]
-        elif kind == "insert":
-            buf[pos:pos] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete":
-            del buf[pos:pos + draw(st.integers(1, 16))]
-        else:
-            buf[pos:pos + 4] = draw(st.binary(min_size=4, max_size=4))
-    return bytes(buf)
+    return mutate(draw, draw(st.sampled_from(SEEDS)), (1, 6),
+                  ("flip", "set", "truncate", "insert", "delete", "splice"), chunk=16)
 
 
 @st.composite

@@ -12,6 +12,7 @@ from dhcp_frames import ack, discover, headers_of
 from flowsnap import without_generation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutate
 from ofsim import Rejected, Switch, arp_reply, arp_request, assert_serialisable, data_of, icmp_echo
 from rig import HOST_IP, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from wlbridge import cookies, fastof
@@ -422,25 +423,8 @@ SEEDS = _seed_frames()
 @st.composite
 def mutated(draw) -> tuple[str, bytes]:
     where, seed = draw(st.sampled_from(SEEDS))
-    buf = bytearray(seed)
-    for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete", "zero"]))
-        if not buf:
-            break
-        pos = draw(st.integers(0, len(buf) - 1))
-        if kind == "flip":
-            buf[pos] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "set":
-            buf[pos] = draw(st.integers(0, 255))
-        elif kind == "truncate":
-            del buf[pos:]
-        elif kind == "insert":
-            buf[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        elif kind == "delete":
-            del buf[pos:pos + draw(st.integers(1, 8))]
-        else:
-            buf[pos:pos + draw(st.integers(1, 40))] = bytes(min(40, len(buf) - pos))
-    return where, bytes(buf)
+    return where, mutate(draw, seed, (0, 5),
+                         ("flip", "set", "truncate", "insert", "delete", "zero"), chunk=8)
 
 
 def _allowed_bindings(where: str, data: bytes, guest_mac: str | None, macs: dict) -> set:
