@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING
 
 from . import guard
 from .packets import Frame, FrameError, parse_frame
+from .pipeline import ETH_EAPOL, ETH_IPV6
 from .state import GuestPort
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Core
 
 LOG = logging.getLogger("wlbridge.core")
-
-ETH_EAPOL = 0x888E
-ETH_IPV6 = 0x86DD
 
 
 class PacketInPath:

@@ -94,10 +94,14 @@ def test_guest_sees_the_host_once_with_the_station_mac(make_world, wlbridge_on):
     # watched on the uplink: the AP's counters also count the host's and the guests' IPv6
     # router solicitations of their first seconds, which leave by the uplink as they should)
     g1.run("ip", "neigh", "flush", "dev", "eth0")
-    with uplink_capture(world.uplink, "icmp", "and", "dst", "host", host) as leaked:
+    with uplink_capture(world.uplink, "icmp", "and", "(dst", "host", host, "or", "dst", "host",
+                        ip_of(peer) + ")") as seen:
         res = g1.run("ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", host, timeout=20)
+        g1.ping(ip_of(peer), count=1)  # the capture's control: this one must leave
+    leaked = seen().replace(f"> {ip_of(peer)}: ICMP echo request", "")
     assert " 0% packet loss" in res.stdout and "DUP!" not in res.stdout, res.stdout
-    assert "echo request" not in leaked(), leaked()
+    assert f"> {ip_of(peer)}: ICMP echo request" in seen(), f"capture saw nothing: {seen()}"
+    assert "echo request" not in leaked, leaked
     neigh = g1.run("ip", "neigh", "show", host, "dev", "eth0").stdout
     assert station_mac in neigh.lower(), neigh
 
