@@ -96,8 +96,9 @@ def configure(root: Any, conf: Any) -> Listener:
         if not conf.insecure_listen:
             raise ListenError(
                 f"refusing to listen for OpenFlow on {host} without TLS (any host that reaches "
-                f"it could pose as the switch): listen on 127.0.0.1, configure tls_private_key, "
-                f"tls_certificate and tls_ca_cert, or pass --insecure-listen")
+                f"it could pose as the switch): listen on 127.0.0.1, set tls_private_key, "
+                f"tls_certificate and tls_ca_cert in [wlbridge], or allow it with "
+                f"--insecure-listen (insecure_listen = true)")
         LOG.warning("listening for OpenFlow on %s:%d without TLS (insecure_listen): any host "
                     "that reaches it can pose as the switch", host, port)
     return listener
