@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -279,3 +280,104 @@ def test_tls_listener_speaks_openflow_to_a_switch_with_a_certificate(wl_prefix, 
         proc.terminate()
         assert proc.wait(timeout=10) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+# ---------------------------------------------------------------- a hung switch
+T_HELLO, T_ECHO_REQ, T_ECHO_REP, T_FEATURES_REQ, T_FEATURES_REP = 0, 2, 3, 5, 6
+T_MP_REQ, T_MP_REP, T_BARRIER_REQ, T_BARRIER_REP = 18, 19, 20, 21
+MP_PORT_DESC, OFPP_LOCAL = 13, 0xFFFFFFFE
+
+
+class HangingSwitch:
+    """Just enough of an OpenFlow 1.3 switch (handshake, port list, echo replies) that can
+    hang: stop reading and answering while keeping its connection open, as a stuck
+    ovs-vswitchd or a lost network path would."""
+
+    def __init__(self, port: int, bridge: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=0.1)
+        self.buf = bytearray()
+        self.echoes = 0
+        mac = bytes.fromhex("025a00000001")
+        self.ports = b"".join(
+            struct.pack("!I4x6s2x16sIIIIIIII", no, mac, name.encode(), 0, 4, 0, 0, 0, 0, 0, 0)
+            for no, name in ((OFPP_LOCAL, bridge), (1, "lo")))
+        self.send(T_HELLO, b"", 1)
+
+    def send(self, msg_type: int, body: bytes, xid: int) -> None:
+        self.sock.sendall(struct.pack("!BBHI", 4, msg_type, 8 + len(body), xid) + body)
+
+    def pump(self, seconds: float) -> None:
+        """Answer the controller for a while."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.buf += self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            while len(self.buf) >= 8:
+                _v, msg_type, length, xid = struct.unpack_from("!BBHI", self.buf)
+                if len(self.buf) < length:
+                    break
+                body = bytes(self.buf[8:length])
+                del self.buf[:length]
+                if msg_type == T_FEATURES_REQ:
+                    self.send(T_FEATURES_REP, struct.pack("!QIBB2xII", 0x5157, 0, 254, 0, 0, 0),
+                              xid)
+                elif msg_type == T_ECHO_REQ:
+                    self.echoes += 1
+                    self.send(T_ECHO_REP, body, xid)
+                elif msg_type == T_BARRIER_REQ:
+                    self.send(T_BARRIER_REP, b"", xid)
+                elif msg_type == T_MP_REQ:
+                    (mp_type,) = struct.unpack_from("!H", body)
+                    payload = self.ports if mp_type == MP_PORT_DESC else b""
+                    self.send(T_MP_REP, struct.pack("!HH4x", mp_type, 0) + payload, xid)
+
+
+def threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
+    """No OVS: a stand-in switch answers echo requests (the connection stays up), then
+    hangs with its connection open; the controller declares it gone after echo_timeout and
+    ends the connection's threads (os-ken's native threads wait for each other)."""
+    bridge, port, status_port = f"{wl_prefix}-hs", free_port(), free_port()
+    conf = tmp_path / "wl.ini"
+    conf.write_text("[wlbridge]\necho_interval = 0.5\necho_timeout = 1.5\nmeters = false\n"
+                    f"ovsdb = unix:{tmp_path}/no-ovsdb.sock\n")
+    log = tmp_path / "controller.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(CLI + ["-v", "run", "--bridge", bridge, "--uplink", "lo",
+                                       "--listen-port", str(port), "--state-dir",
+                                       str(tmp_path / "state"), "--status-port",
+                                       str(status_port), "--config-file", str(conf)],
+                                stdout=out, stderr=subprocess.STDOUT)
+
+    def status() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
+                                        timeout=2) as resp:
+                return json.load(resp)
+        except OSError:
+            return None
+
+    try:
+        wait_for(lambda: status() and listening(port), timeout=20, what="the controller")
+        idle = threads(proc.pid)
+        switch = HangingSwitch(port, bridge)
+        switch.pump(1.0)
+        assert status()["connected"], log.read_text()
+        switch.pump(3.0)  # twice the echo timeout: answered echo requests keep it up
+        assert switch.echoes >= 4 and status()["connected"], log.read_text()
+        # hung: nothing read, nothing answered, the connection open
+        wait_for(lambda: not status()["connected"], timeout=10, interval=0.1,
+                 what="the hung switch to be noticed")
+        assert "disconnected (connection closed, or no echo reply for 1.5s)" in log.read_text()
+        # the connection's receive, send and echo threads all end
+        wait_for(lambda: threads(proc.pid) <= idle, timeout=15, interval=0.2,
+                 what=f"the connection's threads to end ({threads(proc.pid)} > {idle})")
+        switch.sock.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
