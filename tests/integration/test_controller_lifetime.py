@@ -381,3 +381,47 @@ def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
+
+
+def ssl_record() -> dict[str, str] | None:
+    """The Open_vSwitch table's SSL record (global to this OVS), or None."""
+    if vsctl("get", "Open_vSwitch", ".", "ssl").strip() == "[]":
+        return None
+    return {col: vsctl("get", "SSL", vsctl("get", "Open_vSwitch", ".", "ssl").strip(),
+                       col).strip().strip('"')
+            for col in ("private_key", "certificate", "ca_cert", "bootstrap_ca_cert")}
+
+
+def restore_ssl(record: dict[str, str] | None) -> None:
+    if record is None:
+        vsctl("del-ssl")
+    else:
+        vsctl(*(["--bootstrap"] if record["bootstrap_ca_cert"] == "true" else []), "set-ssl",
+              record["private_key"], record["certificate"], record["ca_cert"])
+
+
+def test_ovs_connects_over_tls(make_world, wlbridge_on, tmp_path):
+    """The switch side as `ovs-vsctl set-ssl` configures it, the controller with TLS on a
+    non-loopback listen address.  set-ssl is global to the OVS instance: the previous SSL
+    record is put back afterwards (only ssl: connections use it)."""
+    pki = make_pki(tmp_path)
+    conf = tmp_path / "tls.ini"
+    conf.write_text("[wlbridge]\n"
+                    f"tls_private_key = {pki['ctl-key']}\ntls_certificate = {pki['ctl']}\n"
+                    f"tls_ca_cert = {pki['ca']}\n")
+    world = make_world(n_guests=1)
+    g1, peer = world.guests[0], world.peers[0]
+    wl = wlbridge_on(world, start=False,
+                     extra=("--config-file", str(conf), "--listen-host", "0.0.0.0"))
+    before = ssl_record()
+    try:
+        vsctl("set-ssl", str(pki["switch-key"]), str(pki["switch"]), str(pki["ca"]))
+        set_target(wl.bridge, f"ssl:127.0.0.1:{wl.of_port}")
+        wl.start()
+        assert f"OpenFlow ssl:0.0.0.0:{wl.of_port}" in wl.logs()
+        assert listening(wl.of_port) == {"0.0.0.0"}
+        learned(world, wl, g1)
+        assert peer.ping(ip_of(g1), count=2)
+    finally:
+        restore_ssl(before)
+    assert ssl_record() == before
