@@ -111,6 +111,10 @@ class WlBridgeApp(AppBase):
         self.conf = conf
         self.store = StateStore(conf.state_dir, conf.bridge)
         self.instance_lock, self.listener = _claim(root, conf, self.store)
+        if self.listener.tls and FRAMEWORK == "ryu":
+            from wlbridge import ryu_tls
+
+            ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
         uplink = discover_uplink(conf)
         self.core = Core(CoreConfig(

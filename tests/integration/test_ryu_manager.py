@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tls_pki import assert_tls_listener, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +257,7 @@ def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Pa
         stop(proc)
 
 
-def start_ryu(ryu_manager: Path, rig: Rig, tmp_path: Path, *args: str):
+def start_ryu(ryu_manager: Path, rig: Rig, tmp_path: Path, *args: str, extra_conf: str = ""):
     """ryu-manager running wlbridge_app for `rig` (its own ports, state and log)."""
     of_port, status_port = free_port(), free_port()
     state_dir = tmp_path / "state"
@@ -266,7 +267,7 @@ def start_ryu(ryu_manager: Path, rig: Rig, tmp_path: Path, *args: str):
         f"bridge = {rig.bridge}\n"
         f"uplink = {rig.uplink}\n"
         f"state_dir = {state_dir}\n"
-        f"status_port = {status_port}\n")
+        f"status_port = {status_port}\n" + extra_conf)
     log = tmp_path / "ryu-manager.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     with open(log, "wb") as out:
@@ -343,3 +344,23 @@ def test_ryu_manager_refuses_a_wildcard_listen_host_without_tls(
     assert "Traceback" not in text, text
     assert not listening(of_port)
     assert not (state_dir / f"{rig.bridge}.json").exists()
+
+
+def test_ryu_manager_tls_listener_serves_every_reconnection(ryu_manager: Path, rig: Rig,
+                                                            tmp_path: Path) -> None:
+    """A non-loopback address with TLS is allowed; Ryu 4.34's own TLS server would serve one
+    connection only (`wlbridge.ryu_tls`)."""
+    pki = make_pki(tmp_path)
+    proc, of_port, _, log, _ = start_ryu(
+        ryu_manager, rig, tmp_path, "--ofp-listen-host", "0.0.0.0",
+        extra_conf=(f"tls_private_key = {pki['ctl-key']}\ntls_certificate = {pki['ctl']}\n"
+                    f"tls_ca_cert = {pki['ca']}\n"))
+    try:
+        wait_for("the TLS listener", lambda: listening(of_port) == {"0.0.0.0"}, WAIT, proc, log)
+        assert f"OpenFlow ssl:0.0.0.0:{of_port}" in log.read_text(errors="replace")
+        assert_tls_listener(of_port, pki)
+        assert proc.poll() is None
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text and "TLS handshake with" in text, text
+    finally:
+        stop(proc)
