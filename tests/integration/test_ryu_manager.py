@@ -308,6 +308,19 @@ def test_ryu_manager_listens_on_loopback_and_notices_a_lost_switch(
         assert listening(of_port) == {"127.0.0.1"}, run("ss", "-Hltn")
         generation = snap["generation"]
 
+        # a second ryu-manager for the same bridge (its own state directory and ports)
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        second, *_, second_log, second_state = start_ryu(ryu_manager, rig, second_dir)
+        try:
+            code = second.wait(timeout=30)
+        finally:
+            stop(second)
+        text = second_log.read_text(errors="replace")
+        assert code != 0 and f"(pid {proc.pid}) is already running for bridge {rig.bridge}" \
+            in text, text
+        assert "Traceback" not in text and not (second_state / f"{rig.bridge}.json").exists()
+
         run("ovs-vsctl", "--timeout=10", "del-controller", rig.bridge)
         wait_for("/status with connected false",
                  lambda: not get_status(status_port)["connected"], 15, proc, log)
