@@ -96,6 +96,7 @@ bench: install ovs
 	$(PY) bench/bench_resync.py $(BENCH_ARGS)
 	$(PY) bench/bench_packet_in.py $(BENCH_ARGS)
 	$(PY) bench/bench_packet_in_live.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_start.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .tox build dist controller/*.egg-info

@@ -237,7 +237,7 @@ class QuietController(_VerboseController):
     """`harness.Controller`, but `wlbridge run` at its default log level (INFO), as a user
     runs it; the harness starts it with ``-v`` (DEBUG), which costs time on every event."""
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         from harness import wait_for as harness_wait_for
 
         assert self.proc is None
@@ -247,4 +247,5 @@ class QuietController(_VerboseController):
                        "--state-dir", str(self.state_dir), "--status-port",
                        str(self.status_port), "--dhcp-mode", self.dhcp_mode, *self.extra],
                 stdout=log, stderr=subprocess.STDOUT)
-        harness_wait_for(self._connected, timeout=20, what="the switch to connect")
+        if wait:
+            harness_wait_for(self._connected, timeout=20, what="the switch to connect")

@@ -20,11 +20,14 @@ import time
 import pyroute2  # noqa: F401
 import wlbridge.hostnet  # noqa: F401
 from wlbridge import config as wl_config
+from wlbridge import listener, liveness
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
+from wlbridge.instance_lock import InstanceError, InstanceLock
+from wlbridge.listener import Listener
 from wlbridge.ofsocket import on_receive, send_directly
-from wlbridge.persist import StateStore
+from wlbridge.persist import StateDirError, StateStore
 from wlbridge.port_isolation import GuestPortIsolation
 from wlbridge.ryu_signals import restore_signals, stop_on_signals
 from wlbridge.state import Port, StateFormatError
@@ -81,14 +84,23 @@ def discover_uplink(conf) -> str:
     return name
 
 
-def _listen_locally(root, host: str) -> None:
-    """Under ryu-manager the OpenFlow listener defaults to every address: use ours instead
-    unless --ofp-listen-host was given (any LAN host could otherwise pose as the switch)."""
+def _claim(root, conf, store: StateStore) -> tuple[InstanceLock, Listener]:
+    """Before anything is read or bound: this bridge's instance lock, then the listening
+    address (loopback unless TLS or insecure_listen) and its port, free.  A refusal is one
+    line (SystemExit) and changes nothing."""
     try:
-        if not root.ofp_listen_host:
-            root.set_override("ofp_listen_host", host)
-    except Exception:  # option not registered by this framework version
-        LOG.debug("cannot set ofp_listen_host", exc_info=True)
+        store.check_writable()
+        lock = InstanceLock(conf.state_dir, conf.bridge)
+        lock.acquire()
+        try:
+            listening = listener.configure(root, conf)
+            listener.probe(listening)
+        except BaseException:
+            lock.release()
+            raise
+    except (StateDirError, InstanceError, listener.ListenError) as exc:
+        raise SystemExit(str(exc)) from None
+    return lock, listening
 
 
 class WlBridgeApp(AppBase):
@@ -101,7 +113,13 @@ class WlBridgeApp(AppBase):
         root = wl_config.register()
         conf = root.wlbridge
         self.conf = conf
-        _listen_locally(root, conf.listen_host)
+        self.store = StateStore(conf.state_dir, conf.bridge)
+        self.instance_lock, self.listener = _claim(root, conf, self.store)
+        if self.listener.tls and FRAMEWORK == "ryu":
+            from wlbridge import ryu_tls
+
+            ryu_tls.install()  # Ryu's own TLS listener serves one connection only
+        self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
         uplink = discover_uplink(conf)
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
@@ -118,15 +136,18 @@ class WlBridgeApp(AppBase):
         self._hwaddr_busy = False
         self._netlink_mac: str | None = None
         self._saved_at = 0.0
-        self.store = StateStore(conf.state_dir, conf.bridge)
-        self.store.check_writable()
-        self._load_state()
         self.status_server = None
-        if conf.status_port:
+        if conf.status_port:  # bound before the state is loaded: a port in use changes nothing
             from wlbridge.status_server import serve
 
-            self.status_server = serve(conf.status_host, conf.status_port, self.status,
-                                       {"/flows": self.switch_flows})
+            try:
+                self.status_server = serve(conf.status_host, conf.status_port, self.status,
+                                           {"/flows": self.switch_flows})
+            except OSError as exc:
+                raise SystemExit(f"cannot serve status on {conf.status_host}:"
+                                 f"{conf.status_port}: {exc.strerror or exc} (another "
+                                 f"controller?); choose another status_port") from None
+        self._load_state()
         self._stop = threading.Event()
         self._save_due = threading.Event()  # wakes the tick thread, which saves the state
         self._save_wanted = False
@@ -139,9 +160,10 @@ class WlBridgeApp(AppBase):
         self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
         self._signal_handlers = stop_on_signals(hub, self._stop)
-        LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
-                 conf.bridge, uplink, conf.dhcp_mode, self.store.path, conf.status_host,
-                 conf.status_port)
+        LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
+                 "%s, switch lost after %.1fs without echo reply", conf.bridge, uplink,
+                 conf.dhcp_mode, self.store.path, conf.status_host, conf.status_port,
+                 self.listener, self.detect_after)
 
     # ------------------------------------------------------------- plumbing
     def _send(self, msgs: list) -> None:
@@ -282,15 +304,21 @@ class WlBridgeApp(AppBase):
             data = self.store.load()
             if data is not None:
                 self.core.restore_state(data)
-                LOG.info("restored state from %s", self.store.path)
+                LOG.info("restored state from %s: %d guests, %d addresses waiting for the "
+                         "switch", self.store.path, len(data.get("guests", [])),
+                         len(data.get("bindings", [])))
         except (ValueError, StateFormatError) as exc:
-            self.store.move_aside(str(exc))
+            try:
+                self.store.move_aside(str(exc))
+            except StateDirError as err:
+                raise SystemExit(str(err)) from None
 
     def status(self) -> dict:
         with self.lock:
             snap = self.core.status(time.time())
         snap["bridge"] = self.conf.bridge
         snap["framework"] = FRAMEWORK
+        snap["state_file"] = self.store.report()
         return snap
 
     def switch_flows(self, timeout: float = 3.0) -> list[dict]:
@@ -373,6 +401,7 @@ class WlBridgeApp(AppBase):
             self.status_server.shutdown()
             self.status_server.server_close()
         restore_signals(self._signal_handlers)
+        self.instance_lock.release()
         LOG.info("wlbridge stopped; state saved to %s", self.store.path)
 
     # --------------------------------------------------------------- events
@@ -428,9 +457,12 @@ class WlBridgeApp(AppBase):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
     def _dead(self, ev) -> None:
         if ev.datapath is self.datapath:
-            LOG.warning("switch disconnected; flows stay in place (fail_mode=secure)")
+            LOG.warning("switch %016x disconnected (connection closed, or no echo reply for "
+                        "%.1fs); flows stay in place (fail_mode=secure)", ev.datapath.id or 0,
+                        self.detect_after)
             self.datapath = None
             self._run(self.core.switch_disconnected)
+        hub.spawn(liveness.release, ev.datapath)
 
     @on_receive(ofp_event.EventOFPPortStatus, MAIN)
     def _port_status(self, ev) -> None:

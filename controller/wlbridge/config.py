@@ -55,6 +55,20 @@ def options() -> list:
                     help="port=MAC pairs: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
+        cfg.FloatOpt("echo_interval", default=1.0, min=0.1,
+                     help="seconds between OpenFlow echo requests to the switch"),
+        cfg.FloatOpt("echo_timeout", default=3.0, min=0.2,
+                     help="seconds without an echo reply before the switch counts as "
+                          "disconnected (at least two echo intervals)"),
+        cfg.BoolOpt("insecure_listen", default=False,
+                    help="allow a non-loopback listen_host without TLS (a warning is logged)"),
+        cfg.StrOpt("tls_private_key", default=None,
+                   help="controller's private key (PEM): listen with TLS (`ssl:`), with "
+                        "tls_certificate and tls_ca_cert"),
+        cfg.StrOpt("tls_certificate", default=None,
+                   help="controller's certificate (PEM), presented to the switch"),
+        cfg.StrOpt("tls_ca_cert", default=None,
+                   help="CA certificate (PEM) that signed the switch's certificate"),
     ]
 
 

@@ -239,6 +239,8 @@ class Core:
                 self.counters.bump("bindings.expired.lease")
                 self.binding_log.info(now, "lease of %s on port %s ended", ip, b.port_no)
                 msgs += self._unbind(ip, "lease")
+        if self._restored.expire(now):
+            self.dirty = True
         self.dhcp.tick(now)
         self.binding_log.tick(now)
         if self._announce_due and self._announce_due[0] <= now:
@@ -249,7 +251,15 @@ class Core:
 
     # ------------------------------------------------------------ persistence
     def export_state(self) -> dict[str, Any]:
-        return persistent_form(self.guests, self.bindings, self.generation)
+        """What is saved: the live guests and bindings, and those restored or parked that
+        still wait for their port (a save never forgets what was known)."""
+        return persistent_form(self.guests, self.bindings, self.generation,
+                               self._restored.guests, self._restored.bindings)
+
+    def unconfirmed(self) -> list[dict]:
+        """Saved or parked guests and bindings the switch has not confirmed yet (their port
+        is not on the bridge, or the switch is not connected)."""
+        return self._restored.unconfirmed({g.name for g in self.guests.values()})
 
     def restore_state(self, data: Any) -> None:
         """Load saved bindings; they apply as soon as their ports exist.  May raise

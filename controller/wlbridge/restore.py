@@ -52,6 +52,30 @@ class Parked:
             core.counters.bump("bindings.restored")
         self.bindings = keep
 
+    def expire(self, now: float) -> bool:
+        """Drop waiting bindings whose DHCP lease has ended; True if any was dropped."""
+        keep = [rec for rec in self.bindings
+                if rec["expires"] is None or rec["expires"] > now]
+        dropped = len(keep) != len(self.bindings)
+        self.bindings = keep
+        return dropped
+
+    def unconfirmed(self, live_names: set[str]) -> list[dict]:
+        """Waiting records grouped by port name, as `wlbridge status` lists guests: saved or
+        parked, not (yet) confirmed by the switch (ports with a live guest are left out)."""
+        ports: dict[str, dict] = {}
+        for name, rec in self.guests.items():
+            if name not in live_names:
+                ports[name] = {"port": name, "mac": rec["mac"], "mac_source": rec["mac_source"],
+                               "ips": []}
+        for rec in self.bindings:
+            if rec["port"] in live_names:
+                continue
+            entry = ports.setdefault(rec["port"], {"port": rec["port"], "mac": rec["mac"],
+                                                   "mac_source": "state", "ips": []})
+            entry["ips"].append(rec)
+        return [ports[name] for name in sorted(ports)]
+
     def park(self, core: Core, guest: GuestPort) -> None:
         """Keep a vanished guest port's MAC and bindings (removed from `core`)."""
         if guest.mac:

@@ -16,7 +16,7 @@ LOG = logging.getLogger(__name__)
 
 # command-line flag -> option in the [wlbridge] section
 FLAGS = ("bridge", "uplink", "state_dir", "dhcp_mode", "idle_timeout", "status_port",
-         "listen_host", "listen_port")
+         "listen_host", "listen_port", "insecure_listen")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uplink", help="station interface (default: found in OVSDB)")
     p.add_argument("--listen-host", help="OpenFlow listen address (default 127.0.0.1)")
     p.add_argument("--listen-port", type=int, help="OpenFlow listen port (default 6653)")
+    p.add_argument("--insecure-listen", action="store_const", const=True,
+                   help="allow a non-loopback --listen-host without TLS (logs a warning)")
     p.add_argument("--state-dir", help="state directory (default /var/lib/wlbridge)")
     p.add_argument("--dhcp-mode", choices=config.DHCP_MODES, help="DHCP strategy")
     p.add_argument("--idle-timeout", type=int, help="seconds an unused learned address lives")

@@ -83,22 +83,33 @@ def is_guest_ip(ip: str) -> bool:
 
 
 def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
-                    generation: int) -> dict[str, Any]:
-    """The JSON-able state saved across controller restarts."""
+                    generation: int, pending_guests: dict[str, dict] | None = None,
+                    pending_bindings: list[dict] | None = None) -> dict[str, Any]:
+    """The JSON-able state saved across controller restarts.
+
+    `pending_guests` / `pending_bindings` are records known but not (yet) confirmed by the
+    switch (restored from the state file, or parked when their port went missing): they are
+    saved too, so that a save never holds less than what was known (a live guest or binding
+    takes precedence over a pending one of the same port name or address)."""
     names = {g.port_no: g.name for g in guests.values()}
-    return {
-        "version": 1,
-        "generation": generation,
-        "guests": [
-            {"name": g.name, "mac": g.mac, "mac_source": g.mac_source}
-            for g in guests.values() if g.mac
-        ],
-        "bindings": [
-            {"ip": b.ip, "port": names.get(b.port_no, ""), "mac": b.mac, "source": b.source,
-             "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease}
-            for b in bindings.values() if b.port_no in names
-        ],
-    }
+    saved_guests = [
+        {"name": g.name, "mac": g.mac, "mac_source": g.mac_source}
+        for g in guests.values() if g.mac
+    ]
+    saved_bindings = [
+        {"ip": b.ip, "port": names.get(b.port_no, ""), "mac": b.mac, "source": b.source,
+         "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease}
+        for b in bindings.values() if b.port_no in names
+    ]
+    live_names = {g["name"] for g in saved_guests}
+    for name, rec in (pending_guests or {}).items():
+        if name not in live_names:
+            saved_guests.append({"name": name, "mac": rec["mac"],
+                                 "mac_source": rec["mac_source"]})
+    pending = {rec["ip"]: rec for rec in pending_bindings or []}  # a later record wins
+    saved_bindings += [dict(rec) for ip, rec in pending.items() if ip not in bindings]
+    return {"version": 1, "generation": generation, "guests": saved_guests,
+            "bindings": saved_bindings}
 
 
 class StateFormatError(ValueError):

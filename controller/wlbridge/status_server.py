@@ -28,13 +28,21 @@ class _Collector:
         for name, value in snap.get("counters", {}).items():
             events.add_metric([name], value)
         yield events
+        confirmed = [g for g in snap.get("guests", []) if g.get("confirmed", True)]
         guests = GaugeMetricFamily("wlbridge_guests", "guest ports on the bridge")
-        guests.add_metric([], len(snap.get("guests", [])))
+        guests.add_metric([], len(confirmed))
         yield guests
+        waiting = GaugeMetricFamily(
+            "wlbridge_unconfirmed_bindings",
+            "saved guest IPv4 bindings waiting for their port (switch not connected yet, or "
+            "port missing)")
+        waiting.add_metric([], sum(len(g.get("ips", [])) for g in snap.get("guests", [])
+                                   if not g.get("confirmed", True)))
+        yield waiting
         bindings = GaugeMetricFamily("wlbridge_bindings", "guest IPv4 bindings by source",
                                      labels=["source"])
         by_source: dict[str, int] = {}
-        for g in snap.get("guests", []):
+        for g in confirmed:
             for ip in g.get("ips", []):
                 by_source[ip["source"]] = by_source.get(ip["source"], 0) + 1
         for source, count in sorted(by_source.items()):

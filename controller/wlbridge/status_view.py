@@ -19,10 +19,17 @@ def status_view(core: Core, now: float) -> dict[str, Any]:
         ips = [core.bindings[ip] for ip in sorted(g.ips) if ip in core.bindings]
         guests.append({
             "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
-            "ips": [{"ip": b.ip, "source": b.source, "learned_at": b.learned_at,
-                     "expires": b.expires, "lease": b.lease,
-                     "expires_in": None if b.expires is None else round(b.expires - now)}
+            "confirmed": True,
+            "ips": [_address(b.ip, b.source, b.learned_at, b.expires, b.lease, now)
                     for b in ips],
+        })
+    # saved (or parked) records still waiting for the switch to show their port
+    for rec in core.unconfirmed():
+        guests.append({
+            "port": rec["port"], "port_no": None, "mac": rec["mac"],
+            "mac_source": rec["mac_source"], "confirmed": False,
+            "ips": [_address(b["ip"], b["source"], b["learned_at"], b["expires"], b["lease"],
+                             now) for b in sorted(rec["ips"], key=lambda b: b["ip"])],
         })
     return {
         "dpid": None if core.dpid is None else f"{core.dpid:016x}",
@@ -37,6 +44,12 @@ def status_view(core: Core, now: float) -> dict[str, Any]:
         "guests": guests,
         "counters": dict(sorted(core.counters.items())),
     }
+
+
+def _address(ip: str, source: str, learned_at: float, expires: float | None,
+             lease: int | None, now: float) -> dict[str, Any]:
+    return {"ip": ip, "source": source, "learned_at": learned_at, "expires": expires,
+            "lease": lease, "expires_in": None if expires is None else round(expires - now)}
 
 
 def gratuitous_arp(mac: str, ip: str) -> bytes:

@@ -75,7 +75,8 @@ class Controller:
     def detach(self, guest) -> None:
         vsctl("--if-exists", "del-port", self.bridge, guest.port)
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start `wlbridge run`; with `wait`, until the switch is connected."""
         assert self.proc is None
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -83,7 +84,8 @@ class Controller:
                        "--state-dir", str(self.state_dir), "--status-port",
                        str(self.status_port), "--dhcp-mode", self.dhcp_mode, *self.extra],
                 stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self._connected(), timeout=20, what="the switch to connect")
+        if wait:
+            wait_for(lambda: self._connected(), timeout=20, what="the switch to connect")
 
     def _connected(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tls_pki import assert_tls_listener, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -252,5 +253,127 @@ def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Pa
         assert list(state_dir.iterdir()), "no state saved in the state directory"
         # fail_mode=secure: the flows stay in place without the controller
         assert any(c >> 40 == REFLECT for c, _ in rig.flows())
+    finally:
+        stop(proc)
+
+
+def start_ryu(ryu_manager: Path, rig: Rig, tmp_path: Path, *args: str, extra_conf: str = ""):
+    """ryu-manager running wlbridge_app for `rig` (its own ports, state and log)."""
+    of_port, status_port = free_port(), free_port()
+    state_dir = tmp_path / "state"
+    conf = tmp_path / "wlbridge.conf"
+    conf.write_text(
+        "[wlbridge]\n"
+        f"bridge = {rig.bridge}\n"
+        f"uplink = {rig.uplink}\n"
+        f"state_dir = {state_dir}\n"
+        f"status_port = {status_port}\n" + extra_conf)
+    log = tmp_path / "ryu-manager.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(ryu_manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
+             *args, "wlbridge_app"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            cwd=tmp_path)
+    return proc, of_port, status_port, log, state_dir
+
+
+def get_status(status_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=2) as resp:
+        return json.load(resp)
+
+
+def connected_metric(status_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/metrics", timeout=2) as resp:
+        text = resp.read().decode()
+    found = re.search(r"^wlbridge_switch_connected (\S+)$", text, re.MULTILINE)
+    return float(found.group(1))
+
+
+def listening(port: int) -> set[str]:
+    out = run("ss", "-Hltn", f"sport = :{port}")
+    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
+
+
+def test_ryu_manager_listens_on_loopback_and_notices_a_lost_switch(
+        ryu_manager: Path, rig: Rig, tmp_path: Path) -> None:
+    # no --ofp-listen-host: Ryu's own default would be 0.0.0.0
+    proc, of_port, status_port, log, _ = start_ryu(ryu_manager, rig, tmp_path)
+    try:
+        rig.set_controller(of_port)
+        snap = wait_for("/status with connected true",
+                        lambda: (s := get_status(status_port))["connected"] and s,
+                        WAIT, proc, log)
+        assert listening(of_port) == {"127.0.0.1"}, run("ss", "-Hltn")
+        generation = snap["generation"]
+
+        # a second ryu-manager for the same bridge (its own state directory and ports)
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        second, *_, second_log, second_state = start_ryu(ryu_manager, rig, second_dir)
+        try:
+            code = second.wait(timeout=30)
+        finally:
+            stop(second)
+        text = second_log.read_text(errors="replace")
+        assert code != 0 and f"(pid {proc.pid}) is already running for bridge {rig.bridge}" \
+            in text, text
+        assert "Traceback" not in text and not (second_state / f"{rig.bridge}.json").exists()
+
+        run("ovs-vsctl", "--timeout=10", "del-controller", rig.bridge)
+        wait_for("/status with connected false",
+                 lambda: not get_status(status_port)["connected"], 15, proc, log)
+        assert connected_metric(status_port) == 0
+        assert "disconnected" in log.read_text(errors="replace")
+
+        rig.set_controller(of_port)  # back: a resync under a new generation
+        wait_for("the switch to reconnect",
+                 lambda: (s := get_status(status_port))["connected"]
+                 and s["generation"] > generation, WAIT, proc, log)
+        assert connected_metric(status_port) == 1
+
+        run("ovs-vsctl", "--timeout=10", "del-br", rig.bridge)
+        wait_for("/status with connected false after del-br",
+                 lambda: not get_status(status_port)["connected"], 15, proc, log)
+        assert "Traceback" not in log.read_text(errors="replace"), tail(log, 80)
+    finally:
+        stop(proc)
+
+
+def test_ryu_manager_refuses_a_wildcard_listen_host_without_tls(
+        ryu_manager: Path, rig: Rig, tmp_path: Path) -> None:
+    proc, of_port, _, log, state_dir = start_ryu(ryu_manager, rig, tmp_path,
+                                                 "--ofp-listen-host", "0.0.0.0")
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ryu-manager listens on 0.0.0.0 without TLS:\n{tail(log)}")
+    finally:
+        stop(proc)
+    text = log.read_text(errors="replace")
+    assert code != 0
+    assert "refusing to listen for OpenFlow on 0.0.0.0 without TLS" in text, text
+    assert "Traceback" not in text, text
+    assert not listening(of_port)
+    assert not (state_dir / f"{rig.bridge}.json").exists()
+
+
+def test_ryu_manager_tls_listener_serves_every_reconnection(ryu_manager: Path, rig: Rig,
+                                                            tmp_path: Path) -> None:
+    """A non-loopback address with TLS is allowed; Ryu 4.34's own TLS server would serve one
+    connection only (`wlbridge.ryu_tls`)."""
+    pki = make_pki(tmp_path)
+    proc, of_port, _, log, _ = start_ryu(
+        ryu_manager, rig, tmp_path, "--ofp-listen-host", "0.0.0.0",
+        extra_conf=(f"tls_private_key = {pki['ctl-key']}\ntls_certificate = {pki['ctl']}\n"
+                    f"tls_ca_cert = {pki['ca']}\n"))
+    try:
+        wait_for("the TLS listener", lambda: listening(of_port) == {"0.0.0.0"}, WAIT, proc, log)
+        assert f"OpenFlow ssl:0.0.0.0:{of_port}" in log.read_text(errors="replace")
+        assert_tls_listener(of_port, pki)
+        assert proc.poll() is None
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text and "TLS handshake with" in text, text
     finally:
         stop(proc)
