@@ -128,13 +128,17 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
     """The busybox initramfs (rebuilt when missing or older than the kernel)."""
     if out.exists() and out.stat().st_mtime >= (kroot / ".complete").stat().st_mtime:
         return out
-    if not _is_static(Path(BUSYBOX)):
-        raise ImageError(f"{BUSYBOX} is not a static busybox (apt-get install busybox-static)")
+    if not Path(BUSYBOX).exists():
+        raise ImageError(f"{BUSYBOX} is missing (apt-get install busybox)")
     work = out.with_name(out.name + ".d")
     shutil.rmtree(work, ignore_errors=True)
     for d in ("bin", "proc", "sys", "dev", "mods", "lower", "upper", "newroot"):
         (work / d).mkdir(parents=True)
     shutil.copy2(BUSYBOX, work / "bin" / "busybox")
+    for lib in shared_libraries(Path(BUSYBOX)):     # none for busybox-static
+        dest = work / lib.relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lib, dest)
     names = []
     for rel in module_order(kroot, version):
         src = kroot / "lib" / "modules" / version / rel
@@ -158,13 +162,12 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
     return out
 
 
-def _is_static(path: Path) -> bool:
-    """An ELF executable without a program interpreter (the dynamic loader)."""
-    try:
-        head = path.read_bytes()[:4096]
-    except OSError:
-        return False
-    return head.startswith(b"\x7fELF") and b"/ld-linux" not in head
+def shared_libraries(binary: Path) -> list[Path]:
+    """The shared libraries (and loader) a dynamically linked binary needs, from ldd."""
+    res = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:          # "not a dynamic executable"
+        return []
+    return [Path(m.group(1)) for m in re.finditer(r"(/\S+) \(0x", res.stdout)]
 
 
 def prepare(cache: Path = DEFAULT_CACHE) -> Image:
