@@ -112,3 +112,17 @@ def guests(bed, wlbridge):
     for client in ("dhclient", "udhcpc"):
         made[client].dhcp(client, timeout=90)
     return made
+
+
+MEASUREMENTS = OUT / "measurements.jsonl"
+
+
+def record(name: str, **values) -> None:
+    """Keep a measured fact (reported by `python -m topologies.wifibed` after the run)."""
+    with open(MEASUREMENTS, "a") as f:
+        f.write(json.dumps({"name": name, **values}) + "\n")
+    print(f"measured {name}: {values}")
+
+
+def log_since(proc: Proc, mark: int) -> str:
+    return proc.output()[mark:]

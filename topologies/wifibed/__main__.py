@@ -53,6 +53,9 @@ def boot(commands: str, args: argparse.Namespace) -> int:
     started = time.monotonic()
     rc = vm.run(img, out, vm.guest_job(commands, env, cwd), timeout=args.timeout)
     took = time.monotonic() - started
+    measured = out / "measurements.jsonl"
+    if measured.exists():
+        print("wifibed: measured:\n" + measured.read_text().rstrip(), file=sys.stderr)
     what = {124: "timed out", 125: "the VM stopped without a job status"}.get(rc, f"rc={rc}")
     print(f"wifibed: {what} after {took:.0f} s (kernel {img.version}); logs in {out}",
           file=sys.stderr)

@@ -172,6 +172,10 @@ class Bed:
             "ctrl_interface": HOSTAPD_CTRL, "ssid": SSID, "hw_mode": "g",
             "channel": str(channel), "wpa": "2", "wpa_key_mgmt": "WPA-PSK",
             "rsn_pairwise": "CCMP", "wpa_passphrase": PASSPHRASE,
+            # hostapd resends 4-way handshake message 1 after only 100 ms, then 1 s, and gives
+            # up after 4 tries: too little under software emulation (seen: a roam ending in
+            # "4WAY_HANDSHAKE_TIMEOUT").  More tries, same protocol.
+            "wpa_pairwise_update_count": "10",
             **self.hostapd_extra,
         }
         path = self.logs / f"hostapd-{ap}.conf"
@@ -180,12 +184,17 @@ class Bed:
 
     def start_ap(self, ap: str) -> None:
         name = f"hostapd-{ap}"
-        old = self.procs.pop(name, None)
-        if old is not None:
-            old.stop()
-        self.start_proc(name, AP_NS, ["hostapd", "-t", "-dd", str(self.hostapd_conf(ap))])
+        self.stop_ap(ap)
+        n = len(list(self.logs.glob(f"{name}*.out")))
+        self.start_proc(name, AP_NS, ["hostapd", "-t", "-dd", str(self.hostapd_conf(ap))],
+                        log=f"{name}{n or ''}")
         if not wait_for(lambda: "state=ENABLED" in self.hostapd_cli(ap, "status"), 30, 0.5):
             raise RuntimeError(f"hostapd on {ap} did not start:\n{self.procs[name].output()[-2000:]}")
+
+    def stop_ap(self, ap: str) -> None:
+        old = self.procs.pop(f"hostapd-{ap}", None)
+        if old is not None:
+            old.stop()
 
     def hostapd_cli(self, ap: str, *args: str) -> str:
         return sh("hostapd_cli", "-p", HOSTAPD_CTRL, "-i", ap, *args, check=False)
@@ -251,6 +260,9 @@ class Bed:
         sh("ovs-vsctl", "--timeout=30", "add-port", bridge, g.port)
         self.guests[name] = g
         return g
+
+    def run_in_peer(self, *argv: str) -> str:
+        return sh(*argv, netns=PEER_NS, check=False)
 
     def peer_ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
         return ping(dst, PEER_NS, count, wait)
