@@ -41,13 +41,15 @@ def problem() -> str | None:
 
 
 def guest_job(commands: str, env: dict[str, str], cwd: str) -> str:
-    """The script the VM runs as PID 1: a private /run and /tmp, then `commands`, then off."""
+    """The script the VM runs as PID 1: a private /run, then `commands` in `cwd`, then off.
+
+    (/tmp stays the overlay's: the host's files show through, writes stay in the VM.)
+    """
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
     return f"""#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8
 {exports}mount -t tmpfs tmpfs /run; mkdir -p /run/lock /run/netns /run/openvswitch
-mount -t tmpfs tmpfs /tmp
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mkdir -p /dev/pts; mount -t devpts devpts /dev/pts 2>/dev/null
