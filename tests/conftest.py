@@ -1,5 +1,8 @@
 """Shared pytest configuration: markers, and the gate for integration tests.
 
+The Wi-Fi suite (tests/wifi, marker ``wifi``) is collected only inside the test bed VM
+(`make test-wifi`, which sets WLBRIDGE_WIFIBED=1): not by `make unit` nor `make integration`.
+
 Integration tests (marker ``integration``; every test under tests/integration gets it) need
 root, network namespaces and a running Open vSwitch.  When those are missing they are skipped
 on a developer machine, but FAIL when the environment variable CI is set to a true value: a CI
@@ -16,6 +19,10 @@ from pathlib import Path
 import pytest
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+#: The Wi-Fi suite runs only inside the test bed VM (`make test-wifi`), which sets this.
+WIFI_DIR = Path(__file__).parent / "wifi"
+IN_WIFIBED = os.environ.get("WLBRIDGE_WIFIBED") == "1"
+collect_ignore = [] if IN_WIFIBED else ["wifi"]
 TOOLS = ("ip", "nft", "ethtool", "dnsmasq", "dhclient", "busybox", "ping", "ovs-vsctl",
          "ovs-ofctl")
 
@@ -27,6 +34,8 @@ def in_ci() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs root, Open vSwitch and network namespaces")
+    config.addinivalue_line(
+        "markers", "wifi: runs in the Wi-Fi test bed VM only (make test-wifi)")
     # ovs.poller imports eventlet when it is installed (os-ken needs it); eventlet then warns on
     # every fork, and pyroute2 forks to enter network namespaces.  Noise, not a finding.
     config.addinivalue_line(
@@ -35,8 +44,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_DIR in Path(item.path).parents:
+        parents = Path(item.path).parents
+        if INTEGRATION_DIR in parents:
             item.add_marker(pytest.mark.integration)
+        elif WIFI_DIR in parents:
+            item.add_marker(pytest.mark.wifi)
 
 
 @functools.cache
