@@ -363,6 +363,7 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
             f"{'connected' if ctl.is_connected else 'not connected yet'})")
     out(f"  internal port {info.name}: MAC {net.get_mac(info.name)}")
     _report_handoff(info, out)
+    _report_supplicant(net, opts, info.datapath_type, out)
     out(f"  host configuration moved from {opts.uplink} (saved for teardown):")
     for line in describe(state.addresses, state.routes) or ["  (no addresses)"]:
         out(f"  {line}")
@@ -399,6 +400,17 @@ def _report_handoff(info: ovsdb.BridgeInfo, out: Out) -> None:
     out(f"  address manager: {plan.manager} (was: {plan.detail})")
     for note in plan.notes:
         out(f"  note: {note}")
+
+
+def _report_supplicant(net: hostnet.HostNet, opts: SetupOptions, datapath: str,
+                       out: Out) -> None:
+    from wlbridge import supplicant
+
+    path = supplicant.check(opts.uplink, net.link_index(opts.uplink) or 0, opts.bridge,
+                            datapath, net.link_index(opts.bridge))
+    out(f"  EAPOL: {path.detail}")
+    if path.advice:
+        out(f"  warning: {path.advice}")
 
 
 def main(args: argparse.Namespace) -> int:
