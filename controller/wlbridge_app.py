@@ -16,6 +16,7 @@ import threading
 import time
 
 from wlbridge import config as wl_config
+from wlbridge.addr_handoff import host_address_status
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
@@ -287,6 +288,7 @@ class WlBridgeApp(AppBase):
             snap = self.core.status(time.time())
         snap["bridge"] = self.conf.bridge
         snap["framework"] = FRAMEWORK
+        snap["host_address"] = host_address_status(self.conf.bridge, self.conf.ovsdb, time.time())
         return snap
 
     def switch_flows(self, timeout: float = 3.0) -> list[dict]:

@@ -181,8 +181,11 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
         assert world.station.ping(peer.addr, src=ip)
         routes = routes_to(world.subnet)
         assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
-        status = ctl.status()
-        assert "dhcp" in json.dumps(status.get("counters", {})), status
+        host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
+        assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
+        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
+        shown = wlbridge("status", "--url", f"http://127.0.0.1:{ctl.status_port}").stdout
+        assert f"managed by dhclient on {ctl.bridge}" in shown and "lease ends in" in shown
     finally:
         ctl.stop()
         res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)

@@ -262,6 +262,9 @@ def test_status_fields():
     assert fields == {"address_manager": p.manager, "lease_ends": int(NOW) + 3600}
     assert ah.status_fields(None, [STATIC], NOW)["lease_ends"] is None
     assert "unreadable" in ah.status_fields("nope", [], NOW)["address_manager"]
+    line = ah.render_line({"host_address": fields}, NOW + 600)
+    assert line == f"address  managed by {p.manager}; lease ends in 3000s"
+    assert ah.render_line({}, NOW) is None
 
 
 # ---- setup's hooks --------------------------------------------------------------------
