@@ -465,6 +465,12 @@ def _networkd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
 
 
 # ---- executing ----------------------------------------------------------------
+def missing_clients(plan: Plan, ops: HostOps) -> list[Step]:
+    """The plan's client starts whose client no longer runs (setup run again restarts them)."""
+    return [s for s in plan.setup
+            if s.kind == "start" and ops.find(s.data["argv"], s.data["pidfile"]) is None]
+
+
 def execute(steps: Sequence[Step], ops: HostOps, out: Callable[[str], None]) -> None:
     """Run `steps`; on a failure undo the done ones in reverse and raise HandoffError."""
     done: list[Step] = []

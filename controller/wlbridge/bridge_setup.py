@@ -262,6 +262,25 @@ def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
     return done
 
 
+def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
+    """Start again the DHCP client setup started on the bridge, if it died."""
+    from wlbridge import addr_handoff
+
+    text = info.external_ids.get(addr_handoff.HANDOFF_KEY)
+    if not text:
+        return []
+    try:
+        plan = addr_handoff.Plan.from_json(text)
+    except ValueError:
+        return []        # _report_handoff says so
+    ops, done = addr_handoff.HostOps(net), []
+    try:
+        addr_handoff.execute(addr_handoff.missing_clients(plan, ops), ops, done.append)
+    except addr_handoff.HandoffError as exc:
+        raise UserError(f"could not start the bridge's DHCP client again: {exc}") from exc
+    return done
+
+
 def _rollback(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
               state: hostnet.SavedState) -> list[str]:
     """Undo `_apply_host` and the bridge (as teardown would); the problems met."""
@@ -293,6 +312,7 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
+    changes += _restart_clients(info, net)
     out(f"bridge {opts.bridge} was already set up by wlbridge"
         + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
     info = db.bridge_info(opts.bridge) or info

@@ -326,3 +326,22 @@ def test_keep_mode_does_not_look(monkeypatch):
     spec = db.calls[0][1]
     assert ah.Plan.from_json(spec.external_ids[ah.HANDOFF_KEY]).mode == "keep"
 
+
+
+def test_setup_run_again_restarts_a_dead_bridge_client(monkeypatch):
+    from hostnet_fakes import bridge
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    info = bridge()
+    info = dataclasses.replace(info, external_ids={**info.external_ids,
+                                                   ah.HANDOFF_KEY: p.to_json()})
+    started: list[list[str]] = []
+    monkeypatch.setattr(ah.HostOps, "find", lambda self, argv, pidfile, pid=0: None)
+    monkeypatch.setattr(ah.HostOps, "do_start",
+                        lambda self, argv, pidfile: started.append(argv))
+    net = FakeNet({"wlan0": {}, "br-wl": {}})
+    lines: list[str] = []
+    bridge_setup.setup(FakeDb([info], net=net), net, opts(), out=lines.append)
+    assert started == [p.setup[-1].data["argv"]]
+    assert any("dhclient -4 on br-wl" in line for line in lines), lines
+    assert any("address manager: dhclient on br-wl" in line for line in lines), lines
