@@ -229,15 +229,18 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
     monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
     try:
         rc, out = _setup_in_process(world, bridge, tmp_path / "state")
+        monkeypatch.undo()
+        assert rc == 2, out
+        assert "rolled back" in out and "simulated failure" in out, out
+        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        # the host keeps its address on the uplink, the bridge is gone, dhclient is back
+        assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        assert not addr_info(bridge)
+        assert wait_for(lambda: uplink.clients() == [uplink.argv], timeout=10,
+                        what=f"the original dhclient back: {uplink.clients()}")
+        assert world.station.ping(world.peers[0].addr, src=ip)
     finally:
         monkeypatch.undo()
-        wlbridge("teardown", "--bridge", bridge, check=False)
-    assert rc == 2, out
-    assert "rolled back" in out and "simulated failure" in out, out
-    assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
-    # the host keeps its address on the uplink, the bridge is gone, dhclient is back
-    assert [a["local"] for a in addr_info(world.uplink)] == [ip]
-    assert not addr_info(bridge)
-    assert wait_for(lambda: uplink.clients() == [uplink.argv], timeout=10,
-                    what=f"the original dhclient back: {uplink.clients()}")
-    assert world.station.ping(world.peers[0].addr, src=ip)
+        wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed
