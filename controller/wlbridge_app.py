@@ -21,6 +21,7 @@ import pyroute2  # noqa: F401
 import wlbridge.hostnet  # noqa: F401
 from wlbridge import config as wl_config
 from wlbridge import listener, liveness
+from wlbridge.addr_handoff import host_address_status
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
@@ -319,6 +320,7 @@ class WlBridgeApp(AppBase):
         snap["bridge"] = self.conf.bridge
         snap["framework"] = FRAMEWORK
         snap["state_file"] = self.store.report()
+        snap["host_address"] = host_address_status(self.conf.bridge, self.conf.ovsdb, time.time())
         return snap
 
     def switch_flows(self, timeout: float = 3.0) -> list[dict]:

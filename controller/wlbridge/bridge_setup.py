@@ -21,25 +21,34 @@ gets every frame), a classic ingress qdisc makes setup refuse, since ovs-vswitch
 would delete it once the uplink is its port.  That choice is saved with the rest,
 so teardown removes only what setup added.  A kernel refusing the filter is a
 warning: re-running setup retries.
+
+Address management (who renews the host's lease) is handed from the uplink to the internal
+port after the addresses moved, and rolled back with the whole setup if that fails: see
+`wlbridge.addr_handoff` (``--address-manager``).  Its record is saved in the bridge's
+``external_ids:wlbridge-handoff`` in the same transaction as ``wlbridge-saved``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
-    from wlbridge import hostnet, ovsdb
+    from wlbridge import addr_handoff, hostnet, ovsdb
 
 DEFAULT_BRIDGE = "br-wl"
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
 DEFAULT_PACKET_IN_RATE = 1000
 OVS_MODULE_PATH = "/sys/module/openvswitch"
 LINK_TIMEOUT = 10.0
+ADDRESS_MANAGERS = ("auto", "keep", "static", "dhclient", "dhcpcd", "networkmanager",
+                    "networkd")   # addr_handoff.MODES (kept here: --help loads no pyroute2)
+DEFAULT_STATE_DIR = "/var/lib/wlbridge"
 
 geteuid: Callable[[], int] = os.geteuid     # seam: tests replace it to simulate non-root
 Out = Callable[[str], None]
@@ -77,6 +86,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packet-in-rate", type=int, default=DEFAULT_PACKET_IN_RATE,
                         metavar="N", help="max packet-ins per second sent to the controller "
                         f"(default {DEFAULT_PACKET_IN_RATE}; 0: no limit; else at least 100)")
+    parser.add_argument("--address-manager", choices=ADDRESS_MANAGERS, default="auto",
+                        help="who renews the host's address once it lives on the bridge: "
+                        "auto (default) finds out who manages the uplink (NetworkManager, "
+                        "systemd-networkd, dhcpcd, dhclient, or nobody: static) and hands "
+                        "management over to the bridge, refusing when that is not safe; keep "
+                        "only moves the addresses (the uplink's manager is left alone); the "
+                        "others force that hand-off")
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR",
+                        help="where the DHCP client setup starts on the bridge keeps its pid "
+                        f"and lease files (default {DEFAULT_STATE_DIR}, as `wlbridge run`)")
 
 
 @dataclass
@@ -86,6 +105,8 @@ class SetupOptions:
     datapath: str = "netdev"
     controller: str = DEFAULT_CONTROLLER
     packet_in_rate: int = DEFAULT_PACKET_IN_RATE
+    address_manager: str = "auto"
+    state_dir: str = DEFAULT_STATE_DIR
 
 
 def options_from_args(args: argparse.Namespace,
@@ -101,20 +122,25 @@ def options_from_args(args: argparse.Namespace,
     if not args.uplink or args.uplink == args.bridge:
         raise UserError("--uplink must name the Wi-Fi interface, not the bridge")
     return SetupOptions(uplink=args.uplink, bridge=args.bridge, datapath=datapath,
-                        controller=args.controller, packet_in_rate=rate)
+                        controller=args.controller, packet_in_rate=rate,
+                        address_manager=getattr(args, "address_manager", "auto"),
+                        state_dir=getattr(args, "state_dir", DEFAULT_STATE_DIR))
 
 
-def bridge_spec(opts: SetupOptions, state: hostnet.SavedState) -> ovsdb.BridgeSpec:
+def bridge_spec(opts: SetupOptions, state: hostnet.SavedState,
+                handoff: addr_handoff.Plan | None = None) -> ovsdb.BridgeSpec:
     """The whole bridge, created in one OVSDB transaction."""
     from wlbridge import ovsdb
+    from wlbridge.addr_handoff import HANDOFF_KEY
 
     rate = opts.packet_in_rate or None
+    extra = {HANDOFF_KEY: handoff.to_json()} if handoff is not None else {}
     return ovsdb.BridgeSpec(
         name=opts.bridge, datapath_type=opts.datapath, protocols=("OpenFlow13",),
         fail_mode="secure", controller=opts.controller, connection_mode="out-of-band",
         rate_limit=rate, burst_limit=max(25, rate // 4) if rate else None,
         other_config={"hwaddr": state.mac, "disable-in-band": "true"},
-        external_ids={ovsdb.OWNER_KEY: opts.uplink, ovsdb.SAVED_KEY: state.to_json()},
+        external_ids={ovsdb.OWNER_KEY: opts.uplink, ovsdb.SAVED_KEY: state.to_json(), **extra},
         ports=[ovsdb.PortSpec(opts.uplink,
                               iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK})])
 
@@ -176,10 +202,11 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
     from wlbridge.hostnet import ingress_plan
 
     state = net.snapshot(opts.uplink)
+    plan = handoff_plan(net, opts, state)       # refuses before anything changed
     if opts.datapath == "netdev":
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
         state.uplink_ingress = ingress_plan(net.ingress_status(opts.uplink))
-    db.create_bridge(bridge_spec(opts, state))
+    db.create_bridge(bridge_spec(opts, state, plan))
     for name in (opts.uplink, opts.bridge):
         iface = db.wait_interface(name, LINK_TIMEOUT)
         if iface.error or not iface.ofport or iface.ofport < 0:
@@ -190,7 +217,87 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
     out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
     warnings: list[str] = []
     changes = _apply_host(net, opts, state, warnings)
+    changes += _hand_off(db, net, opts, state, plan)
     _report(db, net, opts, state, changes, out, warnings)
+
+
+def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
+                 state: hostnet.SavedState) -> addr_handoff.Plan:
+    """Who manages the uplink's addresses, and how setup hands them over (UserError when
+    that is not safe: one line with the commands to do it by hand)."""
+    from wlbridge import addr_handoff, addr_manager
+
+    if opts.address_manager == "keep":
+        det = addr_manager.Detection(addr_manager.UNKNOWN, "not checked (keep)")
+        facts = addr_manager.HostFacts()
+    else:
+        facts = addr_manager.read_facts(opts.uplink, net.link_index(opts.uplink) or 0)
+        det = addr_manager.detect(facts, opts.uplink, state.addresses)
+    try:
+        return addr_handoff.make_plan(opts.address_manager, det, opts.uplink, opts.bridge,
+                                      opts.state_dir, state.addresses, facts.ipv6_sysctls,
+                                      time.time())
+    except addr_handoff.HandoffRefused as exc:
+        raise UserError(f"{exc.one_line()}; or pass --address-manager keep; "
+                        "nothing changed") from exc
+
+
+def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
+              state: hostnet.SavedState, plan: addr_handoff.Plan) -> list[str]:
+    """Run the plan's setup steps; when one fails, undo them and the whole setup."""
+    from wlbridge import addr_handoff
+
+    done: list[str] = []
+    try:
+        addr_handoff.execute(plan.setup, addr_handoff.HostOps(net), done.append)
+    except addr_handoff.HandoffError as exc:
+        problems = exc.undo_errors + _rollback(db, net, opts, state)
+        if problems:
+            raise UserError(f"address hand-off failed ({exc}) and rolling back did not "
+                            f"finish ({'; '.join(problems)}); run `wlbridge teardown --bridge "
+                            f"{opts.bridge}`") from exc
+        raise UserError(f"address hand-off failed ({exc}); rolled back: the host's addresses "
+                        f"and their manager are back on {opts.uplink}, bridge {opts.bridge} "
+                        "removed; nothing changed") from exc
+    return done
+
+
+def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
+    """Start again the DHCP client setup started on the bridge, if it died."""
+    from wlbridge import addr_handoff
+
+    text = info.external_ids.get(addr_handoff.HANDOFF_KEY)
+    if not text:
+        return []
+    try:
+        plan = addr_handoff.Plan.from_json(text)
+    except ValueError:
+        return []        # _report_handoff says so
+    ops, done = addr_handoff.HostOps(net), []
+    try:
+        addr_handoff.execute(addr_handoff.missing_clients(plan, ops), ops, done.append)
+    except addr_handoff.HandoffError as exc:
+        raise UserError(f"could not start the bridge's DHCP client again: {exc}") from exc
+    return done
+
+
+def _rollback(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
+              state: hostnet.SavedState) -> list[str]:
+    """Undo `_apply_host` and the bridge (as teardown would); the problems met."""
+    from wlbridge.hostnet import INGRESS_OURS
+
+    up, problems = opts.uplink, []
+    try:
+        if state.uplink_ingress == INGRESS_OURS:
+            net.release_uplink(up)
+        net.move(state, opts.bridge, up)
+        net.set_allmulticast(up, state.allmulticast)
+        if state.tx_checksum:
+            net.set_tx_checksum(up, state.tx_checksum)
+    except Exception as exc:  # noqa: BLE001 - reported, the bridge keeps the saved state
+        return [f"putting the host back on {up}: {exc}"]
+    db.delete_bridge(opts.bridge)
+    return problems
 
 
 def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
@@ -205,6 +312,7 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
+    changes += _restart_clients(info, net)
     out(f"bridge {opts.bridge} was already set up by wlbridge"
         + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
     info = db.bridge_info(opts.bridge) or info
@@ -274,6 +382,8 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         out(f"  controller {ctl.target} ({ctl.connection_mode or 'in-band'}, {limit}, "
             f"{'connected' if ctl.is_connected else 'not connected yet'})")
     out(f"  internal port {info.name}: MAC {net.get_mac(info.name)}")
+    _report_handoff(info, out)
+    _report_supplicant(net, opts, info.datapath_type, out)
     out(f"  host configuration moved from {opts.uplink} (saved for teardown):")
     for line in describe(state.addresses, state.routes) or ["  (no addresses)"]:
         out(f"  {line}")
@@ -294,6 +404,33 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
             f"run `ethtool -K {opts.uplink} tx off`")
     if not any(c.is_connected for c in info.controllers):
         out("  the bridge forwards nothing until the controller runs: `wlbridge run`")
+
+
+def _report_handoff(info: ovsdb.BridgeInfo, out: Out) -> None:
+    from wlbridge.addr_handoff import HANDOFF_KEY, Plan
+
+    text = info.external_ids.get(HANDOFF_KEY)
+    if not text:
+        return
+    try:
+        plan = Plan.from_json(text)
+    except ValueError as exc:
+        out(f"  warning: bridge {info.name}: {exc}")
+        return
+    out(f"  address manager: {plan.manager} (was: {plan.detail})")
+    for note in plan.notes:
+        out(f"  note: {note}")
+
+
+def _report_supplicant(net: hostnet.HostNet, opts: SetupOptions, datapath: str,
+                       out: Out) -> None:
+    from wlbridge import supplicant
+
+    path = supplicant.check(opts.uplink, net.link_index(opts.uplink) or 0, opts.bridge,
+                            datapath, net.link_index(opts.bridge))
+    out(f"  EAPOL: {path.detail}")
+    if path.advice:
+        out(f"  warning: {path.advice}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,12 +9,16 @@ clsact qdisc only when nothing but wlbridge's filter was on it.  The filters the
 controller put on guest ports (userspace datapath, see `wlbridge.port_isolation`) stay
 while the bridge exists, controller stopped or not (the flows keep forwarding); once
 the bridge is gone, teardown removes them from its former ports that still exist.
+Address management goes back to the uplink's original manager from the bridge's hand-off
+record (`wlbridge.addr_handoff`): the bridge's client stops before the addresses move back
+(its steps are undone if moving them fails), the original manager starts once the bridge is
+gone.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wlbridge.bridge_setup import Out, add_common_arguments, require_root, saved_state
 from wlbridge.errors import UserError
@@ -45,11 +49,13 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
     guest_ports = [i.name for p in info.ports for i in p.interfaces
                    if i.name not in (bridge, uplink, info.uplink)]
     changes: list[str] = []
+    handoff = _handoff_record(info, out)
     if net.link_index(uplink) is None:
         out(f"warning: uplink {uplink} no longer exists; cannot put back:")
         for line in hostnet.describe(state.addresses, state.routes):
             out(line)
     else:
+        before = _hand_back(handoff, "teardown_before", net, changes, bridge)
         try:
             if state.uplink_ingress == hostnet.INGRESS_OURS:
                 changes += net.release_uplink(uplink)
@@ -62,9 +68,12 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                     and net.set_tx_checksum(uplink, state.tx_checksum)):
                 changes.append(f"TX checksum offload of {uplink} restored")
         except (OSError, LookupError, NetlinkError) as exc:
+            _undo(before, net)
             raise UserError(f"teardown stopped before removing {bridge}: {exc}. Fix the cause "
                             "and run `wlbridge teardown` again (the saved state is kept)") from exc
     db.delete_bridge(bridge)
+    if net.link_index(uplink) is not None:
+        _hand_back(handoff, "teardown_after", net, changes, bridge)
     out(f"removed bridge {bridge}; host configuration is back on {uplink}")
     for line in changes:
         out(f"  {line}")
@@ -77,6 +86,48 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                 f"remove it with: tc filter del dev {name} ingress pref "
                 f"{hostnet.GUEST_ISOLATION_PRIO}")
     return True
+
+
+def _handoff_record(info: ovsdb.BridgeInfo, out: Out) -> Any:
+    from wlbridge.addr_handoff import HANDOFF_KEY, Plan
+
+    text = info.external_ids.get(HANDOFF_KEY)
+    try:
+        return Plan.from_json(text) if text else None
+    except ValueError as exc:
+        out(f"warning: {exc}; address management is not handed back (check who manages "
+            "the uplink's addresses)")
+        return None
+
+
+def _hand_back(plan: Any, phase: str, net: hostnet.HostNet, changes: list[str],
+               bridge: str) -> list[Any]:
+    """Run one phase of the plan's teardown steps; the steps done."""
+    from wlbridge import addr_handoff
+
+    if plan is None:
+        return []
+    steps = getattr(plan, phase)
+    try:
+        addr_handoff.execute(steps, addr_handoff.HostOps(net), changes.append)
+    except addr_handoff.HandoffError as exc:
+        if phase == "teardown_before":
+            raise UserError(f"teardown stopped before removing {bridge}: {exc} (undone). Fix "
+                            "the cause and run `wlbridge teardown` again") from exc
+        changes.append(f"warning: {exc}; do that by hand")
+        return []
+    return list(steps)
+
+
+def _undo(steps: list[Any], net: hostnet.HostNet) -> None:
+    from wlbridge import addr_handoff
+
+    ops = addr_handoff.HostOps(net)
+    for step in reversed(steps):
+        try:
+            ops.undo(step)
+        except Exception:  # noqa: BLE001,S110 - best effort; the UserError says what failed
+            pass
 
 
 def main(args: argparse.Namespace) -> int:

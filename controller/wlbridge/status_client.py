@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .addr_handoff import render_line
 from .errors import UserError
 
 DEFAULT_URL = "http://127.0.0.1:9654"
@@ -58,6 +59,7 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
         f"uplink   {up.get('name')} port {up.get('port_no')} {state}",
         (f"station  {snap.get('station_mac') or '-'}  host IPs: "
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
+        *filter(None, [render_line(snap, now)]),     # who renews the host's address
         f"dhcp     {snap.get('dhcp_mode')}",
         "",
         f"{'PORT':<16}{'MAC':<19}{'IP':<17}{'LEARNED':<9}EXPIRES",

@@ -1,0 +1,246 @@
+"""Address hand-off with a real ISC dhclient on the host's uplink (issue 13, items 1-2).
+
+The LAN's DHCP server here is busybox udhcpd with a 24 s lease (dnsmasq will not go below
+120 s).  The station's uplink is configured by a daemonised dhclient (as ifupdown runs it:
+its own -pf/-lf/-cf, a script that only sets the address and logs each event with the
+interface).  Setup must hand it to the bridge, the host must keep its address through
+several lease times with renewals on the bridge, and teardown must give dhclient back to the
+uplink.  A second test fails the hand-off on purpose and checks setup rolls everything back.
+Only processes whose command line names this test's temporary directory are ever killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+from harness import Controller, wait_for, wlbridge
+from wlbridge import addr_handoff, bridge_setup
+from wlbridge.cli import UserError
+
+LEASE = 24
+
+SCRIPT = """#!/bin/sh
+# dhclient -sf script (test tooling): the address only, every event logged with the interface.
+echo "$(date +%s) $reason $interface ${new_ip_address:-} ${new_dhcp_lease_time:-}" >> {events}
+case "$reason" in
+  PREINIT) ip link set dev "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT)
+    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" \\
+      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time" ;;
+  EXPIRE|FAIL|RELEASE|STOP)
+    [ -n "$old_ip_address" ] && ip -4 addr del "$old_ip_address/$old_subnet_mask" \\
+      dev "$interface" 2>/dev/null ;;
+esac
+exit 0
+"""
+
+CONF = """timeout 20;
+retry 2;
+initial-interval 1;
+backoff-cutoff 2;
+request subnet-mask, broadcast-address;
+"""
+
+
+def udhcpd(world, workdir: Path, lease: int = LEASE) -> None:
+    net = world.subnet
+    conf = workdir / "udhcpd.conf"
+    (workdir / "udhcpd.leases").touch()
+    conf.write_text(
+        f"start {net.network_address + 100}\nend {net.network_address + 199}\n"
+        f"interface {world.router.ifname}\nlease_file {workdir / 'udhcpd.leases'}\n"
+        f"pidfile {workdir / 'udhcpd.pid'}\noption subnet {net.netmask}\n"
+        f"option lease {lease}\nmin_lease 10\n")
+    world.router.popen("busybox", "udhcpd", "-f", str(conf), name="udhcpd")
+
+
+def ours(workdir: Path) -> list[tuple[int, list[str]]]:
+    """Running processes whose command line names `workdir` (ours alone)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        argv = [a.decode() for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
+        if any(str(workdir) in a for a in argv):
+            found.append((int(entry), argv))
+    return found
+
+
+def kill_ours(workdir: Path) -> None:
+    for pid, _ in ours(workdir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class Uplink:
+    """The station's uplink under a daemonised dhclient (ifupdown style)."""
+
+    def __init__(self, world, workdir: Path) -> None:
+        self.world = world
+        self.dir = workdir
+        self.events = workdir / "events"
+        script = workdir / "dhclient-script"
+        script.write_text(SCRIPT.replace("{events}", str(self.events)))
+        script.chmod(0o755)
+        (workdir / "dhclient.conf").write_text(CONF)
+        self.argv = ["dhclient", "-4", "-v", "-pf", str(workdir / "dhclient.pid"),
+                     "-lf", str(workdir / "dhclient.leases"), "-cf",
+                     str(workdir / "dhclient.conf"), "-sf", str(script), world.uplink]
+
+    def start(self) -> str:
+        self.world.station.flush_addr()
+        subprocess.run(self.argv, check=True, timeout=30, capture_output=True)
+        ip = wait_for(lambda: self.world.station.ip, timeout=10, what="a lease on the uplink")
+        return ip
+
+    def clients(self) -> list[list[str]]:
+        return [argv for _, argv in ours(self.dir) if argv and argv[0] == "dhclient"]
+
+    def renewals(self, iface: str, since: float = 0) -> list[str]:
+        lines = self.events.read_text().splitlines() if self.events.exists() else []
+        return [ln for ln in lines if ln.split()[2:3] == [iface] and ln.split()[1] in (
+            "RENEW", "REBIND", "REBOOT", "BOUND") and int(ln.split()[0]) >= since]
+
+
+def addr_info(dev: str) -> list[dict]:
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", dev], capture_output=True,
+                         text=True, check=False)
+    if out.returncode:
+        return []
+    return [a for link in json.loads(out.stdout) for a in link["addr_info"]]
+
+
+def routes_to(net: ipaddress.IPv4Network) -> list[str]:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "main", str(net)],
+                         capture_output=True, text=True, check=True).stdout
+    return [ln for ln in out.splitlines() if ln.strip()]
+
+
+@pytest.fixture
+def dhcp_lan(make_world, tmp_path):
+    world = make_world(n_guests=0, dhcp=False)
+    udhcpd(world, tmp_path)
+    uplink = Uplink(world, tmp_path)
+    yield world, uplink
+    kill_ours(tmp_path)
+
+
+def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
+    world, uplink = dhcp_lan
+    ip = uplink.start()
+    peer = world.peers[0]
+    assert world.station.ping(peer.addr, src=ip)
+    original = uplink.clients()
+    assert original == [uplink.argv], original
+
+    ctl = Controller(world, tmp_path / "ctl")
+    (tmp_path / "ctl").mkdir()
+    state_dir = tmp_path / "state"
+    try:
+        res = wlbridge("setup", "--uplink", world.uplink, "--bridge", ctl.bridge,
+                       "--datapath", "netdev", "--controller", f"tcp:127.0.0.1:{ctl.of_port}",
+                       "--state-dir", str(state_dir))
+        ctl.is_set_up = True
+        assert "address manager: dhclient on" in res.stdout, res.stdout
+        # the uplink's client is stopped, one runs on the bridge with its files in state_dir
+        clients = uplink.clients()
+        assert uplink.argv not in clients
+        assert len(clients) == 1 and clients[0][-1] == ctl.bridge, clients
+        assert str(state_dir) in " ".join(clients[0]) and "-nw" in clients[0]
+        assert addr_info(world.uplink) == []
+        assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
+
+        started = time.time()
+        ctl.start()
+        # renewed on the bridge, again and again, for three lease times
+        time.sleep(3 * LEASE + 4)
+        renewals = uplink.renewals(ctl.bridge, since=int(started))
+        assert len(renewals) >= 4, uplink.events.read_text()
+        assert all(r.split()[3] == ip for r in renewals), renewals
+        on_bridge = addr_info(ctl.bridge)
+        assert [a["local"] for a in on_bridge] == [ip], on_bridge
+        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge   # a lease, renewed
+        assert addr_info(world.uplink) == []
+        assert world.station.ping(peer.addr, src=ip)
+        routes = routes_to(world.subnet)
+        assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
+        assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
+        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
+        shown = wlbridge("status", "--url", f"http://127.0.0.1:{ctl.status_port}").stdout
+        assert f"managed by dhclient on {ctl.bridge}" in shown and "lease ends in" in shown
+    finally:
+        ctl.stop()
+        res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)
+        ctl.is_set_up = False
+    assert res.returncode == 0, res.stdout + res.stderr
+    # dhclient manages the uplink again: the same command line, renewing there
+    assert wait_for(lambda: uplink.clients() == [uplink.argv], timeout=10,
+                    what=f"the original dhclient back: {uplink.clients()}")
+    back = time.time()
+    assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+    assert wait_for(lambda: uplink.renewals(world.uplink, since=int(back)), timeout=LEASE + 10,
+                    what="a renewal on the uplink after teardown")
+    assert world.station.ping(peer.addr, src=ip)
+    assert not [argv for _, argv in ours(state_dir)], "the bridge's dhclient still runs"
+
+
+def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    bridge_setup.add_arguments(parser)
+    args = parser.parse_args(["--uplink", world.uplink, "--bridge", bridge, "--datapath",
+                              "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
+                              str(state_dir)])
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = bridge_setup.main(args)
+    except UserError as exc:
+        buf.write(f"ERROR: {exc}\n")
+        rc = 2
+    return rc, buf.getvalue()
+
+
+def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
+    world, uplink = dhcp_lan
+    ip = uplink.start()
+    bridge = f"{world.prefix}-br"
+
+    def broken_start(self, argv, pidfile):
+        raise RuntimeError("simulated failure starting the bridge's client")
+
+    monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
+    try:
+        rc, out = _setup_in_process(world, bridge, tmp_path / "state")
+        monkeypatch.undo()
+        assert rc == 2, out
+        assert "rolled back" in out and "simulated failure" in out, out
+        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        # the host keeps its address on the uplink, the bridge is gone, dhclient is back
+        assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        assert not addr_info(bridge)
+        assert wait_for(lambda: uplink.clients() == [uplink.argv], timeout=10,
+                        what=f"the original dhclient back: {uplink.clients()}")
+        assert world.station.ping(world.peers[0].addr, src=ip)
+    finally:
+        monkeypatch.undo()
+        wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed

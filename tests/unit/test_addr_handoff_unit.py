@@ -1,0 +1,347 @@
+"""Who manages the uplink's addresses (detection from fake process tables and state files),
+the hand-off plan setup computes from it, its execution with rollback, and setup's hooks.
+
+NetworkManager and systemd-networkd do not run on these machines: their hand-off is
+proved here, by the plan, and listed in docs/troubleshooting.md as not verified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hostnet_fakes import FakeDb, FakeNet, opts
+from wlbridge import addr_handoff as ah
+from wlbridge import addr_manager as am
+from wlbridge import bridge_setup
+from wlbridge.cli import UserError
+from wlbridge.hostnet import Address, SavedState
+
+NOW = 1_800_000_000.0
+LEASED = Address(4, "192.168.1.5", 24, "192.168.1.255", valid_lft=3600, preferred_lft=3600)
+STATIC = Address(4, "192.168.1.5", 24, "192.168.1.255")
+SLAAC = Address(6, "2001:db8::5", 64, valid_lft=86400, preferred_lft=14400, flags=0x100)
+IFUPDOWN = ("/sbin/dhclient", "-4", "-v", "-i", "-pf", "/run/dhclient.wlan0.pid", "-lf",
+            "/var/lib/dhcp/dhclient.wlan0.leases", "-I", "-df",
+            "/var/lib/dhcp/dhclient6.wlan0.leases", "wlan0")
+
+
+def proc(pid: int, *argv: str, ppid: int = 1, name: str | None = None) -> am.Process:
+    return am.Process(pid, ppid, name or argv[0].rsplit("/", 1)[-1][:15], tuple(argv))
+
+
+def facts(*procs: am.Process, **kw) -> am.HostFacts:
+    return am.HostFacts(processes=[proc(1, "/sbin/init"), *procs], **kw)
+
+
+def detect(f: am.HostFacts, *addrs: Address) -> am.Detection:
+    return am.detect(f, "wlan0", list(addrs or [LEASED]))
+
+
+def plan(mode: str, det: am.Detection, *addrs: Address, sysctls=None) -> ah.Plan:
+    return ah.make_plan(mode, det, "wlan0", "br-wl", "/var/lib/wlbridge", list(addrs or [LEASED]),
+                        sysctls or {}, NOW)
+
+
+# ---- detection ------------------------------------------------------------------------
+def test_ifupdown_dhclient_is_detected_with_its_files():
+    interfaces = "auto wlan0\niface wlan0 inet dhcp\n  wpa-conf /etc/wpa.conf\n"
+    det = detect(facts(proc(500, *IFUPDOWN), interfaces_file=interfaces))
+    assert det.manager == am.DHCLIENT and det.problem is None
+    assert "ifupdown" in det.detail and det.ifupdown == "dhcp"
+    (cmd,) = det.dhclients
+    assert cmd.pid == 500 and cmd.pidfile == "/run/dhclient.wlan0.pid"
+    assert cmd.leasefile == "/var/lib/dhcp/dhclient.wlan0.leases" and not cmd.foreground
+
+
+def test_dhclient_for_other_interfaces_or_release_is_not_the_manager():
+    det = detect(facts(proc(5, "dhclient", "eth0"), proc(6, "dhclient", "-r", "wlan0")),
+                 STATIC)
+    assert det.manager == am.STATIC and det.problem is None
+
+
+@pytest.mark.parametrize("argv, why", [
+    (("dhclient",), "every interface"),
+    (("dhclient", "wlan0", "eth0"), "together"),
+])
+def test_dhclient_that_cannot_be_stopped_for_the_uplink_alone_is_a_problem(argv, why):
+    det = detect(facts(proc(7, *argv)))
+    assert det.manager == am.DHCLIENT and why in det.problem
+    with pytest.raises(ah.HandoffRefused) as exc:
+        plan("auto", det)
+    line = exc.value.one_line()
+    assert "\n" not in line and "dhclient" in line and "br-wl" in line
+
+
+def test_foreground_dhclient_under_a_supervisor_is_refused():
+    det = detect(facts(proc(40, "/usr/bin/supervise", name="supervise"),
+                       proc(41, "dhclient", "-d", "wlan0", ppid=40)))
+    assert "foreground" in det.problem and "supervise" in det.problem
+
+
+def test_networkmanager_child_dhclient_means_networkmanager():
+    nm = proc(30, "/usr/sbin/NetworkManager", "--no-daemon", name="NetworkManager")
+    child = proc(31, "/sbin/dhclient", "-d", "-q", "-sf",
+                 "/usr/lib/NetworkManager/nm-dhcp-helper", "-pf", "/run/dhclient-wlan0.pid",
+                 "wlan0", ppid=30)
+    det = detect(facts(nm, child, nm=am.NmDevice("100 (connected)", "Home")))
+    assert det.manager == am.NETWORKMANAGER and det.nm_connection == "Home"
+    assert det.problem is None
+
+
+def test_networkmanager_not_answering_is_refused():
+    det = detect(facts(nm=am.NmDevice(error="`nmcli ...` did not answer within 5s")))
+    assert det.manager == am.UNKNOWN and "not answering" in det.problem
+    with pytest.raises(ah.HandoffRefused, match="not answering"):
+        plan("auto", det)
+
+
+def test_networkmanager_unmanaged_device_falls_through_to_static():
+    det = detect(facts(nm=am.parse_nmcli_device("GENERAL.STATE:10 (unmanaged)\n"
+                                                "GENERAL.CONNECTION:\n")), STATIC)
+    assert det.manager == am.STATIC
+
+
+def test_networkd_state_file():
+    state = am.parse_networkd_state("# This is private data.\nADMIN_STATE=configured\n"
+                                    "NETWORK_FILE=/etc/systemd/network/25-wlan.network\n")
+    det = detect(facts(networkd_link=state))
+    assert det.manager == am.NETWORKD
+    assert det.networkd_file == "/etc/systemd/network/25-wlan.network"
+
+
+@pytest.mark.parametrize("title, ifaces, families", [
+    ("dhcpcd: [manager] [ip4] [ip6]", (), (4, 6)),
+    ("dhcpcd: wlan0 [ip4]", ("wlan0",), (4,)),
+])
+def test_dhcpcd_from_its_process_title(title, ifaces, families):
+    helpers = [proc(61, "dhcpcd: [privileged proxy] wlan0 [ip4]", name="dhcpcd"),
+               proc(62, "dhcpcd: [BPF ARP] wlan0 192.168.1.5", name="dhcpcd")]
+    det = detect(facts(proc(60, title, name="dhcpcd"), *helpers))
+    assert det.manager == am.DHCPCD and det.dhcpcd == am.DhcpcdProc(60, ifaces, families)
+
+
+def test_static_and_slaac_need_nobody():
+    det = detect(facts(), STATIC, SLAAC)
+    assert det.manager == am.STATIC and "router advertisements" in det.detail
+    p = plan("auto", det, STATIC, SLAAC, sysctls={"accept_ra": "1", "autoconf": "1"})
+    assert p.manager.startswith("static")
+    assert [s.kind for s in p.setup] == ["sysctl", "sysctl"]
+    assert p.setup[0].data == {"path": "/proc/sys/net/ipv6/conf/br-wl/accept_ra", "value": "1"}
+
+
+def test_a_lease_nobody_known_renews_is_refused():
+    det = detect(facts())
+    assert det.manager == am.UNKNOWN
+    with pytest.raises(ah.HandoffRefused, match="no DHCP client wlbridge knows"):
+        plan("auto", det)
+    assert plan("keep", det).setup == []        # keep: today's behaviour
+    assert plan("dhclient", det).manager.startswith("dhclient on br-wl")
+
+
+def test_two_leased_addresses_are_refused():
+    second = dataclasses.replace(LEASED, address="192.168.1.6")
+    det = detect(facts(proc(500, *IFUPDOWN)), LEASED, second)
+    with pytest.raises(ah.HandoffRefused, match="2 leased IPv4 addresses"):
+        plan("auto", det, LEASED, second)
+
+
+# ---- plans ----------------------------------------------------------------------------
+def test_dhclient_plan_moves_the_same_command_line_to_the_bridge_and_back():
+    det = detect(facts(proc(500, *IFUPDOWN)))
+    p = plan("auto", det)
+    kinds = [s.kind for s in p.setup]
+    assert kinds == ["forever", "conf", "write", "stop", "start"]
+    stop = p.setup[3]
+    assert stop.data["pid"] == 500 and stop.data["argv"] == list(IFUPDOWN)
+    argv = p.setup[-1].data["argv"]
+    files = ah.dhclient_files("/var/lib/wlbridge", "br-wl", 4)
+    assert argv[0] == "/sbin/dhclient" and argv[-2:] == ["-nw", "br-wl"] and "wlan0" not in argv
+    assert argv[argv.index("-pf") + 1] == files["pidfile"]
+    assert argv[argv.index("-lf") + 1] == files["leasefile"]
+    assert argv[argv.index("-df") + 1] == "/var/lib/dhcp/dhclient6.wlan0.leases"  # same DUID
+    assert "-I" in argv and "-i" in argv
+    seed = p.setup[2].data["text"]
+    assert 'interface "br-wl";' in seed and "fixed-address 192.168.1.5;" in seed
+    assert ah.last_lease(seed, "br-wl") == seed.strip()
+    assert [s.kind for s in p.teardown_before] == ["stop", "forever"]
+    assert [s.kind for s in p.teardown_after] == ["lease-back", "respawn"]
+    assert p.teardown_after[-1].data["argv"] == list(IFUPDOWN)     # exactly as it was
+    assert ah.Plan.from_json(p.to_json()) == p
+
+
+def test_foreground_dhclient_is_refused_even_when_forced():
+    det = detect(facts(proc(41, "dhclient", "-d", "wlan0", ppid=1)))
+    with pytest.raises(ah.HandoffRefused):
+        plan("dhclient", det)
+
+
+def test_patient_conf_and_dhclient_times():
+    conf = ah.patient_conf('timeout 30;\ninterface "wlan0" { send host-name "x"; }\n',
+                           "wlan0", "br-wl")
+    assert 'interface "br-wl"' in conf and conf.endswith(
+        f"reboot {ah.PATIENCE};\ntimeout {ah.PATIENCE};\n")
+    # 2027-01-15 08:00:00 UTC is a Friday: dhclient writes weekday 5
+    lease = ah.seed_lease(LEASED, "br-wl", 1_800_000_000 - 3600)
+    assert "expire 5 2027/01/15 08:00:00;" in lease
+
+
+def test_networkmanager_plan_is_transient_and_reapplied():
+    det = detect(facts(nm=am.NmDevice("100 (connected)", "Home")))
+    p = plan("auto", det)
+    commands = [s.data["argv"] for s in p.setup if s.kind == "command"]
+    assert ["nmcli", "device", "set", "br-wl", "managed", "no"] in commands
+    modify = next(s for s in p.setup if s.kind == "command" and "modify" in s.data["argv"])
+    assert modify.data["undo"] == ["nmcli", "device", "reapply", "wlan0"]
+    assert p.setup[-1].kind == "start" and p.setup[-1].data["argv"][-1] == "br-wl"
+    assert p.teardown_after[0].data["argv"] == ["nmcli", "device", "reapply", "wlan0"]
+
+
+def test_networkd_plan_uses_runtime_files():
+    det = detect(facts(networkd_link={"ADMIN_STATE": "configured",
+                                      "NETWORK_FILE": "/etc/systemd/network/wl.network"}))
+    p = plan("auto", det)
+    up_file, br_file = ah.networkd_files("wlan0", "br-wl")
+    assert up_file.startswith("/run/systemd/network/")
+    writes = {s.data["path"] for s in p.setup if s.kind in ("write", "networkd-copy")}
+    assert writes == {up_file, br_file}
+    assert p.setup[-1].data["argv"] == ["networkctl", "reload"]
+    text = ah.networkd_bridge_text("[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\n", "br-wl")
+    assert "Name=br-wl" in text and "Name=wlan0" not in text and "DHCP=yes" in text
+    assert "DHCP=no" in ah.networkd_uplink_text("wlan0")
+    assert p.teardown_after[-1].data["argv"] == ["networkctl", "reconfigure", "wlan0"]
+
+
+def test_dhcpcd_plan_asks_for_the_current_address():
+    det = detect(facts(proc(60, "dhcpcd: [manager] [ip4] [ip6]", name="dhcpcd")))
+    p = plan("auto", det)
+    argvs = [s.data["argv"] for s in p.setup if s.kind == "command"]
+    assert argvs == [["dhcpcd", "-x", "wlan0"], ["dhcpcd", "-n", "-r", "192.168.1.5", "br-wl"]]
+    assert p.teardown_after[0].data["argv"] == ["dhcpcd", "-n", "wlan0"]
+
+
+def test_forced_manager_not_found_is_refused():
+    det = detect(facts(), STATIC)
+    for mode in ("dhcpcd", "networkd"):
+        with pytest.raises(ah.HandoffRefused):
+            plan(mode, det, STATIC)
+
+
+def test_bad_record_is_a_value_error():
+    for text in ("", "{}", '{"version": 1}', "[1]"):
+        with pytest.raises(ValueError):
+            ah.Plan.from_json(text)
+
+
+# ---- execution ------------------------------------------------------------------------
+class RecordingOps:
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail = fail
+        self.log: list[str] = []
+
+    def do(self, step: ah.Step) -> None:
+        if step.kind == self.fail:
+            raise RuntimeError("boom")
+        self.log.append("do " + step.kind)
+
+    def undo(self, step: ah.Step) -> None:
+        self.log.append("undo " + step.kind)
+
+
+def test_failed_step_undoes_the_done_ones_in_reverse():
+    steps = [ah.Step(k, k) for k in ("conf", "write", "stop", "start")]
+    ops = RecordingOps(fail="start")
+    with pytest.raises(ah.HandoffError, match="start: boom"):
+        ah.execute(steps, ops, lambda line: None)
+    assert ops.log == ["do conf", "do write", "do stop", "undo stop", "undo write", "undo conf"]
+
+
+def test_status_fields():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    fields = ah.status_fields(p.to_json(), [LEASED], NOW)
+    assert fields == {"address_manager": p.manager, "lease_ends": int(NOW) + 3600}
+    assert ah.status_fields(None, [STATIC], NOW)["lease_ends"] is None
+    assert "unreadable" in ah.status_fields("nope", [], NOW)["address_manager"]
+    line = ah.render_line({"host_address": fields}, NOW + 600)
+    assert line == f"address  managed by {p.manager}; lease ends in 3000s"
+    assert ah.render_line({}, NOW) is None
+
+
+# ---- setup's hooks --------------------------------------------------------------------
+class LeasedNet(FakeNet):
+    def snapshot(self, name: str) -> SavedState:
+        self.calls.append(("snapshot", name))
+        return SavedState(uplink=name, mac="02:aa:bb:cc:dd:01", allmulticast=False,
+                          addresses=[LEASED])
+
+    def set_tx_checksum(self, name, wanted):
+        return True
+
+
+def _net() -> LeasedNet:
+    return LeasedNet({"wlan0": {}})
+
+
+def test_setup_refusal_changes_nothing(monkeypatch):
+    monkeypatch.setattr(am, "read_facts", lambda *a, **k: facts(proc(7, "dhclient")))
+    net = _net()
+    db = FakeDb(net=net)
+    with pytest.raises(UserError) as exc:
+        bridge_setup.setup(db, net, opts(), out=lambda line: None)
+    assert "every interface" in str(exc.value) and "nothing changed" in str(exc.value)
+    assert "\n" not in str(exc.value)
+    assert db.calls == [] and [c[0] for c in net.calls] == ["snapshot"]
+
+
+def test_setup_rolls_back_when_the_handoff_fails(monkeypatch, tmp_path):
+    monkeypatch.setattr(am, "read_facts", lambda *a, **k: facts(proc(500, *IFUPDOWN)))
+    done: list[str] = []
+
+    def do(self, step):
+        if step.kind == "start":
+            raise RuntimeError("no dhclient here")
+        done.append(step.kind)
+
+    monkeypatch.setattr(ah.HostOps, "do", do)
+    monkeypatch.setattr(ah.HostOps, "undo", lambda self, step: done.append("undo " + step.kind))
+    net = _net()
+    db = FakeDb(net=net)
+    with pytest.raises(UserError, match="rolled back") as exc:
+        bridge_setup.setup(db, net, opts(state_dir=str(tmp_path)), out=lambda line: None)
+    assert "no dhclient here" in str(exc.value)
+    assert done == ["forever", "conf", "write", "stop", "undo stop", "undo write", "undo conf",
+                    "undo forever"]
+    assert ("move", "wlan0", "br-wl") in net.calls and ("move", "br-wl", "wlan0") in net.calls
+    assert db.calls[-1] == ("delete", "br-wl")
+
+
+def test_keep_mode_does_not_look(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("detection ran")
+
+    monkeypatch.setattr(am, "read_facts", boom)
+    net = _net()
+    db = FakeDb(net=net)
+    bridge_setup.setup(db, net, opts(address_manager="keep"), out=lambda line: None)
+    spec = db.calls[0][1]
+    assert ah.Plan.from_json(spec.external_ids[ah.HANDOFF_KEY]).mode == "keep"
+
+
+
+def test_setup_run_again_restarts_a_dead_bridge_client(monkeypatch):
+    from hostnet_fakes import bridge
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    info = bridge()
+    info = dataclasses.replace(info, external_ids={**info.external_ids,
+                                                   ah.HANDOFF_KEY: p.to_json()})
+    started: list[list[str]] = []
+    monkeypatch.setattr(ah.HostOps, "find", lambda self, argv, pidfile, pid=0: None)
+    monkeypatch.setattr(ah.HostOps, "do_start",
+                        lambda self, argv, pidfile: started.append(argv))
+    net = FakeNet({"wlan0": {}, "br-wl": {}})
+    lines: list[str] = []
+    bridge_setup.setup(FakeDb([info], net=net), net, opts(), out=lines.append)
+    assert started == [p.setup[-1].data["argv"]]
+    assert any("dhclient -4 on br-wl" in line for line in lines), lines
+    assert any("address manager: dhclient on br-wl" in line for line in lines), lines
