@@ -16,6 +16,7 @@ import threading
 import time
 
 from wlbridge import config as wl_config
+from wlbridge import switch_link
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
@@ -98,6 +99,11 @@ class WlBridgeApp(AppBase):
         conf = root.wlbridge
         self.conf = conf
         _listen_locally(root, conf.listen_host)
+        # the bridge must exist (a clear exit otherwise); its controller targets say whether
+        # we connect to it (passive target) or wait for it (see wlbridge.switch_link)
+        bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
+        self._targets = [c.target for c in bridge.controllers]
+        self.connectors: list[switch_link.Connector] = []
         uplink = discover_uplink(conf)
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
@@ -195,7 +201,23 @@ class WlBridgeApp(AppBase):
             handler.set_ev_handler(ev_cls, dispatchers)(run)
             brick.register_handler(ev_cls, run)
             self._inline.append((brick, ev_cls, run))
+        self._connect_to_bridge()
         return thread
+
+    def _connect_to_bridge(self) -> None:
+        """Connect to the bridge's passive controller target(s), retrying quickly (see
+        `wlbridge.switch_link`); with an active target, wait for the bridge to connect."""
+        import importlib
+
+        factory = importlib.import_module(
+            f"{FRAMEWORK}.controller.controller").datapath_connection_factory
+        root = wl_config.register()
+        listen = f"{root.ofp_listen_host or '0.0.0.0'}:{root.ofp_tcp_listen_port or 6653}"
+        LOG.info("%s", switch_link.wait_message(self.conf.bridge, self._targets, listen))
+        for ep in switch_link.endpoints(self._targets):
+            connector = switch_link.Connector(ep, factory, hub.sleep)
+            self.connectors.append(connector)
+            hub.spawn(connector.run)
 
     def _guarded(self, method):
         def run(ev) -> None:
@@ -357,6 +379,8 @@ class WlBridgeApp(AppBase):
         if self._closed:
             return
         self._closed = True
+        for connector in self.connectors:
+            connector.stop()
         self._stop.set()
         self._save_due.set()
         for brick, ev_cls, run in self._inline:

@@ -30,13 +30,15 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from wlbridge import switch_link
 from wlbridge.cli import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge import hostnet, ovsdb
 
 DEFAULT_BRIDGE = "br-wl"
-DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
+#: the bridge listens on a root-only Unix socket; the controller connects (wlbridge.switch_link)
+DEFAULT_CONTROLLER = switch_link.passive_target(DEFAULT_BRIDGE)
 DEFAULT_PACKET_IN_RATE = 1000
 OVS_MODULE_PATH = "/sys/module/openvswitch"
 LINK_TIMEOUT = 10.0
@@ -72,8 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "
                         "is loaded, else netdev, the userspace datapath)")
-    parser.add_argument("--controller", default=DEFAULT_CONTROLLER, metavar="TARGET",
-                        help=f"OpenFlow controller target (default {DEFAULT_CONTROLLER})")
+    parser.add_argument("--controller", default=None, metavar="TARGET",
+                        help="OpenFlow controller target (default punix:<OVS run directory>/"
+                        "<bridge>.controller: the bridge listens there, root only, and the "
+                        "controller connects to it; ptcp:PORT:127.0.0.1 is the TCP variant; "
+                        "tcp:IP:PORT makes the bridge connect to the controller instead)")
     parser.add_argument("--packet-in-rate", type=int, default=DEFAULT_PACKET_IN_RATE,
                         metavar="N", help="max packet-ins per second sent to the controller "
                         f"(default {DEFAULT_PACKET_IN_RATE}; 0: no limit; else at least 100)")
@@ -100,8 +105,13 @@ def options_from_args(args: argparse.Namespace,
                         "(modprobe openvswitch); or use --datapath netdev; nothing changed")
     if not args.uplink or args.uplink == args.bridge:
         raise UserError("--uplink must name the Wi-Fi interface, not the bridge")
+    rundir = switch_link.rundir_of(getattr(args, "db", None) or os.environ.get("WLBRIDGE_OVSDB"))
+    controller = args.controller or switch_link.passive_target(args.bridge, rundir)
+    problem = switch_link.target_problem(controller, args.bridge, rundir)
+    if problem:
+        raise UserError(f"--controller: {problem}; nothing changed")
     return SetupOptions(uplink=args.uplink, bridge=args.bridge, datapath=datapath,
-                        controller=args.controller, packet_in_rate=rate)
+                        controller=controller, packet_in_rate=rate)
 
 
 def bridge_spec(opts: SetupOptions, state: hostnet.SavedState) -> ovsdb.BridgeSpec:
@@ -203,15 +213,22 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         db.add_port(opts.bridge, ovsdb.PortSpec(
             opts.uplink, iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK}))
         changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
+    targets = [c.target for c in info.controllers]
+    if targets != [opts.controller]:   # e.g. a bridge set up before the passive target
+        rate = opts.packet_in_rate or None
+        db.set_controller(opts.bridge, opts.controller, connection_mode="out-of-band",
+                          rate_limit=rate, burst_limit=max(25, rate // 4) if rate else None)
+        changes.append(f"controller target set to {opts.controller} (was "
+                       f"{', '.join(targets) or 'none'})")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
+    done = "; finished what an interrupted setup left undone, brought it up to date"
     out(f"bridge {opts.bridge} was already set up by wlbridge"
-        + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
+        + (done if changes else "; nothing changed"))
     info = db.bridge_info(opts.bridge) or info
-    ctl = info.controllers[0].target if info.controllers else None
-    if ctl != opts.controller or info.datapath_type != opts.datapath:
-        out(f"  note: keeping datapath {info.datapath_type} and controller {ctl}; "
-            "run `wlbridge teardown` first to change them")
+    if info.datapath_type != opts.datapath:
+        out(f"  note: keeping datapath {info.datapath_type}; run `wlbridge teardown` first "
+            "to change it")
     _report(db, net, opts, state, changes, out, warnings)
 
 

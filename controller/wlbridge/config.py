@@ -55,6 +55,9 @@ def options() -> list:
                     help="port=MAC pairs: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
+        cfg.IntOpt("bridge_timeout", default=30, min=0,
+                   help="seconds to wait at start for the bridge to exist in Open vSwitch "
+                        "before giving up"),
     ]
 
 
