@@ -61,17 +61,12 @@ def host_ipv4(ifname: str) -> list[str]:
                                                                family=socket.AF_INET)]
 
 
-def discover_uplink(conf) -> str:
-    """The uplink: from configuration, else the interface `wlbridge setup` marked in OVSDB."""
+def discover_uplink(conf, bridge) -> str:
+    """The uplink: from configuration, else the interface `wlbridge setup` marked in OVSDB
+    (`bridge`: the bridge's OVSDB record)."""
     if conf.uplink:
         return conf.uplink
-    try:
-        from wlbridge import ovsdb
-
-        name = ovsdb.find_uplink(conf.bridge, remote=conf.ovsdb)
-    except Exception as exc:
-        raise SystemExit(f"cannot find the uplink of {conf.bridge} in OVSDB ({exc}); "
-                         f"run `wlbridge setup` or pass --uplink") from exc
+    name = bridge.uplink
     if not name:
         raise SystemExit(f"bridge {conf.bridge} has no uplink marked by `wlbridge "
                          f"setup`; pass --uplink")
@@ -104,7 +99,7 @@ class WlBridgeApp(AppBase):
         bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
         self._targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
-        uplink = discover_uplink(conf)
+        uplink = discover_uplink(conf, bridge)
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
             max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
@@ -390,8 +385,9 @@ class WlBridgeApp(AppBase):
             self.core.dirty = True
             self._persist(force=True)
         if self.status_server is not None:
-            self.status_server.shutdown()
-            self.status_server.server_close()
+            from wlbridge.status_server import stop
+
+            stop(self.status_server)
         restore_signals(self._signal_handlers)
         LOG.info("wlbridge stopped; state saved to %s", self.store.path)
 

@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from wlbridge import switch_link
+from wlbridge import datapath, switch_link
 from wlbridge.cli import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
@@ -150,7 +150,8 @@ def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.Br
         if net.link_index(opts.bridge) is not None:
             raise UserError(f"a network interface named {opts.bridge} exists and is not an Open "
                             "vSwitch bridge; choose another --bridge; nothing changed")
-        if opts.datapath == "netdev" and net.ingress_status(opts.uplink) == "ingress":
+        if (datapath.traits(opts.datapath).isolate_host_stack
+                and net.ingress_status(opts.uplink) == "ingress"):
             raise UserError(f"uplink {opts.uplink} has an ingress qdisc, which Open vSwitch "
                             "deletes on its ports (and wlbridge needs that hook to keep the "
                             f"host stack off the uplink); remove it (tc qdisc del dev "
@@ -186,8 +187,10 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
     from wlbridge.hostnet import ingress_plan
 
     state = net.snapshot(opts.uplink)
-    if opts.datapath == "netdev":
+    dp = datapath.traits(opts.datapath)   # what differs between datapaths: wlbridge.datapath
+    if dp.tx_checksum_off:
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
+    if dp.isolate_host_stack:
         state.uplink_ingress = ingress_plan(net.ingress_status(opts.uplink))
     db.create_bridge(bridge_spec(opts, state))
     for name in (opts.uplink, opts.bridge):
@@ -240,7 +243,8 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedSt
     """
     from pyroute2.netlink.exceptions import NetlinkError
 
-    from wlbridge.hostnet import IFF_UP, INGRESS_OURS, IsolationError
+    from wlbridge.hostnet import IFF_UP
+    from wlbridge.uplink_care import prepare_uplink
     br, up = opts.bridge, opts.uplink
     changes: list[str] = []
     try:
@@ -252,21 +256,10 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedSt
             net.set_up(br)
             changes.append(f"{br} brought up")
         changes += net.move(state, up, br, nodad=True)
-        if not net.get_allmulticast(up):
-            net.set_allmulticast(up, True)
-            changes.append(f"allmulticast on for {up}")
-        current = net.get_tx_checksum(up) or {} if state.tx_checksum else {}
-        if (any(current.get(name) for name in state.tx_checksum or ())
-                and net.set_tx_checksum(up, dict.fromkeys(state.tx_checksum, False))):
-            changes.append(f"TX checksum offload off on {up}")
-        if state.uplink_ingress == INGRESS_OURS:
-            try:
-                changes += net.isolate_uplink(up)
-            except IsolationError as exc:
-                warnings.append(f"could not filter what the host receives on {up}: {exc}; "
-                                "the host stack also gets every frame arriving there "
-                                "(duplicate ping replies, guests' traffic in its counters); "
-                                f"rerun `wlbridge setup --uplink {up} --bridge {br}` to retry")
+        isolation: list[str] = []
+        changes += prepare_uplink(net, state, up, isolation)
+        warnings += [f"{line}; rerun `wlbridge setup --uplink {up} --bridge {br}` to retry"
+                     for line in isolation]
     except (OSError, LookupError, NetlinkError) as exc:
         raise UserError(f"setup stopped half-way: {exc}. What it was moving is saved in the "
                         f"bridge: rerun `wlbridge setup --uplink {up} --bridge {br}` to finish, "
@@ -306,7 +299,7 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
             "`wlbridge teardown` and `wlbridge setup` again")
     for line in warnings or ():
         out(f"  warning: {line}")
-    if opts.datapath == "netdev" and state.tx_checksum is None:
+    if datapath.traits(opts.datapath).tx_checksum_off and state.tx_checksum is None:
         out(f"  note: could not read TX checksum offload of {opts.uplink}; if TCP stalls, "
             f"run `ethtool -K {opts.uplink} tx off`")
     if not any(c.is_connected for c in info.controllers):

@@ -54,7 +54,7 @@ _COLUMNS: dict[str, list[str]] = {
     "Bridge": ["name", "ports", "protocols", "fail_mode", "controller", "other_config",
                "datapath_type", "external_ids"],
     "Port": ["name", "interfaces", "external_ids"],
-    "Interface": ["name", "type", "external_ids", "ofport", "error"],
+    "Interface": ["name", "type", "external_ids", "ofport", "error", "ofport_request"],
     "Controller": ["target", "connection_mode", "controller_rate_limit",
                    "controller_burst_limit", "is_connected"],
 }
@@ -324,6 +324,8 @@ class Ovsdb:
         _set(iface, "name", spec.name)
         _set(iface, "type", spec.type)
         _set(iface, "external_ids", dict(spec.iface_external_ids))
+        if spec.ofport_request:
+            _set(iface, "ofport_request", [spec.ofport_request])
         port = txn.insert(self._idl.tables["Port"])
         _set(port, "name", spec.name)
         _set(port, "interfaces", [iface])
@@ -375,6 +377,23 @@ class Ovsdb:
             return True
 
         return self.transact(build, f"delete port {port} from {bridge}", wait_applied=True)
+
+    def replug_port(self, bridge: str, name: str) -> bool:
+        """Delete port `name` and add it again, with its OpenFlow port number and
+        interface external_ids, in two transactions (ovs-vswitchd must drop its netdev in
+        between: re-created in one, it keeps the old one).  The cure for an interface that was
+        deleted and re-created under ovs-vswitchd's userspace datapath, which otherwise never
+        receives on it again.  False when the port is not on the bridge."""
+        self.refresh()
+        info = self.bridge_info(bridge)
+        iface = info.interface(name) if info is not None else None
+        if iface is None:
+            return False
+        spec = PortSpec(name, iface.type, dict(iface.external_ids),
+                        iface.ofport if iface.ofport and iface.ofport > 0 else None)
+        self.delete_port(bridge, name)
+        self.add_port(bridge, spec)
+        return True
 
     def _update_bridge(self, bridge: str, what: str, fn: Callable[[Any], None]) -> None:
         self.transact(lambda txn: fn(self._bridge_row(bridge)), f"{what} on {bridge}")

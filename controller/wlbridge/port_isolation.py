@@ -138,7 +138,9 @@ class GuestPortIsolation:
             return False
         self._logged.discard(("ovsdb", ""))
         if self.netdev is None:
-            self.netdev = info.datapath_type == "netdev"
+            from wlbridge.datapath import traits
+
+            self.netdev = traits(info.datapath_type).isolate_host_stack
             LOG.info("bridge %s: datapath %s%s", self.bridge, info.datapath_type or "system",
                      ": the host stack will ignore guest ports" if self.netdev else "")
         self.types = {i.name: i.type for p in info.ports for i in p.interfaces}

@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(str(exc.code)) from exc
     LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
              conf.wlbridge.listen_port)
-    while not stop.wait(0.5):
+    while not stop.wait(3600):   # the signal handlers wake it (no polling)
         pass
     LOG.info("stopping")
     try:

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Controller start -> resync done, and restart -> resync done, on the emulated Wi-Fi LAN
+(issue 13 item 3).
+
+    sudo .venv/bin/python bench/bench_start.py [--runs 10] [--guests 3] [--active] [--json F]
+
+`wlbridge setup` on a fresh emulated LAN (its default controller target: the bridge
+listens, the controller connects; ``--active`` gives the bridge the old active target
+``tcp:127.0.0.1:PORT`` instead, for comparison), guests attached and bound, then ``--runs``
+times:
+
+* **start**: `wlbridge run` launched (the previous one stopped a while before) -> ``/status``
+  reports the switch connected with a new generation (the resync is sent in the same step);
+* **restart**: SIGTERM to the running controller, a new one launched at once -> the same.
+
+The status endpoint is polled every 5 ms; medians, minimum and maximum are printed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from common import CLI, Bench, QuietController, base_parser, machine, summary, table, write_json
+
+POLL = 0.005
+
+
+def _status(ctl: QuietController) -> dict | None:
+    try:
+        return ctl.status()
+    except OSError:
+        return None
+
+
+def _launch(ctl: QuietController) -> None:
+    log = open(ctl.log, "ab")  # noqa: SIM115 - kept open by the child
+    ctl.proc = subprocess.Popen(
+        CLI + ["run", "--bridge", ctl.bridge, "--listen-port", str(ctl.of_port),
+               "--state-dir", str(ctl.state_dir), "--status-port", str(ctl.status_port)],
+        stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+
+
+def _until_resynced(ctl: QuietController, generation: int, started: float,
+                    timeout: float = 30.0) -> float:
+    while time.monotonic() - started < timeout:
+        if ctl.proc is not None and ctl.proc.poll() is not None:
+            raise RuntimeError(f"controller exited:\n{ctl.logs()[-3000:]}")
+        snap = _status(ctl)
+        if snap and snap.get("connected") and snap.get("generation", 0) != generation:
+            return time.monotonic() - started
+        time.sleep(POLL)
+    raise RuntimeError(f"no resync within {timeout}s:\n{ctl.logs()[-3000:]}")
+
+
+def main() -> int:
+    ap = base_parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--guests", type=int, default=3)
+    ap.add_argument("--active", action="store_true",
+                    help="old model: the bridge connects to the controller (tcp: target)")
+    args = ap.parse_args()
+    bench = Bench(args.keep_logs)
+    bench.require_root()
+    try:
+        world = bench.world(n_guests=args.guests)
+        workdir = bench.workdir / "start"
+        workdir.mkdir()
+        ctl = QuietController(world, workdir)
+        bench.stack.callback(ctl.close)
+        ctl.setup(*(("--controller", f"tcp:127.0.0.1:{ctl.of_port}") if args.active else ()))
+        ctl.attach(*world.guests)
+        ctl.start()
+        peer = world.peers[0].addr.split("/")[0]
+        for g in world.guests:
+            g.ping(peer, count=1)
+        starts, restarts = [], []
+        for _ in range(args.runs):
+            generation = ctl.status()["generation"]
+            ctl.stop(signal.SIGTERM)
+            time.sleep(1.0)   # stopped for a while: OVS has noticed
+            t0 = time.monotonic()
+            _launch(ctl)
+            starts.append(_until_resynced(ctl, generation, t0))
+            generation = ctl.status()["generation"]
+            t0 = time.monotonic()
+            ctl.stop(signal.SIGTERM)
+            _launch(ctl)
+            restarts.append(_until_resynced(ctl, generation, t0))
+            time.sleep(0.5)
+        rows = [[name, *(round(v * 1000) for v in (s["median"], s["min"], s["max"]))]
+                for name, s in (("start -> resync done", summary(starts)),
+                                ("restart -> resync done", summary(restarts)))]
+        model = "active (bridge connects: tcp:)" if args.active else \
+            "passive (controller connects: punix:)"
+        print(table(f"controller start/restart, {args.runs} runs, {args.guests} guests, "
+                    f"target {model}", ["what", "median ms", "min ms", "max ms"], rows))
+        write_json(args.json, {"machine": machine(), "model": model, "start_s": starts,
+                               "restart_s": restarts, "start": summary(starts),
+                               "restart": summary(restarts)})
+    finally:
+        bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
