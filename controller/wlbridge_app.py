@@ -11,7 +11,6 @@ host stack off guest ports (`wlbridge.port_isolation`, in a thread of its own).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -20,6 +19,8 @@ from wlbridge import switch_link
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
+from wlbridge.host_events import HostWatcher
+from wlbridge.link_events import UplinkEvents
 from wlbridge.ofsocket import on_receive, send_directly
 from wlbridge.persist import StateStore
 from wlbridge.port_isolation import GuestPortIsolation
@@ -36,7 +37,7 @@ set_ev_cls = handler.set_ev_cls
 MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
 
 LOG = logging.getLogger("wlbridge.app")
-TICK_SECONDS = 1.0
+IDLE_WAKE = 60.0  # the tick thread wakes at least this often, even with nothing due
 SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
 SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
@@ -47,18 +48,6 @@ def _port(p) -> Port:
     name = p.name.decode() if isinstance(p.name, bytes) else str(p.name)
     up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
     return Port(p.port_no, name, p.hw_addr.lower(), up)
-
-
-def host_ipv4(ifname: str) -> list[str]:
-    """IPv4 addresses on the bridge's internal port (the host's own)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            return []
-        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0],
-                                                               family=socket.AF_INET)]
 
 
 def discover_uplink(conf, bridge) -> str:
@@ -135,6 +124,12 @@ class WlBridgeApp(AppBase):
         self._isolation_q = hub.Queue()
         self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
+        # host addresses and uplink changes from netlink events (wlbridge.host_events);
+        # a re-created uplink is re-plugged (wlbridge.link_events)
+        self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
+        self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
+                                   on_uplink=self.uplink_events.uplink_changed)
+        hub.spawn(self.watcher.run)
         self._signal_handlers = stop_on_signals(hub, self._stop)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s",
                  conf.bridge, uplink, conf.dhcp_mode, self.store.path, conf.status_host,
@@ -273,6 +268,7 @@ class WlBridgeApp(AppBase):
             LOG.error("cannot set other_config:hwaddr of %s to %s through OVSDB (%s); "
                       "setting the interface MAC directly", bridge, mac, exc)
             self._netlink_mac = mac  # by the tick: pyroute2 is used from one thread only
+            self.wake_ticker()
         finally:
             with self.lock:
                 self._local_mac = mac  # the port-status for LOCAL will confirm or correct
@@ -321,26 +317,33 @@ class WlBridgeApp(AppBase):
             raise RuntimeError("switch did not answer the flow statistics request")
         return result
 
+    def host_addresses(self, ips: list[str]) -> None:
+        """The host's IPv4 addresses on the bridge changed (netlink event)."""
+        self._run(self.core.host_addresses, ips)
+        self._save_due.set()   # the tick thread recomputes when it is next due
+
+    def wake_ticker(self) -> None:
+        """Something may now be due earlier (see `_tick_loop`)."""
+        self._save_due.set()
+
     def _tick_loop(self) -> None:
-        """The core's tick every TICK_SECONDS, and the state saves `_run` asks for, as soon
-        as the save interval allows (see `_persist`)."""
-        last_ips: list[str] | None = None
-        next_tick = time.monotonic() + TICK_SECONDS
+        """The core's tick when something is due (`Core.next_due`: a lease ending, an
+        announcement to repeat, ...) and the state saves `_run` asks for, as soon as the save
+        interval allows (see `_persist`).  Nothing due: it sleeps until an event wakes it
+        (at most IDLE_WAKE seconds, a safety net)."""
         while not self._stop.is_set():
-            wake = next_tick
+            with self.lock:
+                due = self.core.next_due()
+            now = time.time()
+            wake = min(due if due is not None else now + IDLE_WAKE, now + IDLE_WAKE)
             if self._save_wanted:
-                wake = min(wake, self._saved_at + self._save_interval)
-            self._save_due.wait(max(0.0, wake - time.monotonic()))
+                wake = min(wake, now + self._saved_at + self._save_interval - time.monotonic())
+            self._save_due.wait(max(0.0, wake - now))
             self._save_due.clear()
             try:
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + TICK_SECONDS
-                    ips = sorted(host_ipv4(self.conf.bridge))
-                    if ips != last_ips:
-                        last_ips = ips
-                        self._run(self.core.host_addresses, ips)
+                if due is not None and time.time() >= due:
                     self._run(self.core.tick)
-                    self._set_mac_by_netlink()
+                self._set_mac_by_netlink()
                 with self.lock:
                     if self._save_wanted and \
                             time.monotonic() >= self._saved_at + self._save_interval:
@@ -360,8 +363,8 @@ class WlBridgeApp(AppBase):
         try:
             while not self._stop.is_set():
                 batch: list[tuple[str, bool]] = []
-                try:
-                    batch += self._isolation_q.get(timeout=TICK_SECONDS)
+                try:   # sleeps until a port event, or until a retry is due
+                    batch += self._isolation_q.get(timeout=self.isolation.retry_in())
                     while True:
                         batch += self._isolation_q.get_nowait()
                 except hub.QueueEmpty:
@@ -376,6 +379,7 @@ class WlBridgeApp(AppBase):
         self._closed = True
         for connector in self.connectors:
             connector.stop()
+        self.watcher.stop()
         self._stop.set()
         self._save_due.set()
         for brick, ev_cls, run in self._inline:
@@ -469,6 +473,7 @@ class WlBridgeApp(AppBase):
             self._run(self.core.port_modified, port)
         if port.port_no != ofp.OFPP_LOCAL:   # modified too: its interface may be new
             self._isolate_ports([(port.name, msg.reason != ofp.OFPPR_DELETE)])
+        self.wake_ticker()   # announcements may now be due
 
     @on_receive(ofp_event.EventOFPPacketIn, MAIN)
     def _packet_in(self, ev) -> None:

@@ -159,7 +159,7 @@ class Core:
             self._forget_port(port.port_no)
         if port.name == self.config.uplink or port.port_no == self.uplink:
             before = self.station_mac
-            came_up = old is not None and not old.up and port.up
+            came_up = (old is None or not old.up) and port.up   # None: re-plugged
             self._find_uplink()
             msgs = self._sync_all()
             if before is not None and self.station_mac is not None and before != self.station_mac:

@@ -89,6 +89,13 @@ class GuestPortIsolation:
             self._log_once("error", "", logging.ERROR,
                            "guest-port isolation failed unexpectedly", exc_info=True)
 
+    def retry_in(self) -> float | None:
+        """Seconds until `apply` should be called again to retry what is pending (None:
+        nothing is pending; wait for the next port event)."""
+        if not self._pending:
+            return None
+        return max(0.0, self._retry_at - self._clock())
+
     def close(self) -> None:
         if self._fd is not None:
             try:
