@@ -14,7 +14,9 @@ opened once, never one per check.  The decisions (`link_change`, `link_state`) a
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,9 @@ IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
-RTMGRP_IPV6_IFADDR = 0x100
+SO_ATTACH_FILTER = 26
+RTM_NEWLINK = 16
+ALL_CHANGED = 0xFFFFFFFF    # ifi_change of the RTM_NEWLINK announcing a new interface
 
 REMOVED, APPEARED, RECREATED = "removed", "appeared", "recreated"
 CARRIER_DOWN, CARRIER_UP = "carrier-down", "carrier-up"
@@ -64,6 +68,40 @@ def link_change(old: LinkState | None, new: LinkState | None) -> str | None:
     return None
 
 
+def _swap32(value: int) -> int:
+    return int.from_bytes(value.to_bytes(4, "little"), "big")
+
+
+def event_filter(indexes: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program (code, jt, jf, k) for the events socket: only messages about
+    interfaces `indexes` (link and address messages both carry the index at byte 20), and
+    every new interface (RTM_NEWLINK with all fields changed: the uplink may come back under a
+    new index).  A busy host (containers, VMs coming and going) then wakes the controller only
+    for what concerns it.  Loads read network byte order; netlink is host order
+    (little-endian here), hence the swapped constants."""
+    ld_h, ld_w, jeq, ret = 0x28, 0x20, 0x15, 0x06
+    a, b = (tuple(indexes) + (0, 0))[:2]
+    return [(ld_h, 0, 0, 4), (jeq, 0, 2, RTM_NEWLINK << 8),
+            (ld_w, 0, 0, 28), (jeq, 3, 0, ALL_CHANGED),
+            (ld_w, 0, 0, 20), (jeq, 1, 0, _swap32(a)), (jeq, 0, 1, _swap32(b)),
+            (ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]
+
+
+def attach_filter(fd: int, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program to the socket `fd` (SO_ATTACH_FILTER)."""
+    import ctypes
+    import struct
+
+    insns = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(insns, len(insns))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    finally:
+        sock.close()
+
+
 class HostWatcher:
     """Netlink events for one bridge and its uplink (see the module docstring).  `run` is the
     loop (a thread or green thread of its own); the callbacks run on it and must not block
@@ -83,14 +121,16 @@ class HostWatcher:
         self._addresses: list[str] | None = None
         self._bridge_index: int | None = None
         self.uplink_state: LinkState | None = None
+        self._filtered: tuple[int, ...] | None = None
         self.stopped = False
 
     def run(self) -> None:
         try:
             self._events = self._iproute()
-            self._events.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+            self._events.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
             self._query = self._iproute()
             self._start()
+            self._refilter()
             while not self.stopped:
                 self.handle(self._events.get())
         except Exception:
@@ -126,6 +166,24 @@ class HostWatcher:
                 addresses_changed = True
         if addresses_changed:
             self._refresh_addresses()
+        self._refilter()
+
+    def _indexes(self) -> tuple[int, ...]:
+        up = self.uplink_state.index if self.uplink_state is not None else 0
+        return (self._bridge_index or 0, up)
+
+    def _refilter(self) -> None:
+        """Let only this bridge's and uplink's messages wake us (see `event_filter`)."""
+        indexes = self._indexes()
+        if indexes == self._filtered or self._events is None or sys.byteorder != "little":
+            return
+        try:
+            attach_filter(self._events.fileno(), event_filter(indexes))
+            self._filtered = indexes
+        except (OSError, AttributeError, ValueError) as exc:
+            LOG.debug("no netlink event filter (%s): every link event wakes the controller",
+                      exc)
+            self._filtered = indexes
 
     def _uplink(self, new: LinkState | None) -> None:
         old, self.uplink_state = self.uplink_state, new
