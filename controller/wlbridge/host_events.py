@@ -128,9 +128,7 @@ class HostWatcher:
         try:
             self._events = self._iproute()
             self._events.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
-            self._query = self._iproute()
-            self._start()
-            self._refilter()
+            self.begin(self._iproute())
             while not self.stopped:
                 self.handle(self._events.get())
         except Exception:
@@ -140,14 +138,17 @@ class HostWatcher:
         finally:
             self._close()
 
-    def _start(self) -> None:
-        """The state before the first event."""
+    def begin(self, query: Any) -> None:
+        """Read the state before the first event through `query` (a netlink socket for
+        requests: ``get_links``, ``get_addr``), kept for later requests."""
+        self._query = query
         links = {m.get_attr("IFLA_IFNAME"): m for m in self._query.get_links()}
         up = links.get(self.uplink)
         self.uplink_state = link_state(up) if up is not None else None
         br = links.get(self.bridge)
         self._bridge_index = br["index"] if br is not None else None
         self._refresh_addresses()
+        self._refilter()
 
     def handle(self, msgs: list) -> None:
         """Apply a batch of netlink messages (also for tests, with a fake query socket)."""
