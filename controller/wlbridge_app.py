@@ -11,7 +11,6 @@ host stack off guest ports (`wlbridge.port_isolation`, in a thread of its own).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -20,12 +19,14 @@ import time
 import pyroute2  # noqa: F401
 import wlbridge.hostnet  # noqa: F401
 from wlbridge import config as wl_config
-from wlbridge import listener, liveness
+from wlbridge import listener, liveness, switch_link
 from wlbridge.addr_handoff import host_address_status
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
+from wlbridge.host_events import HostWatcher
 from wlbridge.instance_lock import InstanceError, InstanceLock
+from wlbridge.link_events import UplinkEvents
 from wlbridge.listener import Listener
 from wlbridge.ofsocket import on_receive, send_directly
 from wlbridge.persist import StateDirError, StateStore
@@ -43,7 +44,7 @@ set_ev_cls = handler.set_ev_cls
 MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
 
 LOG = logging.getLogger("wlbridge.app")
-TICK_SECONDS = 1.0
+IDLE_WAKE = 60.0  # the tick thread wakes at least this often, even with nothing due
 SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
 SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
@@ -56,29 +57,12 @@ def _port(p) -> Port:
     return Port(p.port_no, name, p.hw_addr.lower(), up)
 
 
-def host_ipv4(ifname: str) -> list[str]:
-    """IPv4 addresses on the bridge's internal port (the host's own)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            return []
-        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0],
-                                                               family=socket.AF_INET)]
-
-
-def discover_uplink(conf) -> str:
-    """The uplink: from configuration, else the interface `wlbridge setup` marked in OVSDB."""
+def discover_uplink(conf, bridge) -> str:
+    """The uplink: from configuration, else the interface `wlbridge setup` marked in OVSDB
+    (`bridge`: the bridge's OVSDB record)."""
     if conf.uplink:
         return conf.uplink
-    try:
-        from wlbridge import ovsdb
-
-        name = ovsdb.find_uplink(conf.bridge, remote=conf.ovsdb)
-    except Exception as exc:
-        raise SystemExit(f"cannot find the uplink of {conf.bridge} in OVSDB ({exc}); "
-                         f"run `wlbridge setup` or pass --uplink") from exc
+    name = bridge.uplink
     if not name:
         raise SystemExit(f"bridge {conf.bridge} has no uplink marked by `wlbridge "
                          f"setup`; pass --uplink")
@@ -121,7 +105,12 @@ class WlBridgeApp(AppBase):
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
-        uplink = discover_uplink(conf)
+        # the bridge must exist (a clear exit otherwise); its controller targets say whether
+        # we connect to it (passive target) or wait for it (see wlbridge.switch_link)
+        bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
+        self._targets = [c.target for c in bridge.controllers]
+        self.connectors: list[switch_link.Connector] = []
+        uplink = discover_uplink(conf, bridge)
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
             max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
@@ -160,6 +149,12 @@ class WlBridgeApp(AppBase):
         self._isolation_q = hub.Queue()
         self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
+        # host addresses and uplink changes from netlink events (wlbridge.host_events);
+        # a re-created uplink is re-plugged (wlbridge.link_events)
+        self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
+        self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
+                                   on_uplink=self.uplink_events.uplink_changed)
+        hub.spawn(self.watcher.run)
         self._signal_handlers = stop_on_signals(hub, self._stop)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
                  "%s, switch lost after %.1fs without echo reply", conf.bridge, uplink,
@@ -222,7 +217,23 @@ class WlBridgeApp(AppBase):
             handler.set_ev_handler(ev_cls, dispatchers)(run)
             brick.register_handler(ev_cls, run)
             self._inline.append((brick, ev_cls, run))
+        self._connect_to_bridge()
         return thread
+
+    def _connect_to_bridge(self) -> None:
+        """Connect to the bridge's passive controller target(s), retrying quickly (see
+        `wlbridge.switch_link`); with an active target, wait for the bridge to connect."""
+        import importlib
+
+        factory = importlib.import_module(
+            f"{FRAMEWORK}.controller.controller").datapath_connection_factory
+        root = wl_config.register()
+        listen = f"{root.ofp_listen_host or '0.0.0.0'}:{root.ofp_tcp_listen_port or 6653}"
+        LOG.info("%s", switch_link.wait_message(self.conf.bridge, self._targets, listen))
+        for ep in switch_link.endpoints(self._targets):
+            connector = switch_link.Connector(ep, factory, hub.sleep)
+            self.connectors.append(connector)
+            hub.spawn(connector.run)
 
     def _guarded(self, method):
         def run(ev) -> None:
@@ -283,6 +294,7 @@ class WlBridgeApp(AppBase):
             LOG.error("cannot set other_config:hwaddr of %s to %s through OVSDB (%s); "
                       "setting the interface MAC directly", bridge, mac, exc)
             self._netlink_mac = mac  # by the tick: pyroute2 is used from one thread only
+            self.wake_ticker()
         finally:
             with self.lock:
                 self._local_mac = mac  # the port-status for LOCAL will confirm or correct
@@ -338,26 +350,33 @@ class WlBridgeApp(AppBase):
             raise RuntimeError("switch did not answer the flow statistics request")
         return result
 
+    def host_addresses(self, ips: list[str]) -> None:
+        """The host's IPv4 addresses on the bridge changed (netlink event)."""
+        self._run(self.core.host_addresses, ips)
+        self._save_due.set()   # the tick thread recomputes when it is next due
+
+    def wake_ticker(self) -> None:
+        """Something may now be due earlier (see `_tick_loop`)."""
+        self._save_due.set()
+
     def _tick_loop(self) -> None:
-        """The core's tick every TICK_SECONDS, and the state saves `_run` asks for, as soon
-        as the save interval allows (see `_persist`)."""
-        last_ips: list[str] | None = None
-        next_tick = time.monotonic() + TICK_SECONDS
+        """The core's tick when something is due (`Core.next_due`: a lease ending, an
+        announcement to repeat, ...) and the state saves `_run` asks for, as soon as the save
+        interval allows (see `_persist`).  Nothing due: it sleeps until an event wakes it
+        (at most IDLE_WAKE seconds, a safety net)."""
         while not self._stop.is_set():
-            wake = next_tick
+            with self.lock:
+                due = self.core.next_due()
+            now = time.time()
+            wake = min(due if due is not None else now + IDLE_WAKE, now + IDLE_WAKE)
             if self._save_wanted:
-                wake = min(wake, self._saved_at + self._save_interval)
-            self._save_due.wait(max(0.0, wake - time.monotonic()))
+                wake = min(wake, now + self._saved_at + self._save_interval - time.monotonic())
+            self._save_due.wait(max(0.0, wake - now))
             self._save_due.clear()
             try:
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + TICK_SECONDS
-                    ips = sorted(host_ipv4(self.conf.bridge))
-                    if ips != last_ips:
-                        last_ips = ips
-                        self._run(self.core.host_addresses, ips)
+                if due is not None and time.time() >= due:
                     self._run(self.core.tick)
-                    self._set_mac_by_netlink()
+                self._set_mac_by_netlink()
                 with self.lock:
                     if self._save_wanted and \
                             time.monotonic() >= self._saved_at + self._save_interval:
@@ -377,8 +396,8 @@ class WlBridgeApp(AppBase):
         try:
             while not self._stop.is_set():
                 batch: list[tuple[str, bool]] = []
-                try:
-                    batch += self._isolation_q.get(timeout=TICK_SECONDS)
+                try:   # sleeps until a port event, or until a retry is due
+                    batch += self._isolation_q.get(timeout=self.isolation.retry_in())
                     while True:
                         batch += self._isolation_q.get_nowait()
                 except hub.QueueEmpty:
@@ -391,6 +410,9 @@ class WlBridgeApp(AppBase):
         if self._closed:
             return
         self._closed = True
+        for connector in self.connectors:
+            connector.stop()
+        self.watcher.stop()
         self._stop.set()
         self._save_due.set()
         for brick, ev_cls, run in self._inline:
@@ -400,8 +422,9 @@ class WlBridgeApp(AppBase):
             self.core.dirty = True
             self._persist(force=True)
         if self.status_server is not None:
-            self.status_server.shutdown()
-            self.status_server.server_close()
+            from wlbridge.status_server import stop
+
+            stop(self.status_server)
         restore_signals(self._signal_handlers)
         self.instance_lock.release()
         LOG.info("wlbridge stopped; state saved to %s", self.store.path)
@@ -487,6 +510,7 @@ class WlBridgeApp(AppBase):
             self._run(self.core.port_modified, port)
         if port.port_no != ofp.OFPP_LOCAL:   # modified too: its interface may be new
             self._isolate_ports([(port.name, msg.reason != ofp.OFPPR_DELETE)])
+        self.wake_ticker()   # announcements may now be due
 
     @on_receive(ofp_event.EventOFPPacketIn, MAIN)
     def _packet_in(self, ev) -> None:

@@ -232,6 +232,36 @@ class World:
         if update_ap:
             self.configure_ap(station_mac=mac)
 
+    def set_station_carrier(self, up: bool) -> None:
+        """Drop or restore the station link's carrier from the AP side (the station
+        disassociating and reassociating, or roaming): the uplink stays, its carrier goes."""
+        with IPRoute(netns=self.ap_netns) as ipr:
+            idx = ipr.link_lookup(ifname=self._station_port)[0]
+            ipr.link("set", index=idx, state="up" if up else "down")
+
+    def recreate_station_link(self, *, gap: float = 0.0) -> None:
+        """Delete the station uplink (its AP end goes with it) and create it again with the
+        same names and MAC, as a Wi-Fi driver reload does; the AP end rejoins the AP bridge.
+        Whatever else had the old interface (an OVS port) is left to cope.  `gap`: seconds
+        without the interface."""
+        import time
+
+        ap = the(self.graph, "ap")
+        station = the(self.graph, "station")
+        uplink = self.uplink
+        mac = self.station.mac
+        with IPRoute() as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname=uplink)[0])
+        wait_for(lambda: not cleanup.link_exists(uplink), 5)
+        time.sleep(gap)
+        self._make_link(station, ap, {station: uplink, ap: self._station_port})
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=uplink)[0], address=mac)
+        with IPRoute(netns=self.ap_netns) as ipr:
+            br = ipr.link_lookup(ifname=self._ap["bridge"])[0]
+            ipr.link("set", index=ipr.link_lookup(ifname=self._station_port)[0], master=br)
+        self._root_links = list(dict.fromkeys(self._root_links))
+
     # ------------------------------------------------------------ DHCP server
 
     def leases(self) -> list[dhcp.Lease]:

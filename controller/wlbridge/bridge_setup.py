@@ -36,13 +36,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from wlbridge import datapath, switch_link
 from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge import addr_handoff, hostnet, ovsdb
 
 DEFAULT_BRIDGE = "br-wl"
-DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
+#: the bridge listens on a root-only Unix socket; the controller connects (wlbridge.switch_link)
+DEFAULT_CONTROLLER = switch_link.passive_target(DEFAULT_BRIDGE)
 DEFAULT_PACKET_IN_RATE = 1000
 OVS_MODULE_PATH = "/sys/module/openvswitch"
 LINK_TIMEOUT = 10.0
@@ -81,8 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "
                         "is loaded, else netdev, the userspace datapath)")
-    parser.add_argument("--controller", default=DEFAULT_CONTROLLER, metavar="TARGET",
-                        help=f"OpenFlow controller target (default {DEFAULT_CONTROLLER})")
+    parser.add_argument("--controller", default=None, metavar="TARGET",
+                        help="OpenFlow controller target (default punix:<OVS run directory>/"
+                        "<bridge>.controller: the bridge listens there, root only, and the "
+                        "controller connects to it; ptcp:PORT:127.0.0.1 is the TCP variant; "
+                        "tcp:IP:PORT makes the bridge connect to the controller instead)")
     parser.add_argument("--packet-in-rate", type=int, default=DEFAULT_PACKET_IN_RATE,
                         metavar="N", help="max packet-ins per second sent to the controller "
                         f"(default {DEFAULT_PACKET_IN_RATE}; 0: no limit; else at least 100)")
@@ -121,8 +126,13 @@ def options_from_args(args: argparse.Namespace,
                         "(modprobe openvswitch); or use --datapath netdev; nothing changed")
     if not args.uplink or args.uplink == args.bridge:
         raise UserError("--uplink must name the Wi-Fi interface, not the bridge")
+    rundir = switch_link.rundir_of(getattr(args, "db", None) or os.environ.get("WLBRIDGE_OVSDB"))
+    controller = args.controller or switch_link.passive_target(args.bridge, rundir)
+    problem = switch_link.target_problem(controller, args.bridge, rundir)
+    if problem:
+        raise UserError(f"--controller: {problem}; nothing changed")
     return SetupOptions(uplink=args.uplink, bridge=args.bridge, datapath=datapath,
-                        controller=args.controller, packet_in_rate=rate,
+                        controller=controller, packet_in_rate=rate,
                         address_manager=getattr(args, "address_manager", "auto"),
                         state_dir=getattr(args, "state_dir", DEFAULT_STATE_DIR))
 
@@ -166,7 +176,8 @@ def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.Br
         if net.link_index(opts.bridge) is not None:
             raise UserError(f"a network interface named {opts.bridge} exists and is not an Open "
                             "vSwitch bridge; choose another --bridge; nothing changed")
-        if opts.datapath == "netdev" and net.ingress_status(opts.uplink) == "ingress":
+        if (datapath.traits(opts.datapath).isolate_host_stack
+                and net.ingress_status(opts.uplink) == "ingress"):
             raise UserError(f"uplink {opts.uplink} has an ingress qdisc, which Open vSwitch "
                             "deletes on its ports (and wlbridge needs that hook to keep the "
                             f"host stack off the uplink); remove it (tc qdisc del dev "
@@ -203,8 +214,10 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
 
     state = net.snapshot(opts.uplink)
     plan = handoff_plan(net, opts, state)       # refuses before anything changed
-    if opts.datapath == "netdev":
+    dp = datapath.traits(opts.datapath)   # what differs between datapaths: wlbridge.datapath
+    if dp.tx_checksum_off:
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
+    if dp.isolate_host_stack:
         state.uplink_ingress = ingress_plan(net.ingress_status(opts.uplink))
     db.create_bridge(bridge_spec(opts, state, plan))
     for name in (opts.uplink, opts.bridge):
@@ -310,16 +323,23 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         db.add_port(opts.bridge, ovsdb.PortSpec(
             opts.uplink, iface_external_ids={ovsdb.ROLE_KEY: ovsdb.ROLE_UPLINK}))
         changes.append(f"uplink {opts.uplink} added back to {opts.bridge}")
+    targets = [c.target for c in info.controllers]
+    if targets != [opts.controller]:   # e.g. a bridge set up before the passive target
+        rate = opts.packet_in_rate or None
+        db.set_controller(opts.bridge, opts.controller, connection_mode="out-of-band",
+                          rate_limit=rate, burst_limit=max(25, rate // 4) if rate else None)
+        changes.append(f"controller target set to {opts.controller} (was "
+                       f"{', '.join(targets) or 'none'})")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
     changes += _restart_clients(info, net)
+    done = "; finished what an interrupted setup left undone, brought it up to date"
     out(f"bridge {opts.bridge} was already set up by wlbridge"
-        + ("; finished what an interrupted setup left undone" if changes else "; nothing changed"))
+        + (done if changes else "; nothing changed"))
     info = db.bridge_info(opts.bridge) or info
-    ctl = info.controllers[0].target if info.controllers else None
-    if ctl != opts.controller or info.datapath_type != opts.datapath:
-        out(f"  note: keeping datapath {info.datapath_type} and controller {ctl}; "
-            "run `wlbridge teardown` first to change them")
+    if info.datapath_type != opts.datapath:
+        out(f"  note: keeping datapath {info.datapath_type}; run `wlbridge teardown` first "
+            "to change it")
     _report(db, net, opts, state, changes, out, warnings)
 
 
@@ -331,7 +351,8 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedSt
     """
     from pyroute2.netlink.exceptions import NetlinkError
 
-    from wlbridge.hostnet import IFF_UP, INGRESS_OURS, IsolationError
+    from wlbridge.hostnet import IFF_UP
+    from wlbridge.uplink_care import prepare_uplink
     br, up = opts.bridge, opts.uplink
     changes: list[str] = []
     try:
@@ -343,21 +364,10 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedSt
             net.set_up(br)
             changes.append(f"{br} brought up")
         changes += net.move(state, up, br, nodad=True)
-        if not net.get_allmulticast(up):
-            net.set_allmulticast(up, True)
-            changes.append(f"allmulticast on for {up}")
-        current = net.get_tx_checksum(up) or {} if state.tx_checksum else {}
-        if (any(current.get(name) for name in state.tx_checksum or ())
-                and net.set_tx_checksum(up, dict.fromkeys(state.tx_checksum, False))):
-            changes.append(f"TX checksum offload off on {up}")
-        if state.uplink_ingress == INGRESS_OURS:
-            try:
-                changes += net.isolate_uplink(up)
-            except IsolationError as exc:
-                warnings.append(f"could not filter what the host receives on {up}: {exc}; "
-                                "the host stack also gets every frame arriving there "
-                                "(duplicate ping replies, guests' traffic in its counters); "
-                                f"rerun `wlbridge setup --uplink {up} --bridge {br}` to retry")
+        isolation: list[str] = []
+        changes += prepare_uplink(net, state, up, isolation)
+        warnings += [f"{line}; rerun `wlbridge setup --uplink {up} --bridge {br}` to retry"
+                     for line in isolation]
     except (OSError, LookupError, NetlinkError) as exc:
         raise UserError(f"setup stopped half-way: {exc}. What it was moving is saved in the "
                         f"bridge: rerun `wlbridge setup --uplink {up} --bridge {br}` to finish, "
@@ -399,7 +409,7 @@ def _report(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
             "`wlbridge teardown` and `wlbridge setup` again")
     for line in warnings or ():
         out(f"  warning: {line}")
-    if opts.datapath == "netdev" and state.tx_checksum is None:
+    if datapath.traits(opts.datapath).tx_checksum_off and state.tx_checksum is None:
         out(f"  note: could not read TX checksum offload of {opts.uplink}; if TCP stalls, "
             f"run `ethtool -K {opts.uplink} tx off`")
     if not any(c.is_connected for c in info.controllers):

@@ -69,6 +69,9 @@ def options() -> list:
                    help="controller's certificate (PEM), presented to the switch"),
         cfg.StrOpt("tls_ca_cert", default=None,
                    help="CA certificate (PEM) that signed the switch's certificate"),
+        cfg.IntOpt("bridge_timeout", default=30, min=0,
+                   help="seconds to wait at start for the bridge to exist in Open vSwitch "
+                        "before giving up"),
     ]
 
 

@@ -159,7 +159,7 @@ class Core:
             self._forget_port(port.port_no)
         if port.name == self.config.uplink or port.port_no == self.uplink:
             before = self.station_mac
-            came_up = old is not None and not old.up and port.up
+            came_up = (old is None or not old.up) and port.up   # None: re-plugged
             self._find_uplink()
             msgs = self._sync_all()
             if before is not None and self.station_mac is not None and before != self.station_mac:
@@ -248,6 +248,15 @@ class Core:
                 self._announce_due.pop(0)
             msgs += self._announce()
         return msgs
+
+    def next_due(self) -> float | None:
+        """When `tick` next has something to do (a lease ending, a relay entry expiring, a
+        held-back log summary, a repeated announcement); None: nothing is pending, so the
+        shell need not tick at all until the next event."""
+        due = [b.expires for b in self.bindings.values() if b.expires is not None]
+        due += [t for t in (self.dhcp.next_due(), self.binding_log.due()) if t is not None]
+        due += self._announce_due[:1]
+        return min(due) if due else None
 
     # ------------------------------------------------------------ persistence
     def export_state(self) -> dict[str, Any]:

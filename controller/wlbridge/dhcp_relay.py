@@ -78,6 +78,11 @@ class ClientIdRelay:
         e = self._entries.get(xid)
         return e if e is not None and now < e.expiry else None
 
+    def next_expiry(self) -> float | None:
+        """When the oldest entry expires (None: the table is empty)."""
+        first = next(iter(self._entries.values()), None)
+        return first.expiry if first is not None else None
+
     def expire(self, now: float) -> int:
         """Drop expired entries; returns how many."""
         dead = [x for x, e in self._entries.items() if now >= e.expiry]

@@ -58,6 +58,10 @@ class DhcpService:
     def tick(self, now: float) -> None:
         self.relay.expire(now)
 
+    def next_due(self) -> float | None:
+        """When `tick` has something to do (None: nothing pending)."""
+        return self.relay.next_expiry()
+
     def forget_port(self, port_no: int) -> None:
         self.relay.forget_port(port_no)
 

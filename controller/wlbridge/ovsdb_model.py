@@ -79,6 +79,7 @@ class PortSpec:
     name: str
     type: str = ""
     iface_external_ids: dict[str, str] = field(default_factory=dict)
+    ofport_request: int | None = None   # keep an OpenFlow port number (re-plugging a port)
 
 
 @dataclass

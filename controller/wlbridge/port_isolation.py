@@ -89,6 +89,13 @@ class GuestPortIsolation:
             self._log_once("error", "", logging.ERROR,
                            "guest-port isolation failed unexpectedly", exc_info=True)
 
+    def retry_in(self) -> float | None:
+        """Seconds until `apply` should be called again to retry what is pending (None:
+        nothing is pending; wait for the next port event)."""
+        if not self._pending:
+            return None
+        return max(0.0, self._retry_at - self._clock())
+
     def close(self) -> None:
         if self._fd is not None:
             try:
@@ -138,7 +145,9 @@ class GuestPortIsolation:
             return False
         self._logged.discard(("ovsdb", ""))
         if self.netdev is None:
-            self.netdev = info.datapath_type == "netdev"
+            from wlbridge.datapath import traits
+
+            self.netdev = traits(info.datapath_type).isolate_host_stack
             LOG.info("bridge %s: datapath %s%s", self.bridge, info.datapath_type or "system",
                      ": the host stack will ignore guest ports" if self.netdev else "")
         self.types = {i.name: i.type for p in info.ports for i in p.interfaces}

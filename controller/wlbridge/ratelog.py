@@ -33,6 +33,10 @@ class RateLimitedLog:
         else:
             self.held_back += 1
 
+    def due(self) -> float | None:
+        """When `tick` has a summary line to write (None: nothing held back)."""
+        return self._ends if self.held_back else None
+
     def tick(self, now: float) -> None:
         """End the period if it is over, saying what was held back."""
         if now < self._ends:

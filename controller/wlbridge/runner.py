@@ -16,7 +16,7 @@ LOG = logging.getLogger(__name__)
 
 # command-line flag -> option in the [wlbridge] section
 FLAGS = ("bridge", "uplink", "state_dir", "dhcp_mode", "idle_timeout", "status_port",
-         "listen_host", "listen_port", "insecure_listen")
+         "listen_host", "listen_port", "insecure_listen", "bridge_timeout")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dhcp-mode", choices=config.DHCP_MODES, help="DHCP strategy")
     p.add_argument("--idle-timeout", type=int, help="seconds an unused learned address lives")
     p.add_argument("--status-port", type=int, help="loopback status/metrics port (0: off)")
+    p.add_argument("--bridge-timeout", type=int, metavar="SECONDS",
+                   help="how long to wait for the bridge to exist (default 30)")
     p.add_argument("--config-file", help="INI file with a [wlbridge] section")
 
 
@@ -91,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(str(exc.code)) from exc
     LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
              conf.wlbridge.listen_port)
-    while not stop.wait(0.5):
+    while not stop.wait(3600):   # the signal handlers wake it (no polling)
         pass
     LOG.info("stopping")
     try:

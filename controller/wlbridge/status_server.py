@@ -90,5 +90,25 @@ def serve(host: str, port: int, status: StatusFn,
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="wlbridge-status", daemon=True).start()
+    # no poll interval: the thread sleeps until a request comes (`stop` wakes it)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": None},
+                     name="wlbridge-status", daemon=True).start()
     return server
+
+
+def stop(server: ThreadingHTTPServer, timeout: float = 2.0) -> None:
+    """Stop a server started by `serve`: ask it to shut down and wake it with a connection
+    (it waits for requests without polling)."""
+    import socket
+    import time
+
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    deadline = time.monotonic() + timeout
+    while stopper.is_alive() and time.monotonic() < deadline:
+        try:
+            socket.create_connection(server.server_address[:2], timeout=0.2).close()
+        except OSError:
+            pass
+        stopper.join(0.05)
+    server.server_close()

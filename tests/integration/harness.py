@@ -63,9 +63,11 @@ class Controller:
         self.is_set_up = False
 
     # ------------------------------------------------------------ lifecycle
-    def setup(self) -> None:
+    def setup(self, *extra: str) -> None:
+        """`wlbridge setup` with its default controller target: the bridge listens (root-only
+        Unix socket) and the controller connects to it (`wlbridge.switch_link`)."""
         wlbridge("setup", "--uplink", self.world.uplink, "--bridge", self.bridge,
-                 "--datapath", "netdev", "--controller", f"tcp:127.0.0.1:{self.of_port}")
+                 "--datapath", "netdev", *extra)
         self.is_set_up = True
 
     def attach(self, *guests) -> None:

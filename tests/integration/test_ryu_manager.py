@@ -377,3 +377,48 @@ def test_ryu_manager_tls_listener_serves_every_reconnection(ryu_manager: Path, r
         assert "Traceback" not in text and "TLS handshake with" in text, text
     finally:
         stop(proc)
+
+
+def test_ryu_manager_connects_to_a_listening_bridge(ryu_manager: Path, rig: Rig,
+                                                    tmp_path: Path) -> None:
+    """The connection model `wlbridge setup` configures (issue 13): the bridge listens on its
+    root-only Unix socket (``punix:``) and the app connects to it, under ryu-manager too;
+    a restarted ryu-manager is connected again without waiting for Open vSwitch's backoff."""
+    target = f"punix:/var/run/openvswitch/{rig.bridge}.controller"
+    run("ovs-vsctl", "--timeout=10", "set-controller", rig.bridge, target)
+    status_port = free_port()
+    conf = tmp_path / "wlbridge.conf"
+    conf.write_text(
+        "[wlbridge]\n"
+        f"bridge = {rig.bridge}\n"
+        f"uplink = {rig.uplink}\n"
+        f"state_dir = {tmp_path / 'state'}\n"
+        f"status_port = {status_port}\n")
+    log = tmp_path / "ryu-manager.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+
+    def status():
+        url = f"http://127.0.0.1:{status_port}/status"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            snap = json.load(resp)
+        return snap if snap.get("connected") else None
+
+    for round_ in range(2):   # a start, then a restart
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [str(ryu_manager), "--config-file", str(conf), "--ofp-tcp-listen-port",
+                 str(free_port()), "wlbridge_app"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=tmp_path)
+        try:
+            snap = wait_for(f"/status connected (round {round_})", status, WAIT, proc, log)
+            assert snap["framework"] == "ryu"
+            assert snap["uplink"]["name"] == rig.uplink
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=STOP_TIMEOUT) == 0, tail(log)
+        finally:
+            stop(proc)
+    text = log.read_text(errors="replace")
+    assert text.count(f"connected to the bridge at unix:/var/run/openvswitch/{rig.bridge}"
+                      ".controller") == 2, tail(log, 80)
+    assert "Traceback" not in text, tail(log, 80)

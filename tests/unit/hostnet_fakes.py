@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from wlbridge import bridge_setup, hostnet, ovsdb
+from wlbridge import bridge_setup, hostnet, ovsdb, switch_link
 from wlbridge.hostnet import Address, Route, SavedState
 
 MAC = "02:aa:bb:cc:dd:01"
@@ -73,7 +74,7 @@ class FakeNet:
 
 
 def bridge(name: str = "br-wl", uplink: str | None = "wlan0", managed: bool = True,
-           saved: str | None = None) -> ovsdb.BridgeInfo:
+           saved: str | None = None, controller: str | None = None) -> ovsdb.BridgeInfo:
     ports = [ovsdb.PortInfo(name, (ovsdb.InterfaceInfo(name, "internal", {}, 65534, None),))]
     if uplink:
         ports.append(ovsdb.PortInfo(uplink, (ovsdb.InterfaceInfo(
@@ -82,7 +83,8 @@ def bridge(name: str = "br-wl", uplink: str | None = "wlan0", managed: bool = Tr
     if managed:
         ext = {ovsdb.OWNER_KEY: uplink or "wlan0",
                ovsdb.SAVED_KEY: saved if saved is not None else state().to_json()}
-    ctl = ovsdb.ControllerInfo(bridge_setup.DEFAULT_CONTROLLER, "out-of-band", 1000, 250, False)
+    ctl = ovsdb.ControllerInfo(controller or switch_link.passive_target(name), "out-of-band",
+                               1000, 250, False)
     return ovsdb.BridgeInfo(name, "netdev", ("OpenFlow13",), "secure", (ctl,),
                             {"hwaddr": MAC}, ext, tuple(ports))
 
@@ -112,6 +114,12 @@ class FakeDb:
     def wait_interface(self, name: str, timeout: float = 0) -> ovsdb.InterfaceInfo:
         err = self.iface_error
         return ovsdb.InterfaceInfo(name, "", {}, -1 if err else 1, err)
+
+    def set_controller(self, bridge: str, target: str | None, connection_mode: str | None = None,
+                       rate_limit: int | None = None, burst_limit: int | None = None) -> None:
+        self.calls.append(("set_controller", bridge, target))
+        ctl = ovsdb.ControllerInfo(target, connection_mode, rate_limit, burst_limit, False)
+        self.bridges[bridge] = replace(self.bridges[bridge], controllers=(ctl,) if target else ())
 
     def delete_bridge(self, name: str) -> bool:
         self.calls.append(("delete", name))

@@ -140,8 +140,13 @@ def test_route_kwargs_full_and_for_delete() -> None:
 # ---- options ------------------------------------------------------------------
 def test_option_defaults() -> None:
     args = parse("--uplink", "wlan0")
-    assert (args.bridge, args.controller, args.db, args.datapath) == (
-        "br-wl", "tcp:127.0.0.1:6653", None, None)
+    assert (args.bridge, args.controller, args.db, args.datapath) == ("br-wl", None, None, None)
+    # the bridge listens on a root-only Unix socket; the controller connects to it
+    assert bridge_setup.options_from_args(args, lambda: False).controller == \
+        "punix:/var/run/openvswitch/br-wl.controller"
+    args = parse("--uplink", "wlan0", "--bridge", "br2", "--db", "unix:/run/ovs/db.sock")
+    assert bridge_setup.options_from_args(args, lambda: False).controller == \
+        "punix:/run/ovs/br2.controller"
     assert bridge_setup.options_from_args(args, lambda: False).datapath == "netdev"
     assert bridge_setup.options_from_args(args, lambda: True).datapath == "system"
     assert bridge_setup.options_from_args(args, lambda: True).packet_in_rate == 1000
@@ -157,6 +162,25 @@ def test_option_refusals() -> None:
         bridge_setup.options_from_args(parse("--uplink", "br-wl"))
     assert bridge_setup.options_from_args(
         parse("--uplink", "wlan0", "--packet-in-rate", "0")).packet_in_rate == 0
+    with pytest.raises(UserError, match="any host.*nothing changed"):
+        bridge_setup.options_from_args(parse("--uplink", "wlan0", "--controller", "ptcp:6653"))
+
+
+def test_setup_again_gives_an_old_bridge_the_passive_target() -> None:
+    """A bridge set up when the bridge connected to the controller (tcp:) is switched to
+    the passive target by running setup again; its packet-in limit stays."""
+    net = FakeNet({"wlan0": {}, "br-wl": {}})
+    db = FakeDb([bridge(controller="tcp:127.0.0.1:6653")], net=net)
+    lines: list[str] = []
+    bridge_setup.setup(db, net, opts(), out=lines.append)
+    assert ("set_controller", "br-wl", bridge_setup.DEFAULT_CONTROLLER) in db.calls
+    assert [c.target for c in db.bridges["br-wl"].controllers] == [
+        bridge_setup.DEFAULT_CONTROLLER]
+    assert db.bridges["br-wl"].controllers[0].rate_limit == 1000
+    assert any("was tcp:127.0.0.1:6653" in line for line in lines), lines
+    db.calls.clear()
+    bridge_setup.setup(db, net, opts(), out=lines.append)
+    assert not any(c[0] == "set_controller" for c in db.calls)
 
 
 def test_bridge_spec() -> None:
@@ -165,7 +189,7 @@ def test_bridge_spec() -> None:
                                                                     "netdev")
     assert spec.other_config == {"hwaddr": MAC, "disable-in-band": "true"}
     assert (spec.controller, spec.connection_mode, spec.rate_limit, spec.burst_limit) == (
-        "tcp:127.0.0.1:6653", "out-of-band", 1000, 250)
+        "punix:/var/run/openvswitch/br-wl.controller", "out-of-band", 1000, 250)
     assert spec.ports[0].iface_external_ids == {"wlbridge-role": "uplink"}
     assert SavedState.from_json(spec.external_ids["wlbridge-saved"]) == state()
     unlimited = bridge_setup.bridge_spec(opts(packet_in_rate=0), state())

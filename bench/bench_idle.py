@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A controller at rest: wake-ups per second and memory (issue 13 item 7).
+
+    sudo .venv/bin/python bench/bench_idle.py [--seconds 30] [--guests 3] [--json F]
+
+`wlbridge setup` + `wlbridge run` on a fresh emulated LAN, ``--guests`` guests attached and
+bound (they ping a LAN host once), then nothing happens for ``--seconds``.  Measured on the
+controller process:
+
+* **wake-ups**: the growth of ``voluntary_ctxt_switches`` summed over every thread
+  (``/proc/<pid>/task/*/status``): each is a thread going to sleep after it woke up, so it
+  counts wake-ups (timers, polls, socket traffic such as Open vSwitch's echo requests);
+  per thread, to show who wakes;
+* **RSS** (``VmRSS``) at the end, and where the memory goes: the process's mappings
+  (``/proc/<pid>/smaps_rollup``: anonymous vs file-backed).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from common import Bench, base_parser, machine, table, write_json
+
+
+def _threads(pid: int) -> dict[str, tuple[str, int]]:
+    """tid -> (thread name, voluntary context switches)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = dict(line.split(":", 1) for line in
+                          (task / "status").read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        found[task.name] = (fields["Name"].strip(), int(fields["voluntary_ctxt_switches"]))
+    return found
+
+
+def _kib(pid: int, key: str, path: str = "status") -> int:
+    for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = base_parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--guests", type=int, default=3)
+    args = ap.parse_args()
+    bench = Bench(args.keep_logs)
+    bench.require_root()
+    try:
+        world = bench.world(n_guests=args.guests)
+        ctl = bench.wlbridge(world)
+        peer = world.peers[0].addr.split("/")[0]
+        for g in world.guests:
+            g.ping(peer, count=1)
+        time.sleep(3.0)   # the state saved, the learning settled
+        pid = ctl.proc.pid
+        before = _threads(pid)
+        t0 = time.monotonic()
+        time.sleep(args.seconds)
+        after = _threads(pid)
+        elapsed = time.monotonic() - t0
+        rows, total = [], 0
+        for tid, (name, count) in sorted(after.items()):
+            woke = count - before.get(tid, (name, count))[1]
+            total += woke
+            if woke:
+                main = " main" if tid == str(pid) else ""
+                rows.append([f"{name} ({tid}{main})", woke, round(woke / elapsed, 2)])
+        rss = _kib(pid, "VmRSS")
+        anon = _kib(pid, "Anonymous", "smaps_rollup")
+        status = ctl.status()
+        print(table(f"idle controller, {len(status['guests'])} guests, "
+                    f"{sum(len(g['ips']) for g in status['guests'])} bindings, "
+                    f"{elapsed:.0f} s", ["thread", "wake-ups", "per s"],
+                    rows + [["all threads", total, round(total / elapsed, 2)]]))
+        print(f"RSS {rss / 1024:.1f} MiB (anonymous {anon / 1024:.1f} MiB, file-backed "
+              f"{(rss - anon) / 1024:.1f} MiB), {len(after)} threads")
+        write_json(args.json, {"machine": machine(), "seconds": elapsed, "wakeups": total,
+                               "wakeups_per_s": total / elapsed, "rss_kib": rss,
+                               "anon_kib": anon, "threads": {f"{n} ({t})": c for t, (n, c)
+                                                            in after.items()}})
+    finally:
+        bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
