@@ -3,6 +3,11 @@
 Each sub-command lives in its own module exposing ``add_arguments(parser)`` and
 ``main(args) -> int``; this module only dispatches (imports are lazy so that
 ``wlbridge --help`` works even where OVS or the controller runtime is missing).
+
+Every refusal is one line on stderr and exit status 2: `UserError` from a command, and
+argparse's own errors (`Parser.error`), which would otherwise print the usage first.
+Output into a closed pipe (``wlbridge flows | head -1``) is dropped quietly: the command
+still finishes what it was doing, as Unix tools do.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from typing import Any, NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("wlbridge.bridge_setup", "create the OVS bridge and move the host address onto it"),
@@ -26,8 +33,20 @@ class UserError(Exception):
     """An error the user can fix; printed without a traceback, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and defaults in the help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="wlbridge",
         description="Bridge VMs and containers onto a Wi-Fi LAN with Open vSwitch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -41,7 +60,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PipeSafe:
+    """A text stream whose writes into a closed pipe are dropped instead of raising."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _closed_pipe(self) -> None:
+        # whatever is still buffered, and all later output, goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed_pipe()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed_pipe()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _PipeSafe):
+        sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -53,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover - use `python -m wlbridge`
