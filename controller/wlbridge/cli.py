@@ -34,11 +34,18 @@ class UserError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and defaults in the help."""
+    """argparse with one-line errors, and every option's default in its help.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
+    A default that is not None/False is appended as ``(default: X)`` unless the help
+    already says ``default``; options without one say in words what happens unset.
+    """
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        default, text = kwargs.get("default"), kwargs.get("help")
+        if (text and text is not argparse.SUPPRESS and "default" not in text
+                and default not in (None, False, argparse.SUPPRESS)):
+            kwargs["help"] = f"{text} (default: {default})"
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.main(args) or 0)
     except UserError as exc:
-        print(f"wlbridge {args.command}: {exc}", file=sys.stderr)
+        print(f"wlbridge {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

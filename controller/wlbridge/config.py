@@ -79,6 +79,11 @@ class ConfigError(ValueError):
     """A configuration the user must fix; the message is one plain sentence."""
 
 
+def default(name: str) -> Any:
+    """The default value of option `name`."""
+    return next(opt.default for opt in options() if opt.dest == name)
+
+
 def flag(opt: Any) -> str:
     """The `wlbridge run` flag of an option: ``idle_timeout`` -> ``--idle-timeout``."""
     return "--" + opt.dest.replace("_", "-")

@@ -56,16 +56,38 @@ def test_full_cycle_leaves_the_host_as_it_was(make_world, wlbridge_on):
     assert 'wlbridge_events_total{event="guests.mac_learned"}' in metrics, metrics
     assert "wlbridge_switch_connected 1.0" in metrics
 
+    # which bridge answered; another bridge's controller is refused in one line
+    text = wlbridge("status", "--url", url, "--bridge", wl.bridge).stdout
+    assert text.split()[:2] == ["bridge", wl.bridge], text
+    assert wlbridge("flows", "--url", url).stdout.startswith(f"bridge {wl.bridge}:")
+    for command in ("status", "flows"):
+        res = wlbridge(command, "--url", url, "--bridge", "br-other", check=False)
+        assert_refused(res, f"serves bridge {wl.bridge}, not br-other")
 
+    # teardown refuses while the controller runs, and changes nothing
+    res = wlbridge("teardown", "--bridge", wl.bridge, check=False)
+    assert_refused(res, "still running")
+    assert wl.bridge in bridges() and wl.status()["connected"]
 
-
-
-    wl.close()
+    assert wl.stop() == 0
+    res = wlbridge("teardown", "--bridge", wl.bridge, "--state-dir", str(wl.state_dir))
+    wl.is_set_up = False
+    state_file = wl.state_dir / f"{wl.bridge}.json"
+    assert f"state file {state_file} kept" in res.stdout and state_file.exists(), res.stdout
     assert wl.bridge not in bridges()
     assert host_view(world.uplink) == before
-    # teardown again: nothing to do, still success
-    res = wlbridge("teardown", "--bridge", wl.bridge)
+    # teardown again: nothing to do, still success; --remove-state forgets the guests
+    res = wlbridge("teardown", "--bridge", wl.bridge, "--state-dir", str(wl.state_dir),
+                   "--remove-state")
     assert "nothing to do" in (res.stdout + res.stderr).lower()
+    assert f"removed state file {state_file}" in res.stdout and not state_file.exists()
+
+
+def assert_refused(res: subprocess.CompletedProcess, what: str) -> None:
+    """A refusal: exit 2, one line on stderr saying `what`, no traceback."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and what in lines[0], res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
 
 
 def test_status_without_controller_says_so(tmp_path):
