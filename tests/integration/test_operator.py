@@ -138,11 +138,15 @@ def test_bad_config_is_refused_clearly(tmp_path):
     assert res.returncode == 2 and "not writable" in res.stderr, res.stderr
 
 
-def test_demo_runs_end_to_end():
-    res = subprocess.run(CLI + ["demo"], capture_output=True, text=True, timeout=120,
-                         check=False)
+def test_demo_shows_the_plain_bridge_failing_then_wlbridge_working():
+    res = subprocess.run(CLI + ["demo", "--guests", "5"], capture_output=True, text=True,
+                         timeout=180, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "demo OK" in res.stdout and "NO LEASE" not in res.stdout
-    assert "frames the AP dropped for a foreign MAC: 0" in res.stdout
+    before, _, after = res.stdout.partition("wlbridge setup")
+    assert "plain Open vSwitch bridge" in before and "NO LEASE" in before, res.stdout
+    assert "NO LEASE" not in after and "demo OK" in after, res.stdout
+    leases = [line for line in after.splitlines() if "-> 10.231." in line]
+    assert len(leases) == 5, res.stdout  # all five guests, none quietly left out
+    assert "frames the AP dropped for a foreign MAC since wlbridge runs: 0" in res.stdout
     assert not [b for b in bridges() if b.startswith("wldemo")]
 
