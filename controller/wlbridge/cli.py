@@ -38,14 +38,21 @@ class Parser(argparse.ArgumentParser):
 
     A default that is not None/False is appended as ``(default: X)`` unless the help
     already says ``default``; options without one say in words what happens unset.
+    `options` lists the arguments added (for the generated docs, see `docgen`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.options: list[argparse.Action] = []
+        super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         default, text = kwargs.get("default"), kwargs.get("help")
         if (text and text is not argparse.SUPPRESS and "default" not in text
                 and default not in (None, False, argparse.SUPPRESS)):
             kwargs["help"] = f"{text} (default: {default})"
-        return super().add_argument(*args, **kwargs)
+        action = super().add_argument(*args, **kwargs)
+        self.options.append(action)
+        return action
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
@@ -53,18 +60,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[Parser, dict[str, Parser]]:
+    """The `wlbridge` parser and each command's own."""
     parser = Parser(
         prog="wlbridge",
         description="Bridge VMs and containers onto a Wi-Fi LAN with Open vSwitch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    commands = {}
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
-    return parser
+    return parser, commands
 
 
 class _PipeSafe:
