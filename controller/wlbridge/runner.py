@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per option of `config.options()`; not given, the file's value (or the
     default) applies."""
     for opt in config.options():
-        help_text = f"{opt.help or opt.dest} (default: {_shown_default(opt)})"
+        help_text = opt.help or opt.dest
+        if opt.default is not None or "unset" not in help_text:
+            help_text += f" (default: {_shown_default(opt)})"
         if type(opt.type).__name__ == "Boolean":
             p.add_argument(config.flag(opt), dest=opt.dest, default=argparse.SUPPRESS,
                            action=argparse.BooleanOptionalAction, help=help_text)
