@@ -28,7 +28,7 @@ help:
 	@echo "make unit         unit tests (no root)"
 	@echo "make integration  integration tests (root, OVS, network namespaces)"
 	@echo "make lint         ruff over $(LINT_PATHS)"
-	@echo "make demo         the emulated Wi-Fi LAN, and why a plain bridge fails there"
+	@echo "make demo         the emulated Wi-Fi LAN (root): a plain bridge failing there, then wlbridge"
 	@echo "make bench        benchmarks (root): throughput, DHCP, resync, packet-ins"
 	@echo "make clean        remove $(VENV) and caches"
 
@@ -101,7 +101,7 @@ integration: install ovs
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 
-# The CLI's demo once it exists; until then the emulated LAN on its own.
+# `wlbridge demo`: a plain bridge failing on the emulated Wi-Fi LAN, then wlbridge working.
 demo: install ovs
 	$(SUDO) $(VENV)/bin/wlbridge demo
 

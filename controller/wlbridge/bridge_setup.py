@@ -67,18 +67,18 @@ def kernel_datapath_available() -> bool:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bridge", default=DEFAULT_BRIDGE,
-                        help=f"OVS bridge name (default {DEFAULT_BRIDGE})")
+    parser.add_argument("--bridge", default=DEFAULT_BRIDGE, metavar="BRIDGE",
+                        help="OVS bridge name")
     parser.add_argument("--db", default=None, metavar="REMOTE",
-                        help="OVSDB to use (default $WLBRIDGE_OVSDB or "
+                        help="OVSDB server (default: $WLBRIDGE_OVSDB, else "
                         "unix:/var/run/openvswitch/db.sock)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for Open vSwitch (default 10)")
+                        help="how long to wait for Open vSwitch")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--uplink", required=True, metavar="IFACE",
-                        help="the Wi-Fi station interface, e.g. wlan0")
+    parser.add_argument("--uplink", required=True, metavar="UPLINK",
+                        help="the Wi-Fi station interface, e.g. wlan0 (required)")
     add_common_arguments(parser)
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "

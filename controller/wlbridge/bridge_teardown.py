@@ -13,11 +13,19 @@ Address management goes back to the uplink's original manager from the bridge's 
 record (`wlbridge.addr_handoff`): the bridge's client stops before the addresses move back
 (its steps are undone if moving them fails), the original manager starts once the bridge is
 gone.
+
+It refuses while a controller is connected to the bridge (OVSDB's ``Controller``
+``is_connected``): stopping a service is the service manager's job, and a controller
+left running would wait for a bridge that is gone, then save its state over the file.
+The controller's state file (``<state_dir>/<bridge>.json``) is kept, and teardown says
+where: `wlbridge run` for the same bridge restores its guests from it.
+``--remove-state`` deletes it as well.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wlbridge.bridge_setup import Out, add_common_arguments, require_root, saved_state
@@ -28,7 +36,43 @@ if TYPE_CHECKING:  # imported lazily, see bridge_setup
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from wlbridge import config
+
     add_common_arguments(parser)
+    parser.add_argument("--state-dir", metavar="STATE_DIR", default=config.default("state_dir"),
+                        help="the controller's state_dir, where it keeps BRIDGE.json")
+    parser.add_argument("--remove-state", action="store_true",
+                        help="also delete STATE_DIR/BRIDGE.json (default: kept, so a later "
+                        "`wlbridge run` restores the guests)")
+
+
+def listening(target: str) -> bool | None:
+    """Whether something listens on a ``tcp:``/``ssl:`` controller target of this host
+    (None: not a local address, cannot tell).  OVSDB's ``is_connected`` lags a stopped
+    controller by a moment; a target nobody listens on any more has no controller."""
+    import ipaddress
+    import socket
+
+    from pyroute2 import DiagSocket
+
+    kind, _, rest = target.partition(":")
+    host, sep, port = rest.rpartition(":")
+    if kind not in ("tcp", "ssl") or not sep:
+        return None
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+        port_no = int(port)
+    except ValueError:
+        return None
+    if not addr.is_loopback:
+        return None
+    family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+    with DiagSocket() as diag:
+        diag.bind()
+        sockets = diag.get_sock_stats(family=family, states=1 << 10)  # TCP_LISTEN
+    return any(s["idiag_sport"] == port_no
+               and ipaddress.ip_address(s["idiag_src"]) in (addr, ipaddress.ip_address(
+                   "0.0.0.0" if addr.version == 4 else "::")) for s in sockets)
 
 
 def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = print) -> bool:
@@ -44,6 +88,12 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
     if not info.managed:
         raise UserError(f"bridge {bridge} was not created by wlbridge; not touching it "
                         f"(remove it with `ovs-vsctl del-br {bridge}` if you mean to)")
+    connected = [c.target for c in info.controllers
+                 if c.is_connected and listening(c.target) is not False]
+    if connected:
+        raise UserError(f"the controller of {bridge} is still running (connected through "
+                        f"{connected[0]}); stop it first (`systemctl stop wlbridge`, or Ctrl-C "
+                        "on `wlbridge run`), then run teardown again; nothing changed")
     uplink = info.external_ids[ovsdb.OWNER_KEY]
     state = saved_state(info)
     guest_ports = [i.name for p in info.ports for i in p.interfaces
@@ -128,6 +178,23 @@ def _undo(steps: list[Any], net: hostnet.HostNet) -> None:
             ops.undo(step)
         except Exception:  # noqa: BLE001,S110 - best effort; the UserError says what failed
             pass
+def state_file(state_dir: str, bridge: str, remove: bool, out: Out = print) -> None:
+    """Say where the controller's state file is kept, or remove it."""
+    from wlbridge.persist import StateStore
+
+    path = Path(StateStore(state_dir, bridge).path)
+    if not path.exists():
+        return
+    if not remove:
+        out(f"state file {path} kept: `wlbridge run --bridge {bridge}` restores its guests "
+            "from it; `wlbridge teardown --remove-state` (or rm) forgets them")
+        return
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot remove state file {path} ({exc.strerror}); remove it by "
+                        "hand") from exc
+    out(f"removed state file {path}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -136,4 +203,5 @@ def main(args: argparse.Namespace) -> int:
     require_root("teardown")
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
         teardown(db, net, args.bridge)
+    state_file(args.state_dir, args.bridge, args.remove_state)
     return 0

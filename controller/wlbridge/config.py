@@ -3,10 +3,18 @@
 They live in the ``[wlbridge]`` section of an INI file, so both
 ``wlbridge run --config-file FILE`` and ``ryu-manager --config-file FILE wlbridge_app``
 read the same file.  Command-line flags of ``wlbridge run`` override the file.
+
+`options()` is the one list of options: `wlbridge run`'s flags (`flag`), the option
+table in docs/usage.md and the checks below are all derived from it.  The checks
+(`check_file`, `convert`, `check_values`) refuse what oslo.config would let through or
+report in its own terms: unknown sections and keys (with the closest valid name), and
+bad values, each in one plain sentence (`ConfigError`).
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .compat import FRAMEWORK
@@ -26,15 +34,17 @@ def options() -> list:
     return [
         cfg.StrOpt("bridge", default="br-wl", help="OVS bridge managed by wlbridge"),
         cfg.StrOpt("uplink", default=None,
-                   help="station interface (default: the port marked by `wlbridge setup`)"),
+                   help="the Wi-Fi station interface (unset: the port `wlbridge setup` "
+                        "marked in OVSDB)"),
         cfg.StrOpt("state_dir", default="/var/lib/wlbridge",
                    help="where learned bindings are kept across restarts"),
         cfg.StrOpt("dhcp_mode", default="broadcast", choices=DHCP_MODES,
                    help="how guests' DHCP crosses the one-MAC uplink"),
         cfg.IntOpt("idle_timeout", default=300, min=5,
                    help="seconds an ARP/IPv4-learned guest address lives unused"),
-        cfg.IntOpt("max_ips_per_port", default=16, min=1),
-        cfg.IntOpt("max_bindings", default=4096, min=1),
+        cfg.IntOpt("max_ips_per_port", default=16, min=1,
+                   help="IPv4 addresses one guest port may hold"),
+        cfg.IntOpt("max_bindings", default=4096, min=1, help="IPv4 bindings in all"),
         cfg.StrOpt("listen_host", default="127.0.0.1",
                    help="OpenFlow listen address (ryu-manager: used when --ofp-listen-host "
                         "is not given)"),
@@ -52,7 +62,7 @@ def options() -> list:
                    help="packets per second (and burst) each guest port may send to the "
                         "controller"),
         cfg.ListOpt("static_macs", default=[],
-                    help="port=MAC pairs: guest MACs fixed by configuration"),
+                    help="port=MAC pairs, comma-separated: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
         cfg.FloatOpt("echo_interval", default=1.0, min=0.1,
@@ -82,12 +92,135 @@ def register(conf: Any = None) -> Any:
     return conf
 
 
-def static_macs(pairs: list[str]) -> dict[str, str]:
-    """Parse ``port=MAC`` pairs; raise ValueError with the bad entry."""
-    result = {}
+class ConfigError(ValueError):
+    """A configuration the user must fix; the message is one plain sentence."""
+
+
+def default(name: str) -> Any:
+    """The default value of option `name`."""
+    return next(opt.default for opt in options() if opt.dest == name)
+
+
+def flag(opt: Any) -> str:
+    """The `wlbridge run` flag of an option: ``idle_timeout`` -> ``--idle-timeout``."""
+    return "--" + opt.dest.replace("_", "-")
+
+
+def expected(opt: Any) -> str:
+    """What an option accepts, in words (for messages and docs)."""
+    kind = type(opt.type).__name__
+    choices = getattr(opt.type, "choices", None)
+    if choices:
+        return "one of " + ", ".join(str(c) for c in choices)
+    if kind == "Integer":
+        low, high = opt.type.min, opt.type.max
+        if low is not None and high is not None:
+            return f"a whole number from {low} to {high}"
+        if low is not None:
+            return f"a whole number, at least {low}"
+        return "a whole number"
+    if kind == "Boolean":
+        return "true or false"
+    if kind == "List":
+        return "a comma-separated list"
+    return "text"
+
+
+def convert(opt: Any, raw: Any) -> Any:
+    """`raw` (text from a file, or a value from the command line) as the option's type;
+    ConfigError saying what is expected."""
+    try:
+        value = opt.type(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"want {expected(opt)}, got {raw!r}") from exc
+    check_value(opt.dest, value)
+    return value
+
+
+def check_value(name: str, value: Any) -> None:
+    """Checks beyond the type: ConfigError when the value cannot work."""
+    if name == "static_macs":
+        try:
+            static_macs(value)
+        except ConfigError as exc:
+            raise ConfigError(f"static_macs {exc}") from exc
+
+
+def check_values(values: Mapping[str, Any]) -> None:
+    """`check_value` for every option of a resolved configuration."""
+    for name, value in values.items():
+        check_value(name, value)
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the closest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def check_file(path: str, default_keys: Iterable[str] = (),
+               other_sections: Iterable[str] = ()) -> dict[str, Any]:
+    """Read an INI file and check it: the ``[wlbridge]`` values, converted.
+
+    Refused (ConfigError): a syntax error, a section other than ``[wlbridge]``,
+    ``[DEFAULT]`` or `other_sections` (the framework's option groups), a key in
+    ``[wlbridge]`` that is not an option, a key in ``[DEFAULT]`` not in `default_keys`
+    (the framework's own options), and a bad value.
+    """
+    from oslo_config import cfg as oslo_cfg  # the parser behind oslo.config's files
+
+    sections: dict[str, dict[str, list[str]]] = {}
+    try:
+        oslo_cfg.ConfigParser(path, sections).parse()
+    except oslo_cfg.ParseError as exc:
+        raise ConfigError(f"{path}: {exc.msg} (line {exc.lineno})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    known_sections = [GROUP, "DEFAULT", *other_sections]
+    by_name = {opt.dest: opt for opt in options()}
+    default_keys = set(default_keys)
+    values: dict[str, Any] = {}
+    for section, keys in sections.items():
+        if section not in known_sections:
+            raise ConfigError(f"{path}: unknown section [{section}]"
+                              f"{suggest(section, known_sections)}; wlbridge's options "
+                              f"go in [{GROUP}]")
+        for key, raws in keys.items():
+            if section == GROUP:
+                if key not in by_name:
+                    raise ConfigError(f"{path}: unknown option {key} in [{GROUP}]"
+                                      f"{suggest(key, by_name)}")
+                try:
+                    values[key] = convert(by_name[key], raws[-1])
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: [{GROUP}] {key}: {exc}".replace(
+                        f"{key}: {key} ", f"{key} ")) from exc
+            elif section == "DEFAULT" and key not in default_keys:
+                hint = suggest(key, [*default_keys, *by_name])
+                raise ConfigError(f"{path}: unknown option {key} in [DEFAULT]{hint}; "
+                                  f"wlbridge's options go in [{GROUP}]")
+    return values
+
+
+def static_macs(pairs: Iterable[str]) -> dict[str, str]:
+    """Parse ``port=MAC`` pairs into port name -> canonical MAC; ConfigError (a ValueError)
+    naming the bad entry."""
+    import netaddr
+
+    result: dict[str, str] = {}
     for pair in pairs:
-        name, sep, mac = pair.partition("=")
-        if not sep or not name or len(mac.split(":")) != 6:
-            raise ValueError(f"bad static_macs entry {pair!r} (want port=aa:bb:cc:dd:ee:ff)")
-        result[name.strip()] = mac.strip().lower()
+        name, sep, mac = (part.strip() for part in pair.partition("="))
+        try:
+            eui = netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded) if mac else None
+        except (netaddr.AddrFormatError, TypeError, ValueError):
+            eui = None
+        if not sep or not name or eui is None or eui.version != 48:
+            raise ConfigError(f"entry {pair!r} is not port=MAC "
+                              "(e.g. vm-web=52:54:00:6b:3c:11)")
+        if int(eui) >> 40 & 1 or int(eui) == 0:
+            raise ConfigError(f"entry {pair!r}: {eui} is not a unicast MAC, "
+                              "so no guest can send from it")
+        if name in result:
+            raise ConfigError(f"port {name} is listed twice")
+        result[name] = str(eui).lower()
     return result

@@ -1,4 +1,5 @@
-"""The demo: an emulated Wi-Fi LAN, wlbridge on it, two guests leased by DHCP, pings.
+"""The demo: an emulated Wi-Fi LAN; a plain bridge failing on it; wlbridge on it, guests
+leased by DHCP, pings.
 
 Everything happens in network namespaces this command creates (prefix ``wldemo``)
 and is torn down at the end, also after a failure or Ctrl-C.  Needs root and a
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,9 +19,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .bridge_setup import require_root
 from .errors import UserError
 
 PREFIX = "wldemo"
+PLAIN_WAIT = 6.0  # seconds a guest tries DHCP through the plain bridge
 
 
 def _free_port() -> int:
@@ -62,16 +64,15 @@ def _wait(pred, timeout: float, what: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    if os.geteuid() != 0:
-        raise UserError("the demo needs root (network namespaces, Open vSwitch)")
+    require_root("demo")  # network namespaces, Open vSwitch
     try:
-        from topologies import World, basic_lan, cleanup_leftovers, ovs_problem
+        from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, ovs_problem
     except ImportError as exc:
         raise UserError(f"the demo needs the `topologies` package ({exc})") from exc
     problem = ovs_problem()
     if problem:
         raise UserError(problem)
-    n = max(1, min(4, args.guests))
+    n = args.guests
     cleanup_leftovers(PREFIX)
     graph = basic_lan(n_guests=n, prefix=PREFIX, static_guests=False)
     world = World(graph)
@@ -89,11 +90,30 @@ def run(args: argparse.Namespace) -> int:
         _say(f"   station uplink {world.uplink} ({world.station.ip}), "
              f"{n} guest(s) with no address yet")
 
-        _say(f"\n== 2. wlbridge setup --uplink {world.uplink} --bridge {bridge}")
+        first = world.guests[0]
+        _say(f"\n== 2. Before: a plain Open vSwitch bridge (NORMAL) with {world.uplink} and "
+             f"{first.port}")
+        with OvsBridge(f"{PREFIX}-plain") as plain:
+            plain.add_port(world.uplink)
+            plain.add_port(first.port)
+            plain.normal()
+            before = world.ap_counters()["foreign_src"].packets
+            lease = first.dhcp("dhclient", broadcast=False, timeout=PLAIN_WAIT)
+            first.stop_dhcp()
+            dropped = world.ap_counters()["foreign_src"].packets - before
+        ok &= lease is None and dropped > 0
+        counters = world.ap_counters()
+        plain_drops = counters["foreign_src"].packets + counters["foreign_dst"].packets
+        _say(f"   {first.name} ({first.mac}) dhclient -> {lease or 'NO LEASE'} "
+             f"after {PLAIN_WAIT:.0f}s")
+        _say(f"   the AP dropped {dropped} frame(s) whose source MAC was not the station's:")
+        _say("   a Wi-Fi AP talks to one MAC per station. wlbridge rewrites the guests' MACs.")
+
+        _say(f"\n== 3. wlbridge setup --uplink {world.uplink} --bridge {bridge}")
         _cli("setup", "--uplink", world.uplink, "--bridge", bridge, "--datapath", "netdev",
              "--controller", f"tcp:127.0.0.1:{of_port}")
 
-        _say(f"\n== 3. wlbridge run (OpenFlow on 127.0.0.1:{of_port})")
+        _say(f"\n== 4. wlbridge run (OpenFlow on 127.0.0.1:{of_port})")
         with open(workdir / "controller.log", "wb") as log:
             controller = subprocess.Popen(
                 [sys.executable, "-m", "wlbridge", "run", "--bridge", bridge,
@@ -109,14 +129,14 @@ def run(args: argparse.Namespace) -> int:
                 db.add_port(bridge, PortSpec(g.port))
         _say(f"   guests attached: {', '.join(g.port for g in world.guests)}")
 
-        _say("\n== 4. Guests ask the LAN's DHCP server (their clients unchanged)")
+        _say("\n== 5. Guests ask the LAN's DHCP server (their clients unchanged)")
         for i, g in enumerate(world.guests):
             client = "dhclient" if i % 2 == 0 else "udhcpc"
             ip = g.dhcp(client, broadcast=False, timeout=20)
             ok &= ip is not None
             _say(f"   {g.name} ({g.mac}) {client:<8} -> {ip or 'NO LEASE'}")
 
-        _say("\n== 5. wlbridge status")
+        _say("\n== 6. wlbridge status")
         from .status_client import render
 
         snap = _status(status_port)
@@ -124,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         for line in render(snap).splitlines():
             _say(f"   {line}")
 
-        _say("\n== 6. Pings")
+        _say("\n== 7. Pings")
         checks = []
         for g in world.guests:
             checks.append((f"{g.name} -> {peer.name}", g.ping(peer.ip, count=2)))
@@ -136,13 +156,14 @@ def run(args: argparse.Namespace) -> int:
             ok &= good
             _say(f"   {what:<22} {'OK' if good else 'FAILED'}")
         counters = world.ap_counters()
-        foreign = counters["foreign_src"].packets + counters["foreign_dst"].packets
+        foreign = (counters["foreign_src"].packets + counters["foreign_dst"].packets
+                   - plain_drops)
         ok &= foreign == 0
-        _say(f"   frames the AP dropped for a foreign MAC: {foreign}")
+        _say(f"   frames the AP dropped for a foreign MAC since wlbridge runs: {foreign}")
         if args.keep:
             input("\n(press Enter to tear everything down) ")
     finally:
-        _say("\n== 7. wlbridge teardown")
+        _say("\n== 8. wlbridge teardown")
         if controller is not None and controller.poll() is None:
             controller.send_signal(signal.SIGTERM)
             try:
@@ -150,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 controller.kill()
         try:
-            _cli("teardown", "--bridge", bridge)
+            _cli("teardown", "--bridge", bridge, "--state-dir", str(workdir / "state"),
+                 "--remove-state")
         except UserError as exc:
             _say(f"   {exc}")
             ok = False

@@ -10,12 +10,13 @@ from typing import Any
 from . import cookies
 from .flowtext import port_name
 from .pipeline import BY_ID
-from .status_client import DEFAULT_URL, fetch
+from .status_client import add_endpoint_arguments, fetch, served_bridge
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--url", default=DEFAULT_URL, help="controller status endpoint")
+    add_endpoint_arguments(p)
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output: the groups as JSON, without the header")
 
 
 def group(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -57,6 +58,12 @@ def render(groups: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    bridge = served_bridge(args.url, args.bridge)
     groups = group(fetch(args.url, "/flows"))
-    print(json.dumps(groups, indent=1) if args.json else render(groups))
+    if args.json:
+        print(json.dumps(groups, indent=1))
+    else:
+        total = sum(len(entries) for entries in groups.values())
+        print(f"bridge {bridge}: {total} flow(s), from the controller at {args.url}")
+        print(render(groups))
     return 0

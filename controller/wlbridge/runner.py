@@ -14,64 +14,125 @@ from .errors import UserError
 
 LOG = logging.getLogger(__name__)
 
-# command-line flag -> option in the [wlbridge] section
-FLAGS = ("bridge", "uplink", "state_dir", "dhcp_mode", "idle_timeout", "status_port",
-         "listen_host", "listen_port", "insecure_listen", "bridge_timeout")
+
+def _arg_type(opt):
+    """argparse type of an option's flag: its value converted and checked like the file's."""
+    def convert(text: str):
+        try:
+            return config.convert(opt, text)
+        except config.ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    convert.__name__ = opt.dest
+    return convert
+
+
+def _shown_default(opt) -> str:
+    if opt.default is None:
+        return "unset"
+    default = opt.default
+    if isinstance(default, list):
+        return ",".join(default) or "none"
+    return str(default).lower() if isinstance(default, bool) else str(default)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bridge", help="OVS bridge (default br-wl)")
-    p.add_argument("--uplink", help="station interface (default: found in OVSDB)")
-    p.add_argument("--listen-host", help="OpenFlow listen address (default 127.0.0.1)")
-    p.add_argument("--listen-port", type=int, help="OpenFlow listen port (default 6653)")
-    p.add_argument("--insecure-listen", action="store_const", const=True,
-                   help="allow a non-loopback --listen-host without TLS (logs a warning)")
-    p.add_argument("--state-dir", help="state directory (default /var/lib/wlbridge)")
-    p.add_argument("--dhcp-mode", choices=config.DHCP_MODES, help="DHCP strategy")
-    p.add_argument("--idle-timeout", type=int, help="seconds an unused learned address lives")
-    p.add_argument("--status-port", type=int, help="loopback status/metrics port (0: off)")
-    p.add_argument("--bridge-timeout", type=int, metavar="SECONDS",
-                   help="how long to wait for the bridge to exist (default 30)")
-    p.add_argument("--config-file", help="INI file with a [wlbridge] section")
+    """One flag per option of `config.options()`; not given, the file's value (or the
+    default) applies."""
+    for opt in config.options():
+        help_text = opt.help or opt.dest
+        if opt.default is not None or "unset" not in help_text:
+            help_text += f" (default: {_shown_default(opt)})"
+        if type(opt.type).__name__ == "Boolean":
+            p.add_argument(config.flag(opt), dest=opt.dest, default=argparse.SUPPRESS,
+                           action=argparse.BooleanOptionalAction, help=help_text)
+            continue
+        choices = getattr(opt.type, "choices", None)
+        metavar = "|".join(choices) if choices else opt.dest.upper()
+        p.add_argument(config.flag(opt), dest=opt.dest, default=argparse.SUPPRESS,
+                       type=_arg_type(opt), metavar=metavar, help=help_text)
+    p.add_argument("--config-file", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"INI file with a [{config.GROUP}] section (default: none)")
+
+
+def _framework_names(conf, cfg) -> tuple[list[str], list[str]]:
+    """The framework's own options (for [DEFAULT]) and option groups (other sections)."""
+    opts, groups = [], []
+    for name in conf:
+        (groups if isinstance(conf[name], cfg.ConfigOpts.GroupAttr) else opts).append(name)
+    return opts, [g for g in groups if g != config.GROUP]
 
 
 def load_config(args: argparse.Namespace):
     """The framework CONF with the file, then command-line flags, applied."""
+    import contextlib
     import importlib
+    import io
 
     cfg = importlib.import_module(f"{FRAMEWORK}.cfg")
     importlib.import_module(f"{FRAMEWORK}.base.app_manager")  # import order matters
     importlib.import_module(f"{FRAMEWORK}.controller.controller")  # registers ofp_* options
     conf = config.register(cfg.CONF)
     files = []
-    if args.config_file:
-        if not os.path.isfile(args.config_file):
-            raise UserError(f"config file {args.config_file} not found")
-        files = [args.config_file]
+    path = getattr(args, "config_file", None)
+    if path:
+        if not os.path.isfile(path):
+            raise UserError(f"config file {path} not found (check --config-file)")
+        framework_opts, framework_groups = _framework_names(conf, cfg)
+        try:
+            config.check_file(path, framework_opts, framework_groups)
+        except config.ConfigError as exc:
+            raise UserError(f"{exc}; nothing started") from exc
+        files = [path]
+    said = io.StringIO()
     try:
-        conf(args=[], project="wlbridge", default_config_files=files)
-    except Exception as exc:  # oslo.config raises several kinds
-        raise UserError(f"bad configuration: {exc}") from exc
-    for flag in FLAGS:
-        value = getattr(args, flag, None)
-        if value is not None:
-            conf.set_override(flag, value, group=config.GROUP)
+        with contextlib.redirect_stderr(said):  # oslo's argparse prints before exiting
+            conf(args=[], project="wlbridge", default_config_files=files)
+    except (Exception, SystemExit) as exc:  # oslo.config raises several kinds
+        why = said.getvalue().strip().splitlines() or [str(exc)]
+        raise UserError(f"bad configuration in {path}: {why[-1]}; nothing started") from exc
+    for opt in config.options():
+        if hasattr(args, opt.dest):
+            conf.set_override(opt.dest, getattr(args, opt.dest), group=config.GROUP)
     conf.set_override("ofp_listen_host", conf.wlbridge.listen_host)
     conf.set_override("ofp_tcp_listen_port", conf.wlbridge.listen_port)
-    for opt in config.options():  # oslo.config checks values only when read
-        try:
-            getattr(conf.wlbridge, opt.dest)
-        except Exception as exc:
-            raise UserError(f"bad value for [wlbridge] {opt.dest}: {exc}") from exc
     try:
-        config.static_macs(conf.wlbridge.static_macs)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+        config.check_values({opt.dest: getattr(conf.wlbridge, opt.dest)
+                             for opt in config.options()})
+    except config.ConfigError as exc:
+        raise UserError(f"{exc}; nothing started") from exc
     return conf
+
+
+def check_ports(conf) -> None:
+    """Refuse (UserError) when the status or OpenFlow port is taken, before anything starts."""
+    import socket
+
+    wl = conf.wlbridge
+    wanted = [("OpenFlow", wl.listen_host, wl.listen_port, "--listen-port", "listen_port")]
+    if wl.status_port:
+        wanted.append(("status", wl.status_host, wl.status_port, "--status-port",
+                       "status_port"))
+    for what, host, port, flag, key in wanted:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise UserError(f"cannot listen on {host}:{port} for {what} ({exc.strerror}); "
+                            f"fix {key.replace('port', 'host')}; nothing started") from exc
+        family, kind, proto, _, addr = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                raise UserError(f"{what} port {host}:{port} is not available ({exc.strerror}:"
+                                " another `wlbridge run`? `wlbridge status` tells); choose "
+                                f"another with {flag} or `{key} =` in the config file; "
+                                "nothing started") from exc
 
 
 def main(args: argparse.Namespace) -> int:
     conf = load_config(args)
+    check_ports(conf)
     from .persist import StateDirError, StateStore
 
     try:

@@ -12,13 +12,32 @@ from typing import Any
 from .addr_handoff import render_line
 from .errors import UserError
 
-DEFAULT_URL = "http://127.0.0.1:9654"
+DEFAULT_URL = "http://127.0.0.1:9654"  # status_host:status_port's defaults (a test checks)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_endpoint_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--bridge``, shared with `wlbridge flows`."""
     p.add_argument("--url", default=DEFAULT_URL,
-                   help=f"controller status endpoint (default {DEFAULT_URL})")
+                   help="the controller's status endpoint (its status_host:status_port)")
+    p.add_argument("--bridge", metavar="BRIDGE", default=None,
+                   help="refuse unless the controller at --url serves this bridge "
+                   "(default: whichever bridge it serves, named in the output)")
+
+
+def served_bridge(url: str, wanted: str | None, snap: dict[str, Any] | None = None) -> str:
+    """The bridge the controller at `url` serves (from `snap`, its status, if given);
+    UserError when it is not `wanted`."""
+    served = (snap if snap is not None else fetch(url, "/status")).get("bridge", "?")
+    if wanted is not None and served != wanted:
+        raise UserError(f"the controller at {url} serves bridge {served}, not {wanted}; "
+                        f"pass the status endpoint of {wanted}'s controller with --url "
+                        "(its status_port)")
+    return served
 
 
 def fetch(url: str, path: str, timeout: float = 5.0) -> Any:
@@ -83,5 +102,6 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
 
 def main(args: argparse.Namespace) -> int:
     snap = fetch(args.url, "/status")
+    served_bridge(args.url, args.bridge, snap)
     print(json.dumps(snap, indent=1) if args.json else render(snap))
     return 0

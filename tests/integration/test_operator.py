@@ -56,16 +56,38 @@ def test_full_cycle_leaves_the_host_as_it_was(make_world, wlbridge_on):
     assert 'wlbridge_events_total{event="guests.mac_learned"}' in metrics, metrics
     assert "wlbridge_switch_connected 1.0" in metrics
 
+    # which bridge answered; another bridge's controller is refused in one line
+    text = wlbridge("status", "--url", url, "--bridge", wl.bridge).stdout
+    assert text.split()[:2] == ["bridge", wl.bridge], text
+    assert wlbridge("flows", "--url", url).stdout.startswith(f"bridge {wl.bridge}:")
+    for command in ("status", "flows"):
+        res = wlbridge(command, "--url", url, "--bridge", "br-other", check=False)
+        assert_refused(res, f"serves bridge {wl.bridge}, not br-other")
 
+    # teardown refuses while the controller runs, and changes nothing
+    res = wlbridge("teardown", "--bridge", wl.bridge, check=False)
+    assert_refused(res, "still running")
+    assert wl.bridge in bridges() and wl.status()["connected"]
 
-
-
-    wl.close()
+    assert wl.stop() == 0
+    res = wlbridge("teardown", "--bridge", wl.bridge, "--state-dir", str(wl.state_dir))
+    wl.is_set_up = False
+    state_file = wl.state_dir / f"{wl.bridge}.json"
+    assert f"state file {state_file} kept" in res.stdout and state_file.exists(), res.stdout
     assert wl.bridge not in bridges()
     assert host_view(world.uplink) == before
-    # teardown again: nothing to do, still success
-    res = wlbridge("teardown", "--bridge", wl.bridge)
+    # teardown again: nothing to do, still success; --remove-state forgets the guests
+    res = wlbridge("teardown", "--bridge", wl.bridge, "--state-dir", str(wl.state_dir),
+                   "--remove-state")
     assert "nothing to do" in (res.stdout + res.stderr).lower()
+    assert f"removed state file {state_file}" in res.stdout and not state_file.exists()
+
+
+def assert_refused(res: subprocess.CompletedProcess, what: str) -> None:
+    """A refusal: exit 2, one line on stderr saying `what`, no traceback."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and what in lines[0], res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
 
 
 def test_status_without_controller_says_so(tmp_path):
@@ -116,11 +138,15 @@ def test_bad_config_is_refused_clearly(tmp_path):
     assert res.returncode == 2 and "not writable" in res.stderr, res.stderr
 
 
-def test_demo_runs_end_to_end():
-    res = subprocess.run(CLI + ["demo"], capture_output=True, text=True, timeout=120,
-                         check=False)
+def test_demo_shows_the_plain_bridge_failing_then_wlbridge_working():
+    res = subprocess.run(CLI + ["demo", "--guests", "5"], capture_output=True, text=True,
+                         timeout=180, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "demo OK" in res.stdout and "NO LEASE" not in res.stdout
-    assert "frames the AP dropped for a foreign MAC: 0" in res.stdout
+    before, _, after = res.stdout.partition("wlbridge setup")
+    assert "plain Open vSwitch bridge" in before and "NO LEASE" in before, res.stdout
+    assert "NO LEASE" not in after and "demo OK" in after, res.stdout
+    leases = [line for line in after.splitlines() if "-> 10.231." in line]
+    assert len(leases) == 5, res.stdout  # all five guests, none quietly left out
+    assert "frames the AP dropped for a foreign MAC since wlbridge runs: 0" in res.stdout
     assert not [b for b in bridges() if b.startswith("wldemo")]
 

@@ -1,0 +1,93 @@
+"""The docs say what the code does: generated parts up to date, examples valid, one name each.
+
+The generated parts of docs/usage.md and docs/pipeline.md (synopsis, options, flow tables
+and counts, output examples) must be what `python -m wlbridge.docgen` makes of the code
+now; when a test here fails after a change, run it and review the diff.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from wlbridge import config, docgen, flows, status_client
+from wlbridge.cli import build_parsers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", sorted(docgen.BLOCKS))
+def test_generated_parts_match_the_code(name: str) -> None:
+    text = (ROOT / "docs" / name).read_text()
+    assert docgen.render(name, text) == text, (
+        f"docs/{name} is out of date: run `python -m wlbridge.docgen` and review the diff")
+
+
+def test_a_drifted_doc_is_noticed() -> None:
+    text = (ROOT / "docs" / "usage.md").read_text()
+    drifted = text.replace("[--idle-timeout IDLE_TIMEOUT]", "", 1)
+    assert drifted != text and docgen.render("usage.md", drifted) != drifted
+
+
+def test_the_synopsis_has_every_option_of_every_command() -> None:
+    text = (ROOT / "docs" / "usage.md").read_text()
+    _, commands = build_parsers()
+    for name, parser in commands.items():
+        for action in parser.options:
+            for option in action.option_strings:
+                assert option in text, f"wlbridge {name} {option} is not in docs/usage.md"
+
+
+def test_flow_counts_are_the_builders() -> None:
+    """11 flows per guest port with a known MAC (with the DHCP-server and RA guards),
+    6 per binding, and the annotated two-guest dump has all of them."""
+    view = flows.View(uplink=1, station_mac="02:00:00:00:00:aa", guest_ports=(2, 3))
+    per_port = len(flows.port_flows(2, "02:00:00:00:00:bb", None))
+    per_ip = len(flows.binding_flows(2, "02:00:00:00:00:bb", "192.0.2.1", 300))
+    assert docgen.counts() == {"static": len(flows.static_flows(view)), "port": per_port,
+                               "port_unknown_mac": 1, "ip": per_ip}
+    pipeline_md = (ROOT / "docs" / "pipeline.md").read_text()
+    dump = pipeline_md.split("## An annotated dump")[1].split("### The same bridge")[0]
+    lines = re.findall(r"^cookie=", dump, re.MULTILINE)
+    assert len(lines) == docgen.total(guests=2, bindings=2)
+    for purpose in ("router advertisement", "udp_src`=67, `udp_dst`=68"):
+        assert purpose in pipeline_md
+
+
+def test_help_names_each_concept_once() -> None:
+    """`--uplink` is UPLINK and `--bridge` BRIDGE in every command; every option with a
+    default shows it."""
+    _, commands = build_parsers()
+    for name, parser in commands.items():
+        for action in parser.options:
+            if "--uplink" in action.option_strings:
+                assert action.metavar == "UPLINK", name
+            if "--bridge" in action.option_strings:
+                assert action.metavar == "BRIDGE", name
+            if action.default not in (None, False, "==SUPPRESS==") and action.help:
+                assert "default" in action.help, (name, action.option_strings)
+        text = parser.format_help()
+        assert "IFACE" not in text
+
+
+def test_status_default_url_is_the_configured_default() -> None:
+    assert status_client.DEFAULT_URL == (
+        f"http://{config.default('status_host')}:{config.default('status_port')}")
+
+
+def test_the_example_config_file_is_valid_and_complete() -> None:
+    path = ROOT / "docs" / "wlbridge.ini"
+    values = config.check_file(str(path), ["ofp_tcp_listen_port"])
+    text = path.read_text()
+    for opt in config.options():
+        found = re.search(rf"^#?{opt.dest} =", text, re.MULTILINE)
+        assert found, f"{opt.dest} not in {path.name}"
+        if opt.dest in values:
+            assert values[opt.dest] == opt.default, opt.dest  # the values shown are defaults
+
+
+def test_make_help_describes_the_demo() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    line = next(x for x in makefile.splitlines() if "make demo " in x)
+    assert "plain bridge" in line  # what `wlbridge demo` shows first (see test_operator)
