@@ -88,27 +88,35 @@ def serve(host: str, port: int, status: StatusFn,
         def log_message(self, fmt: str, *args: Any) -> None:
             LOG.debug("status: " + fmt, *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = StatusServer((host, port), Handler)
     # no poll interval: the thread sleeps until a request comes (`stop` wakes it)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": None},
                      name="wlbridge-status", daemon=True).start()
     return server
 
 
-def stop(server: ThreadingHTTPServer, timeout: float = 2.0) -> None:
-    """Stop a server started by `serve`: ask it to shut down and wake it with a connection
-    (it waits for requests without polling)."""
-    import socket
-    import time
+class StatusServer(ThreadingHTTPServer):
+    """Serves without polling (its thread sleeps until a request comes); `shutdown` wakes
+    it with a connection of its own, so it returns as the standard server's does."""
 
-    stopper = threading.Thread(target=server.shutdown, daemon=True)
-    stopper.start()
-    deadline = time.monotonic() + timeout
-    while stopper.is_alive() and time.monotonic() < deadline:
-        try:
-            socket.create_connection(server.server_address[:2], timeout=0.2).close()
-        except OSError:
-            pass
-        stopper.join(0.05)
+    daemon_threads = True
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        import socket
+        import time
+
+        stopper = threading.Thread(target=super().shutdown, daemon=True)
+        stopper.start()
+        deadline = time.monotonic() + timeout
+        while stopper.is_alive() and time.monotonic() < deadline:
+            try:
+                socket.create_connection(self.server_address[:2], timeout=0.2).close()
+            except OSError:
+                pass
+            stopper.join(0.05)
+
+
+def stop(server: ThreadingHTTPServer) -> None:
+    """Stop a server started by `serve`."""
+    server.shutdown()
     server.server_close()
