@@ -185,6 +185,24 @@ def check_file(path: str, default_keys: Iterable[str] = (),
     return values
 
 
+def check_loaded(conf: Any) -> None:
+    """Check a configuration the framework has loaded (``ryu-manager --config-file``):
+    the files' sections and keys, and every ``[wlbridge]`` value; ConfigError, one plain
+    sentence instead of oslo.config's own report."""
+    other_opts, groups = [], []
+    for name in conf:
+        (groups if type(conf[name]).__name__ == "GroupAttr" else other_opts).append(name)
+    for path in conf.config_file or ():
+        check_file(path, other_opts, [g for g in groups if g != GROUP])
+    values = {}
+    for opt in options():
+        try:
+            values[opt.dest] = getattr(conf.wlbridge, opt.dest)
+        except Exception as exc:  # oslo.config's several kinds, with internals in the text
+            raise ConfigError(f"[{GROUP}] {opt.dest}: want {expected(opt)}") from exc
+    check_values(values)
+
+
 def static_macs(pairs: Iterable[str]) -> dict[str, str]:
     """Parse ``port=MAC`` pairs into port name -> canonical MAC; ConfigError (a ValueError)
     naming the bad entry."""
