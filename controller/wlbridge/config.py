@@ -137,8 +137,9 @@ def check_values(values: Mapping[str, Any]) -> None:
 
 def suggest(name: str, valid: Iterable[str]) -> str:
     """`` (did you mean X?)`` for the closest valid name, or an empty string."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    by_lower = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 def check_file(path: str, default_keys: Iterable[str] = (),
