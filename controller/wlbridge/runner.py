@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -152,6 +153,11 @@ def main(args: argparse.Namespace) -> int:
         mgr.instantiate_apps(**contexts)
     except SystemExit as exc:
         raise UserError(str(exc.code)) from exc
+    except OSError as exc:  # a port taken between `check_ports` and the app binding it
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        raise UserError(f"cannot listen: {exc.strerror}; see `wlbridge run --help` for "
+                        "--status-port/--listen-port; nothing started") from exc
     LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
              conf.wlbridge.listen_port)
     while not stop.wait(0.5):
