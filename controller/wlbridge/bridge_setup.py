@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge import hostnet, ovsdb

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any, NoReturn
 
+from .errors import UserError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("wlbridge.bridge_setup", "create the OVS bridge and move the host address onto it"),
     "run": ("wlbridge.runner", "run the controller in the foreground"),
@@ -27,10 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teardown": ("wlbridge.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.demo", "run the emulated Wi-Fi LAN demo (root)"),
 }
-
-
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):

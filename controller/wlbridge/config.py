@@ -207,22 +207,23 @@ def check_loaded(conf: Any) -> None:
 def static_macs(pairs: Iterable[str]) -> dict[str, str]:
     """Parse ``port=MAC`` pairs into port name -> canonical MAC; ConfigError (a ValueError)
     naming the bad entry."""
-    import netaddr
+    from .addresses import is_unicast_mac, mac_to_bytes
 
     result: dict[str, str] = {}
     for pair in pairs:
         name, sep, mac = (part.strip() for part in pair.partition("="))
         try:
-            eui = netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded) if mac else None
-        except (netaddr.AddrFormatError, TypeError, ValueError):
-            eui = None
-        if not sep or not name or eui is None or eui.version != 48:
+            octets = mac_to_bytes(mac)
+        except ValueError:
+            octets = None
+        if not sep or not name or octets is None:
             raise ConfigError(f"entry {pair!r} is not port=MAC "
                               "(e.g. vm-web=52:54:00:6b:3c:11)")
-        if int(eui) >> 40 & 1 or int(eui) == 0:
-            raise ConfigError(f"entry {pair!r}: {eui} is not a unicast MAC, "
+        canonical = octets.hex(":")
+        if not is_unicast_mac(canonical):
+            raise ConfigError(f"entry {pair!r}: {canonical} is not a unicast MAC, "
                               "so no guest can send from it")
         if name in result:
             raise ConfigError(f"port {name} is listed twice")
-        result[name] = str(eui).lower()
+        result[name] = canonical
     return result

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .bridge_setup import require_root
-from .cli import UserError
+from .errors import UserError
 
 PREFIX = "wldemo"
 PLAIN_WAIT = 6.0  # seconds a guest tries DHCP through the plain bridge
