@@ -72,8 +72,7 @@ def test_help_names_each_concept_once() -> None:
 
 
 def test_status_default_url_is_the_configured_default() -> None:
-    assert status_client.DEFAULT_URL == (
-        f"http://{config.default('status_host')}:{config.default('status_port')}")
+    assert status_client.default_url() == "http://127.0.0.1:9654"
 
 
 def test_the_example_config_file_is_valid_and_complete() -> None:
