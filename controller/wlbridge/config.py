@@ -95,13 +95,14 @@ def expected(opt: Any) -> str:
     choices = getattr(opt.type, "choices", None)
     if choices:
         return "one of " + ", ".join(str(c) for c in choices)
-    if kind == "Integer":
+    if kind in ("Integer", "Float"):
+        what = "a whole number" if kind == "Integer" else "a number"
         low, high = opt.type.min, opt.type.max
         if low is not None and high is not None:
-            return f"a whole number from {low} to {high}"
+            return f"{what} from {low} to {high}"
         if low is not None:
-            return f"a whole number, at least {low}"
-        return "a whole number"
+            return f"{what}, at least {low}"
+        return what
     if kind == "Boolean":
         return "true or false"
     if kind == "List":

@@ -130,8 +130,8 @@ def test_run_refuses_a_taken_port(tmp_path: Path) -> None:
                      flag: port}
             res = wlbridge("run", "--uplink", "x", "--state-dir", str(tmp_path / "state"),
                            *[x for kv in ports.items() for x in kv])
-        assert_refused(res, f"127.0.0.1:{port} is not available")
-        assert flag in res.stderr
+        assert_refused(res, port)
+        assert flag in res.stderr or flag[2:].replace("-", "_") in res.stderr  # how to fix
     assert not (tmp_path / "state").exists()
 
 

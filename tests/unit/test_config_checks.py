@@ -43,3 +43,12 @@ def test_every_option_has_help_and_a_flag() -> None:
     for opt in config.options():
         assert opt.help, opt.dest
         assert config.flag(opt) == "--" + opt.dest.replace("_", "-")
+
+
+def test_numbers_say_their_range() -> None:
+    from oslo_config import cfg
+
+    assert config.expected(cfg.FloatOpt("x", min=0.1)) == "a number, at least 0.1"
+    assert config.expected(cfg.IntOpt("x", min=1, max=9)) == "a whole number from 1 to 9"
+    with pytest.raises(config.ConfigError, match="want a number, at least 0.1, got 'soon'"):
+        config.convert(cfg.FloatOpt("x", min=0.1), "soon")
