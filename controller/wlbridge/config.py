@@ -124,16 +124,25 @@ def convert(opt: Any, raw: Any) -> Any:
 def check_value(name: str, value: Any) -> None:
     """Checks beyond the type: ConfigError when the value cannot work."""
     if name == "static_macs":
-        try:
-            static_macs(value)
-        except ConfigError as exc:
-            raise ConfigError(f"static_macs {exc}") from exc
+        static_macs(value)
 
 
 def check_values(values: Mapping[str, Any]) -> None:
     """`check_value` for every option of a resolved configuration."""
     for name, value in values.items():
-        check_value(name, value)
+        try:
+            check_value(name, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+
+
+def framework_names(conf: Any) -> tuple[list[str], list[str]]:
+    """The framework's own top-level options (the keys of ``[DEFAULT]``) and its option
+    groups (other sections) registered on `conf`, ``[wlbridge]`` left out."""
+    opts, groups = [], []
+    for name in conf:
+        (groups if type(conf[name]).__name__ == "GroupAttr" else opts).append(name)
+    return opts, [g for g in groups if g != GROUP]
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
@@ -178,8 +187,7 @@ def check_file(path: str, default_keys: Iterable[str] = (),
                 try:
                     values[key] = convert(by_name[key], raws[-1])
                 except ConfigError as exc:
-                    raise ConfigError(f"{path}: [{GROUP}] {key}: {exc}".replace(
-                        f"{key}: {key} ", f"{key} ")) from exc
+                    raise ConfigError(f"{path}: [{GROUP}] {key}: {exc}") from exc
             elif section == "DEFAULT" and key not in default_keys:
                 hint = suggest(key, [*default_keys, *by_name])
                 raise ConfigError(f"{path}: unknown option {key} in [DEFAULT]{hint}; "
@@ -191,11 +199,8 @@ def check_loaded(conf: Any) -> None:
     """Check a configuration the framework has loaded (``ryu-manager --config-file``):
     the files' sections and keys, and every ``[wlbridge]`` value; ConfigError, one plain
     sentence instead of oslo.config's own report."""
-    other_opts, groups = [], []
-    for name in conf:
-        (groups if type(conf[name]).__name__ == "GroupAttr" else other_opts).append(name)
     for path in conf.config_file or ():
-        check_file(path, other_opts, [g for g in groups if g != GROUP])
+        check_file(path, *framework_names(conf))
     values = {}
     for opt in options():
         try:

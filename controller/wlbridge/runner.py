@@ -55,14 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"INI file with a [{config.GROUP}] section (default: none)")
 
 
-def _framework_names(conf, cfg) -> tuple[list[str], list[str]]:
-    """The framework's own options (for [DEFAULT]) and option groups (other sections)."""
-    opts, groups = [], []
-    for name in conf:
-        (groups if isinstance(conf[name], cfg.ConfigOpts.GroupAttr) else opts).append(name)
-    return opts, [g for g in groups if g != config.GROUP]
-
-
 def load_config(args: argparse.Namespace):
     """The framework CONF with the file, then command-line flags, applied."""
     import contextlib
@@ -78,9 +70,8 @@ def load_config(args: argparse.Namespace):
     if path:
         if not os.path.isfile(path):
             raise UserError(f"config file {path} not found (check --config-file)")
-        framework_opts, framework_groups = _framework_names(conf, cfg)
         try:
-            config.check_file(path, framework_opts, framework_groups)
+            config.check_file(path, *config.framework_names(conf))
         except config.ConfigError as exc:
             raise UserError(f"{exc}; nothing started") from exc
         files = [path]
