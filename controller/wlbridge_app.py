@@ -96,6 +96,10 @@ class WlBridgeApp(AppBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         root = wl_config.register()
+        try:
+            wl_config.check_loaded(root)
+        except wl_config.ConfigError as exc:  # one line, as `wlbridge run` says it
+            raise SystemExit(f"wlbridge: {exc}") from exc
         conf = root.wlbridge
         self.conf = conf
         self.store = StateStore(conf.state_dir, conf.bridge)

@@ -112,13 +112,14 @@ def expected(opt: Any) -> str:
     choices = getattr(opt.type, "choices", None)
     if choices:
         return "one of " + ", ".join(str(c) for c in choices)
-    if kind == "Integer":
+    if kind in ("Integer", "Float"):
+        what = "a whole number" if kind == "Integer" else "a number"
         low, high = opt.type.min, opt.type.max
         if low is not None and high is not None:
-            return f"a whole number from {low} to {high}"
+            return f"{what} from {low} to {high}"
         if low is not None:
-            return f"a whole number, at least {low}"
-        return "a whole number"
+            return f"{what}, at least {low}"
+        return what
     if kind == "Boolean":
         return "true or false"
     if kind == "List":
@@ -140,22 +141,32 @@ def convert(opt: Any, raw: Any) -> Any:
 def check_value(name: str, value: Any) -> None:
     """Checks beyond the type: ConfigError when the value cannot work."""
     if name == "static_macs":
-        try:
-            static_macs(value)
-        except ConfigError as exc:
-            raise ConfigError(f"static_macs {exc}") from exc
+        static_macs(value)
 
 
 def check_values(values: Mapping[str, Any]) -> None:
     """`check_value` for every option of a resolved configuration."""
     for name, value in values.items():
-        check_value(name, value)
+        try:
+            check_value(name, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+
+
+def framework_names(conf: Any) -> tuple[list[str], list[str]]:
+    """The framework's own top-level options (the keys of ``[DEFAULT]``) and its option
+    groups (other sections) registered on `conf`, ``[wlbridge]`` left out."""
+    opts, groups = [], []
+    for name in conf:
+        (groups if type(conf[name]).__name__ == "GroupAttr" else opts).append(name)
+    return opts, [g for g in groups if g != GROUP]
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
     """`` (did you mean X?)`` for the closest valid name, or an empty string."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    by_lower = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 def check_file(path: str, default_keys: Iterable[str] = (),
@@ -193,8 +204,7 @@ def check_file(path: str, default_keys: Iterable[str] = (),
                 try:
                     values[key] = convert(by_name[key], raws[-1])
                 except ConfigError as exc:
-                    raise ConfigError(f"{path}: [{GROUP}] {key}: {exc}".replace(
-                        f"{key}: {key} ", f"{key} ")) from exc
+                    raise ConfigError(f"{path}: [{GROUP}] {key}: {exc}") from exc
             elif section == "DEFAULT" and key not in default_keys:
                 hint = suggest(key, [*default_keys, *by_name])
                 raise ConfigError(f"{path}: unknown option {key} in [DEFAULT]{hint}; "
@@ -202,25 +212,41 @@ def check_file(path: str, default_keys: Iterable[str] = (),
     return values
 
 
+def check_loaded(conf: Any) -> None:
+    """Check a configuration the framework has loaded (``ryu-manager --config-file``):
+    the files' sections and keys, and every ``[wlbridge]`` value; ConfigError, one plain
+    sentence instead of oslo.config's own report."""
+    for path in conf.config_file or ():
+        check_file(path, *framework_names(conf))
+    values = {}
+    for opt in options():
+        try:
+            values[opt.dest] = getattr(conf.wlbridge, opt.dest)
+        except Exception as exc:  # oslo.config's several kinds, with internals in the text
+            raise ConfigError(f"[{GROUP}] {opt.dest}: want {expected(opt)}") from exc
+    check_values(values)
+
+
 def static_macs(pairs: Iterable[str]) -> dict[str, str]:
     """Parse ``port=MAC`` pairs into port name -> canonical MAC; ConfigError (a ValueError)
     naming the bad entry."""
-    import netaddr
+    from .addresses import is_unicast_mac, mac_to_bytes
 
     result: dict[str, str] = {}
     for pair in pairs:
         name, sep, mac = (part.strip() for part in pair.partition("="))
         try:
-            eui = netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded) if mac else None
-        except (netaddr.AddrFormatError, TypeError, ValueError):
-            eui = None
-        if not sep or not name or eui is None or eui.version != 48:
+            octets = mac_to_bytes(mac)
+        except ValueError:
+            octets = None
+        if not sep or not name or octets is None:
             raise ConfigError(f"entry {pair!r} is not port=MAC "
                               "(e.g. vm-web=52:54:00:6b:3c:11)")
-        if int(eui) >> 40 & 1 or int(eui) == 0:
-            raise ConfigError(f"entry {pair!r}: {eui} is not a unicast MAC, "
+        canonical = octets.hex(":")
+        if not is_unicast_mac(canonical):
+            raise ConfigError(f"entry {pair!r}: {canonical} is not a unicast MAC, "
                               "so no guest can send from it")
         if name in result:
             raise ConfigError(f"port {name} is listed twice")
-        result[name] = str(eui).lower()
+        result[name] = canonical
     return result

@@ -59,9 +59,10 @@ def command_options(name: str) -> str:
     for action in build_parsers()[1][name].options:
         if "-h" in action.option_strings or action.help == argparse.SUPPRESS:
             continue
-        option = " / ".join(f"`{o}`" for o in action.option_strings)
+        option = " / ".join(action.option_strings)
         if action.metavar or action.choices:
             option += f" {action.metavar or '{' + ','.join(action.choices) + '}'}"
+        option = f"`{option}`"
         text = action.help or ""
         default = "(required)" if action.required else "–"
         found = re.search(r" \(default: (.*)\)$", text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -54,14 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"INI file with a [{config.GROUP}] section (default: none)")
 
 
-def _framework_names(conf, cfg) -> tuple[list[str], list[str]]:
-    """The framework's own options (for [DEFAULT]) and option groups (other sections)."""
-    opts, groups = [], []
-    for name in conf:
-        (groups if isinstance(conf[name], cfg.ConfigOpts.GroupAttr) else opts).append(name)
-    return opts, [g for g in groups if g != config.GROUP]
-
-
 def load_config(args: argparse.Namespace):
     """The framework CONF with the file, then command-line flags, applied."""
     import contextlib
@@ -77,9 +70,8 @@ def load_config(args: argparse.Namespace):
     if path:
         if not os.path.isfile(path):
             raise UserError(f"config file {path} not found (check --config-file)")
-        framework_opts, framework_groups = _framework_names(conf, cfg)
         try:
-            config.check_file(path, framework_opts, framework_groups)
+            config.check_file(path, *config.framework_names(conf))
         except config.ConfigError as exc:
             raise UserError(f"{exc}; nothing started") from exc
         files = [path]
@@ -152,6 +144,11 @@ def main(args: argparse.Namespace) -> int:
         mgr.instantiate_apps(**contexts)
     except SystemExit as exc:
         raise UserError(str(exc.code)) from exc
+    except OSError as exc:  # a port taken between `check_ports` and the app binding it
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        raise UserError(f"cannot listen: {exc.strerror}; see `wlbridge run --help` for "
+                        "--status-port/--listen-port; nothing started") from exc
     LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
              conf.wlbridge.listen_port)
     while not stop.wait(3600):   # the signal handlers wake it (no polling)

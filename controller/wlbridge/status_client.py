@@ -12,7 +12,12 @@ from typing import Any
 from .addr_handoff import render_line
 from .errors import UserError
 
-DEFAULT_URL = "http://127.0.0.1:9654"  # status_host:status_port's defaults (a test checks)
+
+def default_url() -> str:
+    """The status endpoint of a controller with the default status_host and status_port."""
+    from . import config
+
+    return f"http://{config.default('status_host')}:{config.default('status_port')}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
     """``--url`` and ``--bridge``, shared with `wlbridge flows`."""
-    p.add_argument("--url", default=DEFAULT_URL,
+    p.add_argument("--url", default=default_url(),
                    help="the controller's status endpoint (its status_host:status_port)")
     p.add_argument("--bridge", metavar="BRIDGE", default=None,
                    help="refuse unless the controller at --url serves this bridge "

@@ -7,6 +7,7 @@ changed (the OVS bridges and the uplink's addresses are as before).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,11 +17,13 @@ import pytest
 from harness import CLI, wlbridge
 from pyroute2 import IPRoute
 from test_operator import bridges, host_view
+from test_ryu_manager import ryu_manager as ryu_manager_fixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli_refusals import ROOT_CASES, assert_refused
 from wlbridge.bridge_setup import kernel_datapath_available
 
+ryu_manager = ryu_manager_fixture  # the Ryu venv's ryu-manager (built when missing)
 Case = Callable[..., tuple[list[str], str]]
 
 
@@ -141,3 +144,27 @@ def test_setup_and_teardown_into_a_closed_pipe(lan, wl_prefix) -> None:
         assert res.returncode == 0 and res.stderr == "", res.stderr
         assert len(res.stdout.splitlines()) == 1
         assert (bridge in bridges()) == command.startswith("setup")
+
+
+@pytest.mark.parametrize("text,what", [
+    ("[wlbridge]\nidel_timeout = 30\n", "(did you mean idle_timeout?)"),
+    ("[wlbrige]\nidle_timeout = 30\n", "unknown section [wlbrige] (did you mean wlbridge?)"),
+    ("[wlbridge]\nlisten_port = sixteen\n", "listen_port: want a whole number from 1 to 65535"),
+    ("[wlbridge]\nstatic_macs = g2=zz:zz:zz:zz:zz:zz\n", "is not port=MAC"),
+])
+def test_ryu_manager_refuses_a_bad_config_file_in_one_line(ryu_manager, tmp_path, text,
+                                                            what) -> None:
+    """The same file, the same refusal under `ryu-manager wlbridge_app`: one line, no
+    oslo.config internals, no traceback."""
+    ini = tmp_path / "wlbridge.ini"
+    ini.write_text(text)
+    tree = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONPATH"] = f"{tree / 'controller'}:{tree}"  # this tree's wlbridge_app
+    res = subprocess.run([str(ryu_manager), "--config-file", str(ini), "--ofp-tcp-listen-port",
+                          "0", "wlbridge_app"], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=tmp_path, check=False)
+    output = res.stdout + res.stderr
+    errors = [line for line in output.splitlines() if line.startswith("wlbridge:")]
+    assert res.returncode != 0 and len(errors) == 1 and what in errors[0], output
+    assert "Traceback" not in output and "LocationInfo" not in output

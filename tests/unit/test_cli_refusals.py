@@ -101,7 +101,7 @@ def run_cases(tmp: Path, ini) -> dict[str, tuple[list[str], str]]:
             "dhcp_mode: want one of broadcast, client-id, got 'sometimes'"),
         "a malformed `static_macs` entry": (
             base + ["--config-file", ini("[wlbridge]\nstatic_macs = g2=zz:zz:zz:zz:zz:zz\n")],
-            "static_macs entry 'g2=zz:zz:zz:zz:zz:zz' is not port=MAC"),
+            "static_macs: entry 'g2=zz:zz:zz:zz:zz:zz' is not port=MAC"),
         "a group MAC in `static_macs`": (
             base + ["--static-macs", "vm=01:00:5e:00:00:01"], "is not a unicast MAC"),
         "the state directory cannot be created or written": (
@@ -130,8 +130,8 @@ def test_run_refuses_a_taken_port(tmp_path: Path) -> None:
                      flag: port}
             res = wlbridge("run", "--uplink", "x", "--state-dir", str(tmp_path / "state"),
                            *[x for kv in ports.items() for x in kv])
-        assert_refused(res, f"127.0.0.1:{port} is not available")
-        assert flag in res.stderr
+        assert_refused(res, port)
+        assert flag in res.stderr or flag[2:].replace("-", "_") in res.stderr  # how to fix
     assert not (tmp_path / "state").exists()
 
 

@@ -69,11 +69,16 @@ def test_help_names_each_concept_once() -> None:
                 assert "default" in action.help, (name, action.option_strings)
         text = parser.format_help()
         assert "IFACE" not in text
+    metavars: dict[str, set] = {}
+    for parser in commands.values():
+        for action in parser.options:
+            for option in action.option_strings:
+                metavars.setdefault(option, set()).add(action.metavar)
+    assert {o: m for o, m in metavars.items() if len(m) > 1} == {}  # one name per option
 
 
 def test_status_default_url_is_the_configured_default() -> None:
-    assert status_client.DEFAULT_URL == (
-        f"http://{config.default('status_host')}:{config.default('status_port')}")
+    assert status_client.default_url() == "http://127.0.0.1:9654"
 
 
 def test_the_example_config_file_is_valid_and_complete() -> None:
