@@ -31,6 +31,22 @@ ROOT_CASES = {
 }
 
 
+# refusals walked by tests of their own features: (command, refusal) -> "file::test"
+FEATURE_CASES = {
+    ("run", "another controller runs for the same bridge or state file"):
+        "tests/integration/test_controller_lifetime.py::"
+        "test_a_second_controller_refuses_and_changes_nothing",
+    ("run", "`listen_host` is not a loopback address"):
+        "tests/integration/test_controller_lifetime.py::"
+        "test_a_non_loopback_listen_host_needs_tls_or_insecure_listen",
+    ("run", "a corrupt state file cannot be moved aside"):
+        "tests/unit/test_state_lifetime.py::"
+        "test_a_corrupt_state_file_that_cannot_be_moved_is_a_startup_error",
+    ("setup", "the address hand-off is not safe"):
+        "tests/unit/test_addr_handoff_unit.py::test_setup_refusal_changes_nothing",
+}
+
+
 def assert_refused(res: subprocess.CompletedProcess, what: str) -> None:
     """A refusal: exit status 2, exactly one line on stderr containing `what`, no traceback."""
     lines = res.stderr.splitlines()

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from wlbridge import datapath, switch_link
+from wlbridge import config, datapath, switch_link
 from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
@@ -50,7 +50,7 @@ OVS_MODULE_PATH = "/sys/module/openvswitch"
 LINK_TIMEOUT = 10.0
 ADDRESS_MANAGERS = ("auto", "keep", "static", "dhclient", "dhcpcd", "networkmanager",
                     "networkd")   # addr_handoff.MODES (kept here: --help loads no pyroute2)
-DEFAULT_STATE_DIR = "/var/lib/wlbridge"
+DEFAULT_STATE_DIR = config.default("state_dir")
 
 geteuid: Callable[[], int] = os.geteuid     # seam: tests replace it to simulate non-root
 Out = Callable[[str], None]
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "management over to the bridge, refusing when that is not safe; keep "
                         "only moves the addresses (the uplink's manager is left alone); the "
                         "others force that hand-off")
-    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR",
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="STATE_DIR",
                         help="where the DHCP client setup starts on the bridge keeps its pid "
                         f"and lease files (default {DEFAULT_STATE_DIR}, as `wlbridge run`)")
 

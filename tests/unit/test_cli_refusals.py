@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_refusals import ROOT_CASES, assert_refused, documented_refusals
+from cli_refusals import FEATURE_CASES, ROOT_CASES, assert_refused, documented_refusals
 from wlbridge import bridge_setup, cli
 from wlbridge.status_server import serve
 
@@ -190,8 +190,13 @@ def test_root_commands_refuse_other_users(argv: list[str], monkeypatch, capsys) 
 def test_every_documented_refusal_is_walked() -> None:
     """docs/usage.md's refusal tables name no refusal that no test runs, and the other way
     round: the tests above (no root) and the integration walk (root) cover them all."""
-    walked = {("run", r) for r in RUN_CASES} | set(ROOT_CASES) | set(UNIT_CASES)
+    walked = ({("run", r) for r in RUN_CASES} | set(ROOT_CASES) | set(UNIT_CASES)
+              | set(FEATURE_CASES))
     assert documented_refusals() == walked
+    root = Path(__file__).resolve().parents[2]
+    for where in FEATURE_CASES.values():  # the tests named there exist
+        path, _, name = where.partition("::")
+        assert f"def {name}(" in (root / path).read_text(), where
 
 
 # refusals walked by the tests above other than `test_run_refuses`
