@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
-                nftables iperf3 tcpdump busybox
+                nftables iperf3 tcpdump busybox dhcpcd-base
 PYTHON_CANDIDATES := python3 /usr/bin/python3
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 LOCK  := /tmp/.wlbridge-install-$(shell id -u).lock

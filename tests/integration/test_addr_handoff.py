@@ -17,6 +17,7 @@ import io
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -244,3 +245,78 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed
+
+
+DHCPCD_SCRIPT = """#!/bin/sh
+# dhcpcd -c script (test tooling): dhcpcd configures the address itself; this only logs.
+echo "$(date +%s) $reason $interface ${new_ip_address:-} ${new_dhcp_lease_time:-}" >> {events}
+exit 0
+"""
+
+
+def dhcpcd_manager() -> list[int]:
+    """PIDs of running dhcpcd managers (process title ``dhcpcd: [manager] ...``)."""
+    return [pid for pid, argv in _all() if argv[:1] and argv[0].startswith("dhcpcd: [manager]")]
+
+
+def _all() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                found.append((int(entry), [a.decode() for a in raw.rstrip(b"\0").split(b"\0")]))
+    return found
+
+
+def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
+    """A real dhcpcd manager (limited to this test's interfaces, hooks replaced by a logging
+    script) on the uplink: setup names it, refuses in one line, changes nothing.  Nothing is
+    ever sent to the manager: dhcpcd 9.4.1's `dhcpcd -n IFACE` replaces a manager's options
+    (a manager limited by allowinterfaces then took every interface of this machine)."""
+    if not shutil.which("dhcpcd"):
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
+            "dhcpcd is not installed (Debian: dhcpcd-base)")
+    if dhcpcd_manager():
+        pytest.fail("a dhcpcd manager already runs on this machine: not ours to touch")
+    resolv = Path("/etc/resolv.conf").read_bytes()     # dhcpcd's hooks must not run here
+    world = make_world(n_guests=0, dhcp=False)
+    udhcpd(world, tmp_path)
+    events = tmp_path / "events"
+    script = tmp_path / "dhcpcd-script"
+    script.write_text(DHCPCD_SCRIPT.replace("{events}", str(events)))
+    script.chmod(0o755)
+    conf = tmp_path / "dhcpcd.conf"
+    # nodev: no udev here (dhcpcd would wait for it forever); noarp: no 6 s of ARP probing
+    conf.write_text(f"allowinterfaces {world.prefix}-*\nnodev\nnoarp\nnoipv4ll\nnoipv6\n"
+                    "noipv6rs\n")
+    world.station.flush_addr()
+    subprocess.run(["dhcpcd", "-4", "-b", "-f", str(conf), "-c", str(script)], check=True,
+                   timeout=30, capture_output=True)
+    managers = dhcpcd_manager()
+    bridge = f"{world.prefix}-br"
+    try:
+        assert len(managers) == 1, _all()
+        ip = wait_for(lambda: world.station.ip, timeout=20, what="a dhcpcd lease on the uplink")
+        res = wlbridge("setup", "--uplink", world.uplink, "--bridge", bridge, "--datapath",
+                       "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
+                       str(tmp_path / "state"), check=False)
+        assert res.returncode == 2, res.stdout + res.stderr
+        err = res.stderr.strip()
+        assert "\n" not in err and f"dhcpcd (PID {managers[0]})" in err, err
+        assert "nothing changed" in err and "--address-manager keep" in err, err
+        assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        assert dhcpcd_manager() == managers
+    finally:
+        wlbridge("teardown", "--bridge", bridge, check=False)
+        for pid in managers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for lease in Path("/var/lib/dhcpcd").glob(f"{world.prefix}-*"):
+            lease.unlink()
+    assert Path("/etc/resolv.conf").read_bytes() == resolv

@@ -212,12 +212,23 @@ def test_networkd_plan_uses_runtime_files():
     assert p.teardown_after[-1].data["argv"] == ["networkctl", "reconfigure", "wlan0"]
 
 
-def test_dhcpcd_plan_asks_for_the_current_address():
+def test_dhcpcd_instance_plan_asks_for_the_current_address():
+    one = plan("auto", detect(facts(proc(60, "dhcpcd: wlan0 [ip4]", name="dhcpcd"))))
+    assert [s.data["argv"] for s in one.setup if s.kind == "command"] == [
+        ["dhcpcd", "-4", "-b", "-r", "192.168.1.5", "br-wl"], ["dhcpcd", "-4", "-x", "wlan0"]]
+    assert [s.data["argv"] for s in one.teardown_before if s.kind == "command"] == [
+        ["dhcpcd", "-4", "-x", "br-wl"]]
+    assert one.teardown_after[0].data["argv"] == ["dhcpcd", "-4", "-b", "wlan0"]
+
+
+def test_dhcpcd_manager_is_refused_with_what_to_do():
+    """`dhcpcd -n IFACE` sent to a manager replaces its options (seen on dhcpcd 9.4.1: a
+    manager limited by allowinterfaces went on to manage every interface)."""
     det = detect(facts(proc(60, "dhcpcd: [manager] [ip4] [ip6]", name="dhcpcd")))
-    p = plan("auto", det)
-    argvs = [s.data["argv"] for s in p.setup if s.kind == "command"]
-    assert argvs == [["dhcpcd", "-x", "wlan0"], ["dhcpcd", "-n", "-r", "192.168.1.5", "br-wl"]]
-    assert p.teardown_after[0].data["argv"] == ["dhcpcd", "-n", "wlan0"]
+    for mode in ("auto", "dhcpcd"):
+        with pytest.raises(ah.HandoffRefused, match="every interface") as exc:
+            plan(mode, det)
+        assert "denyinterfaces wlan0" in exc.value.one_line() and "\n" not in str(exc.value)
 
 
 def test_forced_manager_not_found_is_refused():
