@@ -40,7 +40,10 @@ case "$reason" in
   PREINIT) ip link set dev "$interface" up ;;
   BOUND|RENEW|REBIND|REBOOT)
     ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" \\
-      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time" ;;
+      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time"
+    # the router option, as a route to a test-only prefix (never the machine's default route)
+    [ -n "$new_routers" ] && ip -4 route replace {route} via "${new_routers%% *}" \\
+      dev "$interface" ;;
   EXPIRE|FAIL|RELEASE|STOP)
     [ -n "$old_ip_address" ] && ip -4 addr del "$old_ip_address/$old_subnet_mask" \\
       dev "$interface" 2>/dev/null ;;
@@ -52,7 +55,7 @@ CONF = """timeout 20;
 retry 2;
 initial-interval 1;
 backoff-cutoff 2;
-request subnet-mask, broadcast-address;
+request subnet-mask, broadcast-address, routers;
 """
 
 
@@ -64,7 +67,7 @@ def udhcpd(world, workdir: Path, lease: int = LEASE) -> None:
         f"start {net.network_address + 100}\nend {net.network_address + 199}\n"
         f"interface {world.router.ifname}\nlease_file {workdir / 'udhcpd.leases'}\n"
         f"pidfile {workdir / 'udhcpd.pid'}\noption subnet {net.netmask}\n"
-        f"option lease {lease}\nmin_lease 10\n")
+        f"option lease {lease}\nmin_lease 10\noption router {net.network_address + 1}\n")
     world.router.popen("busybox", "udhcpd", "-f", str(conf), name="udhcpd")
 
 
@@ -98,7 +101,10 @@ class Uplink:
         self.dir = workdir
         self.events = workdir / "events"
         script = workdir / "dhclient-script"
-        script.write_text(SCRIPT.replace("{events}", str(self.events)))
+        # stands in for the default route: a prefix no one else uses (by the LAN's subnet)
+        self.route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+        script.write_text(SCRIPT.replace("{events}", str(self.events))
+                          .replace("{route}", str(self.route)))
         script.chmod(0o755)
         (workdir / "dhclient.conf").write_text(CONF)
         self.argv = ["dhclient", "-4", "-v", "-pf", str(workdir / "dhclient.pid"),
@@ -150,6 +156,7 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
     assert world.station.ping(peer.addr, src=ip)
     original = uplink.clients()
     assert original == [uplink.argv], original
+    assert len(routes_to(uplink.route)) == 1 and world.uplink in routes_to(uplink.route)[0]
 
     ctl = Controller(world, tmp_path / "ctl")
     (tmp_path / "ctl").mkdir()
@@ -180,8 +187,12 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
         assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge   # a lease, renewed
         assert addr_info(world.uplink) == []
         assert world.station.ping(peer.addr, src=ip)
-        routes = routes_to(world.subnet)
-        assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        for net in (world.subnet, uplink.route):        # no route left or doubled
+            routes = routes_to(net)
+            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        accept_ra = [Path(f"/proc/sys/net/ipv6/conf/{dev}/accept_ra").read_text()
+                     for dev in (world.uplink, ctl.bridge)]
+        assert accept_ra[0] == accept_ra[1], accept_ra        # RAs accepted as on the uplink
         host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
         assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
         assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
@@ -201,6 +212,8 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
                     what="a renewal on the uplink after teardown")
     assert world.station.ping(peer.addr, src=ip)
     assert not [argv for _, argv in ours(state_dir)], "the bridge's dhclient still runs"
+    routes = routes_to(uplink.route)
+    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
 
 
 def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:

@@ -8,6 +8,7 @@ proved here, by the plan, and listed in docs/troubleshooting.md as not verified.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from hostnet_fakes import FakeDb, FakeNet, opts
@@ -356,3 +357,46 @@ def test_setup_run_again_restarts_a_dead_bridge_client(monkeypatch):
     assert started == [p.setup[-1].data["argv"]]
     assert any("dhclient -4 on br-wl" in line for line in lines), lines
     assert any("address manager: dhclient on br-wl" in line for line in lines), lines
+
+
+# ---- reading the host (fakes: a /proc tree, an nmcli that hangs) ---------------------
+def test_read_processes_from_a_proc_tree(tmp_path):
+    for pid, argv, stat in ((500, b"dhclient\0-4\0wlan0\0", "500 (dhclient) S 1 500"),
+                            (2, b"", "2 (kthreadd) S 0 0")):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "cmdline").write_bytes(argv)
+        (d / "stat").write_text(stat)
+        (d / "comm").write_text(stat.split("(")[1].split(")")[0] + "\n")
+    (tmp_path / "self").mkdir()
+    assert am.read_processes(str(tmp_path)) == [proc(500, "dhclient", "-4", "wlan0")]
+
+
+def test_networkmanager_that_does_not_answer(tmp_path, monkeypatch):
+    nmcli = tmp_path / "nmcli"
+    nmcli.write_text("#!/bin/sh\nexec sleep 10\n")
+    nmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    nm = proc(30, "/usr/sbin/NetworkManager", name="NetworkManager")
+    found = am.read_nm("wlan0", [nm], timeout=0.3)
+    assert found is not None and "did not answer" in found.error
+    assert am.read_nm("wlan0", []) is None                 # not running: not asked
+
+
+def test_stop_kills_only_the_exact_command_line(tmp_path):
+    import subprocess
+
+    ops = ah.HostOps()
+    argv = ["sleep", "30"]
+    pid = ops.spawn(argv)
+    try:
+        for _ in range(100):                          # until it has exec'd
+            if ops.cmdline(pid) == argv:
+                break
+            time.sleep(0.02)
+        ops.do_stop(["sleep", "31"], None, pid)       # another command line: left alone
+        assert ops.cmdline(pid) == argv
+        ops.do_stop(argv, str(tmp_path / "no.pid"), pid)
+        assert ops.cmdline(pid) in (None, [])
+    finally:
+        subprocess.run(["kill", str(pid)], capture_output=True, check=False)
