@@ -681,7 +681,7 @@ class HostOps:
 
         index = self.net.link_index(iface)
         if index is None:
-            raise LookupError(f"interface {iface} does not exist")
+            return          # gone (e.g. the internal port after an OVS restart): nothing to do
         present = {a.key() for a in self.net.addresses(iface)}
         for data in addresses:
             addr = Address(**{**data, "valid_lft": None, "preferred_lft": None})

@@ -400,3 +400,65 @@ def test_stop_kills_only_the_exact_command_line(tmp_path):
         assert ops.cmdline(pid) in (None, [])
     finally:
         subprocess.run(["kill", str(pid)], capture_output=True, check=False)
+
+
+# ---- teardown's hooks -----------------------------------------------------------------
+def _bridge_with(p: ah.Plan):
+    from hostnet_fakes import bridge
+
+    info = bridge()
+    return dataclasses.replace(info, external_ids={**info.external_ids,
+                                                   ah.HANDOFF_KEY: p.to_json()})
+
+
+def _record_ops(monkeypatch, log: list[str], fail: str | None = None) -> None:
+    def do(self, step):
+        if step.kind == fail:
+            raise RuntimeError("boom")
+        log.append(step.kind)
+
+    monkeypatch.setattr(ah.HostOps, "do", do)
+    monkeypatch.setattr(ah.HostOps, "undo", lambda self, step: log.append("undo " + step.kind))
+
+
+class LoggingNet(FakeNet):
+    def __init__(self, log: list[str], fail_move: bool = False) -> None:
+        super().__init__({"wlan0": {}, "br-wl": {}})
+        self.log, self.fail_move = log, fail_move
+
+    def move(self, st, src, dst, nodad=False):
+        if self.fail_move:
+            raise OSError("simulated")
+        self.log.append(f"move {src}->{dst}")
+        return []
+
+    def set_tx_checksum(self, name, wanted):
+        return True
+
+
+def test_teardown_hands_back_around_the_move(monkeypatch):
+    from wlbridge import bridge_teardown
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    _record_ops(monkeypatch, log)
+    net = LoggingNet(log)
+    db = FakeDb([_bridge_with(p)], net=net)
+    monkeypatch.setattr(FakeDb, "delete_bridge",
+                        lambda self, name: log.append("delete") or True)
+    assert bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
+    assert log == ["stop", "forever", "move br-wl->wlan0", "delete", "lease-back", "respawn"]
+
+
+def test_teardown_restarts_the_bridge_client_when_the_move_fails(monkeypatch):
+    from wlbridge import bridge_teardown
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    _record_ops(monkeypatch, log)
+    net = LoggingNet(log, fail_move=True)
+    db = FakeDb([_bridge_with(p)], net=net)
+    with pytest.raises(UserError, match="teardown stopped before removing"):
+        bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
+    assert log == ["stop", "forever", "undo forever", "undo stop"]
+    assert "br-wl" in db.bridges
