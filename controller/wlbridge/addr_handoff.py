@@ -216,14 +216,14 @@ def last_lease(text: str, iface: str) -> str | None:
 
 
 def _sysctl_steps(uplink_sysctls: dict[str, str], bridge: str) -> list[Step]:
-    steps = []
-    for name in am.IPV6_SYSCTLS:
-        value = uplink_sysctls.get(name)
-        if value is not None:
-            steps.append(Step("sysctl", f"net.ipv6.conf.{bridge}.{name} = {value} (as the "
-                              "uplink)", {"path": f"/proc/sys/net/ipv6/conf/{bridge}/{name}",
-                                          "value": value}))
-    return steps
+    """One step copying the uplink's IPv6 RA settings to the bridge (none if unreadable)."""
+    values = {n: uplink_sysctls[n] for n in am.IPV6_SYSCTLS if n in uplink_sysctls}
+    if not values:
+        return []
+    text = " ".join(f"{n}={v}" for n, v in values.items())
+    return [Step("sysctl", f"IPv6 RA settings copied to {bridge}: {text}",
+                 {"paths": {f"/proc/sys/net/ipv6/conf/{bridge}/{n}": v
+                            for n, v in values.items()}})]
 
 
 def _forever(iface: str, addrs: Sequence[Address], why: str) -> list[Step]:
@@ -655,9 +655,10 @@ class HostOps:
         self.undo_write(path, "")
 
     # sysctls and commands
-    def do_sysctl(self, path: str, value: str) -> None:
-        with open(path, "w") as f:
-            f.write(value)
+    def do_sysctl(self, paths: dict[str, str]) -> None:
+        for path, value in paths.items():
+            with open(path, "w") as f:
+                f.write(value)
 
     @staticmethod
     def run(argv: Sequence[str]) -> None:

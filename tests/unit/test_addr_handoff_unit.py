@@ -127,8 +127,9 @@ def test_static_and_slaac_need_nobody():
     assert det.manager == am.STATIC and "router advertisements" in det.detail
     p = plan("auto", det, STATIC, SLAAC, sysctls={"accept_ra": "1", "autoconf": "1"})
     assert p.manager.startswith("static")
-    assert [s.kind for s in p.setup] == ["sysctl", "sysctl"]
-    assert p.setup[0].data == {"path": "/proc/sys/net/ipv6/conf/br-wl/accept_ra", "value": "1"}
+    assert [s.kind for s in p.setup] == ["sysctl"]
+    assert p.setup[0].data == {"paths": {"/proc/sys/net/ipv6/conf/br-wl/accept_ra": "1",
+                                         "/proc/sys/net/ipv6/conf/br-wl/autoconf": "1"}}
 
 
 def test_a_lease_nobody_known_renews_is_refused():
@@ -462,3 +463,24 @@ def test_teardown_restarts_the_bridge_client_when_the_move_fails(monkeypatch):
         bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
     assert log == ["stop", "forever", "undo forever", "undo stop"]
     assert "br-wl" in db.bridges
+
+
+def test_dhcpv6_client_goes_along_with_its_leases():
+    six = ("dhclient", "-6", "-pf", "/run/dhclient6.wlan0.pid", "-lf",
+           "/var/lib/dhcp/dhclient6.wlan0.leases", "wlan0")
+    na = Address(6, "2001:db8::77", 128, valid_lft=7200, preferred_lft=3600)
+    det = detect(facts(proc(500, *IFUPDOWN), proc(501, *six)), LEASED, na)
+    p = plan("auto", det, LEASED, na)
+    starts = [s.data["argv"] for s in p.setup if s.kind == "start"]
+    assert [a[1] for a in starts] == ["-4", "-6"] and all(a[-1] == "br-wl" for a in starts)
+    copy = next(s for s in p.setup if s.kind == "copy-leases")
+    assert copy.data["src"] == "/var/lib/dhcp/dhclient6.wlan0.leases"
+    lifted = p.setup[0].data["addresses"]
+    assert {a["address"] for a in lifted} == {"192.168.1.5", "2001:db8::77"}
+    assert [s.data["argv"] for s in p.teardown_after if s.kind == "respawn"] == [
+        list(IFUPDOWN), list(six)]
+
+
+def test_unparsable_lease_file_gives_no_lease():
+    assert ah.last_lease("lease { garbage", "br-wl") is None
+    assert ah.last_lease("}}} lease {\n interface \"eth0\";\n}\n", "br-wl") is None
