@@ -15,6 +15,10 @@ import socket
 import threading
 import time
 
+# pyroute2 and the host modules load here, in the main thread: imported lazily by two green
+# threads at once (Ryu's eventlet hub), one saw the other's half-initialised module.
+import pyroute2  # noqa: F401
+import wlbridge.hostnet  # noqa: F401
 from wlbridge import config as wl_config
 from wlbridge.addr_handoff import host_address_status
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge import addr_handoff, hostnet, ovsdb

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 from .addr_handoff import render_line
-from .cli import UserError
+from .errors import UserError
 
 DEFAULT_URL = "http://127.0.0.1:9654"
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
 from wlbridge import addr_handoff, bridge_setup
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 LEASE = 24
 

@@ -15,7 +15,7 @@ from hostnet_fakes import FakeDb, FakeNet, opts
 from wlbridge import addr_handoff as ah
 from wlbridge import addr_manager as am
 from wlbridge import bridge_setup
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 from wlbridge.hostnet import Address, SavedState
 
 NOW = 1_800_000_000.0
