@@ -333,3 +333,24 @@ def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
         for lease in Path("/var/lib/dhcpcd").glob(f"{world.prefix}-*"):
             lease.unlink()
     assert Path("/etc/resolv.conf").read_bytes() == resolv
+
+
+def test_setup_names_a_packet_socket_reading_eapol_on_the_uplink():
+    """A real AF_PACKET socket for ETH_P_PAE bound to the uplink (what wpa_supplicant opens
+    without nl80211's control port): setup finds it in /proc/net/packet, names its owner
+    (this process), and says what to do for the kernel datapath."""
+    import socket
+
+    from setup_station import station
+
+    with station() as lan, socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                         socket.htons(0x888E)) as eapol:
+        eapol.bind((lan.uplink, 0x888E))
+        try:
+            rc, out = lan.run("setup")
+            assert rc == 0, out
+            line = next(ln for ln in out.splitlines() if "EAPOL:" in ln)
+            assert f"PID {os.getpid()} reads EAPOL from a packet socket on {lan.uplink}" in line
+            assert f"-b {lan.bridge}" in out          # the advice, for the kernel datapath
+        finally:
+            lan.run("teardown")
