@@ -391,7 +391,7 @@ def test_stop_kills_only_the_exact_command_line(tmp_path):
     argv = ["sleep", "30"]
     pid = ops.spawn(argv)
     try:
-        for _ in range(100):                          # until it has exec'd
+        for _ in range(500):                          # until it has exec'd (loaded CI)
             if ops.cmdline(pid) == argv:
                 break
             time.sleep(0.02)
