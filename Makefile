@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
-                nftables iperf3 tcpdump busybox
+                nftables iperf3 tcpdump busybox dhcpcd-base
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
 WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
 PYTHON_CANDIDATES := python3 /usr/bin/python3

@@ -24,8 +24,9 @@ Who manages the bridge's addresses afterwards:
   directory, daemonised (``-nw``).  Stopped (SIGTERM: no release, no STOP script) on the
   uplink; at teardown the original command line is started again with its lease file
   carrying the bridge's latest lease.
-* dhcpcd -> dhcpcd itself on the bridge (control commands ``-x``/``-n``), asked for the
-  current address (``-r``).
+* dhcpcd, one instance for the uplink -> an instance on the bridge asked for the current
+  address (``-r``), the uplink's stopped (``-x``).  A dhcpcd manager (all interfaces) is
+  refused (see `_dhcpcd_plan`).
 * NetworkManager -> stops its IP configuration of the uplink for this activation only
   (``nmcli device modify``, not persistent), leaves the bridge unmanaged, and the bridge gets
   wlbridge's dhclient; teardown reapplies the connection.
@@ -215,14 +216,14 @@ def last_lease(text: str, iface: str) -> str | None:
 
 
 def _sysctl_steps(uplink_sysctls: dict[str, str], bridge: str) -> list[Step]:
-    steps = []
-    for name in am.IPV6_SYSCTLS:
-        value = uplink_sysctls.get(name)
-        if value is not None:
-            steps.append(Step("sysctl", f"net.ipv6.conf.{bridge}.{name} = {value} (as the "
-                              "uplink)", {"path": f"/proc/sys/net/ipv6/conf/{bridge}/{name}",
-                                          "value": value}))
-    return steps
+    """One step copying the uplink's IPv6 RA settings to the bridge (none if unreadable)."""
+    values = {n: uplink_sysctls[n] for n in am.IPV6_SYSCTLS if n in uplink_sysctls}
+    if not values:
+        return []
+    text = " ".join(f"{n}={v}" for n, v in values.items())
+    return [Step("sysctl", f"IPv6 RA settings copied to {bridge}: {text}",
+                 {"paths": {f"/proc/sys/net/ipv6/conf/{bridge}/{n}": v
+                            for n, v in values.items()}})]
 
 
 def _forever(iface: str, addrs: Sequence[Address], why: str) -> list[Step]:
@@ -352,34 +353,45 @@ def _dhclient_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence
 
 def _dhcpcd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
                  sysctls: list[Step]) -> Plan:
+    """A per-interface dhcpcd instance only: stopped through its own control socket, a new
+    one started on the bridge (default configuration: dhcpcd's command line cannot be read
+    back, it rewrites its process title).  A dhcpcd manager is refused: its control commands
+    for one interface (``dhcpcd -n IFACE``) replace the manager's options with the command's
+    own, seen here to turn a manager limited to some interfaces into one managing every
+    interface of the host."""
     d = det.dhcpcd
-    if d is None:
-        raise HandoffRefused(f"--address-manager dhcpcd: no dhcpcd manages {plan.uplink}",
-                             _manual(plan.uplink, plan.bridge))
     up, br = plan.uplink, plan.bridge
+    if d is None:
+        raise HandoffRefused(f"--address-manager dhcpcd: no dhcpcd manages {up}",
+                             _manual(up, br))
+    if not d.interfaces:
+        raise HandoffRefused(
+            f"dhcpcd (PID {d.pid}) manages every interface and cannot be told to move one "
+            f"without replacing its options; not handed over automatically",
+            ["run setup with --address-manager keep", (
+                f"then add `denyinterfaces {up}` to /etc/dhcpcd.conf and restart dhcpcd: it "
+                f"manages {br} by itself (if its allowinterfaces let it)")])
     fam = [] if d.families == (4, 6) else [f"-{d.families[0]}"]
     request = ["-r", dyn4[0].address] if dyn4 else []
     lifted = [a for a in det.dynamic if a.family == 4]
-    plan.manager = f"dhcpcd on {br}" + (" (its manager)" if not d.interfaces else "")
-    if d.interfaces:     # one instance per interface: stop it, start one on the bridge
-        start = ["dhcpcd", *fam, "-b", *request, br]
-        restart = ["dhcpcd", *fam, "-b", up]
-    else:                # the manager: tell it which interface to drop and which to bind
-        start = ["dhcpcd", *fam, "-n", *request, br]
-        restart = ["dhcpcd", *fam, "-n", up]
+    plan.manager = f"dhcpcd on {br}"
+    stop_up = ["dhcpcd", *fam, "-x", up]
+    stop_br = ["dhcpcd", *fam, "-x", br]
+    start = ["dhcpcd", *fam, "-b", *request, br]
+    restart = ["dhcpcd", *fam, "-b", up]
     plan.setup = (_forever(br, lifted, "dhcpcd") + sysctls + [
-        Step("command", f"dhcpcd stops managing {up}",
-             {"argv": ["dhcpcd", *fam, "-x", up], "undo": restart}),
-        Step("command", f"dhcpcd manages {br}",
-             {"argv": start, "undo": ["dhcpcd", *fam, "-x", br]})])
-    plan.teardown_before = [Step("command", f"dhcpcd stops managing {br}",
-                                 {"argv": ["dhcpcd", *fam, "-x", br], "undo": start})]
+        Step("command", f"dhcpcd manages {br}: {shlex.join(start)}",
+             {"argv": start, "undo": stop_br}),
+        Step("command", f"dhcpcd stops managing {up}: {shlex.join(stop_up)}",
+             {"argv": stop_up, "undo": restart})])
+    plan.teardown_before = [Step("command", f"dhcpcd stops managing {br}: "
+                                 f"{shlex.join(stop_br)}", {"argv": stop_br, "undo": start})]
     plan.teardown_before += _forever(br, lifted, "dhcpcd")
-    plan.teardown_after = [Step("command", f"dhcpcd manages {up} again",
+    plan.teardown_after = [Step("command", f"dhcpcd manages {up} again: {shlex.join(restart)}",
                                 {"argv": restart, "undo": None})]
     plan.notes.append("dhcpcd's own command line cannot be read back (it rewrites its process "
-                      "title): a per-interface instance is restarted with its default "
-                      "configuration")
+                      "title): the instances wlbridge starts use dhcpcd's default "
+                      "configuration (not verified on real hardware)")
     return plan
 
 
@@ -643,9 +655,10 @@ class HostOps:
         self.undo_write(path, "")
 
     # sysctls and commands
-    def do_sysctl(self, path: str, value: str) -> None:
-        with open(path, "w") as f:
-            f.write(value)
+    def do_sysctl(self, paths: dict[str, str]) -> None:
+        for path, value in paths.items():
+            with open(path, "w") as f:
+                f.write(value)
 
     @staticmethod
     def run(argv: Sequence[str]) -> None:
@@ -669,7 +682,7 @@ class HostOps:
 
         index = self.net.link_index(iface)
         if index is None:
-            raise LookupError(f"interface {iface} does not exist")
+            return          # gone (e.g. the internal port after an OVS restart): nothing to do
         present = {a.key() for a in self.net.addresses(iface)}
         for data in addresses:
             addr = Address(**{**data, "valid_lft": None, "preferred_lft": None})

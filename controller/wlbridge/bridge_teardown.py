@@ -100,12 +100,12 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                    if i.name not in (bridge, uplink, info.uplink)]
     changes: list[str] = []
     handoff = _handoff_record(info, out)
+    before = _hand_back(handoff, "teardown_before", net, changes, bridge)  # the bridge's client
     if net.link_index(uplink) is None:
         out(f"warning: uplink {uplink} no longer exists; cannot put back:")
         for line in hostnet.describe(state.addresses, state.routes):
             out(line)
     else:
-        before = _hand_back(handoff, "teardown_before", net, changes, bridge)
         try:
             if state.uplink_ingress == hostnet.INGRESS_OURS:
                 changes += net.release_uplink(uplink)

@@ -17,6 +17,7 @@ import io
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
 from wlbridge import addr_handoff, bridge_setup
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 LEASE = 24
 
@@ -39,7 +40,10 @@ case "$reason" in
   PREINIT) ip link set dev "$interface" up ;;
   BOUND|RENEW|REBIND|REBOOT)
     ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" \\
-      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time" ;;
+      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time"
+    # the router option, as a route to a test-only prefix (never the machine's default route)
+    [ -n "$new_routers" ] && ip -4 route replace {route} via "${new_routers%% *}" \\
+      dev "$interface" ;;
   EXPIRE|FAIL|RELEASE|STOP)
     [ -n "$old_ip_address" ] && ip -4 addr del "$old_ip_address/$old_subnet_mask" \\
       dev "$interface" 2>/dev/null ;;
@@ -51,7 +55,7 @@ CONF = """timeout 20;
 retry 2;
 initial-interval 1;
 backoff-cutoff 2;
-request subnet-mask, broadcast-address;
+request subnet-mask, broadcast-address, routers;
 """
 
 
@@ -63,7 +67,7 @@ def udhcpd(world, workdir: Path, lease: int = LEASE) -> None:
         f"start {net.network_address + 100}\nend {net.network_address + 199}\n"
         f"interface {world.router.ifname}\nlease_file {workdir / 'udhcpd.leases'}\n"
         f"pidfile {workdir / 'udhcpd.pid'}\noption subnet {net.netmask}\n"
-        f"option lease {lease}\nmin_lease 10\n")
+        f"option lease {lease}\nmin_lease 10\noption router {net.network_address + 1}\n")
     world.router.popen("busybox", "udhcpd", "-f", str(conf), name="udhcpd")
 
 
@@ -97,7 +101,10 @@ class Uplink:
         self.dir = workdir
         self.events = workdir / "events"
         script = workdir / "dhclient-script"
-        script.write_text(SCRIPT.replace("{events}", str(self.events)))
+        # stands in for the default route: a prefix no one else uses (by the LAN's subnet)
+        self.route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+        script.write_text(SCRIPT.replace("{events}", str(self.events))
+                          .replace("{route}", str(self.route)))
         script.chmod(0o755)
         (workdir / "dhclient.conf").write_text(CONF)
         self.argv = ["dhclient", "-4", "-v", "-pf", str(workdir / "dhclient.pid"),
@@ -149,6 +156,7 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
     assert world.station.ping(peer.addr, src=ip)
     original = uplink.clients()
     assert original == [uplink.argv], original
+    assert len(routes_to(uplink.route)) == 1 and world.uplink in routes_to(uplink.route)[0]
 
     ctl = Controller(world, tmp_path / "ctl")
     (tmp_path / "ctl").mkdir()
@@ -179,8 +187,12 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
         assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge   # a lease, renewed
         assert addr_info(world.uplink) == []
         assert world.station.ping(peer.addr, src=ip)
-        routes = routes_to(world.subnet)
-        assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        for net in (world.subnet, uplink.route):        # no route left or doubled
+            routes = routes_to(net)
+            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        accept_ra = [Path(f"/proc/sys/net/ipv6/conf/{dev}/accept_ra").read_text()
+                     for dev in (world.uplink, ctl.bridge)]
+        assert accept_ra[0] == accept_ra[1], accept_ra        # RAs accepted as on the uplink
         host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
         assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
         assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
@@ -200,6 +212,8 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
                     what="a renewal on the uplink after teardown")
     assert world.station.ping(peer.addr, src=ip)
     assert not [argv for _, argv in ours(state_dir)], "the bridge's dhclient still runs"
+    routes = routes_to(uplink.route)
+    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
 
 
 def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:
@@ -244,3 +258,99 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed
+
+
+DHCPCD_SCRIPT = """#!/bin/sh
+# dhcpcd -c script (test tooling): dhcpcd configures the address itself; this only logs.
+echo "$(date +%s) $reason $interface ${new_ip_address:-} ${new_dhcp_lease_time:-}" >> {events}
+exit 0
+"""
+
+
+def dhcpcd_manager() -> list[int]:
+    """PIDs of running dhcpcd managers (process title ``dhcpcd: [manager] ...``)."""
+    return [pid for pid, argv in _all() if argv[:1] and argv[0].startswith("dhcpcd: [manager]")]
+
+
+def _all() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                found.append((int(entry), [a.decode() for a in raw.rstrip(b"\0").split(b"\0")]))
+    return found
+
+
+def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
+    """A real dhcpcd manager (limited to this test's interfaces, hooks replaced by a logging
+    script) on the uplink: setup names it, refuses in one line, changes nothing.  Nothing is
+    ever sent to the manager: dhcpcd 9.4.1's `dhcpcd -n IFACE` replaces a manager's options
+    (a manager limited by allowinterfaces then took every interface of this machine)."""
+    if not shutil.which("dhcpcd"):
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
+            "dhcpcd is not installed (Debian: dhcpcd-base)")
+    if dhcpcd_manager():
+        pytest.fail("a dhcpcd manager already runs on this machine: not ours to touch")
+    resolv = Path("/etc/resolv.conf").read_bytes()     # dhcpcd's hooks must not run here
+    world = make_world(n_guests=0, dhcp=False)
+    udhcpd(world, tmp_path)
+    events = tmp_path / "events"
+    script = tmp_path / "dhcpcd-script"
+    script.write_text(DHCPCD_SCRIPT.replace("{events}", str(events)))
+    script.chmod(0o755)
+    conf = tmp_path / "dhcpcd.conf"
+    # nodev: no udev here (dhcpcd would wait for it forever); noarp: no 6 s of ARP probing
+    conf.write_text(f"allowinterfaces {world.prefix}-*\nnodev\nnoarp\nnoipv4ll\nnoipv6\n"
+                    "noipv6rs\n")
+    world.station.flush_addr()
+    subprocess.run(["dhcpcd", "-4", "-b", "-f", str(conf), "-c", str(script)], check=True,
+                   timeout=30, capture_output=True)
+    managers = dhcpcd_manager()
+    bridge = f"{world.prefix}-br"
+    try:
+        assert len(managers) == 1, _all()
+        ip = wait_for(lambda: world.station.ip, timeout=20, what="a dhcpcd lease on the uplink")
+        res = wlbridge("setup", "--uplink", world.uplink, "--bridge", bridge, "--datapath",
+                       "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
+                       str(tmp_path / "state"), check=False)
+        assert res.returncode == 2, res.stdout + res.stderr
+        err = res.stderr.strip()
+        assert "\n" not in err and f"dhcpcd (PID {managers[0]})" in err, err
+        assert "nothing changed" in err and "--address-manager keep" in err, err
+        assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        assert dhcpcd_manager() == managers
+    finally:
+        wlbridge("teardown", "--bridge", bridge, check=False)
+        for pid in managers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for lease in Path("/var/lib/dhcpcd").glob(f"{world.prefix}-*"):
+            lease.unlink()
+    assert Path("/etc/resolv.conf").read_bytes() == resolv
+
+
+def test_setup_names_a_packet_socket_reading_eapol_on_the_uplink():
+    """A real AF_PACKET socket for ETH_P_PAE bound to the uplink (what wpa_supplicant opens
+    without nl80211's control port): setup finds it in /proc/net/packet, names its owner
+    (this process), and says what to do for the kernel datapath."""
+    import socket
+
+    from setup_station import station
+
+    with station() as lan, socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                         socket.htons(0x888E)) as eapol:
+        eapol.bind((lan.uplink, 0x888E))
+        try:
+            rc, out = lan.run("setup")
+            assert rc == 0, out
+            line = next(ln for ln in out.splitlines() if "EAPOL:" in ln)
+            assert f"PID {os.getpid()} reads EAPOL from a packet socket on {lan.uplink}" in line
+            assert f"-b {lan.bridge}" in out          # the advice, for the kernel datapath
+        finally:
+            lan.run("teardown")

@@ -8,13 +8,14 @@ proved here, by the plan, and listed in docs/troubleshooting.md as not verified.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from hostnet_fakes import FakeDb, FakeNet, opts
 from wlbridge import addr_handoff as ah
 from wlbridge import addr_manager as am
 from wlbridge import bridge_setup
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 from wlbridge.hostnet import Address, SavedState
 
 NOW = 1_800_000_000.0
@@ -126,8 +127,9 @@ def test_static_and_slaac_need_nobody():
     assert det.manager == am.STATIC and "router advertisements" in det.detail
     p = plan("auto", det, STATIC, SLAAC, sysctls={"accept_ra": "1", "autoconf": "1"})
     assert p.manager.startswith("static")
-    assert [s.kind for s in p.setup] == ["sysctl", "sysctl"]
-    assert p.setup[0].data == {"path": "/proc/sys/net/ipv6/conf/br-wl/accept_ra", "value": "1"}
+    assert [s.kind for s in p.setup] == ["sysctl"]
+    assert p.setup[0].data == {"paths": {"/proc/sys/net/ipv6/conf/br-wl/accept_ra": "1",
+                                         "/proc/sys/net/ipv6/conf/br-wl/autoconf": "1"}}
 
 
 def test_a_lease_nobody_known_renews_is_refused():
@@ -212,12 +214,23 @@ def test_networkd_plan_uses_runtime_files():
     assert p.teardown_after[-1].data["argv"] == ["networkctl", "reconfigure", "wlan0"]
 
 
-def test_dhcpcd_plan_asks_for_the_current_address():
+def test_dhcpcd_instance_plan_asks_for_the_current_address():
+    one = plan("auto", detect(facts(proc(60, "dhcpcd: wlan0 [ip4]", name="dhcpcd"))))
+    assert [s.data["argv"] for s in one.setup if s.kind == "command"] == [
+        ["dhcpcd", "-4", "-b", "-r", "192.168.1.5", "br-wl"], ["dhcpcd", "-4", "-x", "wlan0"]]
+    assert [s.data["argv"] for s in one.teardown_before if s.kind == "command"] == [
+        ["dhcpcd", "-4", "-x", "br-wl"]]
+    assert one.teardown_after[0].data["argv"] == ["dhcpcd", "-4", "-b", "wlan0"]
+
+
+def test_dhcpcd_manager_is_refused_with_what_to_do():
+    """`dhcpcd -n IFACE` sent to a manager replaces its options (seen on dhcpcd 9.4.1: a
+    manager limited by allowinterfaces went on to manage every interface)."""
     det = detect(facts(proc(60, "dhcpcd: [manager] [ip4] [ip6]", name="dhcpcd")))
-    p = plan("auto", det)
-    argvs = [s.data["argv"] for s in p.setup if s.kind == "command"]
-    assert argvs == [["dhcpcd", "-x", "wlan0"], ["dhcpcd", "-n", "-r", "192.168.1.5", "br-wl"]]
-    assert p.teardown_after[0].data["argv"] == ["dhcpcd", "-n", "wlan0"]
+    for mode in ("auto", "dhcpcd"):
+        with pytest.raises(ah.HandoffRefused, match="every interface") as exc:
+            plan(mode, det)
+        assert "denyinterfaces wlan0" in exc.value.one_line() and "\n" not in str(exc.value)
 
 
 def test_forced_manager_not_found_is_refused():
@@ -345,3 +358,129 @@ def test_setup_run_again_restarts_a_dead_bridge_client(monkeypatch):
     assert started == [p.setup[-1].data["argv"]]
     assert any("dhclient -4 on br-wl" in line for line in lines), lines
     assert any("address manager: dhclient on br-wl" in line for line in lines), lines
+
+
+# ---- reading the host (fakes: a /proc tree, an nmcli that hangs) ---------------------
+def test_read_processes_from_a_proc_tree(tmp_path):
+    for pid, argv, stat in ((500, b"dhclient\0-4\0wlan0\0", "500 (dhclient) S 1 500"),
+                            (2, b"", "2 (kthreadd) S 0 0")):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "cmdline").write_bytes(argv)
+        (d / "stat").write_text(stat)
+        (d / "comm").write_text(stat.split("(")[1].split(")")[0] + "\n")
+    (tmp_path / "self").mkdir()
+    assert am.read_processes(str(tmp_path)) == [proc(500, "dhclient", "-4", "wlan0")]
+
+
+def test_networkmanager_that_does_not_answer(tmp_path, monkeypatch):
+    nmcli = tmp_path / "nmcli"
+    nmcli.write_text("#!/bin/sh\nexec sleep 10\n")
+    nmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    nm = proc(30, "/usr/sbin/NetworkManager", name="NetworkManager")
+    found = am.read_nm("wlan0", [nm], timeout=0.3)
+    assert found is not None and "did not answer" in found.error
+    assert am.read_nm("wlan0", []) is None                 # not running: not asked
+
+
+def test_stop_kills_only_the_exact_command_line(tmp_path):
+    import subprocess
+
+    ops = ah.HostOps()
+    argv = ["sleep", "30"]
+    pid = ops.spawn(argv)
+    try:
+        for _ in range(500):                          # until it has exec'd (loaded CI)
+            if ops.cmdline(pid) == argv:
+                break
+            time.sleep(0.02)
+        ops.do_stop(["sleep", "31"], None, pid)       # another command line: left alone
+        assert ops.cmdline(pid) == argv
+        ops.do_stop(argv, str(tmp_path / "no.pid"), pid)
+        assert ops.cmdline(pid) in (None, [])
+    finally:
+        subprocess.run(["kill", str(pid)], capture_output=True, check=False)
+
+
+# ---- teardown's hooks -----------------------------------------------------------------
+def _bridge_with(p: ah.Plan):
+    from hostnet_fakes import bridge
+
+    info = bridge()
+    return dataclasses.replace(info, external_ids={**info.external_ids,
+                                                   ah.HANDOFF_KEY: p.to_json()})
+
+
+def _record_ops(monkeypatch, log: list[str], fail: str | None = None) -> None:
+    def do(self, step):
+        if step.kind == fail:
+            raise RuntimeError("boom")
+        log.append(step.kind)
+
+    monkeypatch.setattr(ah.HostOps, "do", do)
+    monkeypatch.setattr(ah.HostOps, "undo", lambda self, step: log.append("undo " + step.kind))
+
+
+class LoggingNet(FakeNet):
+    def __init__(self, log: list[str], fail_move: bool = False) -> None:
+        super().__init__({"wlan0": {}, "br-wl": {}})
+        self.log, self.fail_move = log, fail_move
+
+    def move(self, st, src, dst, nodad=False):
+        if self.fail_move:
+            raise OSError("simulated")
+        self.log.append(f"move {src}->{dst}")
+        return []
+
+    def set_tx_checksum(self, name, wanted):
+        return True
+
+
+def test_teardown_hands_back_around_the_move(monkeypatch):
+    from wlbridge import bridge_teardown
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    _record_ops(monkeypatch, log)
+    net = LoggingNet(log)
+    db = FakeDb([_bridge_with(p)], net=net)
+    monkeypatch.setattr(FakeDb, "delete_bridge",
+                        lambda self, name: log.append("delete") or True)
+    assert bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
+    assert log == ["stop", "forever", "move br-wl->wlan0", "delete", "lease-back", "respawn"]
+
+
+def test_teardown_restarts_the_bridge_client_when_the_move_fails(monkeypatch):
+    from wlbridge import bridge_teardown
+
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    _record_ops(monkeypatch, log)
+    net = LoggingNet(log, fail_move=True)
+    db = FakeDb([_bridge_with(p)], net=net)
+    with pytest.raises(UserError, match="teardown stopped before removing"):
+        bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
+    assert log == ["stop", "forever", "undo forever", "undo stop"]
+    assert "br-wl" in db.bridges
+
+
+def test_dhcpv6_client_goes_along_with_its_leases():
+    six = ("dhclient", "-6", "-pf", "/run/dhclient6.wlan0.pid", "-lf",
+           "/var/lib/dhcp/dhclient6.wlan0.leases", "wlan0")
+    na = Address(6, "2001:db8::77", 128, valid_lft=7200, preferred_lft=3600)
+    det = detect(facts(proc(500, *IFUPDOWN), proc(501, *six)), LEASED, na)
+    p = plan("auto", det, LEASED, na)
+    starts = [s.data["argv"] for s in p.setup if s.kind == "start"]
+    assert [a[1] for a in starts] == ["-4", "-6"] and all(a[-1] == "br-wl" for a in starts)
+    copy = next(s for s in p.setup if s.kind == "copy-leases")
+    assert copy.data["src"] == "/var/lib/dhcp/dhclient6.wlan0.leases"
+    lifted = p.setup[0].data["addresses"]
+    assert {a["address"] for a in lifted} == {"192.168.1.5", "2001:db8::77"}
+    assert [s.data["argv"] for s in p.teardown_after if s.kind == "respawn"] == [
+        list(IFUPDOWN), list(six)]
+
+
+def test_unparsable_lease_file_gives_no_lease():
+    assert ah.last_lease("lease { garbage", "br-wl") is None
+    assert ah.last_lease("}}} lease {\n interface \"eth0\";\n}\n", "br-wl") is None
