@@ -26,7 +26,7 @@ help:
 	@echo "make integration  integration tests (root, OVS, network namespaces)"
 	@echo "make lint         ruff over $(LINT_PATHS)"
 	@echo "make demo         the emulated Wi-Fi LAN, and why a plain bridge fails there"
-	@echo "make bench        benchmarks (root): throughput, DHCP, resync, packet-ins"
+	@echo "make bench        benchmarks (root): throughput, DHCP, start, idle, resync, packet-ins"
 	@echo "make clean        remove $(VENV) and caches"
 
 install: deps $(STAMP)
@@ -93,6 +93,8 @@ demo: install ovs
 bench: install ovs
 	$(SUDO) $(PY) bench/bench_throughput.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_dhcp.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_start.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_idle.py $(BENCH_ARGS)
 	$(PY) bench/bench_resync.py $(BENCH_ARGS)
 	$(PY) bench/bench_packet_in.py $(BENCH_ARGS)
 	$(PY) bench/bench_packet_in_live.py $(BENCH_ARGS)
