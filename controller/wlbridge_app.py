@@ -213,8 +213,8 @@ class WlBridgeApp(AppBase):
         `wlbridge.switch_link`); with an active target, wait for the bridge to connect."""
         import importlib
 
-        factory = importlib.import_module(
-            f"{FRAMEWORK}.controller.controller").datapath_connection_factory
+        factory = switch_link.datapath_server(importlib.import_module(
+            f"{FRAMEWORK}.controller.controller").Datapath)
         root = wl_config.register()
         listen = f"{root.ofp_listen_host or '0.0.0.0'}:{root.ofp_tcp_listen_port or 6653}"
         LOG.info("%s", switch_link.wait_message(self.conf.bridge, self._targets, listen))
