@@ -93,7 +93,7 @@ demo: install ovs
 bench: install ovs
 	$(SUDO) $(PY) bench/bench_throughput.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_dhcp.py $(BENCH_ARGS)
-	$(SUDO) $(PY) bench/bench_start.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_connect.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_idle.py $(BENCH_ARGS)
 	$(PY) bench/bench_resync.py $(BENCH_ARGS)
 	$(PY) bench/bench_packet_in.py $(BENCH_ARGS)

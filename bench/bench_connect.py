@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Controller start -> resync done, and restart -> resync done, on the emulated Wi-Fi LAN
-(issue 13 item 3).
+"""The switch-connection model: controller start -> resync done, and restart -> resync done,
+on the emulated Wi-Fi LAN, passive (the controller connects) or ``--active`` (the bridge
+connects) (issue 13 item 3).  `bench_start.py` times start and restart as issue 15 asks.
 
-    sudo .venv/bin/python bench/bench_start.py [--runs 10] [--guests 3] [--active] [--json F]
+    sudo .venv/bin/python bench/bench_connect.py [--runs 10] [--guests 3] [--active] [--json F]
 
 `wlbridge setup` on a fresh emulated LAN (its default controller target: the bridge
 listens, the controller connects; ``--active`` gives the bridge the old active target
