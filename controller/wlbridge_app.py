@@ -206,6 +206,10 @@ class WlBridgeApp(AppBase):
             if self._watching or self._closed:
                 return
             self._watching = True
+        # pyroute2 imported here, once, before the watcher and the guest-port isolation use
+        # it: under eventlet two green threads importing it at once see it half-initialised
+        import wlbridge.hostnet  # noqa: F401
+
         hub.spawn(self.watcher.run)
 
     def _connect_to_bridge(self) -> None:
