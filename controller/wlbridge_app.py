@@ -44,6 +44,7 @@ set_ev_cls = handler.set_ev_cls
 MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
 
 LOG = logging.getLogger("wlbridge.app")
+WATCH_AFTER = 5.0  # netlink events are followed from the first resync, or after this long
 IDLE_WAKE = 60.0  # the tick thread wakes at least this often, even with nothing due
 SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the tick flushes)
 SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
@@ -158,7 +159,7 @@ class WlBridgeApp(AppBase):
         self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
         self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
                                    on_uplink=self.uplink_events.uplink_changed)
-        hub.spawn(self.watcher.run)
+        self._watching = False   # started after the first resync (see _start_watcher)
         self._signal_handlers = stop_on_signals(hub, self._stop)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
                  "%s, switch lost after %.1fs without echo reply", conf.bridge, uplink,
@@ -222,15 +223,32 @@ class WlBridgeApp(AppBase):
             brick.register_handler(ev_cls, run)
             self._inline.append((brick, ev_cls, run))
         self._connect_to_bridge()
+        hub.spawn(self._start_watcher, WATCH_AFTER)
         return thread
+
+    def _start_watcher(self, delay: float = 0.0) -> None:
+        """Start following netlink events: after the first resync (importing pyroute2 takes
+        ~0.1-0.2 s of CPU that would delay it), or `delay` s after start if the switch has
+        not connected by then."""
+        if delay:
+            hub.sleep(delay)
+        with self.lock:
+            if self._watching or self._closed:
+                return
+            self._watching = True
+        # pyroute2 imported here, once, before the watcher and the guest-port isolation use
+        # it: under eventlet two green threads importing it at once see it half-initialised
+        import wlbridge.hostnet  # noqa: F401
+
+        hub.spawn(self.watcher.run)
 
     def _connect_to_bridge(self) -> None:
         """Connect to the bridge's passive controller target(s), retrying quickly (see
         `wlbridge.switch_link`); with an active target, wait for the bridge to connect."""
         import importlib
 
-        factory = importlib.import_module(
-            f"{FRAMEWORK}.controller.controller").datapath_connection_factory
+        factory = switch_link.datapath_server(importlib.import_module(
+            f"{FRAMEWORK}.controller.controller").Datapath)
         root = wl_config.register()
         listen = f"{root.ofp_listen_host or '0.0.0.0'}:{root.ofp_tcp_listen_port or 6653}"
         LOG.info("%s", switch_link.wait_message(self.conf.bridge, self._targets, listen))
@@ -481,6 +499,7 @@ class WlBridgeApp(AppBase):
         # no meter features reply (an error): no meters; no config reply: assume none exist
         self._run(self.core.meter_info, max_meter or 0, meter_ids or [])
         self._run(self.core.switch_connected, dp.id, ports)
+        self._start_watcher()
         self._isolate_ports([(p.name, True) for p in ports if p.port_no != ofp.OFPP_LOCAL])
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)

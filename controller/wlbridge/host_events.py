@@ -153,6 +153,7 @@ class HostWatcher:
     def handle(self, msgs: list) -> None:
         """Apply a batch of netlink messages (also for tests, with a fake query socket)."""
         addresses_changed = False
+        before = self._indexes()
         for msg in msgs:
             event = msg.get("event")
             if event in ("RTM_NEWLINK", "RTM_DELLINK"):
@@ -165,9 +166,24 @@ class HostWatcher:
             elif (event in ("RTM_NEWADDR", "RTM_DELADDR") and msg["family"] == socket.AF_INET
                   and msg["index"] == self._bridge_index):
                 addresses_changed = True
+        if self._indexes() != before:
+            # messages queued before the filter follows the new index were dropped: read
+            # the uplink again (it may have come up meanwhile) and the bridge's addresses
+            self._refilter()
+            self._reread_uplink()
+            addresses_changed = True
         if addresses_changed:
             self._refresh_addresses()
-        self._refilter()
+
+    def _reread_uplink(self) -> None:
+        if self.uplink_state is None or self._query is None:
+            return
+        try:
+            found = self._query.get_links(self.uplink_state.index)
+        except Exception:  # noqa: BLE001 - gone again: its deletion is on its way
+            return
+        if found:
+            self._uplink(link_state(found[0]))
 
     def _indexes(self) -> tuple[int, ...]:
         up = self.uplink_state.index if self.uplink_state is not None else 0

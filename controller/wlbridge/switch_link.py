@@ -160,6 +160,62 @@ class _UnixStream:
         return getattr(self._sock, name)
 
 
+class _EndAware:
+    """A switch connection's socket that says when the switch closed it (``recv`` returned
+    nothing or failed): `on_end` is called once, on the receiving thread."""
+
+    def __init__(self, sock: Any, on_end: Callable[[], None]) -> None:
+        self._sock = sock
+        self._on_end = on_end
+        self._ended = False
+
+    def recv(self, n: int) -> bytes:
+        try:
+            data = self._sock.recv(n)
+        except OSError:
+            self._end()
+            raise
+        if not data:
+            self._end()
+        return data
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def datapath_server(datapath_cls: Any) -> Callable[[Any, str], None]:
+    """What to run on each connection: what the framework's ``datapath_connection_factory``
+    does (a ``Datapath`` on the socket, served, closed), plus one thing.  os-ken's native
+    threads cannot be killed: when the switch closes the connection, ``Datapath.serve``
+    waits for its send thread, which waits for something to send — forever, so the
+    connection never ends, nobody hears that the switch is gone, and the connector never
+    reconnects.  Sending it a close request when ``recv`` sees the end lets it finish (under
+    eventlet the thread is killed anyway; the request is then discarded)."""
+    import contextlib
+
+    def serve(sock: Any, address: str) -> None:
+        made: list[Any] = []
+
+        def ended() -> None:
+            for dp in made:
+                try:
+                    dp.send(b"", close_socket=True)
+                except Exception:
+                    LOG.debug("waking the send thread of a closed connection", exc_info=True)
+
+        dp = datapath_cls(_EndAware(sock, ended), address)
+        made.append(dp)
+        with contextlib.closing(dp):
+            dp.serve()
+
+    return serve
+
+
 def open_stream(ep: Endpoint, timeout: float = CONNECT_TIMEOUT) -> Any:
     """Connect to `ep`; OSError when nobody listens there (yet)."""
     if ep.family == "unix":
@@ -178,8 +234,8 @@ def open_stream(ep: Endpoint, timeout: float = CONNECT_TIMEOUT) -> Any:
 
 
 class Connector:
-    """Connect to the bridge's passive target and keep connecting: run `serve` (the
-    framework's ``datapath_connection_factory``, which returns when the connection ends)
+    """Connect to the bridge's passive target and keep connecting: run `serve`
+    (`datapath_server`, which returns when the connection ends)
     on each connection; retry after `FIRST_RETRY` s, doubling up to `MAX_RETRY` while
     nobody listens (the bridge is being created, ovs-vswitchd restarts).  `run` is the loop
     (for a thread or green thread); `stop` ends it at its next wake-up."""

@@ -62,3 +62,20 @@ def test_old_active_target_is_named_and_setup_again_switches_to_passive(make_wor
     assert "connected to the bridge at unix:" in wl.logs()
     g1 = world.guests[0]
     assert g1.ping(world.peers[0].addr.split("/")[0], count=2)
+
+
+def test_a_lost_bridge_connection_is_noticed_and_made_again(make_world, wlbridge_on):
+    """The bridge's controller target removed: the controller hears the connection end
+    (under os-ken's native threads too), says so in /status, and connects again as soon
+    as the bridge listens again (`wlbridge setup` puts the target back)."""
+    world = make_world(n_guests=1)
+    wl = wlbridge_on(world)
+    generation = wl.status()["generation"]
+    vsctl("del-controller", wl.bridge)
+    wait_for(lambda: not wl.status()["connected"], timeout=10,
+             what="the controller to notice the lost connection")
+    assert "switch disconnected" in wl.logs()
+    wlbridge("setup", "--uplink", world.uplink, "--bridge", wl.bridge, "--datapath", "netdev")
+    wait_for(lambda: wl.status()["connected"] and wl.status()["generation"] > generation,
+             timeout=10, what="the controller to connect again")
+    assert world.guests[0].ping(world.peers[0].addr.split("/")[0], count=2)

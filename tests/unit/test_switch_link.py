@@ -157,3 +157,33 @@ def test_wait_for_bridge_returns_it_once_it_appears() -> None:
 
     assert switch_link.wait_for_bridge("br-x", None, 5.0, clock.sleep, clock,
                                        lookup=lookup) == "the bridge"
+
+
+def test_a_closed_connection_ends_and_is_reported_once() -> None:
+    """os-ken's `Datapath.serve` only returns once its send thread gets something: the
+    end of the connection (recv returns nothing) sends it a close request."""
+    events: list = []
+
+    class Sock:
+        def __init__(self) -> None:
+            self.data = [b"hello", b""]
+
+        def recv(self, n: int) -> bytes:
+            return self.data.pop(0)
+
+    class FakeDatapath:
+        def __init__(self, sock, address) -> None:
+            self.sock, self.address = sock, address
+
+        def send(self, buf: bytes, close_socket: bool = False) -> None:
+            events.append(("send", buf, close_socket))
+
+        def serve(self) -> None:
+            while self.sock.recv(8):
+                events.append("message")
+
+        def close(self) -> None:
+            events.append("closed")
+
+    switch_link.datapath_server(FakeDatapath)(Sock(), "unix:/x")
+    assert events == ["message", ("send", b"", True), "closed"]
