@@ -12,68 +12,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from topologies.procs import Proc, wait_for
 from topologies.wifibed.bed import PEER_IP, STATION, STATION_IP, Bed, ping
+from topologies.wifibed.product import BRIDGE, Wlbridge
+
+__all__ = ["BRIDGE"]
 
 OUT = Path(os.environ.get("WLBRIDGE_WIFIBED_OUT", "/tmp/wf-wifibed-out"))
-CLI = [sys.executable, "-m", "wlbridge"]
-BRIDGE = "br-wl"          # wlbridge's default
-STATUS_URL = "http://127.0.0.1:9654/status"   # wlbridge run's default status port
 #: Rekey intervals the AP runs with for the whole session (the rekey tests count them).
 HOSTAPD_REKEYS = {"wpa_group_rekey": "15", "wpa_ptk_rekey": "40"}
 STATIC_GUEST_IP = "10.77.0.51"
-
-
-def wlbridge_cli(*args: str, check: bool = True, timeout: float = 120) -> str:
-    res = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
-                         check=False)
-    if check and res.returncode != 0:
-        raise AssertionError(f"wlbridge {' '.join(args)} failed ({res.returncode}):\n"
-                             f"{res.stdout}\n{res.stderr}")
-    return res.stdout + res.stderr
-
-
-class Wlbridge:
-    """`wlbridge setup --uplink wlan1` with defaults, and `wlbridge run`."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.setup_output = ""
-        self.proc: Proc | None = None
-
-    def setup(self) -> None:
-        self.setup_output = wlbridge_cli("setup", "--uplink", STATION)
-
-    def start(self) -> None:
-        self.proc = Proc("wlbridge", None, CLI + ["-v", "run"], self.logs / "wlbridge-run.out")
-        if not wait_for(self.connected, 90, 0.5):
-            raise AssertionError(f"wlbridge run never connected:\n{self.proc.output()[-3000:]}")
-
-    def connected(self) -> bool:
-        if self.proc is not None and not self.proc.alive:
-            raise AssertionError(f"wlbridge run exited:\n{self.proc.output()[-3000:]}")
-        try:
-            return bool(self.status().get("connected"))
-        except OSError:
-            return False
-
-    def status(self) -> dict:
-        with urllib.request.urlopen(STATUS_URL, timeout=5) as resp:
-            return json.loads(resp.read().decode())
-
-    def packet_ins(self) -> int:
-        return sum(v for k, v in self.status()["counters"].items() if k.startswith("packet_in."))
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(timeout=10)
-        wlbridge_cli("teardown", check=False)
 
 
 @pytest.fixture(scope="session")

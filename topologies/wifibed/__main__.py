@@ -56,7 +56,8 @@ def boot(commands: str, args: argparse.Namespace) -> int:
     measured = out / "measurements.jsonl"
     if measured.exists():
         print("wifibed: measured:\n" + measured.read_text().rstrip(), file=sys.stderr)
-    what = {124: "timed out", 125: "the VM stopped without a job status"}.get(rc, f"rc={rc}")
+    what = {97: f"the VM could not enter {cwd}", 124: "timed out",
+            125: "the VM stopped without a job status"}.get(rc, f"rc={rc}")
     print(f"wifibed: {what} after {took:.0f} s (kernel {img.version}); logs in {out}",
           file=sys.stderr)
     return rc if rc < 124 else 1
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m topologies.wifibed", description=__doc__.split("\n")[0])
     p.add_argument("--cache", default=str(image.DEFAULT_CACHE), help="download cache")
     p.add_argument("--out", help="results directory (default: a new one under /tmp)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds the VM may run")
+    p.add_argument("--timeout", type=float, default=1200, help="seconds the VM may run")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prepare", help="fetch the kernel and build the initramfs")
     sub.add_parser("test", help=f"run {SUITE} in the VM (other arguments go to pytest)")
