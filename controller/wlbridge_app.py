@@ -103,6 +103,10 @@ class WlBridgeApp(AppBase):
             raise SystemExit(f"wlbridge: {exc}") from exc
         conf = root.wlbridge
         self.conf = conf
+        # the bridge must exist (a clear exit otherwise, nothing written); its controller
+        # targets say whether we connect to it (passive target) or wait for it
+        # (see wlbridge.switch_link)
+        bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
         self.store = StateStore(conf.state_dir, conf.bridge)
         self.instance_lock, self.listener = _claim(root, conf, self.store)
         if self.listener.tls and FRAMEWORK == "ryu":
@@ -110,9 +114,6 @@ class WlBridgeApp(AppBase):
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
-        # the bridge must exist (a clear exit otherwise); its controller targets say whether
-        # we connect to it (passive target) or wait for it (see wlbridge.switch_link)
-        bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
         self._targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
         uplink = discover_uplink(conf, bridge)

@@ -75,7 +75,8 @@ def listening(target: str) -> bool | None:
                    "0.0.0.0" if addr.version == 4 else "::")) for s in sockets)
 
 
-def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = print) -> bool:
+def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = print,
+             state_dir: str | None = None) -> bool:
     """Undo `wlbridge setup` for `bridge`; False when there was nothing to do."""
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -88,6 +89,15 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
     if not info.managed:
         raise UserError(f"bridge {bridge} was not created by wlbridge; not touching it "
                         f"(remove it with `ovs-vsctl del-br {bridge}` if you mean to)")
+    from wlbridge import config, instance_lock
+
+    holder = instance_lock.running(state_dir or config.default("state_dir"), bridge)
+    if holder is not None:  # a controller holds its lock (whatever its connection model)
+        path, pid = holder
+        who = f"pid {pid}, holding {path}" if pid else f"holding {path}"
+        raise UserError(f"the controller of {bridge} is still running ({who}); stop it "
+                        "first (`systemctl stop wlbridge`, or Ctrl-C on `wlbridge run`), then "
+                        "run teardown again; nothing changed")
     connected = [c.target for c in info.controllers
                  if c.is_connected and listening(c.target) is not False]
     if connected:
@@ -202,6 +212,6 @@ def main(args: argparse.Namespace) -> int:
 
     require_root("teardown")
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
-        teardown(db, net, args.bridge)
+        teardown(db, net, args.bridge, state_dir=args.state_dir)
     state_file(args.state_dir, args.bridge, args.remove_state)
     return 0

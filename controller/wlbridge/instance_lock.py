@@ -74,6 +74,28 @@ class InstanceLock:
             os.close(fd)  # closing the descriptor drops the flock
 
 
+def running(state_dir: str | os.PathLike, bridge: str,
+            run_dir: str | os.PathLike | None = RUN_DIR) -> tuple[Path, int | None] | None:
+    """(lock file, holder's pid) when a controller for `bridge` holds its lock; None when
+    none does.  Probes each lock without waiting (and drops it at once)."""
+    paths = [Path(state_dir) / f"{bridge}.lock"]
+    if run_dir is not None:
+        paths.append(Path(run_dir) / f"{bridge}.lock")
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # never created, or not readable: no controller holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return path, _read_pid(fd)
+        finally:
+            os.close(fd)
+    return None
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode().strip()

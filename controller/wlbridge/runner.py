@@ -116,7 +116,7 @@ def check_ports(conf) -> None:
             try:
                 sock.bind(addr)
             except OSError as exc:
-                raise UserError(f"{what} port {host}:{port} is not available ({exc.strerror}:"
+                raise UserError(f"{what} port {host}:{port} is in use ({exc.strerror}:"
                                 " another `wlbridge run`? `wlbridge status` tells); choose "
                                 f"another with {flag} or `{key} =` in the config file; "
                                 "nothing started") from exc

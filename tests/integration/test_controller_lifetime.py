@@ -189,8 +189,15 @@ def test_a_lost_switch_is_noticed_and_a_reconnect_resyncs(make_world, wlbridge_o
 
 
 # ---------------------------------------------------------------- listening
+def empty_bridge(name: str) -> None:
+    """A bridge with no ports and no controller target (removed with the test's prefix):
+    `wlbridge run` waits for its bridge to exist, then only listens."""
+    vsctl("--may-exist", "add-br", name, "--", "set", "Bridge", name, "datapath_type=netdev")
+
+
 def standalone(tmp_path: Path, name: str, *args: str, config: str = "") -> list[str]:
-    """`wlbridge run` for a bridge that does not exist: it only listens."""
+    """`wlbridge run` for an empty bridge that has no controller target: it only listens."""
+    empty_bridge(name)
     cmd = CLI + ["-v", "run", "--bridge", name, "--uplink", "lo", "--state-dir",
                  str(tmp_path / "state"), "--status-port", str(free_port()), *args]
     if config:
@@ -302,13 +309,13 @@ def threads(pid: int) -> int:
 
 
 def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
-    """No OVS: a stand-in switch answers echo requests (the connection stays up), then
+    """A stand-in switch answers echo requests (the connection stays up), then
     hangs with its connection open; the controller declares it gone after echo_timeout and
     ends the connection's threads (os-ken's native threads wait for each other)."""
     bridge, port, status_port = f"{wl_prefix}-hs", free_port(), free_port()
     conf = tmp_path / "wl.ini"
-    conf.write_text("[wlbridge]\necho_interval = 0.5\necho_timeout = 1.5\nmeters = false\n"
-                    f"ovsdb = unix:{tmp_path}/no-ovsdb.sock\n")
+    conf.write_text("[wlbridge]\necho_interval = 0.5\necho_timeout = 1.5\nmeters = false\n")
+    empty_bridge(bridge)  # the bridge must exist; the stand-in switch plays its part
     log = tmp_path / "controller.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(CLI + ["-v", "run", "--bridge", bridge, "--uplink", "lo",
