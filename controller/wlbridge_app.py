@@ -14,6 +14,10 @@ import logging
 import threading
 import time
 
+# pyroute2 and the host modules load here, in the main thread: imported lazily by two green
+# threads at once (Ryu's eventlet hub), one saw the other's half-initialised module.
+import pyroute2  # noqa: F401
+import wlbridge.hostnet  # noqa: F401
 from wlbridge import config as wl_config
 from wlbridge import switch_link
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
@@ -197,19 +201,14 @@ class WlBridgeApp(AppBase):
         return thread
 
     def _start_watcher(self, delay: float = 0.0) -> None:
-        """Start following netlink events: after the first resync (importing pyroute2 takes
-        ~0.1-0.2 s of CPU that would delay it), or `delay` s after start if the switch has
-        not connected by then."""
+        """Start following netlink events: after the first resync (its netlink dumps stay off
+        the start's path), or `delay` s after start if the switch has not connected by then."""
         if delay:
             hub.sleep(delay)
         with self.lock:
             if self._watching or self._closed:
                 return
             self._watching = True
-        # pyroute2 imported here, once, before the watcher and the guest-port isolation use
-        # it: under eventlet two green threads importing it at once see it half-initialised
-        import wlbridge.hostnet  # noqa: F401
-
         hub.spawn(self.watcher.run)
 
     def _connect_to_bridge(self) -> None:

@@ -17,7 +17,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from wlbridge.bridge_setup import Out, add_common_arguments, require_root, saved_state
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 if TYPE_CHECKING:  # imported lazily, see bridge_setup
     from wlbridge import hostnet, ovsdb

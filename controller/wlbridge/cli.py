@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from .errors import UserError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("wlbridge.bridge_setup", "create the OVS bridge and move the host address onto it"),
     "run": ("wlbridge.runner", "run the controller in the foreground"),
@@ -20,10 +22,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teardown": ("wlbridge.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.demo", "run the emulated Wi-Fi LAN demo (root)"),
 }
-
-
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .cli import UserError
+from .errors import UserError
 
 PREFIX = "wldemo"
 

@@ -40,11 +40,11 @@ Scope and choices:
 from __future__ import annotations
 
 import ipaddress
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+from .addresses import is_unicast_mac, mac_to_bytes
 from .compat import dhcp, ethernet, ipv4, udp, vlan
 
 ETH_HLEN = 14
@@ -188,23 +188,10 @@ FrameLike = Union[bytes, bytearray, memoryview, DhcpFrame]
 
 # --------------------------------------------------------------------------- helpers
 
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
-
-
-def mac_to_bytes(mac: str) -> bytes:
-    """``aa:bb:cc:dd:ee:ff`` (or with ``-``) -> 6 bytes; ValueError otherwise."""
-    if not isinstance(mac, str) or not _MAC_RE.match(mac):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
 
 
 def normalize_mac(mac: str) -> str:
     return ":".join(f"{b:02x}" for b in mac_to_bytes(mac))
-
-
-def is_unicast_mac(mac: str) -> bool:
-    b = mac_to_bytes(mac)
-    return not (b[0] & 1) and b != bytes(6)
 
 
 def is_unicast_ipv4(ip: str | None) -> bool:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .state import Binding, GuestPort, is_guest_ip, is_unicast_mac
+from .addresses import is_unicast_mac
+from .state import Binding, GuestPort, is_guest_ip
 
 
 def check_guest_mac(mac: str, station_mac: str | None, used: set[str]) -> str | None:

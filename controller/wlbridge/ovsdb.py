@@ -3,7 +3,7 @@
 Only the tables and columns listed in `_COLUMNS` are replicated.  The schema is
 fetched from the server (``get_schema``), so no schema file is needed.  Every
 change runs in one transaction (`Ovsdb.transact`), retried on ``try again``;
-failures raise `OvsdbError` (a `wlbridge.cli.UserError`) with the server's
+failures raise `OvsdbError` (a `wlbridge.errors.UserError`) with the server's
 reason.  `find_uplink` and `bridge_info` are one-shot read-only helpers for the
 controller at runtime.
 """
@@ -40,7 +40,7 @@ finally:
     if _NO_EVENTLET:
         del sys.modules["eventlet"]
 
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 from wlbridge.ovsdb_model import (  # noqa: F401  (re-exported: ovsdb.X keeps working)
     OWNER_KEY,
     ROLE_KEY,

@@ -9,8 +9,8 @@ import signal
 import threading
 
 from . import config
-from .cli import UserError
 from .compat import FRAMEWORK
+from .errors import UserError
 
 LOG = logging.getLogger(__name__)
 

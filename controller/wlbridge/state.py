@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .addresses import is_unicast_mac
+
 SOURCES = ("arp", "dhcp", "ipv4", "state", "static")
 
 
@@ -59,17 +61,6 @@ class Counters(Counter):
 
     def bump(self, name: str, n: int = 1) -> None:
         self[name] += n
-
-
-def is_unicast_mac(mac: str) -> bool:
-    """True for a valid, non-zero, individual (not group) Ethernet address."""
-    try:
-        octets = [int(x, 16) for x in mac.split(":")]
-    except ValueError:
-        return False
-    if len(octets) != 6 or any(not 0 <= o <= 255 for o in octets):
-        return False
-    return not (octets[0] & 1) and any(octets)
 
 
 def is_guest_ip(ip: str) -> bool:

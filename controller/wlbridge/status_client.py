@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .cli import UserError
+from .errors import UserError
 
 DEFAULT_URL = "http://127.0.0.1:9654"
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wlbridge import bridge_setup, bridge_teardown, hostnet
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 NO_CONTROLLER = "tcp:127.0.0.1:1"   # nothing listens there: never another engineer's controller
 

@@ -30,7 +30,7 @@ from setup_station import (
     vsctl_get,
 )
 from wlbridge import bridge_setup, hostnet, ovsdb
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class Delivery:
 
     outputs: list[tuple[int, dict]] = field(default_factory=list)
     packet_ins: int = 0
+    dead_ends: list[str] = field(default_factory=list)  # outputs to ports the switch lacks
 
     def ports(self) -> set[int]:
         return {p for p, _ in self.outputs}
@@ -90,10 +91,13 @@ class Rig:
 
     def _collect(self, result: Any, delivery: Delivery) -> None:
         delivery.outputs += result.outputs
+        delivery.dead_ends += [n for n in result.notes if "no such port" in n]
         for pi in result.to_controller:
             self.packet_ins += 1
             delivery.packet_ins += 1
             msgs = self.core.packet_in(pi.in_port, pi.data, self.now, pi.table_id, pi.cookie)
+            # the core turns its own exceptions into a counter: a test never passes on one
+            assert self.core.counters["errors.internal"] == 0, "the core raised (see the log)"
             self.apply(msgs, delivery)
 
     def send(self, port: int, pkt: dict) -> Delivery:

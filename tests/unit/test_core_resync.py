@@ -7,12 +7,16 @@ import json
 import pytest
 from flowsnap import without_generation
 from ofsim import arp_request, icmp_echo
-from rig import ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
+from rig import LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from wlbridge import cookies
 from wlbridge.core import Core, CoreConfig
-from wlbridge.state import StateFormatError
+from wlbridge.state import Port, StateFormatError
 
 G1, G2 = 2, 3
+
+
+def inbound(rig: Rig, addr: str) -> set[int]:
+    return rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, addr)).ports()
 
 
 def populated() -> Rig:
@@ -90,9 +94,15 @@ def test_state_with_ports_renumbered_follows_port_names():
     saved = rig.core.export_state()
     fresh = Rig(guests=(5, 6), connect=False)
     fresh.core.restore_state(saved)
-    # ports g2/g3 now have numbers 5/6 but the saved names are g2/g3: nothing applies yet
+    # the switch has ports g5/g6 only: the saved g2/g3 records apply to neither
     fresh.connect()
-    assert fresh.core.bindings == {}
+    assert inbound(fresh, ip(G1)) == {LOCAL}
+    # g2 comes back under another number: its guest and bindings follow its name
+    fresh.guest_ports.append(7)
+    fresh.sw.add_port(7, "g2")
+    fresh.apply(fresh.core.port_added(Port(7, "g2", "fe:00:00:00:00:07"), fresh.now))
+    assert inbound(fresh, ip(G1)) == {7} and inbound(fresh, "10.0.0.40") == {7}
+    assert inbound(fresh, ip(G2)) == {LOCAL}
 
 
 def test_expired_leases_are_not_restored():
@@ -100,11 +110,14 @@ def test_expired_leases_are_not_restored():
     core.restore_state({"version": 1, "generation": 3, "guests": [
         {"name": "g2", "mac": mac(G1), "mac_source": "learned"}], "bindings": [
         {"ip": "10.0.0.9", "port": "g2", "mac": mac(G1), "source": "dhcp", "learned_at": 1,
-         "expires": 10.0, "lease": 9}]})
+         "expires": 10.0, "lease": 9},
+        {"ip": "10.0.0.8", "port": "g2", "mac": mac(G1), "source": "dhcp", "learned_at": 1,
+         "expires": 5000.0, "lease": 4999}]})
     rig = Rig(connect=False)
     rig.core = core
     rig.connect()
-    assert core.bindings == {}
+    assert inbound(rig, "10.0.0.9") == {LOCAL}
+    assert inbound(rig, "10.0.0.8") == {G1}  # the lease still running is restored
 
 
 @pytest.mark.parametrize("bad", [

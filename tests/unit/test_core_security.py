@@ -27,7 +27,7 @@ def test_first_mac_seen_on_a_port_is_the_guests_and_others_are_dropped():
 
 def test_configured_mac_wins_over_first_seen():
     rig = Rig(config=CoreConfig(uplink="wlan0", static_macs={"g2": "02:00:00:00:00:99"}))
-    d = rig.send(G1 if False else 2, arp_request(mac(2), ip(2), ip(2)))
+    d = rig.send(G1, arp_request(mac(G1), ip(G1), ip(G1)))
     assert d.outputs == [] and rig.core.counters["refused.spoofed-mac"] == 1
     d = rig.send(2, arp_request("02:00:00:00:00:99", ip(2), ip(2)))
     assert UP in d.ports()
@@ -127,6 +127,8 @@ def test_malformed_packet_ins_never_raise():
                  b"\x00" * 12 + b"\x08\x00" + b"\x45" + b"\x00" * 30, bytes(range(256)) * 8):
         assert rig.core.packet_in(G1, data, rig.now) == []
     assert rig.core.packet_in(UP, b"\x01" * 60, rig.now) == []
+    # refused as malformed, not swallowed as an internal error
+    assert rig.core.counters["errors.internal"] == 0
 
 
 def test_guests_cannot_act_as_dhcp_server_or_ipv6_router():

@@ -12,7 +12,7 @@ import pytest
 from fake_netlink import FakeMsg
 from hostnet_fakes import MAC, FakeDb, FakeNet, bridge, opts, state
 from wlbridge import bridge_setup, bridge_teardown, hostnet, ovsdb
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 from wlbridge.hostnet import Address, Route, SavedState
 
 

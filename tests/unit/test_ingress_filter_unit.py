@@ -10,7 +10,7 @@ import sys
 import pytest
 from hostnet_fakes import FakeDb, FakeNet, opts
 from wlbridge import bridge_setup, bridge_teardown, hostnet, ovsdb
-from wlbridge.cli import UserError
+from wlbridge.errors import UserError
 from wlbridge.hostnet import SavedState
 
 # ---- uplink isolation (userspace datapath) -------------------------------------

@@ -1,0 +1,28 @@
+"""Address predicates shared by the model and the protocol code (no framework imports).
+
+One definition each, so that what the DHCP code accepts as a guest's hardware address is
+what the binding table and the state file accept.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    """``aa:bb:cc:dd:ee:ff`` (or with ``-``) -> 6 bytes; ValueError otherwise."""
+    if not isinstance(mac, str) or not _MAC_RE.match(mac):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
+
+
+def is_unicast_mac(mac: str) -> bool:
+    """True for a well-formed (six two-digit hex octets), non-zero, individual (not group)
+    Ethernet address; False for anything else, never an exception."""
+    try:
+        octets = mac_to_bytes(mac)
+    except ValueError:
+        return False
+    return not octets[0] & 1 and any(octets)

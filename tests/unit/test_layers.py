@@ -1,0 +1,40 @@
+"""The import contracts of docs/architecture.md (`.importlinter`, run with import-linter)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "controller" / "wlbridge"
+
+
+def test_import_contracts_are_kept():
+    pytest.importorskip("importlinter.cli")
+    # in a process of its own: import-linter configures logging, which the caplog tests use
+    run = ("import sys; from importlinter.cli import lint_imports; "
+           "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
+    proc = subprocess.run([sys.executable, "-c", run, str(ROOT / ".importlinter")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_every_module_has_a_layer():
+    """A new module must be placed in a layer (import-linter ignores modules not named)."""
+    text = (ROOT / ".importlinter").read_text()
+    layered = {word.removeprefix("wlbridge.") for word in text.split()
+               if word.startswith("wlbridge.")}
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules <= layered, f"not in any layer of .importlinter: {sorted(modules - layered)}"
+
+
+def test_nothing_in_the_package_imports_the_app_module():
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert "wlbridge_app" not in names, f"{path.name} imports wlbridge_app"
