@@ -120,6 +120,17 @@ def check_ports(conf) -> None:
                                 " another `wlbridge run`? `wlbridge status` tells); choose "
                                 f"another with {flag} or `{key} =` in the config file; "
                                 "nothing started") from exc
+def _signal_pipe() -> int:
+    """A pipe the C-level signal handler writes to (``signal.set_wakeup_fd``); its read end.
+
+    Python runs signal handlers in the main thread, but the kernel may deliver the signal to
+    any thread: a main thread asleep in ``Event.wait`` would then sleep on (the handler runs
+    only when the main thread next runs Python code).  A read on this pipe returns whichever
+    thread took the signal."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    return read
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    wake = _signal_pipe()
     mgr = app_manager.AppManager.get_instance()
     mgr.load_apps(["wlbridge_app", f"{FRAMEWORK}.controller.ofp_handler"])
     contexts = mgr.create_contexts()
@@ -151,8 +163,8 @@ def main(args: argparse.Namespace) -> int:
                         "--status-port/--listen-port; nothing started") from exc
     LOG.info("listening for OpenFlow on %s:%s", conf.wlbridge.listen_host,
              conf.wlbridge.listen_port)
-    while not stop.wait(3600):   # the signal handlers wake it (no polling)
-        pass
+    while not stop.is_set():   # no polling: a signal wakes the read (see _signal_pipe)
+        os.read(wake, 64)
     LOG.info("stopping")
     try:
         mgr.close()

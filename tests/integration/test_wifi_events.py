@@ -57,8 +57,21 @@ def test_uplink_carrier_down_and_up_guests_back_and_announced(make_world, wlbrid
     world.set_station_carrier(False)
     wait_for(lambda: not wl.status()["uplink"]["up"], timeout=5, what="the uplink to go down")
     assert not _reachable(peer, ip_of(g1))
+    # the LAN host forgets the guests and accepts what gratuitous ARPs tell it
+    peer.run("sysctl", "-qw", "net.ipv4.conf.all.arp_accept=1",
+             f"net.ipv4.conf.{peer.ifname}.arp_accept=1", check=True)
+    peer.run("ip", "neigh", "flush", "all", check=True)
     back_at = time.monotonic()
     world.set_station_carrier(True)
+
+    def announced_to_peer() -> bool:
+        out = peer.run("ip", "neigh", "show", "dev", peer.ifname).stdout
+        return all(f"{ip_of(g)} " in out and world.station.mac in out for g in (g1, g2))
+
+    # before any traffic: the peer learned both guests (at the station MAC) from the
+    # controller's gratuitous ARPs
+    wait_for(announced_to_peer, timeout=5, interval=0.02,
+             what="the LAN host to learn the guests from gratuitous ARPs")
     wait_for(lambda: _reachable(peer, ip_of(g1)) and _reachable(peer, ip_of(g2)), timeout=10,
              interval=0.02, what="the guests to be reachable again")
     took = time.monotonic() - back_at

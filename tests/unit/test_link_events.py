@@ -5,6 +5,7 @@ announcements."""
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from fake_netlink import FakeMsg
@@ -190,3 +191,18 @@ def test_core_is_due_only_when_something_is_pending() -> None:
     assert due is None or due > rig.now
     rig.apply(rig.core.port_modified(Port(UP, "wlan0", "02:5a:00:00:00:99"), rig.now))
     assert rig.core.next_due() == rig.now + 1.0              # the repeated announcement
+
+
+def test_pending_relay_entries_and_held_back_log_lines_are_due() -> None:
+    from wlbridge.dhcp_relay import ClientIdRelay
+    from wlbridge.ratelog import RateLimitedLog
+
+    relay = ClientIdRelay(ttl=60.0)
+    assert relay.next_expiry() is None
+    relay.record(0x1234, "02:00:00:00:00:02", 2, "02:5a:00:00:00:01", 100.0)
+    assert relay.next_expiry() == 160.0
+    log = RateLimitedLog(logging.getLogger("test"), "lines", burst=1, period=1.0)
+    log.info(10.0, "one")
+    assert log.due() is None                 # nothing held back: no summary to write
+    log.info(10.2, "two")
+    assert log.due() == 11.0

@@ -136,10 +136,12 @@ def test_interface_gone_or_elsewhere_is_harmless() -> None:
 
 def test_ovsdb_unreachable_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(ConnectionError("db down"))
+    assert rig.iso.retry_in() is None           # nothing pending: the worker just waits
     with caplog.at_level(logging.WARNING, "wlbridge.port_isolation"):
         rig.iso.apply([("vg1", True)])
         rig.iso.apply([("vg2", True)])          # within the retry interval: not asked
         assert rig.lookups == 1
+        assert rig.iso.retry_in() == port_isolation.RETRY_SECONDS   # the worker wakes then
         rig.now += port_isolation.RETRY_SECONDS
         rig.iso.apply()
         assert rig.lookups == 2
@@ -149,6 +151,7 @@ def test_ovsdb_unreachable_is_logged_once_and_retried(caplog: pytest.LogCaptureF
     rig.now += port_isolation.RETRY_SECONDS
     rig.iso.apply()                             # the pending ports are done now
     assert rig.net.isolated == {"vg1", "vg2"}
+    assert rig.iso.retry_in() is None
 
 
 def test_refusal_is_logged_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
