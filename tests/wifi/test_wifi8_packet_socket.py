@@ -13,13 +13,15 @@ from conftest import BRIDGE, record
 from topologies.procs import wait_for
 from topologies.wifibed.bed import PEER_IP
 
-HANDSHAKE = 45
+#: Seconds to wait for a handshake that should complete (1-17 s seen under emulation), and
+#: to conclude one never will (the normal one completes in under 4 s).
+COMPLETES, NEVER = 90, 30
 
 
-def handshake(bed, driver_param, bridge=None) -> float | None:
+def handshake(bed, driver_param, bridge=None, timeout=COMPLETES) -> float | None:
     bed.start_station(driver_param=driver_param, bridge=bridge)
     t0 = time.monotonic()
-    ok = bed.wait_associated(HANDSHAKE)
+    ok = bed.wait_associated(timeout)
     return round(time.monotonic() - t0, 2) if ok else None
 
 
@@ -39,6 +41,6 @@ def test_packet_socket_supplicant_with_bridge_option(bed, guests, wlbridge, rest
 
 def test_packet_socket_supplicant_without_bridge_option(bed, guests, wlbridge,
                                                         restore_station):
-    took = handshake(bed, "control_port=0")
+    took = handshake(bed, "control_port=0", timeout=NEVER)
     record("control_port0_without_b", associated_after=took)
     assert took is None, "expected: EAPOL read on wlan1 never arrives while it is an OVS port"

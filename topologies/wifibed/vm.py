@@ -36,7 +36,7 @@ def problem() -> str | None:
         return "the Wi-Fi test bed needs root (QEMU shares / with the VM; run: sudo make test-wifi)"
     missing = [t for t in HOST_TOOLS + GUEST_TOOLS if not shutil.which(t)]
     if missing:
-        return f"the Wi-Fi test bed is missing {' '.join(missing)} (run: make wifi-deps)"
+        return f"the Wi-Fi test bed is missing {' '.join(missing)} (run: make install wifi-deps)"
     return None
 
 
