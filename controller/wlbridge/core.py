@@ -250,11 +250,13 @@ class Core:
         return msgs
 
     def next_due(self) -> float | None:
-        """When `tick` next has something to do (a lease ending, a relay entry expiring, a
-        held-back log summary, a repeated announcement); None: nothing is pending, so the
+        """When `tick` next has something to do (a lease ending, also one of a saved binding
+        still waiting for its port, a relay entry expiring, a held-back log summary, a repeated
+        announcement); None: nothing is pending, so the
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
-        due += [t for t in (self.dhcp.next_due(), self.binding_log.due()) if t is not None]
+        due += [t for t in (self.dhcp.next_due(), self.binding_log.due(),
+                            self._restored.next_due()) if t is not None]
         due += self._announce_due[:1]
         return min(due) if due else None
 

@@ -60,6 +60,11 @@ class Parked:
         self.bindings = keep
         return dropped
 
+    def next_due(self) -> float | None:
+        """When the first waiting binding's DHCP lease ends (None: none will)."""
+        return min((rec["expires"] for rec in self.bindings if rec["expires"] is not None),
+                   default=None)
+
     def unconfirmed(self, live_names: set[str]) -> list[dict]:
         """Waiting records grouped by port name, as `wlbridge status` lists guests: saved or
         parked, not (yet) confirmed by the switch (ports with a live guest are left out)."""

@@ -95,7 +95,9 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
             lines.append(
                 f"{(g['port'] if first else ''):<16}{((g.get('mac') or '-') if first else ''):<19}"
                 f"{(b['ip'] if b else '-'):<17}{(b['source'] if b else ''):<9}"
-                f"{_expiry(b, snap, now) if b else ''}")
+                f"{_expiry(b, snap, now) if b else ''}"
+                + ("  (saved, not confirmed by the switch yet)"
+                   if first and g.get("confirmed") is False else ""))
     if not snap.get("guests"):
         lines.append("(no guests)")
     counters = snap.get("counters", {})
