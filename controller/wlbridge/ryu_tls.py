@@ -7,6 +7,9 @@ before the handshake.  A switch that reconnects — after an OVS restart, or aft
 timeout declared it gone — could then never come back.  os-ken builds the context once, in
 the constructor; `install` gives ``ryu.controller.controller`` a server that does the same.
 A failed handshake (a peer without a certificate signed by the CA) is logged in one line.
+A TLS connection closed under Ryu's receive loop (the echo timeout closes a silent switch's
+connection) ends that loop as an end of stream: Python's TLS socket raises ValueError there,
+which Ryu does not expect (an uncaught exception in its hub).
 """
 
 from __future__ import annotations
@@ -16,6 +19,23 @@ import ssl
 from typing import Any
 
 LOG = logging.getLogger("wlbridge.app")
+
+
+class EndOnClose:
+    """A TLS socket whose ``recv`` after a close is an end of stream (b""), as a plain
+    socket's is for Ryu's receive loop; everything else is the socket's own."""
+
+    def __init__(self, tls: Any) -> None:
+        self._tls = tls
+
+    def recv(self, size: int, *args: Any) -> bytes:
+        try:
+            return self._tls.recv(size, *args)
+        except ValueError:  # "Read on closed or unwrapped SSL socket"
+            return b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tls, name)
 
 
 def _server_class(base: type) -> type:
@@ -39,7 +59,7 @@ def _server_class(base: type) -> type:
                     LOG.warning("TLS handshake with %s failed: %s", addr, exc)
                     sock.close()
                     return
-                handle(tls, addr)
+                handle(EndOnClose(tls), addr)
 
             self.handle = wrap_and_handle
 
