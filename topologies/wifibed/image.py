@@ -8,7 +8,9 @@ host's root filesystem (virtio, 9p, overlay), resolved from modules.dep.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -125,7 +127,8 @@ def module_order(kroot: Path, version: str, wanted=BOOT_MODULES) -> list[str]:
 
 
 def build_initrd(kroot: Path, version: str, out: Path) -> Path:
-    """The busybox initramfs (rebuilt when missing or older than the kernel)."""
+    """The busybox initramfs (rebuilt when missing or older than the kernel; `prepare` names
+    it after busybox and the init script, so a change of either makes a new one)."""
     if out.exists() and out.stat().st_mtime >= (kroot / ".complete").stat().st_mtime:
         return out
     if not Path(BUSYBOX).exists():
@@ -138,7 +141,7 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
     for lib in shared_libraries(Path(BUSYBOX)):     # none for busybox-static
         dest = work / lib.relative_to("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(lib, dest)
+        shutil.copy(lib, dest)          # with its mode: the loader must be executable
     names = []
     for rel in module_order(kroot, version):
         src = kroot / "lib" / "modules" / version / rel
@@ -174,8 +177,19 @@ def prepare(cache: Path = DEFAULT_CACHE) -> Image:
     """Kernel and initramfs, from the cache when they are there."""
     version = _cached_version(cache) or kernel_version()
     kroot = fetch_kernel(cache, version)
-    initrd = build_initrd(kroot, version, cache / f"initrd-{version}.gz")
+    initrd = build_initrd(kroot, version, cache / f"initrd-{version}-{_initrd_key()}.gz")
+    for stale in cache.glob("initrd-*.gz"):
+        if stale != initrd:
+            stale.unlink(missing_ok=True)
     return Image(version, kroot, initrd)
+
+
+def _initrd_key() -> str:
+    """What the initramfs is made of besides the kernel: busybox (static or not) and init."""
+    h = hashlib.sha1(INIT.encode())
+    with contextlib.suppress(OSError):
+        h.update(Path(BUSYBOX).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _cached_version(cache: Path) -> str | None:
