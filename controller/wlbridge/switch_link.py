@@ -312,7 +312,7 @@ def wait_for_bridge(bridge: str, remote: str | None, timeout: float,
                 raise SystemExit(f"cannot read bridge {bridge} from OVSDB ({problem}); is Open "
                                  f"vSwitch running? (waited {timeout:g}s)")
             raise SystemExit(f"bridge {bridge} does not exist in Open vSwitch (waited "
-                             f"{timeout:g}s); create it with `wlbridge setup --uplink IFACE "
+                             f"{timeout:g}s); create it with `wlbridge setup --uplink UPLINK "
                              f"--bridge {bridge}`, or pass the right --bridge")
         if not said:
             LOG.warning("waiting up to %gs for bridge %s to exist in Open vSwitch (%s)",
