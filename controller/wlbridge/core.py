@@ -2,9 +2,10 @@
 
 The core never touches a datapath, a socket or the clock: every event carries
 ``now``.  The app shell (`wlbridge_app`) feeds it events from os-ken and sends
-what it returns.  What a packet-in teaches is worked out in `learning`; who may
-own which address in `guard`; DHCP in `dhcp_service`; flow layout in `flows`, the
-pipeline in `pipeline`.
+what it returns.  What a packet-in teaches is decided in `learning`; who may
+own which address in `guard`; DHCP in `dhcp_service`: they read the model (`state.Model`)
+and return `effects`, which `_apply` carries out in one order (see `effects`).  Flow
+layout is in `flows`, the pipeline in `pipeline`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 from . import cookies, flows
 from .compat import ofp, parser
+from .dhcp_service import DhcpService
+from .effects import Bind, Deliver, Effect, LearnMac, Refresh, Reinject, Unbind
+from .learning import PacketInPolicy
 from .meters import Meters
 from .pipeline import (
     PORT_LOCAL,
@@ -32,12 +36,14 @@ from .state import (
     Binding,
     Counters,
     GuestPort,
+    Model,
     Port,
     StateFormatError,
     parse_persistent,
     persistent_form,
 )
 from .status_view import gratuitous_arp, status_view
+from .telemetry import LOGGED_MAX, Telemetry
 
 LOG = logging.getLogger(__name__)
 
@@ -68,31 +74,77 @@ class Core:
     """wlbridge's brain for one bridge."""
 
     def __init__(self, config: CoreConfig | None = None) -> None:
-        from .dhcp_service import DhcpService
-        from .learning import PacketInPath
-
         self.config = config or CoreConfig()
+        self.model = Model()
         self.counters = Counters()
         self.dpid: int | None = None
         self.connected = False
         self.generation = 0
         self.ports: dict[int, Port] = {}
-        self.guests: dict[int, GuestPort] = {}
-        self.bindings: dict[str, Binding] = {}
-        self.host_ips: set[str] = set()
-        self.uplink: int | None = None
-        self.station_mac: str | None = None
         self.dirty = False  # persistent state changed since last `take_dirty`
         self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections = Sections()
-        self._logged: set[str] = set()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
+        self.telemetry = Telemetry(self.counters, LOG, self.binding_log)
         self._view: flows.View | None = None  # cached `view()`; None: recompute
-        self._by_mac: dict[str, GuestPort] = {}  # guest MAC -> guest port
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
-        self.dhcp = DhcpService(self)
-        self.learning = PacketInPath(self)
+        self.dhcp = DhcpService(self.model, self.config, self.telemetry)
+        self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp)
+
+    # ------------------------------------------------------------------ model
+    # (the model's parts under the names the app, the tests and `wlbridge status` use)
+    @property
+    def guests(self) -> dict[int, GuestPort]:
+        return self.model.guests
+
+    @guests.setter
+    def guests(self, value: dict[int, GuestPort]) -> None:
+        self.model.guests = value
+
+    @property
+    def bindings(self) -> dict[str, Binding]:
+        return self.model.bindings
+
+    @bindings.setter
+    def bindings(self, value: dict[str, Binding]) -> None:
+        self.model.bindings = value
+
+    @property
+    def host_ips(self) -> set[str]:
+        return self.model.host_ips
+
+    @host_ips.setter
+    def host_ips(self, value: set[str]) -> None:
+        self.model.host_ips = value
+
+    @property
+    def uplink(self) -> int | None:
+        return self.model.uplink
+
+    @uplink.setter
+    def uplink(self, value: int | None) -> None:
+        self.model.uplink = value
+
+    @property
+    def station_mac(self) -> str | None:
+        return self.model.station_mac
+
+    @station_mac.setter
+    def station_mac(self, value: str | None) -> None:
+        self.model.station_mac = value
+
+    @property
+    def _by_mac(self) -> dict[str, GuestPort]:
+        return self.model.by_mac
+
+    @_by_mac.setter
+    def _by_mac(self, value: dict[str, GuestPort]) -> None:
+        self.model.by_mac = value
+
+    @property
+    def _logged(self) -> set[str]:
+        return self.telemetry.logged
 
     # ------------------------------------------------------------------ events
     def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
@@ -207,7 +259,8 @@ class Core:
                   cookie: int = 0) -> list:
         """A packet the switch sent us.  Never raises."""
         try:
-            return self.learning.packet_in(in_port, data, now)
+            effects = self.learning.packet_in(in_port, data, now)
+            return self._apply(effects, now) if effects else []
         except Exception:
             self.counters.bump("errors.internal")
             LOG.exception("internal error on packet-in from port %s", in_port)
@@ -286,53 +339,109 @@ class Core:
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict[str, Any]:
         """What `wlbridge status` shows (JSON-able)."""
-        return status_view(self, now)
+        return status_view(
+            self.model, self.ports, self.unconfirmed(),
+            {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
+            {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
+             "idle_timeout": self.config.idle_timeout},
+            self.counters, now)
+
+    # ---------------------------------------------------------------- effects
+    def _apply(self, effects: list[Effect], now: float) -> list:
+        """Carry out what a policy decided, in one order: deliveries first (a DHCP reply
+        before its binding's flows), then the model changes in the order given with the
+        flow sections they touched synced once, re-injections last (through the new
+        flows)."""
+        out: list = []
+        reinject: list = []
+        touched: dict[Section, None] = {}
+        for effect in effects:
+            kind = type(effect)
+            if kind is Bind:
+                guest = self.model.guests.get(effect.port_no)
+                if guest is not None:
+                    self._bind(guest, effect.ip, effect.source, now, effect.expires,
+                               effect.lease)
+                    touched[("ip", effect.ip)] = None
+            elif kind is Reinject:
+                reinject.append(self.packet_out_table(effect.in_port, effect.data))
+            elif kind is Deliver:
+                out.append(self.packet_out(effect.in_port,
+                                           [parser.OFPActionOutput(effect.out_port)],
+                                           effect.data))
+            elif kind is Unbind:
+                if self._unbind_model(effect.ip, effect.why):
+                    touched[("ip", effect.ip)] = None
+            elif kind is LearnMac:
+                self._learn_mac(effect.port_no, effect.mac)
+                touched[("port", effect.port_no)] = None
+            elif kind is Refresh:
+                touched[("ip", effect.ip)] = None
+            else:  # pragma: no cover - a new effect without its application
+                raise TypeError(f"unknown effect {effect!r}")
+        if touched:
+            out += self._sync(touched)
+        return out + reinject if reinject else out
+
+    def _learn_mac(self, port_no: int, mac: str) -> None:
+        guest = self.model.guests[port_no]
+        guest.mac, guest.mac_source = mac, "learned"
+        self.model.by_mac[mac] = guest
+        self.dirty = True
+        self.counters.bump("guests.mac_learned")
+        LOG.info("port %s: guest MAC %s", guest.name, mac)
 
     # --------------------------------------------------------------- bindings
     def bind(self, guest: GuestPort, ip: str, source: str, now: float,
              expires: float | None = None, lease: int | None = None) -> list:
         """Bind `ip` to a guest (replacing any other binding of that IP)."""
-        msgs: list = []
-        old = self.bindings.get(ip)
+        self._bind(guest, ip, source, now, expires, lease)
+        return self._sync([("ip", ip)])
+
+    def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
+              expires: float | None, lease: int | None) -> None:
+        bindings = self.model.bindings
+        old = bindings.get(ip)
         if old is not None and old.port_no != guest.port_no:
-            msgs += self._unbind(ip, "moved")
-        self.bindings[ip] = Binding(ip, guest.port_no, guest.mac or "", source, now,
-                                    expires, lease)
+            self._unbind_model(ip, "moved")
+        bindings[ip] = Binding(ip, guest.port_no, guest.mac or "", source, now, expires, lease)
         guest.ips.add(ip)
         self.dirty = True
         self.counters.bump(f"bindings.learned.{source}")
         if old is None or old.port_no != guest.port_no:
             self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
                                   source)
-        return msgs + self._sync([("ip", ip)])
 
     def unbind(self, ip: str, why: str) -> list:
         return self._unbind(ip, why)
 
     def _unbind(self, ip: str, why: str) -> list:
-        b = self.bindings.pop(ip, None)
-        if b is None:
+        if not self._unbind_model(ip, why):
             return []
-        guest = self.guests.get(b.port_no)
+        return self._sync([("ip", ip)])
+
+    def _unbind_model(self, ip: str, why: str) -> bool:
+        b = self.model.bindings.pop(ip, None)
+        if b is None:
+            return False
+        guest = self.model.guests.get(b.port_no)
         if guest is not None:
             guest.ips.discard(ip)
         self.dirty = True
         self.counters.bump(f"bindings.removed.{why}")
-        return self._sync([("ip", ip)])
+        return True
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
-        g = self._by_mac.get(mac)
-        if g is not None and g.mac == mac and self.guests.get(g.port_no) is g:
-            return g
-        return None
+        return self.model.guest_by_mac(mac)
 
     # ----------------------------------------------------------- flow syncing
     def view(self) -> flows.View | None:
         """What flow computation needs; cached until ports, uplink or meters change."""
-        if self.uplink is None or self.station_mac is None:
+        model = self.model
+        if model.uplink is None or model.station_mac is None:
             return None
         if self._view is None:
-            self._view = flows.View(self.uplink, self.station_mac, tuple(sorted(self.guests)),
+            self._view = flows.View(model.uplink, model.station_mac, tuple(sorted(model.guests)),
                                     self.config.idle_timeout, self.meters.in_use,
                                     self.meters.limit)
         return self._view
@@ -343,9 +452,9 @@ class Core:
         if section[0] == "static":
             return flows.static_args(view)
         if section[0] == "port":
-            guest = self.guests.get(section[1])
+            guest = self.model.guests.get(section[1])
             return flows.port_args(guest, view) if guest else None
-        b = self.bindings.get(section[1])
+        b = self.model.bindings.get(section[1])
         return flows.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
@@ -419,7 +528,7 @@ class Core:
         if self.uplink is None:
             self._log_once("no-uplink", "uplink %s is not on the bridge", self.config.uplink)
         else:
-            self._logged.discard("no-uplink")
+            self.telemetry.forget("no-uplink")
 
     def _ensure_guest(self, port: Port) -> None:
         if port.port_no in self.guests or port.port_no == PORT_LOCAL:
@@ -434,7 +543,7 @@ class Core:
 
     def _adopt_restored(self, now: float) -> None:
         """Apply saved (or parked) guest MACs and bindings to ports that now exist."""
-        self._restored.adopt(self, now)
+        self._restored.adopt(self.model, self.counters, now)
 
     def _drop_bindings_without_port(self) -> None:
         for ip, b in list(self.bindings.items()):
@@ -449,7 +558,7 @@ class Core:
         self.dhcp.forget_port(port_no)
         if self._by_mac.get(guest.mac or "") is guest:
             del self._by_mac[guest.mac]
-        self._restored.park(self, guest)
+        self._restored.park(self.model.bindings, self.counters, guest)
 
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
@@ -469,15 +578,10 @@ class Core:
             LOG.info("port %s removed with its bindings", guest.name)
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
-        if key not in self._logged:
-            if len(self._logged) >= LOGGED_MAX:  # bounded: at worst a warning repeats
-                self._logged.clear()
-            self._logged.add(key)
-            LOG.warning(msg, *args)
+        self.telemetry.log_once(key, msg, *args)
 
 
-LOGGED_MAX = 1024
 ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again
 
 
-__all__ = ["Core", "CoreConfig", "Port", "StateFormatError"]
+__all__ = ["LOGGED_MAX", "Core", "CoreConfig", "Port", "StateFormatError"]

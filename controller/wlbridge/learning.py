@@ -1,46 +1,51 @@
-"""The core's packet-in path: what a frame the switch sent up teaches, or why it is refused.
+"""The packet-in policy: what a frame the switch sent up teaches, or why it is refused.
 
 Frames come up from a guest port when the switch cannot vouch for them (first frame of a
 port, an unknown source MAC, an address without a binding, ARP and DHCP) and from the
 uplink for DHCP replies and LAN hosts' ARP for guest addresses.  Guests' DHCP goes on to
 `dhcp_service`; whom a guest may be and which addresses it may use is decided in `guard`.
+The answer is a list of `effects` (the core applies them); refusals are only counted and
+logged (through `telemetry`).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import guard
+from .dhcp_service import DhcpService
+from .effects import Bind, Effect, LearnMac, Refresh, Reinject
 from .packets import Frame, FrameError, parse_frame
 from .pipeline import ETH_EAPOL, ETH_IPV6
-from .state import GuestPort
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .core import Core
-
-LOG = logging.getLogger("wlbridge.core")
+from .state import GuestPort, Model
+from .telemetry import Telemetry
 
 
-class PacketInPath:
-    """Packet-in handling for one `Core`."""
+class PacketInPolicy:
+    """Packet-in decisions over one model.  `config` supplies the address limits
+    (``max_ips_per_port``, ``max_bindings``)."""
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, model: Model, config: Any, telemetry: Telemetry,
+                 dhcp: DhcpService) -> None:
+        self.model = model
+        self.config = config
+        self.tel = telemetry
+        self.dhcp = dhcp
 
-    def packet_in(self, in_port: int, data: bytes, now: float) -> list:
-        """Parse a packet-in and act on it (`Core.packet_in` catches what escapes)."""
-        core = self.core
+    def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
+        """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
+        model = self.model
+        counters = self.tel.counters
         try:
             frame = parse_frame(data)
         except FrameError as exc:
-            core.counters.bump(f"malformed.{exc.reason}")
+            counters[f"malformed.{exc.reason}"] += 1
             return []
-        if in_port == core.uplink:
+        if in_port == model.uplink:
             return self._from_uplink(frame, now)
-        guest = core.guests.get(in_port)
+        guest = model.guests.get(in_port)
         if guest is None:
-            core.counters.bump("packet_in.unknown_port")
+            counters["packet_in.unknown_port"] += 1
             return []
         if guest.mac is None:
             return self._learn_mac(guest, frame)
@@ -53,78 +58,70 @@ class PacketInPath:
         if frame.is_dhcp_server:
             return self.refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
-            core.counters.bump("packet_in.dhcp")
-            return core.dhcp.from_guest(guest, frame, now)
+            counters["packet_in.dhcp"] += 1
+            return self.dhcp.from_guest(guest, frame, now)
         if frame.arp is not None:
-            core.counters.bump("packet_in.arp")
+            counters["packet_in.arp"] += 1
             return self._guest_arp(guest, frame, now)
         if frame.ipv4 is not None:
-            core.counters.bump("packet_in.ipv4")
+            counters["packet_in.ipv4"] += 1
             return self.claim(guest, frame.ipv4.src, "ipv4", frame, now)
-        core.counters.bump("packet_in.other")
+        counters["packet_in.other"] += 1
         return []
 
-    def _from_uplink(self, frame: Frame, now: float) -> list:
-        core = self.core
+    def _from_uplink(self, frame: Frame, now: float) -> list[Effect]:
+        model, tel = self.model, self.tel
         if frame.is_dhcp_server:
-            core.counters.bump("packet_in.dhcp")
-            return core.dhcp.from_uplink(frame, now)
-        if frame.arp is not None and frame.arp.src_ip in core.bindings:
-            b = core.bindings[frame.arp.src_ip]
-            core.counters.bump("conflicts.uplink")
-            core._log_once(f"conflict:{b.ip}",
-                           "LAN host %s claims %s, bound to guest port %s",
-                           frame.arp.src_mac, b.ip, b.port_no)
+            tel.bump("packet_in.dhcp")
+            return self.dhcp.from_uplink(frame, now)
+        if frame.arp is not None and frame.arp.src_ip in model.bindings:
+            b = model.bindings[frame.arp.src_ip]
+            tel.bump("conflicts.uplink")
+            tel.log_once(f"conflict:{b.ip}", "LAN host %s claims %s, bound to guest port %s",
+                         frame.arp.src_mac, b.ip, b.port_no)
             return []
-        core.counters.bump("packet_in.uplink_other")
+        tel.bump("packet_in.uplink_other")
         return []
 
-    def _learn_mac(self, guest: GuestPort, frame: Frame) -> list:
-        core = self.core
+    def _learn_mac(self, guest: GuestPort, frame: Frame) -> list[Effect]:
         mac = frame.eth_src
-        cause = guard.check_guest_mac(mac, core.station_mac, core._by_mac)
+        cause = guard.check_guest_mac(mac, self.model.station_mac, self.model.by_mac)
         if cause:
             return self.refuse(guest, cause, mac)
-        guest.mac, guest.mac_source = mac, "learned"
-        core._by_mac[mac] = guest
-        core.dirty = True
-        core.counters.bump("guests.mac_learned")
-        LOG.info("port %s: guest MAC %s", guest.name, mac)
-        msgs = core._sync([("port", guest.port_no)])
-        return msgs + [core.packet_out_table(guest.port_no, frame.data)]
+        return [LearnMac(guest.port_no, mac), Reinject(guest.port_no, frame.data)]
 
-    def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list:
+    def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list[Effect]:
         arp = frame.arp
         assert arp is not None
         if arp.src_mac != guest.mac:
             return self.refuse(guest, "arp-sha-mismatch", arp.src_mac)
         if arp.src_ip == "0.0.0.0":  # probe: the switch forwarded it already
-            self.core.counters.bump("arp.probes")
+            self.tel.bump("arp.probes")
             return []
         return self.claim(guest, arp.src_ip, "arp", frame, now)
 
     def claim(self, guest: GuestPort, ip: str, source: str, frame: Frame | None,
-              now: float) -> list:
+              now: float) -> list[Effect]:
         """A guest uses `ip`: bind it if allowed, then let the frame go on."""
-        core = self.core
-        current = core.bindings.get(ip)
+        bindings = self.model.bindings
+        current = bindings.get(ip)
         if current is not None and current.port_no == guest.port_no:
             # already ours (e.g. after an idle flow expired meanwhile): just forward
-            msgs = core._sync([("ip", ip)])
+            effects: list[Effect] = [Refresh(ip)]
         else:
-            cause = guard.check_claim(ip, guest, core.bindings, core.host_ips,
-                                      core.config.max_ips_per_port, core.config.max_bindings)
+            config = self.config
+            cause = guard.check_claim(ip, guest, bindings, self.model.host_ips,
+                                      config.max_ips_per_port, config.max_bindings)
             if cause:
                 return self.refuse(guest, cause, ip)
-            msgs = core.bind(guest, ip, source, now)
+            effects = [Bind(guest.port_no, ip, source)]
         if frame is not None:
-            msgs.append(core.packet_out_table(guest.port_no, frame.data))
-        return msgs
+            effects.append(Reinject(guest.port_no, frame.data))
+        return effects
 
-    def refuse(self, guest: GuestPort, cause: str, detail: str) -> list:
+    def refuse(self, guest: GuestPort, cause: str, detail: str) -> list[Effect]:
         """Count and log (once per port and cause) a frame the controller will not act on."""
-        core = self.core
-        core.counters.bump(f"refused.{cause}")
-        core._log_once(f"refused:{guest.port_no}:{cause}",
-                       "port %s: refused (%s) %s", guest.name, cause, detail)
+        self.tel.bump(f"refused.{cause}")
+        self.tel.log_once(f"refused:{guest.port_no}:{cause}", "port %s: refused (%s) %s",
+                          guest.name, cause, detail)
         return []

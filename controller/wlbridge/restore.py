@@ -4,12 +4,10 @@ port was missing at a reconnect.  Keyed by port *name* (port numbers can change)
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any
 
-from .state import Binding, GuestPort
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .core import Core
+from .state import Binding, GuestPort, Model
 
 LOG = logging.getLogger("wlbridge.core")
 
@@ -26,15 +24,15 @@ class Parked:
     def __getitem__(self, key: str) -> Any:  # "guests" / "bindings", as in the state file
         return {"guests": self.guests, "bindings": self.bindings}[key]
 
-    def adopt(self, core: Core, now: float) -> None:
+    def adopt(self, model: Model, counters: Counter, now: float) -> None:
         """Give ports that now exist their saved MAC and (unexpired) bindings."""
-        by_name = {g.name: g for g in core.guests.values()}
+        by_name = {g.name: g for g in model.guests.values()}
         for name, rec in list(self.guests.items()):
             g = by_name.get(name)
             if g is not None:
-                if g.mac is None and rec["mac"] not in core._by_mac:
+                if g.mac is None and rec["mac"] not in model.by_mac:
                     g.mac, g.mac_source = rec["mac"], "state"
-                    core._by_mac[g.mac] = g
+                    model.by_mac[g.mac] = g
                 del self.guests[name]
         keep = []
         for rec in self.bindings:
@@ -44,12 +42,12 @@ class Parked:
                 continue
             if rec["expires"] is not None and rec["expires"] <= now:
                 continue
-            if g.mac != rec["mac"] or rec["ip"] in core.bindings or rec["ip"] in core.host_ips:
+            if g.mac != rec["mac"] or rec["ip"] in model.bindings or rec["ip"] in model.host_ips:
                 continue
-            core.bindings[rec["ip"]] = Binding(rec["ip"], g.port_no, rec["mac"], rec["source"],
+            model.bindings[rec["ip"]] = Binding(rec["ip"], g.port_no, rec["mac"], rec["source"],
                                                rec["learned_at"], rec["expires"], rec["lease"])
             g.ips.add(rec["ip"])
-            core.counters.bump("bindings.restored")
+            counters["bindings.restored"] += 1
         self.bindings = keep
 
     def expire(self, now: float) -> bool:
@@ -81,19 +79,19 @@ class Parked:
             entry["ips"].append(rec)
         return [ports[name] for name in sorted(ports)]
 
-    def park(self, core: Core, guest: GuestPort) -> None:
-        """Keep a vanished guest port's MAC and bindings (removed from `core`)."""
+    def park(self, bindings: dict[str, Binding], counters: Counter, guest: GuestPort) -> None:
+        """Keep a vanished guest port's MAC and bindings (removed from `bindings`)."""
         if guest.mac:
             self.guests.pop(guest.name, None)
             self.guests[guest.name] = {"mac": guest.mac, "mac_source": guest.mac_source}
         for ip in sorted(guest.ips):
-            b = core.bindings.get(ip)
+            b = bindings.get(ip)
             if b is not None and b.port_no == guest.port_no:
-                del core.bindings[ip]
+                del bindings[ip]
                 self.bindings.append({
                     "ip": ip, "port": guest.name, "mac": b.mac, "source": b.source,
                     "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease})
-                core.counters.bump("bindings.parked")
+                counters["bindings.parked"] += 1
         del self.bindings[:-self.limit]  # parked records are bounded like live ones
         for name in list(self.guests)[:-self.limit]:
             del self.guests[name]

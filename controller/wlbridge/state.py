@@ -56,6 +56,25 @@ class GuestPort:
     ips: set[str] = field(default_factory=set)
 
 
+@dataclass(eq=False)
+class Model:
+    """The binding table the core owns and its policies read: guest ports, bindings, the
+    guest MAC index, the host's own addresses, the uplink and the station MAC."""
+
+    guests: dict[int, GuestPort] = field(default_factory=dict)
+    bindings: dict[str, Binding] = field(default_factory=dict)
+    by_mac: dict[str, GuestPort] = field(default_factory=dict)  # guest MAC -> guest port
+    host_ips: set[str] = field(default_factory=set)
+    uplink: int | None = None
+    station_mac: str | None = None
+
+    def guest_by_mac(self, mac: str) -> GuestPort | None:
+        g = self.by_mac.get(mac)
+        if g is not None and g.mac == mac and self.guests.get(g.port_no) is g:
+            return g
+        return None
+
+
 class Counters(Counter):
     """Named event counters (packet-ins by kind, refusals by cause, ...)."""
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from .compat import arp, ethernet, packet
 from .pipeline import BROADCAST
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .core import Core
+from .state import Model, Port
 
 
-def status_view(core: Core, now: float) -> dict[str, Any]:
-    """The core's state as `wlbridge status` shows it (JSON-able)."""
-    uplink = core.ports.get(core.uplink) if core.uplink is not None else None
+def status_view(model: Model, ports: Mapping[int, Port], unconfirmed: list[dict],
+                switch: dict[str, Any], settings: dict[str, Any], counters: Mapping[str, int],
+                now: float) -> dict[str, Any]:
+    """The core's state as `wlbridge status` shows it (JSON-able): the model, the switch's
+    ports, the records still waiting for theirs (`Parked.unconfirmed`), the switch
+    (``dpid``, ``connected``, ``generation``) and the settings shown (``uplink`` name,
+    ``dhcp_mode``, ``idle_timeout``)."""
+    uplink = ports.get(model.uplink) if model.uplink is not None else None
     guests = []
-    for g in sorted(core.guests.values(), key=lambda g: g.port_no):
-        ips = [core.bindings[ip] for ip in sorted(g.ips) if ip in core.bindings]
+    for g in sorted(model.guests.values(), key=lambda g: g.port_no):
+        ips = [model.bindings[ip] for ip in sorted(g.ips) if ip in model.bindings]
         guests.append({
             "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
             "confirmed": True,
@@ -24,25 +28,26 @@ def status_view(core: Core, now: float) -> dict[str, Any]:
                     for b in ips],
         })
     # saved (or parked) records still waiting for the switch to show their port
-    for rec in core.unconfirmed():
+    for rec in unconfirmed:
         guests.append({
             "port": rec["port"], "port_no": None, "mac": rec["mac"],
             "mac_source": rec["mac_source"], "confirmed": False,
             "ips": [_address(b["ip"], b["source"], b["learned_at"], b["expires"], b["lease"],
                              now) for b in sorted(rec["ips"], key=lambda b: b["ip"])],
         })
+    dpid = switch["dpid"]
     return {
-        "dpid": None if core.dpid is None else f"{core.dpid:016x}",
-        "connected": core.connected,
-        "generation": core.generation,
-        "uplink": {"name": core.config.uplink, "port_no": core.uplink,
+        "dpid": None if dpid is None else f"{dpid:016x}",
+        "connected": switch["connected"],
+        "generation": switch["generation"],
+        "uplink": {"name": settings["uplink"], "port_no": model.uplink,
                    "present": uplink is not None, "up": bool(uplink and uplink.up)},
-        "station_mac": core.station_mac,
-        "host_ips": sorted(core.host_ips),
-        "dhcp_mode": core.config.dhcp_mode,
-        "idle_timeout": core.config.idle_timeout,
+        "station_mac": model.station_mac,
+        "host_ips": sorted(model.host_ips),
+        "dhcp_mode": settings["dhcp_mode"],
+        "idle_timeout": settings["idle_timeout"],
         "guests": guests,
-        "counters": dict(sorted(core.counters.items())),
+        "counters": dict(sorted(counters.items())),
     }
 
 
