@@ -26,6 +26,7 @@ from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
 from wlbridge.host_events import HostWatcher
 from wlbridge.instance_lock import InstanceError, InstanceLock
+from wlbridge.lease_renewal import LeaseRenewal
 from wlbridge.link_events import UplinkEvents
 from wlbridge.listener import Listener
 from wlbridge.ofsocket import on_receive, send_directly
@@ -162,6 +163,9 @@ class WlBridgeApp(AppBase):
         # host addresses and uplink changes from netlink events (wlbridge.host_events);
         # a re-created uplink is re-plugged (wlbridge.link_events)
         self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
+        # ... and a reassociation renews the host's DHCP client (wlbridge.lease_renewal)
+        self.lease_renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
+        self.uplink_events.on_reassociated.append(self.lease_renewal.reassociated)
         self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
                                    on_uplink=self.uplink_events.uplink_changed)
         self._watching = False   # started after the first resync (see _start_watcher)
