@@ -26,6 +26,7 @@ from wlbridge.core import Core, CoreConfig
 from wlbridge.flowtext import flow_entries
 from wlbridge.host_events import HostWatcher
 from wlbridge.instance_lock import InstanceError, InstanceLock
+from wlbridge.lease_renewal import LeaseRenewal
 from wlbridge.link_events import UplinkEvents
 from wlbridge.listener import Listener
 from wlbridge.ofsocket import on_receive, send_directly
@@ -33,6 +34,7 @@ from wlbridge.persist import StateDirError, StateStore
 from wlbridge.port_isolation import GuestPortIsolation
 from wlbridge.ryu_signals import restore_signals, stop_on_signals
 from wlbridge.state import Port, StateFormatError
+from wlbridge.stats_requests import FlowStatsRequests
 
 _rt = runtime()
 app_manager = _rt["app_manager"]
@@ -50,6 +52,8 @@ SAVE_INTERVAL = 0.5  # state saves are coalesced: at most one per interval (the 
 SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this share of time
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
 PACKET_OUT = parser.OFPPacketOut
+FLOW_STATS_REQUEST = parser.OFPFlowStatsRequest
+SWEEP = "stale-generation sweep"  # the owner of the core's own flow-statistics requests
 
 
 def _port(p) -> Port:
@@ -125,8 +129,9 @@ class WlBridgeApp(AppBase):
         self.lock = threading.RLock()
         self.datapath = None
         self._ports: list[Port] = []
-        self._stats: list = []
-        self._flows_waiters: list[tuple[threading.Event, list]] = []
+        # flow-statistics requests in flight, by xid: the core's (SWEEP) or a
+        # `switch_flows` waiter's (done, result)
+        self._flow_requests = FlowStatsRequests()
         self._meters_seen: dict = {}  # datapath -> [max_meter or None, meter ids or None]
         self._local_mac: str | None = None  # the bridge's internal port MAC, as reported
         self._hwaddr_busy = False
@@ -158,6 +163,9 @@ class WlBridgeApp(AppBase):
         # host addresses and uplink changes from netlink events (wlbridge.host_events);
         # a re-created uplink is re-plugged (wlbridge.link_events)
         self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
+        # ... and a reassociation renews the host's DHCP client (wlbridge.lease_renewal)
+        self.lease_renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
+        self.uplink_events.on_reassociated.append(self.lease_renewal.reassociated)
         self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
                                    on_uplink=self.uplink_events.uplink_changed)
         self._watching = False   # started after the first resync (see _start_watcher)
@@ -199,6 +207,9 @@ class WlBridgeApp(AppBase):
             with self.lock:
                 msgs = fn(*args, time.time())
                 self._send(msgs)
+                for msg in msgs:   # the core's flow-statistics requests: for its sweep
+                    if isinstance(msg, FLOW_STATS_REQUEST):
+                        self._flow_requests.sent(msg.xid, SWEEP)
                 if self.core.dirty and not self._save_wanted:
                     self._save_wanted = True
                     self._save_due.set()
@@ -357,14 +368,18 @@ class WlBridgeApp(AppBase):
         """The bridge's flows as the switch reports them (for `wlbridge flows`)."""
         from wlbridge.core import flow_stats_request
 
-        dp = self.datapath
-        if dp is None:
-            raise RuntimeError("switch not connected")
         done, result = threading.Event(), []
         with self.lock:
-            self._flows_waiters.append((done, result))
-            self._send([flow_stats_request(all_flows=True)])
+            dp = self.datapath
+            if dp is None:
+                raise RuntimeError("switch not connected")
+            msg = flow_stats_request(all_flows=True)
+            dp.set_xid(msg)
+            self._flow_requests.sent(msg.xid, (done, result))   # this reply, only this one
+            self._send([msg])
         if not done.wait(timeout):
+            with self.lock:
+                self._flow_requests.forget(msg.xid)
             raise RuntimeError("switch did not answer the flow statistics request")
         return result
 
@@ -488,6 +503,8 @@ class WlBridgeApp(AppBase):
             LOG.error("switch %016x is bridge %s, not %s: ignoring it", dp.id,
                       local[0] if local else "?", self.conf.bridge)
             return
+        with self.lock:
+            self._flow_requests.clear()   # an earlier connection's replies never come
         self.datapath = dp
         max_meter, meter_ids = self._meters_seen.pop(dp, None) or (None, None)
         self._meters_seen = {}
@@ -505,6 +522,8 @@ class WlBridgeApp(AppBase):
                         "%.1fs); flows stay in place (fail_mode=secure)", ev.datapath.id or 0,
                         self.detect_after)
             self.datapath = None
+            with self.lock:
+                self._flow_requests.clear()
             self._run(self.core.switch_disconnected)
         hub.spawn(liveness.release, ev.datapath)
 
@@ -553,23 +572,27 @@ class WlBridgeApp(AppBase):
 
     @on_receive(ofp_event.EventOFPFlowStatsReply, MAIN)
     def _flow_stats(self, ev) -> None:
-        if ev.msg.datapath is not self.datapath:
+        """A flow-statistics reply part, matched to its request by xid
+        (`wlbridge.stats_requests`): the core's request feeds its stale-generation sweep
+        only; a `switch_flows` request gets its own reply, whole."""
+        msg = ev.msg
+        if msg.datapath is not self.datapath:
             return
-        self._stats += list(ev.msg.body)
-        if ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+        with self.lock:
+            complete = self._flow_requests.received(
+                msg.xid, list(msg.body), bool(msg.flags & ofp.OFPMPF_REPLY_MORE))
+        if complete is None:
             return
-        found, self._stats = self._stats, []
+        owner, found = complete
+        if owner == SWEEP:
+            self._run(self.core.flow_stats, [s.cookie for s in found])
+            return
+        done, result = owner
         try:
-            entries = flow_entries(found)
+            result.extend(flow_entries(found))
         except Exception:
             LOG.exception("bad flow statistics")
-            entries = []
-        with self.lock:
-            waiters, self._flows_waiters = self._flows_waiters, []
-        for done, result in waiters:
-            result.extend(entries)
-            done.set()
-        self._run(self.core.flow_stats, [s.cookie for s in found])
+        done.set()
 
     @on_receive(ofp_event.EventOFPErrorMsg, [CONFIG, MAIN])
     def _error(self, ev) -> None:

@@ -5,7 +5,7 @@
   nothing to repair — the interface, its OVS port and the flows stay.  OVS reports the
   carrier in an OpenFlow port-status; when it comes back the core announces every guest and
   host address with gratuitous ARPs (`Core.port_added`).  The host's own DHCP client is
-  told through `on_reassociated` (the address hand-off registers its renewal there: a
+  told through `on_reassociated` (the app attaches `wlbridge.lease_renewal` there: a
   client that managed ``wlan0`` renews after a reassociation, and so must the one that
   manages the bridge now).
 * **Removed, then back under a new interface index** (driver reload, ``iw`` re-creating the

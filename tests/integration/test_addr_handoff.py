@@ -354,3 +354,45 @@ def test_setup_names_a_packet_socket_reading_eapol_on_the_uplink():
             assert f"-b {lan.bridge}" in out          # the advice, for the kernel datapath
         finally:
             lan.run("teardown")
+
+
+def test_reassociation_renews_the_bridges_dhclient_at_once(dhcp_lan, tmp_path):
+    """Issue 13 item 4: the uplink's carrier comes back (a reassociation, a roam) and the
+    dhclient setup started on the bridge confirms its lease at once (INIT-REBOOT: its script
+    sees REBOOT, not the RENEW due at half the lease), as it would have on the uplink; the
+    host keeps its address throughout."""
+    world, uplink = dhcp_lan
+    ip = uplink.start()
+    peer = world.peers[0]
+    ctl = Controller(world, tmp_path / "ctl")
+    (tmp_path / "ctl").mkdir()
+    try:
+        wlbridge("setup", "--uplink", world.uplink, "--bridge", ctl.bridge, "--datapath",
+                 "netdev", "--controller", f"tcp:127.0.0.1:{ctl.of_port}", "--state-dir",
+                 str(tmp_path / "state"))
+        ctl.is_set_up = True
+        ctl.start()
+        wait_for(lambda: uplink.renewals(ctl.bridge), timeout=LEASE + 10,
+                 what="the bridge's dhclient to get its lease")
+        [(pid, argv)] = [(p, a) for p, a in ours(tmp_path) if a[:1] == ["dhclient"]]
+        assert argv[-1] == ctl.bridge, argv
+
+        world.set_station_carrier(False)
+        wait_for(lambda: "lost its carrier" in ctl.logs(), timeout=15,
+                 what=f"the controller to see the carrier go:\n{ctl.logs()[-2000:]}")
+
+        def reboots() -> list[str]:
+            return [r for r in uplink.renewals(ctl.bridge) if r.split()[1] == "REBOOT"]
+
+        before = len(reboots())      # setup's start on the bridge
+        world.set_station_carrier(True)
+        [confirmed] = wait_for(lambda: reboots()[before:], timeout=LEASE,
+                               what=f"a REBOOT on the bridge:\n{ctl.logs()[-2000:]}")
+        assert confirmed.split()[3] == ip, confirmed
+        clients = [(p, a) for p, a in ours(tmp_path) if a[:1] == ["dhclient"]]
+        assert [a for _, a in clients] == [argv] and clients[0][0] != pid, clients
+        assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
+        assert world.station.ping(peer.addr, src=ip)
+        assert "uplink reassociated: dhclient on" in ctl.logs()
+    finally:
+        ctl.close()

@@ -5,6 +5,7 @@ same under ryu-manager is in test_ryu_manager.py)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -14,8 +15,9 @@ from pathlib import Path
 
 from harness import CLI, free_port, wait_for, wlbridge
 from tls_pki import assert_tls_listener, make_pki
+from wlbridge import cookies
 
-from topologies.ovs import vsctl
+from topologies.ovs import ofctl, vsctl
 
 
 def ip_of(host) -> str:
@@ -32,6 +34,12 @@ def saved_ips(wl) -> set[str]:
     except (OSError, ValueError):
         return set()
     return {b["ip"] for b in data.get("bindings", [])}
+
+
+def flow_generations(wl) -> set[int]:
+    """The generations of wlbridge's flows on the bridge (from their cookies)."""
+    found = (cookies.decode(int(c, 16)) for c in re.findall(r"cookie=(0x[0-9a-f]+)", wl.flows()))
+    return {c.generation for c in found if c is not None}
 
 
 def set_target(bridge: str, target: str) -> None:
@@ -172,11 +180,20 @@ def test_a_lost_switch_is_noticed_and_a_reconnect_resyncs(make_world, wlbridge_o
              what="status to show the switch disconnected")
     assert metric(wl, "wlbridge_switch_connected") == 0
     assert "disconnected" in wl.logs()
+    # a flow of the old generation the new one will not install again: the sweep's to delete
+    stale = cookies.make(cookies.Purpose.GUEST_MAC, generation)
+    ofctl("-O", "OpenFlow13", "add-flow", wl.bridge,
+          f"cookie={stale:#x},table=0,priority=1,dl_src=02:57:4c:00:00:01,actions=drop")
+    assert generation in flow_generations(wl)
 
     vsctl("--", "--id=@c", "create", "Controller", f'target="{target}"', "max_backoff=1000",
           "--", "set", "Bridge", wl.bridge, "controller=@c")
     wait_for(lambda: wl.status()["connected"] and wl.status()["generation"] > generation,
              timeout=20, what="the switch to reconnect")
+    # the resync's own flow-statistics reply (matched by xid, issue 14) swept the old flows
+    new = wl.status()["generation"]
+    wait_for(lambda: flow_generations(wl) == {new}, timeout=10,
+             what=f"only generation {new} flows left")
     assert wl.bound(ip_of(g1))["source"] == "arp"
     assert metric(wl, "wlbridge_switch_connected") == 1
     assert peer.ping(ip_of(g1), count=2) and g1.ping(ip_of(peer), count=2)
