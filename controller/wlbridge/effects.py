@@ -12,9 +12,10 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Deliver:
     """Send `data` out of `out_port` (a port number or a reserved port) as from `in_port`."""
 
@@ -23,7 +24,7 @@ class Deliver:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Reinject:
     """Send `data` through the tables again, as if it had just arrived on `in_port`."""
 
@@ -31,7 +32,7 @@ class Reinject:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LearnMac:
     """The guest on `port_no` is `mac` (learned from its first frame)."""
 
@@ -39,7 +40,7 @@ class LearnMac:
     mac: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Bind:
     """`ip` belongs to the guest on `port_no` (replacing another guest's binding of it)."""
 
@@ -50,7 +51,7 @@ class Bind:
     lease: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Unbind:
     """`ip` is no longer bound (`why` is counted)."""
 
@@ -58,11 +59,12 @@ class Unbind:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Refresh:
     """`ip` is already bound as claimed: make sure its flows are installed."""
 
     ip: str
 
 
-Effect = Deliver | Reinject | LearnMac | Bind | Unbind | Refresh
+# Union, not `|`: the Ryu 4.34 path runs on Python 3.9
+Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh]
