@@ -41,6 +41,18 @@ def free_octets(n: int) -> list[int]:
     return random.sample(free, n)
 
 
+def run_in_process(module, args: argparse.Namespace) -> tuple[int, str]:
+    """`module.main(args)` the way wlbridge.cli runs it; (exit status, output)."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = module.main(args)
+    except UserError as exc:
+        buf.write(f"ERROR: {exc}\n")
+        rc = 2
+    return rc, buf.getvalue()
+
+
 @dataclass
 class Lan:
     tag: str
@@ -67,15 +79,7 @@ class Lan:
         if command == "setup":
             argv += ["--uplink", self.uplink, "--datapath", "netdev",
                      "--controller", NO_CONTROLLER]
-        args = parser.parse_args(argv)
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf):
-                rc = module.main(args)
-        except UserError as exc:
-            buf.write(f"ERROR: {exc}\n")
-            rc = 2
-        return rc, buf.getvalue()
+        return run_in_process(module, parser.parse_args(argv))
 
 
 def wait_dad(dev: str, timeout: float = 10.0) -> None:

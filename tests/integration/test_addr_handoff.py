@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import ipaddress
 import json
 import os
@@ -28,8 +27,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
+from setup_station import run_in_process
 from wlbridge import addr_handoff, bridge_setup
-from wlbridge.errors import UserError
 
 LEASE = 24
 
@@ -222,14 +221,7 @@ def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:
     args = parser.parse_args(["--uplink", world.uplink, "--bridge", bridge, "--datapath",
                               "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
                               str(state_dir)])
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            rc = bridge_setup.main(args)
-    except UserError as exc:
-        buf.write(f"ERROR: {exc}\n")
-        rc = 2
-    return rc, buf.getvalue()
+    return run_in_process(bridge_setup, args)
 
 
 def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):

@@ -180,24 +180,9 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Path,
                                        stop_signal: int) -> None:
-    of_port, status_port = free_port(), free_port()
-    state_dir = tmp_path / "state"
-    conf = tmp_path / "wlbridge.conf"
-    conf.write_text(
-        "[wlbridge]\n"
-        f"bridge = {rig.bridge}\n"
-        f"uplink = {rig.uplink}\n"
-        f"state_dir = {state_dir}\n"
-        f"status_port = {status_port}\n"
-        "ovsdb = unix:/var/run/openvswitch/db.sock\n")
-    log = tmp_path / "ryu-manager.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(ryu_manager), "--config-file", str(conf), "--ofp-tcp-listen-port", str(of_port),
-             "--ofp-listen-host", "127.0.0.1", "wlbridge_app"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=tmp_path)
+    proc, of_port, status_port, log, state_dir = start_ryu(
+        ryu_manager, rig, tmp_path, "--ofp-listen-host", "127.0.0.1",
+        extra_conf="ovsdb = unix:/var/run/openvswitch/db.sock\n")
     try:
         rig.set_controller(of_port)
         uplink_no, guest_no = rig.ofport(rig.uplink), rig.ofport(rig.guest)
