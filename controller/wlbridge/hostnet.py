@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
-from .ingress_filter import (  # noqa: F401 - re-exported: the tc API lives on HostNet
+from .ingress_filter import (  # noqa: F401 - re-exported: hostnet.X keeps working
     BPF_PROG_LOAD,
     BPF_PROG_TYPE_SCHED_CLS,
     CLSACT_EGRESS,
@@ -50,6 +49,7 @@ from .ingress_filter import (  # noqa: F401 - re-exported: the tc API lives on H
     IsolationError,
     guest_isolation_filters,
     guest_isolation_request,
+    ignore_errno,
     ingress_plan,
     ingress_status,
     is_isolation_filter,
@@ -283,14 +283,32 @@ def route_kwargs(route: Route, index: int, full: bool = True) -> dict[str, Any]:
 
 
 # ---- the host ---------------------------------------------------------------
-class HostNet(IngressFilters):
+class HostNet:
     """Netlink access to the host's interfaces (one IPRoute socket)."""
 
     def __init__(self, ipr: IPRoute | None = None) -> None:
         self.ipr = ipr or IPRoute()
+        #: the tc operations (uplink and guest-port isolation), on the same socket
+        self.tc = IngressFilters(self.ipr)
 
     def close(self) -> None:
         self.ipr.close()
+
+    # tc: uplink and guest-port isolation (`ingress_filter.IngressFilters`)
+    def ingress_status(self, name: str) -> str:
+        return self.tc.ingress_status(name)
+
+    def isolate_uplink(self, name: str) -> list[str]:
+        return self.tc.isolate_uplink(name)
+
+    def release_uplink(self, name: str) -> list[str]:
+        return self.tc.release_uplink(name)
+
+    def isolate_guest_port(self, name: str, prog_fd: int | None = None) -> list[str]:
+        return self.tc.isolate_guest_port(name, prog_fd)
+
+    def release_guest_port(self, name: str) -> list[str]:
+        return self.tc.release_guest_port(name)
 
     def __enter__(self) -> Self:
         return self
@@ -397,12 +415,12 @@ class HostNet(IngressFilters):
                                   preferred_lft=current.preferred_lft)
             label = (retarget_label(addr.label, state.uplink, dst) if dst != state.uplink
                      else (addr.label if addr.label != dst else None))
-            self._ignore(errno.EEXIST, self.ipr.addr, "add",
+            ignore_errno(errno.EEXIST, self.ipr.addr, "add",
                          **address_kwargs(current or addr, dst_index, label, nodad))
             done.append(f"address {addr} added to {dst}")
         for addr in reversed(state.addresses):          # secondaries before primaries
             if src_index and addr.key() in on_src:
-                self._ignore(errno.EADDRNOTAVAIL, self.ipr.addr, "del", index=src_index,
+                ignore_errno(errno.EADDRNOTAVAIL, self.ipr.addr, "del", index=src_index,
                              family=_FAMILIES[addr.family], address=addr.address,
                              prefixlen=addr.prefixlen)
                 done.append(f"address {addr} removed from {src}")
@@ -410,20 +428,12 @@ class HostNet(IngressFilters):
         src_routes = {r.key() for r in self.routes(src)} if src_index else set()
         for route in state.routes:
             if route.key() in src_routes:
-                self._ignore(errno.ESRCH, self.ipr.route, "del",
+                ignore_errno(errno.ESRCH, self.ipr.route, "del",
                              **route_kwargs(route, src_index, full=False))
             if route.key() not in on_dst_routes:
                 self.ipr.route("replace", **route_kwargs(route, dst_index))
                 done.append(f"route {route} now via {dst}")
         return done
-
-    @staticmethod
-    def _ignore(code: int, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except NetlinkError as exc:
-            if exc.code != code:
-                raise
 
     # TX checksum offload (ethtool ioctls through pyroute2)
     def get_tx_checksum(self, name: str) -> dict[str, bool] | None:

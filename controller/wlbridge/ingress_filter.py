@@ -194,8 +194,31 @@ class IsolationError(Exception):
 
 
 
+def ignore_errno(code: int, fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Call `fn`, ignoring the NetlinkError whose code is `code` (e.g. EEXIST on add)."""
+    try:
+        fn(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code != code:
+            raise
+
+
 class IngressFilters:
-    """The tc operations of `HostNet` (a mixin: it uses `ipr`, `_index`, `_ignore`)."""
+    """The tc (clsact qdisc and filter) operations on the host's interfaces, over a
+    pyroute2 IPRoute socket that its owner (`hostnet.HostNet`) lends it."""
+
+    def __init__(self, ipr: Any) -> None:
+        self.ipr = ipr
+
+    def link_index(self, name: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return found[0] if found else None
+
+    def _index(self, name: str) -> int:
+        index = self.link_index(name)
+        if index is None:
+            raise LookupError(f"interface {name} does not exist")
+        return index
 
     def ingress_qdisc(self, name: str) -> str | None:
         """Kind of the qdisc on `name`'s ingress hook ("clsact", "ingress"), or None."""
@@ -225,7 +248,7 @@ class IngressFilters:
     def _del_filters(self, index: int, filters: Iterable[Filter]) -> None:
         for prio, proto, kind in filters:   # (pyroute2's u32 wants a target even here)
             extra = {"target": CLSACT_HANDLE | 1} if kind == "u32" else {}
-            self._ignore(errno.ENOENT, self.ipr.tc, "del-filter", kind, index,
+            ignore_errno(errno.ENOENT, self.ipr.tc, "del-filter", kind, index,
                          parent=CLSACT_INGRESS, prio=prio, protocol=proto, **extra)
 
     def _add_isolation(self, index: int, kind: str) -> None:
@@ -245,7 +268,7 @@ class IngressFilters:
         IsolationError if its ingress hook holds another qdisc."""
         kind = self.ingress_qdisc(name)
         if kind is None:
-            self._ignore(errno.EEXIST, self.ipr.tc, "add", "clsact", index)
+            ignore_errno(errno.EEXIST, self.ipr.tc, "add", "clsact", index)
             changes.append(f"clsact qdisc added to {name}")
         elif kind != "clsact":
             raise IsolationError(f"{name} has an {kind} qdisc (not wlbridge's)")
@@ -274,7 +297,7 @@ class IngressFilters:
                            f"(ingress {what})")
             return changes
         if self._clsact_empty(name):
-            self._ignore(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
+            ignore_errno(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
         raise IsolationError("the kernel refused both filters (" + "; ".join(errors) + ")")
 
     def release_uplink(self, name: str) -> list[str]:
@@ -289,7 +312,7 @@ class IngressFilters:
             self._del_filters(index, ours)
             changes.append(f"ingress filter removed from {name}")
         if self._clsact_empty(name):
-            self._ignore(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
+            ignore_errno(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
             changes.append(f"clsact qdisc removed from {name}")
         else:
             changes.append(f"clsact qdisc of {name} kept: it holds filters not wlbridge's")
@@ -344,7 +367,7 @@ class IngressFilters:
             changes.append(f"host stack on guest port {name} now gets nothing ({what})")
             return changes
         if self._clsact_empty(name):
-            self._ignore(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
+            ignore_errno(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
         raise IsolationError("the kernel refused both filters (" + "; ".join(errors) + ")")
 
     def release_guest_port(self, name: str) -> list[str]:
@@ -359,6 +382,6 @@ class IngressFilters:
         self._del_filters(index, ours)
         changes = [f"guest-port filter removed from {name}"]
         if self._clsact_empty(name):
-            self._ignore(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
+            ignore_errno(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
             changes.append(f"clsact qdisc removed from {name}")
         return changes
