@@ -43,10 +43,10 @@ def test_crash_between_ingress_qdisc_and_filter(lan: Lan, monkeypatch: pytest.Mo
                                                 then: str) -> None:
     before = host_state(lan)
 
-    def crash(self: hostnet.HostNet, index: int, kind: str) -> None:
+    def crash(self: ingress_filter.IngressFilters, index: int, kind: str) -> None:
         raise Crash
 
-    monkeypatch.setattr(hostnet.HostNet, "_add_isolation", crash)
+    monkeypatch.setattr(ingress_filter.IngressFilters, "_add_isolation", crash)
     with pytest.raises(Crash):
         lan.run("setup")
     monkeypatch.undo()
