@@ -20,6 +20,7 @@ from scapy.layers.inet6 import (
 )
 from wlbridge.core import Core, CoreConfig
 from wlbridge.groupmsg import is_report
+from wlbridge.state import Port
 from wlbridge.status_client import render
 
 G1, G2 = 2, 3
@@ -203,6 +204,13 @@ def test_a_removed_port_leaves_its_groups():
     rig.apply(rig.core.port_deleted(G1, rig.now))
     d = rig.send(UP, unicast_udp("239.1.2.3"))
     assert d.out(LOCAL)["eth_dst"] == "01:00:5e:00:00:01" and not d.dead_ends
+    assert all(g["always"] for g in rig.core.status(rig.now)["groups"])
+    # another guest gets the port number: it is no member of its predecessor's groups
+    rig.sw.add_port(G1, "g-new")
+    rig.apply(rig.core.port_added(Port(G1, "g-new", "fe:00:00:00:00:99"), rig.now))
+    rig.send(G1, unicast_from(G1))
+    d = rig.send(UP, unicast_udp("239.1.2.3"))
+    assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:00:00:01"
 
 
 # ------------------------------------------------------------------ bad input
