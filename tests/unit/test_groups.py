@@ -314,6 +314,12 @@ def test_status_shows_groups_with_members_and_the_always_restored_ones():
     assert {"224.0.0.251", "ff02::fb", "239.255.255.250", "ff02::c", "10.0.0.255"} <= always
     text = render(snap, now=rig.now + 10)
     assert "239.1.2.3" in text and f"g{G1} (in {INTERVAL - 10}s)" in text
+    from prometheus_client import CollectorRegistry, generate_latest
+    from wlbridge.status_server import _Collector
+
+    registry = CollectorRegistry()
+    registry.register(_Collector(lambda: rig.core.status(rig.now)))
+    assert "wlbridge_group_memberships 1.0" in generate_latest(registry).decode()
 
 
 def test_groups_survive_a_controller_restart_through_the_state_file():
