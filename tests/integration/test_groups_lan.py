@@ -93,3 +93,62 @@ def test_ap_unicast_group_traffic_reaches_members_with_the_group_mac(make_world,
     got = [line.split()[1] for line in rx.output().splitlines() if line.startswith("got")]
     assert got and set(got) == {"ff:ff:ff:ff:ff:ff"}, (rx.output(), wl.flows())
     assert ap_foreign(world) == 0
+
+
+RECEIVER6 = r"""
+import socket, struct, sys, time
+group, port, seconds, ifname = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+cap.settimeout(0.2)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("", port))
+mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", socket.if_nametoindex(ifname))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+print("ready", flush=True)
+want = socket.inet_pton(socket.AF_INET6, group)
+end = time.time() + seconds
+while time.time() < end:
+    try:
+        frame = cap.recv(2048)
+    except socket.timeout:
+        continue
+    if len(frame) >= 58 and frame[20] == 17 and frame[38:54] == want \
+            and struct.unpack("!H", frame[56:58])[0] == port:
+        print("got", frame[0:6].hex(":"), flush=True)
+"""
+
+SENDER6 = r"""
+import socket, struct, sys, time
+group, port, ifname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(ifname))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 2)
+for _ in range(3):
+    s.sendto(b"hello", (group, port, 0, socket.if_nametoindex(ifname)))
+    time.sleep(0.1)
+"""
+
+
+def link_local_ready(host) -> bool:
+    out = host.run("ip", "-6", "addr", "show", "dev", host.ifname, "scope", "link").stdout
+    return "inet6 fe80" in out and "tentative" not in out
+
+
+def test_ap_unicast_ipv6_group_reaches_the_mld_member_with_33_33(make_world, wlbridge_on):
+    world = make_world(n_guests=2, group_to_unicast=True)
+    g1, g2 = world.guests
+    peer = world.peers[0]
+    wl = wlbridge_on(world)
+    assert g1.ping(ip_of(peer), count=1) and g2.ping(ip_of(peer), count=1), wl.logs()
+    wait_for(lambda: link_local_ready(g1) and link_local_ready(peer), what="IPv6 link-local")
+    member = g1.popen(sys.executable, "-c", RECEIVER6, "ff15::1234", "5002", "8", g1.ifname)
+    wait_for(lambda: "ready" in member.output(), what="receiver")
+    wait_for(lambda: g1.port in members(wl, "ff15::1234"), what="ff15::1234 joined (MLD)",
+             timeout=5)
+    before = world.ap_counters()["group_to_unicast"].packets
+    peer.run(sys.executable, "-c", SENDER6, "ff15::1234", "5002", peer.ifname, check=True)
+    member.wait(timeout=15)
+    assert world.ap_counters()["group_to_unicast"].packets > before
+    got = [line.split()[1] for line in member.output().splitlines() if line.startswith("got")]
+    assert got and set(got) == {"33:33:00:00:12:34"}, (member.output(), wl.flows())
+    assert ap_foreign(world) == 0
