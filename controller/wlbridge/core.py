@@ -323,6 +323,9 @@ class Core:
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
+        waiting = [r for r in self._restored_groups if r["expires"] > now]
+        if len(waiting) != len(self._restored_groups):
+            self._restored_groups, self.dirty = waiting, True
         self.dhcp.tick(now)
         self.binding_log.tick(now)
         if self._announce_due and self._announce_due[0] <= now:

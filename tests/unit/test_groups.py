@@ -355,6 +355,12 @@ def test_a_state_file_without_groups_still_loads_and_expired_ones_are_not_restor
     later.restore_state(saved)
     later.switch_connected(0xAB, rig.port_list(), rig.now + INTERVAL + 1)
     assert later.model.groups == {}
+    # a saved membership whose port never comes back is dropped when it would have ended
+    waiting = Core(rig.config)
+    waiting.restore_state(saved)
+    assert waiting.export_state()["groups"][0]["group"] == "239.1.2.3"
+    waiting.tick(rig.now + INTERVAL + 1)
+    assert waiting.export_state().get("groups") is None
 
 
 def test_resync_keeps_group_flows_in_place():
