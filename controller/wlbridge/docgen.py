@@ -238,6 +238,11 @@ def status_example() -> str:
              "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None}]},
             {"port": "veth-c1", "mac": "02:00:00:00:00:01",
              "ips": [{"ip": "192.168.1.175", "source": "dhcp", "expires": NOW + 296}]}],
+        "groups": [
+            {"group": "239.1.2.3", "mac": "01:00:5e:01:02:03", "always": False,
+             "members": [{"port": "vnet0", "expires": NOW + 251}]},
+            *({"group": g, "always": True, "members": []} for g in (
+                "192.168.1.255", *groupmsg.WELL_KNOWN))],
         "counters": {"bindings.learned.arp": 1, "bindings.learned.dhcp": 1,
                      "dhcp.ack.to_guest": 1}}
     return "```\n$ wlbridge status\n" + render(snap, now=NOW) + "\n  ...\n```"
