@@ -1,7 +1,8 @@
 """Group traffic the AP turned into unicast, restored (issue 12 item 7), in the emulated
 Wi-Fi LAN with an AP that converts group frames to unicast toward the station: a guest that
-joined 239.1.2.3 gets a LAN peer's datagrams with the group's own MAC; one that did not,
-does not; the directed broadcast of the LAN's subnet reaches guests as a broadcast."""
+joined 239.1.2.3 (or ff15::1234) gets a LAN peer's datagrams with the group's own MAC; one
+that did not, does not; the directed broadcast of the LAN's subnet reaches guests as a
+broadcast, mDNS every guest without any report."""
 
 from __future__ import annotations
 
@@ -92,6 +93,16 @@ def test_ap_unicast_group_traffic_reaches_members_with_the_group_mac(make_world,
     rx.wait(timeout=10)
     got = [line.split()[1] for line in rx.output().splitlines() if line.startswith("got")]
     assert got and set(got) == {"ff:ff:ff:ff:ff:ff"}, (rx.output(), wl.flows())
+
+    # mDNS from the LAN reaches every guest with its own MAC, no report needed
+    rx = [g.popen(sys.executable, "-c", RECEIVER, "224.0.0.251", "5353", "4", "-")
+          for g in (g1, g2)]
+    wait_for(lambda: all("ready" in r.output() for r in rx), what="receivers")
+    peer.run(sys.executable, "-c", SENDER, "224.0.0.251", "5353", ip_of(peer), check=True)
+    for r in rx:
+        r.wait(timeout=10)
+        got = [line.split()[1] for line in r.output().splitlines() if line.startswith("got")]
+        assert got and set(got) == {"01:00:5e:00:00:fb"}, (r.output(), wl.flows())
     assert ap_foreign(world) == 0
 
 
