@@ -111,9 +111,10 @@ def from_bytes(data: bytes) -> Headers:
         elif kind == "ipv4":
             h.update(ipv4_src=p.src, ipv4_dst=p.dst, ip_proto=p.proto)
             end, off = off + p.total_length, off + p.header_length * 4
-        elif kind == "ipv6":  # extension headers are not walked
-            h.update(ipv6_src=p.src, ipv6_dst=p.dst, ip_proto=p.nxt)
-            end, off = off + 40 + p.payload_length, off + 40
+        elif kind == "ipv6":  # extension headers walked as OVS does (ip_proto: the last)
+            ext = list(p.ext_hdrs or [])
+            h.update(ipv6_src=p.src, ipv6_dst=p.dst, ip_proto=ext[-1].nxt if ext else p.nxt)
+            end, off = off + 40 + p.payload_length, off + 40 + sum(len(e) for e in ext)
         elif kind in ("udp", "tcp", "icmp", "icmpv6"):
             if kind.startswith("icmp"):
                 v, t = ("v6", p.type_) if kind == "icmpv6" else ("v4", p.type)

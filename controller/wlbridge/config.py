@@ -45,6 +45,13 @@ def options() -> list:
         cfg.IntOpt("max_ips_per_port", default=16, min=1,
                    help="IPv4 addresses one guest port may hold"),
         cfg.IntOpt("max_bindings", default=4096, min=1, help="IPv4 bindings in all"),
+        cfg.IntOpt("group_membership_interval", default=260, min=10,
+                   help="seconds a guest's IGMP/MLD report keeps it in a multicast group "
+                        "(its AP-unicast copies restored to it) without a new report"),
+        cfg.IntOpt("max_groups_per_port", default=64, min=1,
+                   help="multicast groups one guest port may join (IGMP/MLD snooping)"),
+        cfg.IntOpt("max_groups", default=2048, min=1,
+                   help="multicast groups joined by guests, in all"),
         cfg.StrOpt("listen_host", default="127.0.0.1",
                    help="OpenFlow listen address (ryu-manager: used when --ofp-listen-host "
                         "is not given)"),

@@ -10,6 +10,7 @@ layout is in `flows`, the pipeline in `pipeline`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,19 @@ from typing import Any
 from . import cookies, flows
 from .compat import ofp, parser
 from .dhcp_service import DhcpService
-from .effects import Bind, Deliver, Effect, LearnMac, Refresh, Reinject, Unbind
+from .effects import (
+    Bind,
+    Deliver,
+    Effect,
+    JoinGroup,
+    LearnMac,
+    LeaveGroup,
+    Refresh,
+    Reinject,
+    Unbind,
+)
+from .groupmsg import WELL_KNOWN
+from .groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from .learning import PacketInPolicy
 from .meters import Meters
 from .pipeline import (
@@ -39,6 +52,7 @@ from .state import (
     Model,
     Port,
     StateFormatError,
+    parse_groups,
     parse_persistent,
     persistent_form,
 )
@@ -60,6 +74,9 @@ class CoreConfig:
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
     meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200
+    group_membership_interval: int = MEMBERSHIP_INTERVAL  # seconds a group report holds
+    max_groups_per_port: int = MAX_GROUPS_PER_PORT
+    max_groups: int = MAX_GROUPS
 
 
 def flow_stats_request(all_flows: bool = False):
@@ -90,7 +107,10 @@ class Core:
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
-        self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp)
+        self.groups = GroupPolicy(self.model, self.config, self.telemetry)
+        self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
+                                       self.groups)
+        self._restored_groups: list[dict] = []  # saved memberships awaiting their port
 
     # ------------------------------------------------------------------ model
     # (the model's parts under the names the app, the tests and `wlbridge status` use)
@@ -224,7 +244,8 @@ class Core:
         self._adopt_restored(now)
         msgs = self._meter_msgs([port.port_no])
         return msgs + self._sync([("static",), ("port", port.port_no)]
-                                 + [("ip", ip) for ip in self.guests[port.port_no].ips])
+                                 + [("ip", ip) for ip in self.guests[port.port_no].ips]
+                                 + self._group_sections())
 
     def port_modified(self, port: Port, now: float) -> list:
         """Port status change: a new station MAC (reconnect, randomisation) redoes the flows."""
@@ -239,7 +260,7 @@ class Core:
             self._find_uplink()
             return self._sync_all()
         self._forget_port(port_no)
-        msgs = self._sync([("static",)])
+        msgs = self._sync([("static",)] + self._group_sections())
         if self.connected and flows.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
         if self.connected and port_no in self.meters.ids:
@@ -247,9 +268,14 @@ class Core:
         return msgs
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
-        """The host's own IPv4 addresses (on the bridge's internal port)."""
-        self.host_ips = set(ips)
-        msgs: list = []
+        """The host's own IPv4 addresses (on the bridge's internal port), each bare or with
+        its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
+        ips = list(ips)
+        self.host_ips = {ip.partition("/")[0] for ip in ips}
+        before = self.model.host_broadcasts
+        self.model.host_broadcasts = subnet_broadcasts(ips)
+        msgs: list = self._sync([("group", g) for g in sorted(
+            before ^ self.model.host_broadcasts)])
         for ip in sorted(self.host_ips & set(self.bindings)):
             self._log_once(f"host-ip:{ip}", "host took %s, dropping guest binding", ip)
             msgs += self._unbind(ip, "host-ip")
@@ -294,6 +320,12 @@ class Core:
                 msgs += self._unbind(ip, "lease")
         if self._restored.expire(now):
             self.dirty = True
+        ended = self.groups.expired(now)
+        if ended:
+            msgs += self._apply(ended, now)
+        waiting = [r for r in self._restored_groups if r["expires"] > now]
+        if len(waiting) != len(self._restored_groups):
+            self._restored_groups, self.dirty = waiting, True
         self.dhcp.tick(now)
         self.binding_log.tick(now)
         if self._announce_due and self._announce_due[0] <= now:
@@ -309,7 +341,8 @@ class Core:
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.binding_log.due(),
-                            self._restored.next_due()) if t is not None]
+                            self._restored.next_due(), self.groups.next_due())
+                if t is not None]
         due += self._announce_due[:1]
         return min(due) if due else None
 
@@ -318,7 +351,8 @@ class Core:
         """What is saved: the live guests and bindings, and those restored or parked that
         still wait for their port (a save never forgets what was known)."""
         return persistent_form(self.guests, self.bindings, self.generation,
-                               self._restored.guests, self._restored.bindings)
+                               self._restored.guests, self._restored.bindings,
+                               self._group_records())
 
     def unconfirmed(self) -> list[dict]:
         """Saved or parked guests and bindings the switch has not confirmed yet (their port
@@ -331,6 +365,7 @@ class Core:
         generation, guests, bindings = parse_persistent(data)
         self.generation = generation % cookies.MAX_GENERATION
         self._restored = Parked(self.config.max_bindings, guests, bindings)
+        self._restored_groups = parse_groups(data)[:self.config.max_groups]
 
     def take_dirty(self) -> bool:
         dirty, self.dirty = self.dirty, False
@@ -377,11 +412,57 @@ class Core:
                 touched[("port", effect.port_no)] = None
             elif kind is Refresh:
                 touched[("ip", effect.ip)] = None
+            elif kind is JoinGroup:
+                if self._join(effect.port_no, effect.group, effect.expires):
+                    touched[("group", effect.group)] = None
+            elif kind is LeaveGroup:
+                if self._leave(effect.port_no, effect.group, effect.why):
+                    touched[("group", effect.group)] = None
             else:  # pragma: no cover - a new effect without its application
                 raise TypeError(f"unknown effect {effect!r}")
         if touched:
             out += self._sync(touched)
         return out + reinject if reinject else out
+
+    def _join(self, port_no: int, group: str, expires: float) -> bool:
+        """Membership of `group` for a guest port until `expires`; True if it is new (the
+        group's flows change)."""
+        if port_no not in self.model.guests:
+            return False
+        members = self.model.groups.setdefault(group, {})
+        new = port_no not in members
+        members[port_no] = expires
+        self.dirty = True
+        if new:
+            self.counters.bump("groups.joined")
+        return new
+
+    def _leave(self, port_no: int, group: str, why: str) -> bool:
+        members = self.model.groups.get(group)
+        if members is None or members.pop(port_no, None) is None:
+            return False
+        if not members:
+            del self.model.groups[group]
+        self.dirty = True
+        self.counters.bump(f"groups.left.{why}")
+        return True
+
+    def _group_sections(self) -> list[Section]:
+        """Every group section wanted: well-known groups, the host's subnet broadcasts and
+        the groups guests joined."""
+        groups = set(WELL_KNOWN) | self.model.host_broadcasts | set(self.model.groups)
+        groups.update(s[1] for s in self._sections if s[0] == "group")  # (those that end)
+        return [("group", g) for g in sorted(groups)]
+
+    def _group_records(self) -> list[dict]:
+        """Memberships as saved: by port name; those still waiting for their port too."""
+        names = {g.port_no: g.name for g in self.guests.values()}
+        records = [{"group": group, "port": names[port], "expires": end}
+                   for group, members in sorted(self.model.groups.items())
+                   for port, end in sorted(members.items()) if port in names]
+        live = {(r["group"], r["port"]) for r in records}
+        records += [r for r in self._restored_groups if (r["group"], r["port"]) not in live]
+        return records[:self.config.max_groups]
 
     def _learn_mac(self, port_no: int, mac: str) -> None:
         guest = self.model.guests[port_no]
@@ -454,12 +535,19 @@ class Core:
         if section[0] == "port":
             guest = self.model.guests.get(section[1])
             return flows.port_args(guest, view) if guest else None
+        if section[0] == "group":
+            group = section[1]
+            if group in WELL_KNOWN or group in self.model.host_broadcasts:
+                return flows.group_args(group, None, view)
+            members = self.model.groups.get(group)
+            return flows.group_args(group, members, view) if members else None
         b = self.model.bindings.get(section[1])
         return flows.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
         sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
         sections += [("ip", ip) for ip in sorted(self.bindings)]
+        sections += self._group_sections()
         listed = set(sections)
         sections += [s for s in self._sections if s not in listed]
         return self._sync(sections)
@@ -544,6 +632,16 @@ class Core:
     def _adopt_restored(self, now: float) -> None:
         """Apply saved (or parked) guest MACs and bindings to ports that now exist."""
         self._restored.adopt(self.model, self.counters, now)
+        if self._restored_groups:
+            by_name = {g.name: g.port_no for g in self.guests.values()}
+            waiting = []
+            for rec in self._restored_groups:
+                port_no = by_name.get(rec["port"])
+                if port_no is None:
+                    waiting.append(rec)
+                elif rec["expires"] > now and self._join(port_no, rec["group"], rec["expires"]):
+                    self.counters.bump("groups.restored")
+            self._restored_groups = waiting
 
     def _drop_bindings_without_port(self) -> None:
         for ip, b in list(self.bindings.items()):
@@ -559,6 +657,12 @@ class Core:
         if self._by_mac.get(guest.mac or "") is guest:
             del self._by_mac[guest.mac]
         self._restored.park(self.model.bindings, self.counters, guest)
+        for group, members in list(self.model.groups.items()):  # kept like its bindings
+            if port_no in members:
+                self._restored_groups.append({"group": group, "port": guest.name,
+                                              "expires": members[port_no]})
+                self._leave(port_no, group, "parked")
+        del self._restored_groups[:-self.config.max_groups]
 
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
@@ -569,6 +673,7 @@ class Core:
         for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
             del self.bindings[ip]
             self.counters.bump("bindings.removed.port-gone")
+        self._drop_memberships(port_no, "port-gone")
         for section in [s for s in self._sections if s[0] == "port" and s[1] == port_no]:
             self._sections.forget(section)
         for section in [s for s in self._sections if s[0] == "ip" and s[1] not in self.bindings]:
@@ -577,8 +682,29 @@ class Core:
             self.dirty = True
             LOG.info("port %s removed with its bindings", guest.name)
 
+    def _drop_memberships(self, port_no: int, why: str) -> None:
+        """A guest port is gone: its group memberships end (the caller syncs the groups)."""
+        for group in [g for g, members in self.model.groups.items() if port_no in members]:
+            self._leave(port_no, group, why)
+
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         self.telemetry.log_once(key, msg, *args)
+
+
+def subnet_broadcasts(addresses: Iterable[str]) -> set[str]:
+    """The directed broadcast addresses of the IPv4 subnets of ``address/prefixlen``
+    entries (bare addresses, /31 and /32 have none)."""
+    out = set()
+    for text in addresses:
+        if "/" not in text:
+            continue
+        try:
+            net = ipaddress.IPv4Interface(text).network
+        except ValueError:
+            continue
+        if net.prefixlen <= 30:
+            out.add(str(net.broadcast_address))
+    return out
 
 
 ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again

@@ -7,8 +7,8 @@ A generated part sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME 
 * usage.md ``synopsis``: every command's usage line, from the argument parser;
 * usage.md ``options``: the configuration options, from `config.options()`;
 * pipeline.md ``tables``: the tables, from `pipeline.TABLES`;
-* pipeline.md ``static``/``port``/``ip``: each section's flows, built by `flows`'s own
-  functions for symbolic ports and addresses, and ``counts``: how many there are.
+* pipeline.md ``static``/``port``/``ip``/``group``: each section's flows, built by `flows`'s
+  own functions for symbolic ports and addresses, and ``counts``: how many there are.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import config, flows, pipeline
+from . import config, flows, groupmsg, pipeline
 from .cli import build_parsers
 from .pipeline import FlowSpec, Output, SetField, ToController
 
@@ -33,10 +33,18 @@ UPLINK, GUEST = 1, 2
 STATION, GUEST_MAC, GUEST_IP = "02:00:00:00:00:aa", "02:00:00:00:00:bb", "192.0.2.1"
 ETH_TYPES = {pipeline.ETH_ARP: "ARP", pipeline.ETH_IPV4: "IPv4", pipeline.ETH_IPV6: "IPv6",
              pipeline.ETH_EAPOL: "EAPOL"}
-IP_PROTOS = {pipeline.IPPROTO_UDP: "UDP", pipeline.IPPROTO_ICMPV6: "ICMPv6"}
+IP_PROTOS = {pipeline.IPPROTO_UDP: "UDP", pipeline.IPPROTO_ICMPV6: "ICMPv6",
+             pipeline.IPPROTO_IGMP: "IGMP"}
+ICMPV6_TYPES = {pipeline.ICMPV6_ROUTER_ADVERT: "router advertisement",
+                groupmsg.MLD_REPORT: "MLDv1 report", groupmsg.MLD_DONE: "MLDv1 done",
+                groupmsg.MLD_REPORT_V2: "MLDv2 report"}
 FIELD_ORDER = ("in_port", "eth_src", "eth_dst", "eth_type", "ip_proto", "arp_op", "arp_spa",
-               "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst",
+               "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "ipv6_dst", "udp_src", "udp_dst",
                "icmpv6_type")
+# the group section's examples: a group a guest joined (IPv4, IPv6), a well-known group,
+# a subnet-directed broadcast of the host's network
+GROUP_EXAMPLES = (("239.1.2.3", (GUEST,)), ("ff15::1234", (GUEST,)), ("224.0.0.251", None),
+                  ("192.0.2.255", None))
 
 
 # ---- usage.md ---------------------------------------------------------------------------
@@ -121,6 +129,8 @@ def section_specs() -> dict[str, list[FlowSpec]]:
         "static": flows.static_flows(_view()),
         "port": flows.port_flows(GUEST, GUEST_MAC, None),
         "ip": flows.binding_flows(GUEST, GUEST_MAC, GUEST_IP, 300),
+        "group": [spec for group, ports in GROUP_EXAMPLES
+                  for spec in flows.group_flows(STATION, group, ports)],
     }
 
 
@@ -128,22 +138,24 @@ def _value(name: str, value: Any, section: str) -> str:
     if isinstance(value, tuple):
         if value == pipeline.GROUP_BIT:
             return "group bit set"
-        if name.startswith("ipv4"):
-            return str(ipaddress.ip_network("/".join(value)))
+        if name.startswith(("ipv4", "ipv6")):
+            bits = bin(int(ipaddress.ip_address(value[1]))).count("1")
+            return str(ipaddress.ip_network(f"{value[0]}/{bits}"))
         return "/".join(_value(name, v, section) for v in value)
     if name == "eth_type":
         return ETH_TYPES.get(value, f"{value:#06x}")
     if name == "ip_proto":
         return IP_PROTOS.get(value, str(value))
-    if name == "icmpv6_type" and value == pipeline.ICMPV6_ROUTER_ADVERT:
-        return "134 (router advertisement)"
+    if name == "icmpv6_type" and value in ICMPV6_TYPES:
+        return f"{value} ({ICMPV6_TYPES[value]})"
     if name in ("in_port", "port"):
         return _port(value, section)
     return {STATION: "station", GUEST_MAC: "M", GUEST_IP: "A"}.get(value, str(value))
 
 
 def _port(port: int, section: str) -> str:
-    names = {UPLINK: "uplink", GUEST: "each guest port" if section == "static" else "P",
+    names = {UPLINK: "uplink", GUEST: "each guest port" if section == "static" else
+             "member P" if section == "group" else "P",
              pipeline.PORT_LOCAL: "LOCAL", pipeline.PORT_ALL: "ALL"}
     return names.get(port, str(port))
 
@@ -180,26 +192,32 @@ def counts() -> dict[str, int]:
     specs = section_specs()
     return {"static": len(specs["static"]), "port": len(specs["port"]),
             "port_unknown_mac": len(flows.port_flows(GUEST, None, None)),
-            "ip": len(specs["ip"])}
+            "ip": len(specs["ip"]),
+            "group": len(flows.group_flows(STATION, GROUP_EXAMPLES[0][0], (GUEST,))),
+            "well_known": len(groupmsg.WELL_KNOWN)}
 
 
 def counts_text() -> str:
     c = counts()
     return (f"Per bridge: {c['static']} static flows (the table misses included), "
             f"{c['port']} per guest port with a known MAC ({c['port_unknown_mac']} before "
-            f"the MAC is known), {c['ip']} per bound IPv4 address. Two guests with one address "
-            f"each: {total(2, 2)} flows.")
+            f"the MAC is known), {c['ip']} per bound IPv4 address, {c['group']} per group: "
+            f"each of the {c['well_known']} well-known groups, each subnet broadcast address "
+            f"of the host and each group a guest joined. Two guests with one address each, "
+            f"no group joined, the host on one subnet: {total(2, 2)} flows.")
 
 
 def dump_total() -> str:
     c = counts()
     return (f"{total(2, 2)} flows in all: {c['static']} static + 2 × {c['port']} per guest "
-            f"port + 2 × {c['ip']} per bound IP.")
+            f"port + 2 × {c['ip']} per bound IP + {c['well_known'] + 1} × {c['group']} per "
+            f"group ({c['well_known']} well-known, the subnet broadcast).")
 
 
 def total(guests: int, bindings: int) -> int:
     c = counts()
-    return c["static"] + guests * c["port"] + bindings * c["ip"]
+    return (c["static"] + guests * c["port"] + bindings * c["ip"]
+            + (c["well_known"] + 1) * c["group"])
 
 
 # ---- examples of output ----------------------------------------------------------------
@@ -220,6 +238,11 @@ def status_example() -> str:
              "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None}]},
             {"port": "veth-c1", "mac": "02:00:00:00:00:01",
              "ips": [{"ip": "192.168.1.175", "source": "dhcp", "expires": NOW + 296}]}],
+        "groups": [
+            {"group": "239.1.2.3", "mac": "01:00:5e:01:02:03", "always": False,
+             "members": [{"port": "vnet0", "expires": NOW + 251}]},
+            *({"group": g, "always": True, "members": []} for g in (
+                "192.168.1.255", *groupmsg.WELL_KNOWN))],
         "counters": {"bindings.learned.arp": 1, "bindings.learned.dhcp": 1,
                      "dhcp.ack.to_guest": 1}}
     return "```\n$ wlbridge status\n" + render(snap, now=NOW) + "\n  ...\n```"
@@ -258,6 +281,7 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),
+                    "group": lambda: section_table("group"),
                     "counts": counts_text, "flows-excerpt": flows_excerpt,
                     "dump-total": dump_total},
 }

@@ -3,7 +3,8 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
 
 1. deliveries (`Deliver`: a frame sent out of a given port, e.g. a DHCP reply the guest waits
    for) first,
-2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`), in the order given, whose
+2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`,
+   `LeaveGroup`), in the order given, whose
    touched flow sections are synced once,
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
    the new flows now let it through) last.
@@ -66,5 +67,24 @@ class Refresh:
     ip: str
 
 
+@dataclass(frozen=True)
+class JoinGroup:
+    """The guest on `port_no` is a member of multicast `group` until `expires` (a new
+    membership, or a report refreshing one)."""
+
+    port_no: int
+    group: str
+    expires: float
+
+
+@dataclass(frozen=True)
+class LeaveGroup:
+    """The guest on `port_no` is no longer a member of `group` (`why` is counted)."""
+
+    port_no: int
+    group: str
+    why: str  # "leave", "timeout"
+
+
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
-Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh]
+Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup]

@@ -4,7 +4,9 @@ A *section* is the set of flows that depends on one piece of state:
 
 * ``static``      — the uplink, the station MAC and the list of guest ports;
 * ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
-* ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check).
+* ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check);
+* ``group:<G>``   — one multicast group (or subnet-directed broadcast address) whose
+  AP-unicast copies are restored to its own MAC and delivered (see `group_flows`).
 
 A section's flows are a pure function of a few plain values, its *arguments*
 (`static_args`, `port_args`, `binding_args`).  `core.Core` recomputes only the
@@ -14,10 +16,11 @@ sections whose arguments changed and diffs them against what it installed (see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .cookies import MAX_SUBJECT, Purpose
+from .groupmsg import MLD_TYPES, group_mac
 from .pipeline import (
     BROADCAST,
     ETH_ARP,
@@ -27,6 +30,7 @@ from .pipeline import (
     GROUP_BIT,
     ICMPV6_ROUTER_ADVERT,
     IPPROTO_ICMPV6,
+    IPPROTO_IGMP,
     IPPROTO_UDP,
     PORT_ALL,
     PORT_LOCAL,
@@ -41,6 +45,8 @@ from .state import Binding, GuestPort
 EAPOL_GROUP = "01:80:c2:00:00:03"
 ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 IPV4_MULTICAST = ("224.0.0.0", "240.0.0.0")
+ALL_NODES_MAC = "33:33:00:00:00:01"
+IPV6_MULTICAST = ("ff00::", "ff00::")
 
 # priorities, highest first, per table
 P_TOP = 500
@@ -48,6 +54,7 @@ P_HIGH = 450
 P_BINDING = 400
 P_PROBE = 350
 P_PORT = 300
+P_GROUP_EXACT = 250  # a known group's own restore flow, above the catch-all restores
 P_TRIGGER = 200
 P_GROUP = 150
 P_LOW = 100
@@ -100,6 +107,9 @@ def static_flows(view: View | None) -> list[FlowSpec]:
         flow("from_uplink", P_TRIGGER,
              {"eth_dst": s, "eth_type": ETH_IPV4, "ipv4_dst": IPV4_MULTICAST},
              [SetField("eth_dst", ALL_HOSTS_MAC), Output(PORT_ALL)], purpose=Purpose.GROUP),
+        flow("from_uplink", P_TRIGGER,
+             {"eth_dst": s, "eth_type": ETH_IPV6, "ipv6_dst": IPV6_MULTICAST},
+             [SetField("eth_dst", ALL_NODES_MAC), Output(PORT_ALL)], purpose=Purpose.GROUP),
         flow("from_uplink", P_GROUP, {"eth_dst": GROUP_BIT}, [Output(PORT_ALL)],
              purpose=Purpose.GROUP),
         # local switching among host and guests
@@ -171,6 +181,7 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
              purpose=Purpose.LEARN, subject=sub, meter=meter),
         flow("from_guest", P_LOW, {"in_port": p}, goto="switch_local",
              purpose=Purpose.GUEST_PORT, subject=sub),
+        *snoop_flows(p, meter),
         flow("switch_local", P_PORT, {"eth_dst": m}, [Output(p)],
              purpose=Purpose.GUEST_MAC, subject=sub),
     ]
@@ -208,5 +219,52 @@ def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
     ]
 
 
+def snoop_flows(p: int, meter: int | None) -> list[FlowSpec]:
+    """Group snooping on guest port `p`: its IGMP and MLD reports go to the controller
+    (which learns the groups it joins and leaves) and on, as before, to the host, the
+    other guests and the LAN.  Above the binding flows: a report from a bound source is
+    seen too.  Metered like the port's other controller-bound flows."""
+    sub = subject(p)
+    also = {"goto": "switch_local", "purpose": Purpose.LEARN, "subject": sub, "meter": meter}
+    specs = [flow("from_guest", P_HIGH,
+                  {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_IGMP},
+                  [ToController()], **also)]
+    specs += [flow("from_guest", P_HIGH,
+                   {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
+                    "icmpv6_type": kind},
+                   [ToController()], **also) for kind in MLD_TYPES]
+    return specs
+
+
+def group_args(group: str, members: Iterable[int] | None, view: View | None
+               ) -> tuple | None:
+    """What `group_flows` is computed from: the station MAC, the group and the guest ports
+    it goes to (None: every port, for well-known groups and subnet broadcasts; else the
+    members still on the bridge).  None: no flows (no uplink, or no member left)."""
+    if view is None:
+        return None
+    if members is None:
+        return (view.station_mac, group, None)
+    ports = tuple(sorted(p for p in members if p in view.guest_ports))
+    return (view.station_mac, group, ports) if ports else None
+
+
+def group_flows(s: str, group: str, ports: tuple[int, ...] | None) -> list[FlowSpec]:
+    """Group `group`'s copies that the AP turned into unicast to the station MAC `s`:
+    the Ethernet destination restored (the group's own MAC: 01:00:5e + low 23 bits,
+    33:33 + low 32 bits; ff:ff:ff:ff:ff:ff for a subnet-directed broadcast) and delivered
+    to the host and the member guest `ports` (None: to every port)."""
+    out = [Output(PORT_ALL)] if ports is None else (
+        [Output(PORT_LOCAL)] + [Output(p) for p in ports])
+    if ":" in group:
+        match = {"eth_dst": s, "eth_type": ETH_IPV6, "ipv6_dst": group}
+        mac = group_mac(group)
+    else:
+        match = {"eth_dst": s, "eth_type": ETH_IPV4, "ipv4_dst": group}
+        mac = group_mac(group) if 224 <= int(group.split(".")[0]) < 240 else BROADCAST
+    return [flow("from_uplink", P_GROUP_EXACT, match, [SetField("eth_dst", mac), *out],
+                 purpose=Purpose.GROUP)]
+
+
 SECTION_FLOWS: dict[str, Callable[..., list[FlowSpec]]] = {
-    "static": static_flows, "port": port_flows, "ip": binding_flows}
+    "static": static_flows, "port": port_flows, "ip": binding_flows, "group": group_flows}

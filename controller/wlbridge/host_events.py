@@ -3,7 +3,8 @@
 `HostWatcher` subscribes to rtnetlink's link and IPv4/IPv6 address groups on one socket and
 sleeps in ``recv`` until the kernel reports something.  It tells the app shell
 
-* the IPv4 addresses on the bridge's internal port (the host's own), whenever they change;
+* the IPv4 addresses on the bridge's internal port (the host's own, with their prefix
+  length), whenever they change;
 * each change of the uplink interface (`link_change`): removed, (re)appeared under a new
   interface index (a driver reload), carrier lost or back (reassociation, roaming).
 
@@ -211,9 +212,8 @@ class HostWatcher:
     def _refresh_addresses(self) -> None:
         ips: list[str] = []
         if self._bridge_index is not None:
-            ips = sorted(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
-                         for a in self._query.get_addr(index=self._bridge_index,
-                                                       family=socket.AF_INET))
+            ips = sorted(_with_prefix(a) for a in self._query.get_addr(
+                index=self._bridge_index, family=socket.AF_INET))
         if ips != self._addresses:
             self._addresses = ips
             self._on_addresses(ips)
@@ -230,6 +230,17 @@ class HostWatcher:
                 except Exception:
                     LOG.debug("closing a netlink socket", exc_info=True)
         self._events = self._query = None
+
+
+def _with_prefix(msg: Any) -> str:
+    """An address message as ``address/prefixlen`` (bare when the length is missing): the
+    core restores its subnet's directed broadcast (`Core.host_addresses`)."""
+    address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    try:
+        prefixlen = msg["prefixlen"]
+    except (KeyError, TypeError):
+        return address
+    return f"{address}/{prefixlen}" if isinstance(prefixlen, int) else address
 
 
 def _iproute() -> Any:

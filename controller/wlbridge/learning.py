@@ -16,7 +16,7 @@ from . import guard
 from .dhcp_service import DhcpService
 from .effects import Bind, Effect, LearnMac, Refresh, Reinject
 from .packets import Frame, FrameError, parse_frame
-from .pipeline import ETH_EAPOL, ETH_IPV6
+from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_IGMP
 from .state import GuestPort, Model
 from .telemetry import Telemetry
 
@@ -26,11 +26,12 @@ class PacketInPolicy:
     (``max_ips_per_port``, ``max_bindings``)."""
 
     def __init__(self, model: Model, config: Any, telemetry: Telemetry,
-                 dhcp: DhcpService) -> None:
+                 dhcp: DhcpService, groups: Any = None) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
         self.dhcp = dhcp
+        self.groups = groups  # a `groups.GroupPolicy` (IGMP/MLD snooping), or None
 
     def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
         """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
@@ -53,6 +54,12 @@ class PacketInPolicy:
             return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
+        if self.groups is not None and (
+                frame.eth_type == ETH_IPV6
+                or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
+            snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
+            if snooped is not None:
+                return snooped
         if frame.eth_type == ETH_IPV6:  # only router advertisements come here
             return self.refuse(guest, "ipv6-router-advert", "")
         if frame.is_dhcp_server:

@@ -8,6 +8,7 @@ because OpenFlow port numbers can change when Open vSwitch restarts).
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -67,6 +68,10 @@ class Model:
     host_ips: set[str] = field(default_factory=set)
     uplink: int | None = None
     station_mac: str | None = None
+    # multicast group -> {guest port: when its membership ends} (IGMP/MLD snooping)
+    groups: dict[str, dict[int, float]] = field(default_factory=dict)
+    # the subnet-directed broadcast addresses of the host's networks (from host_addresses)
+    host_broadcasts: set[str] = field(default_factory=set)
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
         g = self.by_mac.get(mac)
@@ -103,7 +108,8 @@ def is_guest_ip(ip: str) -> bool:
 
 def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
                     generation: int, pending_guests: dict[str, dict] | None = None,
-                    pending_bindings: list[dict] | None = None) -> dict[str, Any]:
+                    pending_bindings: list[dict] | None = None,
+                    groups: list[dict] | None = None) -> dict[str, Any]:
     """The JSON-able state saved across controller restarts.
 
     `pending_guests` / `pending_bindings` are records known but not (yet) confirmed by the
@@ -127,8 +133,11 @@ def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
                                  "mac_source": rec["mac_source"]})
     pending = {rec["ip"]: rec for rec in pending_bindings or []}  # a later record wins
     saved_bindings += [dict(rec) for ip, rec in pending.items() if ip not in bindings]
-    return {"version": 1, "generation": generation, "guests": saved_guests,
-            "bindings": saved_bindings}
+    saved = {"version": 1, "generation": generation, "guests": saved_guests,
+             "bindings": saved_bindings}
+    if groups:
+        saved["groups"] = groups
+    return saved
 
 
 class StateFormatError(ValueError):
@@ -164,3 +173,22 @@ def parse_persistent(data: Any) -> tuple[int, dict[str, dict], list[dict]]:
         raise
     except (TypeError, ValueError, AttributeError) as exc:
         raise StateFormatError(str(exc)) from exc
+
+
+def parse_groups(data: Any) -> list[dict]:
+    """Saved group memberships ({"group", "port" name, "expires"}); none in a file written
+    before groups were kept.  Bad records are left out (a membership is soft state: the
+    guest's next report brings it back)."""
+    from .groupmsg import canonical_group
+
+    records = data.get("groups", []) if isinstance(data, dict) else []
+    out = []
+    for rec in records if isinstance(records, list) else []:
+        try:
+            group = canonical_group(str(rec["group"]))
+            port, expires = rec["port"], float(rec["expires"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if group is not None and isinstance(port, str) and math.isfinite(expires):
+            out.append({"group": group, "port": port, "expires": expires})
+    return out

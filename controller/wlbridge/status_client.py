@@ -100,6 +100,17 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                    if first and g.get("confirmed") is False else ""))
     if not snap.get("guests"):
         lines.append("(no guests)")
+    joined = [g for g in snap.get("groups", []) if not g.get("always")]
+    always = [g["group"] for g in snap.get("groups", []) if g.get("always")]
+    if snap.get("groups") is not None:
+        lines += ["", f"{'GROUP':<33}{'MAC':<19}MEMBERS (membership ends)"]
+        for g in joined:
+            members = ", ".join(f"{m['port']} ({_age(m.get('expires'), now)})"
+                                for m in g.get("members", []))
+            lines.append(f"{g['group']:<33}{g.get('mac', ''):<19}{members}")
+        if not joined:
+            lines.append("(no group joined by a guest)")
+        lines.append(f"always restored to every port: {', '.join(always) or '-'}")
     counters = snap.get("counters", {})
     if counters:
         lines += ["", "counters:"]

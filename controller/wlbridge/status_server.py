@@ -48,6 +48,10 @@ class _Collector:
         for source, count in sorted(by_source.items()):
             bindings.add_metric([source], count)
         yield bindings
+        groups = GaugeMetricFamily("wlbridge_group_memberships",
+                                   "guest memberships of multicast groups (IGMP/MLD snooping)")
+        groups.add_metric([], sum(len(g.get("members", [])) for g in snap.get("groups", [])))
+        yield groups
         up = GaugeMetricFamily("wlbridge_switch_connected", "1 when the bridge is connected")
         up.add_metric([], 1 if snap.get("connected") else 0)
         yield up

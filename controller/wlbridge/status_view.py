@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .compat import arp, ethernet, packet
+from .groupmsg import WELL_KNOWN, group_mac
 from .pipeline import BROADCAST
 from .state import Model, Port
 
@@ -47,8 +48,28 @@ def status_view(model: Model, ports: Mapping[int, Port], unconfirmed: list[dict]
         "dhcp_mode": settings["dhcp_mode"],
         "idle_timeout": settings["idle_timeout"],
         "guests": guests,
+        "groups": group_view(model, now),
         "counters": dict(sorted(counters.items())),
     }
+
+
+def group_view(model: Model, now: float) -> list[dict[str, Any]]:
+    """Every group whose AP-unicast copies are restored: those guests joined (with their
+    member ports and when each membership ends), the well-known groups and the host's
+    subnet broadcasts (to every port, ``always``)."""
+    names = {g.port_no: g.name for g in model.guests.values()}
+    out = [{"group": g, "mac": _group_mac(g), "always": True, "members": []}
+           for g in sorted(set(WELL_KNOWN) | model.host_broadcasts)]
+    for group, members in sorted(model.groups.items()):
+        out.append({"group": group, "mac": _group_mac(group), "always": False, "members": [
+            {"port": names.get(p, str(p)), "port_no": p, "expires": end,
+             "expires_in": round(end - now)} for p, end in sorted(members.items())]})
+    return out
+
+
+def _group_mac(group: str) -> str:
+    return group_mac(group) if ":" in group or 224 <= int(group.split(".")[0]) < 240 \
+        else BROADCAST
 
 
 def _address(ip: str, source: str, learned_at: float, expires: float | None,

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from wlbridge import config, docgen, flows, status_client
+from wlbridge import config, docgen, flows, groupmsg, status_client
 from wlbridge.cli import build_parsers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,8 @@ def test_flow_counts_are_the_builders() -> None:
     per_port = len(flows.port_flows(2, "02:00:00:00:00:bb", None))
     per_ip = len(flows.binding_flows(2, "02:00:00:00:00:bb", "192.0.2.1", 300))
     assert docgen.counts() == {"static": len(flows.static_flows(view)), "port": per_port,
-                               "port_unknown_mac": 1, "ip": per_ip}
+                               "port_unknown_mac": 1, "ip": per_ip, "group": 1,
+                               "well_known": len(groupmsg.WELL_KNOWN)}
     pipeline_md = (ROOT / "docs" / "pipeline.md").read_text()
     dump = pipeline_md.split("## An annotated dump")[1].split("### The same bridge")[0]
     lines = re.findall(r"^cookie=", dump, re.MULTILINE)

@@ -56,7 +56,8 @@ class FakeQuery:
 
     def get_addr(self, index: int, family: int) -> list[FakeMsg]:
         self.queries += 1
-        return [FakeMsg({}, {"IFA_LOCAL": a}) for a in self.addresses.get(index, [])]
+        return [FakeMsg({"prefixlen": 24} if a.endswith(".3") else {}, {"IFA_LOCAL": a})
+                for a in self.addresses.get(index, [])]
 
 
 def watcher(query: FakeQuery) -> tuple[HostWatcher, list]:
@@ -81,7 +82,7 @@ def test_watcher_reports_uplink_events_and_host_address_changes_only() -> None:
     w.handle([addr(3), addr(7)])                                    # an address on br-wl
     w.handle([addr(7, "RTM_DELADDR")])                              # same set: no report
     assert seen == [("carrier-down", 5), ("carrier-up", 5), ("removed", None),
-                    ("appeared", 11), ("carrier-up", 11), ("ips", ["10.0.0.2", "10.0.0.3"])]
+                    ("appeared", 11), ("carrier-up", 11), ("ips", ["10.0.0.2", "10.0.0.3/24"])]
 
 
 def test_event_filter_lets_through_the_two_interfaces_and_new_ones() -> None:
