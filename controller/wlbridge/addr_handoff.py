@@ -463,7 +463,10 @@ def networkd_bridge_text(original: str, bridge: str, iaid: int | None = None) ->
     * ``IAID=`` the uplink's (`iaid`, from its lease's client identifier), unless the file
       sets IAID= or ClientIdentifier=mac: networkd derives the IAID from the interface, so
       the bridge would otherwise send another client identifier, and a server keying leases
-      on it (dnsmasq, ISC dhcpd) would offer another address."""
+      on it (dnsmasq, ISC dhcpd) would offer another address;
+    * ``SendRelease=no``: at teardown networkd stops the bridge's client just before the
+      uplink's asks for the same lease again; a release (networkd's default) would free it
+      in between (seen with systemd 252)."""
     head = f"# wlbridge setup: copied from the uplink's .network file\n[Match]\nName={bridge}\n"
     out, skip = [head], False
     for line in original.splitlines():
@@ -477,11 +480,12 @@ def networkd_bridge_text(original: str, bridge: str, iaid: int | None = None) ->
     added = []
     if _assigned(original, "Network", "KeepConfiguration") is None:
         added.append("\n[Network]\nKeepConfiguration=static\n")
+    dhcp4 = "SendRelease=no\n"
     if iaid is not None and _assigned(original, "DHCPv4", "IAID") is None \
             and _assigned(original, "DHCPv4", "ClientIdentifier") != "mac":
-        added.append(f"\n[DHCPv4]\nIAID={iaid}\n")
-    if added:
-        out.append("\n# added by wlbridge setup (see wlbridge.addr_handoff)" + "".join(added))
+        dhcp4 += f"IAID={iaid}\n"
+    added.append("\n[DHCPv4]\n" + dhcp4)
+    out.append("\n# added by wlbridge setup (see wlbridge.addr_handoff)" + "".join(added))
     return "".join(out)
 
 

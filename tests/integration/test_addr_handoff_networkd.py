@@ -39,7 +39,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
-from test_addr_handoff import LEASE, addr_info, routes_to, udhcpd
+from test_addr_handoff import LEASE, _setup_in_process, addr_info, routes_to, udhcpd
 from wlbridge import addr_handoff
 
 NETWORKD = "/lib/systemd/systemd-networkd"
@@ -266,7 +266,9 @@ def uplink_network(uplink: str, route: ipaddress.IPv4Network) -> str:
             "Gateway=_dhcp4\n")
 
 
-def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monkeypatch):
+def networkd_station(networkd, make_world, tmp_path, monkeypatch):
+    """A LAN whose station uplink networkd configures (DHCPv4 from udhcpd, 24 s leases):
+    (world, its .network file, the leased address, the router's test route)."""
     world = make_world(n_guests=0, dhcp=False)
     problems = foreign_network_files((world.uplink, f"{world.prefix}-br"))
     if problems:
@@ -283,8 +285,13 @@ def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monk
     assert networkd.link_state(world.uplink).get("NETWORK_FILE") == str(original)
     wait_for(lambda: routes_to(route), timeout=10, what="the DHCP router's route")
     assert len(routes_to(route)) == 1 and world.uplink in routes_to(route)[0]
+    assert world.station.ping(world.peers[0].addr, src=ip)
+    return world, original, ip, route
+
+
+def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monkeypatch):
+    world, original, ip, route = networkd_station(networkd, make_world, tmp_path, monkeypatch)
     peer = world.peers[0]
-    assert world.station.ping(peer.addr, src=ip)
     client_id = networkd.lease(world.uplink)["CLIENTID"]
 
     ctl = Controller(world, tmp_path / "ctl")
@@ -330,6 +337,8 @@ def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monk
         ctl.is_set_up = False
     assert res.returncode == 0, res.stdout + res.stderr
     assert not Path(up_file).exists() and not Path(br_file).exists()
+    # the bridge's lease is not released just before the uplink asks for it again
+    assert f"{ctl.bridge}: DHCPv4 client: RELEASE" not in networkd.logs()
     # networkd configures the uplink again with its own file, same address, renewing there
     wait_for(lambda: networkd.link_state(world.uplink).get("NETWORK_FILE") == str(original)
              and networkd.link_state(world.uplink).get("ADMIN_STATE") == "configured",
@@ -341,3 +350,40 @@ def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monk
     assert world.station.ping(peer.addr, src=ip)
     routes = routes_to(route)
     assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+
+
+def test_networkd_failed_handoff_rolls_back(networkd, make_world, tmp_path, monkeypatch):
+    """The last step fails after networkd took the new files (reloaded): setup undoes the
+    steps -- the runtime files go, networkd reloaded -- puts the address back on the uplink and
+    removes the bridge; networkd configures the uplink again with its own file."""
+    world, original, ip, _ = networkd_station(networkd, make_world, tmp_path, monkeypatch)
+    bridge = f"{world.prefix}-br"
+    up_file, br_file = addr_handoff.networkd_files(world.uplink, bridge, str(original))
+    real = addr_handoff.HostOps.do_command
+    failed = []
+
+    def reload_then_fail(self, argv, undo):
+        real(self, argv, undo)
+        if argv == ["networkctl", "reload"] and not failed:
+            failed.append(networkd.link_state(world.uplink).get("NETWORK_FILE"))
+            raise RuntimeError("simulated failure after systemd-networkd reloaded")
+
+    monkeypatch.setattr(addr_handoff.HostOps, "do_command", reload_then_fail)
+    try:
+        rc, out = _setup_in_process(world, bridge, tmp_path / "state")
+        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
+        assert failed, out
+        assert rc == 2, out
+        assert "rolled back" in out and "simulated failure" in out, out
+        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        assert not Path(up_file).exists() and not Path(br_file).exists()
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        wait_for(lambda: networkd.link_state(world.uplink).get("NETWORK_FILE") == str(original)
+                 and networkd.link_state(world.uplink).get("ADMIN_STATE") == "configured"
+                 and [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,
+                 what=f"networkd back on the uplink:\n{networkd.logs()[-3000:]}")
+        assert world.station.ping(world.peers[0].addr, src=ip)
+    finally:
+        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
+        wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed

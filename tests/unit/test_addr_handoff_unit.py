@@ -236,13 +236,17 @@ def test_networkd_iaid_comes_from_the_uplinks_lease():
 
 def test_networkd_bridge_file_keeps_the_moved_address_and_the_client_identity():
     """systemd-networkd 252 removes addresses it did not set from a link it starts managing
-    (the host's, moved to the bridge, before the controller forwards any DHCP), and derives
-    the IAID, so the client identifier, from the interface: both seen in the integration
-    test before the bridge's file said otherwise."""
+    (the host's, moved to the bridge, before the controller forwards any DHCP), derives the
+    IAID, so the client identifier, from the interface, and releases the lease when it stops
+    managing a link: all seen in the integration test before the bridge's file said
+    otherwise."""
     text = ah.networkd_bridge_text("[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\n", "br-wl",
                                    0xaba055f2)
     assert "KeepConfiguration=static" in text and f"IAID={0xaba055f2}" in text
     assert text.index("DHCP=yes") < text.index("KeepConfiguration=static")
+    # teardown: no release of the lease the uplink asks for next (theirs or not: it is last)
+    text = ah.networkd_bridge_text("[DHCPv4]\nSendRelease=yes\n", "br-wl", None)
+    assert text.rindex("SendRelease=no") > text.index("SendRelease=yes")
     assert "IAID" not in ah.networkd_bridge_text("[Network]\nDHCP=yes\n", "br-wl", None)
     own = ("[Match]\nName=wlan0\n[Network]\nKeepConfiguration=yes\n"
            "[DHCPv4]\nClientIdentifier=mac\n")
