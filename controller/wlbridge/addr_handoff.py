@@ -30,8 +30,10 @@ Who manages the bridge's addresses afterwards:
 * NetworkManager -> stops its IP configuration of the uplink for this activation only
   (``nmcli device modify``, not persistent), leaves the bridge unmanaged, and the bridge gets
   wlbridge's dhclient; teardown reapplies the connection.
-* systemd-networkd -> runtime ``.network`` files in /run/systemd/network: the uplink without
-  IP configuration, the bridge with the uplink's own ``.network`` file; removed at teardown.
+* systemd-networkd -> runtime ``.network`` files in /run/systemd/network, named to sort before
+  the uplink's own: the uplink without IP configuration, the bridge with the uplink's own
+  ``.network`` file (plus what `networkd_bridge_text` adds: keep the moved address, the same
+  client identifier, no release at teardown); removed at teardown.
 * nobody (static) -> nothing to hand over; addresses move with setup and stay.
 
 Why a daemon and not `wlbridge run`: the host must stay on the LAN whether or not the
@@ -461,9 +463,10 @@ def networkd_bridge_text(original: str, bridge: str, iaid: int | None = None) ->
       moved there included -- and before the controller runs the bridge forwards no DHCP, so
       the host would be without its address until then (seen with systemd 252);
     * ``IAID=`` the uplink's (`iaid`, from its lease's client identifier), unless the file
-      sets IAID= or ClientIdentifier=mac: networkd derives the IAID from the interface, so
-      the bridge would otherwise send another client identifier, and a server keying leases
-      on it (dnsmasq, ISC dhcpd) would offer another address;
+      sets IAID= or ClientIdentifier=mac: networkd derives the IAID from the interface's
+      persistent name (udev's ID_NET_NAME_*, e.g. a PCI Wi-Fi's) or else its MAC, so the
+      bridge (virtual: no such name) would send another client identifier, and a server
+      keying leases on it (dnsmasq, ISC dhcpd) would offer another address;
     * ``SendRelease=no``: at teardown networkd stops the bridge's client just before the
       uplink's asks for the same lease again; a release (networkd's default) would free it
       in between (seen with systemd 252)."""
