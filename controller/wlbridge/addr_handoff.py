@@ -30,8 +30,10 @@ Who manages the bridge's addresses afterwards:
 * NetworkManager -> stops its IP configuration of the uplink for this activation only
   (``nmcli device modify``, not persistent), leaves the bridge unmanaged, and the bridge gets
   wlbridge's dhclient; teardown reapplies the connection.
-* systemd-networkd -> runtime ``.network`` files in /run/systemd/network: the uplink without
-  IP configuration, the bridge with the uplink's own ``.network`` file; removed at teardown.
+* systemd-networkd -> runtime ``.network`` files in /run/systemd/network, named to sort before
+  the uplink's own: the uplink without IP configuration, the bridge with the uplink's own
+  ``.network`` file (plus what `networkd_bridge_text` adds: keep the moved address, the same
+  client identifier, no release at teardown); removed at teardown.
 * nobody (static) -> nothing to hand over; addresses move with setup and stay.
 
 Why a daemon and not `wlbridge run`: the host must stay on the LAN whether or not the
@@ -74,6 +76,7 @@ PATIENCE = 31536000
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 5.0
 NETWORKD_DIR = "/run/systemd/network"
+NETWORKD_PREFIX = "00-wlbridge-"     # sorts before the usual 10-.., 20-.. and 80-.. files
 
 
 class HandoffRefused(Exception):
@@ -417,9 +420,18 @@ def _nm_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence[Addre
     return plan
 
 
-def networkd_files(uplink: str, bridge: str) -> tuple[str, str]:
-    return (os.path.join(NETWORKD_DIR, f"00-wlbridge-{uplink}.network"),
-            os.path.join(NETWORKD_DIR, f"00-wlbridge-{bridge}.network"))
+def networkd_files(uplink: str, bridge: str, original: str | None = None) -> tuple[str, str]:
+    """The runtime .network files for the uplink and the bridge.  systemd-networkd applies
+    the first file (by name, whatever its directory) matching a link, so ours must sort
+    before the uplink's `original` file; ValueError if they would not."""
+    files = (os.path.join(NETWORKD_DIR, f"{NETWORKD_PREFIX}{uplink}.network"),
+             os.path.join(NETWORKD_DIR, f"{NETWORKD_PREFIX}{bridge}.network"))
+    if original is not None:
+        name = os.path.basename(original)
+        late = [f for f in files if os.path.basename(f) >= name]
+        if late:
+            raise ValueError(f"{os.path.basename(late[0])} would not sort before {name}")
+    return files
 
 
 def networkd_uplink_text(uplink: str) -> str:
@@ -428,8 +440,36 @@ def networkd_uplink_text(uplink: str) -> str:
             "LinkLocalAddressing=no\nKeepConfiguration=yes\n")
 
 
-def networkd_bridge_text(original: str, bridge: str) -> str:
-    """The uplink's .network file for the bridge: its [Match] section replaced."""
+def _assigned(text: str, section: str, key: str) -> str | None:
+    """The last ``KEY=value`` of `section` in a .network file (None when not set)."""
+    found, current = None, ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.lower()
+        elif current == f"[{section.lower()}]" and "=" in stripped \
+                and not stripped.startswith(("#", ";")):
+            name, value = stripped.split("=", 1)
+            if name.strip() == key:
+                found = value.strip()
+    return found
+
+
+def networkd_bridge_text(original: str, bridge: str, iaid: int | None = None) -> str:
+    """The uplink's .network file for the bridge: its [Match] section replaced, and
+
+    * ``KeepConfiguration=static`` (unless the file sets it): systemd-networkd removes the
+      addresses it did not configure from a link it starts managing, the host's address
+      moved there included -- and before the controller runs the bridge forwards no DHCP, so
+      the host would be without its address until then (seen with systemd 252);
+    * ``IAID=`` the uplink's (`iaid`, from its lease's client identifier), unless the file
+      sets IAID= or ClientIdentifier=mac: networkd derives the IAID from the interface's
+      persistent name (udev's ID_NET_NAME_*, e.g. a PCI Wi-Fi's) or else its MAC, so the
+      bridge (virtual: no such name) would send another client identifier, and a server
+      keying leases on it (dnsmasq, ISC dhcpd) would offer another address;
+    * ``SendRelease=no``: at teardown networkd stops the bridge's client just before the
+      uplink's asks for the same lease again; a release (networkd's default) would free it
+      in between (seen with systemd 252)."""
     head = f"# wlbridge setup: copied from the uplink's .network file\n[Match]\nName={bridge}\n"
     out, skip = [head], False
     for line in original.splitlines():
@@ -440,6 +480,15 @@ def networkd_bridge_text(original: str, bridge: str) -> str:
                 continue
         if not skip:
             out.append(line + "\n")
+    added = []
+    if _assigned(original, "Network", "KeepConfiguration") is None:
+        added.append("\n[Network]\nKeepConfiguration=static\n")
+    dhcp4 = "SendRelease=no\n"
+    if iaid is not None and _assigned(original, "DHCPv4", "IAID") is None \
+            and _assigned(original, "DHCPv4", "ClientIdentifier") != "mac":
+        dhcp4 += f"IAID={iaid}\n"
+    added.append("\n[DHCPv4]\n" + dhcp4)
+    out.append("\n# added by wlbridge setup (see wlbridge.addr_handoff)" + "".join(added))
     return "".join(out)
 
 
@@ -449,7 +498,12 @@ def _networkd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
     if not det.networkd_file:
         raise HandoffRefused(f"--address-manager networkd: systemd-networkd does not "
                              f"configure {up}", _manual(up, br))
-    up_file, br_file = networkd_files(up, br)
+    try:
+        up_file, br_file = networkd_files(up, br, det.networkd_file)
+    except ValueError as exc:
+        raise HandoffRefused(f"systemd-networkd applies the first matching .network file by "
+                             f"name, and {exc}: rename {det.networkd_file} (e.g. to "
+                             f"10-{up}.network)", _manual(up, br)) from exc
     reload_ = ["networkctl", "reload"]
     lifted = [a for a in det.dynamic if a.family == 4]
     plan.manager = f"systemd-networkd on {br}"
@@ -459,7 +513,8 @@ def _networkd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
         Step("write", f"{up_file}: no IP configuration on {up}",
              {"path": up_file, "text": networkd_uplink_text(up)}),
         Step("networkd-copy", f"{br_file}: {det.networkd_file} for {br}",
-             {"src": det.networkd_file, "path": br_file, "bridge": br}),
+             {"src": det.networkd_file, "path": br_file, "bridge": br,
+              "iaid": det.networkd_iaid}),
         Step("command", "systemd-networkd reloaded",
              {"argv": reload_, "undo": None})]
     plan.teardown_before = [Step("remove", f"{br_file} removed", {"path": br_file}),
@@ -471,8 +526,13 @@ def _networkd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
                                 {"argv": reload_, "undo": None}),
                            Step("command", f"systemd-networkd configures {up} again",
                                 {"argv": ["networkctl", "reconfigure", up], "undo": None})]
-    plan.notes.append("systemd-networkd derives its DHCP client identity per interface: the "
-                      "bridge may be offered another address (not verified on real hardware)")
+    if det.networkd_iaid is None:
+        plan.notes.append(f"systemd-networkd derives its DHCP client identity per interface and "
+                          f"{up}'s was not found (no DHCPv4 lease file): a server keying "
+                          f"leases on it may offer {br} another address")
+    plan.notes.append(f"systemd-networkd releases {up}'s lease when it stops managing it, "
+                      f"unless {det.networkd_file} sets SendRelease=no; {br} then asks for a "
+                      "lease with the same client identity")
     return plan
 
 
@@ -647,11 +707,13 @@ class HostOps:
         with open(path, "a") as f:
             f.write("\n" + block + "\n")
 
-    def do_networkd_copy(self, src: str, path: str, bridge: str) -> None:
+    def do_networkd_copy(self, src: str, path: str, bridge: str,
+                         iaid: int | None = None) -> None:
         with open(src) as f:
-            self.do_write(path, networkd_bridge_text(f.read(), bridge))
+            self.do_write(path, networkd_bridge_text(f.read(), bridge, iaid))
 
-    def undo_networkd_copy(self, src: str, path: str, bridge: str) -> None:
+    def undo_networkd_copy(self, src: str, path: str, bridge: str,
+                           iaid: int | None = None) -> None:
         self.undo_write(path, "")
 
     # sysctls and commands

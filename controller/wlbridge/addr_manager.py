@@ -105,6 +105,7 @@ class HostFacts:
     processes: list[Process] = field(default_factory=list)
     nm: NmDevice | None = None                  # None: NetworkManager not running
     networkd_link: dict[str, str] | None = None  # None: networkd not running / no state file
+    networkd_lease: dict[str, str] | None = None  # the link's DHCP_LEASE file, if any
     interfaces_file: str | None = None          # /etc/network/interfaces, if readable
     ipv6_sysctls: dict[str, str] = field(default_factory=dict)
 
@@ -119,6 +120,7 @@ class Detection:
     dhcpcd: DhcpcdProc | None = None
     nm_connection: str | None = None
     networkd_file: str | None = None
+    networkd_iaid: int | None = None    # the uplink's DHCPv4 IAID (from its lease's client id)
     ifupdown: str | None = None     # the uplink's method in /etc/network/interfaces
     dynamic: tuple[Address, ...] = ()   # addresses with a finite lifetime (leased / SLAAC)
     problem: str | None = None      # why a hand-off is not safe (one line), None if it is
@@ -219,6 +221,18 @@ def parse_networkd_state(text: str) -> dict[str, str]:
     return found
 
 
+def networkd_iaid(lease: dict[str, str] | None) -> int | None:
+    """The IAID in a networkd lease's ``CLIENTID`` (RFC 4361: 0xff, IAID, DUID), or None
+    (no lease, or a client identifier of another kind, e.g. 01 + MAC)."""
+    cid = (lease or {}).get("CLIENTID", "")
+    if len(cid) < 10 or not cid.lower().startswith("ff"):
+        return None
+    try:
+        return int(cid[2:10], 16)
+    except ValueError:
+        return None
+
+
 def parse_nmcli_device(text: str) -> NmDevice:
     """``nmcli -t -f GENERAL.STATE,GENERAL.CONNECTION device show IFACE`` output."""
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
@@ -269,7 +283,8 @@ def detect(facts: HostFacts, uplink: str, addresses: Sequence[Address]) -> Detec
             "configured", "configuring"):
         nfile = facts.networkd_link.get("NETWORK_FILE", "")
         return Detection(NETWORKD, f"systemd-networkd ({nfile or 'no .network file'})",
-                         networkd_file=nfile or None, **common,
+                         networkd_file=nfile or None,
+                         networkd_iaid=networkd_iaid(facts.networkd_lease), **common,
                          problem=None if nfile else
                          f"systemd-networkd configures {uplink} but names no .network file")
     if others:
@@ -372,13 +387,19 @@ def read_nm(uplink: str, processes: Sequence[Process],
 def read_facts(uplink: str, ifindex: int, run_dir: str = "/run",
                etc: str = "/etc", sys_dir: str = "/proc/sys") -> HostFacts:
     processes = read_processes()
-    networkd = None
+    networkd = networkd_lease = None
     if any(p.name in ("systemd-network", "systemd-networkd") for p in processes):
         try:
             with open(f"{run_dir}/systemd/netif/links/{ifindex}") as f:
                 networkd = parse_networkd_state(f.read())
         except OSError:
             networkd = None
+        try:
+            with open((networkd or {}).get("DHCP_LEASE") or
+                      f"{run_dir}/systemd/netif/leases/{ifindex}") as f:
+                networkd_lease = parse_networkd_state(f.read())
+        except OSError:
+            networkd_lease = None
     try:
         with open(f"{etc}/network/interfaces") as f:
             interfaces = f.read()
@@ -392,4 +413,5 @@ def read_facts(uplink: str, ifindex: int, run_dir: str = "/run",
         except OSError:
             pass
     return HostFacts(processes=processes, nm=read_nm(uplink, processes),
-                     networkd_link=networkd, interfaces_file=interfaces, ipv6_sysctls=sysctls)
+                     networkd_link=networkd, networkd_lease=networkd_lease,
+                     interfaces_file=interfaces, ipv6_sysctls=sysctls)

@@ -1,8 +1,10 @@
 """Who manages the uplink's addresses (detection from fake process tables and state files),
 the hand-off plan setup computes from it, its execution with rollback, and setup's hooks.
 
-NetworkManager and systemd-networkd do not run on these machines: their hand-off is
-proved here, by the plan, and listed in docs/troubleshooting.md as not verified.
+NetworkManager does not run on these machines: its hand-off is proved here, by the plan,
+and listed in docs/troubleshooting.md as not verified.  systemd-networkd runs here standalone
+(tests/integration/test_addr_handoff_networkd.py); the cases that test does not reach are
+here.
 """
 
 from __future__ import annotations
@@ -199,11 +201,14 @@ def test_networkmanager_plan_is_transient_and_reapplied():
     assert p.teardown_after[0].data["argv"] == ["nmcli", "device", "reapply", "wlan0"]
 
 
+NETWORKD_LINK = {"ADMIN_STATE": "configured", "NETWORK_FILE": "/etc/systemd/network/wl.network"}
+NETWORKD_LEASE = "ADDRESS=192.168.1.5\nLIFETIME=3600\nCLIENTID=ffaba055f200020000ab110033bdebf95e192c\n"
+
+
 def test_networkd_plan_uses_runtime_files():
-    det = detect(facts(networkd_link={"ADMIN_STATE": "configured",
-                                      "NETWORK_FILE": "/etc/systemd/network/wl.network"}))
+    det = detect(facts(networkd_link=NETWORKD_LINK))
     p = plan("auto", det)
-    up_file, br_file = ah.networkd_files("wlan0", "br-wl")
+    up_file, br_file = ah.networkd_files("wlan0", "br-wl", "/etc/systemd/network/wl.network")
     assert up_file.startswith("/run/systemd/network/")
     writes = {s.data["path"] for s in p.setup if s.kind in ("write", "networkd-copy")}
     assert writes == {up_file, br_file}
@@ -212,6 +217,59 @@ def test_networkd_plan_uses_runtime_files():
     assert "Name=br-wl" in text and "Name=wlan0" not in text and "DHCP=yes" in text
     assert "DHCP=no" in ah.networkd_uplink_text("wlan0")
     assert p.teardown_after[-1].data["argv"] == ["networkctl", "reconfigure", "wlan0"]
+
+
+def test_networkd_iaid_comes_from_the_uplinks_lease():
+    lease = am.parse_networkd_state(NETWORKD_LEASE)
+    det = detect(facts(networkd_link=NETWORKD_LINK, networkd_lease=lease))
+    assert det.networkd_iaid == 0xaba055f2
+    copy = next(s for s in plan("auto", det).setup if s.kind == "networkd-copy")
+    assert copy.data["iaid"] == 0xaba055f2
+    assert ah.Plan.from_json(plan("auto", det).to_json()).setup == plan("auto", det).setup
+    for cid in ("", "01025a4c000200", "ffzz", "ff12"):       # MAC client id, junk, short
+        assert am.networkd_iaid({"CLIENTID": cid}) is None
+    assert am.networkd_iaid(None) is None
+    assert detect(facts(networkd_link=NETWORKD_LINK)).networkd_iaid is None
+    assert any("another address" in n for n in plan("auto", detect(
+        facts(networkd_link=NETWORKD_LINK))).notes)
+
+
+def test_networkd_bridge_file_keeps_the_moved_address_and_the_client_identity():
+    """systemd-networkd 252 removes addresses it did not set from a link it starts managing
+    (the host's, moved to the bridge, before the controller forwards any DHCP), derives the
+    IAID, so the client identifier, from the interface, and releases the lease when it stops
+    managing a link: all seen in the integration test before the bridge's file said
+    otherwise."""
+    text = ah.networkd_bridge_text("[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\n", "br-wl",
+                                   0xaba055f2)
+    assert "KeepConfiguration=static" in text and f"IAID={0xaba055f2}" in text
+    assert text.index("DHCP=yes") < text.index("KeepConfiguration=static")
+    # teardown: no release of the lease the uplink asks for next (theirs or not: it is last)
+    text = ah.networkd_bridge_text("[DHCPv4]\nSendRelease=yes\n", "br-wl", None)
+    assert text.rindex("SendRelease=no") > text.index("SendRelease=yes")
+    assert "IAID" not in ah.networkd_bridge_text("[Network]\nDHCP=yes\n", "br-wl", None)
+    own = ("[Match]\nName=wlan0\n[Network]\nKeepConfiguration=yes\n"
+           "[DHCPv4]\nClientIdentifier=mac\n")
+    text = ah.networkd_bridge_text(own, "br-wl", 7)
+    assert "KeepConfiguration=static" not in text and "IAID" not in text   # theirs stand
+    text = ah.networkd_bridge_text("[DHCPv4]\nIAID=5\n", "br-wl", 7)
+    assert "IAID=7" not in text
+    # a [DHCPv4] key in another section is not theirs for [DHCPv4]
+    assert "IAID=7" in ah.networkd_bridge_text("[Network]\n# IAID=5\nDHCP=yes\n", "br-wl", 7)
+
+
+def test_networkd_runtime_files_must_sort_before_the_uplinks_file():
+    """networkd applies the first matching .network file by name, whatever its directory."""
+    ok = ah.networkd_files("wlan0", "br-wl", "/etc/systemd/network/10-netplan-wlan0.network")
+    assert [f.rsplit("/", 1)[1] for f in ok] == ["00-wlbridge-wlan0.network",
+                                                  "00-wlbridge-br-wl.network"]
+    with pytest.raises(ValueError):
+        ah.networkd_files("wlan0", "br-wl", "/etc/systemd/network/00-wlan0.network")
+    det = detect(facts(networkd_link={**NETWORKD_LINK,
+                                      "NETWORK_FILE": "/etc/systemd/network/00-wl.network"}))
+    with pytest.raises(ah.HandoffRefused, match="00-wl.network") as exc:
+        plan("auto", det)
+    assert "\n" not in exc.value.one_line()
 
 
 def test_dhcpcd_instance_plan_asks_for_the_current_address():
