@@ -75,6 +75,11 @@ HANDOFF_SUBDIR = "handoff"
 PATIENCE = 31536000
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 5.0
+# the configuration `dhclient IFACE` reads: the base of the bridge's when no dhclient ran on
+# the uplink (NetworkManager, `--address-manager dhclient` alone), so the bridge's client
+# asks for what the distribution's asks (Debian: domain-search, MTU, classless routes, NTP)
+# and sends the host name
+SYSTEM_DHCLIENT_CONF = "/etc/dhcp/dhclient.conf"
 NETWORKD_DIR = "/run/systemd/network"
 NETWORKD_PREFIX = "00-wlbridge-"     # sorts before the usual 10-.., 20-.. and 80-.. files
 
@@ -290,7 +295,8 @@ def _client_steps(plan: Plan, cmd: am.DhclientCmd | None, family: int, state_dir
     files = dhclient_files(state_dir, plan.bridge, family)
     argv = bridge_dhclient_argv(cmd, plan.uplink, plan.bridge, files, family)
     prep = [Step("conf", f"dhclient configuration for {plan.bridge}: {files['conffile']}",
-                 {"src": cmd.conffile if cmd else None, "path": files["conffile"],
+                 {"src": cmd.conffile if cmd else SYSTEM_DHCLIENT_CONF,
+                  "path": files["conffile"],
                   "uplink": plan.uplink, "bridge": plan.bridge})]
     if family == 4 and dyn4:
         prep.append(Step("write", f"lease file {files['leasefile']} asking for {dyn4[0]}",
@@ -398,6 +404,21 @@ def _dhcpcd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
     return plan
 
 
+def nm_modify_argv(uplink: str) -> list[str]:
+    """`nmcli device modify`: no IP configuration on the uplink for this activation.
+    The profile's manual addresses, gateway and routes go too: NetworkManager 1.42 adds a
+    profile's manual routes again with ``ipv4.method disabled`` (seen: the route moved to the
+    bridge came back on the uplink at the modify), and refuses manual addresses with it (a
+    static profile)."""
+    argv = ["nmcli", "device", "modify", uplink, "ipv4.method", "disabled"]
+    for prop in ("addresses", "gateway", "routes"):
+        argv += [f"ipv4.{prop}", ""]
+    argv += ["ipv6.method", "ignore"]
+    for prop in ("addresses", "gateway", "routes"):
+        argv += [f"ipv6.{prop}", ""]
+    return argv
+
+
 def _nm_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence[Address],
              sysctls: list[Step], now: float) -> Plan:
     up, br = plan.uplink, plan.bridge
@@ -407,11 +428,9 @@ def _nm_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence[Addre
     plan.setup = _forever(br, lifted, "its DHCP client") + sysctls + [
         Step("command", f"NetworkManager leaves {br} alone",
              {"argv": ["nmcli", "device", "set", br, "managed", "no"], "undo": None}),
-        Step("command", f"NetworkManager stops configuring addresses on {up} (this "
-             "activation only)",
-             {"argv": ["nmcli", "device", "modify", up, "ipv4.method", "disabled",
-                       "ipv6.method", "ignore"],
-              "undo": ["nmcli", "device", "reapply", up]}),
+        Step("command", f"NetworkManager stops configuring addresses and routes on {up} "
+             "(this activation only)",
+             {"argv": nm_modify_argv(up), "undo": ["nmcli", "device", "reapply", up]}),
         *prep, start]
     plan.teardown_before = [stop] + _forever(br, lifted, "its DHCP client")
     plan.teardown_after = [Step("command", f"NetworkManager configures {up} again "

@@ -72,6 +72,7 @@ IFF_UP = 0x1
 IFF_ALLMULTI = 0x200
 IFA_F_TEMPORARY = 0x01      # IPv6 (same bit as IPv4's IFA_F_SECONDARY)
 IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200     # the kernel makes no prefix route: someone else does
 # Address flags a user may set (the others are state the kernel keeps).
 IFA_SETTABLE = 0x02 | 0x10 | 0x100 | 0x200 | 0x400   # nodad home mngtmpaddr noprefixroute autojoin
 FOREVER = 0xFFFFFFFF
@@ -220,12 +221,32 @@ def is_movable_address(addr: Address) -> bool:
     return True
 
 
-def is_movable_route(route: Route) -> bool:
-    """Main-table unicast routes not made by the kernel for an address."""
-    return (route.table == MAIN_TABLE and route.proto != RTPROT_KERNEL
+def is_movable_route(route: Route, noprefix: Iterable[tuple[int, str, int]] = ()) -> bool:
+    """Main-table unicast routes not made by the kernel for an address.
+
+    `noprefix`: the (family, network, prefix length) of the interface's addresses flagged
+    ``noprefixroute``.  The kernel makes no prefix route for those, so a ``proto kernel``
+    route to such a prefix was made by someone else -- NetworkManager adds its own, with
+    ``proto kernel`` and its metric -- and must move with the address (without it the
+    moved address has no route to its subnet, and a route via a gateway there cannot be
+    added: "Network is unreachable", seen with NetworkManager 1.42)."""
+    made_by_kernel = route.proto == RTPROT_KERNEL and \
+        (route.family, route.dst, route.dst_len) not in set(noprefix)
+    return (route.table == MAIN_TABLE and not made_by_kernel
             and route.type == RTN_UNICAST
             and not (route.family == 6 and route.dst is not None
                      and ipaddress.ip_network(f"{route.dst}/{route.dst_len}").is_multicast))
+
+
+def noprefix_networks(addresses: Iterable[Address]) -> set[tuple[int, str, int]]:
+    """(family, network, prefix length) of the ``noprefixroute`` addresses (see
+    `is_movable_route`)."""
+    found = set()
+    for addr in addresses:
+        if addr.flags & IFA_F_NOPREFIXROUTE:
+            net = ipaddress.ip_interface(f"{addr.address}/{addr.prefixlen}").network
+            found.add((addr.family, str(net.network_address), addr.prefixlen))
+    return found
 
 
 def retarget_label(label: str | None, src: str, dst: str) -> str | None:
@@ -381,12 +402,13 @@ class HostNet:
     def routes(self, name: str) -> list[Route]:
         """Movable main-table routes whose next hop is `name` (default route included)."""
         index = self._index(name)
+        noprefix = noprefix_networks(self.addresses(name))
         found = []
         for family in (socket.AF_INET, socket.AF_INET6):
             for msg in self.ipr.get_routes(family=family, table=MAIN_TABLE):
                 if msg.get_attr("RTA_OIF") == index:
                     route = route_from_nl(msg)
-                    if is_movable_route(route):
+                    if is_movable_route(route, noprefix):
                         found.append(route)
         return found
 
@@ -426,7 +448,8 @@ class HostNet:
                 done.append(f"address {addr} removed from {src}")
         on_dst_routes = {r.key() for r in self.routes(dst)}
         src_routes = {r.key() for r in self.routes(src)} if src_index else set()
-        for route in state.routes:
+        # routes to a link first: a route via a gateway needs the gateway's subnet route
+        for route in sorted(state.routes, key=lambda r: r.gateway is not None):
             if route.key() in src_routes:
                 ignore_errno(errno.ESRCH, self.ipr.route, "del",
                              **route_kwargs(route, src_index, full=False))

@@ -196,9 +196,18 @@ def test_networkmanager_plan_is_transient_and_reapplied():
     commands = [s.data["argv"] for s in p.setup if s.kind == "command"]
     assert ["nmcli", "device", "set", "br-wl", "managed", "no"] in commands
     modify = next(s for s in p.setup if s.kind == "command" and "modify" in s.data["argv"])
+    argv = modify.data["argv"]
+    assert argv[:4] == ["nmcli", "device", "modify", "wlan0"]
+    props = dict(zip(argv[4::2], argv[5::2]))
+    assert props == {"ipv4.method": "disabled", "ipv4.addresses": "", "ipv4.gateway": "",
+                     "ipv4.routes": "", "ipv6.method": "ignore", "ipv6.addresses": "",
+                     "ipv6.gateway": "", "ipv6.routes": ""}
     assert modify.data["undo"] == ["nmcli", "device", "reapply", "wlan0"]
     assert p.setup[-1].kind == "start" and p.setup[-1].data["argv"][-1] == "br-wl"
     assert p.teardown_after[0].data["argv"] == ["nmcli", "device", "reapply", "wlan0"]
+    # the bridge's dhclient starts from the system's configuration, as `dhclient br-wl` would
+    conf = next(s for s in p.setup if s.kind == "conf")
+    assert conf.data["src"] == "/etc/dhcp/dhclient.conf"
 
 
 NETWORKD_LINK = {"ADMIN_STATE": "configured", "NETWORK_FILE": "/etc/systemd/network/wl.network"}

@@ -106,6 +106,52 @@ def test_movable_routes(route: Route, movable: bool) -> None:
     assert hostnet.is_movable_route(route) is movable
 
 
+def test_prefix_route_of_a_noprefixroute_address_moves() -> None:
+    """NetworkManager flags its addresses noprefixroute and adds the subnet route itself,
+    with proto kernel: that route moves with the address; the kernel's own does not."""
+    addrs = [Address(4, "10.0.0.5", 24, flags=hostnet.IFA_F_NOPREFIXROUTE),
+             Address(4, "10.9.0.5", 24), Address(6, "2001:db8::5", 64, flags=0x200)]
+    noprefix = hostnet.noprefix_networks(addrs)
+    assert noprefix == {(4, "10.0.0.0", 24), (6, "2001:db8::", 64)}
+    nm_route = Route(4, "10.0.0.0", 24, proto=hostnet.RTPROT_KERNEL, scope=253, priority=100)
+    assert hostnet.is_movable_route(nm_route, noprefix)
+    assert not hostnet.is_movable_route(nm_route)
+    assert not hostnet.is_movable_route(Route(4, "10.9.0.0", 24, proto=hostnet.RTPROT_KERNEL),
+                                        noprefix)
+    assert hostnet.is_movable_route(Route(6, "2001:db8::", 64, proto=hostnet.RTPROT_KERNEL),
+                                    noprefix)
+
+
+class _RecordingIpr:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def addr(self, cmd: str, **kw: object) -> None:
+        self.calls.append(("addr " + cmd, kw))
+
+    def route(self, cmd: str, **kw: object) -> None:
+        self.calls.append(("route " + cmd, kw))
+
+
+def test_move_adds_link_routes_before_routes_via_a_gateway() -> None:
+    """A route via a gateway cannot be added before the route to the gateway's subnet
+    ("Network is unreachable"), whatever order the kernel listed them in."""
+    net = hostnet.HostNet.__new__(hostnet.HostNet)
+    net.ipr = _RecordingIpr()
+    net.link_index = lambda name: None                       # the source is gone
+    net._index = lambda name: 7
+    net.addresses = lambda name: []
+    net.routes = lambda name: []
+    via = Route(4, "198.18.0.0", 24, "10.0.0.1", priority=100, proto=16)
+    link = Route(4, "10.0.0.0", 24, priority=100, proto=hostnet.RTPROT_KERNEL, scope=253)
+    state = hostnet.SavedState(uplink="wlan0", mac="02:00:00:00:00:01", allmulticast=False,
+                               addresses=[Address(4, "10.0.0.5", 24, flags=0x200)],
+                               routes=[via, link])
+    net.move(state, "wlan0", "br-wl")
+    added = [kw.get("dst") for call, kw in net.ipr.calls if call == "route replace"]
+    assert added == ["10.0.0.0", "198.18.0.0"]
+
+
 def test_labels_follow_the_interface() -> None:
     assert hostnet.retarget_label("wlan0", "wlan0", "br-wl") is None
     assert hostnet.retarget_label("wlan0:1", "wlan0", "br-wl") == "br-wl:1"

@@ -1,0 +1,361 @@
+"""Address hand-off with a real NetworkManager on the host's uplink (issue 13, item 2).
+
+The test machines have no systemd as PID 1 and no udev daemon.  NetworkManager (Debian 12:
+1.42) runs standalone here the way systemd-networkd does (test_addr_handoff_networkd.py):
+
+* in a mount namespace of its own where /sys is read-only (a per-mount flag: the host's /sys
+  is untouched), the container convention for "no udev here";
+* on a private system D-Bus (``dbus-daemon`` with a copy of the system configuration that has
+  no service directories: nothing is started by bus activation -- no nm-dispatcher running
+  /etc/NetworkManager/dispatcher.d, no hostnamed, no polkit), reached through
+  DBUS_SYSTEM_BUS_ADDRESS by nmcli and by wlbridge's detection and plan;
+* with a configuration of its own (``--config``, empty ``--config-dir`` and
+  ``--system-config-dir``, private ``--state-file``/``--intern-config``, keyfile profiles in the
+  test's directory) that manages the test's uplink alone (``unmanaged-devices=*,except:...``),
+  never writes /etc/resolv.conf (``dns=none``, ``rc-manager=unmanaged``) or the hostname, and
+  checks no connectivity.  The uplink's profile never makes a default route
+  (``never-default``); the router's route to a test-only prefix stands in for it.
+
+NetworkManager's compiled-in directories /run/NetworkManager and /var/lib/NetworkManager get
+files (device state, DHCP lease, timestamps): the ones it did not have before are removed.
+NetworkManager and the bus are stopped by PID.
+
+wlbridge's own dhclient on the bridge (what the NetworkManager plan starts) runs with the
+test's dhclient script (test_addr_handoff.SCRIPT: the address and the test route only), never
+Debian's dhclient-script, which would add a default route and could rewrite
+/etc/resolv.conf on this shared machine; the rest of its command line is the plan's.
+
+The LAN's DHCP server is busybox udhcpd with a 24 s lease; its log ("sending ACK to ...")
+proves renewals, the script's events say on which interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+from harness import Controller, wait_for, wlbridge
+from setup_station import run_in_process
+from test_addr_handoff import CONF, LEASE, SCRIPT, addr_info, routes_to, udhcpd
+from wlbridge import addr_handoff, bridge_setup
+
+BUS_CONFIG = Path("/usr/share/dbus-1/system.conf")
+NM_DIRS = (Path("/run/NetworkManager"), Path("/var/lib/NetworkManager"))
+# NetworkManager with no udev to wait for: /sys read-only in a mount namespace of its own
+START = ('mount --bind /sys /sys && mount -o remount,bind,ro /sys && exec "$0" "$@"')
+
+
+def in_ci() -> bool:
+    """tests/conftest.py's rule: under CI an integration test fails, never skips."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cannot(reason: str) -> None:
+    (pytest.fail if in_ci() else pytest.skip)(f"NetworkManager cannot run here: {reason}")
+
+
+def nm_running() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "NetworkManager":
+                    found.append(int(entry))
+    return found
+
+
+def private_bus_config(text: str) -> str:
+    """The system bus configuration without service directories (no bus activation) and
+    with its relative include directory made absolute (the copy lives elsewhere)."""
+    out = []
+    for line in text.splitlines():
+        if "<standard_system_servicedirs/>" in line or "<servicedir>" in line:
+            continue
+        out.append(line.replace("<includedir>system.d</includedir>",
+                                f"<includedir>{BUS_CONFIG.parent}/system.d</includedir>"))
+    return "\n".join(out) + "\n"
+
+
+def nm_config(workdir: Path, uplink: str) -> str:
+    return (f"# wlbridge integration test (tests/integration/test_addr_handoff_nm.py)\n"
+            "[main]\nplugins=keyfile\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\n"
+            "hostname-mode=none\nauth-polkit=false\n\n"
+            f"[keyfile]\npath={workdir / 'connections'}\n"
+            f"unmanaged-devices=*,except:interface-name:{uplink}\n\n"
+            "[connectivity]\nenabled=false\n\n[logging]\nlevel=DEBUG\n"
+            "domains=PLATFORM:INFO,DHCP4:DEBUG,IP4:DEBUG,DEVICE:DEBUG,CORE:DEBUG\n")
+
+
+def nm_profile(uplink: str, route: ipaddress.IPv4Network, router: str) -> str:
+    """The uplink's profile: DHCPv4, no default route, the router's route to a test prefix."""
+    return (f"[connection]\nid=nmh-{uplink}\nuuid={uuid.uuid4()}\ntype=ethernet\n"
+            f"interface-name={uplink}\nautoconnect=true\n\n[ethernet]\n\n"
+            f"[ipv4]\nmethod=auto\nnever-default=true\nroute1={route},{router}\n\n"
+            "[ipv6]\nmethod=ignore\n")
+
+
+class NetworkManager:
+    """A private system D-Bus and NetworkManager, started and stopped by this test."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        # the bus socket's directory must be reachable by the bus's own user
+        self.bus_dir = Path(tempfile.mkdtemp(prefix="nmh-bus-", dir="/tmp"))
+        self.bus_dir.chmod(0o755)
+        self.bus = f"unix:path={self.bus_dir}/system_bus_socket"
+        self.log = workdir / "NetworkManager.log"
+        self.bus_pid: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.before = {d: self._files(d) for d in NM_DIRS}
+        self.dirs_existed = {d: d.exists() for d in NM_DIRS}
+
+    @staticmethod
+    def _files(d: Path) -> set[Path]:
+        return {p for p in d.rglob("*")} if d.is_dir() else set()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus}
+
+    def start(self, uplink: str, profile: str) -> None:
+        conf = self.dir / "nmh-bus.conf"
+        conf.write_text(private_bus_config(BUS_CONFIG.read_text()))
+        res = subprocess.run(["dbus-daemon", f"--config-file={conf}", f"--address={self.bus}",
+                              "--fork", "--nopidfile", "--print-pid"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        if res.returncode != 0:
+            cannot(f"a private system D-Bus did not start: {res.stderr.strip()}")
+        self.bus_pid = int(res.stdout.split()[0])
+        for sub in ("connections", "conf.d", "system-conf.d"):
+            (self.dir / sub).mkdir(mode=0o700)
+        (self.dir / "NetworkManager.conf").write_text(nm_config(self.dir, uplink))
+        keyfile = self.dir / "connections" / f"nmh-{uplink}.nmconnection"
+        keyfile.write_text(profile)
+        keyfile.chmod(0o600)
+        argv = [shutil.which("NetworkManager") or "NetworkManager", "--no-daemon", "--debug",
+                f"--config={self.dir / 'NetworkManager.conf'}",
+                f"--config-dir={self.dir / 'conf.d'}",
+                f"--system-config-dir={self.dir / 'system-conf.d'}",
+                f"--intern-config={self.dir / 'NetworkManager-intern.conf'}",
+                f"--state-file={self.dir / 'NetworkManager.state'}",
+                f"--pid-file={self.dir / 'NetworkManager.pid'}"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh",
+                                          "-c", START, *argv], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                                         start_new_session=True)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                return True
+            return self.nmcli("-t", "general", "status", check=False).returncode == 0
+
+        wait_for(up, timeout=20, what="NetworkManager to answer on D-Bus")
+        if self.proc.poll() is not None:
+            cannot(f"NetworkManager exited {self.proc.returncode}: {self.logs()[-800:]}")
+
+    def nmcli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run(["nmcli", *args], capture_output=True, text=True, timeout=30,
+                             env=self.env(), check=False)
+        if check and res.returncode != 0:
+            raise AssertionError(f"nmcli {' '.join(args)}: {res.stderr}")
+        return res
+
+    def device(self, ifname: str) -> dict[str, str]:
+        res = self.nmcli("-t", "-f", "GENERAL.STATE,GENERAL.CONNECTION,IP4.ADDRESS",
+                         "device", "show", ifname, check=False)
+        return dict(ln.split(":", 1) for ln in res.stdout.splitlines() if ":" in ln)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.bus_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.bus_pid, signal.SIGTERM)
+        for d in NM_DIRS:           # what NetworkManager wrote in its compiled-in directories
+            for path in sorted(self._files(d) - self.before[d], reverse=True):
+                with contextlib.suppress(OSError):
+                    path.rmdir() if path.is_dir() else path.unlink()
+            if not self.dirs_existed[d]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        shutil.rmtree(self.bus_dir, ignore_errors=True)
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def machine_devices() -> list[str]:
+    """The devices of the machine's own default routes (other tests come and go)."""
+    words = _run("ip", "-4", "route", "show", "default").split()
+    return sorted({words[i + 1] for i, w in enumerate(words[:-1]) if w == "dev"})
+
+
+def machine_network(devices: list[str]) -> list[str]:
+    """What must never change: the machine's routes, its policy rules, /etc/resolv.conf."""
+    found = [_run("ip", "rule"), Path("/etc/resolv.conf").read_text()]
+    for dev in devices:
+        found += [_run("ip", "-4", "route", "show", "dev", dev),
+                  _run("ip", "-6", "route", "show", "dev", dev)]
+    return found
+
+
+def server_acks(world, ip: str) -> int:
+    log = world.tmp_path("udhcpd.log")
+    return log.read_text().count(f"sending ACK to {ip}\n") if log.exists() else 0
+
+
+def events(path: Path, iface: str, since: float = 0) -> list[str]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [ln for ln in lines if ln.split()[2:3] == [iface] and ln.split()[1] in (
+        "RENEW", "REBIND", "REBOOT", "BOUND") and int(ln.split()[0]) >= since]
+
+
+@pytest.fixture
+def nm_lan(make_world, tmp_path, monkeypatch):
+    """A LAN whose station uplink NetworkManager configures (DHCPv4 from udhcpd, 24 s
+    leases): (NetworkManager, world, the leased address, the router's test route)."""
+    for tool in ("NetworkManager", "nmcli", "dbus-daemon", "unshare"):
+        if not shutil.which(tool):
+            cannot(f"{tool} is not installed (Debian: network-manager, dbus-daemon)")
+    if nm_running():
+        cannot(f"NetworkManager already runs here (PID {nm_running()}): not ours")
+    devices = machine_devices()
+    before = machine_network(devices)
+    world = make_world(n_guests=0, dhcp=False)
+    udhcpd(world, tmp_path)
+    route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+    router = str(world.subnet.network_address + 1)
+    world.station.flush_addr()
+    nm = NetworkManager(tmp_path)
+    try:
+        nm.start(world.uplink, nm_profile(world.uplink, route, router))
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", nm.bus)   # for wlbridge's nmcli
+        ip = wait_for(lambda: world.station.ip, timeout=30,
+                      what=f"NetworkManager's lease on the uplink:\n{nm.logs()[-3000:]}")
+        wait_for(lambda: nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100"),
+                 timeout=20, what=f"NetworkManager to activate {world.uplink}")
+        wait_for(lambda: routes_to(route), timeout=10, what="the router's route")
+        assert len(routes_to(route)) == 1 and world.uplink in routes_to(route)[0]
+        assert world.station.ping(world.peers[0].addr, src=ip)
+        yield nm, world, ip, route
+    finally:
+        nm.stop()
+        assert machine_network(devices) == before, "the machine's routes or DNS changed"
+
+
+def _setup(world, bridge: str, of_port: int, state_dir: Path) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    bridge_setup.add_arguments(parser)
+    args = parser.parse_args(["--uplink", world.uplink, "--bridge", bridge, "--datapath",
+                              "netdev", "--controller", f"tcp:127.0.0.1:{of_port}",
+                              "--state-dir", str(state_dir)])
+    return run_in_process(bridge_setup, args)
+
+
+def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch):
+    nm, world, ip, route = nm_lan
+    peer = world.peers[0]
+    script, ev = tmp_path / "dhclient-script", tmp_path / "events"
+    # the address only: the router's route is the profile's (manual), which setup moves to
+    # the bridge and which no DHCP client there knows
+    router_route = SCRIPT[SCRIPT.index("    # the router option"):SCRIPT.index(" ;;\n", SCRIPT.index(
+        "    # the router option"))]
+    script.write_text(SCRIPT.replace(router_route, "   ").replace("{events}", str(ev)))
+    script.chmod(0o755)
+    real_argv = addr_handoff.bridge_dhclient_argv
+
+    def with_test_script(cmd, uplink, bridge, files, family=4):
+        argv = real_argv(cmd, uplink, bridge, files, family)
+        return argv[:1] + ["-sf", str(script)] + argv[1:]
+
+    monkeypatch.setattr(addr_handoff, "bridge_dhclient_argv", with_test_script)
+    # and the test's configuration for the base of its own (test_addr_handoff.CONF: retries
+    # after 1-2 s, as the dhclient test's client; ISC's default first retry after ~10 s is
+    # most of a 24 s lease's renewal window)
+    conf = tmp_path / "dhclient.conf"
+    conf.write_text(CONF)
+    monkeypatch.setattr(addr_handoff, "SYSTEM_DHCLIENT_CONF", str(conf))
+    ctl = Controller(world, tmp_path / "ctl")
+    (tmp_path / "ctl").mkdir()
+    try:
+        rc, out = _setup(world, ctl.bridge, ctl.of_port, tmp_path / "state")
+        ctl.is_set_up = rc == 0
+        assert rc == 0, out + nm.logs()[-3000:]
+        assert (f"address manager: dhclient on {ctl.bridge} (started by wlbridge setup; "
+                f"NetworkManager keeps Wi-Fi) (was: NetworkManager (connection "
+                f"nmh-{world.uplink}))") in out, out
+        dev = nm.device(world.uplink)
+        assert dev.get("GENERAL.CONNECTION") == f"nmh-{world.uplink}", dev   # still active
+        assert addr_info(world.uplink) == [], nm.logs()[-3000:]
+        assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
+
+        started = time.time()
+        acks = server_acks(world, ip)
+        ctl.start()
+        # renewed on the bridge, again and again, for three lease times
+        time.sleep(3 * LEASE + 4)
+        renewals = events(ev, ctl.bridge, since=int(started))
+        assert len(renewals) >= 4, (ev.read_text() if ev.exists() else "no events") + \
+            world.tmp_path("udhcpd.log").read_text()
+        assert all(r.split()[3] == ip for r in renewals), renewals
+        assert server_acks(world, ip) - acks >= 4, world.tmp_path("udhcpd.log").read_text()
+        on_bridge = addr_info(ctl.bridge)
+        assert [a["local"] for a in on_bridge] == [ip], on_bridge
+        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge     # a lease, renewed
+        assert addr_info(world.uplink) == [], nm.logs()[-3000:]   # NetworkManager kept off
+        assert world.station.ping(peer.addr, src=ip)
+        for net in (world.subnet, route):        # no route left or doubled
+            routes = routes_to(net)
+            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        host = ctl.status()["host_address"]
+        assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
+        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
+    finally:
+        ctl.stop()
+        res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)
+        ctl.is_set_up = False
+    assert res.returncode == 0, res.stdout + res.stderr
+    # NetworkManager configures the uplink again: same address, renewing there
+    back = server_acks(world, ip)
+    wait_for(lambda: [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,
+             what=f"NetworkManager's address back on the uplink:\n{nm.logs()[-3000:]}")
+    wait_for(lambda: server_acks(world, ip) > back, timeout=LEASE + 10,
+             what="a renewal on the uplink after teardown")
+    assert nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100")
+    assert [a["local"] for a in addr_info(world.uplink)] == [ip]
+    assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
+    assert world.station.ping(peer.addr, src=ip)
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and str(tmp_path / "state") in _cmdline(p)], "the bridge's dhclient still runs"
+    wait_for(lambda: routes_to(route), timeout=10, what="the router's route back")
+    routes = routes_to(route)
+    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
