@@ -49,7 +49,7 @@ pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
 from setup_station import run_in_process
-from test_addr_handoff import CONF, LEASE, SCRIPT, addr_info, routes_to, udhcpd
+from test_addr_handoff import CONF, LEASE, SCRIPT, addr_info, ours, routes_to, udhcpd
 from wlbridge import addr_handoff, bridge_setup
 
 BUS_CONFIG = Path("/usr/share/dbus-1/system.conf")
@@ -301,7 +301,7 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
     (tmp_path / "ctl").mkdir()
     try:
         rc, out = _setup(world, ctl.bridge, ctl.of_port, tmp_path / "state")
-        ctl.is_set_up = rc == 0
+        ctl.is_set_up = True        # teardown also after a setup stopped half-way
         assert rc == 0, out + nm.logs()[-3000:]
         assert (f"address manager: dhclient on {ctl.bridge} (started by wlbridge setup; "
                 f"NetworkManager keeps Wi-Fi) (was: NetworkManager (connection "
@@ -336,6 +336,9 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
         ctl.stop()
         res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)
         ctl.is_set_up = False
+        for pid, _ in ours(tmp_path / "state"):     # the bridge's dhclient, if teardown failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     assert res.returncode == 0, res.stdout + res.stderr
     # NetworkManager configures the uplink again: same address, renewing there
     back = server_acks(world, ip)
@@ -347,15 +350,52 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
     assert [a["local"] for a in addr_info(world.uplink)] == [ip]
     assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
     assert world.station.ping(peer.addr, src=ip)
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                and str(tmp_path / "state") in _cmdline(p)], "the bridge's dhclient still runs"
+    assert not ours(tmp_path / "state"), "the bridge's dhclient still runs"
     wait_for(lambda: routes_to(route), timeout=10, what="the router's route back")
     routes = routes_to(route)
     assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
 
 
-def _cmdline(proc: Path) -> str:
+
+def test_networkmanager_failed_handoff_rolls_back(nm_lan, tmp_path, monkeypatch):
+    """The bridge's dhclient does not start, after NetworkManager was told to stop configuring
+    the uplink: setup undoes the steps (`nmcli device reapply`), puts the address back on the
+    uplink and removes the bridge; NetworkManager configures the uplink again, renewing."""
+    nm, world, ip, route = nm_lan
+    bridge = f"{world.prefix}-br"
+    modified = []
+    real = addr_handoff.HostOps.do_command
+
+    def record(self, argv, undo):
+        real(self, argv, undo)
+        if argv and argv[:3] == ["nmcli", "device", "modify"]:
+            modified.append(nm.device(world.uplink))
+
+    def broken_start(self, argv, pidfile):
+        raise RuntimeError("simulated failure starting the bridge's client")
+
+    real_start = addr_handoff.HostOps.do_start
+    monkeypatch.setattr(addr_handoff.HostOps, "do_command", record)
+    monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
     try:
-        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+        rc, out = _setup(world, bridge, 1, tmp_path / "state")
+        assert modified, out                        # NetworkManager had been told
+        assert rc == 2, out
+        assert "rolled back" in out and "simulated failure" in out, out
+        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                            text=True, check=True).stdout.split()
+        back = server_acks(world, ip)
+        wait_for(lambda: [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,
+                 what=f"the address back on the uplink:\n{nm.logs()[-3000:]}")
+        wait_for(lambda: server_acks(world, ip) > back, timeout=LEASE + 10,
+                 what="NetworkManager renewing on the uplink again")
+        assert nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100")
+        assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
+        routes = routes_to(route)
+        assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+        assert world.station.ping(world.peers[0].addr, src=ip)
+    finally:
+        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
+        monkeypatch.setattr(addr_handoff.HostOps, "do_start", real_start)
+        wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed
