@@ -9,6 +9,13 @@ STAMP := $(VENV)/.installed
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
                 nftables iperf3 tcpdump busybox dhcpcd-base
+# NetworkManager for tests/integration/test_addr_handoff_nm.py (which runs it standalone, on a
+# private D-Bus, managing the test's interfaces only).  Installed without recommends (no
+# ModemManager, ppp, wpasupplicant, dnsmasq-base) and with a policy-rc.d that lets no service
+# start while it installs (its packages would start NetworkManager and udev); skipped where
+# systemd is the init system: there the package would also enable NetworkManager at boot.
+NM_APT_PACKAGES := network-manager
+POLICY_RC := /usr/sbin/policy-rc.d
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
 WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
 PYTHON_CANDIDATES := python3 /usr/bin/python3
@@ -48,8 +55,35 @@ define apt_install_missing
 	fi
 endef
 
+# Like apt_install_missing, without recommends, no service started: a policy-rc.d denying
+# every start is put in place for the install and removed after (one already there is kept).
+define apt_install_missing_no_start
+	@missing=""; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ] && [ -d /run/systemd/system ]; then \
+	  echo "not installing$$missing: systemd runs here and would start it at boot" \
+	       "(its tests skip)"; \
+	elif [ -n "$$missing" ]; then \
+	  echo "apt-get install --no-install-recommends (no service started):$$missing"; \
+	  guard=""; \
+	  if [ ! -e $(POLICY_RC) ]; then \
+	    printf '#!/bin/sh\n# wlbridge make deps: no service starts while installing\nexit 101\n' \
+	      | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC) && guard=1; \
+	  fi; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends $$missing; rc=$$?; \
+	  if [ -n "$$guard" ]; then $(SUDO) rm -f $(POLICY_RC); fi; \
+	  exit $$rc; \
+	fi
+endef
+
 deps:
 	$(call apt_install_missing,$(APT_PACKAGES))
+	$(call apt_install_missing_no_start,$(NM_APT_PACKAGES))
 
 wifi-deps:
 	$(call apt_install_missing,$(WIFI_APT_PACKAGES))
