@@ -404,6 +404,21 @@ def _dhcpcd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
     return plan
 
 
+def nm_kernel_ra(sysctls: list[Step], bridge: str) -> list[Step]:
+    """`sysctls` with ``accept_ra`` 1 on the bridge: NetworkManager with ``ipv6.method auto``
+    processes router advertisements in user space and sets the uplink's ``accept_ra`` to 0
+    (seen with 1.42), so the copied value would leave nobody renewing the SLAAC addresses
+    and the IPv6 default route on the bridge."""
+    path = f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra"
+    if sysctls:
+        paths = {**sysctls[0].data["paths"], path: "1"}
+    else:
+        paths = {path: "1"}
+    text = " ".join(f"{p.rsplit('/', 1)[1]}={v}" for p, v in paths.items())
+    return [Step("sysctl", f"IPv6 RA settings for {bridge} (NetworkManager did RAs on the "
+                 f"uplink itself): {text}", {"paths": paths})]
+
+
 def nm_modify_argv(uplink: str) -> list[str]:
     """`nmcli device modify`: no IP configuration on the uplink for this activation.
     The profile's manual addresses, gateway and routes go too: NetworkManager 1.42 adds a
@@ -423,6 +438,14 @@ def _nm_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence[Addre
              sysctls: list[Step], now: float) -> Plan:
     up, br = plan.uplink, plan.bridge
     plan.manager = f"dhclient on {br} (started by wlbridge setup; NetworkManager keeps Wi-Fi)"
+    if det.nm_ipv6_method == "auto":
+        sysctls = nm_kernel_ra(sysctls, br)
+        plan.notes.append(f"NetworkManager handled {up}'s router advertisements itself "
+                          f"(accept_ra 0 there); the kernel accepts them on {br}")
+    elif det.nm_ipv6_method not in (None, "ignore", "disabled", "link-local"):
+        plan.notes.append(f"NetworkManager's ipv6.method {det.nm_ipv6_method} on {up} is not "
+                          f"handed over: only IPv4 (DHCP) and router advertisements are "
+                          f"managed on {br}")
     prep, start, stop = _client_steps(plan, None, 4, state_dir, dyn4, now)
     lifted = [a for a in det.dynamic if a.family == 4]
     plan.setup = _forever(br, lifted, "its DHCP client") + sysctls + [

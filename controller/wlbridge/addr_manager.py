@@ -91,6 +91,7 @@ class NmDevice:
     state: str = ""                 # e.g. "100 (connected)", "10 (unmanaged)"
     connection: str = ""            # the active connection's name
     error: str | None = None        # NetworkManager running but not answering, ...
+    ipv6_method: str = ""           # the connection's ipv6.method ("auto", "ignore", ...)
 
     @property
     def managed(self) -> bool:
@@ -119,6 +120,7 @@ class Detection:
     dhclients: tuple[DhclientCmd, ...] = ()
     dhcpcd: DhcpcdProc | None = None
     nm_connection: str | None = None
+    nm_ipv6_method: str | None = None   # NetworkManager's ipv6.method for the uplink
     networkd_file: str | None = None
     networkd_iaid: int | None = None    # the uplink's DHCPv4 IAID (from its lease's client id)
     ifupdown: str | None = None     # the uplink's method in /etc/network/interfaces
@@ -275,7 +277,9 @@ def detect(facts: HostFacts, uplink: str, addresses: Sequence[Address]) -> Detec
     if (facts.nm is not None and facts.nm.managed and facts.nm.connection) or nm_children:
         conn = facts.nm.connection if facts.nm is not None else ""
         return Detection(NETWORKMANAGER, f"NetworkManager (connection {conn or '?'})",
-                         nm_connection=conn or None, **common,
+                         nm_connection=conn or None,
+                         nm_ipv6_method=(facts.nm.ipv6_method or None) if facts.nm else None,
+                         **common,
                          problem=None if conn else
                          f"NetworkManager runs a DHCP client on {uplink} but does not "
                          "say which connection")
@@ -381,7 +385,17 @@ def read_nm(uplink: str, processes: Sequence[Process],
         if "not found" in err.lower():             # the device is unknown to NM
             return NmDevice(state="10 (unmanaged)")
         return NmDevice(error=err)
-    return parse_nmcli_device(res.stdout)
+    dev = parse_nmcli_device(res.stdout)
+    if dev.connection:
+        argv = ["nmcli", "-g", "ipv6.method", "connection", "show", dev.connection]
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                 check=False)
+        except subprocess.TimeoutExpired:
+            return NmDevice(error=f"`{shlex.join(argv)}` did not answer within {timeout:g}s")
+        if res.returncode == 0:
+            dev = NmDevice(dev.state, dev.connection, None, res.stdout.strip())
+    return dev
 
 
 def read_facts(uplink: str, ifindex: int, run_dir: str = "/run",

@@ -451,6 +451,36 @@ def test_networkmanager_that_does_not_answer(tmp_path, monkeypatch):
     assert am.read_nm("wlan0", []) is None                 # not running: not asked
 
 
+def test_networkmanager_connection_ipv6_method_is_read(tmp_path, monkeypatch):
+    nmcli = tmp_path / "nmcli"
+    nmcli.write_text('#!/bin/sh\ncase "$*" in\n'
+                     '  *"device show wlan0") printf "GENERAL.STATE:100 (connected)\\n'
+                     'GENERAL.CONNECTION:Home\\n" ;;\n'
+                     '  "-g ipv6.method connection show Home") echo auto ;;\n'
+                     '  *) exit 10 ;;\nesac\n')
+    nmcli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    nm = proc(30, "/usr/sbin/NetworkManager", name="NetworkManager")
+    assert am.read_nm("wlan0", [nm]) == am.NmDevice("100 (connected)", "Home", None, "auto")
+
+
+def test_networkmanager_plan_lets_the_kernel_accept_ras_on_the_bridge():
+    """NetworkManager (ipv6.method auto) does RAs itself and sets the uplink's accept_ra to 0:
+    copied to the bridge, nobody would renew SLAAC addresses or the IPv6 default route."""
+    sysctls = {"accept_ra": "0", "autoconf": "1", "use_tempaddr": "2"}
+    det = detect(facts(nm=am.NmDevice("100 (connected)", "Home", None, "auto")))
+    assert det.nm_ipv6_method == "auto"
+    (step,) = [s for s in plan("auto", det, sysctls=sysctls).setup if s.kind == "sysctl"]
+    conf = "/proc/sys/net/ipv6/conf/br-wl/"
+    assert step.data["paths"] == {conf + "accept_ra": "1", conf + "autoconf": "1",
+                                  conf + "use_tempaddr": "2"}
+    det = detect(facts(nm=am.NmDevice("100 (connected)", "Home", None, "ignore")))
+    (step,) = [s for s in plan("auto", det, sysctls=sysctls).setup if s.kind == "sysctl"]
+    assert step.data["paths"][conf + "accept_ra"] == "0"          # copied as it was
+    det = detect(facts(nm=am.NmDevice("100 (connected)", "Home", None, "dhcp")))
+    assert any("ipv6.method dhcp" in n for n in plan("auto", det, sysctls=sysctls).notes)
+
+
 def test_stop_kills_only_the_exact_command_line(tmp_path):
     import subprocess
 
