@@ -68,7 +68,7 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_uplink", 10,
         frozenset({"eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
-                   "ipv4_dst", "ip_proto", "udp_src", "udp_dst"}),
+                   "ipv4_dst", "ipv6_dst", "ip_proto", "udp_src", "udp_dst"}),
         frozenset({"eth_dst", "arp_tha"}),
         (),
         "local",
@@ -77,7 +77,7 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_guest", 20,
         frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
-                   "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
+                   "ipv6_src", "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
         frozenset(),
         ("switch_local",),
         "drop",
@@ -113,6 +113,8 @@ PREREQUISITES: dict[str, tuple[str, tuple[int, ...]]] = {
     "arp_tha": ("eth_type", (ETH_ARP,)),
     "ipv4_src": ("eth_type", (ETH_IPV4,)),
     "ipv4_dst": ("eth_type", (ETH_IPV4,)),
+    "ipv6_src": ("eth_type", (ETH_IPV6,)),
+    "ipv6_dst": ("eth_type", (ETH_IPV6,)),
     "ip_proto": ("eth_type", (ETH_IPV4, ETH_IPV6)),
     "udp_src": ("ip_proto", (IPPROTO_UDP,)),
     "udp_dst": ("ip_proto", (IPPROTO_UDP,)),
