@@ -220,6 +220,7 @@ class Dhcp6Service:
         for why in skipped:
             tel.bump(f"dhcp6.unlearnable.{why}")
         effects: list[Effect] = []
+        held, added = set(guest.ips), 0  # counted as they would be once all are bound
         for lease in leased:
             b = bindings.get(lease.address)
             mine = b is not None and b.port_no == guest.port_no
@@ -230,15 +231,22 @@ class Dhcp6Service:
             if not mine:
                 cause = check_claim(lease.address, guest, {}, self.model.host_ips,
                                     config.max_ips_per_port + 1, config.max_bindings + 1)
-                if cause or (b is None and len(bindings) >= config.max_bindings):
-                    cause = cause or "global-limit"
+                if not cause and len(held) >= config.max_ips_per_port + 1:
+                    cause = "port-limit"
+                if not cause and b is None and len(bindings) + added >= config.max_bindings:
+                    cause = "global-limit"
+                held.add(lease.address)
+                added += b is None
+                if cause:
                     tel.bump(f"refused.dhcp6-{cause}")
                     tel.log_once(f"dhcp6-refused:{guest.port_no}:{cause}",
                                  "port %s: DHCPv6 gave %s, refused (%s): reply withheld",
                                  guest.name, lease.address, cause)
                     return None
-                tel.binding_log.info(now, "port %s: DHCPv6 lease %s for %ss", guest.name,
-                                     lease.address, lease.lease)
             effects.append(Bind(guest.port_no, lease.address, "dhcp6", lease.expiry(now),
                                 lease.lease))
+        for e in effects:
+            if isinstance(e, Bind):
+                tel.binding_log.info(now, "port %s: DHCPv6 lease %s for %ss", guest.name,
+                                     e.ip, e.lease)
         return effects
