@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import subprocess
 import time
 
 from harness import ap_foreign, wait_for
@@ -133,3 +134,49 @@ def test_dhclient6_gets_a_lease_through_the_one_mac_ap(make_world, wlbridge_on):
     assert a1 in text and a2 in text, text
     time.sleep(0.5)
     assert ap_foreign(world) == 0, f"the AP saw foreign MACs\n{diag()}"
+
+
+HOST_SCRIPT = """#!/bin/sh
+# Records the lease only: configures nothing (this runs in the ROOT namespace).
+echo "$reason ${new_ip6_address:-}" >> %(events)s
+exit 0
+"""
+
+
+def test_host_dhclient6_on_the_internal_port_still_gets_its_lease(make_world, wlbridge_on,
+                                                                   tmp_path):
+    """The host's own DHCPv6 client on the bridge: its Reply matches no guest transaction
+    and goes to LOCAL; nothing is bound to a guest."""
+    world = make_world(prefix="d6x" + secrets.token_hex(1), static_guests=False)
+    _, log, leases = start_dnsmasq6(world)
+    wl = wlbridge_on(world)
+    wait_for(lambda: "fe80::" in subprocess_out("ip", "-6", "-o", "addr", "show", "dev",
+                                                wl.bridge, "scope", "link"),
+             timeout=10, what=f"a link-local address on {wl.bridge}")
+    files = tmp_path / "host6"
+    files.mkdir()
+    events, script = files / "events", files / "script"
+    script.write_text(HOST_SCRIPT % {"events": events})
+    script.chmod(0o755)
+    (files / "conf").write_text("timeout 20;\nretry 2;\ninitial-interval 1;\n")
+    argv = ["dhclient", "-6", "-d", "-v", "-D", "LL", "-cf", str(files / "conf"),
+            "-lf", str(files / "leases"), "-pf", str(files / "pid"), "-sf", str(script),
+            wl.bridge]
+    client = world.start("host-dhclient6", None, argv)  # root namespace; stopped below
+    try:
+        address = wait_for(lambda: leased6(events), timeout=30,
+                           what=f"the host's DHCPv6 lease\n{_tail(client.output())}\n"
+                                f"{_tail(log.read_text())}\n{wl.counters()}")
+        counters = wl.counters()
+        assert counters.get("dhcp6.reply.to_host", 0) >= 1, counters
+        assert counters.get("dhcp6.reply.to_guest", 0) == 0, counters
+        assert wl.bound(address) is None, wl.status()["guests"]
+        assert address in leases.read_text()
+    finally:
+        client.stop()
+        assert not client.alive
+    assert ap_foreign(world) == 0, world.ap_counters()
+
+
+def subprocess_out(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
