@@ -18,8 +18,9 @@ Discovery learning), and a link-local address says nothing about which transacti
 answers; the transaction table is what the server itself keys on (RFC 8415: xid + DUID).
 A reply that matches no guest is the host's own (its DHCPv6 client on the bridge) and goes to
 LOCAL unchanged.  To keep a guest from taking the host's replies, a guest may not send from
-the station MAC's EUI-64 link-local address nor with a DUID-LL/LLT that holds the station MAC,
-and an ``xid`` live for another guest or DUID is refused ("xid-collision").
+the station MAC's EUI-64 link-local address (nor any host address the model knows) nor with a
+DUID-LL/LLT that holds the station MAC, and an ``xid`` live for another guest or DUID is
+refused ("xid-collision").
 
 The table is bounded (``max_entries`` overall, ``max_per_port`` per guest, the oldest going
 first) and an entry lives ``ttl`` seconds after the guest's last message of that
@@ -145,7 +146,7 @@ class Dhcp6Service:
         if not msg.is_client_message:
             tel.bump("dhcp6.malformed.wrong-direction")
             return []
-        if msg.ip_src == dhcp6.link_local_of(station_mac):
+        if msg.ip_src == dhcp6.link_local_of(station_mac) or msg.ip_src in model.host_ips:
             return self._refuse(guest, "dhcp6-host-address", msg.ip_src)
         if dhcp6.duid_mac(msg.client_id) == station_mac:
             return self._refuse(guest, "dhcp6-station-duid", msg.client_id.hex())

@@ -339,6 +339,39 @@ def test_an_xid_live_for_one_guest_is_refused_to_another():
     assert send(rig, UP, reply(G1, XID1, lease_of(G1))).ports() == {G1}
 
 
+def test_a_transaction_lives_ttl_seconds_after_the_last_message():
+    rig = Rig()
+    ttl = rig.core.dhcp6.transactions.ttl
+    send(rig, G1, solicit(G1, XID1))
+    assert rig.core.next_due() == rig.now + ttl
+    rig.advance(ttl - 1)
+    send(rig, G1, solicit(G1, XID1))  # a retransmission keeps it alive
+    rig.advance(ttl - 1)
+    assert send(rig, UP, reply(G1, XID1, lease_of(G1))).ports() == {G1}
+    rig.advance(ttl)
+    assert len(rig.core.dhcp6.transactions) == 0 and rig.core.next_due() is not None
+    assert send(rig, UP, reply(G1, XID1, lease_of(G1, 1))).ports() == {LOCAL}
+
+
+def test_the_transaction_table_is_bounded_per_guest():
+    rig = Rig()
+    limit = rig.core.dhcp6.transactions.max_per_port
+    for i in range(limit + 5):
+        send(rig, G1, solicit(G1, 0x100 + i))
+    send(rig, G2, solicit(G2, XID2))
+    assert len(rig.core.dhcp6.transactions) == limit + 1
+    assert send(rig, UP, reply(G1, 0x100, lease_of(G1))).ports() == {LOCAL}  # evicted
+    assert send(rig, UP, reply(G1, 0x100 + limit + 4, lease_of(G1))).ports() == {G1}
+    assert send(rig, UP, reply(G2, XID2, lease_of(G2))).ports() == {G2}
+
+
+def test_removed_port_forgets_its_transactions():
+    rig = Rig()
+    send(rig, G1, solicit(G1, XID1))
+    rig.remove_port(G1)
+    assert len(rig.core.dhcp6.transactions) == 0
+
+
 def test_address_bound_to_another_source_is_refused_and_the_reply_withheld():
     rig = Rig(config=CoreConfig(uplink="wlan0", max_ips_per_port=0))
     send(rig, G1, solicit(G1, XID1))
