@@ -160,3 +160,13 @@ def test_bad_headers_raise_their_reason():
         with pytest.raises(D.Dhcp6Error) as err:
             D.parse(raw)
         assert err.value.reason == reason, reason
+
+
+def test_a_library_whose_message_parser_gives_up_is_enough(monkeypatch):
+    """Ryu 4.34's `dhcp6.dhcp6.parser` returns (None, None, buf) on Python 3 (it prefixes a
+    str to the bytes and swallows the error); only its option parser is needed."""
+    raw = server_msg(DHCP6_Reply, GUEST, 0x42, ia_na(("2001:db8::9", 10, 20)), dst="fe80::2",
+                     eth_dst=STATION)
+    monkeypatch.setattr(D.dhcp6.dhcp6, "parser", classmethod(lambda cls, buf: (None, None, buf)))
+    m = D.parse(raw)
+    assert m.xid == 0x42 and D.leases(m)[0][0].address == "2001:db8::9"
