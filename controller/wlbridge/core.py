@@ -18,6 +18,7 @@ from typing import Any
 
 from . import cookies, flows
 from .compat import ofp, parser
+from .dhcp6_service import Dhcp6Service
 from .dhcp_service import DhcpService
 from .effects import (
     Bind,
@@ -108,8 +109,9 @@ class Core:
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
+        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
-                                       self.groups)
+                                       self.groups, self.dhcp6)
         self._restored_groups: list[dict] = []  # saved memberships awaiting their port
 
     # ------------------------------------------------------------------ model
@@ -304,7 +306,7 @@ class Core:
             return []
         ip = match.get("ipv4_src")
         b = self.bindings.get(ip) if isinstance(ip, str) else None
-        if b is None or b.source == "dhcp" or c.generation != self.generation:
+        if b is None or b.source in flows.LEASED or c.generation != self.generation:
             return []
         self.counters.bump("bindings.expired.idle")
         self.binding_log.info(now, "binding %s on port %s expired (idle)", ip, b.port_no)
@@ -327,6 +329,7 @@ class Core:
         if len(waiting) != len(self._restored_groups):
             self._restored_groups, self.dirty = waiting, True
         self.dhcp.tick(now)
+        self.dhcp6.tick(now)
         self.binding_log.tick(now)
         if self._announce_due and self._announce_due[0] <= now:
             while self._announce_due and self._announce_due[0] <= now:
@@ -340,7 +343,7 @@ class Core:
         announcement); None: nothing is pending, so the
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
-        due += [t for t in (self.dhcp.next_due(), self.binding_log.due(),
+        due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
                             self._restored.next_due(), self.groups.next_due())
                 if t is not None]
         due += self._announce_due[:1]
@@ -591,6 +594,7 @@ class Core:
                 or self.station_mac is None):
             return []  # the uplink coming up announces
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
+        ips = [ip for ip in ips if ":" not in ip]  # ARP is IPv4's (IPv6 would announce by NA)
         out = [parser.OFPActionOutput(self.uplink)]
         msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
                 for ip in ips]
@@ -654,6 +658,7 @@ class Core:
         guest = self.guests.pop(port_no)
         self._view = None
         self.dhcp.forget_port(port_no)
+        self.dhcp6.forget_port(port_no)
         if self._by_mac.get(guest.mac or "") is guest:
             del self._by_mac[guest.mac]
         self._restored.park(self.model.bindings, self.counters, guest)
@@ -670,6 +675,7 @@ class Core:
         if guest is not None and self._by_mac.get(guest.mac or "") is guest:
             del self._by_mac[guest.mac]
         self.dhcp.forget_port(port_no)
+        self.dhcp6.forget_port(port_no)
         for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
             del self.bindings[ip]
             self.counters.bump("bindings.removed.port-gone")

@@ -4,7 +4,8 @@ A *section* is the set of flows that depends on one piece of state:
 
 * ``static``      — the uplink, the station MAC and the list of guest ports;
 * ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
-* ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check);
+* ``ip:<A>``      — one address binding (ingress steering, egress source check); an IPv6
+  address (DHCPv6 lease) gets the IPv6 pair of flows only;
 * ``group:<G>``   — one multicast group (or subnet-directed broadcast address) whose
   AP-unicast copies are restored to its own MAC and delivered (see `group_flows`).
 
@@ -43,6 +44,8 @@ from .pipeline import (
 from .state import Binding, GuestPort
 
 EAPOL_GROUP = "01:80:c2:00:00:03"
+DHCP6_CLIENT, DHCP6_SERVER = 546, 547  # UDP ports
+LEASED = ("dhcp", "dhcp6")  # binding sources that live as long as their lease, not idle-timed
 ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 IPV4_MULTICAST = ("224.0.0.0", "240.0.0.0")
 ALL_NODES_MAC = "33:33:00:00:00:01"
@@ -97,6 +100,10 @@ def static_flows(view: View | None) -> list[FlowSpec]:
              purpose=Purpose.EAPOL),
         flow("from_uplink", P_HIGH,
              {"eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP, "udp_src": 67, "udp_dst": 68},
+             [ToController()], purpose=Purpose.DHCP),
+        flow("from_uplink", P_HIGH,
+             {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP, "udp_src": DHCP6_SERVER,
+              "udp_dst": DHCP6_CLIENT},
              [ToController()], purpose=Purpose.DHCP),
         # APs that turn group traffic into unicast to the station: restore and flood
         flow("from_uplink", P_TRIGGER, {"eth_dst": s, "eth_type": ETH_ARP, "arp_op": 1},
@@ -162,7 +169,12 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
              {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
               "udp_src": 68, "udp_dst": 67},
              trigger, purpose=Purpose.DHCP, subject=sub, meter=meter),
-        # guests are clients: no DHCP server answers, no IPv6 router advertisements
+        flow("from_guest", P_HIGH,
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER},
+             trigger, purpose=Purpose.DHCP, subject=sub, meter=meter),
+        # guests are clients: no DHCP(v6) server or relay answers, no IPv6 router
+        # advertisements (DHCPv6: anything from the server port or to the client port)
         flow("from_guest", P_TOP,
              {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
               "udp_src": 67, "udp_dst": 68},
@@ -170,6 +182,14 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
         flow("from_guest", P_TOP,
              {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
               "icmpv6_type": ICMPV6_ROUTER_ADVERT},
+             trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
+        flow("from_guest", P_TOP,
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_src": DHCP6_SERVER},
+             trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
+        flow("from_guest", P_HIGH,  # below the one above: a 547 -> 546 frame matches both
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_dst": DHCP6_CLIENT},
              trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
         # ARP probes (RFC 5227) claim nothing: forward, and let the controller see them
         flow("from_guest", P_PROBE,
@@ -192,7 +212,7 @@ def binding_args(b: Binding, view: View | None) -> tuple | None:
     """What `binding_flows` is computed from (None: no flows)."""
     if view is None:
         return None
-    return (b.port_no, b.mac, b.ip, view.idle_timeout if b.source != "dhcp" else 0)
+    return (b.port_no, b.mac, b.ip, view.idle_timeout if b.source not in LEASED else 0)
 
 
 def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
@@ -200,6 +220,14 @@ def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
     source check (idle-timed after `idle` seconds unless 0)."""
     sub = subject(p)
     to_guest = [SetField("eth_dst", m), Output(p)]  # (two flows)
+    if ":" in ip:  # IPv6 (a DHCPv6 lease): steering and source check, no ARP
+        return [
+            flow("from_uplink", P_PORT, {"eth_type": ETH_IPV6, "ipv6_dst": ip}, to_guest,
+                 purpose=Purpose.GUEST_IP, subject=sub),
+            flow("from_guest", P_BINDING, {"in_port": p, "eth_type": ETH_IPV6, "ipv6_src": ip},
+                 goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
+                 idle_timeout=idle, send_flow_removed=bool(idle)),
+        ]
     return [
         flow("from_uplink", P_BINDING, {"eth_type": ETH_ARP, "arp_spa": ip}, [ToController()],
              purpose=Purpose.CONFLICT, subject=sub),

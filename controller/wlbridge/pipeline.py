@@ -78,7 +78,7 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_guest", 20,
         frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
-                   "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
+                   "ipv6_src", "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
         frozenset(),
         ("switch_local",),
         "drop",

@@ -15,7 +15,7 @@ from typing import Any
 
 from .addresses import is_unicast_mac
 
-SOURCES = ("arp", "dhcp", "ipv4", "state", "static")
+SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static")
 
 
 @dataclass
@@ -88,7 +88,10 @@ class Counters(Counter):
 
 
 def is_guest_ip(ip: str) -> bool:
-    """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast)."""
+    """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast),
+    or an IPv6 one (unicast, not unspecified/loopback/IPv4-mapped, in canonical text)."""
+    if isinstance(ip, str) and ":" in ip:
+        return _is_guest_ipv6(ip)
     parts = ip.split(".") if isinstance(ip, str) else ()
     if len(parts) == 4 and all(p.isdigit() and p.isascii() and len(p) <= 3
                                and (p == "0" or p[0] != "0") for p in parts):
@@ -104,6 +107,16 @@ def is_guest_ip(ip: str) -> bool:
         return False
     return not (addr.is_unspecified or addr.is_loopback or addr.is_multicast
                 or addr.is_reserved or int(addr) == 0xFFFFFFFF)
+
+
+def _is_guest_ipv6(ip: str) -> bool:
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return False
+    return addr.compressed == ip and not (
+        addr.is_unspecified or addr.is_loopback or addr.is_multicast
+        or addr.ipv4_mapped is not None)
 
 
 def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
