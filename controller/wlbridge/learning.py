@@ -57,19 +57,20 @@ class PacketInPolicy:
             return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
-        if self.groups is not None and (
-                frame.eth_type == ETH_IPV6
-                or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
-            snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
-            if snooped is not None:
-                return snooped
         if frame.eth_type == ETH_IPV6:
             if frame.is_dhcp6_server:  # guests are DHCPv6 clients, never servers or relays
                 return self.refuse(guest, "dhcp6-server", frame.ipv6.src if frame.ipv6 else "")
             if frame.is_dhcp6_client:
                 counters["packet_in.dhcp6"] += 1
                 return self.dhcp6.from_guest(guest, frame, now)
-            return self.refuse(guest, "ipv6-router-advert", "")  # the only other IPv6 here
+        if self.groups is not None and (
+                frame.eth_type == ETH_IPV6
+                or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
+            snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
+            if snooped is not None:
+                return snooped
+        if frame.eth_type == ETH_IPV6:  # the only other IPv6 here
+            return self.refuse(guest, "ipv6-router-advert", "")
         if frame.is_dhcp_server:
             return self.refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
