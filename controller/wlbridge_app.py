@@ -124,6 +124,7 @@ class WlBridgeApp(AppBase):
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
             max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
+            ipv6_bindings_per_guest=conf.ipv6_bindings_per_guest,
             static_macs=wl_config.static_macs(conf.static_macs), meters=conf.meters,
             meter_pps=conf.meter_pps))
         self.lock = threading.RLock()
@@ -384,7 +385,7 @@ class WlBridgeApp(AppBase):
         return result
 
     def host_addresses(self, ips: list[str]) -> None:
-        """The host's IPv4 addresses on the bridge changed (netlink event)."""
+        """The host's IPv4 and IPv6 addresses on the bridge changed (netlink event)."""
         self._run(self.core.host_addresses, ips)
         self._save_due.set()   # the tick thread recomputes when it is next due
 

@@ -44,7 +44,11 @@ def options() -> list:
                    help="seconds an ARP/IPv4-learned guest address lives unused"),
         cfg.IntOpt("max_ips_per_port", default=16, min=1,
                    help="IPv4 addresses one guest port may hold"),
-        cfg.IntOpt("max_bindings", default=4096, min=1, help="IPv4 bindings in all"),
+        cfg.IntOpt("max_bindings", default=4096, min=1,
+                   help="IPv4 and IPv6 bindings in all"),
+        cfg.IntOpt("ipv6_bindings_per_guest", default=8, min=1,
+                   help="IPv6 addresses one guest port may hold (link-local, SLAAC, "
+                        "temporary, DHCPv6); idle ones expire after idle_timeout"),
         cfg.StrOpt("listen_host", default="127.0.0.1",
                    help="OpenFlow listen address (ryu-manager: used when --ofp-listen-host "
                         "is not given)"),

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cookies, flows
+from .addresses import canonical_ip6
 from .compat import ofp, parser
 from .dhcp_service import DhcpService
 from .effects import Bind, Deliver, Effect, LearnMac, Refresh, Reinject, Unbind
 from .learning import PacketInPolicy
 from .meters import Meters
+from .ndp import unsolicited_na
 from .pipeline import (
     PORT_LOCAL,
     PORT_TABLE,
@@ -57,6 +59,7 @@ class CoreConfig:
     idle_timeout: int = 300  # seconds an ARP/IPv4-learned binding lives unused
     max_ips_per_port: int = 16
     max_bindings: int = 4096
+    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest port may hold
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
     meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200
@@ -247,8 +250,8 @@ class Core:
         return msgs
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
-        """The host's own IPv4 addresses (on the bridge's internal port)."""
-        self.host_ips = set(ips)
+        """The host's own IPv4 and IPv6 addresses (on the bridge's internal port)."""
+        self.host_ips = {canonical_ip6(ip) or ip if ":" in ip else ip for ip in ips}
         msgs: list = []
         for ip in sorted(self.host_ips & set(self.bindings)):
             self._log_once(f"host-ip:{ip}", "host took %s, dropping guest binding", ip)
@@ -277,6 +280,8 @@ class Core:
         if c is None or c.purpose != cookies.Purpose.GUEST_IP:
             return []
         ip = match.get("ipv4_src")
+        if ip is None and isinstance(match.get("ipv6_src"), str):
+            ip = canonical_ip6(match["ipv6_src"])
         b = self.bindings.get(ip) if isinstance(ip, str) else None
         if b is None or b.source == "dhcp" or c.generation != self.generation:
             return []
@@ -505,7 +510,10 @@ class Core:
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
         out = [parser.OFPActionOutput(self.uplink)]
         msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
-                for ip in ips]
+                for ip in ips if ":" not in ip]
+        # IPv6: an unsolicited NA (override) per guest address (the host's kernel has its own)
+        msgs += [self.packet_out(ofp.OFPP_CONTROLLER, out, unsolicited_na(self.station_mac, ip))
+                 for ip in sorted(self.bindings) if ":" in ip]
         self.counters.bump("station.announced", len(msgs))
         return msgs
 

@@ -7,7 +7,7 @@ A generated part sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME 
 * usage.md ``synopsis``: every command's usage line, from the argument parser;
 * usage.md ``options``: the configuration options, from `config.options()`;
 * pipeline.md ``tables``: the tables, from `pipeline.TABLES`;
-* pipeline.md ``static``/``port``/``ip``: each section's flows, built by `flows`'s own
+* pipeline.md ``static``/``port``/``ip``/``ip6``: each section's flows, built by `flows`'s own
   functions for symbolic ports and addresses, and ``counts``: how many there are.
 """
 
@@ -31,12 +31,17 @@ WIDTH = 100
 # symbolic values the section flows are built with, and how they are shown
 UPLINK, GUEST = 1, 2
 STATION, GUEST_MAC, GUEST_IP = "02:00:00:00:00:aa", "02:00:00:00:00:bb", "192.0.2.1"
+GUEST_IP6 = "2001:db8::1"
 ETH_TYPES = {pipeline.ETH_ARP: "ARP", pipeline.ETH_IPV4: "IPv4", pipeline.ETH_IPV6: "IPv6",
              pipeline.ETH_EAPOL: "EAPOL"}
 IP_PROTOS = {pipeline.IPPROTO_UDP: "UDP", pipeline.IPPROTO_ICMPV6: "ICMPv6"}
 FIELD_ORDER = ("in_port", "eth_src", "eth_dst", "eth_type", "ip_proto", "arp_op", "arp_spa",
                "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst",
-               "icmpv6_type")
+               "icmpv6_type", "ipv6_src", "ipv6_dst", "ipv6_nd_target")
+ICMPV6_TYPES = {pipeline.ICMPV6_ROUTER_SOLICIT: "router solicitation",
+                pipeline.ICMPV6_ROUTER_ADVERT: "router advertisement",
+                pipeline.ICMPV6_NEIGHBOR_SOLICIT: "NS", pipeline.ICMPV6_NEIGHBOR_ADVERT: "NA",
+                pipeline.ICMPV6_REDIRECT: "redirect"}
 
 
 # ---- usage.md ---------------------------------------------------------------------------
@@ -121,6 +126,7 @@ def section_specs() -> dict[str, list[FlowSpec]]:
         "static": flows.static_flows(_view()),
         "port": flows.port_flows(GUEST, GUEST_MAC, None),
         "ip": flows.binding_flows(GUEST, GUEST_MAC, GUEST_IP, 300),
+        "ip6": flows.binding_flows(GUEST, GUEST_MAC, GUEST_IP6, 300),
     }
 
 
@@ -135,11 +141,12 @@ def _value(name: str, value: Any, section: str) -> str:
         return ETH_TYPES.get(value, f"{value:#06x}")
     if name == "ip_proto":
         return IP_PROTOS.get(value, str(value))
-    if name == "icmpv6_type" and value == pipeline.ICMPV6_ROUTER_ADVERT:
-        return "134 (router advertisement)"
+    if name == "icmpv6_type" and value in ICMPV6_TYPES:
+        return f"{value} ({ICMPV6_TYPES[value]})"
     if name in ("in_port", "port"):
         return _port(value, section)
-    return {STATION: "station", GUEST_MAC: "M", GUEST_IP: "A"}.get(value, str(value))
+    return {STATION: "station", GUEST_MAC: "M", GUEST_IP: "A", GUEST_IP6: "A"}.get(
+        value, str(value))
 
 
 def _port(port: int, section: str) -> str:
@@ -160,7 +167,7 @@ def _actions(spec: FlowSpec, section: str) -> str:
     if spec.goto:
         parts.append(f"goto {spec.goto}")
     if spec.idle_timeout:
-        parts.append("`idle_timeout` (ARP/IPv4-learned only), flow-removed")
+        parts.append("`idle_timeout` (not DHCP-learned), flow-removed")
     return ", ".join(parts) or "drop"
 
 
@@ -180,26 +187,29 @@ def counts() -> dict[str, int]:
     specs = section_specs()
     return {"static": len(specs["static"]), "port": len(specs["port"]),
             "port_unknown_mac": len(flows.port_flows(GUEST, None, None)),
-            "ip": len(specs["ip"])}
+            "ip": len(specs["ip"]), "ip6": len(specs["ip6"])}
 
 
 def counts_text() -> str:
     c = counts()
     return (f"Per bridge: {c['static']} static flows (the table misses included), "
             f"{c['port']} per guest port with a known MAC ({c['port_unknown_mac']} before "
-            f"the MAC is known), {c['ip']} per bound IPv4 address. Two guests with one address "
-            f"each: {total(2, 2)} flows.")
+            f"the MAC is known), {c['ip']} per bound IPv4 address, {c['ip6']} per bound IPv6 "
+            f"address. Two guests with one IPv4 address each: {total(2, 2)} flows; with a "
+            f"link-local and a global IPv6 address each too: {total(2, 2, 4)} flows.")
 
 
 def dump_total() -> str:
     c = counts()
+    ipv6 = len(flows.static6_flows(UPLINK, STATION)) + 2 * len(flows.port6_flows(GUEST, None))
     return (f"{total(2, 2)} flows in all: {c['static']} static + 2 × {c['port']} per guest "
-            f"port + 2 × {c['ip']} per bound IP.")
+            f"port + 2 × {c['ip']} per bound IP ({total(2, 2) - ipv6} in the dump above, "
+            f"taken before the {ipv6} IPv6 ones of the static and port sections existed).")
 
 
-def total(guests: int, bindings: int) -> int:
+def total(guests: int, bindings: int, bindings6: int = 0) -> int:
     c = counts()
-    return c["static"] + guests * c["port"] + bindings * c["ip"]
+    return c["static"] + guests * c["port"] + bindings * c["ip"] + bindings6 * c["ip6"]
 
 
 # ---- examples of output ----------------------------------------------------------------
@@ -258,6 +268,7 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),
+                    "ip6": lambda: section_table("ip6"),
                     "counts": counts_text, "flows-excerpt": flows_excerpt,
                     "dump-total": dump_total},
 }

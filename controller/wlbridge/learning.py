@@ -15,6 +15,7 @@ from typing import Any
 from . import guard
 from .dhcp_service import DhcpService
 from .effects import Bind, Effect, LearnMac, Refresh, Reinject
+from .nd import NdPolicy
 from .packets import Frame, FrameError, parse_frame
 from .pipeline import ETH_EAPOL, ETH_IPV6
 from .state import GuestPort, Model
@@ -31,6 +32,7 @@ class PacketInPolicy:
         self.config = config
         self.tel = telemetry
         self.dhcp = dhcp
+        self.nd = NdPolicy(model, config, telemetry)
 
     def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
         """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
@@ -53,8 +55,8 @@ class PacketInPolicy:
             return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
-        if frame.eth_type == ETH_IPV6:  # only router advertisements come here
-            return self.refuse(guest, "ipv6-router-advert", "")
+        if frame.eth_type == ETH_IPV6:
+            return self.nd.from_guest(guest, frame, now)
         if frame.is_dhcp_server:
             return self.refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
@@ -80,6 +82,8 @@ class PacketInPolicy:
             tel.log_once(f"conflict:{b.ip}", "LAN host %s claims %s, bound to guest port %s",
                          frame.arp.src_mac, b.ip, b.port_no)
             return []
+        if frame.eth_type == ETH_IPV6:
+            return self.nd.from_uplink(frame, now)
         tel.bump("packet_in.uplink_other")
         return []
 
