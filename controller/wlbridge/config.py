@@ -41,7 +41,7 @@ def options() -> list:
         cfg.StrOpt("dhcp_mode", default="broadcast", choices=DHCP_MODES,
                    help="how guests' DHCP crosses the one-MAC uplink"),
         cfg.IntOpt("idle_timeout", default=300, min=5,
-                   help="seconds an ARP/IPv4-learned guest address lives unused"),
+                   help="seconds a guest address not learned from DHCP lives unused"),
         cfg.IntOpt("max_ips_per_port", default=16, min=1,
                    help="IPv4 addresses one guest port may hold"),
         cfg.IntOpt("max_bindings", default=4096, min=1,

@@ -56,7 +56,7 @@ class CoreConfig:
 
     uplink: str = "wlan0"
     dhcp_mode: str = "broadcast"  # or "client-id"
-    idle_timeout: int = 300  # seconds an ARP/IPv4-learned binding lives unused
+    idle_timeout: int = 300  # seconds a binding not learned from DHCP lives unused
     max_ips_per_port: int = 16
     max_bindings: int = 4096
     ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest port may hold

@@ -227,11 +227,13 @@ def status_example() -> str:
         "dhcp_mode": "broadcast", "idle_timeout": 300,
         "guests": [
             {"port": "vnet0", "mac": "52:54:00:6b:3c:11",
-             "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None}]},
+             "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None},
+                     {"ip": "2001:db8:1:0:5054:ff:fe6b:3c11", "source": "nd", "expires": None},
+                     {"ip": "fe80::5054:ff:fe6b:3c11", "source": "nd", "expires": None}]},
             {"port": "veth-c1", "mac": "02:00:00:00:00:01",
              "ips": [{"ip": "192.168.1.175", "source": "dhcp", "expires": NOW + 296}]}],
         "counters": {"bindings.learned.arp": 1, "bindings.learned.dhcp": 1,
-                     "dhcp.ack.to_guest": 1}}
+                     "bindings.learned.nd": 2, "dhcp.ack.to_guest": 1}}
     return "```\n$ wlbridge status\n" + render(snap, now=NOW) + "\n  ...\n```"
 
 

@@ -87,3 +87,15 @@ def test_a_station_mac_change_announces_guest_ipv6_addresses_with_unsolicited_na
     # and the flows use the new MAC
     d = rig.send(G1, udp6(mac(G1), ROUTER, gua(G1), ROUTER6_LL))
     assert d.out(UP)["eth_src"] == new
+
+
+def test_status_text_fits_ipv6_addresses_in_the_ip_column():
+    from wlbridge.status_client import render
+
+    rig = bound_rig()
+    long = "2001:db8:1:0:5054:ff:fe6b:3c11"
+    rig.send(G1, udp6(mac(G1), ROUTER, long, LAN6))
+    text = render(rig.core.status(rig.now), now=rig.now)
+    rows = [line for line in text.splitlines() if "after 300s unused" in line]
+    assert any(long in r for r in rows)
+    assert len({r.index("after") for r in rows}) == 1  # one column for every address
