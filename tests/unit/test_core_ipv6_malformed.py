@@ -126,3 +126,18 @@ def test_mutated_nd_frames_never_raise_nor_bind_falsely(data, fix, from_uplink):
 def test_fuzz_seeds_are_valid():
     for raw in SEEDS:
         assert allowed(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_the_nd_parser_answers_or_refuses_every_mutation(data):
+    """`ndp.parse_ipv6` on mutated ND frames: a result or a FrameError, nothing else, and
+    what it accepts has a valid checksum and only well-formed link-layer options."""
+    raw = mutate(data.draw, data.draw(st.sampled_from(SEEDS + list(CASES.values()))), (1, 4))
+    try:
+        info = parse_ipv6(raw)
+    except FrameError:
+        return
+    if info.icmp_type in (133, 134, 135, 136, 137):
+        assert info.hop_limit == 255
+        assert info.sll is None or len(info.sll) == 17
