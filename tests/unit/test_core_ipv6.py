@@ -257,3 +257,14 @@ def test_nd_options_naming_another_mac_are_refused_or_rewritten():
     assert options(d.out(G2)) == {"sll": mac(G1)}
     d = rig.send(G1, na(mac(G1), gua(G1), gua(G1), mac(G2), gua(G2), tll=mac(G2)))
     assert d.ports() == {G2} and options(d.out(G2)) == {"tll": mac(G1)}
+
+
+def test_every_ipv6_packet_in_of_a_guest_passes_its_meter():
+    rig = rig6(meters=True)
+    learn6(rig, G1, ll(G1))
+    frames = [rs(mac(G1), ll(G1)), dad(mac(G1), gua(G1, 5)),
+              udp6(mac(G1), ROUTER, gua(G1, 6), ROUTER6_LL),
+              na(mac(G1), ll(G1), gua(G1, 7), ROUTER, ROUTER6_LL)]
+    for frame in frames:
+        r = rig.sw.process(G1, frame, now=rig.now)
+        assert r.to_controller and r.meters == [G1], str(r)
