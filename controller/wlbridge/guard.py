@@ -33,7 +33,8 @@ def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
     owner = bindings.get(ip)
     if owner is not None and owner.port_no != guest.port_no:
         return "ip-in-use"
-    if sum(1 for a in guest.ips if ":" not in a) >= max_per_port:  # IPv4 ones only
+    if len(guest.ips) >= max_per_port and \
+            sum(1 for a in guest.ips if ":" not in a) >= max_per_port:  # IPv4 ones only
         return "port-limit"
     if len(bindings) >= max_total:
         return "global-limit"
