@@ -37,7 +37,8 @@ ETH_TYPES = {pipeline.ETH_ARP: "ARP", pipeline.ETH_IPV4: "IPv4", pipeline.ETH_IP
 IP_PROTOS = {pipeline.IPPROTO_UDP: "UDP", pipeline.IPPROTO_ICMPV6: "ICMPv6"}
 FIELD_ORDER = ("in_port", "eth_src", "eth_dst", "eth_type", "ip_proto", "arp_op", "arp_spa",
                "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst",
-               "icmpv6_type", "ipv6_src", "ipv6_dst", "ipv6_nd_target")
+               "icmpv6_type", "ipv6_src", "ipv6_dst", "ipv6_nd_target", "ipv6_nd_sll",
+               "ipv6_nd_tll")
 ICMPV6_TYPES = {pipeline.ICMPV6_ROUTER_SOLICIT: "router solicitation",
                 pipeline.ICMPV6_ROUTER_ADVERT: "router advertisement",
                 pipeline.ICMPV6_NEIGHBOR_SOLICIT: "NS", pipeline.ICMPV6_NEIGHBOR_ADVERT: "NA",
@@ -201,7 +202,7 @@ def counts_text() -> str:
 
 def dump_total() -> str:
     c = counts()
-    ipv6 = len(flows.static6_flows(UPLINK, STATION)) + 2 * len(flows.port6_flows(GUEST, None))
+    ipv6 = len(flows.static6_flows(UPLINK, STATION)) + 2 * len(flows.port6_flows(GUEST, GUEST_MAC, None))
     return (f"{total(2, 2)} flows in all: {c['static']} static + 2 × {c['port']} per guest "
             f"port + 2 × {c['ip']} per bound IP ({total(2, 2) - ipv6} in the dump above, "
             f"taken before the {ipv6} IPv6 ones of the static and port sections existed).")

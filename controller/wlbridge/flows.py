@@ -179,7 +179,7 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
         flow("switch_local", P_PORT, {"eth_dst": m}, [Output(p)],
              purpose=Purpose.GUEST_MAC, subject=sub),
     ]
-    return specs + port6_flows(p, meter)
+    return specs + port6_flows(p, m, meter)
 
 
 def binding_args(b: Binding, view: View | None) -> tuple | None:
@@ -242,16 +242,23 @@ def static6_flows(u: int, s: str) -> list[FlowSpec]:
     ]
 
 
-def port6_flows(p: int, meter: int | None) -> list[FlowSpec]:
-    """IPv6 triggers of guest port `p` (its MAC known), controller-bound under `meter`:
+def port6_flows(p: int, m: str, meter: int | None) -> list[FlowSpec]:
+    """IPv6 triggers of guest port `p` with MAC `m`, controller-bound under `meter`:
     Router Solicitations (their source link-layer option is rewritten by the controller:
     OVS does not parse RS options), NAs whose target is not bound to the port yet, DAD
     (source ::, forwarded and seen: the target is the guest's tentative address) and any
-    IPv6 from a source not bound to the port (learn it or refuse it)."""
+    IPv6 from a source not bound to the port (learn it or refuse it).  ND from the LAN
+    naming the guest's MAC in its option (a leak reflected, or a spoof pointing the host's
+    or the guests' neighbour caches at a guest) is dropped (counted by the flows)."""
     sub = subject(p)
     trigger = [ToController()]
     icmp6 = {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    nd = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
     return [
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT,
+                                     "ipv6_nd_sll": m}, purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT,
+                                     "ipv6_nd_tll": m}, purpose=Purpose.CONFLICT, subject=sub),
         flow("from_guest", P_HIGH, {**icmp6, "icmpv6_type": ICMPV6_ROUTER_SOLICIT}, trigger,
              purpose=Purpose.UPLINK_OUT, subject=sub, meter=meter),
         flow("from_guest", P_ND, {**icmp6, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT}, trigger,

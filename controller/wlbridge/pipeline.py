@@ -73,7 +73,7 @@ TABLES: tuple[Table, ...] = (
         "from_uplink", 10,
         frozenset({"eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
                    "ipv4_dst", "ip_proto", "udp_src", "udp_dst",
-                   "ipv6_dst", "icmpv6_type", "ipv6_nd_target"}),
+                   "ipv6_dst", "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"}),
         frozenset({"eth_dst", "arp_tha"}),
         (),
         "local",

@@ -268,3 +268,17 @@ def test_every_ipv6_packet_in_of_a_guest_passes_its_meter():
     for frame in frames:
         r = rig.sw.process(G1, frame, now=rig.now)
         assert r.to_controller and r.meters == [G1], str(r)
+
+
+def test_lan_nd_naming_a_guests_mac_is_dropped():
+    rig = rig6()
+    learn6(rig, G1, gua(G1))
+    lan = "2001:db8:1::99"
+    for frame in (ns(ROUTER, ROUTER6_LL, lan, sll=mac(G1)),
+                  na(ROUTER, lan, lan, ALL_NODES_MAC, ALL_NODES, tll=mac(G1)),
+                  ns(ROUTER, ROUTER6_LL, gua(G1), sll=mac(G1))):
+        d = rig.send(UP, frame)
+        assert d.outputs == [] and d.packet_ins == 0, d
+    # the same from the LAN's own MAC goes where it should
+    d = rig.send(UP, ns(ROUTER, ROUTER6_LL, lan))
+    assert {LOCAL, G1, G2} <= d.ports()
