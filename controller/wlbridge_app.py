@@ -124,6 +124,7 @@ class WlBridgeApp(AppBase):
         self.core = Core(CoreConfig(
             uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
             max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
+            ipv6_bindings_per_guest=conf.ipv6_bindings_per_guest,
             static_macs=wl_config.static_macs(conf.static_macs), meters=conf.meters,
             meter_pps=conf.meter_pps, group_membership_interval=conf.group_membership_interval,
             max_groups_per_port=conf.max_groups_per_port, max_groups=conf.max_groups))
@@ -385,7 +386,7 @@ class WlBridgeApp(AppBase):
         return result
 
     def host_addresses(self, ips: list[str]) -> None:
-        """The host's IPv4 addresses on the bridge changed (netlink event): ``a.b.c.d/len``."""
+        """The host's IPv4 and IPv6 addresses on the bridge changed (netlink event): ``addr/len``."""
         self._run(self.core.host_addresses, ips)
         self._save_due.set()   # the tick thread recomputes when it is next due
 

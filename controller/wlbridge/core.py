@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cookies, flows
+from .addresses import canonical_ip6
 from .compat import ofp, parser
 from .dhcp6_service import Dhcp6Service
 from .dhcp_service import DhcpService
@@ -35,6 +36,7 @@ from .groupmsg import WELL_KNOWN
 from .groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from .learning import PacketInPolicy
 from .meters import Meters
+from .ndp import unsolicited_na
 from .pipeline import (
     PORT_LOCAL,
     PORT_TABLE,
@@ -69,9 +71,10 @@ class CoreConfig:
 
     uplink: str = "wlan0"
     dhcp_mode: str = "broadcast"  # or "client-id"
-    idle_timeout: int = 300  # seconds an ARP/IPv4-learned binding lives unused
+    idle_timeout: int = 300  # seconds a binding not learned from DHCP lives unused
     max_ips_per_port: int = 16
     max_bindings: int = 4096
+    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest port may hold
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
     meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200
@@ -270,10 +273,11 @@ class Core:
         return msgs
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
-        """The host's own IPv4 addresses (on the bridge's internal port), each bare or with
-        its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
+        """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
+        with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
         ips = list(ips)
-        self.host_ips = {ip.partition("/")[0] for ip in ips}
+        bare = [ip.partition("/")[0] for ip in ips]
+        self.host_ips = {canonical_ip6(ip) or ip if ":" in ip else ip for ip in bare}
         before = self.model.host_broadcasts
         self.model.host_broadcasts = subnet_broadcasts(ips)
         msgs: list = self._sync([("group", g) for g in sorted(
@@ -305,6 +309,8 @@ class Core:
         if c is None or c.purpose != cookies.Purpose.GUEST_IP:
             return []
         ip = match.get("ipv4_src")
+        if ip is None and isinstance(match.get("ipv6_src"), str):
+            ip = canonical_ip6(match["ipv6_src"])
         b = self.bindings.get(ip) if isinstance(ip, str) else None
         if b is None or b.source in flows.LEASED or c.generation != self.generation:
             return []
@@ -597,7 +603,10 @@ class Core:
         ips = [ip for ip in ips if ":" not in ip]  # ARP is IPv4's (IPv6 would announce by NA)
         out = [parser.OFPActionOutput(self.uplink)]
         msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
-                for ip in ips]
+                for ip in ips if ":" not in ip]
+        # IPv6: an unsolicited NA (override) per guest address (the host's kernel has its own)
+        msgs += [self.packet_out(ofp.OFPP_CONTROLLER, out, unsolicited_na(self.station_mac, ip))
+                 for ip in sorted(self.bindings) if ":" in ip]
         self.counters.bump("station.announced", len(msgs))
         return msgs
 

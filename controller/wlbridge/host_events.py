@@ -164,7 +164,8 @@ class HostWatcher:
                     addresses_changed = True
                 elif name == self.uplink:
                     self._uplink(link_state(msg) if event == "RTM_NEWLINK" else None)
-            elif (event in ("RTM_NEWADDR", "RTM_DELADDR") and msg["family"] == socket.AF_INET
+            elif (event in ("RTM_NEWADDR", "RTM_DELADDR")
+                  and msg["family"] in (socket.AF_INET, socket.AF_INET6)
                   and msg["index"] == self._bridge_index):
                 addresses_changed = True
         if self._indexes() != before:
@@ -211,9 +212,11 @@ class HostWatcher:
 
     def _refresh_addresses(self) -> None:
         ips: list[str] = []
-        if self._bridge_index is not None:
-            ips = sorted(_with_prefix(a) for a in self._query.get_addr(
-                index=self._bridge_index, family=socket.AF_INET))
+        if self._bridge_index is not None:  # IPv4 and IPv6 (a guest may claim neither)
+            ips = sorted({_with_prefix(a)
+                          for family in (socket.AF_INET, socket.AF_INET6)
+                          for a in self._query.get_addr(index=self._bridge_index,
+                                                        family=family)})
         if ips != self._addresses:
             self._addresses = ips
             self._on_addresses(ips)

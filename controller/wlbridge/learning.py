@@ -16,8 +16,9 @@ from . import guard
 from .dhcp6_service import Dhcp6Service
 from .dhcp_service import DhcpService
 from .effects import Bind, Effect, LearnMac, Refresh, Reinject
+from .nd import NdPolicy
 from .packets import Frame, FrameError, parse_frame
-from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_IGMP
+from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_ICMPV6, IPPROTO_IGMP
 from .state import GuestPort, Model
 from .telemetry import Telemetry
 
@@ -35,6 +36,7 @@ class PacketInPolicy:
         self.dhcp = dhcp
         self.groups = groups  # a `groups.GroupPolicy` (IGMP/MLD snooping), or None
         self.dhcp6 = dhcp6 if dhcp6 is not None else Dhcp6Service(model, config, telemetry)
+        self.nd = NdPolicy(model, config, telemetry)
 
     def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
         """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
@@ -64,13 +66,13 @@ class PacketInPolicy:
                 counters["packet_in.dhcp6"] += 1
                 return self.dhcp6.from_guest(guest, frame, now)
         if self.groups is not None and (
-                frame.eth_type == ETH_IPV6
+                (frame.ipv6 is not None and frame.ipv6.proto == IPPROTO_ICMPV6)
                 or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
             snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
             if snooped is not None:
                 return snooped
-        if frame.eth_type == ETH_IPV6:  # the only other IPv6 here
-            return self.refuse(guest, "ipv6-router-advert", "")
+        if frame.eth_type == ETH_IPV6:  # ND, router solicitations, unbound sources
+            return self.nd.from_guest(guest, frame, now)
         if frame.is_dhcp_server:
             return self.refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
@@ -99,6 +101,8 @@ class PacketInPolicy:
             tel.log_once(f"conflict:{b.ip}", "LAN host %s claims %s, bound to guest port %s",
                          frame.arp.src_mac, b.ip, b.port_no)
             return []
+        if frame.eth_type == ETH_IPV6:
+            return self.nd.from_uplink(frame, now)
         tel.bump("packet_in.uplink_other")
         return []
 

@@ -28,7 +28,11 @@ IPPROTO_TCP = 6
 IPPROTO_ICMP = 1
 IPPROTO_ICMPV6 = 58
 IPPROTO_IGMP = 2
+ICMPV6_ROUTER_SOLICIT = 133
 ICMPV6_ROUTER_ADVERT = 134
+ICMPV6_NEIGHBOR_SOLICIT = 135
+ICMPV6_NEIGHBOR_ADVERT = 136
+ICMPV6_REDIRECT = 137
 
 PORT_LOCAL = ofp.OFPP_LOCAL
 PORT_ALL = ofp.OFPP_ALL
@@ -69,7 +73,8 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_uplink", 10,
         frozenset({"eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
-                   "ipv4_dst", "ipv6_dst", "ip_proto", "udp_src", "udp_dst"}),
+                   "ipv4_dst", "ip_proto", "udp_src", "udp_dst",
+                   "ipv6_dst", "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"}),
         frozenset({"eth_dst", "arp_tha"}),
         (),
         "local",
@@ -78,8 +83,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_guest", 20,
         frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
-                   "ipv6_src", "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
-        frozenset(),
+                   "ip_proto", "udp_src", "udp_dst", "icmpv6_type",
+                   "ipv6_src", "ipv6_nd_target"}),
+        frozenset({"ipv6_nd_sll", "ipv6_nd_tll"}),
         ("switch_local",),
         "drop",
         "Port security and learning triggers for frames from guests.",
@@ -94,11 +100,12 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "to_uplink", 50,
-        frozenset({"eth_type"}),
-        frozenset({"eth_src", "arp_sha"}),
+        frozenset({"eth_type", "ip_proto", "icmpv6_type"}),
+        frozenset({"eth_src", "arp_sha", "ipv6_nd_sll", "ipv6_nd_tll"}),
         (),
         "drop",
-        "Rewrite to the station MAC (Ethernet source, ARP sender) and send out the uplink.",
+        "Rewrite to the station MAC (Ethernet source, ARP sender, ND link-layer options) and "
+        "send out the uplink.",
     ),
 )
 
@@ -122,6 +129,9 @@ PREREQUISITES: dict[str, tuple[str, tuple[int, ...]]] = {
     "tcp_src": ("ip_proto", (IPPROTO_TCP,)),
     "tcp_dst": ("ip_proto", (IPPROTO_TCP,)),
     "icmpv6_type": ("ip_proto", (IPPROTO_ICMPV6,)),
+    "ipv6_nd_target": ("icmpv6_type", (ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NEIGHBOR_ADVERT)),
+    "ipv6_nd_sll": ("icmpv6_type", (ICMPV6_NEIGHBOR_SOLICIT,)),
+    "ipv6_nd_tll": ("icmpv6_type", (ICMPV6_NEIGHBOR_ADVERT,)),
 }
 
 
@@ -209,6 +219,7 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
         values.update(kw)
     # Validity depends on the flow's shape only, not on its addresses: check each shape once.
     shape = (table, priority, goto, names, match.get("eth_type"), match.get("ip_proto"),
+             match.get("icmpv6_type"),
              tuple([a.field for a in actions if isinstance(a, SetField)]))
     order = _SHAPES.get(shape)
     if order is None:

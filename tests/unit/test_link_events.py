@@ -56,8 +56,10 @@ class FakeQuery:
 
     def get_addr(self, index: int, family: int) -> list[FakeMsg]:
         self.queries += 1
-        return [FakeMsg({"prefixlen": 24} if a.endswith(".3") else {}, {"IFA_LOCAL": a})
-                for a in self.addresses.get(index, [])]
+        v6 = family == socket.AF_INET6  # (IPv6 addresses have no IFA_LOCAL)
+        return [FakeMsg({"prefixlen": 24} if a.endswith(".3") else {},
+                        {"IFA_ADDRESS" if v6 else "IFA_LOCAL": a})
+                for a in self.addresses.get(index, []) if (":" in a) == v6]
 
 
 def watcher(query: FakeQuery) -> tuple[HostWatcher, list]:
@@ -83,6 +85,15 @@ def test_watcher_reports_uplink_events_and_host_address_changes_only() -> None:
     w.handle([addr(7, "RTM_DELADDR")])                              # same set: no report
     assert seen == [("carrier-down", 5), ("carrier-up", 5), ("removed", None),
                     ("appeared", 11), ("carrier-up", 11), ("ips", ["10.0.0.2", "10.0.0.3/24"])]
+
+
+def test_watcher_reports_the_hosts_ipv6_addresses_too() -> None:
+    query = FakeQuery({7: ["10.0.0.2", "2001:db8::2"]})
+    w, seen = watcher(query)
+    assert seen == [("ips", ["10.0.0.2", "2001:db8::2"])]
+    query.addresses[7].append("fe80::2")
+    w.handle([FakeMsg({"event": "RTM_NEWADDR", "index": 7, "family": socket.AF_INET6}, {})])
+    assert seen[-1] == ("ips", ["10.0.0.2", "2001:db8::2", "fe80::2"])
 
 
 def test_event_filter_lets_through_the_two_interfaces_and_new_ones() -> None:
