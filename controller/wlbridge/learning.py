@@ -19,6 +19,10 @@ from .effects import Bind, Effect, LearnMac, Refresh, Reinject
 from .nd import NdPolicy
 from .packets import Frame, FrameError, parse_frame
 from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_ICMPV6, IPPROTO_IGMP
+
+#: IPv6 next headers an MLD message comes behind: ICMPv6, or the hop-by-hop options header
+#: (with its router alert) that MLD messages carry first
+MLD_CARRIERS = (IPPROTO_ICMPV6, 0)
 from .state import GuestPort, Model
 from .telemetry import Telemetry
 
@@ -66,7 +70,7 @@ class PacketInPolicy:
                 counters["packet_in.dhcp6"] += 1
                 return self.dhcp6.from_guest(guest, frame, now)
         if self.groups is not None and (
-                (frame.ipv6 is not None and frame.ipv6.proto == IPPROTO_ICMPV6)
+                (frame.ipv6 is not None and frame.ipv6.proto in MLD_CARRIERS)
                 or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
             snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
             if snooped is not None:

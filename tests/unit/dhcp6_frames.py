@@ -104,7 +104,8 @@ def headers6(raw: bytes) -> dict:
     fields the switch matches on, read directly."""
     with contextlib.suppress(Exception):
         h = from_bytes(raw)
-        if h.get("eth_type") != 0x86DD or "udp_src" in h or len(raw) < 62:
+        if (h.get("eth_type") != 0x86DD or "udp_src" in h or "icmpv6_type" in h
+                or len(raw) < 62):
             return h
     h = {}
     if len(raw) >= 14:

@@ -158,7 +158,7 @@ def test_reply_reaches_the_guest_with_its_mac_and_binds_the_ia_na_address():
     # visible in status and in the saved state
     ips = {g["port"]: g["ips"] for g in rig.core.status(rig.now)["guests"]}
     assert [(a["ip"], a["source"]) for a in ips[f"g{G1}"]] == [(leased(G1), "dhcp6")]
-    saved = [r for r in rig.core.export_state()["bindings"] if r["ip"] == leased(G1)]
+    saved = [r for r in rig.core.export_state()["bindings6"] if r["ip"] == leased(G1)]
     assert saved and saved[0]["source"] == "dhcp6" and saved[0]["lease"] == VALID
 
 
@@ -259,14 +259,17 @@ def test_release_of_another_guests_address_unbinds_nothing():
     assert dhcp6_bindings(rig) == {leased(G1): G1}
 
 
-def test_station_mac_change_announces_ipv4_only_and_keeps_the_ipv6_steering():
+def test_station_mac_change_announces_the_lease_by_na_and_keeps_the_ipv6_steering():
     rig = Rig()
     four_steps(rig, G1, XID1)
     new = "02:5a:00:00:00:99"
     rig.station = new
     d = rig.apply(rig.core.port_modified(Port(UP, "wlan0", new), rig.now))
-    garps = [h for p, h in d.outputs if p == UP]
-    assert garps and all(h["eth_type"] == 0x0806 and ":" not in h["arp_spa"] for h in garps)
+    out = [h for p, h in d.outputs if p == UP]
+    assert all(":" not in h["arp_spa"] for h in out if h["eth_type"] == 0x0806)  # ARP: IPv4
+    nas = [h for h in out if h["eth_type"] == 0x86DD and h.get("icmpv6_type") == 136]
+    assert [h["ipv6_nd_target"] for h in nas if h["ipv6_nd_target"] == leased(G1)], out
+    assert all(h["eth_src"] == new for h in out)
     assert send(rig, UP, raw_dhcp6(SERVER_MAC, new, "2001:db8::1", leased(G1), b"hi",
                                    sport=4000, dport=5000)).ports() == {G1}
 
