@@ -114,6 +114,7 @@ def basic_lan(
     dhcpv6: str | None = "stateful",
     slaac: bool = True,
     ra_unicast: bool = True,
+    ra_unsolicited: bool = True,
     ra_interval: tuple[int, int] = (3, 6),
     static_guests6: bool = False,
 ) -> nx.Graph:
@@ -165,6 +166,7 @@ def basic_lan(
             "other": dhcpv6 is not None,
             "autonomous": slaac,
             "unicast_solicited": ra_unicast,
+            "unsolicited": ra_unsolicited,
             "interval": tuple(ra_interval),
         }
         if dhcpv6:
@@ -375,7 +377,7 @@ def _check_ra(g: nx.Graph, router: str, net6: ipaddress.IPv6Network | None) -> N
         _fail(f"router {router!r}: router advertisements (ra) on a LAN without IPv6")
     if not isinstance(conf, dict):
         _fail(f"router {router!r}: ra must be a dict or None")
-    known = {"managed", "other", "autonomous", "unicast_solicited", "interval"}
+    known = {"managed", "other", "autonomous", "unicast_solicited", "unsolicited", "interval"}
     if set(conf) - known:
         _fail(f"router {router!r}: unknown ra keys {sorted(set(conf) - known)}")
     for key in known - {"interval"}:

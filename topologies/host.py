@@ -184,6 +184,12 @@ class Host:
         self.run("ip", "link", "set", self.ifname, "down", check=True)
         self.run("ip", "link", "set", self.ifname, "up", check=True)
 
+    def mcast_argv(self, *args: str) -> list[str]:
+        """argv of the group/discovery tool (`topologies.mcast`) on this node's interface."""
+        import sys
+
+        return [sys.executable, "-m", "topologies.mcast", "--ifname", self.ifname, *args]
+
     def dhclient6(self, *, stateless: bool = False, oneshot: bool = False,
                   extra: Sequence[str] = (), timeout: float = 10) -> Proc:
         """Start ISC dhclient -6 (``stateless``: -S, Information-Request only) with private

@@ -3,7 +3,9 @@
 radvd, not dnsmasq, sends the RAs (dnsmasq only serves DHCPv6), so the RA side can be set as real
 LANs do: the prefix with the autonomous flag (SLAAC), the M/O flags pointing at stateful or
 stateless DHCPv6, and answers to Router Solicitations sent unicast to the soliciting host
-(``AdvRASolicitedUnicast``: radvd sends them to the MAC in the RS's source link-layer option).
+(``AdvRASolicitedUnicast``: radvd sends them to the MAC in the RS's source link-layer option);
+``unsolicited: False`` turns the periodic multicast RAs off (``UnicastOnly``), so that an address
+can only come from the answer to a solicitation.
 The router is never a default router (lifetime 0): no namespace, the root one included, gets
 a default route from the emulated LAN, as its DHCPv4 sends no router option.
 """
@@ -34,6 +36,7 @@ def radvd_conf(ifname: str, subnet6: str, conf: dict) -> str:
     AdvManagedFlag {_on(conf.get("managed", False))};
     AdvOtherConfigFlag {_on(conf.get("other", False))};
     AdvRASolicitedUnicast {_on(conf.get("unicast_solicited", True))};
+    UnicastOnly {_on(not conf.get("unsolicited", True))};
     AdvSourceLLAddress on;
     prefix {net} {{
         AdvOnLink on;

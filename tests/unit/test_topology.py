@@ -304,7 +304,8 @@ def test_ipv6_lan_addresses_and_defaults():
     assert addr6["guest1"] is None  # guests form theirs by SLAAC
     ra_conf = g.nodes["router"]["ra"]
     assert ra_conf == {"managed": True, "other": True, "autonomous": True,
-                       "unicast_solicited": True, "interval": (3, 6)}
+                       "unicast_solicited": True, "unsolicited": True,
+                       "interval": (3, 6)}
     assert g.nodes["router"]["dhcp6"] == {"mode": "stateful", "lease_time": 300,
                                           "range": (str(net6[0x1000]), str(net6[0x1FFF]))}
     assert any(str(net6) in line for line in describe(g))
