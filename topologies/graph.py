@@ -15,7 +15,8 @@ Node attributes (all nodes have ``role``):
   "stateful" or "stateless", ``range`` (first, last) for stateful, ``lease_time``) or None.
 * ``peer``: another LAN host.  ``netns``, ``mac``, ``addr``.
 * ``station``: the host running OVS, i.e. the ROOT namespace (``netns`` is None).  Its uplink is
-  the root-namespace end of the station link.  ``mac``, ``addr`` (may be None).
+  the root-namespace end of the station link.  ``mac``, ``addr`` (may be None), ``accept_ra``
+  (IPv6 LAN: the uplink processes RAs, SLAAC; default True).
 * ``guest``: a namespace whose one veth has its host end in the root namespace, to be attached to
   an OVS bridge.  ``netns``, ``mac``, ``addr`` (static address, or None for a DHCP guest).
 
@@ -117,6 +118,7 @@ def basic_lan(
     ra_unsolicited: bool = True,
     ra_interval: tuple[int, int] = (3, 6),
     static_guests6: bool = False,
+    station_accept_ra: bool = True,
 ) -> nx.Graph:
     """AP + router (DHCP server, gateway) + peers + the station (root ns) + guests.
 
@@ -178,7 +180,7 @@ def basic_lan(
                addr=addr(1), dhcp=dhcp_conf, addr6=addr6(1), ra=ra_conf, dhcp6=dhcp6_conf)
     g.add_edge("ap", "router", ifnames={"ap": "to-router", "router": "eth0"})
     g.add_node("station", role="station", netns=None, mac=make_mac("station"), addr=addr(2),
-               addr6=addr6(2))
+               addr6=addr6(2), accept_ra=station_accept_ra)
     g.add_edge("ap", "station", station_link=True,
                ifnames={"ap": "to-station", "station": uplink or f"{prefix}-wl0"})
     for i in range(1, n_peers + 1):
@@ -501,6 +503,8 @@ def validate(g: nx.Graph) -> nx.Graph:
     for key in ("filter", "group_to_unicast"):
         if not isinstance(g.nodes[ap].get(key, False), bool):
             _fail(f"AP attribute {key!r} must be a bool")
+    if not isinstance(g.nodes[station].get("accept_ra", True), bool):
+        _fail("station attribute 'accept_ra' must be a bool")
     return g
 
 

@@ -115,6 +115,9 @@ class World:
             for u, v, data in self.graph.edges(data=True):
                 self._make_link(u, v, data["ifnames"])
             self._make_ap()
+            st = the(self.graph, "station")
+            if self.subnet6 and not self.graph.nodes[st].get("accept_ra", True):
+                _root_sysctl(f"net/ipv6/conf/{self.uplink}/accept_ra", "0")
             for h in self._hosts.values():
                 if h.addr:
                     h.set_addr(h.addr)

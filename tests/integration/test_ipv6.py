@@ -305,8 +305,11 @@ def test_guest_to_guest_and_guest_to_host_over_ipv6_stay_local(v6lan, wlbridge_o
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
-def test_host_ipv6_on_the_bridge_still_works(v6lan, wlbridge_on):
-    world = v6lan(n_guests=1)
+@pytest.mark.parametrize("uplink_ra", [True, False], ids=["uplink_slaac", "uplink_static_only"])
+def test_host_ipv6_on_the_bridge_still_works(v6lan, wlbridge_on, uplink_ra):
+    # uplink_slaac: the uplink took RAs before setup (SLAAC address, RA-learned on-link route),
+    # as a laptop's wlan0 does; uplink_static_only: a static address and nothing else
+    world = v6lan(n_guests=1, station_accept_ra=uplink_ra)
     peer = world.peers[0]
     wl = wlbridge_on(world)
     station6 = ip6(world.station)

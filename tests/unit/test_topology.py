@@ -309,6 +309,9 @@ def test_ipv6_lan_addresses_and_defaults():
     assert g.nodes["router"]["dhcp6"] == {"mode": "stateful", "lease_time": 300,
                                           "range": (str(net6[0x1000]), str(net6[0x1FFF]))}
     assert any(str(net6) in line for line in describe(g))
+    assert g.nodes["station"]["accept_ra"] is True
+    assert basic_lan(prefix="wtu9", ipv6=True, station_accept_ra=False).nodes["station"][
+        "accept_ra"] is False
 
 
 def test_ipv6_lan_modes():
