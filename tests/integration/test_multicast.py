@@ -48,6 +48,18 @@ def guest_capture(guest, bpf: str):
     return proc
 
 
+def group_lines(cap, group: str) -> list[str]:
+    """Captured frames (tcpdump -e lines) addressed to an IP group."""
+    return [x for x in cap.output().splitlines() if f"> {group}." in x]
+
+
+def assert_group_mac(cap, group: str, mac: str) -> None:
+    """Every frame the guest got for `group` carried the group's own MAC."""
+    wait_for(lambda: group_lines(cap, group), timeout=5, what=f"{group} in the capture")
+    lines = group_lines(cap, group)
+    assert all(f"> {mac}," in x for x in lines), lines
+
+
 def send_until(sender, listeners, dst: str, port: int, payload: str, timeout: float = 10):
     """Send a datagram every 0.5 s until every listener printed it (or timeout); True if so."""
     def all_got():
@@ -73,9 +85,7 @@ def test_ipv4_group_datagram_reaches_joined_guest_with_the_group_mac(make_world,
     cap = guest_capture(g1, "udp port 5000")
     listener = start_tool(g1, "listen", "239.1.2.3", "5000")
     assert send_until(peer, [listener], "239.1.2.3", 5000, "to-group-v4"), diag(world, wl)
-    wait_for(lambda: "239.1.2.3.5000" in cap.output(), timeout=5, what="the capture")
-    lines = [x for x in cap.output().splitlines() if "239.1.2.3.5000" in x]
-    assert lines and all("> 01:00:5e:01:02:03," in x for x in lines), lines
+    assert_group_mac(cap, "239.1.2.3", "01:00:5e:01:02:03")
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
@@ -89,9 +99,7 @@ def test_ipv6_group_datagram_reaches_joined_guest_with_the_group_mac(make_world,
     cap = guest_capture(g1, "udp port 5000")
     listener = start_tool(g1, "listen", "ff15::1234", "5000")
     assert send_until(peer, [listener], "ff15::1234", 5000, "to-group-v6"), diag(world, wl)
-    wait_for(lambda: "ff15::1234.5000" in cap.output(), timeout=5, what="the capture")
-    lines = [x for x in cap.output().splitlines() if "ff15::1234.5000" in x]
-    assert lines and all("> 33:33:00:00:12:34," in x for x in lines), lines
+    assert_group_mac(cap, "ff15::1234", "33:33:00:00:12:34")
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
@@ -132,6 +140,7 @@ def test_mdns_discovery_both_ways_through_a_converting_ap(make_world, wlbridge_o
     wl = wlbridge_on(world)
     addr = {4: ip_of, 6: ip6_of}[family]
     fam = f"-{family}"
+    cap = guest_capture(g1, "udp port 5353")
     # the peer finds the guest ...
     start_tool(g1, fam, "mdns-respond", "guest1.local", addr(g1))
     res = peer.run(*peer.mcast_argv(fam, "--timeout", "8", "mdns-query", "guest1.local"),
@@ -141,6 +150,10 @@ def test_mdns_discovery_both_ways_through_a_converting_ap(make_world, wlbridge_o
     start_tool(peer, fam, "mdns-respond", "peer1.local", addr(peer))
     res = g1.run(*g1.mcast_argv(fam, "--timeout", "8", "mdns-query", "peer1.local"), timeout=20)
     assert f"answer {addr(peer)}" in res.stdout, (res.stdout, diag(world, wl))
+    # queries and answers reached the guest with the mDNS group's MAC
+    group, mac = {4: ("224.0.0.251", "01:00:5e:00:00:fb"), 6: ("ff02::fb", "33:33:00:00:00:fb")}[
+        family]
+    assert_group_mac(cap, group, mac)
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
@@ -151,10 +164,15 @@ def test_ssdp_discovery_both_ways_through_a_converting_ap(make_world, wlbridge_o
     wl = wlbridge_on(world)
     fam = f"-{family}"
     st = "urn:schemas-upnp-org:device:MediaRenderer:1"
+    cap = guest_capture(g1, "udp port 1900")
     start_tool(g1, fam, "ssdp-respond", st, "http://guest1/desc.xml")
     res = peer.run(*peer.mcast_argv(fam, "--timeout", "8", "ssdp-search", st), timeout=20)
     assert "answer http://guest1/desc.xml" in res.stdout, (res.stdout, diag(world, wl))
     start_tool(peer, fam, "ssdp-respond", st, "http://peer1/desc.xml")
     res = g1.run(*g1.mcast_argv(fam, "--timeout", "8", "ssdp-search", st), timeout=20)
     assert "answer http://peer1/desc.xml" in res.stdout, (res.stdout, diag(world, wl))
+    # the peer's M-SEARCH reached the guest with the SSDP group's MAC
+    group, mac = {4: ("239.255.255.250", "01:00:5e:7f:ff:fa"),
+                  6: ("ff02::c", "33:33:00:00:00:0c")}[family]
+    assert_group_mac(cap, group, mac)
     assert ap_foreign(world) == 0, diag(world, wl)
