@@ -274,8 +274,9 @@ def test_ping6_guest_to_peer_global_and_router_link_local(v6lan, wlbridge_on):
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
-def test_peer_reaches_a_guest_that_never_sent_anything(v6lan, wlbridge_on):
-    world = v6lan(n_guests=1, static_guests6=True)
+@pytest.mark.parametrize("ap_unicast", [False, True], ids=["ap_multicast", "ap_group_to_unicast"])
+def test_peer_reaches_a_guest_that_never_sent_anything(v6lan, wlbridge_on, ap_unicast):
+    world = v6lan(n_guests=1, static_guests6=True, group_to_unicast=ap_unicast)
     g1, peer = world.guests[0], world.peers[0]
     # quiet from now on: no router solicitations, no SLAAC (its static address did DAD before
     # it was attached to anything)
@@ -284,7 +285,15 @@ def test_peer_reaches_a_guest_that_never_sent_anything(v6lan, wlbridge_on):
     assert g1.wait_ip6(ip6(g1), timeout=10)
     wl = wlbridge_on(world)
     assert bindings6(status_json(wl), ip6(g1)) == []
+    cap = Capture(world, g1.netns, g1.ifname, "g1-nd", "icmp6")
     assert peer.ping6(ip6(g1), count=3, timeout=2), diag(world, wl)
+    # the peer's NS (to the solicited-node group; unicast to the station when the AP converts)
+    # reached the guest addressed to it: its solicited-node MAC or its own MAC
+    low24 = ipaddress.ip_address(ip6(g1)).packed[-3:]
+    solicited_mac = "33:33:ff:" + ":".join(f"{b:02x}" for b in low24)
+    ns = [p for p in cap.packets() if ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == ip6(g1)]
+    assert ns and all(p[Ether].dst in (solicited_mac, g1.mac) for p in ns), \
+        [p.summary() + " " + p[Ether].dst for p in ns]
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
