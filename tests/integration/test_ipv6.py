@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from harness import ap_foreign, wait_for, wlbridge
+from scapy.error import Scapy_Exception
 from scapy.layers.inet6 import (
     ICMPv6ND_NA,
     ICMPv6ND_NS,
@@ -95,7 +96,7 @@ class Capture:
         """What was captured so far (tcpdump -U writes every packet at once)."""
         try:
             return list(rdpcap(str(self.path)))
-        except (OSError, EOFError, ValueError):  # nothing written yet, or half a record
+        except (OSError, EOFError, ValueError, Scapy_Exception):  # nothing yet, half a record
             return []
 
     def packets(self) -> list:
