@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
+APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool radvd \
                 nftables iperf3 tcpdump busybox dhcpcd-base
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
 WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
