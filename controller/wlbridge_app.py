@@ -166,6 +166,7 @@ class WlBridgeApp(AppBase):
         # ... and a reassociation renews the host's DHCP client (wlbridge.lease_renewal)
         self.lease_renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
         self.uplink_events.on_reassociated.append(self.lease_renewal.reassociated)
+        self.uplink_events.on_recreated.append(self.lease_renewal.recreated)
         self.watcher = HostWatcher(conf.bridge, uplink, on_addresses=self.host_addresses,
                                    on_uplink=self.uplink_events.uplink_changed)
         self._watching = False   # started after the first resync (see _start_watcher)

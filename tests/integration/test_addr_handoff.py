@@ -388,3 +388,45 @@ def test_reassociation_renews_the_bridges_dhclient_at_once(dhcp_lan, tmp_path):
         assert "uplink reassociated: dhclient on" in ctl.logs()
     finally:
         ctl.close()
+
+
+def test_recreated_uplink_renews_the_bridges_dhclient(dhcp_lan, tmp_path):
+    """Issue 13 item 4: the uplink interface deleted and created again (a Wi-Fi driver
+    reload) is a reassociation too: once the controller has re-plugged the new interface,
+    the dhclient setup started on the bridge confirms its lease at once (its script sees
+    REBOOT, not the RENEW due at half the lease) and gets the same address, through the new
+    interface."""
+    world, uplink = dhcp_lan
+    ip = uplink.start()
+    peer = world.peers[0]
+    ctl = Controller(world, tmp_path / "ctl")
+    (tmp_path / "ctl").mkdir()
+    try:
+        wlbridge("setup", "--uplink", world.uplink, "--bridge", ctl.bridge, "--datapath",
+                 "netdev", "--controller", f"tcp:127.0.0.1:{ctl.of_port}", "--state-dir",
+                 str(tmp_path / "state"))
+        ctl.is_set_up = True
+        ctl.start()
+        wait_for(lambda: uplink.renewals(ctl.bridge), timeout=LEASE + 10,
+                 what="the bridge's dhclient to get its lease")
+        [(pid, argv)] = [(p, a) for p, a in ours(tmp_path) if a[:1] == ["dhclient"]]
+
+        def reboots() -> list[str]:
+            return [r for r in uplink.renewals(ctl.bridge) if r.split()[1] == "REBOOT"]
+
+        before = len(reboots())      # setup's start on the bridge
+        world.recreate_station_link(gap=0.5)
+        # well before the RENEW due at half the lease (12 s): the re-plug takes < 2 s
+        [confirmed] = wait_for(lambda: reboots()[before:], timeout=LEASE / 2 - 2,
+                               what=f"a REBOOT on the bridge:\n{ctl.logs()[-3000:]}")
+        assert confirmed.split()[3] == ip, confirmed
+        clients = [(p, a) for p, a in ours(tmp_path) if a[:1] == ["dhclient"]]
+        assert [a for _, a in clients] == [argv] and clients[0][0] != pid, clients
+        assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
+        assert addr_info(world.uplink) == []
+        assert world.station.ping(peer.addr, src=ip)
+        logs = ctl.logs()
+        assert "re-plugged" in logs or "is back" in logs, logs[-3000:]
+        assert "uplink re-created: dhclient on" in logs, logs[-3000:]
+    finally:
+        ctl.close()

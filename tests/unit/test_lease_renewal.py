@@ -9,7 +9,7 @@ import logging
 import pytest
 from wlbridge import addr_handoff as ah
 from wlbridge import addr_manager as am
-from wlbridge.host_events import CARRIER_UP
+from wlbridge.host_events import CARRIER_UP, RECREATED
 from wlbridge.hostnet import Address
 from wlbridge.lease_renewal import LeaseRenewal, renewal
 from wlbridge.link_events import UplinkEvents
@@ -99,6 +99,20 @@ def test_carrier_back_on_the_uplink_restarts_the_bridges_dhclient(caplog):
     lines = [r.getMessage() for r in caplog.records if "renew" in r.getMessage()
              or "INIT-REBOOT" in r.getMessage()]
     assert len(lines) == 1 and "dhclient on br-wl" in lines[0], lines
+
+
+def test_a_re_plugged_uplink_restarts_the_bridges_dhclient(caplog):
+    log: list[str] = []
+    renew = renewer(log)
+    events = UplinkEvents("br-wl", "wlan0", None, spawn=lambda fn: fn(),
+                          repair=lambda *_: ([], []))
+    events.on_reassociated.append(renew.reassociated)
+    events.on_recreated.append(renew.recreated)
+    with caplog.at_level(logging.INFO, logger="wlbridge.app"):
+        events.uplink_changed(RECREATED, None)
+    assert log == ["do stop", "do start"]
+    lines = [r.getMessage() for r in caplog.records if "INIT-REBOOT" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("uplink re-created: dhclient on br-wl"), lines
 
 
 def test_a_client_that_does_not_start_again_is_restarted_as_it_was(caplog):
