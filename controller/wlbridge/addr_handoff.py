@@ -24,9 +24,11 @@ Who manages the bridge's addresses afterwards:
   directory, daemonised (``-nw``).  Stopped (SIGTERM: no release, no STOP script) on the
   uplink; at teardown the original command line is started again with its lease file
   carrying the bridge's latest lease.
-* dhcpcd, one instance for the uplink -> an instance on the bridge asked for the current
-  address (``-r``), the uplink's stopped (``-x``).  A dhcpcd manager (all interfaces) is
-  refused (see `_dhcpcd_plan`).
+* dhcpcd, one instance for the uplink -> the uplink's stopped (``-x``) before the addresses
+  move (a running dhcpcd puts an address taken from its interface back at once), then an
+  instance on the bridge asked for the current address (``-r``); its resolv.conf hook off
+  (``-C resolv.conf``) unless the uplink's wrote /etc/resolv.conf.  A dhcpcd manager (all
+  interfaces) is refused (see `_dhcpcd_plan`).
 * NetworkManager -> stops its IP configuration of the uplink for this activation only
   (``nmcli device modify``, not persistent), leaves the bridge unmanaged, and the bridge gets
   wlbridge's dhclient; teardown reapplies the connection.
@@ -74,6 +76,7 @@ PATIENCE = 31536000
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 5.0
 NETWORKD_DIR = "/run/systemd/network"
+DHCPCD_NOT_RUNNING = "not running"     # `dhcpcd -x IFACE`'s error when no instance runs
 
 
 class HandoffRefused(Exception):
@@ -113,6 +116,7 @@ class Plan:
     uplink: str
     bridge: str
     setup: list[Step] = field(default_factory=list)
+    before_move: list[Step] = field(default_factory=list)   # setup, before addresses move
     teardown_before: list[Step] = field(default_factory=list)   # addresses still on bridge
     teardown_after: list[Step] = field(default_factory=list)    # bridge gone
     notes: list[str] = field(default_factory=list)
@@ -128,8 +132,8 @@ class Plan:
             data = json.loads(text)
             if data.get("version") != PLAN_VERSION:
                 raise ValueError(f"unsupported hand-off record version {data.get('version')!r}")
-            steps = {k: [Step(**s) for s in data.pop(k)]
-                     for k in ("setup", "teardown_before", "teardown_after")}
+            steps = {k: [Step(**s) for s in data.pop(k, [])]
+                     for k in ("setup", "before_move", "teardown_before", "teardown_after")}
             return cls(**data, **steps)
         except (AttributeError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"invalid hand-off record: {exc}") from exc
@@ -373,25 +377,34 @@ def _dhcpcd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
                 f"manages {br} by itself (if its allowinterfaces let it)")])
     fam = [] if d.families == (4, 6) else [f"-{d.families[0]}"]
     request = ["-r", dyn4[0].address] if dyn4 else []
+    # the bridge's instance writes /etc/resolv.conf only if the uplink's did
+    nohook = [] if det.writes_dns else ["-C", "resolv.conf"]
     lifted = [a for a in det.dynamic if a.family == 4]
     plan.manager = f"dhcpcd on {br}"
     stop_up = ["dhcpcd", *fam, "-x", up]
     stop_br = ["dhcpcd", *fam, "-x", br]
-    start = ["dhcpcd", *fam, "-b", *request, br]
-    restart = ["dhcpcd", *fam, "-b", up]
+    start = ["dhcpcd", *fam, "-b", *nohook, *request, br]
+    restart = ["dhcpcd", *fam, "-b", *nohook, *request, up]
+    # stopped before the addresses move: dhcpcd puts an address removed from its interface
+    # back at once (seen: setup's route move then failed, "Network is unreachable")
+    plan.before_move = [Step("command", f"dhcpcd stops managing {up}: {shlex.join(stop_up)}",
+                             {"argv": stop_up, "undo": restart})]
     plan.setup = (_forever(br, lifted, "dhcpcd") + sysctls + [
         Step("command", f"dhcpcd manages {br}: {shlex.join(start)}",
-             {"argv": start, "undo": stop_br}),
-        Step("command", f"dhcpcd stops managing {up}: {shlex.join(stop_up)}",
-             {"argv": stop_up, "undo": restart})])
+             {"argv": start, "undo": stop_br, "done_if": DHCPCD_NOT_RUNNING})])
     plan.teardown_before = [Step("command", f"dhcpcd stops managing {br}: "
-                                 f"{shlex.join(stop_br)}", {"argv": stop_br, "undo": start})]
+                                 f"{shlex.join(stop_br)}",
+                                 {"argv": stop_br, "undo": start,
+                                  "done_if": DHCPCD_NOT_RUNNING})]
     plan.teardown_before += _forever(br, lifted, "dhcpcd")
     plan.teardown_after = [Step("command", f"dhcpcd manages {up} again: {shlex.join(restart)}",
                                 {"argv": restart, "undo": None})]
     plan.notes.append("dhcpcd's own command line cannot be read back (it rewrites its process "
-                      "title): the instances wlbridge starts use dhcpcd's default "
-                      "configuration (not verified on real hardware)")
+                      "title): the instances wlbridge starts read dhcpcd's default "
+                      "configuration file (/etc/dhcpcd.conf)")
+    if not det.writes_dns:
+        plan.notes.append("the uplink's dhcpcd did not write /etc/resolv.conf: the bridge's "
+                          "runs without its resolv.conf hook (-C resolv.conf)")
     return plan
 
 
@@ -668,13 +681,24 @@ class HostOps:
             err = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
             raise RuntimeError(f"`{shlex.join(argv)}` failed: {err}")
 
-    def do_command(self, argv: list[str] | None, undo: list[str] | None) -> None:
+    def do_command(self, argv: list[str] | None, undo: list[str] | None,
+                   done_if: str | None = None) -> None:
         if argv:
-            self.run(argv)
+            self._run_unless(argv, done_if)
 
-    def undo_command(self, argv: list[str] | None, undo: list[str] | None) -> None:
+    def undo_command(self, argv: list[str] | None, undo: list[str] | None,
+                     done_if: str | None = None) -> None:
         if undo:
-            self.run(undo)
+            self._run_unless(undo, done_if)
+
+    def _run_unless(self, argv: Sequence[str], done_if: str | None) -> None:
+        """`run`, except that a failure saying `done_if` (e.g. a client to stop is not
+        running) is what was wanted."""
+        try:
+            self.run(argv)
+        except RuntimeError as exc:
+            if not done_if or done_if not in str(exc) or "-x" not in argv:   # stops only
+                raise
 
     # address lifetimes
     def do_forever(self, iface: str, addresses: list[dict[str, Any]]) -> None:

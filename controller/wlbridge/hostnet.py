@@ -408,7 +408,9 @@ class HostNet(IngressFilters):
                 done.append(f"address {addr} removed from {src}")
         on_dst_routes = {r.key() for r in self.routes(dst)}
         src_routes = {r.key() for r in self.routes(src)} if src_index else set()
-        for route in state.routes:
+        # routes to the link before routes through a gateway: an address without a prefix
+        # route (dhcpcd adds its own) leaves the gateway unreachable until then
+        for route in sorted(state.routes, key=lambda r: r.gateway is not None):
             if route.key() in src_routes:
                 self._ignore(errno.ESRCH, self.ipr.route, "del",
                              **route_kwargs(route, src_index, full=False))
