@@ -233,6 +233,6 @@ class HostWatcher:
 
 
 def _iproute() -> Any:
-    from pyroute2 import IPRoute
+    from wlbridge.pyroute2_lazy import IPRoute
 
     return IPRoute()

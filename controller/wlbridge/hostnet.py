@@ -25,9 +25,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from .ingress_filter import (  # noqa: F401 - re-exported: the tc API lives on HostNet
     BPF_PROG_LOAD,
     BPF_PROG_TYPE_SCHED_CLS,
@@ -58,6 +55,7 @@ from .ingress_filter import (  # noqa: F401 - re-exported: the tc API lives on H
     isolation_requests,
     load_isolation_program,
 )
+from .pyroute2_lazy import IPRoute, NetlinkError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
