@@ -581,6 +581,19 @@ class HostOps:
                                 start_new_session=True, close_fds=True)
         return proc.pid
 
+    def do_rebind(self, iface: str) -> None:
+        """Tell the dhcpcd instance of `iface` alone (found by its process title, ``dhcpcd:
+        IFACE [ip4]``) to rebind at once: SIGHUP, what ``dhcpcd -n IFACE`` sends it (seen:
+        RECONFIGURE, then a RENEW of its address).  Signalled directly: ``dhcpcd -n IFACE``
+        may reach a dhcpcd manager's control socket instead, and a
+        manager replaces its options with the command's."""
+        found = [d.pid for d in (am.parse_dhcpcd(p) for p in am.read_processes())
+                 if d is not None and d.interfaces == (iface,)]
+        if not found:
+            raise RuntimeError(f"no dhcpcd instance runs on {iface}")
+        for pid in found:
+            os.kill(pid, signal.SIGHUP)
+
     def do_start(self, argv: list[str], pidfile: str) -> None:
         os.makedirs(os.path.dirname(pidfile), exist_ok=True)
         if self.find(argv, pidfile) is not None:

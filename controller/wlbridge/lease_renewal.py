@@ -12,7 +12,10 @@ changes: nobody would notice.  `LeaseRenewal.reassociated` is attached to
   command line, so it asks for its current address at once (INIT-REBOOT: a DHCPREQUEST).
   The address stays on the bridge meanwhile; if the new one does not start, the stop is
   undone (`addr_handoff.execute`: the client is started again);
-* anyone else (static addresses, ``keep``, dhcpcd, systemd-networkd, no hand-off): nothing.
+* the dhcpcd instance the hand-off started on the bridge: told to rebind (SIGHUP, as
+  ``dhcpcd -n`` would; it confirms its lease at once, as dhcpcd does on wlan0 when the
+  carrier returns);
+* anyone else (static addresses, ``keep``, systemd-networkd, no hand-off): nothing.
 
 One log line says what was done.  Nothing here raises into the controller.
 """
@@ -35,6 +38,10 @@ def renewal(plan: Plan | None) -> tuple[list[Step], str]:
     saying what is done (or why nothing)."""
     if plan is None:
         return [], "no address hand-off recorded for the bridge: no DHCP client to renew"
+    if plan.manager.startswith("dhcpcd on "):
+        return ([Step("rebind", f"dhcpcd on {plan.bridge} told to rebind (SIGHUP)",
+                      {"iface": plan.bridge})],
+                f"{plan.manager}: told to rebind (SIGHUP) to confirm its lease at once")
     starts = [s for s in plan.setup if s.kind == "start"]
     if not starts:
         return [], f"the host's address is managed by {plan.manager}: nothing to renew"

@@ -549,7 +549,8 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
     through the test LAN).  Setup stops the uplink's instance before the addresses move and
     starts one on the bridge asking for the address; for three lease times the host keeps
     the address, renewed on the bridge, its route and DNS; teardown gives dhcpcd back to the
-    uplink.  The machine's /etc/resolv.conf and hostname never change."""
+    uplink.  A reassociation (carrier down, up) makes the bridge's instance rebind at once.
+    The machine's /etc/resolv.conf and hostname never change."""
     if not shutil.which("dhcpcd"):
         (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
             "dhcpcd is not installed (Debian: dhcpcd-base)")
@@ -601,6 +602,24 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
             assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
         assert f"nameserver {router}" in host.resolv.read_text()      # DNS kept
         assert ctl.status()["host_address"]["address_manager"] == f"dhcpcd on {ctl.bridge}"
+
+        # a reassociation: the bridge's instance rebinds at once (issue 13 item 4);
+        # RECONFIGURE comes only from that (its RENEWs come every 12 s anyway)
+        def reconfigured() -> list[str]:
+            lines = host.events.read_text().splitlines()
+            return [ln for ln in lines if ln.split()[1:3] == ["RECONFIGURE", ctl.bridge]]
+
+        world.set_station_carrier(False)
+        wait_for(lambda: "lost its carrier" in ctl.logs(), timeout=15,
+                 what=f"the controller to see the carrier go:\n{ctl.logs()[-2000:]}")
+        assert not reconfigured()
+        world.set_station_carrier(True)
+        [line] = wait_for(reconfigured, timeout=10,
+                          what=f"dhcpcd on the bridge to rebind:\n{ctl.logs()[-2000:]}")
+        assert line.split()[3] == ip, line
+        assert "uplink reassociated: dhcpcd on" in ctl.logs()
+        assert wait_for(lambda: world.station.ping(peer.addr, src=ip, count=1, timeout=0.5),
+                        timeout=10, what="the host on the LAN again")
     finally:
         ctl.stop()
         res = host.wlbridge("teardown", "--bridge", ctl.bridge, check=False)

@@ -53,7 +53,28 @@ def test_the_dhclient_the_handoff_started_is_stopped_without_release_and_started
     assert "INIT-REBOOT" in line and "\n" not in line
 
 
-@pytest.mark.parametrize("mode", ["static", "keep", "dhcpcd", "networkd"])
+def test_the_dhcpcd_instance_on_the_bridge_is_told_to_rebind():
+    plan = PLANS["dhcpcd"]()
+    steps, line = renewal(plan)
+    assert [(s.kind, s.data) for s in steps] == [("rebind", {"iface": "br-wl"})]
+    assert "dhcpcd on br-wl" in line and "rebind" in line and "\n" not in line
+
+
+def test_a_rebind_signals_only_the_bridges_own_dhcpcd_instance(monkeypatch):
+    procs = [am.Process(70, 1, "dhcpcd", ("dhcpcd: [manager] [ip4] [ip6]",)),
+             am.Process(71, 1, "dhcpcd", ("dhcpcd: wlan1 [ip4]",)),
+             am.Process(72, 1, "dhcpcd", ("dhcpcd: br-wl [ip4]",)),
+             am.Process(73, 72, "dhcpcd", ("dhcpcd: [privileged proxy] br-wl [ip4]",))]
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(am, "read_processes", lambda: procs)
+    monkeypatch.setattr(ah.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    ah.HostOps().do_rebind("br-wl")
+    assert killed == [(72, ah.signal.SIGHUP)]
+    with pytest.raises(RuntimeError, match="no dhcpcd instance runs on br-wl0"):
+        ah.HostOps().do_rebind("br-wl0")
+
+
+@pytest.mark.parametrize("mode", ["static", "keep", "networkd"])
 def test_other_managers_are_left_alone(mode):
     plan = PLANS[mode]()
     steps, line = renewal(plan)
