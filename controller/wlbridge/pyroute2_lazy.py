@@ -56,6 +56,6 @@ def install() -> None:
 install()
 
 from pyroute2.iproute.linux import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 
-__all__ = ["IPRoute", "NetlinkError", "install"]
+__all__ = ["IPRoute", "NetlinkDumpInterrupted", "NetlinkError", "install"]

@@ -234,3 +234,32 @@ def test_a_failed_repair_runs_no_recreated_hook() -> None:
     events.uplink_changed("appeared", LinkState(3, True, True, None))
     spawn.run_all()
     assert hooked == []
+
+
+def test_an_interrupted_dump_is_asked_again() -> None:
+    """The kernel interrupts a dump while interfaces change (other test runs on the
+    machine): the watcher asks again instead of stopping."""
+    from wlbridge.pyroute2_lazy import NetlinkDumpInterrupted
+
+    class Interrupting(FakeQuery):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.interrupts = {"links": 2, "addr": 2}
+
+        def _maybe(self, what: str) -> None:
+            if self.interrupts[what]:
+                self.interrupts[what] -= 1
+                raise NetlinkDumpInterrupted()
+
+        def get_links(self, *index: int) -> list[FakeMsg]:
+            self._maybe("links")
+            return super().get_links(*index)
+
+        def get_addr(self, index: int, family: int) -> list[FakeMsg]:
+            self._maybe("addr")
+            return super().get_addr(index, family)
+
+    query = Interrupting({7: ["10.0.0.2"]})
+    w, seen = watcher(query)
+    assert seen == [("ips", ["10.0.0.2"])] and w.uplink_state.index == 5
+    assert query.interrupts == {"links": 0, "addr": 0}
