@@ -76,6 +76,7 @@ PATIENCE = 31536000
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 5.0
 NETWORKD_DIR = "/run/systemd/network"
+SYSTEM_DHCLIENT_SCRIPT = "/sbin/dhclient-script"
 DHCPCD_NOT_RUNNING = "not running"     # `dhcpcd -x IFACE`'s error when no instance runs
 
 
@@ -285,14 +286,33 @@ def make_plan(mode: str, det: am.Detection, uplink: str, bridge: str, state_dir:
     return _networkd_plan(plan, det, dyn4, sysctls)
 
 
+def no_dns_script(system_script: str = SYSTEM_DHCLIENT_SCRIPT) -> str:
+    """A dhclient script that runs the system's without the DNS options (Debian's
+    ``make_resolv_conf`` writes /etc/resolv.conf only when the server sent some)."""
+    return ("#!/bin/sh\n# wlbridge setup: the host's previous address manager did not run a "
+            "DHCP client, so\n# this one leaves /etc/resolv.conf alone: the system's script "
+            "without DNS options\nunset new_domain_name_servers new_domain_name "
+            "new_domain_search new_dhcp6_name_servers \\\n  new_dhcp6_domain_search\n"
+            f"exec {system_script} \"$@\"\n")
+
+
 def _client_steps(plan: Plan, cmd: am.DhclientCmd | None, family: int, state_dir: str,
-                  dyn4: Sequence[Address], now: float) -> tuple[list[Step], Step, Step]:
-    """(prepare steps, start step, stop step) of one dhclient on the bridge."""
+                  dyn4: Sequence[Address], now: float,
+                  dns: bool = True) -> tuple[list[Step], Step, Step]:
+    """(prepare steps, start step, stop step) of one dhclient on the bridge; `dns` False:
+    it does not write /etc/resolv.conf (`no_dns_script`)."""
     files = dhclient_files(state_dir, plan.bridge, family)
     argv = bridge_dhclient_argv(cmd, plan.uplink, plan.bridge, files, family)
-    prep = [Step("conf", f"dhclient configuration for {plan.bridge}: {files['conffile']}",
-                 {"src": cmd.conffile if cmd else None, "path": files["conffile"],
-                  "uplink": plan.uplink, "bridge": plan.bridge})]
+    prep = []
+    if not dns and cmd is None:
+        script = files["pidfile"][:-len(".pid")] + ".script"
+        argv[-1:-1] = ["-sf", script]
+        prep.append(Step("write", f"{script}: the system's dhclient script without DNS "
+                         "(the previous manager did not write /etc/resolv.conf)",
+                         {"path": script, "text": no_dns_script(), "mode": 0o755}))
+    prep += [Step("conf", f"dhclient configuration for {plan.bridge}: {files['conffile']}",
+                  {"src": cmd.conffile if cmd else None, "path": files["conffile"],
+                   "uplink": plan.uplink, "bridge": plan.bridge})]
     if family == 4 and dyn4:
         prep.append(Step("write", f"lease file {files['leasefile']} asking for {dyn4[0]}",
                          {"path": files["leasefile"],
@@ -329,7 +349,9 @@ def _dhclient_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence
     starts, stops = [], []
     for family in families:
         cmd = next((c for c in cmds if c.family == family), None)
-        prep, start, stop = _client_steps(plan, cmd, family, state_dir, dyn4, now)
+        # no dhclient ran (--address-manager dhclient forced): nothing wrote DNS before
+        prep, start, stop = _client_steps(plan, cmd, family, state_dir, dyn4, now,
+                                          dns=bool(cmds))
         setup += prep
         starts.append(start)
         stops.append(stop)
@@ -614,15 +636,17 @@ class HostOps:
 
     # files
     @staticmethod
-    def do_write(path: str, text: str) -> None:
+    def do_write(path: str, text: str, mode: int | None = None) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
 
     @staticmethod
-    def undo_write(path: str, text: str) -> None:
+    def undo_write(path: str, text: str, mode: int | None = None) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:

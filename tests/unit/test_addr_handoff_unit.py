@@ -532,3 +532,30 @@ def test_dhcpv6_client_goes_along_with_its_leases():
 def test_unparsable_lease_file_gives_no_lease():
     assert ah.last_lease("lease { garbage", "br-wl") is None
     assert ah.last_lease("}}} lease {\n interface \"eth0\";\n}\n", "br-wl") is None
+
+
+def test_forced_dhclient_where_none_ran_leaves_resolv_conf_alone(tmp_path):
+    """`--address-manager dhclient` on a host where no DHCP client ran: nothing wrote
+    /etc/resolv.conf before, so wlbridge's dhclient runs the system's script without the
+    DNS options; the script really drops them and passes the rest."""
+    p = plan("dhclient", detect(facts()))
+    [start] = [s for s in p.setup if s.kind == "start"]
+    [write] = [s for s in p.setup if s.kind == "write" and s.data["path"].endswith(".script")]
+    argv = start.data["argv"]
+    assert argv[argv.index("-sf") + 1] == write.data["path"] and argv[-1] == "br-wl"
+    assert write.data["mode"] == 0o755
+    system = tmp_path / "system-script"
+    system.write_text('#!/bin/sh\necho "dns=$new_domain_name_servers ip=$new_ip_address $1"\n')
+    system.chmod(0o755)
+    ours = tmp_path / "ours"
+    ah.HostOps.do_write(str(ours), ah.no_dns_script(str(system)), 0o755)
+    import subprocess
+
+    out = subprocess.run([str(ours), "arg"], capture_output=True, text=True, check=True,
+                         env={"new_domain_name_servers": "10.0.0.1", "new_ip_address": "10.0.0.5",
+                              "PATH": "/usr/bin:/bin"}).stdout
+    assert out.strip() == "dns= ip=10.0.0.5 arg"
+    # where a dhclient ran, its own script and options are kept, DNS included
+    kept = plan("dhclient", detect(facts(proc(500, *IFUPDOWN))))
+    assert not [s for s in kept.setup if s.kind == "write" and s.data["path"].endswith(".script")]
+    assert "-sf" not in next(s for s in kept.setup if s.kind == "start").data["argv"]
