@@ -56,7 +56,7 @@ from .ingress_filter import (  # noqa: F401 - re-exported: hostnet.X keeps worki
     isolation_requests,
     load_isolation_program,
 )
-from .pyroute2_lazy import IPRoute, NetlinkError
+from .pyroute2_lazy import IPRoute
 
 if TYPE_CHECKING:
     from typing_extensions import Self
