@@ -15,14 +15,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cookies, flows
+from . import cookies, flows, lifecycle
 from .compat import ofp, parser
 from .dhcp_service import DhcpService
-from .effects import Bind, Deliver, Effect, LearnMac, Refresh, Reinject, Unbind
+from .effects import (
+    AddGuest,
+    Adopt,
+    Announce,
+    Bind,
+    Deliver,
+    DropGuest,
+    Effect,
+    HostAddresses,
+    LearnMac,
+    Refresh,
+    Reinject,
+    SetUplink,
+    SyncPort,
+    Unbind,
+)
 from .learning import PacketInPolicy
 from .meters import Meters
 from .pipeline import (
-    PORT_LOCAL,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -134,18 +148,6 @@ class Core:
     def station_mac(self, value: str | None) -> None:
         self.model.station_mac = value
 
-    @property
-    def _by_mac(self) -> dict[str, GuestPort]:
-        return self.model.by_mac
-
-    @_by_mac.setter
-    def _by_mac(self, value: dict[str, GuestPort]) -> None:
-        self.model.by_mac = value
-
-    @property
-    def _logged(self) -> set[str]:
-        return self.telemetry.logged
-
     # ------------------------------------------------------------------ events
     def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
         """A (re)connection: install everything under a new generation, then clean up."""
@@ -154,16 +156,17 @@ class Core:
         self.generation = self.generation % cookies.MAX_GENERATION + 1
         self.ports = {p.port_no: p for p in ports if p.port_no < ofp.OFPP_MAX}
         before = self.station_mac
-        self._find_uplink()
+        self._set_uplink(lifecycle.find_uplink(self.ports, self.config.uplink))
         for port_no, guest in list(self.guests.items()):
             port = self.ports.get(port_no)
             if port is None or port.name != guest.name or port_no == self.uplink:
                 self._park_guest(port_no)  # back in place if its port (re)appears
-        self._by_mac = {g.mac: g for g in self.guests.values() if g.mac}
+        self.model.by_mac = {g.mac: g for g in self.guests.values() if g.mac}
         for port in self.ports.values():
             if port.port_no != self.uplink:
-                self._ensure_guest(port)
-        self._adopt_restored(now)
+                for effect in lifecycle.new_guest(self.model, port, self.config.static_macs):
+                    self._add_guest(effect)
+        self._restored.adopt(self.model, self.counters, now)
         self._drop_bindings_without_port()
         self._sections = Sections()
         self._view = None
@@ -171,8 +174,8 @@ class Core:
         msgs += self._sync_all()
         msgs += self.meters.stale(self.guests)
         msgs.append(flow_stats_request())
-        if before is not None and self.station_mac is not None and before != self.station_mac:
-            msgs += self._station_changed(before, now)
+        msgs += self._apply(lifecycle.station_changed(before, self.station_mac, self.telemetry),
+                            now)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
                  "meters %s", dpid, len(self.ports), self.uplink, self.station_mac,
                  self.generation, "on" if self.meters.in_use else "off")
@@ -207,24 +210,8 @@ class Core:
             return []
         old = self.ports.get(port.port_no)
         self.ports[port.port_no] = port
-        if old is not None and old.name != port.name:
-            self._forget_port(port.port_no)
-        if port.name == self.config.uplink or port.port_no == self.uplink:
-            before = self.station_mac
-            came_up = (old is None or not old.up) and port.up   # None: re-plugged
-            self._find_uplink()
-            msgs = self._sync_all()
-            if before is not None and self.station_mac is not None and before != self.station_mac:
-                msgs += self._station_changed(before, now)
-            elif came_up:
-                LOG.info("uplink %s is up again: announcing the guests", port.name)
-                msgs += self._announce(now)
-            return msgs
-        self._ensure_guest(port)
-        self._adopt_restored(now)
-        msgs = self._meter_msgs([port.port_no])
-        return msgs + self._sync([("static",), ("port", port.port_no)]
-                                 + [("ip", ip) for ip in self.guests[port.port_no].ips])
+        return self._apply(lifecycle.port_changed(self.model, self.ports, port, old,
+                                                  self.config, self.telemetry), now)
 
     def port_modified(self, port: Port, now: float) -> list:
         """Port status change: a new station MAC (reconnect, randomisation) redoes the flows."""
@@ -234,12 +221,11 @@ class Core:
         port = self.ports.pop(port_no, None)
         if port is None:
             return []
-        if port_no == self.uplink:
-            LOG.warning("uplink %s left the bridge: guests are cut off", port.name)
-            self._find_uplink()
-            return self._sync_all()
-        self._forget_port(port_no)
-        msgs = self._sync([("static",)])
+        was_uplink = port_no == self.uplink
+        msgs = self._apply(lifecycle.port_gone(self.model, self.ports, port, self.config,
+                                               self.telemetry), now)
+        if was_uplink:
+            return msgs
         if self.connected and flows.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
         if self.connected and port_no in self.meters.ids:
@@ -248,12 +234,7 @@ class Core:
 
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 addresses (on the bridge's internal port)."""
-        self.host_ips = set(ips)
-        msgs: list = []
-        for ip in sorted(self.host_ips & set(self.bindings)):
-            self._log_once(f"host-ip:{ip}", "host took %s, dropping guest binding", ip)
-            msgs += self._unbind(ip, "host-ip")
-        return msgs
+        return self._apply(lifecycle.host_addresses(self.model, ips, self.telemetry), now)
 
     def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
                   cookie: int = 0) -> list:
@@ -271,27 +252,13 @@ class Core:
         """An idle binding flow timed out in the switch: the binding is unused, drop it.
         Flows removed for any other reason (a switch shutting down deletes its flows)
         say nothing about the guest."""
-        c = cookies.decode(cookie)
-        if reason != ofp.OFPRR_IDLE_TIMEOUT:
-            return []
-        if c is None or c.purpose != cookies.Purpose.GUEST_IP:
-            return []
-        ip = match.get("ipv4_src")
-        b = self.bindings.get(ip) if isinstance(ip, str) else None
-        if b is None or b.source == "dhcp" or c.generation != self.generation:
-            return []
-        self.counters.bump("bindings.expired.idle")
-        self.binding_log.info(now, "binding %s on port %s expired (idle)", ip, b.port_no)
-        return self._unbind(ip, "idle")
+        return self._apply(lifecycle.idle_flow_removed(
+            self.model, cookie, match, reason == ofp.OFPRR_IDLE_TIMEOUT, self.generation,
+            self.telemetry, now), now)
 
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry."""
-        msgs: list = []
-        for ip, b in list(self.bindings.items()):
-            if b.expires is not None and b.expires <= now:
-                self.counters.bump("bindings.expired.lease")
-                self.binding_log.info(now, "lease of %s on port %s ended", ip, b.port_no)
-                msgs += self._unbind(ip, "lease")
+        msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self._restored.expire(now):
             self.dirty = True
         self.dhcp.tick(now)
@@ -355,6 +322,8 @@ class Core:
         out: list = []
         reinject: list = []
         touched: dict[Section, None] = {}
+        meters: list[int] = []  # guest ports whose meter goes before the flows
+        sync_all = False
         for effect in effects:
             kind = type(effect)
             if kind is Bind:
@@ -377,11 +346,48 @@ class Core:
                 touched[("port", effect.port_no)] = None
             elif kind is Refresh:
                 touched[("ip", effect.ip)] = None
-            else:  # pragma: no cover - a new effect without its application
-                raise TypeError(f"unknown effect {effect!r}")
-        if touched:
+            elif kind is Announce:
+                reinject.append(effect)  # after the flows, with the model as it is then
+            elif kind is SetUplink:
+                self._set_uplink(effect)
+                sync_all = True  # every section depends on the uplink and station MAC
+            else:
+                touched.update(dict.fromkeys(self._change(effect, now)))
+                if kind is SyncPort and effect.port_no in self.model.guests:
+                    meters.append(effect.port_no)
+        for port_no in meters:  # a guest port's bindings, as they are now
+            touched.update(dict.fromkeys(("ip", ip) for ip in self.model.guests[port_no].ips))
+        if meters:
+            out += self._meter_msgs(meters)
+        if sync_all:
+            out += self._sync_all()
+        elif touched:
             out += self._sync(touched)
-        return out + reinject if reinject else out
+        for item in reinject:
+            if type(item) is Announce:
+                out += self._announce(now)
+            else:
+                out.append(item)
+        return out
+
+    def _change(self, effect: Effect, now: float) -> list[Section]:
+        """Carry out one of the core's other events' model changes; the sections touched."""
+        kind = type(effect)
+        if kind is HostAddresses:
+            self.model.host_ips = set(effect.ips)
+            return []
+        if kind is AddGuest:
+            self._add_guest(effect)
+            return [("static",), ("port", effect.port_no)]
+        if kind is DropGuest:
+            self._forget_port(effect.port_no)
+            return [("static",)]
+        if kind is Adopt:
+            self._restored.adopt(self.model, self.counters, now)
+            return []
+        if kind is SyncPort:
+            return [("static",), ("port", effect.port_no)]
+        raise TypeError(f"unknown effect {effect!r}")  # a new effect without its application
 
     def _learn_mac(self, port_no: int, mac: str) -> None:
         guest = self.model.guests[port_no]
@@ -392,12 +398,6 @@ class Core:
         LOG.info("port %s: guest MAC %s", guest.name, mac)
 
     # --------------------------------------------------------------- bindings
-    def bind(self, guest: GuestPort, ip: str, source: str, now: float,
-             expires: float | None = None, lease: int | None = None) -> list:
-        """Bind `ip` to a guest (replacing any other binding of that IP)."""
-        self._bind(guest, ip, source, now, expires, lease)
-        return self._sync([("ip", ip)])
-
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None) -> None:
         bindings = self.model.bindings
@@ -411,14 +411,6 @@ class Core:
         if old is None or old.port_no != guest.port_no:
             self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
                                   source)
-
-    def unbind(self, ip: str, why: str) -> list:
-        return self._unbind(ip, why)
-
-    def _unbind(self, ip: str, why: str) -> list:
-        if not self._unbind_model(ip, why):
-            return []
-        return self._sync([("ip", ip)])
 
     def _unbind_model(self, ip: str, why: str) -> bool:
         b = self.model.bindings.pop(ip, None)
@@ -485,12 +477,6 @@ class Core:
         return self.meters.ensure(p for p in ports if p in self.guests)
 
     # ------------------------------------------------------- station changes
-    def _station_changed(self, before: str, now: float) -> list:
-        self.counters.bump("station.mac_changes")
-        LOG.warning("station MAC changed from %s to %s: flows rewritten, announcing the guests",
-                    before, self.station_mac)
-        return self._announce(now)
-
     def _announce(self, now: float | None = None) -> list:
         """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
         hosts update their caches at once (after a station MAC change or the uplink coming
@@ -519,31 +505,21 @@ class Core:
         return parser.OFPPacketOut(datapath=None, buffer_id=ofp.OFP_NO_BUFFER,
                                    in_port=in_port, actions=actions, data=data)
 
-    def _find_uplink(self) -> None:
-        self.uplink, self.station_mac = None, None
+    def _set_uplink(self, uplink: SetUplink) -> None:
+        self.uplink, self.station_mac = uplink.port_no, uplink.station_mac
         self._view = None
-        for port in self.ports.values():
-            if port.name == self.config.uplink:
-                self.uplink, self.station_mac = port.port_no, port.hw_addr.lower()
         if self.uplink is None:
             self._log_once("no-uplink", "uplink %s is not on the bridge", self.config.uplink)
         else:
             self.telemetry.forget("no-uplink")
 
-    def _ensure_guest(self, port: Port) -> None:
-        if port.port_no in self.guests or port.port_no == PORT_LOCAL:
-            return
-        guest = GuestPort(port.port_no, port.name)
-        mac = self.config.static_macs.get(port.name)
-        if mac:
-            guest.mac, guest.mac_source = mac.lower(), "configured"
-            self._by_mac[guest.mac] = guest
-        self.guests[port.port_no] = guest
+    def _add_guest(self, new: AddGuest) -> None:
+        guest = GuestPort(new.port_no, new.name)
+        if new.mac:
+            guest.mac, guest.mac_source = new.mac, "configured"
+            self.model.by_mac[guest.mac] = guest
+        self.guests[new.port_no] = guest
         self._view = None
-
-    def _adopt_restored(self, now: float) -> None:
-        """Apply saved (or parked) guest MACs and bindings to ports that now exist."""
-        self._restored.adopt(self.model, self.counters, now)
 
     def _drop_bindings_without_port(self) -> None:
         for ip, b in list(self.bindings.items()):
@@ -556,15 +532,15 @@ class Core:
         guest = self.guests.pop(port_no)
         self._view = None
         self.dhcp.forget_port(port_no)
-        if self._by_mac.get(guest.mac or "") is guest:
-            del self._by_mac[guest.mac]
+        if self.model.by_mac.get(guest.mac or "") is guest:
+            del self.model.by_mac[guest.mac]
         self._restored.park(self.model.bindings, self.counters, guest)
 
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
         self._view = None
-        if guest is not None and self._by_mac.get(guest.mac or "") is guest:
-            del self._by_mac[guest.mac]
+        if guest is not None and self.model.by_mac.get(guest.mac or "") is guest:
+            del self.model.by_mac[guest.mac]
         self.dhcp.forget_port(port_no)
         for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
             del self.bindings[ip]

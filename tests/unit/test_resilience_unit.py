@@ -286,8 +286,8 @@ def test_flood_from_one_port_grows_no_controller_structure(mode):
 
     assert len(core.bindings) <= core.config.max_ips_per_port
     assert {b.port_no for b in core.bindings.values()} == {G1}
-    assert set(core.guests) == {G1, G2} and len(core._by_mac) == 1
-    assert len(core._logged) <= 20, core._logged
+    assert set(core.guests) == {G1, G2} and len(core.model.by_mac) == 1
+    assert len(core.telemetry.logged) <= 20, core.telemetry.logged
     assert len(core.counters) <= 40, sorted(core.counters)
     assert len(core.dhcp.relay) <= core.dhcp.relay.max_per_port
     assert core.counters["refused.spoofed-mac"] > 1000
@@ -306,7 +306,7 @@ def test_flood_of_lan_claims_to_guest_addresses_is_bounded():
         rig.core.packet_in(UP, data_of(arp_reply(_random_mac(rnd), ip(G1), STATION, HOST_IP)),
                            rig.now)
     assert rig.core.counters["conflicts.uplink"] == 3000
-    assert len(rig.core._logged) <= 5
+    assert len(rig.core.telemetry.logged) <= 5
     assert rig.core.bindings[ip(G1)].port_no == G1
 
 
@@ -314,7 +314,7 @@ def test_warning_log_keys_are_bounded():
     core = Core(config())
     for i in range(5 * core_mod.LOGGED_MAX):
         core._log_once(f"k{i}", "test %s", i)
-    assert len(core._logged) <= core_mod.LOGGED_MAX
+    assert len(core.telemetry.logged) <= core_mod.LOGGED_MAX
 
 
 def test_parked_records_are_bounded():
