@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cookies, flows, lifecycle
-from .compat import ofp, parser
+from . import cookies, flows, lifecycle, ofmsg
+from .compat import ofp
 from .dhcp_service import DhcpService
 from .effects import (
     AddGuest,
@@ -79,9 +79,7 @@ class CoreConfig:
 def flow_stats_request(all_flows: bool = False):
     """Ask the switch for its flows (ours only, unless `all_flows`)."""
     cookie, mask = (0, 0) if all_flows else cookies.ours_match()
-    return parser.OFPFlowStatsRequest(
-        datapath=None, flags=0, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY, cookie=cookie, cookie_mask=mask, match=parser.OFPMatch())
+    return ofmsg.flow_stats_request(cookie, mask)
 
 
 class Core:
@@ -333,11 +331,9 @@ class Core:
                                effect.lease)
                     touched[("ip", effect.ip)] = None
             elif kind is Reinject:
-                reinject.append(self.packet_out_table(effect.in_port, effect.data))
+                reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
             elif kind is Deliver:
-                out.append(self.packet_out(effect.in_port,
-                                           [parser.OFPActionOutput(effect.out_port)],
-                                           effect.data))
+                out.append(ofmsg.packet_out(effect.in_port, effect.out_port, effect.data))
             elif kind is Unbind:
                 if self._unbind_model(effect.ip, effect.why):
                     touched[("ip", effect.ip)] = None
@@ -489,22 +485,12 @@ class Core:
                 or self.station_mac is None):
             return []  # the uplink coming up announces
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
-        out = [parser.OFPActionOutput(self.uplink)]
-        msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
-                for ip in ips]
+        msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
+                                 gratuitous_arp(self.station_mac, ip)) for ip in ips]
         self.counters.bump("station.announced", len(msgs))
         return msgs
 
     # ---------------------------------------------------------------- helpers
-    def packet_out_table(self, in_port: int, data: bytes):
-        """Re-inject a frame at table 0 as if it had just arrived on `in_port`."""
-        return self.packet_out(in_port, [parser.OFPActionOutput(PORT_TABLE)], data)
-
-    @staticmethod
-    def packet_out(in_port: int, actions: list, data: bytes):
-        return parser.OFPPacketOut(datapath=None, buffer_id=ofp.OFP_NO_BUFFER,
-                                   in_port=in_port, actions=actions, data=data)
-
     def _set_uplink(self, uplink: SetUplink) -> None:
         self.uplink, self.station_mac = uplink.port_no, uplink.station_mac
         self._view = None
