@@ -36,6 +36,7 @@ from .effects import (
 )
 from .learning import PacketInPolicy
 from .meters import Meters
+from .packets import gratuitous_arp
 from .pipeline import (
     PORT_TABLE,
     FlowSpec,
@@ -56,7 +57,7 @@ from .state import (
     parse_persistent,
     persistent_form,
 )
-from .status_view import gratuitous_arp, status_view
+from .status_view import status_view
 from .telemetry import LOGGED_MAX, Telemetry
 
 LOG = logging.getLogger(__name__)

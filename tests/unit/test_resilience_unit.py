@@ -20,7 +20,7 @@ from wlbridge import core as core_mod
 from wlbridge import dhcp as D
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig
-from wlbridge.packets import FrameError, parse_frame
+from wlbridge.packets import FrameError, gratuitous_arp, parse_frame
 from wlbridge.pipeline import build_add
 from wlbridge.state import Port, is_guest_ip
 
@@ -194,10 +194,11 @@ def test_uplink_down_and_up_keeps_flows_and_announces_guests():
 
 
 def test_gratuitous_arp_frame():
-    frame = parse_frame(core_mod.gratuitous_arp(STATION, "10.1.2.3"))
+    frame = parse_frame(gratuitous_arp(STATION, "10.1.2.3"))
     assert frame.eth_dst == "ff:ff:ff:ff:ff:ff" and frame.eth_src == STATION
     assert frame.arp.op == 1 and frame.arp.src_ip == frame.arp.dst_ip == "10.1.2.3"
-    assert len(core_mod.gratuitous_arp(STATION, "10.1.2.3")) == 60
+    assert (frame.arp.src_mac, frame.arp.dst_mac) == (STATION, "00:00:00:00:00:00")
+    assert len(gratuitous_arp(STATION, "10.1.2.3")) == 60
 
 
 # ------------------------------------------------------------------ meters
