@@ -95,6 +95,7 @@ class Core:
         self.generation = 0
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
+        self.sync_failed = False  # a section's flows could not be built since the connection
         self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
@@ -169,10 +170,15 @@ class Core:
         self._drop_bindings_without_port()
         self._sections = Sections()
         self._view = None
+        self.sync_failed = False
         msgs = self._meter_msgs(sorted(self.guests))
         msgs += self._sync_all()
         msgs += self.meters.stale(self.guests)
-        msgs.append(flow_stats_request())
+        if self.sync_failed:  # keep the older generation's flows: no stale sweep
+            LOG.error("some flows could not be built: the previous generation's flows stay "
+                      "until they are")
+        else:
+            msgs.append(flow_stats_request())
         msgs += self._apply(lifecycle.station_changed(before, self.station_mac, self.telemetry),
                             now)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
@@ -447,21 +453,40 @@ class Core:
         return flows.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
+        """Every section; after a failed one (`sync_failed`) is built at last, the stale
+        sweep that the connection held back."""
+        retry, self.sync_failed = self.sync_failed, False
         sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
         sections += [("ip", ip) for ip in sorted(self.bindings)]
         listed = set(sections)
         sections += [s for s in self._sections if s not in listed]
-        return self._sync(sections)
+        msgs = self._sync(sections)
+        if retry and not self.sync_failed and self.connected:
+            msgs.append(flow_stats_request())
+        return msgs
 
     def _sync(self, sections: Iterable[Section]) -> list:
-        """Recompute sections, return adds (new or changed) then strict deletes."""
+        """Recompute sections, return adds (new or changed) then strict deletes.  A section
+        whose messages cannot be built is counted (``errors.internal``), logged and left
+        unrecorded, so that the next sync tries it again; the others go on."""
         adds, deletes = [], []
+        build = self._build if self.connected else None
         for section in sections:
-            new, gone = self._sections.update(section, self._args(section))
-            if self.connected:
-                adds += [build_add(s, self.generation) for s in new]
-                deletes += [build_delete_strict(s) for s in gone]
+            try:
+                new, gone = self._sections.update(section, self._args(section), build)
+            except Exception:
+                self.counters.bump("errors.internal")
+                self.sync_failed = True
+                LOG.exception("internal error building the flows of %s", section)
+                continue
+            if build is not None:
+                adds += new
+                deletes += gone
         return adds + deletes
+
+    def _build(self, new: list[FlowSpec], gone: list[FlowSpec]) -> tuple[list, list]:
+        generation = self.generation
+        return ([build_add(s, generation) for s in new], [build_delete_strict(s) for s in gone])
 
     def flow_specs(self) -> list[FlowSpec]:
         """Every flow the core currently wants (for tests and `wlbridge flows`)."""
