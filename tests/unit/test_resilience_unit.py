@@ -314,21 +314,27 @@ def test_flood_of_lan_claims_to_guest_addresses_is_bounded():
 def test_warning_log_keys_are_bounded():
     core = Core(config())
     for i in range(5 * core_mod.LOGGED_MAX):
-        core._log_once(f"k{i}", "test %s", i)
+        core.telemetry.log_once(f"k{i}", "test %s", i)
     assert len(core.telemetry.logged) <= core_mod.LOGGED_MAX
 
 
 def test_parked_records_are_bounded():
-    rig = Rig(guests=tuple(range(2, 12)), config=config(max_bindings=8))
-    for p in rig.guest_ports:
-        rig.send(p, arp_request(mac(p), ip(p), ip(p)))
-    assert len(rig.core.bindings) == 8
-    rig.guest_ports = []
-    rig.sw = fresh_switch(rig)
-    rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
-    rig.connect()
-    assert len(rig.core._restored["bindings"]) <= 8
-    assert len(rig.core._restored["guests"]) <= 8
+    rig = Rig(guests=(), config=config(max_bindings=8))
+    for ports in (range(2, 12), range(12, 22)):  # two sets of guests, each gone in turn
+        rig.guest_ports = list(ports)
+        rig.sw = fresh_switch(rig)
+        rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
+        rig.connect()
+        for p in rig.guest_ports:
+            rig.send(p, arp_request(mac(p), ip(p), ip(p)))
+        assert len(rig.core.bindings) == 8 and len(rig.core.guests) == 10
+        rig.guest_ports = []
+        rig.sw = fresh_switch(rig)
+        rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
+        rig.connect()
+    saved = rig.core.export_state()  # no guest port now: all of it parked, 20 guests known
+    assert len(saved["bindings"]) == 8 and len(saved["guests"]) == 8
+    assert {b["port"] for b in saved["bindings"]} <= {f"g{p}" for p in range(12, 22)}
 
 
 # ------------------------------------------------------------------ fast OpenFlow encoding
