@@ -16,6 +16,8 @@ def test_layout_is_pinned():
     assert cookies.generation_match(3) == (0x574C_00_0003_000000, 0xFFFF_00_FFFF_000000)
     assert cookies.subject_match(5) == (0x574C_00_0000_000005, 0xFFFF_00_0000_FFFFFF)
     assert [int(p) for p in Purpose] == list(range(1, 12))
+    assert Cookie(Purpose.PIPELINE, 3) == Cookie(Purpose.PIPELINE, 3, 0)  # no subject: 0
+    assert Cookie(Purpose.PIPELINE, 3).encode() == cookies.make(Purpose.PIPELINE, 3)
 
 
 @pytest.mark.parametrize("purpose", list(Purpose))
