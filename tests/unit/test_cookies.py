@@ -28,9 +28,10 @@ def test_round_trip_at_the_limits(purpose):
 
 
 def test_out_of_range_and_foreign():
-    for gen, sub in ((-1, 0), (cookies.MAX_GENERATION + 1, 0), (0, -1),
-                     (0, cookies.MAX_SUBJECT + 1)):
-        with pytest.raises(ValueError):
+    for gen, sub, what in ((-1, 0, "generation -1"),
+                           (cookies.MAX_GENERATION + 1, 0, "generation 65536"),
+                           (0, -1, "subject -1"), (0, cookies.MAX_SUBJECT + 1, "subject 16777216")):
+        with pytest.raises(ValueError, match=f"^{what} out of range$"):
             cookies.make(Purpose.GUEST_IP, gen, sub)
     assert cookies.decode(0) is None
     assert cookies.decode(0x574D_07_0001_000001) is None  # another magic
