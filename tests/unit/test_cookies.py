@@ -4,7 +4,7 @@ cookies.py's docstring, pinned."""
 from __future__ import annotations
 
 import pytest
-from wlbridge import cookies
+from wlbridge import cookies, flows
 from wlbridge.cookies import Cookie, Purpose
 
 
@@ -55,3 +55,8 @@ def test_matches_select_exactly_their_flows():
     assert selected(cookies.subject_match(5), mine)
     assert not selected(cookies.subject_match(6), mine)
     assert not selected(cookies.subject_match(5), 0x574D_07_0003_000005)
+
+
+def test_a_guest_ports_subject_is_its_number_when_it_fits():
+    assert [flows.subject(p) for p in (0, 1, cookies.MAX_SUBJECT, cookies.MAX_SUBJECT + 1)] == [
+        0, 1, cookies.MAX_SUBJECT, 0]

@@ -229,10 +229,17 @@ def test_switch_without_meters_gets_unmetered_flows_and_stale_meters_go():
 
 
 def test_ports_beyond_the_switchs_meter_range_go_unmetered():
-    rig = Rig(guests=(2, 70000), config=config(), connect=False)
+    rig = Rig(guests=(2, 1000, 1001, 70000), config=config(), connect=False)
     rig.core.meter_info(1000, [], rig.now)
     rig.connect()
-    assert set(rig.sw.meters) == {2}
+    assert set(rig.sw.meters) == {2, 1000}  # up to the switch's largest meter id, included
+
+    def meters_of(port):
+        return {f.instructions[0][1] if f.instructions[0][0] == "meter" else None
+                for f in rig.sw.flows() if "CONTROLLER" in str(f)
+                and dict(f.match).get("in_port") == port}
+
+    assert meters_of(1000) == {1000} and meters_of(1001) == {None}
 
 
 # ------------------------------------------------------------------ floods and bounds
