@@ -215,3 +215,13 @@ def test_a_port_gone_drops_its_guest_or_the_uplink():
     uplink = left.pop(UPLINK)
     assert lifecycle.port_gone(model, left, uplink, config, tel) == [SetUplink(None, None)]
     assert set(model.guests) == {PORT} and model.uplink == UPLINK
+
+
+def test_malformed_frames_and_unknown_ports_are_only_counted():
+    pol, model, counters = policy()
+    for _ in range(2):
+        assert pol.packet_in(PORT, b"\x00" * 10, NOW) == []
+        assert pol.packet_in(7, data_of(arp_request(GUEST, "192.168.1.50", "192.168.1.50")),
+                             NOW) == []
+    assert counters == {"malformed.truncated": 2, "packet_in.unknown_port": 2}
+    assert model.bindings == {} and set(model.guests) == {PORT}
