@@ -7,7 +7,7 @@ import copy
 import logging
 from collections import Counter
 
-from dhcp_frames import ack
+from dhcp_frames import ack, discover
 from ofsim import data_of
 from ofsim_packets import arp_request
 from wlbridge import cookies, lifecycle
@@ -225,3 +225,12 @@ def test_malformed_frames_and_unknown_ports_are_only_counted():
                              NOW) == []
     assert counters == {"malformed.truncated": 2, "packet_in.unknown_port": 2}
     assert model.bindings == {} and set(model.guests) == {PORT}
+
+
+def test_packet_ins_are_counted_by_kind():
+    pol, _, counters = policy()
+    for _ in range(2):
+        pol.packet_in(PORT, discover(GUEST, 5), NOW)
+        pol.packet_in(PORT, data_of(arp_request(GUEST, "192.168.1.50", "192.168.1.50")), NOW)
+        pol.packet_in(UPLINK, ack(GUEST, 5, "192.168.1.60"), NOW)
+    assert (counters["packet_in.dhcp"], counters["packet_in.arp"]) == (4, 2)
