@@ -9,7 +9,7 @@ from collections import Counter
 
 from dhcp_frames import ack, discover
 from ofsim import data_of
-from ofsim_packets import arp_request
+from ofsim_packets import arp_request, icmp_echo
 from wlbridge import cookies, lifecycle
 from wlbridge.core import Core, CoreConfig
 from wlbridge.dhcp_service import DhcpService
@@ -233,4 +233,7 @@ def test_packet_ins_are_counted_by_kind():
         pol.packet_in(PORT, discover(GUEST, 5), NOW)
         pol.packet_in(PORT, data_of(arp_request(GUEST, "192.168.1.50", "192.168.1.50")), NOW)
         pol.packet_in(UPLINK, ack(GUEST, 5, "192.168.1.60"), NOW)
-    assert (counters["packet_in.dhcp"], counters["packet_in.arp"]) == (4, 2)
+        pol.packet_in(PORT, data_of(icmp_echo(GUEST, STATION, "192.168.1.51", "192.168.1.1")),
+                      NOW)
+    assert (counters["packet_in.dhcp"], counters["packet_in.arp"],
+            counters["packet_in.ipv4"]) == (4, 2, 2)
