@@ -235,5 +235,7 @@ def test_packet_ins_are_counted_by_kind():
         pol.packet_in(UPLINK, ack(GUEST, 5, "192.168.1.60"), NOW)
         pol.packet_in(PORT, data_of(icmp_echo(GUEST, STATION, "192.168.1.51", "192.168.1.1")),
                       NOW)
+        pol.packet_in(PORT, bytes.fromhex("ffffffffffff" + GUEST.replace(":", "") + "88b5")
+                      + bytes(46), NOW)  # another ethertype
     assert (counters["packet_in.dhcp"], counters["packet_in.arp"],
-            counters["packet_in.ipv4"]) == (4, 2, 2)
+            counters["packet_in.ipv4"], counters["packet_in.other"]) == (4, 2, 2, 2)
