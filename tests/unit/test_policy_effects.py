@@ -239,3 +239,19 @@ def test_packet_ins_are_counted_by_kind():
                       + bytes(46), NOW)  # another ethertype
     assert (counters["packet_in.dhcp"], counters["packet_in.arp"],
             counters["packet_in.ipv4"], counters["packet_in.other"]) == (4, 2, 2, 2)
+
+
+def test_probes_sender_mismatches_and_lan_arp_are_told_apart():
+    pol, _, counters = policy()
+    probe = data_of(arp_request(GUEST, "0.0.0.0", "192.168.1.50"))
+    forged = bytes.fromhex("ffffffffffff" + GUEST.replace(":", "") + "0806") + data_of(
+        arp_request("52:54:00:99:99:99", "192.168.1.50", "192.168.1.50"))[14:]
+    lan = data_of(arp_request("02:aa:00:00:00:01", "192.168.1.1", "192.168.1.99"))
+    for _ in range(2):
+        assert pol.packet_in(PORT, probe, NOW) == []
+        assert pol.packet_in(PORT, forged, NOW) == []
+        assert pol.packet_in(UPLINK, lan, NOW) == []
+    assert counters["arp.probes"] == 2 and counters["refused.arp-sha-mismatch"] == 2
+    assert counters["packet_in.uplink_other"] == 2
+    assert not [name for name in counters if name.startswith("refused.")
+                and name != "refused.arp-sha-mismatch"]
