@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool \
+APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool radvd \
                 nftables iperf3 tcpdump busybox dhcpcd-base
 # NetworkManager for tests/integration/test_addr_handoff_nm.py (which runs it standalone, on a
 # private D-Bus, managing the test's interfaces only).  Installed without recommends (no

@@ -361,6 +361,9 @@ class Switch:
                  flow: Flow | None) -> None:
         for a in acts:
             if a[0] == "set_field":
+                if a[1] in ("ipv6_nd_sll", "ipv6_nd_tll") and hdrs.get(a[1]) in (
+                        None, "00:00:00:00:00:00"):
+                    continue  # no such option in the frame: OVS's datapath changes nothing
                 hdrs.pop("data", None)
                 hdrs[a[1]] = a[2] & 0xFFF if a[1] == "vlan_vid" else a[2]
                 continue

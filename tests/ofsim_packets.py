@@ -111,10 +111,14 @@ def from_bytes(data: bytes) -> Headers:
         elif kind == "ipv4":
             h.update(ipv4_src=p.src, ipv4_dst=p.dst, ip_proto=p.proto)
             end, off = off + p.total_length, off + p.header_length * 4
-        elif kind == "ipv6":  # extension headers walked as OVS does (ip_proto: the last)
-            ext = list(p.ext_hdrs or [])
-            h.update(ipv6_src=p.src, ipv6_dst=p.dst, ip_proto=ext[-1].nxt if ext else p.nxt)
-            end, off = off + 40 + p.payload_length, off + 40 + sum(len(e) for e in ext)
+        elif kind == "ipv6":  # ip_proto after the extension headers, as OVS has it
+            ext = sum(len(x) for x in p.ext_hdrs)
+            h.update(ipv6_src=p.src, ipv6_dst=p.dst, ipv6_hop_limit=p.hop_limit,
+                     ip_proto=p.ext_hdrs[-1].nxt if p.ext_hdrs else p.nxt)
+            end, off = off + 40 + p.payload_length, off + 40 + ext
+            if h["ip_proto"] == 58:
+                h.update(_icmpv6(bytes(data[off:end])))
+                break
         elif kind in ("udp", "tcp", "icmp", "icmpv6"):
             if kind.startswith("icmp"):
                 v, t = ("v6", p.type_) if kind == "icmpv6" else ("v4", p.type)
@@ -129,6 +133,62 @@ def from_bytes(data: bytes) -> Headers:
     return h
 
 
+ND_NS, ND_NA = 135, 136
+ND_FIELDS = {1: "ipv6_nd_sll", 2: "ipv6_nd_tll"}
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+def _icmpv6(l4: bytes) -> Headers:
+    """ICMPv6 header fields as OVS extracts them (lib/flow.c, parse_icmpv6): type and code
+    from 4 bytes on; for an NS or NA of code 0 the target, and the first source (NS) or
+    target (NA) link-layer option, zero when absent; the option walk stops at a zero-length
+    or overlong option; a second option of one kind makes the target and both options
+    zero.  `payload`: what follows the 4-byte header."""
+    if len(l4) < 4:
+        return {"payload": l4}
+    h: Headers = {"icmpv6_type": l4[0], "icmpv6_code": l4[1], "payload": l4[4:]}
+    if l4[1] != 0 or l4[0] not in (ND_NS, ND_NA) or len(l4) < 24:
+        return h
+    target = _decode("ipv6_nd_target", int.from_bytes(l4[8:24], "big"), (1 << 128) - 1, 128)
+    found: dict[int, str] = {}
+    off = 24
+    while len(l4) - off >= 8:
+        kind, length = l4[off], l4[off + 1] * 8
+        if not length or length > len(l4) - off:
+            break
+        if kind in ND_FIELDS and length == 8:
+            if kind in found:
+                target, found = "::", {}
+                break
+            found[kind] = _decode("eth_src", int.from_bytes(l4[off + 2:off + 8], "big"),
+                                  (1 << 48) - 1, 48)
+        off += length
+    h["ipv6_nd_target"] = target
+    field = ND_FIELDS[1 if l4[0] == ND_NS else 2]
+    h[field] = found.get(1 if l4[0] == ND_NS else 2, ZERO_MAC)
+    return h
+
+
+def _icmpv6_bytes(h: Mapping[str, Any]) -> bytes:
+    """The ICMPv6 message of header dict `h` without its checksum; an NS/NA's target and its
+    first link-layer option set from `h` as OVS's datapath does (lib/packets.c,
+    packet_set_nd: the first option of either kind is the one rewritten)."""
+    body = bytearray(h.get("payload", b""))
+    if h["icmpv6_type"] in (ND_NS, ND_NA) and h.get("icmpv6_code", 0) == 0 and len(body) >= 20:
+        if h.get("ipv6_nd_target") not in (None, "::"):
+            body[4:20] = _encode("ipv6_nd_target", h["ipv6_nd_target"])[0].to_bytes(16, "big")
+        off = 20
+        while len(body) - off >= 8 and body[off + 1]:
+            kind, length = body[off], body[off + 1]
+            if kind in ND_FIELDS and length == 1:
+                mac = h.get(ND_FIELDS[kind])
+                if mac is not None:
+                    body[off + 2:off + 8] = _encode("eth_src", mac)[0].to_bytes(6, "big")
+                break
+            off += length * 8
+    return bytes([h["icmpv6_type"], h.get("icmpv6_code", 0), 0, 0]) + bytes(body)
+
+
 def to_bytes(h: Mapping[str, Any]) -> bytes:
     """Build an Ethernet frame from a header dict (eth[/vlan]/arp|ipv4[/udp|tcp|icmp]/payload)."""
     pk, et = compat.packet.Packet(), h["eth_type"]
@@ -141,8 +201,21 @@ def to_bytes(h: Mapping[str, Any]) -> bytes:
         pk.add_protocol(compat.arp.arp(opcode=h["arp_op"], src_mac=h["arp_sha"],
                                        src_ip=h["arp_spa"], dst_mac=h["arp_tha"],
                                        dst_ip=h["arp_tpa"]))
-    elif et == ETH_IPV6:
-        raise NotImplementedError("to_bytes: IPv6")
+    elif et == ETH_IPV6:  # (extension headers are not rebuilt)
+        proto = h.get("ip_proto", 59)
+        ip6 = _pkt_mod("ipv6").ipv6(nxt=proto, hop_limit=h.get("ipv6_hop_limit", 255),
+                                    src=h["ipv6_src"], dst=h["ipv6_dst"])
+        pk.add_protocol(ip6)
+        if proto == 58:
+            raw = _icmpv6_bytes(h)
+            csum = compat.packet_utils.checksum_ip(ip6, len(raw), raw)
+            pk.add_protocol(raw[:2] + struct.pack("!H", csum) + raw[4:])
+            pk.serialize()
+            return bytes(pk.data)
+        if proto == 17:
+            pk.add_protocol(compat.udp.udp(h["udp_src"], h["udp_dst"]))
+        elif proto == 6:
+            pk.add_protocol(_pkt_mod("tcp").tcp(h["tcp_src"], h["tcp_dst"]))
     elif et == ETH_IP:
         proto = h.get("ip_proto", 0)
         pk.add_protocol(compat.ipv4.ipv4(proto=proto, src=h["ipv4_src"], dst=h["ipv4_dst"]))

@@ -9,6 +9,7 @@ from .cleanup import cleanup_leftovers, free_prefix
 from .dhcp import Lease
 from .graph import (
     SUPERNET,
+    SUPERNET6,
     TopologyError,
     basic_lan,
     describe,
@@ -17,7 +18,9 @@ from .graph import (
     make_mac,
     new_prefix,
     nodes_with_role,
+    slaac_address,
     station_uplink,
+    subnet6_for,
     subnet_for,
     the,
     validate,
@@ -28,8 +31,8 @@ from .procs import Proc
 from .world import World, build
 
 __all__ = [
-    "SUPERNET", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc", "TopologyError",
-    "World", "basic_lan", "build", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
-    "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "station_uplink",
-    "subnet_for", "the", "validate",
+    "SUPERNET", "SUPERNET6", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc",
+    "TopologyError", "World", "basic_lan", "build", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
+    "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "slaac_address",
+    "station_uplink", "subnet6_for", "subnet_for", "the", "validate",
 ]

@@ -51,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="build the LAN, show a plain bridge failing, tear down")
     show = sub.add_parser("show", help="print the basic_lan topology")
     show.add_argument("--guests", type=int, default=2)
+    show.add_argument("--ipv6", action="store_true", help="the dual-stack LAN (radvd, DHCPv6)")
     clean = sub.add_parser("cleanup", help="remove leftovers of a prefix")
     clean.add_argument("prefix")
     args = ap.parse_args(argv)
     if args.cmd == "demo":
         return demo()
     if args.cmd == "show":
-        print("\n".join(describe(basic_lan(n_guests=args.guests, prefix=DEMO_PREFIX))))
+        print("\n".join(describe(basic_lan(n_guests=args.guests, prefix=DEMO_PREFIX,
+                                           ipv6=args.ipv6))))
         return 0
     print(cleanup_leftovers(args.prefix))
     return 0

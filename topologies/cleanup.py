@@ -80,6 +80,11 @@ def root_ipv4_addresses() -> list[str]:
         return [a.get("IFA_LOCAL") or a.get("IFA_ADDRESS") for a in ipr.get_addr(family=2)]
 
 
+def root_ipv6_addresses() -> list[str]:
+    with IPRoute() as ipr:
+        return [a.get("IFA_ADDRESS") or a.get("IFA_LOCAL") for a in ipr.get_addr(family=10)]
+
+
 def free_prefix(tries: int = 100) -> str:
     """A new random prefix whose names and default subnet are not in use on this machine."""
     used = [ipaddress.ip_address(a) for a in root_ipv4_addresses()]

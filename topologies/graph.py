@@ -9,21 +9,29 @@ Node attributes (all nodes have ``role``):
   deliver broadcast/multicast to the station as unicast to the station MAC.  ``netns``, ``bridge``.
 * ``router``: LAN gateway and DHCP server (dnsmasq).  ``netns``, ``mac``, ``addr``, ``dhcp``
   (a dict: ``range`` (first, last), ``lease_time`` seconds, ``router_option``, ``dns_option``,
-  ``ping_check``) or None for no DHCP server.
+  ``ping_check``) or None for no DHCP server.  On an IPv6 LAN also ``ra`` (radvd, see
+  `topologies.ra`: ``managed``, ``other``, ``autonomous``, ``unicast_solicited``,
+  ``interval`` (min, max) seconds) or None, and ``dhcp6`` (dnsmasq's DHCPv6: ``mode``
+  "stateful" or "stateless", ``range`` (first, last) for stateful, ``lease_time``) or None.
 * ``peer``: another LAN host.  ``netns``, ``mac``, ``addr``.
 * ``station``: the host running OVS, i.e. the ROOT namespace (``netns`` is None).  Its uplink is
-  the root-namespace end of the station link.  ``mac``, ``addr`` (may be None).
+  the root-namespace end of the station link.  ``mac``, ``addr`` (may be None), ``accept_ra``
+  (IPv6 LAN: the uplink processes RAs, SLAAC; default True).
 * ``guest``: a namespace whose one veth has its host end in the root namespace, to be attached to
   an OVS bridge.  ``netns``, ``mac``, ``addr`` (static address, or None for a DHCP guest).
 
-``addr`` is an interface address string such as ``"10.231.77.1/24"``.
+``addr`` is an interface address string such as ``"10.231.77.1/24"``.  On an IPv6 LAN (graph
+attribute ``subnet6``) nodes may also have ``addr6``, a static global address in that /64 such as
+``"fd57:4c42:1234:5678::1/64"`` (router, station and peers have one; guests form theirs by SLAAC
+unless given one).
 
 Edge attributes: ``ifnames`` maps each end node to its interface name; ``station_link`` is True on
 the AP-station edge.  Every router, peer and the station link to the AP; every guest links to the
 station (its host end is ``ifnames[station]``).
 
 Graph attributes: ``prefix`` (name prefix of everything created), ``subnet`` (the LAN, IPv4
-network string).
+network string), ``subnet6`` (the LAN's IPv6 /64 under `SUPERNET6`, or None: IPv6 stays as it
+was before IPv6 LANs existed, link-local only and no router advertisements).
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ import networkx as nx
 ROLES = ("ap", "router", "peer", "station", "guest")
 #: Every emulated LAN lives here; nothing else on the machine may be touched.
 SUPERNET = ipaddress.ip_network("10.231.0.0/16")
+#: Every emulated IPv6 LAN is a /64 here (a unique local address block: fd57:4c42::/32).
+SUPERNET6 = ipaddress.ip_network("fd57:4c42::/32")
+DHCP6_MODES = ("stateful", "stateless")
 IFNAMSIZ = 15
 MAX_PREFIX_LEN = 6
 MIN_LEASE_TIME = 120  # dnsmasq's minimum
@@ -65,6 +76,20 @@ def subnet_for(prefix: str) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.231.{third}.0/24")
 
 
+def subnet6_for(prefix: str) -> ipaddress.IPv6Network:
+    """A /64 under `SUPERNET6` derived from the prefix (as `subnet_for` derives the IPv4 /24)."""
+    h = zlib.crc32(prefix.encode())
+    return ipaddress.ip_network(f"fd57:4c42:{h >> 16:x}:{h & 0xFFFF:x}::/64")
+
+
+def slaac_address(subnet6: str | ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
+    """The address the kernel forms by SLAAC from a prefix and a MAC (modified EUI-64)."""
+    net = ipaddress.ip_network(subnet6)
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return net.network_address + int.from_bytes(iid, "big")
+
+
 def make_mac(role: str, index: int = 0) -> str:
     """Deterministic locally administered unicast MAC: 02:57:4c:00:<role>:<index>."""
     return f"02:57:4c:00:{_ROLE_CODE[role]:02x}:{index:02x}"
@@ -85,6 +110,15 @@ def basic_lan(
     dns_option: bool = False,
     ping_check: bool = False,
     static_guests: bool = True,
+    ipv6: bool = False,
+    subnet6: str | None = None,
+    dhcpv6: str | None = "stateful",
+    slaac: bool = True,
+    ra_unicast: bool = True,
+    ra_unsolicited: bool = True,
+    ra_interval: tuple[int, int] = (3, 6),
+    static_guests6: bool = False,
+    station_accept_ra: bool = True,
 ) -> nx.Graph:
     """AP + router (DHCP server, gateway) + peers + the station (root ns) + guests.
 
@@ -100,10 +134,20 @@ def basic_lan(
     if not 0 <= n_guests <= 40 or not 0 <= n_peers <= 30:
         raise TopologyError("basic_lan supports 0-40 guests and 0-30 peers")
 
+    if dhcpv6 is not None and dhcpv6 not in DHCP6_MODES:
+        raise TopologyError(f"dhcpv6 must be one of {DHCP6_MODES} or None, not {dhcpv6!r}")
+    net6 = None
+    if ipv6:
+        net6 = ipaddress.ip_network(subnet6) if subnet6 else subnet6_for(prefix)
+
     def addr(host: int) -> str:
         return f"{net.network_address + host}/{net.prefixlen}"
 
-    g = nx.Graph(prefix=prefix, subnet=str(net))
+    def addr6(host: int) -> str | None:
+        # ::11 is written as in the IPv4 address (.11), i.e. hex digits "11".
+        return f"{net6.network_address + int(str(host), 16)}/64" if net6 else None
+
+    g = nx.Graph(prefix=prefix, subnet=str(net), subnet6=str(net6) if net6 else None)
     g.add_node(
         "ap", role="ap", netns=f"{prefix}-ap", bridge="br0",
         filter=filter, group_to_unicast=group_to_unicast,
@@ -117,21 +161,38 @@ def basic_lan(
             "dns_option": dns_option,
             "ping_check": ping_check,
         }
+    ra_conf = dhcp6_conf = None
+    if net6:
+        ra_conf = {
+            "managed": dhcpv6 == "stateful",
+            "other": dhcpv6 is not None,
+            "autonomous": slaac,
+            "unicast_solicited": ra_unicast,
+            "unsolicited": ra_unsolicited,
+            "interval": tuple(ra_interval),
+        }
+        if dhcpv6:
+            dhcp6_conf = {"mode": dhcpv6, "lease_time": lease_time}
+            if dhcpv6 == "stateful":
+                dhcp6_conf["range"] = (str(net6.network_address + 0x1000),
+                                       str(net6.network_address + 0x1FFF))
     g.add_node("router", role="router", netns=f"{prefix}-rt", mac=make_mac("router"),
-               addr=addr(1), dhcp=dhcp_conf)
+               addr=addr(1), dhcp=dhcp_conf, addr6=addr6(1), ra=ra_conf, dhcp6=dhcp6_conf)
     g.add_edge("ap", "router", ifnames={"ap": "to-router", "router": "eth0"})
-    g.add_node("station", role="station", netns=None, mac=make_mac("station"), addr=addr(2))
+    g.add_node("station", role="station", netns=None, mac=make_mac("station"), addr=addr(2),
+               addr6=addr6(2), accept_ra=station_accept_ra)
     g.add_edge("ap", "station", station_link=True,
                ifnames={"ap": "to-station", "station": uplink or f"{prefix}-wl0"})
     for i in range(1, n_peers + 1):
         name = f"peer{i}"
         g.add_node(name, role="peer", netns=f"{prefix}-p{i}", mac=make_mac("peer", i),
-                   addr=addr(10 + i))
+                   addr=addr(10 + i), addr6=addr6(10 + i))
         g.add_edge("ap", name, ifnames={"ap": f"to-peer{i}", name: "eth0"})
     for i in range(1, n_guests + 1):
         name = f"guest{i}"
         g.add_node(name, role="guest", netns=f"{prefix}-g{i}", mac=make_mac("guest", i),
-                   addr=addr(50 + i) if static_guests else None)
+                   addr=addr(50 + i) if static_guests else None,
+                   addr6=addr6(50 + i) if static_guests6 else None)
         g.add_edge("station", name, ifnames={"station": f"{prefix}-vg{i}", name: "eth0"})
     validate(g)
     return g
@@ -274,6 +335,100 @@ def _check_addresses(g: nx.Graph, net: ipaddress.IPv4Network) -> None:
         _check_dhcp(g, router[0], net, ips)
 
 
+def _check_addresses6(g: nx.Graph, net6: ipaddress.IPv6Network | None) -> None:
+    ips: dict[ipaddress.IPv6Address, str] = {}
+    for n, data in g.nodes(data=True):
+        a = data.get("addr6")
+        if data["role"] == "ap" or (a is None and net6 is None):
+            continue
+        if net6 is None:
+            _fail(f"node {n!r}: addr6 {a!r} on a LAN without IPv6 (graph subnet6 is None)")
+        if a is None:
+            if data["role"] in ("router", "peer"):
+                _fail(f"{data['role']} {n!r} needs a static 'addr6' on an IPv6 LAN")
+            continue
+        try:
+            iface = ipaddress.ip_interface(a)
+        except ValueError:
+            _fail(f"node {n!r}: addr6 {a!r} is not an IPv6 interface address like {net6[1]}/64")
+        if iface.version != 6:
+            _fail(f"node {n!r}: addr6 {a!r} is not IPv6")
+        if iface.network != net6:
+            _fail(f"node {n!r}: addr6 {a} is not in the LAN's IPv6 subnet {net6} "
+                  "(address outside the subnet or wrong prefix length)")
+        if iface.ip == net6.network_address:
+            _fail(f"node {n!r}: addr6 {a} is the subnet-router anycast address of {net6}")
+        if iface.ip in ips:
+            _fail(f"duplicate IPv6 {iface.ip}: nodes {ips[iface.ip]!r} and {n!r}")
+        ips[iface.ip] = n
+    for mac_node, mac in g.nodes(data="mac"):
+        if net6 is not None and mac and g.nodes[mac_node]["role"] != "ap":
+            slaac = slaac_address(net6, mac)
+            if slaac in ips and ips[slaac] != mac_node:
+                _fail(f"static IPv6 {slaac} of {ips[slaac]!r} is the SLAAC address of {mac_node!r}")
+    for r in nodes_with_role(g, "router"):
+        _check_ra(g, r, net6)
+        _check_dhcp6(g, r, net6, ips)
+
+
+def _check_ra(g: nx.Graph, router: str, net6: ipaddress.IPv6Network | None) -> None:
+    conf = g.nodes[router].get("ra")
+    if conf is None:
+        return
+    if net6 is None:
+        _fail(f"router {router!r}: router advertisements (ra) on a LAN without IPv6")
+    if not isinstance(conf, dict):
+        _fail(f"router {router!r}: ra must be a dict or None")
+    known = {"managed", "other", "autonomous", "unicast_solicited", "unsolicited", "interval"}
+    if set(conf) - known:
+        _fail(f"router {router!r}: unknown ra keys {sorted(set(conf) - known)}")
+    for key in known - {"interval"}:
+        if not isinstance(conf.get(key, False), bool):
+            _fail(f"router {router!r}: ra {key!r} must be a bool")
+    try:
+        lo, hi = conf.get("interval", (3, 6))
+    except (TypeError, ValueError):
+        _fail(f"router {router!r}: ra interval must be a pair (min, max) of seconds")
+    # radvd: MinRtrAdvInterval >= 3 and <= 0.75 * MaxRtrAdvInterval, MaxRtrAdvInterval 4..1800
+    if not (isinstance(lo, int) and isinstance(hi, int) and 4 <= hi <= 1800
+            and 3 <= lo <= 0.75 * hi):
+        _fail(f"router {router!r}: ra interval {lo!r}-{hi!r} is not one radvd accepts "
+              "(min >= 3, min <= 0.75 * max, 4 <= max <= 1800)")
+
+
+def _check_dhcp6(g: nx.Graph, router: str, net6: ipaddress.IPv6Network | None,
+                 ips: dict) -> None:
+    conf = g.nodes[router].get("dhcp6")
+    if conf is None:
+        return
+    if net6 is None:
+        _fail(f"router {router!r}: dhcp6 on a LAN without IPv6")
+    if not isinstance(conf, dict):
+        _fail(f"router {router!r}: dhcp6 must be a dict or None")
+    known = {"mode", "range", "lease_time"}
+    if set(conf) - known:
+        _fail(f"router {router!r}: unknown dhcp6 keys {sorted(set(conf) - known)}")
+    mode = conf.get("mode")
+    if mode not in DHCP6_MODES:
+        _fail(f"router {router!r}: dhcp6 mode {mode!r} is not one of {DHCP6_MODES}")
+    lt = conf.get("lease_time", 300)
+    if not isinstance(lt, int) or lt < MIN_LEASE_TIME:
+        _fail(f"router {router!r}: dhcp6 lease_time {lt!r} must be an int >= {MIN_LEASE_TIME}s")
+    if mode == "stateless":
+        if "range" in conf:
+            _fail(f"router {router!r}: stateless DHCPv6 hands out no addresses (no range)")
+        return
+    try:
+        first, last = (ipaddress.IPv6Address(x) for x in conf["range"])
+    except (KeyError, TypeError, ValueError):
+        _fail(f"router {router!r}: dhcp6 range must be a pair of IPv6 addresses")
+    if not (first in net6 and last in net6 and first <= last):
+        _fail(f"router {router!r}: dhcp6 range {first}-{last} is not an ordered range in {net6}")
+    for ip, n in ips.items():
+        if first <= ip <= last:
+            _fail(f"static IPv6 {ip} of {n!r} lies in the dhcp6 range {first}-{last}")
+
+
 def _check_dhcp(g: nx.Graph, router: str, net: ipaddress.IPv4Network, ips: dict) -> None:
     conf = g.nodes[router].get("dhcp")
     if conf is None:
@@ -335,9 +490,21 @@ def validate(g: nx.Graph) -> nx.Graph:
         if name != station_uplink(g) and not name.startswith(prefix + "-"):
             _fail(f"root-namespace interface {name!r} must start with the prefix {prefix + '-'!r}")
     _check_addresses(g, net)
+    sub6 = g.graph.get("subnet6")
+    net6 = None
+    if sub6 is not None:
+        try:
+            net6 = ipaddress.ip_network(sub6)
+        except (TypeError, ValueError):
+            _fail(f"graph subnet6 {sub6!r} is not an IPv6 network like fd57:4c42:1:2::/64")
+        if net6.version != 6 or net6.prefixlen != 64 or not net6.subnet_of(SUPERNET6):
+            _fail(f"LAN IPv6 subnet {net6} must be a /64 inside {SUPERNET6}")
+    _check_addresses6(g, net6)
     for key in ("filter", "group_to_unicast"):
         if not isinstance(g.nodes[ap].get(key, False), bool):
             _fail(f"AP attribute {key!r} must be a bool")
+    if not isinstance(g.nodes[station].get("accept_ra", True), bool):
+        _fail("station attribute 'accept_ra' must be a bool")
     return g
 
 
@@ -360,7 +527,8 @@ def _check_namespaces(g: nx.Graph, prefix: str, station: str) -> None:
 
 def describe(g: nx.Graph) -> Iterable[str]:
     """Human-readable lines describing a topology."""
-    yield f"LAN {g.graph['subnet']} (prefix {g.graph['prefix']})"
+    v6 = f" {g.graph['subnet6']}" if g.graph.get("subnet6") else ""
+    yield f"LAN {g.graph['subnet']}{v6} (prefix {g.graph['prefix']})"
     ap = the(g, "ap")
     a = g.nodes[ap]
     yield (f"  ap       ns={a['netns']} bridge={a['bridge']} filter={a.get('filter', False)} "
@@ -375,5 +543,14 @@ def describe(g: nx.Graph) -> Iterable[str]:
             if role == "router" and d.get("dhcp"):
                 c = d["dhcp"]
                 extra = f" dhcp={c['range'][0]}-{c['range'][1]} lease={c.get('lease_time', 300)}s"
+            if role == "router" and d.get("ra"):
+                r = d["ra"]
+                flags = "".join(f for f, k in (("M", "managed"), ("O", "other"),
+                                               ("A", "autonomous")) if r.get(k))
+                extra += f" ra={flags or '-'}"
+            if role == "router" and d.get("dhcp6"):
+                extra += f" dhcp6={d['dhcp6']['mode']}"
+            if d.get("addr6"):
+                extra += f" addr6={d['addr6']}"
             yield (f"  {n:<8} ns={where} if={lan_ifname(g, n)} mac={d['mac']} "
                    f"addr={d.get('addr') or '-'}{extra}")

@@ -32,6 +32,8 @@ class Host:
         self.port: str | None = guest_port(g, name) if self.role == "guest" else None
         #: The static address from the graph ("10.231.x.y/24") or None.
         self.addr: str | None = g.nodes[name].get("addr")
+        #: The static IPv6 address from the graph ("fd57:4c42:..::11/64") or None.
+        self.addr6: str | None = g.nodes[name].get("addr6")
         self._dhcp: Proc | None = None
 
     def __repr__(self) -> str:
@@ -114,6 +116,96 @@ class Host:
             return fresh[0] if fresh else None
 
         return wait_for(found, timeout, interval=0.2)
+
+    # ------------------------------------------------------------ IPv6
+
+    def set_addr6(self, addr: str, *, nodad: bool = False) -> None:
+        """Add an IPv6 address such as "fd57:4c42:1:2::11/64"; ``nodad`` skips DAD."""
+        argv = ["ip", "-6", "addr", "add", addr, "dev", self.ifname]
+        self.run(*argv, *(["nodad"] if nodad else []), check=True)
+
+    def addrs6(self) -> list[dict]:
+        """IPv6 addresses of the LAN interface: {"ip", "prefixlen", "scope", "flags"}
+        (flags from ``ip -j``: "tentative", "dadfailed", "temporary", "mngtmpaddr", ...)."""
+        import json
+
+        res = self.run("ip", "-j", "-6", "addr", "show", "dev", self.ifname, check=True)
+        out = []
+        for link in json.loads(res.stdout or "[]"):
+            for a in link.get("addr_info", []):
+                if a.get("family") != "inet6":
+                    continue
+                flags = [k for k in ("tentative", "dadfailed", "temporary", "mngtmpaddr",
+                                     "noprefixroute", "dynamic", "deprecated", "optimistic")
+                         if a.get(k)]
+                out.append({"ip": a["local"], "prefixlen": a["prefixlen"],
+                            "scope": a.get("scope"), "flags": flags})
+        return out
+
+    def ips6(self, scope: str = "global", *, usable: bool = True) -> list[str]:
+        """IPv6 addresses of one scope ("global" or "link"); ``usable``: not tentative or
+        failed."""
+        return [a["ip"] for a in self.addrs6() if a["scope"] == scope
+                and not (usable and {"tentative", "dadfailed"} & set(a["flags"]))]
+
+    @property
+    def link_local(self) -> str | None:
+        found = self.ips6("link")
+        return found[0] if found else None
+
+    def wait_ip6(self, ip: str | None = None, timeout: float = 20, *, scope: str = "global",
+                 other_than: Sequence[str] = ()) -> str | None:
+        """Wait until the interface has a usable IPv6 address (``ip`` if given)."""
+        def found() -> str | None:
+            have = [a for a in self.ips6(scope) if a not in other_than]
+            if ip is not None:
+                want = str(ipaddress.ip_address(ip))
+                return want if want in have else None
+            return have[0] if have else None
+
+        return wait_for(found, timeout, interval=0.2)
+
+    def ping6(self, dst: str, *, count: int = 1, timeout: float = 2, src: str | None = None,
+              interval: float = 0.2) -> bool:
+        """True if dst (IPv6; a link-local one is reached through the LAN interface) answers."""
+        ip = ipaddress.ip_interface(dst).ip
+        argv = ["ping", "-6", "-n", "-q", "-c", str(count), "-W", str(timeout),
+                "-i", str(interval)]
+        if src:
+            argv += ["-I", src]
+        elif ip.is_link_local:
+            argv += ["-I", self.ifname]
+        res = self.run(*argv, str(ip), timeout=count * (interval + timeout) + 5)
+        return res.returncode == 0
+
+    def restart_ipv6(self) -> None:
+        """Take the LAN interface down and up: the kernel forgets SLAAC addresses, does DAD
+        again and sends Router Solicitations (a guest booting)."""
+        self.run("ip", "link", "set", self.ifname, "down", check=True)
+        self.run("ip", "link", "set", self.ifname, "up", check=True)
+
+    def mcast_argv(self, *args: str) -> list[str]:
+        """argv of the group/discovery tool (`topologies.mcast`) on this node's interface."""
+        import sys
+
+        return [sys.executable, "-m", "topologies.mcast", "--ifname", self.ifname, *args]
+
+    def dhclient6(self, *, stateless: bool = False, oneshot: bool = False,
+                  extra: Sequence[str] = (), timeout: float = 10) -> Proc:
+        """Start ISC dhclient -6 (``stateless``: -S, Information-Request only) with private
+        files and a script that only sets the address here.  Waits for a usable link-local
+        address first (dhclient -6 exits when it cannot bind to it)."""
+        self.stop_dhcp()
+        wait_for(lambda: self.link_local, timeout, interval=0.2)
+        argv = dhcp.dhclient6_argv(self.ifname, self._client_files(), stateless=stateless,
+                                   oneshot=oneshot, extra=tuple(extra))
+        self._dhcp = self.popen(*argv, name=f"{self.name}-dhclient6")
+        return self._dhcp
+
+    def dhcp6_events(self) -> list[str]:
+        """What the dhclient -6 script was called for: "reason new-ip old-ip dns=.. search=.."."""
+        path = self.world.tmp_path("dhcp") / f"{self.name}.dhcp6-events"
+        return path.read_text().splitlines() if path.exists() else []
 
     # ------------------------------------------------------------ DHCP clients
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import networkx as nx
 from pyroute2 import IPRoute, netns
 
-from . import apfilter, cleanup, dhcp
+from . import apfilter, cleanup, dhcp, ra
 from .graph import (
     TopologyError,
     lan_ifname,
@@ -41,6 +41,9 @@ class World:
         self.graph = validate(graph)
         self.prefix: str = graph.graph["prefix"]
         self.subnet = ipaddress.ip_network(graph.graph["subnet"])
+        sub6 = graph.graph.get("subnet6")
+        #: The LAN's IPv6 /64, or None (IPv6 link-local only, no RAs, no DHCPv6).
+        self.subnet6 = ipaddress.ip_network(sub6) if sub6 else None
         self.keep_logs = keep_logs
         self.workdir: Path | None = None
         self.procs: list[Proc] = []
@@ -107,13 +110,23 @@ class World:
                 run(ns, ["ip", "link", "set", "lo", "up"])
             run(self.ap_netns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                                 "net.ipv6.conf.default.disable_ipv6=1"])
+            if self.subnet6:
+                self._ipv6_sysctls()
             for u, v, data in self.graph.edges(data=True):
                 self._make_link(u, v, data["ifnames"])
             self._make_ap()
+            st = the(self.graph, "station")
+            if self.subnet6 and not self.graph.nodes[st].get("accept_ra", True):
+                _root_sysctl(f"net/ipv6/conf/{self.uplink}/accept_ra", "0")
             for h in self._hosts.values():
                 if h.addr:
                     h.set_addr(h.addr)
+                if h.addr6:
+                    # The LAN's own machines are there already (no DAD wait); a guest's static
+                    # address goes through DAD as on any host.
+                    h.set_addr6(h.addr6, nodad=h.role != "guest")
             self._start_dhcp_server()
+            self._start_radvd()
             self.built = True
         except BaseException:
             self.teardown()
@@ -127,6 +140,10 @@ class World:
             raise TopologyError(
                 f"names of prefix {self.prefix!r} already in use (namespaces {left}, links "
                 f"{clash}); a leftover run? topologies.cleanup_leftovers({self.prefix!r})")
+        for ip in cleanup.root_ipv6_addresses() if self.subnet6 else ():
+            if ipaddress.ip_address(ip) in self.subnet6:
+                raise TopologyError(f"IPv6 subnet {self.subnet6} is already in use in the root "
+                                    f"namespace ({ip}); pick another prefix")
         for ip in cleanup.root_ipv4_addresses():
             if ipaddress.ip_address(ip) in self.subnet:
                 raise TopologyError(f"subnet {self.subnet} is already in use in the root "
@@ -135,6 +152,20 @@ class World:
 
     def _ns(self, node: str) -> str | None:
         return self.graph.nodes[node].get("netns")
+
+    def _ipv6_sysctls(self) -> None:
+        """IPv6 LAN: the router forwards (radvd wants it) and, as the peers, has its addresses
+        at once (no DAD: they are the LAN, not under test); peers keep their static address
+        only (no SLAAC).  Guests keep the kernel defaults (SLAAC, DAD, router solicitations)."""
+        for n, data in self.graph.nodes(data=True):
+            if data["role"] not in ("router", "peer"):
+                continue
+            keys = ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
+            if data["role"] == "router":
+                keys.append("net.ipv6.conf.all.forwarding=1")
+            else:
+                keys += ["net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0"]
+            run(data["netns"], ["sysctl", "-qw", *keys])
 
     def _make_link(self, u: str, v: str, ifnames: dict) -> None:
         # Create from the root namespace when one end lives there, so no name ever passes
@@ -179,13 +210,16 @@ class World:
 
     def _start_dhcp_server(self) -> None:
         routers = nodes_with_role(self.graph, "router")
-        if not routers or not self.graph.nodes[routers[0]].get("dhcp"):
+        if not routers:
             return
         r = self.graph.nodes[routers[0]]
+        dhcp6 = r.get("dhcp6") if self.subnet6 else None
+        if not r.get("dhcp") and not dhcp6:
+            return
         workdir = self.tmp_path("dnsmasq")
         workdir.mkdir()
-        argv = dhcp.dnsmasq_argv(lan_ifname(self.graph, routers[0]), r["addr"], r["dhcp"],
-                                 workdir)
+        argv = dhcp.dnsmasq_argv(lan_ifname(self.graph, routers[0]), r["addr"], r.get("dhcp"),
+                                 workdir, addr6=r.get("addr6"), dhcp6=dhcp6)
         proc = self.start("dnsmasq", r["netns"], argv)
         log = workdir / "dnsmasq.log"
         ready = wait_for(lambda: not proc.alive or (log.exists() and "DHCP" in log.read_text()),
@@ -193,6 +227,29 @@ class World:
         if not ready or not proc.alive:
             raise TopologyError(f"dnsmasq did not start: {proc.output()} "
                                 f"{log.read_text() if log.exists() else ''}")
+
+    def _start_radvd(self) -> None:
+        routers = nodes_with_role(self.graph, "router")
+        if not self.subnet6 or not routers or not self.graph.nodes[routers[0]].get("ra"):
+            return
+        r = self.graph.nodes[routers[0]]
+        workdir = self.tmp_path("radvd")
+        workdir.mkdir()
+        conf = workdir / "radvd.conf"
+        conf.write_text(ra.radvd_conf(lan_ifname(self.graph, routers[0]), str(self.subnet6),
+                                      r["ra"]))
+        proc = self.start("radvd", r["netns"], ra.radvd_argv(conf, workdir))
+        log = workdir / "radvd.log"
+        # radvd sends its first RA once the interface has a usable link-local address.
+        ready = wait_for(lambda: not proc.alive or (log.exists() and "polling for" in
+                                                    log.read_text(errors="replace")), timeout=10)
+        if not ready or not proc.alive:
+            raise TopologyError(f"radvd did not start: {proc.output()} "
+                                f"{log.read_text() if log.exists() else ''}")
+
+    def radvd_log(self) -> str:
+        path = self.tmp_path("radvd") / "radvd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     # ------------------------------------------------------------ the AP
 
@@ -296,8 +353,9 @@ class World:
         lines = [f"world {self.prefix}: LAN {self.subnet}, workdir {self.workdir}"]
         for h in self._hosts.values():
             port = f" port={h.port}" if h.port else ""
+            v6 = f" {', '.join(h.ips6())}" if self.subnet6 else ""
             lines.append(f"  {h.name:<8} {h.netns or 'root':<10} {h.ifname:<12} "
-                         f"{h.mac:<17} {', '.join(h.ips()) or '-'}{port}")
+                         f"{h.mac:<17} {', '.join(h.ips()) or '-'}{v6}{port}")
         return "\n".join(lines)
 
 

@@ -24,9 +24,11 @@ Who manages the bridge's addresses afterwards:
   directory, daemonised (``-nw``).  Stopped (SIGTERM: no release, no STOP script) on the
   uplink; at teardown the original command line is started again with its lease file
   carrying the bridge's latest lease.
-* dhcpcd, one instance for the uplink -> an instance on the bridge asked for the current
-  address (``-r``), the uplink's stopped (``-x``).  A dhcpcd manager (all interfaces) is
-  refused (see `_dhcpcd_plan`).
+* dhcpcd, one instance for the uplink -> the uplink's stopped (``-x``) before the addresses
+  move (a running dhcpcd puts an address taken from its interface back at once), then an
+  instance on the bridge asked for the current address (``-r``); its resolv.conf hook off
+  (``-C resolv.conf``) unless the uplink's wrote /etc/resolv.conf.  A dhcpcd manager (all
+  interfaces) is refused (see `_dhcpcd_plan`).
 * NetworkManager -> stops its IP configuration of the uplink for this activation only
   (``nmcli device modify``, not persistent), leaves the bridge unmanaged, and the bridge gets
   wlbridge's dhclient; teardown reapplies the connection.
@@ -82,6 +84,8 @@ START_TIMEOUT = 5.0
 SYSTEM_DHCLIENT_CONF = "/etc/dhcp/dhclient.conf"
 NETWORKD_DIR = "/run/systemd/network"
 NETWORKD_PREFIX = "00-wlbridge-"     # sorts before the usual 10-.., 20-.. and 80-.. files
+SYSTEM_DHCLIENT_SCRIPT = "/sbin/dhclient-script"
+DHCPCD_NOT_RUNNING = "not running"     # `dhcpcd -x IFACE`'s error when no instance runs
 
 
 class HandoffRefused(Exception):
@@ -121,6 +125,7 @@ class Plan:
     uplink: str
     bridge: str
     setup: list[Step] = field(default_factory=list)
+    before_move: list[Step] = field(default_factory=list)   # setup, before addresses move
     teardown_before: list[Step] = field(default_factory=list)   # addresses still on bridge
     teardown_after: list[Step] = field(default_factory=list)    # bridge gone
     notes: list[str] = field(default_factory=list)
@@ -136,8 +141,8 @@ class Plan:
             data = json.loads(text)
             if data.get("version") != PLAN_VERSION:
                 raise ValueError(f"unsupported hand-off record version {data.get('version')!r}")
-            steps = {k: [Step(**s) for s in data.pop(k)]
-                     for k in ("setup", "teardown_before", "teardown_after")}
+            steps = {k: [Step(**s) for s in data.pop(k, [])]
+                     for k in ("setup", "before_move", "teardown_before", "teardown_after")}
             return cls(**data, **steps)
         except (AttributeError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"invalid hand-off record: {exc}") from exc
@@ -289,15 +294,34 @@ def make_plan(mode: str, det: am.Detection, uplink: str, bridge: str, state_dir:
     return _networkd_plan(plan, det, dyn4, sysctls)
 
 
+def no_dns_script(system_script: str = SYSTEM_DHCLIENT_SCRIPT) -> str:
+    """A dhclient script that runs the system's without the DNS options (Debian's
+    ``make_resolv_conf`` writes /etc/resolv.conf only when the server sent some)."""
+    return ("#!/bin/sh\n# wlbridge setup: the host's previous address manager did not run a "
+            "DHCP client, so\n# this one leaves /etc/resolv.conf alone: the system's script "
+            "without DNS options\nunset new_domain_name_servers new_domain_name "
+            "new_domain_search new_dhcp6_name_servers \\\n  new_dhcp6_domain_search\n"
+            f"exec {system_script} \"$@\"\n")
+
+
 def _client_steps(plan: Plan, cmd: am.DhclientCmd | None, family: int, state_dir: str,
-                  dyn4: Sequence[Address], now: float) -> tuple[list[Step], Step, Step]:
-    """(prepare steps, start step, stop step) of one dhclient on the bridge."""
+                  dyn4: Sequence[Address], now: float,
+                  dns: bool = True) -> tuple[list[Step], Step, Step]:
+    """(prepare steps, start step, stop step) of one dhclient on the bridge; `dns` False:
+    it does not write /etc/resolv.conf (`no_dns_script`)."""
     files = dhclient_files(state_dir, plan.bridge, family)
     argv = bridge_dhclient_argv(cmd, plan.uplink, plan.bridge, files, family)
-    prep = [Step("conf", f"dhclient configuration for {plan.bridge}: {files['conffile']}",
-                 {"src": cmd.conffile if cmd else SYSTEM_DHCLIENT_CONF,
-                  "path": files["conffile"],
-                  "uplink": plan.uplink, "bridge": plan.bridge})]
+    prep = []
+    if not dns and cmd is None:
+        script = files["pidfile"][:-len(".pid")] + ".script"
+        argv[-1:-1] = ["-sf", script]
+        prep.append(Step("write", f"{script}: the system's dhclient script without DNS "
+                         "(the previous manager did not write /etc/resolv.conf)",
+                         {"path": script, "text": no_dns_script(), "mode": 0o755}))
+    prep += [Step("conf", f"dhclient configuration for {plan.bridge}: {files['conffile']}",
+                  {"src": cmd.conffile if cmd else SYSTEM_DHCLIENT_CONF,
+                    "path": files["conffile"],
+                   "uplink": plan.uplink, "bridge": plan.bridge})]
     if family == 4 and dyn4:
         prep.append(Step("write", f"lease file {files['leasefile']} asking for {dyn4[0]}",
                          {"path": files["leasefile"],
@@ -334,7 +358,9 @@ def _dhclient_plan(plan: Plan, det: am.Detection, state_dir: str, dyn4: Sequence
     starts, stops = [], []
     for family in families:
         cmd = next((c for c in cmds if c.family == family), None)
-        prep, start, stop = _client_steps(plan, cmd, family, state_dir, dyn4, now)
+        # no dhclient ran (--address-manager dhclient forced): nothing wrote DNS before
+        prep, start, stop = _client_steps(plan, cmd, family, state_dir, dyn4, now,
+                                          dns=bool(cmds))
         setup += prep
         starts.append(start)
         stops.append(stop)
@@ -382,25 +408,34 @@ def _dhcpcd_plan(plan: Plan, det: am.Detection, dyn4: Sequence[Address],
                 f"manages {br} by itself (if its allowinterfaces let it)")])
     fam = [] if d.families == (4, 6) else [f"-{d.families[0]}"]
     request = ["-r", dyn4[0].address] if dyn4 else []
+    # the bridge's instance writes /etc/resolv.conf only if the uplink's did
+    nohook = [] if det.writes_dns else ["-C", "resolv.conf"]
     lifted = [a for a in det.dynamic if a.family == 4]
     plan.manager = f"dhcpcd on {br}"
     stop_up = ["dhcpcd", *fam, "-x", up]
     stop_br = ["dhcpcd", *fam, "-x", br]
-    start = ["dhcpcd", *fam, "-b", *request, br]
-    restart = ["dhcpcd", *fam, "-b", up]
+    start = ["dhcpcd", *fam, "-b", *nohook, *request, br]
+    restart = ["dhcpcd", *fam, "-b", *nohook, *request, up]
+    # stopped before the addresses move: dhcpcd puts an address removed from its interface
+    # back at once (seen: setup's route move then failed, "Network is unreachable")
+    plan.before_move = [Step("command", f"dhcpcd stops managing {up}: {shlex.join(stop_up)}",
+                             {"argv": stop_up, "undo": restart})]
     plan.setup = (_forever(br, lifted, "dhcpcd") + sysctls + [
         Step("command", f"dhcpcd manages {br}: {shlex.join(start)}",
-             {"argv": start, "undo": stop_br}),
-        Step("command", f"dhcpcd stops managing {up}: {shlex.join(stop_up)}",
-             {"argv": stop_up, "undo": restart})])
+             {"argv": start, "undo": stop_br, "done_if": DHCPCD_NOT_RUNNING})])
     plan.teardown_before = [Step("command", f"dhcpcd stops managing {br}: "
-                                 f"{shlex.join(stop_br)}", {"argv": stop_br, "undo": start})]
+                                 f"{shlex.join(stop_br)}",
+                                 {"argv": stop_br, "undo": start,
+                                  "done_if": DHCPCD_NOT_RUNNING})]
     plan.teardown_before += _forever(br, lifted, "dhcpcd")
     plan.teardown_after = [Step("command", f"dhcpcd manages {up} again: {shlex.join(restart)}",
                                 {"argv": restart, "undo": None})]
     plan.notes.append("dhcpcd's own command line cannot be read back (it rewrites its process "
-                      "title): the instances wlbridge starts use dhcpcd's default "
-                      "configuration (not verified on real hardware)")
+                      "title): the instances wlbridge starts read dhcpcd's default "
+                      "configuration file (/etc/dhcpcd.conf)")
+    if not det.writes_dns:
+        plan.notes.append("the uplink's dhcpcd did not write /etc/resolv.conf: the bridge's "
+                          "runs without its resolv.conf hook (-C resolv.conf)")
     return plan
 
 
@@ -670,6 +705,19 @@ class HostOps:
                                 start_new_session=True, close_fds=True)
         return proc.pid
 
+    def do_rebind(self, iface: str) -> None:
+        """Tell the dhcpcd instance of `iface` alone (found by its process title, ``dhcpcd:
+        IFACE [ip4]``) to rebind at once: SIGHUP, what ``dhcpcd -n IFACE`` sends it (seen:
+        RECONFIGURE, then a RENEW of its address).  Signalled directly: ``dhcpcd -n IFACE``
+        may reach a dhcpcd manager's control socket instead, and a
+        manager replaces its options with the command's."""
+        found = [d.pid for d in (am.parse_dhcpcd(p) for p in am.read_processes())
+                 if d is not None and d.interfaces == (iface,)]
+        if not found:
+            raise RuntimeError(f"no dhcpcd instance runs on {iface}")
+        for pid in found:
+            os.kill(pid, signal.SIGHUP)
+
     def do_start(self, argv: list[str], pidfile: str) -> None:
         os.makedirs(os.path.dirname(pidfile), exist_ok=True)
         if self.find(argv, pidfile) is not None:
@@ -690,15 +738,17 @@ class HostOps:
 
     # files
     @staticmethod
-    def do_write(path: str, text: str) -> None:
+    def do_write(path: str, text: str, mode: int | None = None) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
 
     @staticmethod
-    def undo_write(path: str, text: str) -> None:
+    def undo_write(path: str, text: str, mode: int | None = None) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -772,13 +822,24 @@ class HostOps:
             err = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
             raise RuntimeError(f"`{shlex.join(argv)}` failed: {err}")
 
-    def do_command(self, argv: list[str] | None, undo: list[str] | None) -> None:
+    def do_command(self, argv: list[str] | None, undo: list[str] | None,
+                   done_if: str | None = None) -> None:
         if argv:
-            self.run(argv)
+            self._run_unless(argv, done_if)
 
-    def undo_command(self, argv: list[str] | None, undo: list[str] | None) -> None:
+    def undo_command(self, argv: list[str] | None, undo: list[str] | None,
+                     done_if: str | None = None) -> None:
         if undo:
-            self.run(undo)
+            self._run_unless(undo, done_if)
+
+    def _run_unless(self, argv: Sequence[str], done_if: str | None) -> None:
+        """`run`, except that a failure saying `done_if` (e.g. a client to stop is not
+        running) is what was wanted."""
+        try:
+            self.run(argv)
+        except RuntimeError as exc:
+            if not done_if or done_if not in str(exc) or "-x" not in argv:   # stops only
+                raise
 
     # address lifetimes
     def do_forever(self, iface: str, addresses: list[dict[str, Any]]) -> None:

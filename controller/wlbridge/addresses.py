@@ -6,6 +6,7 @@ what the binding table and the state file accept.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
@@ -26,3 +27,23 @@ def is_unicast_mac(mac: str) -> bool:
     except ValueError:
         return False
     return not octets[0] & 1 and any(octets)
+
+
+def canonical_ip6(ip: str) -> str | None:
+    """RFC 5952 text of an IPv6 address (None: not one)."""
+    try:
+        return ipaddress.IPv6Address(ip).compressed
+    except (ValueError, TypeError):
+        return None
+
+
+def is_guest_ip6(ip: str) -> bool:
+    """An IPv6 address a guest may own: unicast (global, unique local or link-local), not
+    unspecified, loopback, multicast, or an IPv4-mapped one; in canonical text."""
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except (ValueError, TypeError):
+        return False
+    return addr.compressed == ip and not (
+        addr.is_unspecified or addr.is_loopback or addr.is_multicast
+        or addr.ipv4_mapped is not None)

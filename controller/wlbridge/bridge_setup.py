@@ -229,7 +229,8 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
                             "bridge removed again, nothing changed")
     out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
     warnings: list[str] = []
-    changes = _apply_host(net, opts, state, warnings)
+    changes = _before_move(db, opts, plan)
+    changes += _apply_host(net, opts, state, warnings)
     changes += _hand_off(db, net, opts, state, plan)
     _report(db, net, opts, state, changes, out, warnings)
 
@@ -255,9 +256,26 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
                         "nothing changed") from exc
 
 
+def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan) -> list[str]:
+    """The plan's steps before the addresses move (a dhcpcd on the uplink stops first: it
+    would put them back); when one fails, the bridge is removed again."""
+    from wlbridge import addr_handoff
+
+    done: list[str] = []
+    try:
+        addr_handoff.execute(plan.before_move, addr_handoff.HostOps(), done.append)
+    except addr_handoff.HandoffError as exc:
+        db.delete_bridge(opts.bridge)
+        undo = f"; undoing: {'; '.join(exc.undo_errors)}" if exc.undo_errors else ""
+        raise UserError(f"address hand-off failed ({exc}){undo}; bridge {opts.bridge} "
+                        "removed; nothing changed") from exc
+    return done
+
+
 def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
               state: hostnet.SavedState, plan: addr_handoff.Plan) -> list[str]:
-    """Run the plan's setup steps; when one fails, undo them and the whole setup."""
+    """Run the plan's setup steps; when one fails, undo them and the whole setup (the
+    steps before the move last, once the addresses are back on the uplink)."""
     from wlbridge import addr_handoff
 
     done: list[str] = []
@@ -265,6 +283,12 @@ def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         addr_handoff.execute(plan.setup, addr_handoff.HostOps(net), done.append)
     except addr_handoff.HandoffError as exc:
         problems = exc.undo_errors + _rollback(db, net, opts, state)
+        ops = addr_handoff.HostOps(net)
+        for step in reversed(plan.before_move):
+            try:
+                ops.undo(step)
+            except Exception as uexc:  # noqa: BLE001 - reported with the others
+                problems.append(f"undoing '{step.text}': {uexc}")
         if problems:
             raise UserError(f"address hand-off failed ({exc}) and rolling back did not "
                             f"finish ({'; '.join(problems)}); run `wlbridge teardown --bridge "

@@ -41,10 +41,14 @@ def options() -> list:
         cfg.StrOpt("dhcp_mode", default="broadcast", choices=DHCP_MODES,
                    help="how guests' DHCP crosses the one-MAC uplink"),
         cfg.IntOpt("idle_timeout", default=300, min=5,
-                   help="seconds an ARP/IPv4-learned guest address lives unused"),
+                   help="seconds a guest address not learned from DHCP lives unused"),
         cfg.IntOpt("max_ips_per_port", default=16, min=1,
                    help="IPv4 addresses one guest port may hold"),
-        cfg.IntOpt("max_bindings", default=4096, min=1, help="IPv4 bindings in all"),
+        cfg.IntOpt("max_bindings", default=4096, min=1,
+                   help="IPv4 and IPv6 bindings in all"),
+        cfg.IntOpt("ipv6_bindings_per_guest", default=8, min=1,
+                   help="IPv6 addresses one guest port may hold (link-local, SLAAC, "
+                        "temporary, DHCPv6); idle ones expire after idle_timeout"),
         cfg.IntOpt("group_membership_interval", default=260, min=10,
                    help="seconds a guest's IGMP/MLD report keeps it in a multicast group "
                         "(its AP-unicast copies restored to it) without a new report"),

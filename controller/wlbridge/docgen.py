@@ -7,8 +7,8 @@ A generated part sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME 
 * usage.md ``synopsis``: every command's usage line, from the argument parser;
 * usage.md ``options``: the configuration options, from `config.options()`;
 * pipeline.md ``tables``: the tables, from `pipeline.TABLES`;
-* pipeline.md ``static``/``port``/``ip``/``group``: each section's flows, built by `flows`'s
-  own functions for symbolic ports and addresses, and ``counts``: how many there are.
+* pipeline.md ``static``/``port``/``ip``/``ip6``/``group``: each section's flows, built by
+  `flows`'s own functions for symbolic ports and addresses, and ``counts``: how many there are.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ WIDTH = 100
 # symbolic values the section flows are built with, and how they are shown
 UPLINK, GUEST = 1, 2
 STATION, GUEST_MAC, GUEST_IP = "02:00:00:00:00:aa", "02:00:00:00:00:bb", "192.0.2.1"
+GUEST_IP6 = "2001:db8::1"
 ETH_TYPES = {pipeline.ETH_ARP: "ARP", pipeline.ETH_IPV4: "IPv4", pipeline.ETH_IPV6: "IPv6",
              pipeline.ETH_EAPOL: "EAPOL"}
 IP_PROTOS = {pipeline.IPPROTO_UDP: "UDP", pipeline.IPPROTO_ICMPV6: "ICMPv6",
@@ -39,8 +40,13 @@ ICMPV6_TYPES = {pipeline.ICMPV6_ROUTER_ADVERT: "router advertisement",
                 groupmsg.MLD_REPORT: "MLDv1 report", groupmsg.MLD_DONE: "MLDv1 done",
                 groupmsg.MLD_REPORT_V2: "MLDv2 report"}
 FIELD_ORDER = ("in_port", "eth_src", "eth_dst", "eth_type", "ip_proto", "arp_op", "arp_spa",
-               "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "ipv6_dst", "udp_src", "udp_dst",
-               "icmpv6_type")
+               "arp_sha", "arp_tpa", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst",
+               "icmpv6_type", "ipv6_src", "ipv6_dst", "ipv6_nd_target", "ipv6_nd_sll",
+               "ipv6_nd_tll")
+ICMPV6_TYPES = {pipeline.ICMPV6_ROUTER_SOLICIT: "router solicitation",
+                pipeline.ICMPV6_ROUTER_ADVERT: "router advertisement",
+                pipeline.ICMPV6_NEIGHBOR_SOLICIT: "NS", pipeline.ICMPV6_NEIGHBOR_ADVERT: "NA",
+                pipeline.ICMPV6_REDIRECT: "redirect"}
 # the group section's examples: a group a guest joined (IPv4, IPv6), a well-known group,
 # a subnet-directed broadcast of the host's network
 GROUP_EXAMPLES = (("239.1.2.3", (GUEST,)), ("ff15::1234", (GUEST,)), ("224.0.0.251", None),
@@ -131,6 +137,7 @@ def section_specs() -> dict[str, list[FlowSpec]]:
         "ip": flows.binding_flows(GUEST, GUEST_MAC, GUEST_IP, 300),
         "group": [spec for group, ports in GROUP_EXAMPLES
                   for spec in flows.group_flows(STATION, group, ports)],
+        "ip6": flows.binding_flows(GUEST, GUEST_MAC, GUEST_IP6, 300),
     }
 
 
@@ -150,7 +157,8 @@ def _value(name: str, value: Any, section: str) -> str:
         return f"{value} ({ICMPV6_TYPES[value]})"
     if name in ("in_port", "port"):
         return _port(value, section)
-    return {STATION: "station", GUEST_MAC: "M", GUEST_IP: "A"}.get(value, str(value))
+    return {STATION: "station", GUEST_MAC: "M", GUEST_IP: "A", GUEST_IP6: "A"}.get(
+        value, str(value))
 
 
 def _port(port: int, section: str) -> str:
@@ -172,7 +180,7 @@ def _actions(spec: FlowSpec, section: str) -> str:
     if spec.goto:
         parts.append(f"goto {spec.goto}")
     if spec.idle_timeout:
-        parts.append("`idle_timeout` (ARP/IPv4-learned only), flow-removed")
+        parts.append("`idle_timeout` (not DHCP-learned), flow-removed")
     return ", ".join(parts) or "drop"
 
 
@@ -192,7 +200,7 @@ def counts() -> dict[str, int]:
     specs = section_specs()
     return {"static": len(specs["static"]), "port": len(specs["port"]),
             "port_unknown_mac": len(flows.port_flows(GUEST, None, None)),
-            "ip": len(specs["ip"]),
+            "ip": len(specs["ip"]), "ip6": len(specs["ip6"]),
             "group": len(flows.group_flows(STATION, GROUP_EXAMPLES[0][0], (GUEST,))),
             "well_known": len(groupmsg.WELL_KNOWN)}
 
@@ -201,10 +209,12 @@ def counts_text() -> str:
     c = counts()
     return (f"Per bridge: {c['static']} static flows (the table misses included), "
             f"{c['port']} per guest port with a known MAC ({c['port_unknown_mac']} before "
-            f"the MAC is known), {c['ip']} per bound IPv4 address, {c['group']} per group: "
-            f"each of the {c['well_known']} well-known groups, each subnet broadcast address "
-            f"of the host and each group a guest joined. Two guests with one address each, "
-            f"no group joined, the host on one subnet: {total(2, 2)} flows.")
+            f"the MAC is known), {c['ip']} per bound IPv4 address, {c['ip6']} per bound IPv6 "
+            f"address, {c['group']} per group: each of the {c['well_known']} well-known groups, "
+            f"each subnet broadcast address of the host and each group a guest joined. Two "
+            f"guests with one IPv4 address each, no group joined, the host on one subnet: "
+            f"{total(2, 2)} flows; with a link-local and a global IPv6 address each too: "
+            f"{total(2, 2, 4)} flows.")
 
 
 def dump_total() -> str:
@@ -214,9 +224,9 @@ def dump_total() -> str:
             f"group ({c['well_known']} well-known, the subnet broadcast).")
 
 
-def total(guests: int, bindings: int) -> int:
+def total(guests: int, bindings: int, bindings6: int = 0) -> int:
     c = counts()
-    return (c["static"] + guests * c["port"] + bindings * c["ip"]
+    return (c["static"] + guests * c["port"] + bindings * c["ip"] + bindings6 * c["ip6"]
             + (c["well_known"] + 1) * c["group"])
 
 
@@ -235,7 +245,9 @@ def status_example() -> str:
         "dhcp_mode": "broadcast", "idle_timeout": 300,
         "guests": [
             {"port": "vnet0", "mac": "52:54:00:6b:3c:11",
-             "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None}]},
+             "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None},
+                     {"ip": "2001:db8:1:0:5054:ff:fe6b:3c11", "source": "nd", "expires": None},
+                     {"ip": "fe80::5054:ff:fe6b:3c11", "source": "nd", "expires": None}]},
             {"port": "veth-c1", "mac": "02:00:00:00:00:01",
              "ips": [{"ip": "192.168.1.175", "source": "dhcp", "expires": NOW + 296}]}],
         "groups": [
@@ -244,7 +256,7 @@ def status_example() -> str:
             *({"group": g, "always": True, "members": []} for g in (
                 "192.168.1.255", *groupmsg.WELL_KNOWN))],
         "counters": {"bindings.learned.arp": 1, "bindings.learned.dhcp": 1,
-                     "dhcp.ack.to_guest": 1}}
+                     "bindings.learned.nd": 2, "dhcp.ack.to_guest": 1}}
     return "```\n$ wlbridge status\n" + render(snap, now=NOW) + "\n  ...\n```"
 
 
@@ -282,6 +294,7 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),
                     "group": lambda: section_table("group"),
+                    "ip6": lambda: section_table("ip6"),
                     "counts": counts_text, "flows-excerpt": flows_excerpt,
                     "dump-total": dump_total},
 }

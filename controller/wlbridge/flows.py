@@ -4,7 +4,8 @@ A *section* is the set of flows that depends on one piece of state:
 
 * ``static``      — the uplink, the station MAC and the list of guest ports;
 * ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
-* ``ip:<A>``      — one IPv4 binding (ingress steering, egress source check);
+* ``ip:<A>``      — one IPv4 or IPv6 binding (ingress steering, egress source check; an
+  IPv6 address also gets its Neighbor Discovery flows, see `binding6_flows`);
 * ``group:<G>``   — one multicast group (or subnet-directed broadcast address) whose
   AP-unicast copies are restored to its own MAC and delivered (see `group_flows`).
 
@@ -28,7 +29,11 @@ from .pipeline import (
     ETH_IPV4,
     ETH_IPV6,
     GROUP_BIT,
+    ICMPV6_NEIGHBOR_ADVERT,
+    ICMPV6_NEIGHBOR_SOLICIT,
+    ICMPV6_REDIRECT,
     ICMPV6_ROUTER_ADVERT,
+    ICMPV6_ROUTER_SOLICIT,
     IPPROTO_ICMPV6,
     IPPROTO_IGMP,
     IPPROTO_UDP,
@@ -43,6 +48,8 @@ from .pipeline import (
 from .state import Binding, GuestPort
 
 EAPOL_GROUP = "01:80:c2:00:00:03"
+DHCP6_CLIENT, DHCP6_SERVER = 546, 547  # UDP ports
+LEASED = ("dhcp", "dhcp6")  # binding sources that live as long as their lease, not idle-timed
 ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 IPV4_MULTICAST = ("224.0.0.0", "240.0.0.0")
 ALL_NODES_MAC = "33:33:00:00:00:01"
@@ -98,6 +105,10 @@ def static_flows(view: View | None) -> list[FlowSpec]:
         flow("from_uplink", P_HIGH,
              {"eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP, "udp_src": 67, "udp_dst": 68},
              [ToController()], purpose=Purpose.DHCP),
+        flow("from_uplink", P_HIGH,
+             {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP, "udp_src": DHCP6_SERVER,
+              "udp_dst": DHCP6_CLIENT},
+             [ToController()], purpose=Purpose.DHCP),
         # APs that turn group traffic into unicast to the station: restore and flood
         flow("from_uplink", P_TRIGGER, {"eth_dst": s, "eth_type": ETH_ARP, "arp_op": 1},
              [SetField("eth_dst", BROADCAST), Output(PORT_ALL)], purpose=Purpose.GROUP),
@@ -125,7 +136,7 @@ def static_flows(view: View | None) -> list[FlowSpec]:
         flow("to_uplink", P_CATCHALL, {}, [SetField("eth_src", s), Output(u)],
              purpose=Purpose.UPLINK_OUT),
     ]
-    return specs
+    return specs + static6_flows(u, s)
 
 
 def static_args(view: View | None) -> tuple:
@@ -162,7 +173,12 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
              {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
               "udp_src": 68, "udp_dst": 67},
              trigger, purpose=Purpose.DHCP, subject=sub, meter=meter),
-        # guests are clients: no DHCP server answers, no IPv6 router advertisements
+        flow("from_guest", P_HIGH,
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_src": DHCP6_CLIENT, "udp_dst": DHCP6_SERVER},
+             trigger, purpose=Purpose.DHCP, subject=sub, meter=meter),
+        # guests are clients: no DHCP(v6) server or relay answers, no IPv6 router
+        # advertisements (DHCPv6: anything from the server port or to the client port)
         flow("from_guest", P_TOP,
              {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
               "udp_src": 67, "udp_dst": 68},
@@ -170,6 +186,14 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
         flow("from_guest", P_TOP,
              {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
               "icmpv6_type": ICMPV6_ROUTER_ADVERT},
+             trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
+        flow("from_guest", P_TOP,
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_src": DHCP6_SERVER},
+             trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
+        flow("from_guest", P_HIGH,  # below the one above: a 547 -> 546 frame matches both
+             {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
+              "udp_dst": DHCP6_CLIENT},
              trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
         # ARP probes (RFC 5227) claim nothing: forward, and let the controller see them
         flow("from_guest", P_PROBE,
@@ -185,19 +209,22 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
         flow("switch_local", P_PORT, {"eth_dst": m}, [Output(p)],
              purpose=Purpose.GUEST_MAC, subject=sub),
     ]
-    return specs
+    return specs + port6_flows(p, m, meter)
 
 
 def binding_args(b: Binding, view: View | None) -> tuple | None:
     """What `binding_flows` is computed from (None: no flows)."""
     if view is None:
         return None
-    return (b.port_no, b.mac, b.ip, view.idle_timeout if b.source != "dhcp" else 0)
+    return (b.port_no, b.mac, b.ip, view.idle_timeout if b.source not in LEASED else 0)
 
 
 def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
     """Steering of guest IP `ip` from the uplink to port `p` and MAC `m`, and its egress
-    source check (idle-timed after `idle` seconds unless 0)."""
+    source check (idle-timed after `idle` seconds unless 0).  An IPv6 address (one binding
+    table, one section kind: its text says its version) gets `binding6_flows`."""
+    if ":" in ip:
+        return binding6_flows(p, m, ip, idle)
     sub = subject(p)
     to_guest = [SetField("eth_dst", m), Output(p)]  # (two flows)
     return [
@@ -264,6 +291,89 @@ def group_flows(s: str, group: str, ports: tuple[int, ...] | None) -> list[FlowS
         mac = group_mac(group) if 224 <= int(group.split(".")[0]) < 240 else BROADCAST
     return [flow("from_uplink", P_GROUP_EXACT, match, [SetField("eth_dst", mac), *out],
                  purpose=Purpose.GROUP)]
+# ---------------------------------------------------------------- IPv6 (issue 12)
+# Priorities of the IPv6 flows that sit between the shared ones above.
+P_ND_BOUND = 420  # from_guest: an NA for one of the guest's own addresses
+P_ND = 410  # from_guest: other NAs (learn the target); NS from a bound source
+P_ND_TARGET = 310  # from_uplink: an NS for a guest address (beside its ipv6_dst flow)
+UNSPECIFIED6 = "::"
+
+
+def static6_flows(u: int, s: str) -> list[FlowSpec]:
+    """IPv6 flows of the `static` section: the uplink copies of NS and NA carry the station
+    MAC in their link-layer option too (OVS rewrites the option and fixes the checksum; a
+    DAD NS has no option and is left alone); guests' Redirects never go anywhere."""
+    nd = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    return [
+        flow("from_guest", P_TOP, {**nd, "icmpv6_type": ICMPV6_REDIRECT},
+             purpose=Purpose.GUEST_PORT),
+        flow("to_uplink", P_LOW, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT},
+             [SetField("eth_src", s), SetField("ipv6_nd_sll", s), Output(u)],
+             purpose=Purpose.UPLINK_OUT),
+        flow("to_uplink", P_LOW, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT},
+             [SetField("eth_src", s), SetField("ipv6_nd_tll", s), Output(u)],
+             purpose=Purpose.UPLINK_OUT),
+    ]
+
+
+def port6_flows(p: int, m: str, meter: int | None) -> list[FlowSpec]:
+    """IPv6 triggers of guest port `p` with MAC `m`, controller-bound under `meter`:
+    Router Solicitations (their source link-layer option is rewritten by the controller:
+    OVS does not parse RS options), NAs whose target is not bound to the port yet, DAD
+    (source ::, forwarded and seen: the target is the guest's tentative address) and any
+    IPv6 from a source not bound to the port (learn it or refuse it).  ND from the LAN
+    naming the guest's MAC in its option (a leak reflected, or a spoof pointing the host's
+    or the guests' neighbour caches at a guest) is dropped (counted by the flows)."""
+    sub = subject(p)
+    trigger = [ToController()]
+    icmp6 = {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    nd = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    return [
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT,
+                                     "ipv6_nd_sll": m}, purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT,
+                                     "ipv6_nd_tll": m}, purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_guest", P_HIGH, {**icmp6, "icmpv6_type": ICMPV6_ROUTER_SOLICIT}, trigger,
+             purpose=Purpose.UPLINK_OUT, subject=sub, meter=meter),
+        flow("from_guest", P_ND, {**icmp6, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT}, trigger,
+             purpose=Purpose.LEARN, subject=sub, meter=meter),
+        flow("from_guest", P_PROBE, {**icmp6, "ipv6_src": UNSPECIFIED6}, trigger,
+             goto="switch_local", purpose=Purpose.LEARN, subject=sub, meter=meter),
+        flow("from_guest", P_PORT, {"in_port": p, "eth_type": ETH_IPV6}, trigger,
+             purpose=Purpose.LEARN, subject=sub, meter=meter),
+    ]
+
+
+def binding6_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
+    """IPv6 address `ip` bound to port `p` and MAC `m`: traffic and NSs for it from the
+    uplink go to the guest with its MAC; an NA for it from the uplink is a conflict (seen by
+    the controller, and given to the guest, whose DAD needs it, not to the host); from the
+    guest, the source check (idle-timed unless `idle` is 0) and ND for the address with the
+    guest's own MAC in the option (no guest can point a neighbour at another's MAC)."""
+    sub = subject(p)
+    v6 = {"eth_type": ETH_IPV6}
+    na = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
+          "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT}
+    ns = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
+          "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT}
+    to_guest = [SetField("eth_dst", m), Output(p)]
+    return [
+        flow("from_uplink", P_BINDING, {**na, "ipv6_nd_target": ip},
+             [ToController(), *to_guest], purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_uplink", P_ND_TARGET, {**ns, "ipv6_nd_target": ip}, to_guest,
+             purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_uplink", P_PORT, {**v6, "ipv6_dst": ip}, to_guest,
+             purpose=Purpose.GUEST_IP, subject=sub),
+        flow("from_guest", P_ND_BOUND, {"in_port": p, **na, "ipv6_nd_target": ip},
+             [SetField("ipv6_nd_tll", m)], goto="switch_local", purpose=Purpose.GUEST_IP,
+             subject=sub),
+        flow("from_guest", P_ND, {"in_port": p, **ns, "ipv6_src": ip},
+             [SetField("ipv6_nd_sll", m)], goto="switch_local", purpose=Purpose.GUEST_IP,
+             subject=sub),
+        flow("from_guest", P_BINDING, {"in_port": p, **v6, "ipv6_src": ip},
+             goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
+             idle_timeout=idle, send_flow_removed=bool(idle)),
+    ]
 
 
 SECTION_FLOWS: dict[str, Callable[..., list[FlowSpec]]] = {

@@ -178,8 +178,10 @@ def _igmp_groups(pkt: packet.Packet, data: bytes) -> tuple[list[str], list[str]]
 def _mld_groups(pkt: packet.Packet, data: bytes) -> tuple[list[str], list[str]]:
     ip6 = pkt.get_protocol(_ipv6.ipv6)
     icmp = pkt.get_protocol(_icmpv6.icmpv6)
-    if ip6 is None or icmp is None:
+    if ip6 is None:
         raise ReportError("unparsable")
+    if icmp is None:  # IPv6, but no ICMPv6 message: not a report at all
+        raise ReportError("not-a-report")
     if icmp.type_ not in MLD_TYPES:
         raise ReportError("not-a-report")
     end = 14 + 40 + ip6.payload_length

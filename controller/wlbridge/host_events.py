@@ -31,6 +31,7 @@ RTMGRP_IPV4_IFADDR = 0x10
 SO_ATTACH_FILTER = 26
 RTM_NEWLINK = 16
 ALL_CHANGED = 0xFFFFFFFF    # ifi_change of the RTM_NEWLINK announcing a new interface
+DUMP_TRIES = 5              # a dump the kernel interrupted (interfaces changing meanwhile)
 
 REMOVED, APPEARED, RECREATED = "removed", "appeared", "recreated"
 CARRIER_DOWN, CARRIER_UP = "carrier-down", "carrier-up"
@@ -143,7 +144,7 @@ class HostWatcher:
         """Read the state before the first event through `query` (a netlink socket for
         requests: ``get_links``, ``get_addr``), kept for later requests."""
         self._query = query
-        links = {m.get_attr("IFLA_IFNAME"): m for m in self._query.get_links()}
+        links = {m.get_attr("IFLA_IFNAME"): m for m in _dump(self._query.get_links)}
         up = links.get(self.uplink)
         self.uplink_state = link_state(up) if up is not None else None
         br = links.get(self.bridge)
@@ -164,7 +165,8 @@ class HostWatcher:
                     addresses_changed = True
                 elif name == self.uplink:
                     self._uplink(link_state(msg) if event == "RTM_NEWLINK" else None)
-            elif (event in ("RTM_NEWADDR", "RTM_DELADDR") and msg["family"] == socket.AF_INET
+            elif (event in ("RTM_NEWADDR", "RTM_DELADDR")
+                  and msg["family"] in (socket.AF_INET, socket.AF_INET6)
                   and msg["index"] == self._bridge_index):
                 addresses_changed = True
         if self._indexes() != before:
@@ -211,9 +213,11 @@ class HostWatcher:
 
     def _refresh_addresses(self) -> None:
         ips: list[str] = []
-        if self._bridge_index is not None:
-            ips = sorted(_with_prefix(a) for a in self._query.get_addr(
-                index=self._bridge_index, family=socket.AF_INET))
+        if self._bridge_index is not None:  # IPv4 and IPv6 (a guest may claim neither)
+            ips = sorted({_with_prefix(a)
+                          for family in (socket.AF_INET, socket.AF_INET6)
+                          for a in _dump(self._query.get_addr, index=self._bridge_index,
+                                         family=family)})
         if ips != self._addresses:
             self._addresses = ips
             self._on_addresses(ips)
@@ -241,9 +245,23 @@ def _with_prefix(msg: Any) -> str:
     except (KeyError, TypeError):
         return address
     return f"{address}/{prefixlen}" if isinstance(prefixlen, int) else address
+def _dump(request: Callable[..., Any], *args: Any, **kwargs: Any) -> list:
+    """A netlink dump, asked again when the kernel says it was interrupted (interfaces or
+    addresses changing meanwhile: seen on a machine where other test runs create and delete
+    interfaces; it ended the watcher: "host netlink events stopped").  The last
+    interruption is raised."""
+    from wlbridge.pyroute2_lazy import NetlinkDumpInterrupted
+
+    for attempt in range(DUMP_TRIES):
+        try:
+            return list(request(*args, **kwargs))
+        except NetlinkDumpInterrupted:
+            if attempt == DUMP_TRIES - 1:
+                raise
+    return []      # not reached
 
 
 def _iproute() -> Any:
-    from pyroute2 import IPRoute
+    from wlbridge.pyroute2_lazy import IPRoute
 
     return IPRoute()

@@ -25,8 +25,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pyroute2 import IPRoute
-
 from .ingress_filter import (  # noqa: F401 - re-exported: hostnet.X keeps working
     BPF_PROG_LOAD,
     BPF_PROG_TYPE_SCHED_CLS,
@@ -58,6 +56,7 @@ from .ingress_filter import (  # noqa: F401 - re-exported: hostnet.X keeps worki
     isolation_requests,
     load_isolation_program,
 )
+from .pyroute2_lazy import IPRoute
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -448,7 +447,8 @@ class HostNet:
                 done.append(f"address {addr} removed from {src}")
         on_dst_routes = {r.key() for r in self.routes(dst)}
         src_routes = {r.key() for r in self.routes(src)} if src_index else set()
-        # routes to a link first: a route via a gateway needs the gateway's subnet route
+        # routes to the link before routes through a gateway: an address without a prefix
+        # route (dhcpcd adds its own) leaves the gateway unreachable until then
         for route in sorted(state.routes, key=lambda r: r.gateway is not None):
             if route.key() in src_routes:
                 ignore_errno(errno.ESRCH, self.ipr.route, "del",

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
+from .pyroute2_lazy import NetlinkError
 
 log = logging.getLogger(__name__)
 

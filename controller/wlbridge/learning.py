@@ -3,9 +3,9 @@
 Frames come up from a guest port when the switch cannot vouch for them (first frame of a
 port, an unknown source MAC, an address without a binding, ARP and DHCP) and from the
 uplink for DHCP replies and LAN hosts' ARP for guest addresses.  Guests' DHCP goes on to
-`dhcp_service`; whom a guest may be and which addresses it may use is decided in `guard`.
-The answer is a list of `effects` (the core applies them); refusals are only counted and
-logged (through `telemetry`).
+`dhcp_service` (DHCPv6 to `dhcp6_service`); whom a guest may be and which addresses it may
+use is decided in `guard`.  The answer is a list of `effects` (the core applies them);
+refusals are only counted and logged (through `telemetry`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import guard
+from .dhcp6_service import Dhcp6Service
 from .dhcp_service import DhcpService
 from .effects import Bind, Effect, LearnMac, Refresh, Reinject
+from .nd import NdPolicy
 from .packets import Frame, FrameError, parse_frame
-from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_IGMP
+from .pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_ICMPV6, IPPROTO_IGMP
+
+#: IPv6 next headers an MLD message comes behind: ICMPv6, or the hop-by-hop options header
+#: (with its router alert) that MLD messages carry first
+MLD_CARRIERS = (IPPROTO_ICMPV6, 0)
 from .state import GuestPort, Model
 from .telemetry import Telemetry
 
@@ -26,12 +32,15 @@ class PacketInPolicy:
     (``max_ips_per_port``, ``max_bindings``)."""
 
     def __init__(self, model: Model, config: Any, telemetry: Telemetry,
-                 dhcp: DhcpService, groups: Any = None) -> None:
+                 dhcp: DhcpService, groups: Any = None,
+                 dhcp6: Dhcp6Service | None = None) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
         self.dhcp = dhcp
         self.groups = groups  # a `groups.GroupPolicy` (IGMP/MLD snooping), or None
+        self.dhcp6 = dhcp6 if dhcp6 is not None else Dhcp6Service(model, config, telemetry)
+        self.nd = NdPolicy(model, config, telemetry)
 
     def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
         """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
@@ -54,14 +63,20 @@ class PacketInPolicy:
             return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
+        if frame.eth_type == ETH_IPV6:
+            if frame.is_dhcp6_server:  # guests are DHCPv6 clients, never servers or relays
+                return self.refuse(guest, "dhcp6-server", frame.ipv6.src if frame.ipv6 else "")
+            if frame.is_dhcp6_client:
+                counters["packet_in.dhcp6"] += 1
+                return self.dhcp6.from_guest(guest, frame, now)
         if self.groups is not None and (
-                frame.eth_type == ETH_IPV6
+                (frame.ipv6 is not None and frame.ipv6.proto in MLD_CARRIERS)
                 or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
             snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
             if snooped is not None:
                 return snooped
-        if frame.eth_type == ETH_IPV6:  # only router advertisements come here
-            return self.refuse(guest, "ipv6-router-advert", "")
+        if frame.eth_type == ETH_IPV6:  # ND, router solicitations, unbound sources
+            return self.nd.from_guest(guest, frame, now)
         if frame.is_dhcp_server:
             return self.refuse(guest, "dhcp-server", frame.ipv4.src if frame.ipv4 else "")
         if frame.is_dhcp_client:
@@ -81,12 +96,17 @@ class PacketInPolicy:
         if frame.is_dhcp_server:
             tel.bump("packet_in.dhcp")
             return self.dhcp.from_uplink(frame, now)
+        if frame.is_dhcp6_server:
+            tel.bump("packet_in.dhcp6")
+            return self.dhcp6.from_uplink(frame, now)
         if frame.arp is not None and frame.arp.src_ip in model.bindings:
             b = model.bindings[frame.arp.src_ip]
             tel.bump("conflicts.uplink")
             tel.log_once(f"conflict:{b.ip}", "LAN host %s claims %s, bound to guest port %s",
                          frame.arp.src_mac, b.ip, b.port_no)
             return []
+        if frame.eth_type == ETH_IPV6:
+            return self.nd.from_uplink(frame, now)
         tel.bump("packet_in.uplink_other")
         return []
 

@@ -12,7 +12,10 @@ changes: nobody would notice.  `LeaseRenewal.reassociated` is attached to
   command line, so it asks for its current address at once (INIT-REBOOT: a DHCPREQUEST).
   The address stays on the bridge meanwhile; if the new one does not start, the stop is
   undone (`addr_handoff.execute`: the client is started again);
-* anyone else (static addresses, ``keep``, dhcpcd, systemd-networkd, no hand-off): nothing.
+* the dhcpcd instance the hand-off started on the bridge: told to rebind (SIGHUP, as
+  ``dhcpcd -n`` would; it confirms its lease at once, as dhcpcd does on wlan0 when the
+  carrier returns);
+* anyone else (static addresses, ``keep``, systemd-networkd, no hand-off): nothing.
 
 One log line says what was done.  Nothing here raises into the controller.
 """
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from .addr_handoff import HANDOFF_KEY, HandoffError, HostOps, Plan, Step, execute
 
 LOG = logging.getLogger("wlbridge.app")
+REASSOCIATED, RECREATED = "uplink reassociated", "uplink re-created"
 
 
 def renewal(plan: Plan | None) -> tuple[list[Step], str]:
@@ -34,6 +38,10 @@ def renewal(plan: Plan | None) -> tuple[list[Step], str]:
     saying what is done (or why nothing)."""
     if plan is None:
         return [], "no address hand-off recorded for the bridge: no DHCP client to renew"
+    if plan.manager.startswith("dhcpcd on "):
+        return ([Step("rebind", f"dhcpcd on {plan.bridge} told to rebind (SIGHUP)",
+                      {"iface": plan.bridge})],
+                f"{plan.manager}: told to rebind (SIGHUP) to confirm its lease at once")
     starts = [s for s in plan.setup if s.kind == "start"]
     if not starts:
         return [], f"the host's address is managed by {plan.manager}: nothing to renew"
@@ -71,11 +79,21 @@ class LeaseRenewal:
         self._spawn, self._read, self._ops = spawn, read, ops
         self._lock = threading.Lock()
         self._busy = self._again = False
+        self._why = REASSOCIATED
         self.renewals = 0
 
     def reassociated(self) -> None:
         """The uplink has carrier again.  Never blocks, never raises."""
+        self._request(REASSOCIATED)
+
+    def recreated(self) -> None:
+        """The uplink was re-created (driver reload) and is plugged in again.  Never
+        blocks, never raises."""
+        self._request(RECREATED)
+
+    def _request(self, why: str) -> None:
         with self._lock:
+            self._why = why
             if self._busy:
                 self._again = True
                 return
@@ -98,15 +116,15 @@ class LeaseRenewal:
 
     def _loop(self) -> None:
         while True:
+            why = self._why
             try:
-                LOG.info("uplink reassociated: %s", self.renew())
+                LOG.info("%s: %s", why, self.renew())
             except HandoffError as exc:
-                LOG.error("uplink reassociated: could not renew the bridge's DHCP client "
-                          "(%s)%s; it keeps its lease and renews when it is due", exc,
+                LOG.error("%s: could not renew the bridge's DHCP client "
+                          "(%s)%s; it keeps its lease and renews when it is due", why, exc,
                           f"; undo: {'; '.join(exc.undo_errors)}" if exc.undo_errors else "")
             except Exception as exc:  # noqa: BLE001 - OVSDB away, bad record: say so, go on
-                LOG.error("uplink reassociated: the bridge's DHCP client not renewed (%s)",
-                          exc)
+                LOG.error("%s: the bridge's DHCP client not renewed (%s)", why, exc)
             with self._lock:
                 if not self._again:
                     self._busy = False

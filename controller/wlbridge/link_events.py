@@ -12,7 +12,9 @@
   interface): the interface lost what setup gave it, and the userspace datapath reads the
   old one; `wlbridge.uplink_care.repair_uplink` re-plugs the port (same OpenFlow number) and
   prepares the interface again, in a worker (OVSDB can be slow).  The port-status ADD that
-  follows makes the core resend the uplink's flows and announce the guests.
+  follows makes the core resend the uplink's flows and announce the guests.  Once the new
+  interface is plugged in, `on_recreated` is told (the host's DHCP client renews as after
+  a reassociation: a reload is one, and a renewal before the re-plug would go nowhere).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class UplinkEvents:
         self._again = False
         #: called (no arguments) when the uplink's carrier comes back: a reassociation
         self.on_reassociated: list[Callable[[], None]] = []
+        #: called (no arguments) once a re-created uplink has been re-plugged and prepared
+        self.on_recreated: list[Callable[[], None]] = []
         self.repairs = 0
 
     def uplink_changed(self, change: str, state: LinkState | None) -> None:
@@ -66,11 +70,7 @@ class UplinkEvents:
         elif change == CARRIER_UP:
             LOG.info("uplink %s has carrier again (reassociated): guests are announced",
                      self.uplink)
-            for hook in list(self.on_reassociated):
-                try:
-                    hook()
-                except Exception:
-                    LOG.exception("reassociation hook failed")
+            _run_hooks(self.on_reassociated, "reassociation")
 
     def _start_repair(self) -> None:
         with self._lock:
@@ -82,6 +82,7 @@ class UplinkEvents:
 
     def _repair_loop(self) -> None:
         while True:
+            repaired = False
             try:
                 changes, warnings = self._repair(self.bridge, self.uplink, self.remote)
                 self.repairs += 1
@@ -89,15 +90,27 @@ class UplinkEvents:
                     LOG.info("uplink %s: %s", self.uplink, line)
                 for line in warnings:
                     LOG.warning("uplink %s: %s", self.uplink, line)
+                repaired = True
             except Exception as exc:  # noqa: BLE001 - OVSDB or netlink failed: say so
                 LOG.error("could not re-plug the re-created uplink %s (%s); run `wlbridge "
                           "setup --uplink %s --bridge %s` again", self.uplink, exc,
                           self.uplink, self.bridge)
             with self._lock:
-                if not self._again:
+                again, self._again = self._again, False
+                if not again:
                     self._repairing = False
-                    return
-                self._again = False
+            if repaired and not again:     # re-created again meanwhile: after that repair
+                _run_hooks(self.on_recreated, "re-created uplink")
+            if not again:
+                return
+
+
+def _run_hooks(hooks: list[Callable[[], None]], what: str) -> None:
+    for hook in list(hooks):
+        try:
+            hook()
+        except Exception:
+            LOG.exception("%s hook failed", what)
 
 
 def _repair_uplink(bridge: str, uplink: str, remote: str | None) -> tuple[list[str], list[str]]:

@@ -1,4 +1,5 @@
-"""Packet-in frames, parsed with the framework's packet library into what the core needs."""
+"""Packet-in frames, parsed with the framework's packet library into what the core needs, and
+the frames the core sends of its own (announcements), built with it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import struct
 from typing import Any, NamedTuple
 
 from .compat import arp as arp_mod
-from .compat import ethernet, ipv4, udp
+from .compat import ethernet, ipv4, ipv6, packet, udp
 
 ETH_MIN = 14
+ETH_PADDED = 60  # the Ethernet minimum, without the FCS
 FRAME_MAX = 1514 + 4  # one VLAN tag at most
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
 class FrameError(ValueError):
@@ -34,6 +37,12 @@ class Ipv4Info(NamedTuple):
     proto: int
 
 
+class Ipv6Info(NamedTuple):
+    src: str
+    dst: str
+    proto: int  # the upper-layer protocol, after any extension headers
+
+
 class Frame(NamedTuple):
     """What the core reads of a packet-in frame (immutable records like the others here:
     named tuples, built for a fraction of a frozen dataclass's cost on the packet-in path)."""
@@ -46,22 +55,34 @@ class Frame(NamedTuple):
     ipv4: Ipv4Info | None = None
     udp_src: int | None = None
     udp_dst: int | None = None
+    ipv6: Ipv6Info | None = None
 
     @property
     def is_dhcp_client(self) -> bool:
-        return self.udp_src == 68 and self.udp_dst == 67
+        return self.udp_src == 68 and self.udp_dst == 67 and self.ipv6 is None
 
     @property
     def is_dhcp_server(self) -> bool:
-        return self.udp_src == 67 and self.udp_dst == 68
+        return self.udp_src == 67 and self.udp_dst == 68 and self.ipv6 is None
+
+    @property
+    def is_dhcp6_client(self) -> bool:
+        """A DHCPv6 client message (UDP 546 -> 547)."""
+        return self.ipv6 is not None and self.udp_src == 546 and self.udp_dst == 547
+
+    @property
+    def is_dhcp6_server(self) -> bool:
+        """A DHCPv6 server's or relay agent's message: from UDP 547 (Advertise, Reply,
+        Reconfigure, Relay-forward/-reply), or to a client's UDP 546."""
+        return self.ipv6 is not None and (self.udp_src == 547 or self.udp_dst == 546)
 
 
 class _Headers:
-    """Like `packet.Packet`, but only the layers the core reads (Ethernet, ARP, IPv4, UDP):
+    """Like `packet.Packet`, but only the layers the core reads (Ethernet, ARP, IPv4/IPv6, UDP):
     the payload is never decoded.  os-ken's DHCP parser fails on a non-ASCII sname/file,
     which option overload (52) makes legal; DHCP is parsed by `wlbridge.dhcp`."""
 
-    LAYERS = (ethernet.ethernet, arp_mod.arp, ipv4.ipv4, udp.udp)
+    LAYERS = (ethernet.ethernet, arp_mod.arp, ipv4.ipv4, ipv6.ipv6, udp.udp)
 
     def __init__(self, data: bytes) -> None:
         self.protocols: list = []
@@ -115,4 +136,25 @@ def parse_frame(data: bytes) -> Frame:
         u = pkt.get_protocol(udp.udp) if ip.proto == 17 else None
         return Frame(data, src, dst, ethertype, ipv4=info4,
                      udp_src=u.src_port if u else None, udp_dst=u.dst_port if u else None)
+    if ethertype == 0x86DD:
+        ip6 = pkt.get_protocol(ipv6.ipv6)
+        if ip6 is None or ip6.version != 6:
+            raise FrameError("bad-ipv6")
+        if ip6.payload_length > len(data) - ETH_MIN - 40:
+            raise FrameError("truncated-ipv6")
+        u = pkt.get_protocol(udp.udp)
+        proto = 17 if u is not None else ip6.nxt
+        return Frame(data, src, dst, ethertype, ipv6=Ipv6Info(ip6.src, ip6.dst, proto),
+                     udp_src=u.src_port if u else None, udp_dst=u.dst_port if u else None)
     return Frame(data, src, dst, ethertype)
+
+
+def gratuitous_arp(mac: str, ip: str) -> bytes:
+    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement),
+    padded to the Ethernet minimum."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(BROADCAST, mac, 0x0806))
+    pkt.add_protocol(arp_mod.arp(opcode=1, src_mac=mac, src_ip=ip,
+                                 dst_mac="00:00:00:00:00:00", dst_ip=ip))
+    pkt.serialize()
+    return bytes(pkt.data) + bytes(ETH_PADDED - len(pkt.data))

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from . import cookies, fastof
-from .compat import ofp, parser
+from . import cookies, fastof, ofmsg
+from .compat import ofp
 from .cookies import Purpose
 
 ETH_ARP = 0x0806
@@ -28,7 +28,11 @@ IPPROTO_TCP = 6
 IPPROTO_ICMP = 1
 IPPROTO_ICMPV6 = 58
 IPPROTO_IGMP = 2
+ICMPV6_ROUTER_SOLICIT = 133
 ICMPV6_ROUTER_ADVERT = 134
+ICMPV6_NEIGHBOR_SOLICIT = 135
+ICMPV6_NEIGHBOR_ADVERT = 136
+ICMPV6_REDIRECT = 137
 
 PORT_LOCAL = ofp.OFPP_LOCAL
 PORT_ALL = ofp.OFPP_ALL
@@ -69,7 +73,8 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_uplink", 10,
         frozenset({"eth_src", "eth_dst", "eth_type", "arp_op", "arp_spa", "arp_tpa",
-                   "ipv4_dst", "ipv6_dst", "ip_proto", "udp_src", "udp_dst"}),
+                   "ipv4_dst", "ip_proto", "udp_src", "udp_dst",
+                   "ipv6_dst", "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"}),
         frozenset({"eth_dst", "arp_tha"}),
         (),
         "local",
@@ -78,8 +83,9 @@ TABLES: tuple[Table, ...] = (
     Table(
         "from_guest", 20,
         frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
-                   "ip_proto", "udp_src", "udp_dst", "icmpv6_type"}),
-        frozenset(),
+                   "ip_proto", "udp_src", "udp_dst", "icmpv6_type",
+                   "ipv6_src", "ipv6_nd_target"}),
+        frozenset({"ipv6_nd_sll", "ipv6_nd_tll"}),
         ("switch_local",),
         "drop",
         "Port security and learning triggers for frames from guests.",
@@ -94,11 +100,12 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "to_uplink", 50,
-        frozenset({"eth_type"}),
-        frozenset({"eth_src", "arp_sha"}),
+        frozenset({"eth_type", "ip_proto", "icmpv6_type"}),
+        frozenset({"eth_src", "arp_sha", "ipv6_nd_sll", "ipv6_nd_tll"}),
         (),
         "drop",
-        "Rewrite to the station MAC (Ethernet source, ARP sender) and send out the uplink.",
+        "Rewrite to the station MAC (Ethernet source, ARP sender, ND link-layer options) and "
+        "send out the uplink.",
     ),
 )
 
@@ -122,6 +129,9 @@ PREREQUISITES: dict[str, tuple[str, tuple[int, ...]]] = {
     "tcp_src": ("ip_proto", (IPPROTO_TCP,)),
     "tcp_dst": ("ip_proto", (IPPROTO_TCP,)),
     "icmpv6_type": ("ip_proto", (IPPROTO_ICMPV6,)),
+    "ipv6_nd_target": ("icmpv6_type", (ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NEIGHBOR_ADVERT)),
+    "ipv6_nd_sll": ("icmpv6_type", (ICMPV6_NEIGHBOR_SOLICIT,)),
+    "ipv6_nd_tll": ("icmpv6_type", (ICMPV6_NEIGHBOR_ADVERT,)),
 }
 
 
@@ -209,6 +219,7 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
         values.update(kw)
     # Validity depends on the flow's shape only, not on its addresses: check each shape once.
     shape = (table, priority, goto, names, match.get("eth_type"), match.get("ip_proto"),
+             match.get("icmpv6_type"),
              tuple([a.field for a in actions if isinstance(a, SetField)]))
     order = _SHAPES.get(shape)
     if order is None:
@@ -276,24 +287,18 @@ def _instructions(spec: FlowSpec) -> list:
 
 
 def _make_instructions(spec: FlowSpec) -> list:
-    insts = []
-    if spec.meter is not None:
-        insts.append(fastof.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
     actions = []
     for action in spec.actions:
         if isinstance(action, Output):
-            actions.append(parser.OFPActionOutput(action.port))
+            actions.append(ofmsg.output(action.port))
         elif isinstance(action, ToController):
-            actions.append(parser.OFPActionOutput(PORT_CONTROLLER, action.max_len))
+            actions.append(ofmsg.output(PORT_CONTROLLER, action.max_len))
         elif isinstance(action, SetField):
             actions.append(fastof.set_field(action.field, action.value))
         else:  # pragma: no cover - guarded by the type
             raise PipelineError(f"unknown action {action!r}")
-    if actions:
-        insts.append(fastof.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-    if spec.goto is not None:
-        insts.append(fastof.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
-    return insts
+    goto = BY_NAME[spec.goto].table_id if spec.goto is not None else None
+    return fastof.instructions(spec.meter, actions, goto)
 
 
 def build_add(spec: FlowSpec, generation: int):
@@ -317,31 +322,13 @@ def build_add(spec: FlowSpec, generation: int):
 def build_delete_strict(spec: FlowSpec):
     """OFPFC_DELETE_STRICT for exactly this table/priority/match (any cookie of ours)."""
     cookie, mask = cookies.ours_match()
-    return parser.OFPFlowMod(
-        datapath=None,
-        cookie=cookie,
-        cookie_mask=mask,
-        table_id=BY_NAME[spec.table].table_id,
-        command=ofp.OFPFC_DELETE_STRICT,
-        priority=spec.priority,
-        out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY,
-        match=fastof.match(spec.match),
-    )
+    return ofmsg.flow_delete(cookie, mask, BY_NAME[spec.table].table_id, spec.priority,
+                             fastof.match(spec.match))
 
 
 def build_delete_cookie(cookie: int, mask: int):
     """OFPFC_DELETE of every flow, in every table, whose cookie matches under mask."""
-    return parser.OFPFlowMod(
-        datapath=None,
-        cookie=cookie,
-        cookie_mask=mask,
-        table_id=ofp.OFPTT_ALL,
-        command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(),
-    )
+    return ofmsg.flow_delete(cookie, mask)
 
 
 def miss_flows() -> list[FlowSpec]:

@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .addresses import is_unicast_mac
+from .addresses import is_guest_ip6, is_unicast_mac
 
-SOURCES = ("arp", "dhcp", "ipv4", "state", "static")
+SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static", "nd", "ipv6")
 
 
 @dataclass
@@ -88,7 +88,10 @@ class Counters(Counter):
 
 
 def is_guest_ip(ip: str) -> bool:
-    """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast)."""
+    """True for an IPv4 address a guest may own (unicast, not 0/loopback/link-broadcast),
+    or an IPv6 one (unicast, not unspecified/loopback/IPv4-mapped, in canonical text)."""
+    if isinstance(ip, str) and ":" in ip:
+        return _is_guest_ipv6(ip)
     parts = ip.split(".") if isinstance(ip, str) else ()
     if len(parts) == 4 and all(p.isdigit() and p.isascii() and len(p) <= 3
                                and (p == "0" or p[0] != "0") for p in parts):
@@ -104,6 +107,16 @@ def is_guest_ip(ip: str) -> bool:
         return False
     return not (addr.is_unspecified or addr.is_loopback or addr.is_multicast
                 or addr.is_reserved or int(addr) == 0xFFFFFFFF)
+
+
+def _is_guest_ipv6(ip: str) -> bool:
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return False
+    return addr.compressed == ip and not (
+        addr.is_unspecified or addr.is_loopback or addr.is_multicast
+        or addr.ipv4_mapped is not None)
 
 
 def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
@@ -133,8 +146,10 @@ def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
                                  "mac_source": rec["mac_source"]})
     pending = {rec["ip"]: rec for rec in pending_bindings or []}  # a later record wins
     saved_bindings += [dict(rec) for ip, rec in pending.items() if ip not in bindings]
+    # IPv6 bindings under their own key: a controller that knows only IPv4 reads the file
     saved = {"version": 1, "generation": generation, "guests": saved_guests,
-             "bindings": saved_bindings}
+             "bindings": [b for b in saved_bindings if ":" not in b["ip"]],
+             "bindings6": [b for b in saved_bindings if ":" in b["ip"]]}
     if groups:
         saved["groups"] = groups
     return saved
@@ -156,8 +171,9 @@ def parse_persistent(data: Any) -> tuple[int, dict[str, dict], list[dict]]:
                 raise StateFormatError(f"bad guest record {g!r}")
             guests[g["name"]] = {"mac": g["mac"].lower(), "mac_source": str(g.get("mac_source"))}
         bindings = []
-        for b in data.get("bindings", []):
-            if not is_guest_ip(str(b.get("ip"))) or not is_unicast_mac(str(b.get("mac"))):
+        for b in [*data.get("bindings", []), *data.get("bindings6", [])]:
+            if not (is_guest_ip(str(b.get("ip"))) or is_guest_ip6(str(b.get("ip")))) \
+                    or not is_unicast_mac(str(b.get("mac"))):
                 raise StateFormatError(f"bad binding record {b!r}")
             if not isinstance(b.get("port"), str) or b.get("source") not in SOURCES:
                 raise StateFormatError(f"bad binding record {b!r}")

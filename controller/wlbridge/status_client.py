@@ -86,15 +86,18 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
         f"dhcp     {snap.get('dhcp_mode')}",
         "",
-        f"{'PORT':<16}{'MAC':<19}{'IP':<17}{'LEARNED':<9}EXPIRES",
     ]
+    # the IP column fits the longest address (IPv6 ones are up to 39 characters)
+    width = max([17] + [len(b["ip"]) + 2 for g in snap.get("guests", [])
+                        for b in g.get("ips") or []])
+    lines.append(f"{'PORT':<16}{'MAC':<19}{'IP':<{width}}{'LEARNED':<9}EXPIRES")
     for g in snap.get("guests", []):
         ips = g.get("ips") or [None]
         for i, b in enumerate(ips):
             first = i == 0
             lines.append(
                 f"{(g['port'] if first else ''):<16}{((g.get('mac') or '-') if first else ''):<19}"
-                f"{(b['ip'] if b else '-'):<17}{(b['source'] if b else ''):<9}"
+                f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
                    if first and g.get("confirmed") is False else ""))

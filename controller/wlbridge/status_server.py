@@ -34,12 +34,13 @@ class _Collector:
         yield guests
         waiting = GaugeMetricFamily(
             "wlbridge_unconfirmed_bindings",
-            "saved guest IPv4 bindings waiting for their port (switch not connected yet, or "
+            "saved guest IPv4/IPv6 bindings waiting for their port (switch not connected yet, or "
             "port missing)")
         waiting.add_metric([], sum(len(g.get("ips", [])) for g in snap.get("guests", [])
                                    if not g.get("confirmed", True)))
         yield waiting
-        bindings = GaugeMetricFamily("wlbridge_bindings", "guest IPv4 bindings by source",
+        bindings = GaugeMetricFamily("wlbridge_bindings",
+                                     "guest IPv4 and IPv6 bindings by source (IPv6: nd, ipv6)",
                                      labels=["source"])
         by_source: dict[str, int] = {}
         for g in confirmed:

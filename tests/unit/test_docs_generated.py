@@ -45,13 +45,17 @@ def test_flow_counts_are_the_builders() -> None:
     view = flows.View(uplink=1, station_mac="02:00:00:00:00:aa", guest_ports=(2, 3))
     per_port = len(flows.port_flows(2, "02:00:00:00:00:bb", None))
     per_ip = len(flows.binding_flows(2, "02:00:00:00:00:bb", "192.0.2.1", 300))
+    per_ip6 = len(flows.binding_flows(2, "02:00:00:00:00:bb", "2001:db8::1", 300))
     assert docgen.counts() == {"static": len(flows.static_flows(view)), "port": per_port,
-                               "port_unknown_mac": 1, "ip": per_ip, "group": 1,
+                               "port_unknown_mac": 1, "ip": per_ip, "ip6": per_ip6, "group": 1,
                                "well_known": len(groupmsg.WELL_KNOWN)}
     pipeline_md = (ROOT / "docs" / "pipeline.md").read_text()
     dump = pipeline_md.split("## An annotated dump")[1].split("### The same bridge")[0]
     lines = re.findall(r"^cookie=", dump, re.MULTILINE)
-    assert len(lines) == docgen.total(guests=2, bindings=2)
+    # (the dump was taken before the IPv6 flows: the static and port sections' IPv6 part)
+    ipv6 = len(flows.static6_flows(1, "02:00:00:00:00:aa")) + 2 * len(
+        flows.port6_flows(2, "02:00:00:00:00:bb", None))
+    assert len(lines) == docgen.total(guests=2, bindings=2) - ipv6
     for purpose in ("router advertisement", "udp_src`=67, `udp_dst`=68"):
         assert purpose in pipeline_md
 

@@ -339,3 +339,36 @@ def test_teardown_with_uplink_gone_still_removes_bridge() -> None:
     assert bridge_teardown.teardown(db, FakeNet({"br-wl": {}}), "br-wl", lines.append)
     assert db.calls == [("delete", "br-wl")]
     assert any("192.168.1.5/24" in line for line in lines)
+
+
+def test_move_adds_link_routes_before_routes_through_a_gateway() -> None:
+    """dhcpcd's address has no prefix route (noprefixroute: dhcpcd adds its own, listed
+    after the default route): the gateway is unreachable on the destination until the link
+    route is there (the kernel says "Network is unreachable")."""
+    from wlbridge.hostnet import HostNet
+
+    class Ipr:
+        def __init__(self) -> None:
+            self.link_routes: set[int] = set()
+            self.calls: list[tuple] = []
+
+        def link_lookup(self, ifname: str) -> list[int]:
+            return [{"wlan0": 2, "br-wl": 7}[ifname]]
+
+        def route(self, cmd: str, **kw) -> None:
+            self.calls.append((cmd, kw.get("dst"), kw.get("gateway")))
+            if cmd == "replace" and kw.get("gateway") and kw["oif"] not in self.link_routes:
+                raise OSError(101, "Network is unreachable")
+            if cmd == "replace":
+                self.link_routes.add(kw["oif"])
+
+    net = HostNet(Ipr())
+    net.addresses = lambda name: []            # type: ignore[method-assign]
+    net.routes = lambda name: []               # type: ignore[method-assign]
+    default = Route(4, None, 0, "10.0.0.1", 1034, 16, prefsrc="10.0.0.5")
+    subnet = Route(4, "10.0.0.0", 24, None, 1034, 16, scope=253, prefsrc="10.0.0.5")
+    st = SavedState(uplink="wlan0", mac="02:00:00:00:00:01", allmulticast=False,
+                    addresses=[], routes=[default, subnet])
+    net.move(st, "wlan0", "br-wl")
+    assert [c[1:] for c in net.ipr.calls if c[0] == "replace"] == [("10.0.0.0", None),
+                                                                   (None, "10.0.0.1")]

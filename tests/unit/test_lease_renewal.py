@@ -9,7 +9,7 @@ import logging
 import pytest
 from wlbridge import addr_handoff as ah
 from wlbridge import addr_manager as am
-from wlbridge.host_events import CARRIER_UP
+from wlbridge.host_events import CARRIER_UP, RECREATED
 from wlbridge.hostnet import Address
 from wlbridge.lease_renewal import LeaseRenewal, renewal
 from wlbridge.link_events import UplinkEvents
@@ -53,7 +53,28 @@ def test_the_dhclient_the_handoff_started_is_stopped_without_release_and_started
     assert "INIT-REBOOT" in line and "\n" not in line
 
 
-@pytest.mark.parametrize("mode", ["static", "keep", "dhcpcd", "networkd"])
+def test_the_dhcpcd_instance_on_the_bridge_is_told_to_rebind():
+    plan = PLANS["dhcpcd"]()
+    steps, line = renewal(plan)
+    assert [(s.kind, s.data) for s in steps] == [("rebind", {"iface": "br-wl"})]
+    assert "dhcpcd on br-wl" in line and "rebind" in line and "\n" not in line
+
+
+def test_a_rebind_signals_only_the_bridges_own_dhcpcd_instance(monkeypatch):
+    procs = [am.Process(70, 1, "dhcpcd", ("dhcpcd: [manager] [ip4] [ip6]",)),
+             am.Process(71, 1, "dhcpcd", ("dhcpcd: wlan1 [ip4]",)),
+             am.Process(72, 1, "dhcpcd", ("dhcpcd: br-wl [ip4]",)),
+             am.Process(73, 72, "dhcpcd", ("dhcpcd: [privileged proxy] br-wl [ip4]",))]
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(am, "read_processes", lambda: procs)
+    monkeypatch.setattr(ah.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    ah.HostOps().do_rebind("br-wl")
+    assert killed == [(72, ah.signal.SIGHUP)]
+    with pytest.raises(RuntimeError, match="no dhcpcd instance runs on br-wl0"):
+        ah.HostOps().do_rebind("br-wl0")
+
+
+@pytest.mark.parametrize("mode", ["static", "keep", "networkd"])
 def test_other_managers_are_left_alone(mode):
     plan = PLANS[mode]()
     steps, line = renewal(plan)
@@ -99,6 +120,20 @@ def test_carrier_back_on_the_uplink_restarts_the_bridges_dhclient(caplog):
     lines = [r.getMessage() for r in caplog.records if "renew" in r.getMessage()
              or "INIT-REBOOT" in r.getMessage()]
     assert len(lines) == 1 and "dhclient on br-wl" in lines[0], lines
+
+
+def test_a_re_plugged_uplink_restarts_the_bridges_dhclient(caplog):
+    log: list[str] = []
+    renew = renewer(log)
+    events = UplinkEvents("br-wl", "wlan0", None, spawn=lambda fn: fn(),
+                          repair=lambda *_: ([], []))
+    events.on_reassociated.append(renew.reassociated)
+    events.on_recreated.append(renew.recreated)
+    with caplog.at_level(logging.INFO, logger="wlbridge.app"):
+        events.uplink_changed(RECREATED, None)
+    assert log == ["do stop", "do start"]
+    lines = [r.getMessage() for r in caplog.records if "INIT-REBOOT" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("uplink re-created: dhclient on br-wl"), lines
 
 
 def test_a_client_that_does_not_start_again_is_restarted_as_it_was(caplog):

@@ -56,8 +56,10 @@ class FakeQuery:
 
     def get_addr(self, index: int, family: int) -> list[FakeMsg]:
         self.queries += 1
-        return [FakeMsg({"prefixlen": 24} if a.endswith(".3") else {}, {"IFA_LOCAL": a})
-                for a in self.addresses.get(index, [])]
+        v6 = family == socket.AF_INET6  # (IPv6 addresses have no IFA_LOCAL)
+        return [FakeMsg({"prefixlen": 24} if a.endswith(".3") else {},
+                        {"IFA_ADDRESS" if v6 else "IFA_LOCAL": a})
+                for a in self.addresses.get(index, []) if (":" in a) == v6]
 
 
 def watcher(query: FakeQuery) -> tuple[HostWatcher, list]:
@@ -83,6 +85,15 @@ def test_watcher_reports_uplink_events_and_host_address_changes_only() -> None:
     w.handle([addr(7, "RTM_DELADDR")])                              # same set: no report
     assert seen == [("carrier-down", 5), ("carrier-up", 5), ("removed", None),
                     ("appeared", 11), ("carrier-up", 11), ("ips", ["10.0.0.2", "10.0.0.3/24"])]
+
+
+def test_watcher_reports_the_hosts_ipv6_addresses_too() -> None:
+    query = FakeQuery({7: ["10.0.0.2", "2001:db8::2"]})
+    w, seen = watcher(query)
+    assert seen == [("ips", ["10.0.0.2", "2001:db8::2"])]
+    query.addresses[7].append("fe80::2")
+    w.handle([FakeMsg({"event": "RTM_NEWADDR", "index": 7, "family": socket.AF_INET6}, {})])
+    assert seen[-1] == ("ips", ["10.0.0.2", "2001:db8::2", "fe80::2"])
 
 
 def test_event_filter_lets_through_the_two_interfaces_and_new_ones() -> None:
@@ -207,3 +218,60 @@ def test_pending_relay_entries_and_held_back_log_lines_are_due() -> None:
     assert log.due() is None                 # nothing held back: no summary to write
     log.info(10.2, "two")
     assert log.due() == 11.0
+
+
+def test_a_re_plugged_uplink_runs_the_recreated_hooks_once_after_the_last_repair() -> None:
+    order: list[str] = []
+    spawn = Spawned()
+    events = link_events.UplinkEvents(
+        "br-wl", "wlan0", None, spawn,
+        repair=lambda *_: (order.append("repair"), ([], []))[1])
+    events.on_recreated.append(lambda: order.append("hook"))
+    events.on_reassociated.append(lambda: order.append("reassociated"))
+    events.uplink_changed("recreated", LinkState(11, True, True, None))
+    events.uplink_changed("recreated", LinkState(12, True, True, None))  # during the repair
+    assert order == []                  # nothing before the new interface is plugged in
+    spawn.run_all()
+    assert order == ["repair", "repair", "hook"]
+
+
+def test_a_failed_repair_runs_no_recreated_hook() -> None:
+    def fail(*_):
+        raise RuntimeError("ovsdb gone")
+
+    hooked: list[int] = []
+    spawn = Spawned()
+    events = link_events.UplinkEvents("br-wl", "wlan0", None, spawn, repair=fail)
+    events.on_recreated.append(lambda: hooked.append(1))
+    events.uplink_changed("appeared", LinkState(3, True, True, None))
+    spawn.run_all()
+    assert hooked == []
+
+
+def test_an_interrupted_dump_is_asked_again() -> None:
+    """The kernel interrupts a dump while interfaces change (other test runs on the
+    machine): the watcher asks again instead of stopping."""
+    from wlbridge.pyroute2_lazy import NetlinkDumpInterrupted
+
+    class Interrupting(FakeQuery):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.interrupts = {"links": 2, "addr": 2}
+
+        def _maybe(self, what: str) -> None:
+            if self.interrupts[what]:
+                self.interrupts[what] -= 1
+                raise NetlinkDumpInterrupted()
+
+        def get_links(self, *index: int) -> list[FakeMsg]:
+            self._maybe("links")
+            return super().get_links(*index)
+
+        def get_addr(self, index: int, family: int) -> list[FakeMsg]:
+            self._maybe("addr")
+            return super().get_addr(index, family)
+
+    query = Interrupting({7: ["10.0.0.2"]})
+    w, seen = watcher(query)
+    assert seen == [("ips", ["10.0.0.2"])] and w.uplink_state.index == 5
+    assert query.interrupts == {"links": 0, "addr": 0}

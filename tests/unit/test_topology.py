@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from topologies import (
     SUPERNET,
+    SUPERNET6,
     TopologyError,
     apfilter,
     basic_lan,
@@ -19,7 +20,10 @@ from topologies import (
     dhcp,
     guest_port,
     lan_ifname,
+    ra,
+    slaac_address,
     station_uplink,
+    subnet6_for,
     subnet_for,
     validate,
 )
@@ -275,3 +279,175 @@ def test_addresses_are_ipv4_interfaces():
     for n, a in g.nodes(data="addr"):
         if a:
             assert ipaddress.ip_interface(a).network == ipaddress.ip_network(g.graph["subnet"])
+
+
+# ---------------------------------------------------------------- IPv6 LANs (issue 12)
+
+
+def test_ipv6_is_opt_in():
+    g = basic_lan(prefix="wtu8")
+    assert g.graph["subnet6"] is None
+    assert all(d.get("addr6") is None for _, d in g.nodes(data=True))
+    assert g.nodes["router"]["ra"] is None and g.nodes["router"]["dhcp6"] is None
+
+
+def test_ipv6_lan_addresses_and_defaults():
+    g = basic_lan(prefix="wtu9", ipv6=True, n_peers=2)
+    net6 = subnet6_for("wtu9")
+    assert g.graph["subnet6"] == str(net6) and net6.subnet_of(SUPERNET6)
+    assert net6.prefixlen == 64 and net6.network_address.is_private
+    assert subnet6_for("wtu9") == net6 and subnet6_for("wtu10") != net6  # deterministic
+    addr6 = {n: d.get("addr6") for n, d in g.nodes(data=True)}
+    assert addr6["router"] == f"{net6[1]}/64"
+    assert addr6["station"] == f"{net6[2]}/64"
+    assert addr6["peer1"] == f"{net6[0x11]}/64" and addr6["peer2"] == f"{net6[0x12]}/64"
+    assert addr6["guest1"] is None  # guests form theirs by SLAAC
+    ra_conf = g.nodes["router"]["ra"]
+    assert ra_conf == {"managed": True, "other": True, "autonomous": True,
+                       "unicast_solicited": True, "unsolicited": True,
+                       "interval": (3, 6)}
+    assert g.nodes["router"]["dhcp6"] == {"mode": "stateful", "lease_time": 300,
+                                          "range": (str(net6[0x1000]), str(net6[0x1FFF]))}
+    assert any(str(net6) in line for line in describe(g))
+    assert g.nodes["station"]["accept_ra"] is True
+    assert basic_lan(prefix="wtu9", ipv6=True, station_accept_ra=False).nodes["station"][
+        "accept_ra"] is False
+
+
+def test_ipv6_lan_modes():
+    g = basic_lan(prefix="wtu9", ipv6=True, dhcpv6="stateless", ra_unicast=False,
+                  static_guests6=True)
+    assert g.nodes["router"]["dhcp6"] == {"mode": "stateless", "lease_time": 300}
+    assert g.nodes["router"]["ra"]["managed"] is False and g.nodes["router"]["ra"]["other"]
+    assert g.nodes["router"]["ra"]["unicast_solicited"] is False
+    assert g.nodes["guest1"]["addr6"].endswith("::51/64")
+    g = basic_lan(prefix="wtu9", ipv6=True, dhcpv6=None, slaac=False)
+    assert g.nodes["router"]["dhcp6"] is None
+    assert not any(g.nodes["router"]["ra"][k] for k in ("managed", "other", "autonomous"))
+    with pytest.raises(TopologyError, match="dhcpv6 must be one of"):
+        basic_lan(prefix="wtu9", ipv6=True, dhcpv6="both")
+
+
+def test_slaac_address_is_modified_eui64():
+    assert str(slaac_address("fd57:4c42:1:2::/64", "02:57:4c:00:04:01")) == \
+        "fd57:4c42:1:2:57:4cff:fe00:401"
+    assert str(slaac_address("fd57:4c42:1:2::/64", "00:11:22:33:44:55")) == \
+        "fd57:4c42:1:2:211:22ff:fe33:4455"
+
+
+def _v6(node, key, value):
+    def mutate(g):
+        g.nodes[node][key] = value
+    mutate.__name__ = f"v6_{node}_{key}_{value}"
+    return mutate
+
+
+def _dhcp6(**kw):
+    def mutate(g):
+        g.nodes["router"]["dhcp6"] = {**g.nodes["router"]["dhcp6"], **kw}
+    mutate.__name__ = "dhcp6_" + "_".join(kw)
+    return mutate
+
+
+def _ra(**kw):
+    def mutate(g):
+        g.nodes["router"]["ra"] = {**g.nodes["router"]["ra"], **kw}
+    mutate.__name__ = "ra_" + "_".join(kw)
+    return mutate
+
+
+def _subnet6(value):
+    def mutate(g):
+        g.graph["subnet6"] = value
+    mutate.__name__ = f"subnet6_{value}"
+    return mutate
+
+
+NET6 = "fd57:4c42:6:6::"
+BAD6 = [
+    (_v6("peer1", "addr6", "fd57:4c42:9:9::11/64"), "not in the LAN's IPv6 subnet"),
+    (_v6("peer1", "addr6", f"{NET6}11/48"), "not in the LAN's IPv6 subnet"),
+    (_v6("peer1", "addr6", f"{NET6}1/64"), f"duplicate IPv6 {NET6}1"),
+    (_v6("peer1", "addr6", f"{NET6}/64"), "subnet-router anycast"),
+    (_v6("peer1", "addr6", "10.231.6.11/24"), "is not IPv6"),
+    (_v6("peer1", "addr6", "garbage"), "is not an IPv6 interface address"),
+    (_v6("peer1", "addr6", None), "needs a static 'addr6'"),
+    (_v6("guest1", "addr6", "fd57:4c42:6:6:57:4cff:fe00:402/64"), "is the SLAAC address of 'guest2'"),
+    (_dhcp6(range=(f"{NET6}2000", f"{NET6}1000")), "not an ordered range"),
+    (_dhcp6(range=(f"{NET6}1", f"{NET6}1000")), "lies in the dhcp6 range"),
+    (_dhcp6(range=("fd57:4c42:9:9::1", "fd57:4c42:9:9::9")), "not an ordered range"),
+    (_dhcp6(mode="both"), "dhcp6 mode 'both'"),
+    (_dhcp6(lease_time=30), "dhcp6 lease_time 30"),
+    (_dhcp6(mode="stateless"), "stateless DHCPv6 hands out no addresses"),
+    (_ra(interval=(1, 2)), "is not one radvd accepts"),
+    (_ra(interval=(10, 10)), "is not one radvd accepts"),
+    (_ra(managed="yes"), "ra 'managed' must be a bool"),
+    (_ra(bogus=1), "unknown ra keys"),
+    (_subnet6("fd57:4c42:6::/48"), "must be a /64 inside fd57:4c42::/32"),
+    (_subnet6("2001:db8::/64"), "must be a /64 inside fd57:4c42::/32"),
+    (_subnet6("nonsense"), "is not an IPv6 network"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD6, ids=[m.__name__ for m, _ in BAD6])
+def test_bad_ipv6_graph_is_refused_clearly(mutate, message):
+    g = basic_lan(prefix="wtbad", subnet="10.231.6.0/24", subnet6=NET6 + "/64", ipv6=True)
+    validate(g)
+    mutate(g)
+    with pytest.raises(TopologyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(g)
+
+
+def test_ipv6_attributes_on_an_ipv4_only_lan_are_refused():
+    g = basic_lan(prefix="wtbad", subnet="10.231.6.0/24")
+    g.nodes["peer1"]["addr6"] = f"{NET6}11/64"
+    with pytest.raises(TopologyError, match="on a LAN without IPv6"):
+        validate(g)
+    g = basic_lan(prefix="wtbad", subnet="10.231.6.0/24", subnet6=NET6 + "/64", ipv6=True)
+    g.graph["subnet6"] = None
+    for n in g.nodes:
+        g.nodes[n].pop("addr6", None)
+    with pytest.raises(TopologyError, match="router advertisements"):
+        validate(g)
+
+
+def test_dnsmasq_dhcpv6_modes_and_no_router_advertisements(tmp_path):
+    g = basic_lan(prefix="wtu6", subnet="10.231.210.0/24", subnet6=NET6 + "/64", ipv6=True)
+    r = g.nodes["router"]
+    argv = dhcp.dnsmasq_argv("eth0", r["addr"], r["dhcp"], tmp_path, addr6=r["addr6"],
+                             dhcp6=r["dhcp6"])
+    assert f"--dhcp-range={NET6}1000,{NET6}1fff,64,300" in argv
+    assert f"--dhcp-option=option6:dns-server,[{NET6}1]" in argv
+    assert not any("enable-ra" in a or ",ra-" in a or "slaac" in a for a in argv)
+    assert "--dhcp-range=10.231.210.100,10.231.210.199,255.255.255.0,300" in argv
+    stateless = dhcp.dnsmasq_argv("eth0", r["addr"], None, tmp_path, addr6=r["addr6"],
+                                  dhcp6={"mode": "stateless"})
+    assert "--dhcp-range=::,static" in stateless
+    assert not any("10.231.210" in a for a in stateless)  # no DHCPv4 asked for
+
+
+def test_radvd_conf_flags():
+    conf = ra.radvd_conf("eth0", NET6 + "/64", {"managed": True, "other": False,
+                                                "autonomous": True, "unicast_solicited": True,
+                                                "interval": (3, 6)})
+    assert "AdvManagedFlag on;" in conf and "AdvOtherConfigFlag off;" in conf
+    assert "AdvRASolicitedUnicast on;" in conf and "AdvAutonomous on;" in conf
+    assert f"prefix {NET6}/64" in conf
+    assert "AdvDefaultLifetime 0;" in conf  # never anyone's default router
+
+
+def test_dhclient6_argv_and_script(tmp_path):
+    files = dhcp.write_client_files(tmp_path, "guest1")
+    argv = dhcp.dhclient6_argv("eth0", files)
+    assert argv[:2] == ["dhclient", "-6"] and argv[-1] == "eth0" and "-S" not in argv
+    assert "-S" in dhcp.dhclient6_argv("eth0", files, stateless=True)
+    script = files["dhclient6_script"].read_text()
+    assert "resolv.conf" not in script and "route" not in script
+    assert str(files["events6"]) in script
+
+
+def test_ap_group_to_unicast_covers_ipv6_multicast():
+    # the one group rule matches the I/G bit, so 33:33:xx (IPv6 multicast) is converted too
+    rules = apfilter.ruleset("to-station", "02:57:4c:00:02:00", group_to_unicast=True)
+    group_rule = next(line for line in rules.splitlines() if "group_to_unicast ether" in line)
+    assert "ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00" in group_rule
