@@ -182,6 +182,7 @@ class Core:
                 for effect in lifecycle.new_guest(self.model, port, self.config.static_macs):
                     self._add_guest(effect)
         self._restored.adopt(self.model, self.counters, now)
+        self._adopt_groups(now)
         self._drop_bindings_without_port()
         self._sections = Sections()
         self._view = None
