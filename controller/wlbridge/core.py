@@ -10,26 +10,31 @@ layout is in `flows`, the pipeline in `pipeline`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cookies, flows
-from .addresses import canonical_ip6
-from .compat import ofp, parser
+from . import cookies, flows, lifecycle, ofmsg
+from .compat import ofp
 from .dhcp6_service import Dhcp6Service
 from .dhcp_service import DhcpService
 from .effects import (
+    AddGuest,
+    Adopt,
+    Announce,
     Bind,
     Deliver,
+    DropGuest,
     Effect,
+    HostAddresses,
     JoinGroup,
     LearnMac,
     LeaveGroup,
     Refresh,
     Reinject,
+    SetUplink,
+    SyncPort,
     Unbind,
 )
 from .groupmsg import WELL_KNOWN
@@ -37,8 +42,8 @@ from .groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupP
 from .learning import PacketInPolicy
 from .meters import Meters
 from .ndp import unsolicited_na
+from .packets import gratuitous_arp
 from .pipeline import (
-    PORT_LOCAL,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -59,7 +64,7 @@ from .state import (
     parse_persistent,
     persistent_form,
 )
-from .status_view import gratuitous_arp, status_view
+from .status_view import status_view
 from .telemetry import LOGGED_MAX, Telemetry
 
 LOG = logging.getLogger(__name__)
@@ -86,9 +91,7 @@ class CoreConfig:
 def flow_stats_request(all_flows: bool = False):
     """Ask the switch for its flows (ours only, unless `all_flows`)."""
     cookie, mask = (0, 0) if all_flows else cookies.ours_match()
-    return parser.OFPFlowStatsRequest(
-        datapath=None, flags=0, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY, cookie=cookie, cookie_mask=mask, match=parser.OFPMatch())
+    return ofmsg.flow_stats_request(cookie, mask)
 
 
 class Core:
@@ -103,6 +106,7 @@ class Core:
         self.generation = 0
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
+        self.sync_failed = False  # a section's flows could not be built since the connection
         self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
@@ -159,18 +163,6 @@ class Core:
     def station_mac(self, value: str | None) -> None:
         self.model.station_mac = value
 
-    @property
-    def _by_mac(self) -> dict[str, GuestPort]:
-        return self.model.by_mac
-
-    @_by_mac.setter
-    def _by_mac(self, value: dict[str, GuestPort]) -> None:
-        self.model.by_mac = value
-
-    @property
-    def _logged(self) -> set[str]:
-        return self.telemetry.logged
-
     # ------------------------------------------------------------------ events
     def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
         """A (re)connection: install everything under a new generation, then clean up."""
@@ -179,25 +171,32 @@ class Core:
         self.generation = self.generation % cookies.MAX_GENERATION + 1
         self.ports = {p.port_no: p for p in ports if p.port_no < ofp.OFPP_MAX}
         before = self.station_mac
-        self._find_uplink()
+        self._set_uplink(lifecycle.find_uplink(self.ports, self.config.uplink))
         for port_no, guest in list(self.guests.items()):
             port = self.ports.get(port_no)
             if port is None or port.name != guest.name or port_no == self.uplink:
                 self._park_guest(port_no)  # back in place if its port (re)appears
-        self._by_mac = {g.mac: g for g in self.guests.values() if g.mac}
+        self.model.by_mac = {g.mac: g for g in self.guests.values() if g.mac}
         for port in self.ports.values():
             if port.port_no != self.uplink:
-                self._ensure_guest(port)
-        self._adopt_restored(now)
+                for effect in lifecycle.new_guest(self.model, port, self.config.static_macs):
+                    self._add_guest(effect)
+        self._restored.adopt(self.model, self.counters, now)
+        self._adopt_groups(now)
         self._drop_bindings_without_port()
         self._sections = Sections()
         self._view = None
+        self.sync_failed = False
         msgs = self._meter_msgs(sorted(self.guests))
         msgs += self._sync_all()
         msgs += self.meters.stale(self.guests)
-        msgs.append(flow_stats_request())
-        if before is not None and self.station_mac is not None and before != self.station_mac:
-            msgs += self._station_changed(before, now)
+        if self.sync_failed:  # keep the older generation's flows: no stale sweep
+            LOG.error("some flows could not be built: the previous generation's flows stay "
+                      "until they are")
+        else:
+            msgs.append(flow_stats_request())
+        msgs += self._apply(lifecycle.station_changed(before, self.station_mac, self.telemetry),
+                            now)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
                  "meters %s", dpid, len(self.ports), self.uplink, self.station_mac,
                  self.generation, "on" if self.meters.in_use else "off")
@@ -232,25 +231,8 @@ class Core:
             return []
         old = self.ports.get(port.port_no)
         self.ports[port.port_no] = port
-        if old is not None and old.name != port.name:
-            self._forget_port(port.port_no)
-        if port.name == self.config.uplink or port.port_no == self.uplink:
-            before = self.station_mac
-            came_up = (old is None or not old.up) and port.up   # None: re-plugged
-            self._find_uplink()
-            msgs = self._sync_all()
-            if before is not None and self.station_mac is not None and before != self.station_mac:
-                msgs += self._station_changed(before, now)
-            elif came_up:
-                LOG.info("uplink %s is up again: announcing the guests", port.name)
-                msgs += self._announce(now)
-            return msgs
-        self._ensure_guest(port)
-        self._adopt_restored(now)
-        msgs = self._meter_msgs([port.port_no])
-        return msgs + self._sync([("static",), ("port", port.port_no)]
-                                 + [("ip", ip) for ip in self.guests[port.port_no].ips]
-                                 + self._group_sections())
+        return self._apply(lifecycle.port_changed(self.model, self.ports, port, old,
+                                                  self.config, self.telemetry), now)
 
     def port_modified(self, port: Port, now: float) -> list:
         """Port status change: a new station MAC (reconnect, randomisation) redoes the flows."""
@@ -260,12 +242,11 @@ class Core:
         port = self.ports.pop(port_no, None)
         if port is None:
             return []
-        if port_no == self.uplink:
-            LOG.warning("uplink %s left the bridge: guests are cut off", port.name)
-            self._find_uplink()
-            return self._sync_all()
-        self._forget_port(port_no)
-        msgs = self._sync([("static",)] + self._group_sections())
+        was_uplink = port_no == self.uplink
+        msgs = self._apply(lifecycle.port_gone(self.model, self.ports, port, self.config,
+                                               self.telemetry), now)
+        if was_uplink:
+            return msgs
         if self.connected and flows.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
         if self.connected and port_no in self.meters.ids:
@@ -275,17 +256,7 @@ class Core:
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
-        ips = list(ips)
-        bare = [ip.partition("/")[0] for ip in ips]
-        self.host_ips = {canonical_ip6(ip) or ip if ":" in ip else ip for ip in bare}
-        before = self.model.host_broadcasts
-        self.model.host_broadcasts = subnet_broadcasts(ips)
-        msgs: list = self._sync([("group", g) for g in sorted(
-            before ^ self.model.host_broadcasts)])
-        for ip in sorted(self.host_ips & set(self.bindings)):
-            self._log_once(f"host-ip:{ip}", "host took %s, dropping guest binding", ip)
-            msgs += self._unbind(ip, "host-ip")
-        return msgs
+        return self._apply(lifecycle.host_addresses(self.model, ips, self.telemetry), now)
 
     def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
                   cookie: int = 0) -> list:
@@ -303,29 +274,13 @@ class Core:
         """An idle binding flow timed out in the switch: the binding is unused, drop it.
         Flows removed for any other reason (a switch shutting down deletes its flows)
         say nothing about the guest."""
-        c = cookies.decode(cookie)
-        if reason != ofp.OFPRR_IDLE_TIMEOUT:
-            return []
-        if c is None or c.purpose != cookies.Purpose.GUEST_IP:
-            return []
-        ip = match.get("ipv4_src")
-        if ip is None and isinstance(match.get("ipv6_src"), str):
-            ip = canonical_ip6(match["ipv6_src"])
-        b = self.bindings.get(ip) if isinstance(ip, str) else None
-        if b is None or b.source in flows.LEASED or c.generation != self.generation:
-            return []
-        self.counters.bump("bindings.expired.idle")
-        self.binding_log.info(now, "binding %s on port %s expired (idle)", ip, b.port_no)
-        return self._unbind(ip, "idle")
+        return self._apply(lifecycle.idle_flow_removed(
+            self.model, cookie, match, reason == ofp.OFPRR_IDLE_TIMEOUT, self.generation,
+            self.telemetry, now), now)
 
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry."""
-        msgs: list = []
-        for ip, b in list(self.bindings.items()):
-            if b.expires is not None and b.expires <= now:
-                self.counters.bump("bindings.expired.lease")
-                self.binding_log.info(now, "lease of %s on port %s ended", ip, b.port_no)
-                msgs += self._unbind(ip, "lease")
+        msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self._restored.expire(now):
             self.dirty = True
         ended = self.groups.expired(now)
@@ -399,6 +354,8 @@ class Core:
         out: list = []
         reinject: list = []
         touched: dict[Section, None] = {}
+        meters: list[int] = []  # guest ports whose meter goes before the flows
+        sync_all = False
         for effect in effects:
             kind = type(effect)
             if kind is Bind:
@@ -408,11 +365,9 @@ class Core:
                                effect.lease)
                     touched[("ip", effect.ip)] = None
             elif kind is Reinject:
-                reinject.append(self.packet_out_table(effect.in_port, effect.data))
+                reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
             elif kind is Deliver:
-                out.append(self.packet_out(effect.in_port,
-                                           [parser.OFPActionOutput(effect.out_port)],
-                                           effect.data))
+                out.append(ofmsg.packet_out(effect.in_port, effect.out_port, effect.data))
             elif kind is Unbind:
                 if self._unbind_model(effect.ip, effect.why):
                     touched[("ip", effect.ip)] = None
@@ -427,11 +382,51 @@ class Core:
             elif kind is LeaveGroup:
                 if self._leave(effect.port_no, effect.group, effect.why):
                     touched[("group", effect.group)] = None
-            else:  # pragma: no cover - a new effect without its application
-                raise TypeError(f"unknown effect {effect!r}")
-        if touched:
+            elif kind is Announce:
+                reinject.append(effect)  # after the flows, with the model as it is then
+            elif kind is SetUplink:
+                self._set_uplink(effect)
+                sync_all = True  # every section depends on the uplink and station MAC
+            else:
+                touched.update(dict.fromkeys(self._change(effect, now)))
+                if kind is SyncPort and effect.port_no in self.model.guests:
+                    meters.append(effect.port_no)
+        for port_no in meters:  # a guest port's bindings, as they are now
+            touched.update(dict.fromkeys(("ip", ip) for ip in self.model.guests[port_no].ips))
+        if meters:
+            out += self._meter_msgs(meters)
+        if sync_all:
+            out += self._sync_all()
+        elif touched:
             out += self._sync(touched)
-        return out + reinject if reinject else out
+        for item in reinject:
+            if type(item) is Announce:
+                out += self._announce(now)
+            else:
+                out.append(item)
+        return out
+
+    def _change(self, effect: Effect, now: float) -> list[Section]:
+        """Carry out one of the core's other events' model changes; the sections touched."""
+        kind = type(effect)
+        if kind is HostAddresses:
+            self.model.host_ips = set(effect.ips)
+            changed = self.model.host_broadcasts ^ effect.broadcasts
+            self.model.host_broadcasts = set(effect.broadcasts)
+            return [("group", g) for g in sorted(changed)]
+        # (a member group's flows output to the guest ports the switch has: all follow them)
+        if kind is AddGuest:
+            self._add_guest(effect)
+            return [("static",), ("port", effect.port_no)] + self._group_sections()
+        if kind is DropGuest:
+            self._forget_port(effect.port_no)
+            return [("static",)] + self._group_sections()
+        if kind is Adopt:
+            self._restored.adopt(self.model, self.counters, now)
+            return self._adopt_groups(now)
+        if kind is SyncPort:
+            return [("static",), ("port", effect.port_no)] + self._group_sections()
+        raise TypeError(f"unknown effect {effect!r}")  # a new effect without its application
 
     def _join(self, port_no: int, group: str, expires: float) -> bool:
         """Membership of `group` for a guest port until `expires`; True if it is new (the
@@ -482,12 +477,6 @@ class Core:
         LOG.info("port %s: guest MAC %s", guest.name, mac)
 
     # --------------------------------------------------------------- bindings
-    def bind(self, guest: GuestPort, ip: str, source: str, now: float,
-             expires: float | None = None, lease: int | None = None) -> list:
-        """Bind `ip` to a guest (replacing any other binding of that IP)."""
-        self._bind(guest, ip, source, now, expires, lease)
-        return self._sync([("ip", ip)])
-
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None) -> None:
         bindings = self.model.bindings
@@ -501,14 +490,6 @@ class Core:
         if old is None or old.port_no != guest.port_no:
             self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
                                   source)
-
-    def unbind(self, ip: str, why: str) -> list:
-        return self._unbind(ip, why)
-
-    def _unbind(self, ip: str, why: str) -> list:
-        if not self._unbind_model(ip, why):
-            return []
-        return self._sync([("ip", ip)])
 
     def _unbind_model(self, ip: str, why: str) -> bool:
         b = self.model.bindings.pop(ip, None)
@@ -554,22 +535,41 @@ class Core:
         return flows.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
+        """Every section; after a failed one (`sync_failed`) is built at last, the stale
+        sweep that the connection held back."""
+        retry, self.sync_failed = self.sync_failed, False
         sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
         sections += [("ip", ip) for ip in sorted(self.bindings)]
         sections += self._group_sections()
         listed = set(sections)
         sections += [s for s in self._sections if s not in listed]
-        return self._sync(sections)
+        msgs = self._sync(sections)
+        if retry and not self.sync_failed and self.connected:
+            msgs.append(flow_stats_request())
+        return msgs
 
     def _sync(self, sections: Iterable[Section]) -> list:
-        """Recompute sections, return adds (new or changed) then strict deletes."""
+        """Recompute sections, return adds (new or changed) then strict deletes.  A section
+        whose messages cannot be built is counted (``errors.internal``), logged and left
+        unrecorded, so that the next sync tries it again; the others go on."""
         adds, deletes = [], []
+        build = self._build if self.connected else None
         for section in sections:
-            new, gone = self._sections.update(section, self._args(section))
-            if self.connected:
-                adds += [build_add(s, self.generation) for s in new]
-                deletes += [build_delete_strict(s) for s in gone]
+            try:
+                new, gone = self._sections.update(section, self._args(section), build)
+            except Exception:
+                self.counters.bump("errors.internal")
+                self.sync_failed = True
+                LOG.exception("internal error building the flows of %s", section)
+                continue
+            if build is not None:
+                adds += new
+                deletes += gone
         return adds + deletes
+
+    def _build(self, new: list[FlowSpec], gone: list[FlowSpec]) -> tuple[list, list]:
+        generation = self.generation
+        return ([build_add(s, generation) for s in new], [build_delete_strict(s) for s in gone])
 
     def flow_specs(self) -> list[FlowSpec]:
         """Every flow the core currently wants (for tests and `wlbridge flows`)."""
@@ -582,12 +582,6 @@ class Core:
         return self.meters.ensure(p for p in ports if p in self.guests)
 
     # ------------------------------------------------------- station changes
-    def _station_changed(self, before: str, now: float) -> list:
-        self.counters.bump("station.mac_changes")
-        LOG.warning("station MAC changed from %s to %s: flows rewritten, announcing the guests",
-                    before, self.station_mac)
-        return self._announce(now)
-
     def _announce(self, now: float | None = None) -> list:
         """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
         hosts update their caches at once (after a station MAC change or the uplink coming
@@ -600,61 +594,50 @@ class Core:
                 or self.station_mac is None):
             return []  # the uplink coming up announces
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
-        ips = [ip for ip in ips if ":" not in ip]  # ARP is IPv4's (IPv6 would announce by NA)
-        out = [parser.OFPActionOutput(self.uplink)]
-        msgs = [self.packet_out(ofp.OFPP_CONTROLLER, out, gratuitous_arp(self.station_mac, ip))
+        # IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address (the
+        # host's kernel announces its own)
+        msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
+                                 gratuitous_arp(self.station_mac, ip))
                 for ip in ips if ":" not in ip]
-        # IPv6: an unsolicited NA (override) per guest address (the host's kernel has its own)
-        msgs += [self.packet_out(ofp.OFPP_CONTROLLER, out, unsolicited_na(self.station_mac, ip))
+        msgs += [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
+                                  unsolicited_na(self.station_mac, ip))
                  for ip in sorted(self.bindings) if ":" in ip]
         self.counters.bump("station.announced", len(msgs))
         return msgs
 
     # ---------------------------------------------------------------- helpers
-    def packet_out_table(self, in_port: int, data: bytes):
-        """Re-inject a frame at table 0 as if it had just arrived on `in_port`."""
-        return self.packet_out(in_port, [parser.OFPActionOutput(PORT_TABLE)], data)
-
-    @staticmethod
-    def packet_out(in_port: int, actions: list, data: bytes):
-        return parser.OFPPacketOut(datapath=None, buffer_id=ofp.OFP_NO_BUFFER,
-                                   in_port=in_port, actions=actions, data=data)
-
-    def _find_uplink(self) -> None:
-        self.uplink, self.station_mac = None, None
+    def _set_uplink(self, uplink: SetUplink) -> None:
+        self.uplink, self.station_mac = uplink.port_no, uplink.station_mac
         self._view = None
-        for port in self.ports.values():
-            if port.name == self.config.uplink:
-                self.uplink, self.station_mac = port.port_no, port.hw_addr.lower()
         if self.uplink is None:
             self._log_once("no-uplink", "uplink %s is not on the bridge", self.config.uplink)
         else:
             self.telemetry.forget("no-uplink")
 
-    def _ensure_guest(self, port: Port) -> None:
-        if port.port_no in self.guests or port.port_no == PORT_LOCAL:
-            return
-        guest = GuestPort(port.port_no, port.name)
-        mac = self.config.static_macs.get(port.name)
-        if mac:
-            guest.mac, guest.mac_source = mac.lower(), "configured"
-            self._by_mac[guest.mac] = guest
-        self.guests[port.port_no] = guest
+    def _add_guest(self, new: AddGuest) -> None:
+        guest = GuestPort(new.port_no, new.name)
+        if new.mac:
+            guest.mac, guest.mac_source = new.mac, "configured"
+            self.model.by_mac[guest.mac] = guest
+        self.guests[new.port_no] = guest
         self._view = None
 
-    def _adopt_restored(self, now: float) -> None:
-        """Apply saved (or parked) guest MACs and bindings to ports that now exist."""
-        self._restored.adopt(self.model, self.counters, now)
-        if self._restored_groups:
-            by_name = {g.name: g.port_no for g in self.guests.values()}
-            waiting = []
-            for rec in self._restored_groups:
-                port_no = by_name.get(rec["port"])
-                if port_no is None:
-                    waiting.append(rec)
-                elif rec["expires"] > now and self._join(port_no, rec["group"], rec["expires"]):
-                    self.counters.bump("groups.restored")
-            self._restored_groups = waiting
+    def _adopt_groups(self, now: float) -> list[Section]:
+        """Saved (or parked) memberships of ports that now exist: joined again; the group
+        sections touched."""
+        if not self._restored_groups:
+            return []
+        by_name = {g.name: g.port_no for g in self.guests.values()}
+        waiting, touched = [], []
+        for rec in self._restored_groups:
+            port_no = by_name.get(rec["port"])
+            if port_no is None:
+                waiting.append(rec)
+            elif rec["expires"] > now and self._join(port_no, rec["group"], rec["expires"]):
+                self.counters.bump("groups.restored")
+                touched.append(("group", rec["group"]))
+        self._restored_groups = waiting
+        return touched
 
     def _drop_bindings_without_port(self) -> None:
         for ip, b in list(self.bindings.items()):
@@ -668,8 +651,8 @@ class Core:
         self._view = None
         self.dhcp.forget_port(port_no)
         self.dhcp6.forget_port(port_no)
-        if self._by_mac.get(guest.mac or "") is guest:
-            del self._by_mac[guest.mac]
+        if self.model.by_mac.get(guest.mac or "") is guest:
+            del self.model.by_mac[guest.mac]
         self._restored.park(self.model.bindings, self.counters, guest)
         for group, members in list(self.model.groups.items()):  # kept like its bindings
             if port_no in members:
@@ -681,8 +664,8 @@ class Core:
     def _forget_port(self, port_no: int) -> None:
         guest = self.guests.pop(port_no, None)
         self._view = None
-        if guest is not None and self._by_mac.get(guest.mac or "") is guest:
-            del self._by_mac[guest.mac]
+        if guest is not None and self.model.by_mac.get(guest.mac or "") is guest:
+            del self.model.by_mac[guest.mac]
         self.dhcp.forget_port(port_no)
         self.dhcp6.forget_port(port_no)
         for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
@@ -704,22 +687,6 @@ class Core:
 
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         self.telemetry.log_once(key, msg, *args)
-
-
-def subnet_broadcasts(addresses: Iterable[str]) -> set[str]:
-    """The directed broadcast addresses of the IPv4 subnets of ``address/prefixlen``
-    entries (bare addresses, /31 and /32 have none)."""
-    out = set()
-    for text in addresses:
-        if "/" not in text:
-            continue
-        try:
-            net = ipaddress.IPv4Interface(text).network
-        except ValueError:
-            continue
-        if net.prefixlen <= 30:
-            out.add(str(net.broadcast_address))
-    return out
 
 
 ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again

@@ -219,8 +219,9 @@ def counts_text() -> str:
 
 def dump_total() -> str:
     c = counts()
-    return (f"{total(2, 2)} flows in all: {c['static']} static + 2 × {c['port']} per guest "
-            f"port + 2 × {c['ip']} per bound IP + {c['well_known'] + 1} × {c['group']} per "
+    return (f"{total(2, 2, 2)} flows in all: {c['static']} static + 2 × {c['port']} per guest "
+            f"port + 2 × {c['ip']} per bound IPv4 address + 2 × {c['ip6']} per bound IPv6 "
+            f"address (the guests' link-local ones) + {c['well_known'] + 1} × {c['group']} per "
             f"group ({c['well_known']} well-known, the subnet broadcast).")
 
 

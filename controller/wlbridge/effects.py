@@ -3,11 +3,12 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
 
 1. deliveries (`Deliver`: a frame sent out of a given port, e.g. a DHCP reply the guest waits
    for) first,
-2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`,
-   `LeaveGroup`), in the order given, whose
-   touched flow sections are synced once,
+2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`, `LeaveGroup`,
+   and from the core's other events `HostAddresses`, `SetUplink`, `AddGuest`, `DropGuest`,
+   `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced once (the
+   meters of `SyncPort`'s port before them),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
-   the new flows now let it through) last.
+   the new flows now let it through) and announcements (`Announce`) last.
 """
 
 from __future__ import annotations
@@ -86,5 +87,59 @@ class LeaveGroup:
     why: str  # "leave", "timeout"
 
 
+
+@dataclass(frozen=True)
+class HostAddresses:
+    """The host's own IPv4 and IPv6 addresses are now `ips` (guests may not bind them), the
+    directed broadcast addresses of its IPv4 subnets `broadcasts` (restored to guests)."""
+
+    ips: frozenset
+    broadcasts: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class SetUplink:
+    """The uplink is port `port_no` with the station MAC `station_mac` (None: no uplink);
+    every flow section depends on it."""
+
+    port_no: int | None
+    station_mac: str | None
+
+
+@dataclass(frozen=True)
+class AddGuest:
+    """A new guest port (with its configured MAC, if any)."""
+
+    port_no: int
+    name: str
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class DropGuest:
+    """The guest port `port_no` is gone (or renamed): forget it with its bindings."""
+
+    port_no: int
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Saved or parked records whose port now exists are applied to it."""
+
+
+@dataclass(frozen=True)
+class SyncPort:
+    """A guest port was (re)reported: bring its meter and its flows (its own, its bindings',
+    the static section's) up to date."""
+
+    port_no: int
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Announce every guest and host address from the station MAC (gratuitous ARP)."""
+
+
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
-Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup]
+Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
+               HostAddresses, SetUplink, AddGuest, DropGuest, Adopt, SyncPort, Announce]

@@ -193,6 +193,19 @@ class OFPActionSetField(parser.OFPActionSetField):
              + bytes(self.len - 4 - len(tlv)))
 
 
+def instructions(meter: int | None, actions: list, goto_table: int | None) -> list:
+    """A flow's instructions in OpenFlow's order: meter, apply-actions, goto (each only if
+    there is one)."""
+    insts: list = []
+    if meter is not None:
+        insts.append(OFPInstructionMeter(meter, ofp.OFPIT_METER))
+    if actions:
+        insts.append(OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+    if goto_table is not None:
+        insts.append(OFPInstructionGotoTable(goto_table))
+    return insts
+
+
 _ORDER: dict[tuple[str, ...], tuple[int, ...] | None] = {}
 
 

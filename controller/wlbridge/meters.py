@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .compat import ofp, parser
+from . import ofmsg
+from .compat import ofp
 
 
 class Meters:
@@ -46,19 +47,14 @@ class Meters:
             meter_id = self.meter_id(port_no)
             if meter_id is None:
                 continue
-            band = parser.OFPMeterBandDrop(rate=self.pps, burst_size=self.pps)
-            command = ofp.OFPMC_MODIFY if meter_id in self.ids else ofp.OFPMC_ADD
-            msgs.append(parser.OFPMeterMod(datapath=None, command=command,
-                                           flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
-                                           meter_id=meter_id, bands=[band]))
+            msgs.append(ofmsg.meter_set(meter_id, self.pps, meter_id in self.ids))
             self.ids.add(meter_id)
         return msgs
 
     def delete(self, meter_ids: Iterable[int]) -> list:
         msgs = []
         for meter_id in meter_ids:
-            msgs.append(parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_DELETE,
-                                           meter_id=meter_id))
+            msgs.append(ofmsg.meter_delete(meter_id))
             self.ids.discard(meter_id)
         return msgs
 

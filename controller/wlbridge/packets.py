@@ -1,4 +1,5 @@
-"""Packet-in frames, parsed with the framework's packet library into what the core needs."""
+"""Packet-in frames, parsed with the framework's packet library into what the core needs, and
+the frames the core sends of its own (announcements), built with it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import struct
 from typing import Any, NamedTuple
 
 from .compat import arp as arp_mod
-from .compat import ethernet, ipv4, ipv6, udp
+from .compat import ethernet, ipv4, ipv6, packet, udp
 
 ETH_MIN = 14
+ETH_PADDED = 60  # the Ethernet minimum, without the FCS
 FRAME_MAX = 1514 + 4  # one VLAN tag at most
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
 class FrameError(ValueError):
@@ -144,3 +147,14 @@ def parse_frame(data: bytes) -> Frame:
         return Frame(data, src, dst, ethertype, ipv6=Ipv6Info(ip6.src, ip6.dst, proto),
                      udp_src=u.src_port if u else None, udp_dst=u.dst_port if u else None)
     return Frame(data, src, dst, ethertype)
+
+
+def gratuitous_arp(mac: str, ip: str) -> bytes:
+    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement),
+    padded to the Ethernet minimum."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(BROADCAST, mac, 0x0806))
+    pkt.add_protocol(arp_mod.arp(opcode=1, src_mac=mac, src_ip=ip,
+                                 dst_mac="00:00:00:00:00:00", dst_ip=ip))
+    pkt.serialize()
+    return bytes(pkt.data) + bytes(ETH_PADDED - len(pkt.data))

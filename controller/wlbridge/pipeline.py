@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from . import cookies, fastof
-from .compat import ofp, parser
+from . import cookies, fastof, ofmsg
+from .compat import ofp
 from .cookies import Purpose
 
 ETH_ARP = 0x0806
@@ -287,24 +287,18 @@ def _instructions(spec: FlowSpec) -> list:
 
 
 def _make_instructions(spec: FlowSpec) -> list:
-    insts = []
-    if spec.meter is not None:
-        insts.append(fastof.OFPInstructionMeter(spec.meter, ofp.OFPIT_METER))
     actions = []
     for action in spec.actions:
         if isinstance(action, Output):
-            actions.append(parser.OFPActionOutput(action.port))
+            actions.append(ofmsg.output(action.port))
         elif isinstance(action, ToController):
-            actions.append(parser.OFPActionOutput(PORT_CONTROLLER, action.max_len))
+            actions.append(ofmsg.output(PORT_CONTROLLER, action.max_len))
         elif isinstance(action, SetField):
             actions.append(fastof.set_field(action.field, action.value))
         else:  # pragma: no cover - guarded by the type
             raise PipelineError(f"unknown action {action!r}")
-    if actions:
-        insts.append(fastof.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-    if spec.goto is not None:
-        insts.append(fastof.OFPInstructionGotoTable(BY_NAME[spec.goto].table_id))
-    return insts
+    goto = BY_NAME[spec.goto].table_id if spec.goto is not None else None
+    return fastof.instructions(spec.meter, actions, goto)
 
 
 def build_add(spec: FlowSpec, generation: int):
@@ -328,31 +322,13 @@ def build_add(spec: FlowSpec, generation: int):
 def build_delete_strict(spec: FlowSpec):
     """OFPFC_DELETE_STRICT for exactly this table/priority/match (any cookie of ours)."""
     cookie, mask = cookies.ours_match()
-    return parser.OFPFlowMod(
-        datapath=None,
-        cookie=cookie,
-        cookie_mask=mask,
-        table_id=BY_NAME[spec.table].table_id,
-        command=ofp.OFPFC_DELETE_STRICT,
-        priority=spec.priority,
-        out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY,
-        match=fastof.match(spec.match),
-    )
+    return ofmsg.flow_delete(cookie, mask, BY_NAME[spec.table].table_id, spec.priority,
+                             fastof.match(spec.match))
 
 
 def build_delete_cookie(cookie: int, mask: int):
     """OFPFC_DELETE of every flow, in every table, whose cookie matches under mask."""
-    return parser.OFPFlowMod(
-        datapath=None,
-        cookie=cookie,
-        cookie_mask=mask,
-        table_id=ofp.OFPTT_ALL,
-        command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(),
-    )
+    return ofmsg.flow_delete(cookie, mask)
 
 
 def miss_flows() -> list[FlowSpec]:

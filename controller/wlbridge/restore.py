@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
 from .state import Binding, GuestPort, Model
 
@@ -20,9 +19,6 @@ class Parked:
         self.limit = limit
         self.guests: dict[str, dict] = dict(guests or {})
         self.bindings: list[dict] = list(bindings or [])
-
-    def __getitem__(self, key: str) -> Any:  # "guests" / "bindings", as in the state file
-        return {"guests": self.guests, "bindings": self.bindings}[key]
 
     def adopt(self, model: Model, counters: Counter, now: float) -> None:
         """Give ports that now exist their saved MAC and (unexpired) bindings."""

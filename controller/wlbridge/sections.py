@@ -9,7 +9,8 @@ recomputed when they are needed again: to diff a changed section, and for `specs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .flows import SECTION_FLOWS
 from .pipeline import FlowSpec
@@ -33,26 +34,31 @@ class Sections:
     def __iter__(self) -> Iterator[Section]:
         return iter(self._args)
 
-    def update(self, section: Section, args: tuple | None
-               ) -> tuple[list[FlowSpec], list[FlowSpec]]:
-        """Record a section's new arguments (None: it has no flows now); return its flows to
-        add (new or changed) and to delete."""
+    def update(self, section: Section, args: tuple | None,
+               build: Callable[[list[FlowSpec], list[FlowSpec]], Any] | None = None) -> Any:
+        """A section's new arguments (None: it has no flows now): its flows to add (new or
+        changed) and to delete, passed to `build` (which makes the messages), and only
+        then recorded: when `build` raises, the section stays as it was recorded (the next
+        sync tries again).  Returns what `build` returns (without one: the two lists)."""
         old_args = self._args.get(section)
         if args == old_args:
-            return [], []
+            return build([], []) if build else ([], [])
         if old_args is None:  # a new section (a new binding): nothing to diff against
             specs = SECTION_FLOWS[section[0]](*args)  # (args is not None here)
+            out = build(specs, []) if build else (specs, [])
             if specs:
                 self._args[section] = args  # type: ignore[assignment]
-            return specs, []
+            return out
         new = section_flows(section, args)
+        old = section_flows(section, old_args)
+        adds = [s for k, s in new.items() if old.get(k) != s]
+        deletes = [s for k, s in old.items() if k not in new]
+        out = build(adds, deletes) if build else (adds, deletes)
         if new:
             self._args[section] = args  # type: ignore[assignment]
         else:
             self._args.pop(section, None)
-        old = section_flows(section, old_args)
-        return ([s for k, s in new.items() if old.get(k) != s],
-                [s for k, s in old.items() if k not in new])
+        return out
 
     def forget(self, section: Section) -> None:
         """Drop a section whose flows the switch no longer has (no deletes needed)."""

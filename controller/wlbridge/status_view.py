@@ -1,11 +1,10 @@
-"""Views of the core's state: the status document, and the announcement frame."""
+"""A view of the core's state: the status document (data only)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from .compat import arp, ethernet, packet
 from .groupmsg import WELL_KNOWN, group_mac
 from .pipeline import BROADCAST
 from .state import Model, Port
@@ -77,12 +76,3 @@ def _address(ip: str, source: str, learned_at: float, expires: float | None,
     return {"ip": ip, "source": source, "learned_at": learned_at, "expires": expires,
             "lease": lease, "expires_in": None if expires is None else round(expires - now)}
 
-
-def gratuitous_arp(mac: str, ip: str) -> bytes:
-    """A broadcast ARP request announcing that `ip` is at `mac` (RFC 5227 announcement)."""
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(BROADCAST, mac, 0x0806))
-    pkt.add_protocol(arp.arp(opcode=1, src_mac=mac, src_ip=ip,
-                             dst_mac="00:00:00:00:00:00", dst_ip=ip))
-    pkt.serialize()
-    return bytes(pkt.data) + bytes(60 - len(pkt.data))  # padded to the Ethernet minimum

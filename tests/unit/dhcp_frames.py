@@ -10,12 +10,12 @@ import contextlib
 import socket
 import struct
 
+from dhcp_build import build, opt
 from ofsim import data_of, from_bytes, normalise
 from rig import BCAST, ROUTER, ROUTER_IP
 from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 from wlbridge import dhcp as D
-from wlbridge.compat import dhcp, ethernet, ipv4, packet, udp
 
 ANY_IP = "0.0.0.0"
 ALL_IP = "255.255.255.255"
@@ -27,10 +27,6 @@ def lease_ip(port: int) -> str:
     return f"10.0.0.{100 + port}"
 
 
-def opt(tag: int, value: bytes) -> bytes:
-    return bytes([tag, len(value)]) + value
-
-
 def ip_bytes(ip: str) -> bytes:
     return socket.inet_aton(ip)
 
@@ -39,24 +35,12 @@ def frame(msg_type: int, chaddr: str, *, xid: int, client: bool, eth_src: str, e
           ip_src: str, ip_dst: str, flags: int = 0, ciaddr: str = ANY_IP,
           yiaddr: str = ANY_IP, extra: bytes = b"", options: bytes | None = None,
           csum: int | None = None) -> bytes:
-    """An Ethernet/IPv4/UDP/DHCP frame.  ``options`` (raw, after the magic cookie)
-    replaces option 53 + ``extra`` + END; ``csum`` forces the UDP checksum field."""
-    if options is None:
-        options = opt(53, bytes([msg_type])) + extra + b"\xff"
-    d = dhcp.dhcp(op=1 if client else 2, chaddr=chaddr, xid=xid, flags=flags, ciaddr=ciaddr,
-                  yiaddr=yiaddr, options=dhcp.options([options]) if options else None)
-    p = packet.Packet()
-    p.add_protocol(ethernet.ethernet(eth_dst, eth_src, 0x0800))
-    p.add_protocol(ipv4.ipv4(src=ip_src, dst=ip_dst, proto=17))
-    p.add_protocol(udp.udp(*((68, 67) if client else (67, 68))))
-    p.add_protocol(d)
-    p.serialize()
-    raw = bytearray(p.data)
-    if csum is None and raw[UDP_AT + 6:UDP_AT + 8] == b"\0\0":
-        csum = 0xFFFF  # os-ken leaves a computed 0 as 0 ("none"); RFC 768 sends 0xffff
-    if csum is not None:
-        struct.pack_into("!H", raw, UDP_AT + 6, csum)
-    return bytes(raw)
+    """An Ethernet/IPv4/UDP/DHCP frame (`dhcp_build.build`, the one builder).  ``options``
+    (raw, after the magic cookie) replaces option 53 + ``extra`` + END; ``csum`` forces
+    the UDP checksum field."""
+    return build(msg_type, op=1 if client else 2, chaddr=chaddr, xid=xid, flags=flags,
+                 ciaddr=ciaddr, yiaddr=yiaddr, extra=extra, options=options, eth_src=eth_src,
+                 eth_dst=eth_dst, ip_src=ip_src, ip_dst=ip_dst, csum=csum)
 
 
 # ----------------------------------------------------------------- client messages

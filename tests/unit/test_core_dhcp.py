@@ -46,6 +46,7 @@ from dhcp_frames import (
 from ofsim import arp_reply, arp_request, data_of, icmp_echo
 from rig import BCAST, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from wlbridge import dhcp as D
+from wlbridge.core import CoreConfig
 
 
 # =================================================================== broadcast strategy: out
@@ -303,3 +304,14 @@ def test_an_ack_giving_the_hosts_address_is_withheld_from_the_guest():
     assert HOST_IP not in rig.core.bindings
     assert rig.core.counters["refused.dhcp-host-ip"] == 1
     assert rig.core.counters["dhcp.ack.withheld"] == 1
+
+
+def test_an_ack_beyond_the_global_binding_limit_is_withheld_but_a_renewal_is_not():
+    rig = learned_guests(CoreConfig(uplink="wlan0", max_bindings=2), guests=(G1, G2, 4))
+    assert send(rig, UP, ack(mac(G1), XID1, lease_ip(G1))).ports() == {G1}
+    assert send(rig, UP, ack(mac(G2), XID2, lease_ip(G2))).ports() == {G2}
+    assert send(rig, UP, ack(mac(4), 0x44, lease_ip(4))).ports() == set()  # a third: no room
+    assert lease_ip(4) not in rig.core.bindings
+    assert rig.core.counters["refused.dhcp-global-limit"] == 1
+    assert send(rig, UP, ack(mac(G1), XID1, lease_ip(G1))).ports() == {G1}  # its own: renewed
+    assert len(rig.core.bindings) == 2

@@ -9,7 +9,9 @@ from flowsnap import without_generation
 from ofsim import arp_request, icmp_echo
 from rig import LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from wlbridge import cookies
+from wlbridge import core as core_mod
 from wlbridge.core import Core, CoreConfig
+from wlbridge.pipeline import PipelineError
 from wlbridge.state import Port, StateFormatError
 
 G1, G2 = 2, 3
@@ -52,11 +54,14 @@ def test_reconnect_yields_same_tables_without_deleting_live_flows():
 
 def test_reconnect_removes_stale_flows_of_older_generations():
     rig = populated()
-    # the switch kept a flow for a port that vanished while we were away
-    rig.core.guests.pop(G2)
-    rig.core.bindings.pop(ip(G2))
+    # the controller restarts (from its saved state) while a port vanishes: the switch
+    # still has that port's flows
+    saved = json.loads(json.dumps(rig.core.export_state()))
+    rig.core = Core(rig.config)
+    rig.core.restore_state(saved)
     rig.guest_ports.remove(G2)
     rig.sw.remove_port(G2)
+    assert [f for f in rig.sw.flows() if cookies.decode(f.cookie).subject == G2]
     rig.connect()
     assert not [f for f in rig.sw.flows() if cookies.decode(f.cookie).subject == G2]
     assert rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, ip(G1))).ports() == {G1}
@@ -166,3 +171,37 @@ def test_flow_text_is_readable():
     assert f"set_field:eth_src={STATION} set_field:arp_sha={STATION} output:1" in texts
     assert "output:CONTROLLER goto:switch_local" in texts
     assert "drop" in texts
+
+
+def test_flows_that_cannot_be_built_leave_the_previous_ones_and_are_retried(monkeypatch):
+    """A controller-side error never leaves the bridge flowless: a section whose flow-mods
+    cannot be built is not recorded as installed (the next sync builds it again), and the
+    reconnection holds back its stale sweep, so the previous generation's flows stay."""
+    rig = populated()
+    gen = rig.core.generation
+    real, failed = core_mod.build_add, []
+
+    def build_once_failing(spec, generation):
+        if not failed and spec.subject == 0:  # the first flow of the static section
+            failed.append(spec)
+            raise PipelineError("injected")
+        return real(spec, generation)
+
+    def generations(subject=None):
+        return {cookies.decode(f.cookie).generation for f in rig.sw.flows()
+                if subject is None or cookies.decode(f.cookie).subject == subject}
+
+    monkeypatch.setattr(core_mod, "build_add", build_once_failing)
+    rig.guest_ports.remove(G2)  # a port gone while we were away: its flows are stale
+    rig.sw.remove_port(G2)
+    rig.connect()
+    assert failed and rig.core.counters["errors.internal"] == 1
+    rig.core.counters["errors.internal"] = 0
+    # the older generation's flows are still there (no sweep): the guest still reachable
+    assert generations() == {gen, gen + 1} and generations(G2) == {gen}
+    assert inbound(rig, ip(G1)) == {G1}
+    # the next full sync (the uplink reported again) builds the section, then sweeps
+    rig.apply(rig.core.port_modified(Port(UP, "wlan0", STATION), rig.now))
+    assert generations() == {gen + 1} and generations(G2) == set()
+    assert inbound(rig, ip(G1)) == {G1}
+    assert rig.core.counters["errors.internal"] == 0

@@ -52,10 +52,8 @@ def test_flow_counts_are_the_builders() -> None:
     pipeline_md = (ROOT / "docs" / "pipeline.md").read_text()
     dump = pipeline_md.split("## An annotated dump")[1].split("### The same bridge")[0]
     lines = re.findall(r"^cookie=", dump, re.MULTILINE)
-    # (the dump was taken before the IPv6 flows: the static and port sections' IPv6 part)
-    ipv6 = len(flows.static6_flows(1, "02:00:00:00:00:aa")) + 2 * len(
-        flows.port6_flows(2, "02:00:00:00:00:bb", None))
-    assert len(lines) == docgen.total(guests=2, bindings=2) - ipv6
+    # two guests, each with an IPv4 address and its IPv6 link-local one
+    assert len(lines) == docgen.total(guests=2, bindings=2, bindings6=2)
     for purpose in ("router advertisement", "udp_src`=67, `udp_dst`=68"):
         assert purpose in pipeline_md
 

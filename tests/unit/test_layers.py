@@ -38,3 +38,20 @@ def test_nothing_in_the_package_imports_the_app_module():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert "wlbridge_app" not in names, f"{path.name} imports wlbridge_app"
+
+
+OPENFLOW_LAYER = {"fastof", "ofmsg", "compat"}
+
+
+def test_only_the_openflow_layer_builds_framework_messages():
+    """Packet-outs, meter-mods, stats requests, flow-mods and their actions are built by
+    `ofmsg`/`fastof` (checked there), nowhere else: no call of a framework ``OFP...`` class."""
+    builders = []
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in OPENFLOW_LAYER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr.startswith("OFP")):
+                builders.append(f"{path.name}:{node.lineno} {node.func.attr}")
+    assert builders == []

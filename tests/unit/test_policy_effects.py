@@ -7,12 +7,27 @@ import copy
 import logging
 from collections import Counter
 
-from dhcp_frames import ack
+from dhcp_frames import ack, discover
 from ofsim import data_of
-from ofsim_packets import arp_request
+from ofsim_packets import arp_request, icmp_echo
+from wlbridge import cookies, lifecycle
 from wlbridge.core import Core, CoreConfig
 from wlbridge.dhcp_service import DhcpService
-from wlbridge.effects import Bind, Deliver, LearnMac, Refresh, Reinject, Unbind
+from wlbridge.effects import (
+    AddGuest,
+    Adopt,
+    Announce,
+    Bind,
+    Deliver,
+    DropGuest,
+    HostAddresses,
+    LearnMac,
+    Refresh,
+    Reinject,
+    SetUplink,
+    SyncPort,
+    Unbind,
+)
 from wlbridge.learning import PacketInPolicy
 from wlbridge.pipeline import PORT_LOCAL
 from wlbridge.ratelog import RateLimitedLog
@@ -95,3 +110,148 @@ def test_the_core_sends_a_dhcp_reply_before_its_bindings_flows():
     assert kinds[0] == "OFPPacketOut" and msgs[0].actions[0].port == PORT
     assert len(kinds) > 1 and set(kinds[1:]) == {"OFPFlowMod"}, kinds
     assert "192.168.1.50" in core.bindings
+
+
+# ------------------------------------------------------------ the core's other events
+# (`lifecycle`: host addresses, idle flows, leases, ports) decide the same way: effects only
+
+def telemetry() -> tuple[Telemetry, Counter]:
+    counters: Counter = Counter()
+    log = logging.getLogger("test.lifecycle")
+    return Telemetry(counters, log, RateLimitedLog(log, "binding changes")), counters
+
+
+def test_host_addresses_drop_the_guest_bindings_of_them_and_change_nothing_themselves():
+    _, model, _ = policy()
+    bind_old_lease(model, "192.168.1.40")
+    bind_old_lease(model, "192.168.1.41")
+    tel, _ = telemetry()
+    before = copy.deepcopy(model)
+    assert lifecycle.host_addresses(model, ["192.168.1.41", "192.168.1.2"], tel) == [
+        HostAddresses(frozenset({"192.168.1.41", "192.168.1.2"})),
+        Unbind("192.168.1.41", "host-ip")]
+    assert (model.bindings, model.host_ips) == (before.bindings, before.host_ips)
+
+
+def test_only_a_current_idle_learned_binding_flow_unbinds():
+    _, model, _ = policy()
+    model.bindings["192.168.1.50"] = Binding("192.168.1.50", PORT, GUEST, "arp", NOW)
+    model.bindings["192.168.1.60"] = Binding("192.168.1.60", PORT, GUEST, "dhcp", NOW, NOW + 60)
+    tel, counters = telemetry()
+    guest_ip = cookies.make(cookies.Purpose.GUEST_IP, 3, PORT)
+
+    def removed(ip, cookie=guest_ip, idle=True, generation=3):
+        return lifecycle.idle_flow_removed(model, cookie, {"ipv4_src": ip}, idle, generation,
+                                           tel, NOW)
+
+    assert removed("192.168.1.50") == [Unbind("192.168.1.50", "idle")]
+    assert counters["bindings.expired.idle"] == 1
+    assert removed("192.168.1.50", idle=False) == []  # a switch deleting its flows
+    assert removed("192.168.1.50", generation=4) == []  # an older generation's flow
+    assert removed("192.168.1.50", cookie=cookies.make(cookies.Purpose.GUEST_PORT, 3, PORT)) == []
+    assert removed("192.168.1.50", cookie=0) == []  # not ours
+    assert removed("192.168.1.60") == []  # a DHCP lease ends by its time, not by idleness
+    assert removed("192.168.1.70") == []  # not bound
+    assert "192.168.1.50" in model.bindings and counters["bindings.expired.idle"] == 1
+
+
+def test_leases_end_at_their_time_not_before():
+    _, model, _ = policy()
+    model.bindings["192.168.1.50"] = Binding("192.168.1.50", PORT, GUEST, "dhcp", NOW, NOW + 10)
+    model.bindings["192.168.1.51"] = Binding("192.168.1.51", PORT, GUEST, "dhcp", NOW, NOW + 11)
+    model.bindings["192.168.1.52"] = Binding("192.168.1.52", PORT, GUEST, "arp", NOW)
+    tel, counters = telemetry()
+    assert lifecycle.leases_ended(model, NOW + 9.9, tel) == []
+    assert lifecycle.leases_ended(model, NOW + 10, tel) == [Unbind("192.168.1.50", "lease")]
+    assert counters["bindings.expired.lease"] == 1 and len(model.bindings) == 3
+
+
+def ports(*extra: Port) -> dict[int, Port]:
+    return {p.port_no: p for p in (Port(UPLINK, "wlan0", STATION), Port(PORT, "vm1", GUEST),
+                                   *extra)}
+
+
+def test_a_new_port_becomes_a_guest_with_its_configured_mac_then_is_synced():
+    _, model, _ = policy()
+    tel, _ = telemetry()
+    config = CoreConfig(static_macs={"vm2": "52:54:00:AA:BB:CC"})
+    new = Port(3, "vm2", "00:00:00:00:00:03")
+    assert lifecycle.port_changed(model, ports(new), new, None, config, tel) == [
+        AddGuest(3, "vm2", "52:54:00:aa:bb:cc"), Adopt(), SyncPort(3)]
+    # a guest port reported again: no new guest, its meter and flows brought up to date
+    known = Port(PORT, "vm1", GUEST)
+    assert lifecycle.port_changed(model, ports(), known, known, config, tel) == [
+        Adopt(), SyncPort(PORT)]
+    # the same number under another name: the old guest goes, a new one comes
+    renamed = Port(PORT, "vm9", GUEST)
+    assert lifecycle.port_changed(model, ports(renamed), renamed, known, config, tel) == [
+        DropGuest(PORT), AddGuest(PORT, "vm9", None), Adopt(), SyncPort(PORT)]
+    assert set(model.guests) == {PORT}
+
+
+def test_the_uplink_port_resets_the_uplink_and_announces_on_a_new_mac_or_coming_up():
+    _, model, _ = policy()
+    tel, counters = telemetry()
+    config = CoreConfig(uplink="wlan0")
+    up = Port(UPLINK, "wlan0", STATION)
+    assert lifecycle.port_changed(model, ports(), up, up, config, tel) == [
+        SetUplink(UPLINK, STATION)]
+    down = Port(UPLINK, "wlan0", STATION, up=False)
+    assert lifecycle.port_changed(model, ports(), up, down, config, tel) == [
+        SetUplink(UPLINK, STATION), Announce()]
+    moved = Port(UPLINK, "wlan0", "02:AA:BB:CC:DD:EE")
+    assert lifecycle.port_changed(model, ports(moved), moved, up, config, tel) == [
+        SetUplink(UPLINK, "02:aa:bb:cc:dd:ee"), Announce()]
+    assert counters["station.mac_changes"] == 1 and model.station_mac == STATION
+
+
+def test_a_port_gone_drops_its_guest_or_the_uplink():
+    _, model, _ = policy()
+    tel, _ = telemetry()
+    config = CoreConfig(uplink="wlan0")
+    left = ports()
+    guest = left.pop(PORT)
+    assert lifecycle.port_gone(model, left, guest, config, tel) == [DropGuest(PORT)]
+    uplink = left.pop(UPLINK)
+    assert lifecycle.port_gone(model, left, uplink, config, tel) == [SetUplink(None, None)]
+    assert set(model.guests) == {PORT} and model.uplink == UPLINK
+
+
+def test_malformed_frames_and_unknown_ports_are_only_counted():
+    pol, model, counters = policy()
+    for _ in range(2):
+        assert pol.packet_in(PORT, b"\x00" * 10, NOW) == []
+        assert pol.packet_in(7, data_of(arp_request(GUEST, "192.168.1.50", "192.168.1.50")),
+                             NOW) == []
+    assert counters == {"malformed.truncated": 2, "packet_in.unknown_port": 2}
+    assert model.bindings == {} and set(model.guests) == {PORT}
+
+
+def test_packet_ins_are_counted_by_kind():
+    pol, _, counters = policy()
+    for _ in range(2):
+        pol.packet_in(PORT, discover(GUEST, 5), NOW)
+        pol.packet_in(PORT, data_of(arp_request(GUEST, "192.168.1.50", "192.168.1.50")), NOW)
+        pol.packet_in(UPLINK, ack(GUEST, 5, "192.168.1.60"), NOW)
+        pol.packet_in(PORT, data_of(icmp_echo(GUEST, STATION, "192.168.1.51", "192.168.1.1")),
+                      NOW)
+        pol.packet_in(PORT, bytes.fromhex("ffffffffffff" + GUEST.replace(":", "") + "88b5")
+                      + bytes(46), NOW)  # another ethertype
+    assert (counters["packet_in.dhcp"], counters["packet_in.arp"],
+            counters["packet_in.ipv4"], counters["packet_in.other"]) == (4, 2, 2, 2)
+
+
+def test_probes_sender_mismatches_and_lan_arp_are_told_apart():
+    pol, _, counters = policy()
+    probe = data_of(arp_request(GUEST, "0.0.0.0", "192.168.1.50"))
+    forged = bytes.fromhex("ffffffffffff" + GUEST.replace(":", "") + "0806") + data_of(
+        arp_request("52:54:00:99:99:99", "192.168.1.50", "192.168.1.50"))[14:]
+    lan = data_of(arp_request("02:aa:00:00:00:01", "192.168.1.1", "192.168.1.99"))
+    for _ in range(2):
+        assert pol.packet_in(PORT, probe, NOW) == []
+        assert pol.packet_in(PORT, forged, NOW) == []
+        assert pol.packet_in(UPLINK, lan, NOW) == []
+    assert counters["arp.probes"] == 2 and counters["refused.arp-sha-mismatch"] == 2
+    assert counters["packet_in.uplink_other"] == 2
+    assert not [name for name in counters if name.startswith("refused.")
+                and name != "refused.arp-sha-mismatch"]

@@ -20,7 +20,7 @@ from wlbridge import core as core_mod
 from wlbridge import dhcp as D
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig
-from wlbridge.packets import FrameError, parse_frame
+from wlbridge.packets import FrameError, gratuitous_arp, parse_frame
 from wlbridge.pipeline import build_add
 from wlbridge.state import Port, is_guest_ip
 
@@ -194,10 +194,11 @@ def test_uplink_down_and_up_keeps_flows_and_announces_guests():
 
 
 def test_gratuitous_arp_frame():
-    frame = parse_frame(core_mod.gratuitous_arp(STATION, "10.1.2.3"))
+    frame = parse_frame(gratuitous_arp(STATION, "10.1.2.3"))
     assert frame.eth_dst == "ff:ff:ff:ff:ff:ff" and frame.eth_src == STATION
     assert frame.arp.op == 1 and frame.arp.src_ip == frame.arp.dst_ip == "10.1.2.3"
-    assert len(core_mod.gratuitous_arp(STATION, "10.1.2.3")) == 60
+    assert (frame.arp.src_mac, frame.arp.dst_mac) == (STATION, "00:00:00:00:00:00")
+    assert len(gratuitous_arp(STATION, "10.1.2.3")) == 60
 
 
 # ------------------------------------------------------------------ meters
@@ -228,10 +229,17 @@ def test_switch_without_meters_gets_unmetered_flows_and_stale_meters_go():
 
 
 def test_ports_beyond_the_switchs_meter_range_go_unmetered():
-    rig = Rig(guests=(2, 70000), config=config(), connect=False)
+    rig = Rig(guests=(2, 1000, 1001, 70000), config=config(), connect=False)
     rig.core.meter_info(1000, [], rig.now)
     rig.connect()
-    assert set(rig.sw.meters) == {2}
+    assert set(rig.sw.meters) == {2, 1000}  # up to the switch's largest meter id, included
+
+    def meters_of(port):
+        return {f.instructions[0][1] if f.instructions[0][0] == "meter" else None
+                for f in rig.sw.flows() if "CONTROLLER" in str(f)
+                and dict(f.match).get("in_port") == port}
+
+    assert meters_of(1000) == {1000} and meters_of(1001) == {None}
 
 
 # ------------------------------------------------------------------ floods and bounds
@@ -286,8 +294,8 @@ def test_flood_from_one_port_grows_no_controller_structure(mode):
 
     assert len(core.bindings) <= core.config.max_ips_per_port
     assert {b.port_no for b in core.bindings.values()} == {G1}
-    assert set(core.guests) == {G1, G2} and len(core._by_mac) == 1
-    assert len(core._logged) <= 20, core._logged
+    assert set(core.guests) == {G1, G2} and len(core.model.by_mac) == 1
+    assert len(core.telemetry.logged) <= 20, core.telemetry.logged
     assert len(core.counters) <= 40, sorted(core.counters)
     assert len(core.dhcp.relay) <= core.dhcp.relay.max_per_port
     assert core.counters["refused.spoofed-mac"] > 1000
@@ -306,28 +314,34 @@ def test_flood_of_lan_claims_to_guest_addresses_is_bounded():
         rig.core.packet_in(UP, data_of(arp_reply(_random_mac(rnd), ip(G1), STATION, HOST_IP)),
                            rig.now)
     assert rig.core.counters["conflicts.uplink"] == 3000
-    assert len(rig.core._logged) <= 5
+    assert len(rig.core.telemetry.logged) <= 5
     assert rig.core.bindings[ip(G1)].port_no == G1
 
 
 def test_warning_log_keys_are_bounded():
     core = Core(config())
     for i in range(5 * core_mod.LOGGED_MAX):
-        core._log_once(f"k{i}", "test %s", i)
-    assert len(core._logged) <= core_mod.LOGGED_MAX
+        core.telemetry.log_once(f"k{i}", "test %s", i)
+    assert len(core.telemetry.logged) <= core_mod.LOGGED_MAX
 
 
 def test_parked_records_are_bounded():
-    rig = Rig(guests=tuple(range(2, 12)), config=config(max_bindings=8))
-    for p in rig.guest_ports:
-        rig.send(p, arp_request(mac(p), ip(p), ip(p)))
-    assert len(rig.core.bindings) == 8
-    rig.guest_ports = []
-    rig.sw = fresh_switch(rig)
-    rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
-    rig.connect()
-    assert len(rig.core._restored["bindings"]) <= 8
-    assert len(rig.core._restored["guests"]) <= 8
+    rig = Rig(guests=(), config=config(max_bindings=8))
+    for ports in (range(2, 12), range(12, 22)):  # two sets of guests, each gone in turn
+        rig.guest_ports = list(ports)
+        rig.sw = fresh_switch(rig)
+        rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
+        rig.connect()
+        for p in rig.guest_ports:
+            rig.send(p, arp_request(mac(p), ip(p), ip(p)))
+        assert len(rig.core.bindings) == 8 and len(rig.core.guests) == 10
+        rig.guest_ports = []
+        rig.sw = fresh_switch(rig)
+        rig.apply(rig.core.meter_info(MAX_METER, [], rig.now))
+        rig.connect()
+    saved = rig.core.export_state()  # no guest port now: all of it parked, 20 guests known
+    assert len(saved["bindings"]) == 8 and len(saved["guests"]) == 8
+    assert {b["port"] for b in saved["bindings"]} <= {f"g{p}" for p in range(12, 22)}
 
 
 # ------------------------------------------------------------------ fast OpenFlow encoding

@@ -1,0 +1,86 @@
+"""`ofmsg` builds the messages other than flow-adds and refuses what a switch would reject:
+a packet-out from or to a port that cannot be one, a meter id out of range, ..."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from wlbridge import ofmsg
+from wlbridge.compat import FRAMEWORK, ofp, parser
+from wlbridge.ofmsg import MessageError
+
+FRAME = bytes.fromhex("ffffffffffff525400123456" "0806") + bytes(46)
+
+
+def wire(msg) -> bytes:
+    proto = importlib.import_module(f"{FRAMEWORK}.ofproto.ofproto_protocol")
+    msg.datapath = proto.ProtocolDesc(version=ofp.OFP_VERSION)
+    msg.set_xid(7)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+@pytest.mark.parametrize("in_port,out_port", [
+    (2, 1), (2, ofp.OFPP_TABLE), (ofp.OFPP_CONTROLLER, 1), (ofp.OFPP_CONTROLLER, ofp.OFPP_TABLE),
+    (1, ofp.OFPP_LOCAL), (2, ofp.OFPP_IN_PORT), (ofp.OFPP_MAX, 1)])
+def test_a_packet_out_is_the_frameworks_own(in_port, out_port):
+    msg = ofmsg.packet_out(in_port, out_port, FRAME)
+    same = parser.OFPPacketOut(datapath=None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                               actions=[parser.OFPActionOutput(out_port)], data=FRAME)
+    assert wire(msg) == wire(same)
+
+
+@pytest.mark.parametrize("in_port,out_port,data", [
+    (0, 1, FRAME),                     # no port 0
+    (ofp.OFPP_ANY, 1, FRAME),          # "any" is no input port
+    (ofp.OFPP_MAX + 1, 1, FRAME),      # between the real and the reserved ports
+    (2, 0, FRAME),
+    (2, ofp.OFPP_ANY, FRAME),
+    (2, 2, FRAME),                     # to its own input port: the switch drops it
+    (ofp.OFPP_CONTROLLER, ofp.OFPP_IN_PORT, FRAME),
+    (2, 1, b""),                       # no frame
+    (2, 1, FRAME[:13]),                # shorter than an Ethernet header
+    ("2", 1, FRAME),                   # not a number
+    (True, 1, FRAME),
+])
+def test_a_packet_out_that_cannot_be_is_refused(in_port, out_port, data):
+    with pytest.raises(MessageError):
+        ofmsg.packet_out(in_port, out_port, data)
+
+
+def test_meter_mods():
+    add = ofmsg.meter_set(5, 200, exists=False)
+    assert (add.command, add.meter_id, add.flags) == (
+        ofp.OFPMC_ADD, 5, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST)
+    assert [(b.rate, b.burst_size) for b in add.bands] == [(200, 200)]
+    assert ofmsg.meter_set(5, 200, exists=True).command == ofp.OFPMC_MODIFY
+    gone = ofmsg.meter_delete(ofp.OFPM_MAX)
+    assert (gone.command, gone.meter_id) == (ofp.OFPMC_DELETE, ofp.OFPM_MAX)
+    for bad in (0, ofp.OFPM_MAX + 1, ofp.OFPM_ALL, -1, 1.0):
+        with pytest.raises(MessageError):
+            ofmsg.meter_delete(bad)
+        with pytest.raises(MessageError):
+            ofmsg.meter_set(bad, 200, exists=False)
+    for rate in (0, -5, 2.5):
+        with pytest.raises(MessageError):
+            ofmsg.meter_set(1, rate, exists=False)
+
+
+def test_flow_stats_request_and_deletes():
+    req = ofmsg.flow_stats_request(0x1000, 0xF000)
+    assert (req.table_id, req.out_port, req.cookie, req.cookie_mask) == (
+        ofp.OFPTT_ALL, ofp.OFPP_ANY, 0x1000, 0xF000)
+    assert ofmsg.flow_stats_request(0, 0).cookie_mask == 0  # every flow
+    with pytest.raises(MessageError):  # a cookie bit the mask ignores: a mistake
+        ofmsg.flow_stats_request(0x1001, 0xF000)
+    every = ofmsg.flow_delete(0x1000, 0xF000)
+    assert (every.command, every.table_id) == (ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
+    match = parser.OFPMatch(in_port=1)
+    strict = ofmsg.flow_delete(0x1000, 0xF000, 0, 100, match)
+    assert (strict.command, strict.table_id, strict.priority, strict.match) == (
+        ofp.OFPFC_DELETE_STRICT, 0, 100, match)
+    with pytest.raises(MessageError):
+        ofmsg.flow_delete(0x1000, 0xF000, ofp.OFPTT_ALL, 100, match)
+    with pytest.raises(MessageError):
+        ofmsg.flow_delete(0x1000, 0xF000, 0, 100)
