@@ -46,6 +46,8 @@ there (the client's first renewal sets the lease time again): before the control
 runs the bridge forwards nothing, and the address must not expire meanwhile.
 Every hand-off also copies the uplink's IPv6 RA sysctls (accept_ra, autoconf, ...) to the
 bridge, so SLAAC addresses and the default route from router advertisements keep working.
+(Turning RAs off on the uplink, and back on at teardown, is setup's in every mode, ``keep``
+included: `SavedState.uplink_ra` in `wlbridge.hostnet`.)
 """
 
 from __future__ import annotations

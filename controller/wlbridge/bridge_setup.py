@@ -328,6 +328,8 @@ def _rollback(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
         if state.uplink_ingress == INGRESS_OURS:
             net.release_uplink(up)
         net.move(state, opts.bridge, up)
+        if state.uplink_ra:
+            net.set_ipv6_conf(up, state.uplink_ra)
         net.set_allmulticast(up, state.allmulticast)
         if state.tx_checksum:
             net.set_tx_checksum(up, state.tx_checksum)
@@ -388,8 +390,10 @@ def _apply_host(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedSt
             net.set_up(br)
             changes.append(f"{br} brought up")
         changes += net.move(state, up, br, nodad=True)
+        if state.uplink_ra:     # the bridge takes the RAs the uplink took (the uplink stops)
+            changes += net.set_ipv6_conf(br, state.uplink_ra)
         isolation: list[str] = []
-        changes += prepare_uplink(net, state, up, isolation)
+        changes += prepare_uplink(net, state, up, isolation, bridge=br)
         warnings += [f"{line}; rerun `wlbridge setup --uplink {up} --bridge {br}` to retry"
                      for line in isolation]
     except (OSError, LookupError, NetlinkError) as exc:

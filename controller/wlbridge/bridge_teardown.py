@@ -120,6 +120,8 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
             if state.uplink_ingress == hostnet.INGRESS_OURS:
                 changes += net.release_uplink(uplink)
             changes += net.move(state, bridge, uplink)
+            if state.uplink_ra:     # the uplink takes router advertisements again
+                changes += net.set_ipv6_conf(uplink, state.uplink_ra)
             if net.get_allmulticast(uplink) != state.allmulticast:
                 net.set_allmulticast(uplink, state.allmulticast)
                 changes.append(f"allmulticast {'on' if state.allmulticast else 'off'} "

@@ -8,6 +8,15 @@ another, idempotently (what is already in place is left alone), keeping
 prefix length, broadcast, scope, flags, lifetimes, gateway, metric, protocol,
 scope, preferred source, type, preference, expiry and metrics.
 
+Router advertisements: a host whose uplink took RAs (SLAAC address, RA-learned on-link route
+and default route) would keep answering them on the uplink after setup, and the kernel keeps an
+RA-learned prefix route when its SLAAC address is removed (it has an expiry), so the host's
+IPv6 to the LAN would leave through the uplink, outside Open vSwitch.  Setup therefore saves
+the uplink's `UPLINK_RA_KEYS` sysctls (`SavedState.uplink_ra`), turns them off on the uplink
+(`RA_OFF`) and gives the saved values to the bridge, and `HostNet.move_ra_leftovers` takes
+what RAs left on the uplink away (routes to the bridge, RA-made addresses removed: the bridge
+forms its own); teardown writes the saved values back.
+
 Uplink and guest-port isolation on the userspace datapath: `ingress_filter` (mixed into
 `HostNet`).
 """
@@ -66,6 +75,12 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 MAIN_TABLE = 254
 RTPROT_KERNEL = 2
+RTPROT_RA = 9
+# The uplink's IPv6 router-advertisement switches setup turns off (saved for teardown).
+UPLINK_RA_KEYS = ("accept_ra", "autoconf")
+RA_OFF = dict.fromkeys(UPLINK_RA_KEYS, "0")
+IPV6_CONF = "/proc/sys/net/ipv6/conf"
+IFA_F_PERMANENT = 0x80
 RTN_UNICAST = 1
 IFF_UP = 0x1
 IFF_ALLMULTI = 0x200
@@ -149,6 +164,9 @@ class SavedState:
     # INGRESS_FOREIGN: the uplink had another ingress qdisc, left alone; None: not needed
     # (kernel datapath) or a state saved by an older wlbridge.
     uplink_ingress: str | None = None
+    # the uplink's UPLINK_RA_KEYS sysctls before setup (setup turns them off, teardown writes
+    # these back); None: IPv6 off on the uplink, or a state saved by an older wlbridge
+    uplink_ra: dict[str, str] | None = None
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -166,7 +184,8 @@ class SavedState:
                        addresses=[Address(**a) for a in data.get("addresses", [])],
                        routes=[Route(**r) for r in data.get("routes", [])],
                        tx_checksum=data.get("tx_checksum"),
-                       uplink_ingress=data.get("uplink_ingress"), version=data["version"])
+                       uplink_ingress=data.get("uplink_ingress"),
+                       uplink_ra=data.get("uplink_ra"), version=data["version"])
         except (AttributeError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"invalid saved state: {exc}") from exc
 
@@ -246,6 +265,27 @@ def noprefix_networks(addresses: Iterable[Address]) -> set[tuple[int, str, int]]
             net = ipaddress.ip_interface(f"{addr.address}/{addr.prefixlen}").network
             found.add((addr.family, str(net.network_address), addr.prefixlen))
     return found
+
+
+def is_ra_route(route: Route) -> bool:
+    """An IPv6 main-table unicast route learned from a router advertisement: ``proto ra``
+    (default and route-information routes), or a kernel prefix route with an expiry (the
+    on-link prefix; one made for an address has none).  Link-local and multicast: no."""
+    if route.family != 6 or route.table != MAIN_TABLE or route.type != RTN_UNICAST:
+        return False
+    if route.dst is not None:
+        net = ipaddress.ip_network(f"{route.dst}/{route.dst_len}")
+        if net.is_link_local or net.is_multicast:
+            return False
+    return route.proto == RTPROT_RA or (route.proto == RTPROT_KERNEL and bool(route.expires))
+
+
+def is_ra_address(addr: Address) -> bool:
+    """An IPv6 global address the kernel made from a router advertisement: SLAAC (not
+    ``permanent``: it has lifetimes from the prefix) or temporary (privacy)."""
+    if addr.family != 6 or ipaddress.IPv6Address(addr.address).is_link_local:
+        return False
+    return bool(addr.flags & IFA_F_TEMPORARY) or not addr.flags & IFA_F_PERMANENT
 
 
 def retarget_label(label: str | None, src: str, dst: str) -> str | None:
@@ -415,7 +455,8 @@ class HostNet:
         """Everything setup changes on `name`, as it is now."""
         return SavedState(uplink=name, mac=self.get_mac(name),
                           allmulticast=self.get_allmulticast(name),
-                          addresses=self.addresses(name), routes=self.routes(name))
+                          addresses=self.addresses(name), routes=self.routes(name),
+                          uplink_ra=self.ipv6_conf(name) or None)
 
     def move(self, state: SavedState, src: str, dst: str, nodad: bool = False) -> list[str]:
         """Move `state`'s addresses and routes from `src` (may be gone) to `dst`.
@@ -457,6 +498,65 @@ class HostNet:
                 self.ipr.route("replace", **route_kwargs(route, dst_index))
                 done.append(f"route {route} now via {dst}")
         return done
+
+    # IPv6 router advertisements (sysctls of the interface, in this network namespace)
+    @staticmethod
+    def ipv6_conf(name: str, keys: Iterable[str] = UPLINK_RA_KEYS) -> dict[str, str]:
+        """The interface's IPv6 sysctls `keys` (those that exist: none with IPv6 off)."""
+        found = {}
+        for key in keys:
+            try:
+                with open(f"{IPV6_CONF}/{name}/{key}") as f:
+                    found[key] = f.read().strip()
+            except OSError:
+                pass
+        return found
+
+    def set_ipv6_conf(self, name: str, values: dict[str, str]) -> list[str]:
+        """Write the IPv6 sysctls that differ; one line per change (OSError on failure)."""
+        current = self.ipv6_conf(name, values)
+        changed = []
+        for key, value in values.items():
+            if key in current and current[key] != value:
+                with open(f"{IPV6_CONF}/{name}/{key}", "w") as f:
+                    f.write(value)
+                changed.append(f"{key}={value}")
+        return [f"IPv6 {' '.join(changed)} on {name}"] if changed else []
+
+    def move_ra_leftovers(self, src: str, dst: str | None) -> list[str]:
+        """What router advertisements left on `src`: RA-learned routes move to `dst` (unless
+        it has a route to that prefix already; removed when `dst` is None), RA-made
+        addresses are removed (`dst` forms its own).  Idempotent; one line per change."""
+        src_index = self.link_index(src)
+        if src_index is None:
+            return []
+        dst_index = self.link_index(dst) if dst else None
+        done = []
+        on_dst = ({(r.dst, r.dst_len) for r in self._all_routes(dst_index, 6)}
+                  if dst_index else set())
+        for route in self._all_routes(src_index, 6):
+            if not is_ra_route(route):
+                continue
+            ignore_errno(errno.ESRCH, self.ipr.route, "del",
+                         **route_kwargs(route, src_index, full=False))
+            if dst_index and (route.dst, route.dst_len) not in on_dst:
+                self.ipr.route("replace", **route_kwargs(route, dst_index))
+                done.append(f"route {route} (from router advertisements) now via {dst}")
+            else:
+                done.append(f"route {route} (from router advertisements) removed from {src}")
+        for msg in self.ipr.get_addr(index=src_index, family=socket.AF_INET6):
+            addr = address_from_nl(msg)
+            if is_ra_address(addr):
+                ignore_errno(errno.EADDRNOTAVAIL, self.ipr.addr, "del", index=src_index,
+                             family=socket.AF_INET6, address=addr.address,
+                             prefixlen=addr.prefixlen)
+                done.append(f"address {addr} (from router advertisements) removed from {src}")
+        return done
+
+    def _all_routes(self, index: int, family: int) -> list[Route]:
+        return [route_from_nl(m) for m in self.ipr.get_routes(family=_FAMILIES[family],
+                                                              table=MAIN_TABLE)
+                if m.get_attr("RTA_OIF") == index]
 
     # TX checksum offload (ethtool ioctls through pyroute2)
     def get_tx_checksum(self, name: str) -> dict[str, bool] | None:

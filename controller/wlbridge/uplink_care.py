@@ -1,8 +1,9 @@
 """What the uplink interface itself needs, at setup and again whenever it comes back.
 
 `wlbridge setup` prepares the uplink (`prepare_uplink`: allmulticast on, TX checksum offload
-off where setup turned it off, the ingress filter that keeps the host stack off it on the
-userspace datapath).  Those are properties of the *interface*: when the Wi-Fi driver is
+off where setup turned it off, IPv6 router advertisements off with what they left there moved
+to the bridge (see `wlbridge.hostnet`), the ingress filter that keeps the host stack off it
+on the userspace datapath).  Those are properties of the *interface*: when the Wi-Fi driver is
 reloaded (or the interface is deleted and created again) they are gone, and on the
 userspace datapath ovs-vswitchd keeps reading the old interface and never receives on the
 new one (checked with OVS 3.1: the port keeps its OpenFlow number and sends, but receives
@@ -23,10 +24,11 @@ if TYPE_CHECKING:
 
 
 def prepare_uplink(net: HostNet, state: SavedState, name: str,
-                   warnings: list[str]) -> list[str]:
+                   warnings: list[str], bridge: str | None = None) -> list[str]:
     """Idempotently give interface `name` what setup gave the uplink; one line per change.
-    What could not be done but does not stop the bridge working goes to `warnings`."""
-    from wlbridge.hostnet import INGRESS_OURS, IsolationError
+    What could not be done but does not stop the bridge working goes to `warnings`.
+    RA-learned routes left on `name` move to `bridge` (removed when it is None)."""
+    from wlbridge.hostnet import INGRESS_OURS, RA_OFF, IsolationError
 
     changes: list[str] = []
     if not net.get_allmulticast(name):
@@ -36,6 +38,10 @@ def prepare_uplink(net: HostNet, state: SavedState, name: str,
     if (any(current.get(feature) for feature in state.tx_checksum or ())
             and net.set_tx_checksum(name, dict.fromkeys(state.tx_checksum, False))):
         changes.append(f"TX checksum offload off on {name}")
+    if state.uplink_ra:        # IPv6 on: the uplink stops taking router advertisements
+        changes += net.set_ipv6_conf(name, {k: RA_OFF[k] for k in state.uplink_ra
+                                            if k in RA_OFF})
+        changes += net.move_ra_leftovers(name, bridge)
     if state.uplink_ingress == INGRESS_OURS:
         try:
             changes += net.isolate_uplink(name)
@@ -62,7 +68,8 @@ def repair_uplink(bridge: str, uplink: str, remote: str | None) -> tuple[list[st
         saved = info.external_ids.get(ovsdb.SAVED_KEY)
         if saved:
             with HostNet() as net:
-                changes += prepare_uplink(net, SavedState.from_json(saved), uplink, warnings)
+                changes += prepare_uplink(net, SavedState.from_json(saved), uplink, warnings,
+                                          bridge=bridge)
         if datapath.traits(info.datapath_type).replug_recreated_port and \
                 db.replug_port(bridge, uplink):
             changes.append(f"port {uplink} re-plugged in Open vSwitch (same OpenFlow port)")

@@ -66,19 +66,20 @@ def ovs_bridge(wl_prefix):
 
 @pytest.fixture
 def wlbridge_on(make_world, tmp_path):
-    """``wlbridge_on(world, guests=None, dhcp_mode=..., start=True)``: wlbridge set up on
-    the world's station (real `wlbridge setup`/`run`), guests attached; torn down after."""
+    """``wlbridge_on(world, guests=None, dhcp_mode=..., start=True, setup_extra=())``:
+    wlbridge set up on the world's station (real `wlbridge setup`/`run`; ``setup_extra``:
+    more setup options), guests attached; torn down after."""
     from harness import Controller
 
     made: list[Controller] = []
 
     def make(world: World, *, guests=None, dhcp_mode: str = "broadcast", start: bool = True,
-             extra: tuple[str, ...] = ()) -> Controller:
+             extra: tuple[str, ...] = (), setup_extra: tuple[str, ...] = ()) -> Controller:
         workdir = tmp_path / f"wlbridge{len(made)}"
         workdir.mkdir()
         ctl = Controller(world, workdir, dhcp_mode=dhcp_mode, extra=extra)
         made.append(ctl)
-        ctl.setup()
+        ctl.setup(*setup_extra)
         ctl.attach(*(world.guests if guests is None else guests))
         if start:
             ctl.start()

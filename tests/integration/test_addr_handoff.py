@@ -158,6 +158,7 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
     assert original == [uplink.argv], original
     assert len(routes_to(uplink.route)) == 1 and world.uplink in routes_to(uplink.route)[0]
 
+    ra_before = Path(f"/proc/sys/net/ipv6/conf/{world.uplink}/accept_ra").read_text()
     ctl = Controller(world, tmp_path / "ctl")
     (tmp_path / "ctl").mkdir()
     state_dir = tmp_path / "state"
@@ -192,7 +193,8 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
             assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
         accept_ra = [Path(f"/proc/sys/net/ipv6/conf/{dev}/accept_ra").read_text()
                      for dev in (world.uplink, ctl.bridge)]
-        assert accept_ra[0] == accept_ra[1], accept_ra        # RAs accepted as on the uplink
+        # the bridge takes RAs as the uplink did, the uplink none (teardown gives them back)
+        assert accept_ra == ["0\n", ra_before], (accept_ra, ra_before)
         host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
         assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
         assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
@@ -214,6 +216,7 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
     assert not [argv for _, argv in ours(state_dir)], "the bridge's dhclient still runs"
     routes = routes_to(uplink.route)
     assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+    assert Path(f"/proc/sys/net/ipv6/conf/{world.uplink}/accept_ra").read_text() == ra_before
 
 
 def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from harness import ap_foreign, wait_for, wlbridge
@@ -327,17 +329,41 @@ def test_guest_to_guest_and_guest_to_host_over_ipv6_stay_local(v6lan, wlbridge_o
     assert ap_foreign(world) == 0, diag(world, wl)
 
 
+def uplink_ipv6(world) -> tuple[dict[str, str], list[str], list[str]]:
+    """The uplink's RA sysctls, its IPv6 routes other than link-local (``ip -j``) and its
+    global IPv6 addresses (it lives in the root namespace)."""
+    up = world.uplink
+    conf = {k: Path(f"/proc/sys/net/ipv6/conf/{up}/{k}").read_text().strip()
+            for k in ("accept_ra", "autoconf")}
+    routes = json.loads(subprocess.run(["ip", "-j", "-6", "route", "show", "dev", up],
+                                       capture_output=True, text=True, check=True).stdout)
+    addrs = json.loads(subprocess.run(["ip", "-j", "-6", "addr", "show", "dev", up, "scope",
+                                       "global"], capture_output=True, text=True,
+                                      check=True).stdout)
+    return (conf, [r["dst"] for r in routes if not r["dst"].startswith("fe80:")],
+            [a["local"] for link in addrs for a in link.get("addr_info", []) if "local" in a])
+
+
+@pytest.mark.parametrize("manager", ["auto", "keep"])
 @pytest.mark.parametrize("uplink_ra", [True, False], ids=["uplink_slaac", "uplink_static_only"])
-def test_host_ipv6_on_the_bridge_still_works(v6lan, wlbridge_on, uplink_ra):
+def test_host_ipv6_on_the_bridge_still_works(v6lan, wlbridge_on, uplink_ra, manager):
     # uplink_slaac: the uplink took RAs before setup (SLAAC address, RA-learned on-link route),
     # as a laptop's wlan0 does; uplink_static_only: a static address and nothing else
     world = v6lan(n_guests=1, station_accept_ra=uplink_ra)
     peer = world.peers[0]
-    wl = wlbridge_on(world)
+    before = uplink_ipv6(world)[0]
+    wl = wlbridge_on(world, setup_extra=("--address-manager", manager))
     station6 = ip6(world.station)
     assert world.station.ping6(ip6(peer), src=station6, count=2), diag(world, wl)
     assert peer.ping6(station6, count=2), diag(world, wl)
     assert ap_foreign(world) == 0, diag(world, wl)
+    # the uplink takes no RAs, and nothing they taught it stays there
+    conf, routes, addrs = uplink_ipv6(world)
+    assert conf == {"accept_ra": "0", "autoconf": "0"}, conf
+    assert routes == [] and addrs == [], (routes, addrs)
+    # teardown gives the uplink its own settings back
+    wl.close()
+    assert uplink_ipv6(world)[0] == before
 
 
 # ---------------------------------------------------------------- DHCPv6

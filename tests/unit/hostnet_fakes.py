@@ -30,7 +30,19 @@ class FakeNet:
 
     def snapshot(self, name: str) -> SavedState:
         self.calls.append(("snapshot", name))
-        return state(name)
+        ipv6 = self.links[name].get("ipv6")      # the link's IPv6 RA sysctls, if IPv6 is on
+        return replace(state(name), uplink_ra=dict(ipv6) if ipv6 else None)
+
+    def set_ipv6_conf(self, name: str, values: dict[str, str]) -> list[str]:
+        self.calls.append(("ipv6", name, dict(values)))
+        conf = self.links[name].setdefault("ipv6", {})
+        changed = {k: v for k, v in values.items() if conf.get(k) != v}
+        conf.update(changed)
+        return [f"IPv6 {changed} on {name}"] if changed else []
+
+    def move_ra_leftovers(self, src: str, dst: str | None) -> list[str]:
+        self.calls.append(("ra_leftovers", src, dst))
+        return []
 
     def get_tx_checksum(self, name: str) -> dict[str, bool] | None:
         return None
