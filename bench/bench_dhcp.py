@@ -278,7 +278,7 @@ def core_timing(iterations: int, n_guests: int = 32) -> dict:
     from os_ken.ofproto import ofproto_protocol
     from wlbridge.compat import ofp
     from wlbridge.core import Core, CoreConfig
-    from wlbridge.state import Port
+    from wlbridge.model.state import Port
 
     station, router, router_ip = "02:5a:00:00:00:01", "02:10:00:00:00:01", "10.0.0.1"
     uplink = 1

@@ -42,7 +42,7 @@ from resilience_fixtures import (
     serialise,
     stand_in_datapath,
 )
-from wlbridge.persist import StateStore
+from wlbridge.app.persist import StateStore
 
 MAX_METER = 262144
 
@@ -104,7 +104,7 @@ def main() -> int:
         return core.switch_connected(0xAB, port_list, 1001.0)
 
     r["reconnect"], _ = best(reconnect, args.repeat)
-    from wlbridge import cookies
+    from wlbridge.flows import cookies
 
     stale = [cookies.make(cookies.Purpose.GUEST_IP, core.generation - 1, 2)] * flow_mods
     current = [cookies.make(cookies.Purpose.GUEST_IP, core.generation, 2)] * flow_mods

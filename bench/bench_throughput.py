@@ -39,7 +39,7 @@ from common import (
     wait_until,
     write_json,
 )
-from wlbridge import cookies
+from wlbridge.flows import cookies
 
 from topologies.procs import run
 

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "controller"))
 from wlbridge import compat
 from wlbridge.compat import ofp
 from wlbridge.core import Core, CoreConfig
-from wlbridge.state import Port
+from wlbridge.model.state import Port
 
 UPLINK = 1
 STATION = "02:5a:00:00:00:01"

@@ -5,7 +5,7 @@ This is the only module that touches a datapath: it turns OpenFlow events into
 core events (with ``now`` from the clock), binds the returned messages to the
 datapath and sends them.  It also runs the periodic tick, persists state,
 serves the status/metrics endpoint and, with the userspace datapath, keeps the
-host stack off guest ports (`wlbridge.port_isolation`, in a thread of its own).
+host stack off guest ports (`wlbridge.host.port_isolation`, in a thread of its own).
 """
 
 from __future__ import annotations
@@ -16,26 +16,26 @@ import time
 
 # pyroute2 and the host modules load here, in the main thread: imported lazily by two green
 # threads at once (Ryu's eventlet hub), one saw the other's half-initialised module.  Only
-# the parts of pyroute2 the controller uses (wlbridge.pyroute2_lazy: 5 MiB less at rest).
-import wlbridge.hostnet
-import wlbridge.pyroute2_lazy  # noqa: F401
-from wlbridge import config as wl_config
-from wlbridge import listener, liveness, switch_link
-from wlbridge.addr_handoff import host_address_status
+# the parts of pyroute2 the controller uses (wlbridge.host.pyroute2_lazy: 5 MiB less at rest).
+import wlbridge.host.hostnet
+import wlbridge.host.pyroute2_lazy  # noqa: F401
+from wlbridge.app import config as wl_config
+from wlbridge.app import listener, liveness, switch_link
+from wlbridge.app.instance_lock import InstanceError, InstanceLock
+from wlbridge.app.listener import Listener
+from wlbridge.app.ofsocket import on_receive, send_directly
+from wlbridge.app.persist import StateDirError, StateStore
+from wlbridge.app.ryu_signals import restore_signals, stop_on_signals
+from wlbridge.app.stats_requests import FlowStatsRequests
 from wlbridge.compat import FRAMEWORK, ofp, parser, runtime
 from wlbridge.core import Core, CoreConfig
-from wlbridge.flowtext import flow_entries
-from wlbridge.host_events import HostWatcher
-from wlbridge.instance_lock import InstanceError, InstanceLock
-from wlbridge.lease_renewal import LeaseRenewal
-from wlbridge.link_events import UplinkEvents
-from wlbridge.listener import Listener
-from wlbridge.ofsocket import on_receive, send_directly
-from wlbridge.persist import StateDirError, StateStore
-from wlbridge.port_isolation import GuestPortIsolation
-from wlbridge.ryu_signals import restore_signals, stop_on_signals
-from wlbridge.state import Port, StateFormatError
-from wlbridge.stats_requests import FlowStatsRequests
+from wlbridge.flows.flowtext import flow_entries
+from wlbridge.host.addr_handoff import host_address_status
+from wlbridge.host.host_events import HostWatcher
+from wlbridge.host.lease_renewal import LeaseRenewal
+from wlbridge.host.link_events import UplinkEvents
+from wlbridge.host.port_isolation import GuestPortIsolation
+from wlbridge.model.state import Port, StateFormatError
 
 _rt = runtime()
 app_manager = _rt["app_manager"]
@@ -110,12 +110,12 @@ class WlBridgeApp(AppBase):
         self.conf = conf
         # the bridge must exist (a clear exit otherwise, nothing written); its controller
         # targets say whether we connect to it (passive target) or wait for it
-        # (see wlbridge.switch_link)
+        # (see wlbridge.app.switch_link)
         bridge = switch_link.wait_for_bridge(conf.bridge, conf.ovsdb, conf.bridge_timeout)
         self.store = StateStore(conf.state_dir, conf.bridge)
         self.instance_lock, self.listener = _claim(root, conf, self.store)
         if self.listener.tls and FRAMEWORK == "ryu":
-            from wlbridge import ryu_tls
+            from wlbridge.app import ryu_tls
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
@@ -142,7 +142,7 @@ class WlBridgeApp(AppBase):
         self._saved_at = 0.0
         self.status_server = None
         if conf.status_port:  # bound before the state is loaded: a port in use changes nothing
-            from wlbridge.status_server import serve
+            from wlbridge.app.status_server import serve
 
             try:
                 self.status_server = serve(conf.status_host, conf.status_port, self.status,
@@ -163,10 +163,10 @@ class WlBridgeApp(AppBase):
         self._isolation_q = hub.Queue()
         self.isolator = hub.spawn(self._isolation_loop)
         self.ticker = hub.spawn(self._tick_loop)
-        # host addresses and uplink changes from netlink events (wlbridge.host_events);
-        # a re-created uplink is re-plugged (wlbridge.link_events)
+        # host addresses and uplink changes from netlink events (wlbridge.host.host_events);
+        # a re-created uplink is re-plugged (wlbridge.host.link_events)
         self.uplink_events = UplinkEvents(conf.bridge, uplink, conf.ovsdb, hub.spawn)
-        # ... and a reassociation renews the host's DHCP client (wlbridge.lease_renewal)
+        # ... and a reassociation renews the host's DHCP client (wlbridge.host.lease_renewal)
         self.lease_renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
         self.uplink_events.on_reassociated.append(self.lease_renewal.reassociated)
         self.uplink_events.on_recreated.append(self.lease_renewal.recreated)
@@ -255,7 +255,7 @@ class WlBridgeApp(AppBase):
 
     def _connect_to_bridge(self) -> None:
         """Connect to the bridge's passive controller target(s), retrying quickly (see
-        `wlbridge.switch_link`); with an active target, wait for the bridge to connect."""
+        `wlbridge.app.switch_link`); with an active target, wait for the bridge to connect."""
         import importlib
 
         factory = switch_link.datapath_server(importlib.import_module(
@@ -311,7 +311,7 @@ class WlBridgeApp(AppBase):
     def _set_bridge_mac(self, mac: str, dpid: int) -> None:
         bridge = self.conf.bridge
         try:
-            from wlbridge import ovsdb
+            from wlbridge.host import ovsdb
 
             with ovsdb.connect(self.conf.ovsdb, 5.0) as db:
                 info = db.bridge_info(bridge)
@@ -338,7 +338,7 @@ class WlBridgeApp(AppBase):
         if mac is None:
             return
         try:
-            from wlbridge.pyroute2_lazy import IPRoute
+            from wlbridge.host.pyroute2_lazy import IPRoute
 
             with IPRoute() as ipr:
                 ipr.link("set", index=ipr.link_lookup(ifname=self.conf.bridge)[0], address=mac)
@@ -428,7 +428,7 @@ class WlBridgeApp(AppBase):
             self._isolation_q.put(changes)
 
     def _isolation_loop(self) -> None:
-        """Keep the host stack off guest ports (see `wlbridge.port_isolation`): batches
+        """Keep the host stack off guest ports (see `wlbridge.host.port_isolation`): batches
         what the port events queued; retries what OVSDB being away left pending."""
         try:
             while not self._stop.is_set():
@@ -459,7 +459,7 @@ class WlBridgeApp(AppBase):
             self.core.dirty = True
             self._persist(force=True)
         if self.status_server is not None:
-            from wlbridge.status_server import stop
+            from wlbridge.app.status_server import stop
 
             stop(self.status_server)
         restore_signals(self._signal_handlers)
@@ -577,7 +577,7 @@ class WlBridgeApp(AppBase):
     @on_receive(ofp_event.EventOFPFlowStatsReply, MAIN)
     def _flow_stats(self, ev) -> None:
         """A flow-statistics reply part, matched to its request by xid
-        (`wlbridge.stats_requests`): the core's request feeds its stale-generation sweep
+        (`wlbridge.app.stats_requests`): the core's request feeds its stale-generation sweep
         only; a `switch_flows` request gets its own reply, whole."""
         msg = ev.msg
         if msg.datapath is not self.datapath:

@@ -2,6 +2,6 @@
 
 import sys
 
-from wlbridge.cli import main
+from wlbridge.cli.main import main
 
 sys.exit(main())

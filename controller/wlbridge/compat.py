@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from . import fastaddr
+from wlbridge import fastaddr
 
 try:  # pragma: no cover - which branch runs depends on the installation
     import os_ken as _framework

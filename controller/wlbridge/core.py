@@ -15,11 +15,33 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cookies, flows, lifecycle, ofmsg
-from .compat import ofp
-from .dhcp6_service import Dhcp6Service
-from .dhcp_service import DhcpService
-from .effects import (
+from wlbridge.compat import ofp
+from wlbridge.flows import cookies, wanted
+from wlbridge.flows.pipeline import (
+    PORT_TABLE,
+    FlowSpec,
+    build_add,
+    build_delete_cookie,
+    build_delete_strict,
+)
+from wlbridge.flows.sections import Section, Sections
+from wlbridge.model.state import (
+    Binding,
+    Counters,
+    GuestPort,
+    Model,
+    Port,
+    StateFormatError,
+    parse_groups,
+    parse_persistent,
+    persistent_form,
+)
+from wlbridge.openflow import ofmsg
+from wlbridge.openflow.meters import Meters
+from wlbridge.policy import lifecycle
+from wlbridge.policy.dhcp6_service import Dhcp6Service
+from wlbridge.policy.dhcp_service import DhcpService
+from wlbridge.policy.effects import (
     AddGuest,
     Adopt,
     Announce,
@@ -37,35 +59,15 @@ from .effects import (
     SyncPort,
     Unbind,
 )
-from .groupmsg import WELL_KNOWN
-from .groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
-from .learning import PacketInPolicy
-from .meters import Meters
-from .ndp import unsolicited_na
-from .packets import gratuitous_arp
-from .pipeline import (
-    PORT_TABLE,
-    FlowSpec,
-    build_add,
-    build_delete_cookie,
-    build_delete_strict,
-)
-from .ratelog import RateLimitedLog
-from .restore import Parked
-from .sections import Section, Sections
-from .state import (
-    Binding,
-    Counters,
-    GuestPort,
-    Model,
-    Port,
-    StateFormatError,
-    parse_groups,
-    parse_persistent,
-    persistent_form,
-)
-from .status_view import status_view
-from .telemetry import LOGGED_MAX, Telemetry
+from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
+from wlbridge.policy.learning import PacketInPolicy
+from wlbridge.policy.restore import Parked
+from wlbridge.proto.groupmsg import WELL_KNOWN
+from wlbridge.proto.ndp import unsolicited_na
+from wlbridge.proto.packets import gratuitous_arp
+from wlbridge.ratelog import RateLimitedLog
+from wlbridge.status_view import status_view
+from wlbridge.telemetry import LOGGED_MAX, Telemetry
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Core:
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
         self.telemetry = Telemetry(self.counters, LOG, self.binding_log)
-        self._view: flows.View | None = None  # cached `view()`; None: recompute
+        self._view: wanted.View | None = None  # cached `view()`; None: recompute
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
@@ -247,7 +249,7 @@ class Core:
                                                self.telemetry), now)
         if was_uplink:
             return msgs
-        if self.connected and flows.subject(port_no):
+        if self.connected and wanted.subject(port_no):
             msgs.append(build_delete_cookie(*cookies.subject_match(port_no)))
         if self.connected and port_no in self.meters.ids:
             msgs += self.meters.delete([port_no])
@@ -506,13 +508,13 @@ class Core:
         return self.model.guest_by_mac(mac)
 
     # ----------------------------------------------------------- flow syncing
-    def view(self) -> flows.View | None:
+    def view(self) -> wanted.View | None:
         """What flow computation needs; cached until ports, uplink or meters change."""
         model = self.model
         if model.uplink is None or model.station_mac is None:
             return None
         if self._view is None:
-            self._view = flows.View(model.uplink, model.station_mac, tuple(sorted(model.guests)),
+            self._view = wanted.View(model.uplink, model.station_mac, tuple(sorted(model.guests)),
                                     self.config.idle_timeout, self.meters.in_use,
                                     self.meters.limit)
         return self._view
@@ -521,18 +523,18 @@ class Core:
         """What a section's flows are computed from (None: it has none)."""
         view = self.view()
         if section[0] == "static":
-            return flows.static_args(view)
+            return wanted.static_args(view)
         if section[0] == "port":
             guest = self.model.guests.get(section[1])
-            return flows.port_args(guest, view) if guest else None
+            return wanted.port_args(guest, view) if guest else None
         if section[0] == "group":
             group = section[1]
             if group in WELL_KNOWN or group in self.model.host_broadcasts:
-                return flows.group_args(group, None, view)
+                return wanted.group_args(group, None, view)
             members = self.model.groups.get(group)
-            return flows.group_args(group, members, view) if members else None
+            return wanted.group_args(group, members, view) if members else None
         b = self.model.bindings.get(section[1])
-        return flows.binding_args(b, view) if b else None
+        return wanted.binding_args(b, view) if b else None
 
     def _sync_all(self) -> list:
         """Every section; after a failed one (`sync_failed`) is built at last, the stale

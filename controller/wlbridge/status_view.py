@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .groupmsg import WELL_KNOWN, group_mac
-from .pipeline import BROADCAST
-from .state import Model, Port
+from wlbridge.flows.pipeline import BROADCAST
+from wlbridge.model.state import Model, Port
+from wlbridge.proto.groupmsg import WELL_KNOWN, group_mac
 
 
 def status_view(model: Model, ports: Mapping[int, Port], unconfirmed: list[dict],

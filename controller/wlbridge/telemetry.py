@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from .ratelog import RateLimitedLog
+from wlbridge.ratelog import RateLimitedLog
 
 LOGGED_MAX = 1024  # distinct log-once keys remembered (bounded: at worst a warning repeats)
 

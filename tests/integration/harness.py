@@ -1,7 +1,7 @@
 """Running the real product in an emulated Wi-Fi LAN: `wlbridge setup`, `run`, `teardown`.
 
 `Controller` drives the console commands as a user would (through ``python -m
-wlbridge.cli``), attaches guest ports with ovs-vsctl (test tooling, as libvirt or a
+wlbridge.cli.main``), attaches guest ports with ovs-vsctl (test tooling, as libvirt or a
 container runtime would), and reads the controller's `/status`.
 """
 
@@ -65,7 +65,7 @@ class Controller:
     # ------------------------------------------------------------ lifecycle
     def setup(self, *extra: str) -> None:
         """`wlbridge setup` with its default controller target: the bridge listens (root-only
-        Unix socket) and the controller connects to it (`wlbridge.switch_link`)."""
+        Unix socket) and the controller connects to it (`wlbridge.app.switch_link`)."""
         wlbridge("setup", "--uplink", self.world.uplink, "--bridge", self.bridge,
                  "--datapath", "netdev", *extra)
         self.is_set_up = True

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from wlbridge import bridge_setup, bridge_teardown, hostnet
+from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
+from wlbridge.host import hostnet
 
 NO_CONTROLLER = "tcp:127.0.0.1:1"   # nothing listens there: never another engineer's controller
 
@@ -42,7 +43,7 @@ def free_octets(n: int) -> list[int]:
 
 
 def run_in_process(module, args: argparse.Namespace) -> tuple[int, str]:
-    """`module.main(args)` the way wlbridge.cli runs it; (exit status, output)."""
+    """`module.main(args)` the way wlbridge.cli.main runs it; (exit status, output)."""
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf):
@@ -71,7 +72,7 @@ class Lan:
     remote_net6: str
 
     def run(self, command: str, *extra: str) -> tuple[int, str]:
-        """Run `wlbridge COMMAND` in-process the way wlbridge.cli does; (rc, output)."""
+        """Run `wlbridge COMMAND` in-process the way wlbridge.cli.main does; (rc, output)."""
         module = bridge_setup if command == "setup" else bridge_teardown
         parser = argparse.ArgumentParser()
         module.add_arguments(parser)

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
 from setup_station import run_in_process
-from wlbridge import addr_handoff, bridge_setup
+from wlbridge.cli import bridge_setup
+from wlbridge.host import addr_handoff
 
 LEASE = 24
 

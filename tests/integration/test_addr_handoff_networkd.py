@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
 from test_addr_handoff import LEASE, _setup_in_process, addr_info, routes_to, udhcpd
-from wlbridge import addr_handoff
+from wlbridge.host import addr_handoff
 
 NETWORKD = "/lib/systemd/systemd-networkd"
 BUS_CONFIG = "/usr/share/dbus-1/system.conf"

@@ -50,7 +50,8 @@ pytestmark = pytest.mark.integration
 from harness import Controller, wait_for, wlbridge
 from setup_station import run_in_process
 from test_addr_handoff import CONF, LEASE, SCRIPT, addr_info, ours, routes_to, udhcpd
-from wlbridge import addr_handoff, bridge_setup
+from wlbridge.cli import bridge_setup
+from wlbridge.host import addr_handoff
 
 BUS_CONFIG = Path("/usr/share/dbus-1/system.conf")
 NM_DIRS = (Path("/run/NetworkManager"), Path("/var/lib/NetworkManager"))

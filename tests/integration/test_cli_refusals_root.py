@@ -21,7 +21,7 @@ from test_ryu_manager import ryu_manager as ryu_manager_fixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli_refusals import ROOT_CASES, assert_refused
-from wlbridge.bridge_setup import kernel_datapath_available
+from wlbridge.cli.bridge_setup import kernel_datapath_available
 
 ryu_manager = ryu_manager_fixture  # the Ryu venv's ryu-manager (built when missing)
 Case = Callable[..., tuple[list[str], str]]

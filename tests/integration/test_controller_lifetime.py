@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import CLI, free_port, wait_for, wlbridge
 from tls_pki import assert_tls_listener, make_pki
-from wlbridge import cookies
+from wlbridge.flows import cookies
 
 from topologies.ovs import ofctl, vsctl
 

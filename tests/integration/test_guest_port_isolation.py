@@ -21,7 +21,7 @@ import subprocess
 import time
 
 from harness import ap_foreign, wait_for
-from wlbridge.hostnet import GUEST_ISOLATION_PRIO
+from wlbridge.host.hostnet import GUEST_ISOLATION_PRIO
 
 from topologies.ovs import vsctl
 

@@ -347,7 +347,7 @@ def test_ryu_manager_refuses_a_wildcard_listen_host_without_tls(
 def test_ryu_manager_tls_listener_serves_every_reconnection(ryu_manager: Path, rig: Rig,
                                                             tmp_path: Path) -> None:
     """A non-loopback address with TLS is allowed; Ryu 4.34's own TLS server would serve one
-    connection only (`wlbridge.ryu_tls`)."""
+    connection only (`wlbridge.app.ryu_tls`)."""
     pki = make_pki(tmp_path)
     proc, of_port, _, log, _ = start_ryu(
         ryu_manager, rig, tmp_path, "--ofp-listen-host", "0.0.0.0",

@@ -25,7 +25,7 @@ from setup_station import (
     station,
     vsctl_get,
 )
-from wlbridge import hostnet, ingress_filter
+from wlbridge.host import hostnet, ingress_filter
 
 
 @pytest.fixture

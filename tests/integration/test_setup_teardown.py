@@ -29,8 +29,9 @@ from setup_station import (
     station,
     vsctl_get,
 )
-from wlbridge import bridge_setup, hostnet, ovsdb
+from wlbridge.cli import bridge_setup
 from wlbridge.errors import UserError
+from wlbridge.host import hostnet, ovsdb
 
 
 @pytest.fixture

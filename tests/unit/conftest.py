@@ -28,7 +28,8 @@ if _TESTS not in sys.path:
 @pytest.fixture(autouse=True)
 def no_real_host(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """Setup/teardown's host readers see an empty host (see the module docstring)."""
-    from wlbridge import addr_manager, config, instance_lock, supplicant
+    from wlbridge.app import config, instance_lock
+    from wlbridge.host import addr_manager, supplicant
 
     monkeypatch.setattr(addr_manager, "read_facts",
                         lambda *a, **k: addr_manager.HostFacts())

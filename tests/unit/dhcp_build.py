@@ -1,4 +1,4 @@
-"""Frame builders and checks shared by the wlbridge.dhcp / dhcp_relay unit tests
+"""Frame builders and checks shared by the wlbridge.proto.dhcp / dhcp_relay unit tests
 (test_dhcp.py, test_dhcp_relay.py): frames built with os-ken, checksums checked with scapy."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from wlbridge import dhcp as D
 from wlbridge.compat import dhcp, ethernet, ipv4, packet, udp, vlan
-from wlbridge.dhcp import DhcpError
+from wlbridge.proto import dhcp as D
+from wlbridge.proto.dhcp import DhcpError
 
 GUEST = "52:54:00:12:34:56"
 GUEST2 = "52:54:00:ab:cd:ef"

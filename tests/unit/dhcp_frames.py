@@ -15,7 +15,7 @@ from ofsim import data_of, from_bytes, normalise
 from rig import BCAST, ROUTER, ROUTER_IP
 from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
-from wlbridge import dhcp as D
+from wlbridge.proto import dhcp as D
 
 ANY_IP = "0.0.0.0"
 ALL_IP = "255.255.255.255"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wlbridge import cookies
+from wlbridge.flows import cookies
 
 
 def without_generation(snapshot) -> set:

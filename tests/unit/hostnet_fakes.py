@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from wlbridge import bridge_setup, hostnet, ovsdb, switch_link
-from wlbridge.hostnet import Address, Route, SavedState
+from wlbridge.app import switch_link
+from wlbridge.cli import bridge_setup
+from wlbridge.host import hostnet, ovsdb
+from wlbridge.host.hostnet import Address, Route, SavedState
 
 MAC = "02:aa:bb:cc:dd:01"
 

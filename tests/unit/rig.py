@@ -14,7 +14,7 @@ from typing import Any
 from ofsim import Switch, data_of, from_bytes
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig
-from wlbridge.state import Port
+from wlbridge.model.state import Port
 
 UP = 1
 LOCAL = ofp.OFPP_LOCAL

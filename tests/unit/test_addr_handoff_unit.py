@@ -15,11 +15,11 @@ import time
 
 import pytest
 from hostnet_fakes import FakeDb, FakeNet, opts
-from wlbridge import addr_handoff as ah
-from wlbridge import addr_manager as am
-from wlbridge import bridge_setup
+from wlbridge.cli import bridge_setup
 from wlbridge.errors import UserError
-from wlbridge.hostnet import Address, SavedState
+from wlbridge.host import addr_handoff as ah
+from wlbridge.host import addr_manager as am
+from wlbridge.host.hostnet import Address, SavedState
 
 NOW = 1_800_000_000.0
 LEASED = Address(4, "192.168.1.5", 24, "192.168.1.255", valid_lft=3600, preferred_lft=3600)
@@ -583,7 +583,7 @@ class LoggingNet(FakeNet):
 
 
 def test_teardown_hands_back_around_the_move(monkeypatch):
-    from wlbridge import bridge_teardown
+    from wlbridge.cli import bridge_teardown
 
     p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
     log: list[str] = []
@@ -597,7 +597,7 @@ def test_teardown_hands_back_around_the_move(monkeypatch):
 
 
 def test_teardown_restarts_the_bridge_client_when_the_move_fails(monkeypatch):
-    from wlbridge import bridge_teardown
+    from wlbridge.cli import bridge_teardown
 
     p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
     log: list[str] = []

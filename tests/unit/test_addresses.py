@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from wlbridge import dhcp, state
-from wlbridge.addresses import is_unicast_mac
+from wlbridge.model import state
+from wlbridge.model.addresses import is_unicast_mac
+from wlbridge.proto import dhcp
 
 
 @pytest.mark.parametrize("mac,unicast", [

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import wlbridge_app
-from wlbridge.ofsocket import send_directly
+from wlbridge.app.ofsocket import send_directly
 from wlbridge_app import WlBridgeApp
 
 
@@ -145,7 +145,7 @@ def test_an_events_messages_go_in_one_write_but_packet_outs_at_once():
     from types import SimpleNamespace
 
     from wlbridge.compat import ofp, parser
-    from wlbridge.pipeline import Output, build_add, flow
+    from wlbridge.flows.pipeline import Output, build_add, flow
 
     def flow_mod(i: int):
         return build_add(flow("switch_local", 100, {"eth_dst": f"02:00:00:00:00:{i:02x}"},

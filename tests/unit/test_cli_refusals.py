@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from cli_refusals import FEATURE_CASES, ROOT_CASES, assert_refused, documented_refusals
-from wlbridge import bridge_setup, cli
-from wlbridge.status_server import serve
+from wlbridge.app.status_server import serve
+from wlbridge.cli import bridge_setup
+from wlbridge.cli import main as cli
 
 CLI = [sys.executable, "-m", "wlbridge"]
 

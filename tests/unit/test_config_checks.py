@@ -4,7 +4,7 @@ subprocess: see test_cli_refusals.py for the command line)."""
 from __future__ import annotations
 
 import pytest
-from wlbridge import config
+from wlbridge.app import config
 
 
 def test_a_valid_file_gives_its_values_converted(tmp_path) -> None:

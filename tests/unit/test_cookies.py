@@ -4,8 +4,8 @@ cookies.py's docstring, pinned."""
 from __future__ import annotations
 
 import pytest
-from wlbridge import cookies, flows
-from wlbridge.cookies import Cookie, Purpose
+from wlbridge.flows import cookies, wanted
+from wlbridge.flows.cookies import Cookie, Purpose
 
 
 def test_layout_is_pinned():
@@ -58,5 +58,5 @@ def test_matches_select_exactly_their_flows():
 
 
 def test_a_guest_ports_subject_is_its_number_when_it_fits():
-    assert [flows.subject(p) for p in (0, 1, cookies.MAX_SUBJECT, cookies.MAX_SUBJECT + 1)] == [
+    assert [wanted.subject(p) for p in (0, 1, cookies.MAX_SUBJECT, cookies.MAX_SUBJECT + 1)] == [
         0, 1, cookies.MAX_SUBJECT, 0]

@@ -45,8 +45,8 @@ from dhcp_frames import (
 )
 from ofsim import arp_reply, arp_request, data_of, icmp_echo
 from rig import BCAST, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-from wlbridge import dhcp as D
 from wlbridge.core import CoreConfig
+from wlbridge.proto import dhcp as D
 
 
 # =================================================================== broadcast strategy: out

@@ -37,9 +37,9 @@ from dhcp6_frames import (
 from ofsim import data_of
 from rig import LOCAL, STATION, UP, Delivery, Rig, mac
 from scapy.layers.dhcp6 import DHCP6OptIA_NA, DHCP6OptIAAddress, DHCP6OptStatusCode
-from wlbridge import dhcp6 as D
 from wlbridge.core import Core, CoreConfig
-from wlbridge.state import Port, parse_persistent
+from wlbridge.model.state import Port, parse_persistent
+from wlbridge.proto import dhcp6 as D
 
 G1, G2 = 2, 3
 XID1, XID2 = 0x111111, 0x222222

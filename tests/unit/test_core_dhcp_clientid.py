@@ -27,7 +27,7 @@ from dhcp_frames import (
 )
 from ofsim import data_of
 from rig import LOCAL, STATION, UP, Rig, mac
-from wlbridge import dhcp as D
+from wlbridge.proto import dhcp as D
 
 
 def test_client_id_outbound_carries_station_chaddr_and_guest_client_id():

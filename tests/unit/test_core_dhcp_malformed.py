@@ -37,8 +37,8 @@ from dhcp_frames import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rig import STATION, UP, ip, mac
-from wlbridge import dhcp as D
 from wlbridge.core import CoreConfig
+from wlbridge.proto import dhcp as D
 
 
 # =================================================================== malformed

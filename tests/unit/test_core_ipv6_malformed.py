@@ -20,8 +20,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from v6frames import ROUTER6_LL, dad, gua, ll, solicited
-from wlbridge.ndp import parse_ipv6
-from wlbridge.packets import FrameError
+from wlbridge.proto.ndp import parse_ipv6
+from wlbridge.proto.packets import FrameError
 
 G1, G2 = 2, 3
 SLL = ICMPv6NDOptSrcLLAddr(lladdr=mac(G1))

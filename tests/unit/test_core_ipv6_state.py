@@ -8,7 +8,7 @@ from ofsim import arp_request
 from rig import STATION, UP, Rig, ip, mac
 from v6frames import ROUTER6_LL, dad, gua, ll, options, udp6
 from wlbridge.core import Core, CoreConfig
-from wlbridge.state import Port, parse_persistent
+from wlbridge.model.state import Port, parse_persistent
 
 G1, G2 = 2, 3
 LAN6 = "2001:db8:9::1"
@@ -90,7 +90,7 @@ def test_a_station_mac_change_announces_guest_ipv6_addresses_with_unsolicited_na
 
 
 def test_status_text_fits_ipv6_addresses_in_the_ip_column():
-    from wlbridge.status_client import render
+    from wlbridge.cli.status_client import render
 
     rig = bound_rig()
     long = "2001:db8:1:0:5054:ff:fe6b:3c11"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ofsim import arp_request, icmp_echo
 from rig import HOST_IP, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-from wlbridge import cookies
 from wlbridge.compat import ofp
 from wlbridge.core import CoreConfig
-from wlbridge.state import Port
+from wlbridge.flows import cookies
+from wlbridge.model.state import Port
 
 G1, G2 = 2, 3
 

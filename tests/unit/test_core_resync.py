@@ -8,11 +8,11 @@ import pytest
 from flowsnap import without_generation
 from ofsim import arp_request, icmp_echo
 from rig import LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-from wlbridge import cookies
 from wlbridge import core as core_mod
 from wlbridge.core import Core, CoreConfig
-from wlbridge.pipeline import PipelineError
-from wlbridge.state import Port, StateFormatError
+from wlbridge.flows import cookies
+from wlbridge.flows.pipeline import PipelineError
+from wlbridge.model.state import Port, StateFormatError
 
 G1, G2 = 2, 3
 
@@ -138,7 +138,7 @@ def test_corrupt_state_is_rejected(bad):
 
 
 def test_state_file_store_is_atomic_and_moves_corrupt_files_aside(tmp_path):
-    from wlbridge.persist import StateStore
+    from wlbridge.app.persist import StateStore
 
     store = StateStore(str(tmp_path), "br-wl")
     store.check_writable()
@@ -153,7 +153,7 @@ def test_state_file_store_is_atomic_and_moves_corrupt_files_aside(tmp_path):
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path):
-    from wlbridge.persist import StateDirError, StateStore
+    from wlbridge.app.persist import StateDirError, StateStore
 
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -162,8 +162,8 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path):
 
 
 def test_flow_text_is_readable():
-    from wlbridge.flowtext import instruction_texts
-    from wlbridge.pipeline import build_add
+    from wlbridge.flows.flowtext import instruction_texts
+    from wlbridge.flows.pipeline import build_add
 
     rig = populated()
     texts = [" ".join(instruction_texts(build_add(s, 1).instructions))

@@ -1,4 +1,4 @@
-"""Unit tests for wlbridge.dhcp: parsing/validation, the broadcast-flag strategy and reply delivery
+"""Unit tests for wlbridge.proto.dhcp: parsing/validation, the broadcast-flag strategy and reply delivery
 (frames built with os-ken, checked with scapy)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dhcp_frames import BOOTP_AT, udp_checksum_ok
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-from wlbridge import dhcp as D
+from wlbridge.proto import dhcp as D
 
 # ------------------------------------------------------------------ parse
 

@@ -1,4 +1,4 @@
-"""`wlbridge.dhcp6` against scapy's DHCP6 layers: what the controller reads of a DHCPv6
+"""`wlbridge.proto.dhcp6` against scapy's DHCP6 layers: what the controller reads of a DHCPv6
 frame (message type, transaction id, DUIDs, IA_NA/IA_TA addresses with their lifetimes,
 status codes) is what an independent implementation reads, and bad frames raise only
 `Dhcp6Error` with the expected reason."""
@@ -30,7 +30,7 @@ from scapy.layers.dhcp6 import (
 )
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
-from wlbridge import dhcp6 as D
+from wlbridge.proto import dhcp6 as D
 
 GUEST = "02:00:00:00:00:02"
 STATION = "02:5a:00:00:00:01"

@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mutations import mutate
 from scapy.layers.dhcp6 import DHCP6_RelayReply, DHCP6OptStatusCode
-from wlbridge import dhcp6 as D
-from wlbridge.dhcp6_service import Dhcp6Service
-from wlbridge.effects import Bind, Deliver, Unbind
-from wlbridge.packets import FrameError, parse_frame
+from wlbridge.model.state import GuestPort, Model
+from wlbridge.policy.dhcp6_service import Dhcp6Service
+from wlbridge.policy.effects import Bind, Deliver, Unbind
+from wlbridge.proto import dhcp6 as D
+from wlbridge.proto.packets import FrameError, parse_frame
 from wlbridge.ratelog import RateLimitedLog
-from wlbridge.state import GuestPort, Model
 from wlbridge.telemetry import Telemetry
 
 GUEST = "02:00:00:00:00:02"

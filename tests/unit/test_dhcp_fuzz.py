@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from mutations import mutate
 from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
-from wlbridge import dhcp as D
 from wlbridge.compat import dhcp, ethernet, ipv4, packet, udp, vlan
-from wlbridge.dhcp import DhcpError
-from wlbridge.dhcp_relay import ClientIdRelay
+from wlbridge.policy.dhcp_relay import ClientIdRelay
+from wlbridge.proto import dhcp as D
+from wlbridge.proto.dhcp import DhcpError
 
 GUEST = "52:54:00:12:34:56"
 STATION = "02:11:22:33:44:55"

@@ -1,4 +1,4 @@
-"""Unit tests for wlbridge.dhcp lease events and wlbridge.dhcp_relay (client-id strategy)
+"""Unit tests for wlbridge.proto.dhcp lease events and wlbridge.policy.dhcp_relay (client-id strategy)
 (frames built with os-ken, checked with scapy)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dhcp_build import (
 from dhcp_frames import BOOTP_AT, udp_checksum_ok
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-from wlbridge import dhcp as D
-from wlbridge.dhcp_relay import ClientIdRelay
+from wlbridge.policy.dhcp_relay import ClientIdRelay
+from wlbridge.proto import dhcp as D
 
 # ------------------------------------------------------------------ lease events
 

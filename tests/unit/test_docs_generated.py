@@ -1,7 +1,7 @@
 """The docs say what the code does: generated parts up to date, examples valid, one name each.
 
 The generated parts of docs/usage.md and docs/pipeline.md (synopsis, options, flow tables
-and counts, output examples) must be what `python -m wlbridge.docgen` makes of the code
+and counts, output examples) must be what `python -m wlbridge.cli.docgen` makes of the code
 now; when a test here fails after a change, run it and review the diff.
 """
 
@@ -11,8 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from wlbridge import config, docgen, flows, groupmsg, status_client
-from wlbridge.cli import build_parsers
+from wlbridge.app import config
+from wlbridge.cli import docgen, status_client
+from wlbridge.cli.main import build_parsers
+from wlbridge.flows import wanted
+from wlbridge.proto import groupmsg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_generated_parts_match_the_code(name: str) -> None:
     text = (ROOT / "docs" / name).read_text()
     assert docgen.render(name, text) == text, (
-        f"docs/{name} is out of date: run `python -m wlbridge.docgen` and review the diff")
+        f"docs/{name} is out of date: run `python -m wlbridge.cli.docgen` and review the diff")
 
 
 def test_a_drifted_doc_is_noticed() -> None:
@@ -42,11 +45,11 @@ def test_the_synopsis_has_every_option_of_every_command() -> None:
 def test_flow_counts_are_the_builders() -> None:
     """11 flows per guest port with a known MAC (with the DHCP-server and RA guards),
     6 per binding, and the annotated two-guest dump has all of them."""
-    view = flows.View(uplink=1, station_mac="02:00:00:00:00:aa", guest_ports=(2, 3))
-    per_port = len(flows.port_flows(2, "02:00:00:00:00:bb", None))
-    per_ip = len(flows.binding_flows(2, "02:00:00:00:00:bb", "192.0.2.1", 300))
-    per_ip6 = len(flows.binding_flows(2, "02:00:00:00:00:bb", "2001:db8::1", 300))
-    assert docgen.counts() == {"static": len(flows.static_flows(view)), "port": per_port,
+    view = wanted.View(uplink=1, station_mac="02:00:00:00:00:aa", guest_ports=(2, 3))
+    per_port = len(wanted.port_flows(2, "02:00:00:00:00:bb", None))
+    per_ip = len(wanted.binding_flows(2, "02:00:00:00:00:bb", "192.0.2.1", 300))
+    per_ip6 = len(wanted.binding_flows(2, "02:00:00:00:00:bb", "2001:db8::1", 300))
+    assert docgen.counts() == {"static": len(wanted.static_flows(view)), "port": per_port,
                                "port_unknown_mac": 1, "ip": per_ip, "ip6": per_ip6, "group": 1,
                                "well_known": len(groupmsg.WELL_KNOWN)}
     pipeline_md = (ROOT / "docs" / "pipeline.md").read_text()

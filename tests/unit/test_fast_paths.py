@@ -9,9 +9,10 @@ import types
 import pytest
 from ofsim import arp_request
 from rig import Rig, ip, mac
-from wlbridge import fastof, flows
-from wlbridge.pipeline import FlowSpec
-from wlbridge.sections import Sections
+from wlbridge.flows import wanted
+from wlbridge.flows.pipeline import FlowSpec
+from wlbridge.flows.sections import Sections
+from wlbridge.openflow import fastof
 
 G1, G2 = 2, 3
 
@@ -55,25 +56,25 @@ def test_a_section_remembers_its_arguments_and_diffs_like_recomputing():
     section = ("ip", "10.0.0.5")
     first = (G1, mac(G1), "10.0.0.5", 300)
     adds, deletes = sections.update(section, first)
-    assert adds == flows.binding_flows(*first) and deletes == []
+    assert adds == wanted.binding_flows(*first) and deletes == []
     assert sections.update(section, first) == ([], [])  # unchanged: nothing to send
-    assert sections.specs() == flows.binding_flows(*first)
+    assert sections.specs() == wanted.binding_flows(*first)
 
     moved = (G2, mac(G2), "10.0.0.5", 300)
     adds, deletes = sections.update(section, moved)
     assert adds and deletes
-    assert_minimal_diff(flows.binding_flows(*first), flows.binding_flows(*moved), adds, deletes)
-    assert sections.specs() == flows.binding_flows(*moved)
+    assert_minimal_diff(wanted.binding_flows(*first), wanted.binding_flows(*moved), adds, deletes)
+    assert sections.specs() == wanted.binding_flows(*moved)
     # a guest port whose MAC becomes known: its MAC-independent flows are not sent again
     unknown, known = (G1, None, None), (G1, mac(G1), None)
     ports = Sections()
     ports.update(("port", G1), unknown)
     adds, deletes = ports.update(("port", G1), known)
-    assert len(adds) < len(flows.port_flows(*known))
-    assert_minimal_diff(flows.port_flows(*unknown), flows.port_flows(*known), adds, deletes)
+    assert len(adds) < len(wanted.port_flows(*known))
+    assert_minimal_diff(wanted.port_flows(*unknown), wanted.port_flows(*known), adds, deletes)
 
     adds, deletes = sections.update(section, None)
-    assert adds == [] and deletes == flows.binding_flows(*moved)
+    assert adds == [] and deletes == wanted.binding_flows(*moved)
     assert list(sections) == [] and sections.specs() == []
 
 

@@ -20,10 +20,10 @@ from scapy.layers.inet6 import (
     ICMPv6MLReport,
     ICMPv6MLReport2,
 )
+from wlbridge.cli.status_client import render
 from wlbridge.core import Core, CoreConfig
-from wlbridge.groupmsg import is_report
-from wlbridge.state import Port
-from wlbridge.status_client import render
+from wlbridge.model.state import Port
+from wlbridge.proto.groupmsg import is_report
 
 G1, G2 = 2, 3
 ROUTER6 = "fe80::10:ff:fe00:1"
@@ -327,7 +327,7 @@ def test_status_shows_groups_with_members_and_the_always_restored_ones():
     text = render(snap, now=rig.now + 10)
     assert "239.1.2.3" in text and f"g{G1} (in {INTERVAL - 10}s)" in text
     from prometheus_client import CollectorRegistry, generate_latest
-    from wlbridge.status_server import _Collector
+    from wlbridge.app.status_server import _Collector
 
     registry = CollectorRegistry()
     registry.register(_Collector(lambda: rig.core.status(rig.now)))

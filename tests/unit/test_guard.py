@@ -4,8 +4,8 @@ words: each check, its cause and its limits exactly."""
 from __future__ import annotations
 
 import pytest
-from wlbridge import guard
-from wlbridge.state import Binding, GuestPort
+from wlbridge.model.state import Binding, GuestPort
+from wlbridge.policy import guard
 
 STATION = "02:11:22:33:44:55"
 GUEST = "52:54:00:12:34:56"

@@ -11,9 +11,10 @@ from dataclasses import replace
 import pytest
 from fake_netlink import FakeMsg
 from hostnet_fakes import MAC, FakeDb, FakeNet, bridge, opts, state
-from wlbridge import bridge_setup, bridge_teardown, hostnet, ovsdb
+from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
-from wlbridge.hostnet import Address, Route, SavedState
+from wlbridge.host import hostnet, ovsdb
+from wlbridge.host.hostnet import Address, Route, SavedState
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -345,7 +346,7 @@ def test_move_adds_link_routes_before_routes_through_a_gateway() -> None:
     """dhcpcd's address has no prefix route (noprefixroute: dhcpcd adds its own, listed
     after the default route): the gateway is unreachable on the destination until the link
     route is there (the kernel says "Network is unreachable")."""
-    from wlbridge.hostnet import HostNet
+    from wlbridge.host.hostnet import HostNet
 
     class Ipr:
         def __init__(self) -> None:

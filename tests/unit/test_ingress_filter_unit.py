@@ -9,9 +9,10 @@ import sys
 
 import pytest
 from hostnet_fakes import FakeDb, FakeNet, opts
-from wlbridge import bridge_setup, bridge_teardown, hostnet, ovsdb
+from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
-from wlbridge.hostnet import SavedState
+from wlbridge.host import hostnet, ovsdb
+from wlbridge.host.hostnet import SavedState
 
 # ---- uplink isolation (userspace datapath) -------------------------------------
 BPF_ALL, U32_ALL = hostnet.isolation_filters("bpf"), hostnet.isolation_filters("u32")

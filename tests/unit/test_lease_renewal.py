@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from wlbridge import addr_handoff as ah
-from wlbridge import addr_manager as am
-from wlbridge.host_events import CARRIER_UP, RECREATED
-from wlbridge.hostnet import Address
-from wlbridge.lease_renewal import LeaseRenewal, renewal
-from wlbridge.link_events import UplinkEvents
+from wlbridge.host import addr_handoff as ah
+from wlbridge.host import addr_manager as am
+from wlbridge.host.host_events import CARRIER_UP, RECREATED
+from wlbridge.host.hostnet import Address
+from wlbridge.host.lease_renewal import LeaseRenewal, renewal
+from wlbridge.host.link_events import UplinkEvents
 
 LEASED = Address(4, "192.168.1.5", 24, "192.168.1.255", valid_lft=3600, preferred_lft=3600)
 STATIC = Address(4, "192.168.1.5", 24, "192.168.1.255")

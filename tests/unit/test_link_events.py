@@ -1,6 +1,6 @@
-"""Host-link events: the netlink watcher's decisions (wlbridge.host_events), what the
-controller does about uplink changes (wlbridge.link_events), re-preparing a re-created
-uplink (wlbridge.uplink_care), the core's wake-up time and the re-added uplink's
+"""Host-link events: the netlink watcher's decisions (wlbridge.host.host_events), what the
+controller does about uplink changes (wlbridge.host.link_events), re-preparing a re-created
+uplink (wlbridge.host.uplink_care), the core's wake-up time and the re-added uplink's
 announcements."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from fake_netlink import FakeMsg
 from hostnet_fakes import FakeNet, state
 from rig import UP, Rig
 from test_resilience_unit import populated
-from wlbridge import datapath, host_events, link_events
-from wlbridge.host_events import HostWatcher, LinkState, link_change
-from wlbridge.hostnet import INGRESS_OURS
-from wlbridge.state import Port
-from wlbridge.uplink_care import prepare_uplink
+from wlbridge.host import datapath, host_events, link_events
+from wlbridge.host.host_events import HostWatcher, LinkState, link_change
+from wlbridge.host.hostnet import INGRESS_OURS
+from wlbridge.host.uplink_care import prepare_uplink
+from wlbridge.model.state import Port
 
 IFF_UP_LOWER = host_events.IFF_UP | host_events.IFF_LOWER_UP
 
@@ -206,7 +206,7 @@ def test_core_is_due_only_when_something_is_pending() -> None:
 
 
 def test_pending_relay_entries_and_held_back_log_lines_are_due() -> None:
-    from wlbridge.dhcp_relay import ClientIdRelay
+    from wlbridge.policy.dhcp_relay import ClientIdRelay
     from wlbridge.ratelog import RateLimitedLog
 
     relay = ClientIdRelay(ttl=60.0)
@@ -251,7 +251,7 @@ def test_a_failed_repair_runs_no_recreated_hook() -> None:
 def test_an_interrupted_dump_is_asked_again() -> None:
     """The kernel interrupts a dump while interfaces change (other test runs on the
     machine): the watcher asks again instead of stopping."""
-    from wlbridge.pyroute2_lazy import NetlinkDumpInterrupted
+    from wlbridge.host.pyroute2_lazy import NetlinkDumpInterrupted
 
     class Interrupting(FakeQuery):
         def __init__(self, *args) -> None:

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 from oslo_config import cfg
-from wlbridge import liveness
-from wlbridge.listener import Listener, ListenError, configure, explicitly_set, probe
+from wlbridge.app import liveness
+from wlbridge.app.listener import Listener, ListenError, configure, explicitly_set, probe
 
 
 def framework_conf(argv: list[str], config_file: str | None = None) -> cfg.ConfigOpts:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hostnet_fakes import FakeDb, FakeNet, opts
-from wlbridge import addr_manager, bridge_setup, supplicant
+from wlbridge.cli import bridge_setup
+from wlbridge.host import addr_manager, supplicant
 
 
 def test_setup_does_not_see_a_networkmanager_running_here(monkeypatch) -> None:

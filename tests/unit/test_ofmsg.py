@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from wlbridge import ofmsg
 from wlbridge.compat import FRAMEWORK, ofp, parser
-from wlbridge.ofmsg import MessageError
+from wlbridge.openflow import ofmsg
+from wlbridge.openflow.ofmsg import MessageError
 
 FRAME = bytes.fromhex("ffffffffffff525400123456" "0806") + bytes(46)
 

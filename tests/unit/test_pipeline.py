@@ -5,7 +5,7 @@ match prerequisites raises `PipelineError` here, in the unit tests, not on the s
 from __future__ import annotations
 
 import pytest
-from wlbridge.pipeline import (
+from wlbridge.flows.pipeline import (
     BY_NAME,
     ETH_ARP,
     ETH_IPV4,

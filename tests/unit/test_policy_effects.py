@@ -10,10 +10,13 @@ from collections import Counter
 from dhcp_frames import ack, discover
 from ofsim import data_of
 from ofsim_packets import arp_request, icmp_echo
-from wlbridge import cookies, lifecycle
 from wlbridge.core import Core, CoreConfig
-from wlbridge.dhcp_service import DhcpService
-from wlbridge.effects import (
+from wlbridge.flows import cookies
+from wlbridge.flows.pipeline import PORT_LOCAL
+from wlbridge.model.state import Binding, GuestPort, Model, Port
+from wlbridge.policy import lifecycle
+from wlbridge.policy.dhcp_service import DhcpService
+from wlbridge.policy.effects import (
     AddGuest,
     Adopt,
     Announce,
@@ -28,10 +31,8 @@ from wlbridge.effects import (
     SyncPort,
     Unbind,
 )
-from wlbridge.learning import PacketInPolicy
-from wlbridge.pipeline import PORT_LOCAL
+from wlbridge.policy.learning import PacketInPolicy
 from wlbridge.ratelog import RateLimitedLog
-from wlbridge.state import Binding, GuestPort, Model, Port
 from wlbridge.telemetry import Telemetry
 
 UPLINK, PORT = 1, 2

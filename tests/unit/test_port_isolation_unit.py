@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from fake_netlink import FakeMsg as Msg
 from pyroute2.netlink.exceptions import NetlinkError
-from wlbridge import bridge_teardown, hostnet, ovsdb, port_isolation
-from wlbridge.hostnet import GUEST_ISOLATION_PRIO, HostNet, IsolationError
-from wlbridge.port_isolation import GuestPortIsolation
+from wlbridge.cli import bridge_teardown
+from wlbridge.host import hostnet, ovsdb, port_isolation
+from wlbridge.host.hostnet import GUEST_ISOLATION_PRIO, HostNet, IsolationError
+from wlbridge.host.port_isolation import GuestPortIsolation
 
 
 # ---- fakes --------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_interface_gone_or_elsewhere_is_harmless() -> None:
 def test_ovsdb_unreachable_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(ConnectionError("db down"))
     assert rig.iso.retry_in() is None           # nothing pending: the worker just waits
-    with caplog.at_level(logging.WARNING, "wlbridge.port_isolation"):
+    with caplog.at_level(logging.WARNING, "wlbridge.host.port_isolation"):
         rig.iso.apply([("vg1", True)])
         rig.iso.apply([("vg2", True)])          # within the retry interval: not asked
         assert rig.lookups == 1
@@ -156,7 +157,7 @@ def test_ovsdb_unreachable_is_logged_once_and_retried(caplog: pytest.LogCaptureF
 
 def test_refusal_is_logged_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(bridge(iface("vg1")), refuse={"vg1"})
-    with caplog.at_level(logging.WARNING, "wlbridge.port_isolation"):
+    with caplog.at_level(logging.WARNING, "wlbridge.host.port_isolation"):
         rig.iso.apply([("vg1", True)])
         rig.iso.apply([("vg1", True)])
     assert len(caplog.records) == 1 and "vg1" in caplog.records[0].getMessage()

@@ -1,4 +1,4 @@
-"""The controller loads only the parts of pyroute2 it uses (wlbridge.pyroute2_lazy), and
+"""The controller loads only the parts of pyroute2 it uses (wlbridge.host.pyroute2_lazy), and
 the rest of pyroute2 still works for anyone else in the process.  In a fresh interpreter:
 the test process has imported pyroute2 already."""
 
@@ -9,8 +9,8 @@ import sys
 
 CHECK = """
 import sys
-import wlbridge.pyroute2_lazy as lazy
-import wlbridge.hostnet, wlbridge.host_events
+import wlbridge.host.pyroute2_lazy as lazy
+import wlbridge.host.hostnet, wlbridge.host.host_events
 heavy = sorted(m for m in ("pyroute2.ndb.main", "pyroute2.ipdb", "pyroute2.conntrack",
                            "sqlite3") if m in sys.modules)
 assert not heavy, heavy

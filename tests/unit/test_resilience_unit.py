@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 from mutations import mutate
 from ofsim import Rejected, Switch, arp_reply, arp_request, assert_serialisable, data_of, icmp_echo
 from rig import HOST_IP, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
-from wlbridge import cookies, fastof
 from wlbridge import core as core_mod
-from wlbridge import dhcp as D
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig
-from wlbridge.packets import FrameError, gratuitous_arp, parse_frame
-from wlbridge.pipeline import build_add
-from wlbridge.state import Port, is_guest_ip
+from wlbridge.flows import cookies
+from wlbridge.flows.pipeline import build_add
+from wlbridge.model.state import Port, is_guest_ip
+from wlbridge.openflow import fastof
+from wlbridge.proto import dhcp as D
+from wlbridge.proto.packets import FrameError, gratuitous_arp, parse_frame
 
 G1, G2, G3 = 2, 3, 4
 NEW_STATION = "02:5a:00:00:00:99"

@@ -3,7 +3,7 @@ reads as an end of stream, not as an exception Ryu's hub does not catch."""
 
 from __future__ import annotations
 
-from wlbridge import ryu_tls
+from wlbridge.app import ryu_tls
 
 
 class ClosedTls:

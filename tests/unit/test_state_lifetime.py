@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from ofsim import arp_request, icmp_echo
 from rig import ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
+from wlbridge.app.persist import StateDirError, StateStore
 from wlbridge.core import Core
-from wlbridge.persist import StateDirError, StateStore
-from wlbridge.state import parse_persistent
+from wlbridge.model.state import parse_persistent
 
 G1, G2 = 2, 3
 CONTROLLER = Path(__file__).resolve().parents[2] / "controller"
@@ -103,7 +103,7 @@ def test_status_lists_unconfirmed_guests_while_the_switch_is_away():
 
 def test_metrics_count_confirmed_guests_and_unconfirmed_bindings_apart():
     from prometheus_client import CollectorRegistry, generate_latest
-    from wlbridge.status_server import _Collector
+    from wlbridge.app.status_server import _Collector
 
     rig = populated()
     core = restarted(rig)
@@ -148,7 +148,7 @@ def test_a_corrupt_state_file_that_cannot_be_moved_is_a_startup_error(tmp_path,
 
 SAVER = r"""
 import sys
-from wlbridge.persist import StateStore
+from wlbridge.app.persist import StateStore
 store = StateStore(sys.argv[1], "br-wl")
 n = 0
 print("ready", flush=True)
@@ -181,7 +181,7 @@ def test_saves_killed_with_sigkill_leave_the_old_or_the_new_state(tmp_path):
 
 # ------------------------------------------------------------------ one controller per bridge
 def test_a_second_instance_lock_names_the_running_one(tmp_path):
-    from wlbridge.instance_lock import InstanceError, InstanceLock
+    from wlbridge.app.instance_lock import InstanceError, InstanceLock
 
     first = InstanceLock(tmp_path / "state", "br-x", run_dir=tmp_path / "run")
     first.acquire()
@@ -199,9 +199,9 @@ def test_a_second_instance_lock_names_the_running_one(tmp_path):
 
 
 def test_the_lock_goes_with_a_killed_process(tmp_path):
-    from wlbridge.instance_lock import InstanceLock
+    from wlbridge.app.instance_lock import InstanceLock
 
-    code = ("import sys, time; from wlbridge.instance_lock import InstanceLock; "
+    code = ("import sys, time; from wlbridge.app.instance_lock import InstanceLock; "
             "InstanceLock(sys.argv[1], 'br-z', run_dir=None).acquire(); print('locked', "
             "flush=True); time.sleep(60)")
     env = {**os.environ, "PYTHONPATH": str(CONTROLLER)}

@@ -8,8 +8,8 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from wlbridge.app.stats_requests import FlowStatsRequests
 from wlbridge.compat import ofp, parser
-from wlbridge.stats_requests import FlowStatsRequests
 
 
 def test_each_reply_goes_whole_to_its_own_request_only():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wlbridge.status_client import render
+from wlbridge.cli.status_client import render
 
 
 def guest(name: str, confirmed: bool) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wlbridge import supplicant as sp
-from wlbridge.addr_manager import Process
+from wlbridge.host import supplicant as sp
+from wlbridge.host.addr_manager import Process
 
 PACKET = """sk               RefCnt Type Proto  Iface R Rmem   User   Inode
 000000001fa6dabe 2      3    0003   3     1 0      0      1111

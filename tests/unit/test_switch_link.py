@@ -1,11 +1,11 @@
-"""The switch-connection model (wlbridge.switch_link): passive targets, what the controller
+"""The switch-connection model (wlbridge.app.switch_link): passive targets, what the controller
 says it waits for, the quick reconnect loop, waiting for the bridge to exist."""
 
 from __future__ import annotations
 
 import pytest
-from wlbridge import switch_link
-from wlbridge.switch_link import Connector, Endpoint
+from wlbridge.app import switch_link
+from wlbridge.app.switch_link import Connector, Endpoint
 
 RUN = "/var/run/openvswitch"
 

@@ -7,8 +7,8 @@ import socket
 import struct
 
 import pytest
-from wlbridge import ofsocket
-from wlbridge.ofsocket import SwitchSocket
+from wlbridge.app import ofsocket
+from wlbridge.app.ofsocket import SwitchSocket
 
 
 class Counting:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from wlbridge.bridge_teardown import listening
+from wlbridge.cli.bridge_teardown import listening
 
 
 def test_a_loopback_target_is_checked_for_a_listener() -> None:

@@ -9,9 +9,10 @@ import socket
 import pytest
 from fake_netlink import FakeMsg
 from hostnet_fakes import FakeDb, FakeNet, opts, state
-from wlbridge import addr_handoff, bridge_setup, bridge_teardown, hostnet, ovsdb
+from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
-from wlbridge.hostnet import Address, HostNet, Route, SavedState
+from wlbridge.host import addr_handoff, hostnet, ovsdb
+from wlbridge.host.hostnet import Address, HostNet, Route, SavedState
 
 RA_ON = {"accept_ra": "2", "autoconf": "1"}     # what a laptop's wlan0 may have
 OFF = {"accept_ra": "0", "autoconf": "0"}

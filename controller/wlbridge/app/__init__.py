@@ -1,0 +1,1 @@
+"""The os-ken/Ryu shell: the switch connection, persistence, status, options."""

@@ -1,0 +1,1 @@
+"""The command line: argument parsing, one-line refusals, the commands."""

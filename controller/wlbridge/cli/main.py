@@ -1,0 +1,131 @@
+"""The `wlbridge` command: setup, run, status, flows, teardown, demo.
+
+Each sub-command lives in its own module exposing ``add_arguments(parser)`` and
+``main(args) -> int``; this module only dispatches (imports are lazy so that
+``wlbridge --help`` works even where OVS or the controller runtime is missing).
+
+Every refusal is one line on stderr and exit status 2: `UserError` from a command, and
+argparse's own errors (`Parser.error`), which would otherwise print the usage first.
+Output into a closed pipe (``wlbridge flows | head -1``) is dropped quietly: the command
+still finishes what it was doing, as Unix tools do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any, NoReturn
+
+from wlbridge.errors import UserError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "setup": ("wlbridge.cli.bridge_setup", "create the OVS bridge and move the host address onto it"),
+    "run": ("wlbridge.cli.runner", "run the controller in the foreground"),
+    "status": ("wlbridge.cli.status_client", "show guests, addresses and counters"),
+    "flows": ("wlbridge.cli.flowdump", "show the bridge's flows grouped by purpose and guest"),
+    "teardown": ("wlbridge.cli.bridge_teardown", "remove the bridge and put everything back"),
+    "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, and every option's default in its help.
+
+    A default that is not None/False is appended as ``(default: X)`` unless the help
+    already says ``default``; options without one say in words what happens unset.
+    `options` lists the arguments added (for the generated docs, see `docgen`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.options: list[argparse.Action] = []
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        default, text = kwargs.get("default"), kwargs.get("help")
+        if (text and text is not argparse.SUPPRESS and "default" not in text
+                and default not in (None, False, argparse.SUPPRESS)):
+            kwargs["help"] = f"{text} (default: {default})"
+        action = super().add_argument(*args, **kwargs)
+        self.options.append(action)
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> Parser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[Parser, dict[str, Parser]]:
+    """The `wlbridge` parser and each command's own."""
+    parser = Parser(
+        prog="wlbridge",
+        description="Bridge VMs and containers onto a Wi-Fi LAN with Open vSwitch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    commands = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = commands[name] = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser, commands
+
+
+class _PipeSafe:
+    """A text stream whose writes into a closed pipe are dropped instead of raising."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _closed_pipe(self) -> None:
+        # whatever is still buffered, and all later output, goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed_pipe()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed_pipe()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _PipeSafe):
+        sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args._module.main(args) or 0)
+    except UserError as exc:
+        print(f"wlbridge {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover - use `python -m wlbridge`
+    from wlbridge.cli.main import main as _main  # the package's UserError, not __main__'s
+
+    sys.exit(_main())

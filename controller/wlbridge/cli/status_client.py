@@ -1,0 +1,128 @@
+"""`wlbridge status`: what the running controller knows, from its loopback endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from wlbridge.errors import UserError
+from wlbridge.host.addr_handoff import render_line
+
+
+def default_url() -> str:
+    """The status endpoint of a controller with the default status_host and status_port."""
+    from wlbridge.app import config
+
+    return f"http://{config.default('status_host')}:{config.default('status_port')}"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_endpoint_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--bridge``, shared with `wlbridge flows`."""
+    p.add_argument("--url", default=default_url(),
+                   help="the controller's status endpoint (its status_host:status_port)")
+    p.add_argument("--bridge", metavar="BRIDGE", default=None,
+                   help="refuse unless the controller at --url serves this bridge "
+                   "(default: whichever bridge it serves, named in the output)")
+
+
+def served_bridge(url: str, wanted: str | None, snap: dict[str, Any] | None = None) -> str:
+    """The bridge the controller at `url` serves (from `snap`, its status, if given);
+    UserError when it is not `wanted`."""
+    served = (snap if snap is not None else fetch(url, "/status")).get("bridge", "?")
+    if wanted is not None and served != wanted:
+        raise UserError(f"the controller at {url} serves bridge {served}, not {wanted}; "
+                        f"pass the status endpoint of {wanted}'s controller with --url "
+                        "(its status_port)")
+    return served
+
+
+def fetch(url: str, path: str, timeout: float = 5.0) -> Any:
+    """GET a JSON document from the controller; UserError when it is not running."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=timeout) as resp:
+            return json.loads(resp.read().decode())
+    except urllib.error.HTTPError as exc:
+        raise UserError(f"the controller at {url} answered {exc.code} for {path}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise UserError(f"the controller is not running (no answer at {url}: "
+                        f"{getattr(exc, 'reason', exc)}); start it with `wlbridge run`") from exc
+
+
+def _age(value: float | None, now: float) -> str:
+    if value is None:
+        return "-"
+    seconds = int(value - now)
+    return f"in {seconds}s" if seconds >= 0 else f"{-seconds}s ago"
+
+
+def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
+    if binding.get("expires") is not None:
+        return _age(binding["expires"], now)
+    idle = snap.get("idle_timeout")
+    return f"after {idle}s unused" if idle else "-"
+
+
+def render(snap: dict[str, Any], now: float | None = None) -> str:
+    """The status as a short human-readable report."""
+    now = time.time() if now is None else now
+    up = snap.get("uplink", {})
+    state = "up" if up.get("up") else ("down" if up.get("present") else "missing")
+    lines = [
+        (f"bridge   {snap.get('bridge', '?')} (dpid {snap.get('dpid') or '-'}, "
+         f"{'connected' if snap.get('connected') else 'not connected'}, "
+         f"generation {snap.get('generation')})"),
+        f"uplink   {up.get('name')} port {up.get('port_no')} {state}",
+        (f"station  {snap.get('station_mac') or '-'}  host IPs: "
+         f"{', '.join(snap.get('host_ips', [])) or '-'}"),
+        *filter(None, [render_line(snap, now)]),     # who renews the host's address
+        f"dhcp     {snap.get('dhcp_mode')}",
+        "",
+    ]
+    # the IP column fits the longest address (IPv6 ones are up to 39 characters)
+    width = max([17] + [len(b["ip"]) + 2 for g in snap.get("guests", [])
+                        for b in g.get("ips") or []])
+    lines.append(f"{'PORT':<16}{'MAC':<19}{'IP':<{width}}{'LEARNED':<9}EXPIRES")
+    for g in snap.get("guests", []):
+        ips = g.get("ips") or [None]
+        for i, b in enumerate(ips):
+            first = i == 0
+            lines.append(
+                f"{(g['port'] if first else ''):<16}{((g.get('mac') or '-') if first else ''):<19}"
+                f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
+                f"{_expiry(b, snap, now) if b else ''}"
+                + ("  (saved, not confirmed by the switch yet)"
+                   if first and g.get("confirmed") is False else ""))
+    if not snap.get("guests"):
+        lines.append("(no guests)")
+    joined = [g for g in snap.get("groups", []) if not g.get("always")]
+    always = [g["group"] for g in snap.get("groups", []) if g.get("always")]
+    if snap.get("groups") is not None:
+        lines += ["", f"{'GROUP':<33}{'MAC':<19}MEMBERS (membership ends)"]
+        for g in joined:
+            members = ", ".join(f"{m['port']} ({_age(m.get('expires'), now)})"
+                                for m in g.get("members", []))
+            lines.append(f"{g['group']:<33}{g.get('mac', ''):<19}{members}")
+        if not joined:
+            lines.append("(no group joined by a guest)")
+        lines.append(f"always restored to every port: {', '.join(always) or '-'}")
+    counters = snap.get("counters", {})
+    if counters:
+        lines += ["", "counters:"]
+        lines += [f"  {k:<40} {v}" for k, v in counters.items()]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    snap = fetch(args.url, "/status")
+    served_bridge(args.url, args.bridge, snap)
+    print(json.dumps(snap, indent=1) if args.json else render(snap))
+    return 0

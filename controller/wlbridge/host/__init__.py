@@ -1,0 +1,1 @@
+"""Host integration: OVSDB, netlink, isolation, the host's address management."""

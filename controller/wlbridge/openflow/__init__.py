@@ -1,0 +1,1 @@
+"""The only code that builds OpenFlow message objects (with fast serialisers)."""

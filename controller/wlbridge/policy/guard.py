@@ -1,0 +1,59 @@
+"""Port security decisions: who may use which MAC and which IPv4 or IPv6 address.
+
+Each check returns None when allowed, or a short cause string used as the
+counter label and in the log ("refused (ip-in-use) 10.0.0.5").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from wlbridge.model.addresses import is_guest_ip6, is_unicast_mac
+from wlbridge.model.state import Binding, GuestPort, is_guest_ip
+
+
+def check_guest_mac(mac: str, station_mac: str | None, used: set[str]) -> str | None:
+    """May a guest port take `mac` as its own?"""
+    if not is_unicast_mac(mac):
+        return "bad-mac"
+    if station_mac is not None and mac == station_mac:
+        return "station-mac"
+    if mac in used:
+        return "duplicate-mac"
+    return None
+
+
+def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
+                host_ips: set[str], max_per_port: int, max_total: int) -> str | None:
+    """May `guest` bind `ip`?  (It does not hold it yet.)"""
+    if not is_guest_ip(ip):
+        return "bad-ip"
+    if ip in host_ips:
+        return "host-ip"
+    owner = bindings.get(ip)
+    if owner is not None and owner.port_no != guest.port_no:
+        return "ip-in-use"
+    if len(guest.ips) >= max_per_port and \
+            sum(1 for a in guest.ips if ":" not in a) >= max_per_port:  # IPv4 ones only
+        return "port-limit"
+    if len(bindings) >= max_total:
+        return "global-limit"
+    return None
+
+
+def check_claim6(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
+                 host_ips: set[str], max_per_guest: int, max_total: int) -> str | None:
+    """May `guest` bind IPv6 address `ip` (canonical text)?  (It does not hold it yet.)
+    Its IPv6 bindings are counted apart from its IPv4 ones (`max_per_guest`)."""
+    if not is_guest_ip6(ip):
+        return "bad-ip"
+    if ip in host_ips:
+        return "host-ip"
+    owner = bindings.get(ip)
+    if owner is not None and owner.port_no != guest.port_no:
+        return "ip-in-use"
+    if sum(1 for a in guest.ips if ":" in a) >= max_per_guest:
+        return "ipv6-limit"
+    if len(bindings) >= max_total:
+        return "global-limit"
+    return None

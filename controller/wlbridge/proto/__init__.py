@@ -1,0 +1,1 @@
+"""Protocols as bytes: frames, DHCP; parsing with os-ken's packet library."""
