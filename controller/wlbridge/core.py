@@ -24,7 +24,14 @@ from wlbridge.flows.pipeline import (
     build_delete_cookie,
     build_delete_strict,
 )
-from wlbridge.flows.sections import Section, Sections
+from wlbridge.flows.sections import Sections
+from wlbridge.flows.wanted import (
+    STATIC,
+    BindingSection,
+    GroupSection,
+    PortSection,
+    Section,
+)
 from wlbridge.model.state import (
     Binding,
     Counters,
@@ -365,25 +372,25 @@ class Core:
                 if guest is not None:
                     self._bind(guest, effect.ip, effect.source, now, effect.expires,
                                effect.lease)
-                    touched[("ip", effect.ip)] = None
+                    touched[BindingSection(effect.ip)] = None
             elif kind is Reinject:
                 reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
             elif kind is Deliver:
                 out.append(ofmsg.packet_out(effect.in_port, effect.out_port, effect.data))
             elif kind is Unbind:
                 if self._unbind_model(effect.ip, effect.why):
-                    touched[("ip", effect.ip)] = None
+                    touched[BindingSection(effect.ip)] = None
             elif kind is LearnMac:
                 self._learn_mac(effect.port_no, effect.mac)
-                touched[("port", effect.port_no)] = None
+                touched[PortSection(effect.port_no)] = None
             elif kind is Refresh:
-                touched[("ip", effect.ip)] = None
+                touched[BindingSection(effect.ip)] = None
             elif kind is JoinGroup:
                 if self._join(effect.port_no, effect.group, effect.expires):
-                    touched[("group", effect.group)] = None
+                    touched[GroupSection(effect.group)] = None
             elif kind is LeaveGroup:
                 if self._leave(effect.port_no, effect.group, effect.why):
-                    touched[("group", effect.group)] = None
+                    touched[GroupSection(effect.group)] = None
             elif kind is Announce:
                 reinject.append(effect)  # after the flows, with the model as it is then
             elif kind is SetUplink:
@@ -394,7 +401,8 @@ class Core:
                 if kind is SyncPort and effect.port_no in self.model.guests:
                     meters.append(effect.port_no)
         for port_no in meters:  # a guest port's bindings, as they are now
-            touched.update(dict.fromkeys(("ip", ip) for ip in self.model.guests[port_no].ips))
+            touched.update(dict.fromkeys(
+                BindingSection(ip) for ip in self.model.guests[port_no].ips))
         if meters:
             out += self._meter_msgs(meters)
         if sync_all:
@@ -415,19 +423,19 @@ class Core:
             self.model.host_ips = set(effect.ips)
             changed = self.model.host_broadcasts ^ effect.broadcasts
             self.model.host_broadcasts = set(effect.broadcasts)
-            return [("group", g) for g in sorted(changed)]
+            return [GroupSection(g) for g in sorted(changed)]
         # (a member group's flows output to the guest ports the switch has: all follow them)
         if kind is AddGuest:
             self._add_guest(effect)
-            return [("static",), ("port", effect.port_no)] + self._group_sections()
+            return [STATIC, PortSection(effect.port_no)] + self._group_sections()
         if kind is DropGuest:
             self._forget_port(effect.port_no)
-            return [("static",)] + self._group_sections()
+            return [STATIC] + self._group_sections()
         if kind is Adopt:
             self._restored.adopt(self.model, self.counters, now)
             return self._adopt_groups(now)
         if kind is SyncPort:
-            return [("static",), ("port", effect.port_no)] + self._group_sections()
+            return [STATIC, PortSection(effect.port_no)] + self._group_sections()
         raise TypeError(f"unknown effect {effect!r}")  # a new effect without its application
 
     def _join(self, port_no: int, group: str, expires: float) -> bool:
@@ -457,8 +465,8 @@ class Core:
         """Every group section wanted: well-known groups, the host's subnet broadcasts and
         the groups guests joined."""
         groups = set(WELL_KNOWN) | self.model.host_broadcasts | set(self.model.groups)
-        groups.update(s[1] for s in self._sections if s[0] == "group")  # (those that end)
-        return [("group", g) for g in sorted(groups)]
+        groups.update(s.group for s in self._sections if type(s) is GroupSection)  # (ending)
+        return [GroupSection(g) for g in sorted(groups)]
 
     def _group_records(self) -> list[dict]:
         """Memberships as saved: by port name; those still waiting for their port too."""
@@ -521,27 +529,14 @@ class Core:
 
     def _args(self, section: Section) -> tuple | None:
         """What a section's flows are computed from (None: it has none)."""
-        view = self.view()
-        if section[0] == "static":
-            return wanted.static_args(view)
-        if section[0] == "port":
-            guest = self.model.guests.get(section[1])
-            return wanted.port_args(guest, view) if guest else None
-        if section[0] == "group":
-            group = section[1]
-            if group in WELL_KNOWN or group in self.model.host_broadcasts:
-                return wanted.group_args(group, None, view)
-            members = self.model.groups.get(group)
-            return wanted.group_args(group, members, view) if members else None
-        b = self.model.bindings.get(section[1])
-        return wanted.binding_args(b, view) if b else None
+        return section.args(self.model, self.view())
 
     def _sync_all(self) -> list:
         """Every section; after a failed one (`sync_failed`) is built at last, the stale
         sweep that the connection held back."""
         retry, self.sync_failed = self.sync_failed, False
-        sections = [("static",)] + [("port", p) for p in sorted(self.guests)]
-        sections += [("ip", ip) for ip in sorted(self.bindings)]
+        sections: list[Section] = [STATIC] + [PortSection(p) for p in sorted(self.guests)]
+        sections += [BindingSection(ip) for ip in sorted(self.bindings)]
         sections += self._group_sections()
         listed = set(sections)
         sections += [s for s in self._sections if s not in listed]
@@ -637,7 +632,7 @@ class Core:
                 waiting.append(rec)
             elif rec["expires"] > now and self._join(port_no, rec["group"], rec["expires"]):
                 self.counters.bump("groups.restored")
-                touched.append(("group", rec["group"]))
+                touched.append(GroupSection(rec["group"]))
         self._restored_groups = waiting
         return touched
 
@@ -674,9 +669,10 @@ class Core:
             del self.bindings[ip]
             self.counters.bump("bindings.removed.port-gone")
         self._drop_memberships(port_no, "port-gone")
-        for section in [s for s in self._sections if s[0] == "port" and s[1] == port_no]:
+        for section in [s for s in self._sections if s == PortSection(port_no)]:
             self._sections.forget(section)
-        for section in [s for s in self._sections if s[0] == "ip" and s[1] not in self.bindings]:
+        for section in [s for s in self._sections
+                        if type(s) is BindingSection and s.ip not in self.bindings]:
             self._sections.forget(section)
         if guest is not None:
             self.dirty = True

@@ -53,7 +53,7 @@ def test_canonical_values_never_take_os_kens_way(monkeypatch):
 
 def test_a_section_remembers_its_arguments_and_diffs_like_recomputing():
     sections = Sections()
-    section = ("ip", "10.0.0.5")
+    section = wanted.BindingSection("10.0.0.5")
     first = (G1, mac(G1), "10.0.0.5", 300)
     adds, deletes = sections.update(section, first)
     assert adds == wanted.binding_flows(*first) and deletes == []
@@ -68,14 +68,22 @@ def test_a_section_remembers_its_arguments_and_diffs_like_recomputing():
     # a guest port whose MAC becomes known: its MAC-independent flows are not sent again
     unknown, known = (G1, None, None), (G1, mac(G1), None)
     ports = Sections()
-    ports.update(("port", G1), unknown)
-    adds, deletes = ports.update(("port", G1), known)
+    ports.update(wanted.PortSection(G1), unknown)
+    adds, deletes = ports.update(wanted.PortSection(G1), known)
     assert len(adds) < len(wanted.port_flows(*known))
     assert_minimal_diff(wanted.port_flows(*unknown), wanted.port_flows(*known), adds, deletes)
 
     adds, deletes = sections.update(section, None)
     assert adds == [] and deletes == wanted.binding_flows(*moved)
     assert list(sections) == [] and sections.specs() == []
+
+
+def test_sections_of_different_kinds_with_equal_keys_stay_apart():
+    """A binding and a group (or subnet broadcast) with the same address text are two
+    sections: neither replaces the other's flows."""
+    assert wanted.BindingSection("10.0.0.255") != wanted.GroupSection("10.0.0.255")
+    assert len({wanted.BindingSection("10.0.0.255"), wanted.GroupSection("10.0.0.255"),
+                wanted.PortSection(2), wanted.STATIC}) == 4
 
 
 def assert_minimal_diff(old: list, new: list, adds: list, deletes: list) -> None:

@@ -1,6 +1,6 @@
 """What the core has installed, section by section (see `flows` for what a section is).
 
-A section's flows are a pure function of its arguments (`flows.SECTION_FLOWS`), so what is
+A section's flows are a pure function of its arguments (`Section.flows`), so what is
 remembered per section is its arguments, a few plain values, not its flows: a binding's six
 `FlowSpec`s with their matches and actions would be thirty-odd long-lived objects for the
 garbage collector to walk, over and over, while the controller learns (issue 6).  Flows are
@@ -13,16 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wlbridge.flows.pipeline import FlowSpec
-from wlbridge.flows.wanted import SECTION_FLOWS
-
-Section = tuple  # ("static",), ("port", port_no) or ("ip", address)
+from wlbridge.flows.wanted import Section
 
 
 def section_flows(section: Section, args: tuple | None) -> dict[tuple, FlowSpec]:
     """A section's flows by key (table, priority, match); none for args None."""
     if args is None:
         return {}
-    return {spec.key: spec for spec in SECTION_FLOWS[section[0]](*args)}
+    return {spec.key: spec for spec in section.flows(args)}
 
 
 class Sections:
@@ -44,7 +42,7 @@ class Sections:
         if args == old_args:
             return build([], []) if build else ([], [])
         if old_args is None:  # a new section (a new binding): nothing to diff against
-            specs = SECTION_FLOWS[section[0]](*args)  # (args is not None here)
+            specs = section.flows(args)  # (args is not None here)
             out = build(specs, []) if build else (specs, [])
             if specs:
                 self._args[section] = args  # type: ignore[assignment]

@@ -17,8 +17,9 @@ sections whose arguments changed and diffs them against what it installed (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple, Union
 
 from wlbridge.flows.cookies import MAX_SUBJECT, Purpose
 from wlbridge.flows.pipeline import (
@@ -44,8 +45,8 @@ from wlbridge.flows.pipeline import (
     ToController,
     flow,
 )
-from wlbridge.model.state import Binding, GuestPort
-from wlbridge.proto.groupmsg import MLD_TYPES, group_mac
+from wlbridge.model.state import Binding, GuestPort, Model
+from wlbridge.proto.groupmsg import MLD_TYPES, WELL_KNOWN, group_mac
 
 EAPOL_GROUP = "01:80:c2:00:00:03"
 DHCP6_CLIENT, DHCP6_SERVER = 546, 547  # UDP ports
@@ -376,5 +377,69 @@ def binding6_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
     ]
 
 
-SECTION_FLOWS: dict[str, Callable[..., list[FlowSpec]]] = {
-    "static": static_flows, "port": port_flows, "ip": binding_flows, "group": group_flows}
+# ------------------------------------------------------------------ sections
+# One type per kind of section.  Each knows what its flows are computed from (`args`, read
+# from the model and the view) and how (`flows`); the core and `sections` never switch on a
+# kind.  (Named tuples: cheap to make and hash on the packet-in path; the `kind` field keeps
+# two sections of different types apart even when their keys are equal.)
+
+
+class StaticSection(NamedTuple):
+    """The uplink, the station MAC and the list of guest ports."""
+
+    kind: str = "static"
+
+    def args(self, model: Model, view: View | None) -> tuple | None:
+        return static_args(view)
+
+    def flows(self, args: tuple) -> list[FlowSpec]:
+        return static_flows(*args)
+
+
+class PortSection(NamedTuple):
+    """One guest port and its MAC (source check, learning triggers)."""
+
+    port_no: int
+    kind: str = "port"
+
+    def args(self, model: Model, view: View | None) -> tuple | None:
+        guest = model.guests.get(self.port_no)
+        return port_args(guest, view) if guest else None
+
+    def flows(self, args: tuple) -> list[FlowSpec]:
+        return port_flows(*args)
+
+
+class BindingSection(NamedTuple):
+    """One IPv4 or IPv6 binding (ingress steering, egress source check, ND)."""
+
+    ip: str
+    kind: str = "ip"
+
+    def args(self, model: Model, view: View | None) -> tuple | None:
+        b = model.bindings.get(self.ip)
+        return binding_args(b, view) if b else None
+
+    def flows(self, args: tuple) -> list[FlowSpec]:
+        return binding_flows(*args)
+
+
+class GroupSection(NamedTuple):
+    """One multicast group or subnet-directed broadcast address restored to its own MAC."""
+
+    group: str
+    kind: str = "group"
+
+    def args(self, model: Model, view: View | None) -> tuple | None:
+        group = self.group
+        if group in WELL_KNOWN or group in model.host_broadcasts:
+            return group_args(group, None, view)
+        members = model.groups.get(group)
+        return group_args(group, members, view) if members else None
+
+    def flows(self, args: tuple) -> list[FlowSpec]:
+        return group_flows(*args)
+
+
+STATIC = StaticSection()
+Section = Union[StaticSection, PortSection, BindingSection, GroupSection]
