@@ -220,10 +220,23 @@ def main() -> int:
                    what="a second IPv6 address answering")
         wait_until(lambda: bindings(ctl.status(), extra6), 10, what=f"{extra6} bound")
         time.sleep(0.5)
-        total_after = len(dump_flows(ctl.bridge))
+        lines_after = dump_flows(ctl.bridge)
+        total_after = len(lines_after)
+
+        def key(ln: str) -> str:  # the flow without its counters
+            return re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*", "", ln)
+
+        old_keys = {key(ln) for ln in lines}
+        added_by_purpose: dict[str, int] = {}
+        added = [ln for ln in lines_after if key(ln) not in old_keys]
+        for ln in added:
+            c = cookies.decode(flow_cookie(ln))
+            pname = c.purpose.name.lower() if c else "?"
+            added_by_purpose[pname] = added_by_purpose.get(pname, 0) + 1
 
         result.update({
-            "addresses": {"guest4": g4, "guest6": g6, "peer4": p4, "peer6": p6},
+            "addresses": {"guest4": g4, "guest6": g6, "peer4": p4, "peer6": p6,
+                          "second6": extra6},
             "bound_after_s": bound_s,
             "throughput_bps": {k: [r["bps"] for r in v] for k, v in runs.items()},
             "runs": runs,
@@ -246,6 +259,8 @@ def main() -> int:
             "datapath_during_ipv6": {"busy_megaflows": busy, "all_megaflows": len(dp)},
             "flows_per_binding6": {"matching_ip": len(ip_flows), "by_purpose": by_purpose,
                                    "total_delta_second_ip": total_after - total_before,
+                                   "second_ip_added_by_purpose": added_by_purpose,
+                                   "second_ip_added": added,
                                    "total_flows": total_before, "example": ip_flows},
             "elapsed_s": round(time.monotonic() - t_start, 1),
         })
@@ -286,7 +301,11 @@ def main() -> int:
          "-", "-"],
         ["all wlbridge flows, 1 guest (IPv4 + link-local + SLAAC)", fp["total_flows"], "-", "-"],
     ]))
-    print(f"  flows for {result['addresses']['guest6']}: {fp['by_purpose']}")
+    print(f"  flows for {result['addresses']['guest6']}: {fp['by_purpose']}; added with a "
+          f"second address: {fp['second_ip_added_by_purpose']}")
+    for ln in fp["second_ip_added"]:
+        if "=" + result["addresses"]["second6"] not in ln:  # the others: not the binding's
+            print(f"    {ln}")
     if pi["by_counter"] or result["packet_ins_during_ipv6_iperf"]["by_counter"]:
         print(f"  packet-ins by counter: flood {pi['by_counter']}, "
               f"iperf3 {result['packet_ins_during_ipv6_iperf']['by_counter']}")
