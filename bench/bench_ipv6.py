@@ -118,6 +118,9 @@ def main() -> int:
     ap.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--no-reverse", dest="reverse", action="store_false",
                     help="skip peer -> guest (iperf3 -R)")
+    ap.add_argument("--no-diagnose", dest="diagnose", action="store_false",
+                    help="skip the plain NORMAL bridge on a second dual-stack LAN (IPv6/IPv4 "
+                    "there separates the protocol's own cost from wlbridge's)")
     args = ap.parse_args()
     bench = Bench(keep_logs=args.keep_logs)
     bench.require_root()
@@ -150,17 +153,36 @@ def main() -> int:
         wait_until(lambda: "LISTEN" in p.run("ss", "-ltn", "sport = :5201").stdout, 10,
                    what="iperf3 server")
 
-        configs = [("ipv4 up", p4, g4, False), ("ipv6 up", p6, g6, False)]
+        configs = [("ipv4 up", g, p4, g4, False), ("ipv6 up", g, p6, g6, False)]
         if args.reverse:
-            configs += [("ipv4 down", p4, g4, True), ("ipv6 down", p6, g6, True)]
+            configs += [("ipv4 down", g, p4, g4, True), ("ipv6 down", g, p6, g6, True)]
+        if args.diagnose:
+            # the same protocols through a plain NORMAL bridge (AP without the one-MAC rule):
+            # what IPv6 costs against IPv4 on this datapath and these veths without wlbridge
+            print("building a dual-stack LAN with a plain NORMAL bridge (diagnosis) ...",
+                  flush=True)
+            wp = bench.world(n_guests=1, ipv6=True, filter=False)
+            bench.plain_bridge(wp)
+            gp, pp = wp.guests[0], wp.peers[0]
+            gp6 = str(slaac_address(wp.subnet6, gp.mac))
+            pp6 = pp.addr6.split("/")[0]
+            if not gp.wait_ip6(gp6, timeout=30):
+                raise RuntimeError(f"plain: the guest formed no SLAAC address {gp6}")
+            assert gp.ping6(pp6, src=gp6, count=2), "plain: guest cannot reach its peer (IPv6)"
+            assert gp.ping(ip_of(pp), count=2), "plain: guest cannot reach its peer (IPv4)"
+            pp.popen("iperf3", "-s", name=f"{wp.prefix}-iperf3")
+            wait_until(lambda: "LISTEN" in pp.run("ss", "-ltn", "sport = :5201").stdout, 10,
+                       what="iperf3 server (plain)")
+            configs += [("plain ipv4 up", gp, ip_of(pp), ip_of(gp), False),
+                        ("plain ipv6 up", gp, pp6, gp6, False)]
         runs: dict[str, list[dict]] = {c[0]: [] for c in configs}
         pi_iperf6 = 0
         pi_iperf6_by: dict[str, int] = {}
         for i in range(args.runs):
             k = i % len(configs)
-            for name, dst, src, rev in configs[k:] + configs[:k]:
+            for name, client, dst, src, rev in configs[k:] + configs[:k]:
                 before, cpu0, c0 = pmd_upcalls(), vswitchd_cpu_s(), ctl.counters()
-                r = iperf(g, dst, src, args.time, rev)
+                r = iperf(client, dst, src, args.time, rev)
                 after, cpu1, c1 = pmd_upcalls(), vswitchd_cpu_s(), ctl.counters()
                 r["vswitchd_cpu_ms_per_gb"] = (cpu1 - cpu0) * 1000 / (r["bytes_all"] / 1e9)
                 r["upcalls"] = {x: after.get(x, 0) - before.get(x, 0) for x in after}
@@ -171,7 +193,7 @@ def main() -> int:
                     for x, v in r["packet_ins"].items():
                         pi_iperf6_by[x] = pi_iperf6_by.get(x, 0) + v
                 runs[name].append(r)
-                print(f"  run {i + 1} {name:<10} {r['bps'] / 1e6:8.1f} Mbit/s (retransmits "
+                print(f"  run {i + 1} {name:<13} {r['bps'] / 1e6:8.1f} Mbit/s (retransmits "
                       f"{r['retransmits']}, MSS {r['mss']}, ovs-vswitchd "
                       f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB, upcalls "
                       f"{r['upcalls'].get('upcalls', r['upcalls'].get('miss with success upcall', '?'))}, "
@@ -185,6 +207,10 @@ def main() -> int:
         paired = {d: [a["bps"] / b["bps"] for a, b in zip(runs[f"ipv6 {d}"], runs[f"ipv4 {d}"])]
                   for d in directions}
         cpu_ratio = {d: cpu_gb[f"ipv4 {d}"] / cpu_gb[f"ipv6 {d}"] for d in directions}
+        if args.diagnose:
+            ratios_plain = med["plain ipv6 up"] / med["plain ipv4 up"]
+            paired_plain = [a["bps"] / b["bps"]
+                            for a, b in zip(runs["plain ipv6 up"], runs["plain ipv4 up"])]
 
         # -------- the datapath during an IPv6 run (diagnosis)
         holder: dict = {}
@@ -247,6 +273,9 @@ def main() -> int:
             "vswitchd_cpu_ms_per_gb_median": cpu_gb,
             "cpu_cost_ratio_ipv4_ipv6": cpu_ratio,
             "target_ratio": TARGET_RATIO,
+            "plain_ratio_ipv6_ipv4_up": ratios_plain if args.diagnose else None,
+            "plain_paired_ratio_median_up": statistics.median(paired_plain)
+            if args.diagnose else None,
             "ratio_met": all(v >= TARGET_RATIO for v in ratios.values()),
             "packet_ins_during_ipv6_iperf": {"total": pi_iperf6, "by_counter": pi_iperf6_by},
             "packet_ins": {"before": pi_before, "after": pi_after, "delta": pi_delta,
@@ -289,6 +318,12 @@ def main() -> int:
              f">= {TARGET_RATIO}", yes[result["paired_ratio_median"][d] >= TARGET_RATIO]],
             ["  CPU cost ratio IPv4/IPv6 (ovs-vswitchd CPU per GB)", f"{cpu_ratio[d]:.3f}",
              "-", "-"]]
+    if args.diagnose:
+        target_rows += [
+            ["  diagnosis: plain NORMAL bridge, IPv6/IPv4 (up)",
+             f"{result['plain_ratio_ipv6_ipv4_up']:.3f}", "-", "-"],
+            ["    median of per-round ratios",
+             f"{result['plain_paired_ratio_median_up']:.3f}", "-", "-"]]
     print()
     print(table("IPv6 through wlbridge vs targets", ["metric", "value", "target", "met"], [
         *target_rows,
