@@ -44,11 +44,16 @@ def iperf(guest, dst: str, src: str, seconds: int, reverse: bool) -> dict:
     argv = ["iperf3", "-c", dst, "-B", src, "-t", str(seconds), "-O", "1", "-J"]
     if reverse:
         argv.append("-R")
-    res = guest.run(*argv, timeout=seconds + 30)
-    try:
-        data = json.loads(res.stdout)
-    except ValueError:
-        raise RuntimeError(f"iperf3 failed: {res.stdout[-500:]} {res.stderr[-500:]}") from None
+    for attempt in range(10):
+        res = guest.run(*argv, timeout=seconds + 30)
+        try:
+            data = json.loads(res.stdout)
+        except ValueError:
+            raise RuntimeError(f"iperf3 failed: {res.stdout[-500:]} {res.stderr[-500:]}") from None
+        # the server may still be closing the previous test (one test at a time)
+        if "busy" not in data.get("error", "") or attempt == 9:
+            break
+        time.sleep(1)
     if "error" in data:
         raise RuntimeError(f"iperf3: {data['error']}")
     end = data["end"]
