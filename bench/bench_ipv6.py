@@ -12,10 +12,13 @@ peer -> guest (``-R``) over both. Result: median(IPv6) / median(IPv4) per direct
 >= 0.95), and the median of per-round ratios (runs next to each other, same machine load).
 Then: packet-ins during ``ping -6 -f`` floods both ways once bound (target 0 per 1,000 data
 packets), and the flows one IPv6 binding costs (a second global address added to the guest).
-Diagnosis: the datapath flows (``ovs-appctl dpctl/dump-flows -m``) during an IPv6 run, the
-datapath's upcalls per run and ovs-vswitchd CPU per GB, the TCP MSS of each family.
+Diagnosis: the same IPv4/IPv6 guest -> peer runs through a plain ``NORMAL`` bridge on a second
+dual-stack LAN (AP without the one-MAC rule) in the same rotation, unless ``--no-diagnose``
+(IPv6/IPv4 there is the protocol's own cost on this datapath); the datapath flows
+(``ovs-appctl dpctl/dump-flows -m``) during an IPv6 run, the datapath's upcalls per run and
+ovs-vswitchd CPU per GB, the TCP MSS of each family.
 
-    sudo .venv/bin/python bench/bench_ipv6.py [--runs 5] [--time 5] [--json FILE]
+    sudo .venv/bin/python bench/bench_ipv6.py [--runs 5] [--time 5] [--no-diagnose] [--json FILE]
 """
 
 from __future__ import annotations
