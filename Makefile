@@ -36,7 +36,7 @@ help:
 	@echo "make integration  integration tests (root, OVS, network namespaces)"
 	@echo "make lint         ruff over $(LINT_PATHS)"
 	@echo "make demo         the emulated Wi-Fi LAN (root): a plain bridge failing there, then wlbridge"
-	@echo "make bench        benchmarks (root): throughput, DHCP, start, connect, idle, resync, packet-ins"
+	@echo "make bench        benchmarks (root): throughput, IPv6, DHCP, start, connect, idle, resync, packet-ins"
 	@echo "make clean        remove $(VENV) and caches"
 
 install: deps $(STAMP)
@@ -141,6 +141,7 @@ demo: install ovs
 
 bench: install ovs
 	$(SUDO) $(PY) bench/bench_throughput.py $(BENCH_ARGS)
+	$(SUDO) $(PY) bench/bench_ipv6.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_dhcp.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_connect.py $(BENCH_ARGS)
 	$(SUDO) $(PY) bench/bench_idle.py $(BENCH_ARGS)

@@ -167,14 +167,16 @@ class Bench:
         br.normal()
         return br
 
-    def wlbridge(self, world: World, guests=None, *, verbose: bool = False, **kw: Any):
-        """The real product: `wlbridge setup`, guests attached, `wlbridge run` started
-        (without ``-v`` unless `verbose`: debug logging is not how it runs in production)."""
+    def wlbridge(self, world: World, guests=None, *, verbose: bool = False,
+                 setup_args: tuple[str, ...] = (), **kw: Any):
+        """The real product: `wlbridge setup` (plus `setup_args`), guests attached,
+        `wlbridge run` started (without ``-v`` unless `verbose`: debug logging is not how it
+        runs in production)."""
         workdir = self.workdir / f"wlbridge-{world.prefix}"
         workdir.mkdir(parents=True)
         ctl = (_VerboseController if verbose else QuietController)(world, workdir, **kw)
         self.stack.callback(ctl.close)
-        ctl.setup()
+        ctl.setup(*setup_args)
         ctl.attach(*(world.guests if guests is None else guests))
         ctl.start()
         return ctl
