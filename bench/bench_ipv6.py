@@ -34,7 +34,7 @@ import time
 
 from bench_throughput import dump_flows, flow_cookie, pmd_upcalls, vswitchd_cpu_s
 from common import Bench, base_parser, ip_of, machine, offload_report, table, wait_until, write_json
-from wlbridge import cookies
+from wlbridge.flows import cookies
 
 from topologies import slaac_address
 from topologies.procs import run
