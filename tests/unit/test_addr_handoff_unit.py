@@ -211,6 +211,21 @@ def test_networkmanager_plan_is_transient_and_reapplied():
     assert conf.data["src"] == "/etc/dhcp/dhclient.conf"
 
 
+
+def test_the_bridges_dhclient_replaces_the_moved_default_route_instead_of_adding_one():
+    """NetworkManager's default route (metric 600 for Wi-Fi) moves to the bridge with the
+    address; the dhclient wlbridge starts there adds the same route with the same metric
+    (Debian's dhclient-script: IF_METRIC), so there are not two default routes."""
+    det = detect(facts(nm=am.NmDevice("100 (connected)", "Home")))
+    p = ah.make_plan("auto", det, "wlan0", "br-wl", "/var/lib/wlbridge", [LEASED], {},
+                     NOW, default_metric=600)
+    argv = p.setup[-1].data["argv"]
+    assert argv[argv.index("-e") + 1] == "IF_METRIC=600" and argv[-1] == "br-wl"
+    assert ah.Plan.from_json(p.to_json()).setup[-1].data["argv"] == argv  # kept for renewals
+    without = ah.make_plan("auto", det, "wlan0", "br-wl", "/var/lib/wlbridge", [LEASED],
+                           {}, NOW)
+    assert "-e" not in without.setup[-1].data["argv"]
+
 NETWORKD_LINK = {"ADMIN_STATE": "configured", "NETWORK_FILE": "/etc/systemd/network/wl.network"}
 NETWORKD_LEASE = "ADDRESS=192.168.1.5\nLIFETIME=3600\nCLIENTID=ffaba055f200020000ab110033bdebf95e192c\n"
 

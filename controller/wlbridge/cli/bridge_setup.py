@@ -249,9 +249,11 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
         facts = addr_manager.read_facts(opts.uplink, net.link_index(opts.uplink) or 0)
         det = addr_manager.detect(facts, opts.uplink, state.addresses)
     try:
+        metrics = [r.priority for r in state.routes
+                   if r.family == 4 and r.dst is None and r.priority]
         return addr_handoff.make_plan(opts.address_manager, det, opts.uplink, opts.bridge,
                                       opts.state_dir, state.addresses, facts.ipv6_sysctls,
-                                      time.time())
+                                      time.time(), metrics[0] if metrics else None)
     except addr_handoff.HandoffRefused as exc:
         raise UserError(f"{exc.one_line()}; or pass --address-manager keep; "
                         "nothing changed") from exc

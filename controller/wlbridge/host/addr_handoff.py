@@ -132,6 +132,7 @@ class Plan:
     teardown_after: list[Step] = field(default_factory=list)    # bridge gone
     notes: list[str] = field(default_factory=list)
     lease_file: str | None = None      # the bridge client's lease file (status)
+    default_metric: int | None = None  # the uplink's IPv4 default route's metric (moved)
     version: int = PLAN_VERSION
 
     def to_json(self) -> str:
@@ -257,8 +258,11 @@ def _manual(uplink: str, bridge: str) -> list[str]:
 
 def make_plan(mode: str, det: am.Detection, uplink: str, bridge: str, state_dir: str,
               addresses: Sequence[Address], uplink_sysctls: dict[str, str],
-              now: float) -> Plan:
-    """The hand-off for `mode` given detection `det`; HandoffRefused when not safe."""
+              now: float, default_metric: int | None = None) -> Plan:
+    """The hand-off for `mode` given detection `det`; HandoffRefused when not safe.
+    `default_metric`: the metric of the uplink's IPv4 default route (it moves to the bridge
+    with the addresses; a DHCP client wlbridge starts there adds its own with this metric,
+    so that it replaces the moved one instead of standing beside it)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     if mode == "keep":
@@ -287,6 +291,7 @@ def make_plan(mode: str, det: am.Detection, uplink: str, bridge: str, state_dir:
             plan.notes.append(f"{dyn4[0]} has a lease lifetime but --address-manager static: "
                               "nobody renews it, it expires")
         return plan
+    plan.default_metric = default_metric
     if mode == am.DHCLIENT:
         return _dhclient_plan(plan, det, state_dir, dyn4, sysctls, now)
     if mode == am.DHCPCD:
@@ -313,6 +318,10 @@ def _client_steps(plan: Plan, cmd: am.DhclientCmd | None, family: int, state_dir
     it does not write /etc/resolv.conf (`no_dns_script`)."""
     files = dhclient_files(state_dir, plan.bridge, family)
     argv = bridge_dhclient_argv(cmd, plan.uplink, plan.bridge, files, family)
+    if cmd is None and family == 4 and plan.default_metric:
+        # Debian's dhclient-script adds the default route with metric IF_METRIC (else 0):
+        # the same metric as the moved route's replaces it rather than adding a second one
+        argv[-1:-1] = ["-e", f"IF_METRIC={plan.default_metric}"]
     prep = []
     if not dns and cmd is None:
         script = files["pidfile"][:-len(".pid")] + ".script"
