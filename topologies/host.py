@@ -180,9 +180,12 @@ class Host:
 
     def restart_ipv6(self) -> None:
         """Take the LAN interface down and up: the kernel forgets SLAAC addresses, does DAD
-        again and sends Router Solicitations (a guest booting)."""
+        again and sends Router Solicitations (a guest booting); a static IPv6 address is
+        added again."""
         self.run("ip", "link", "set", self.ifname, "down", check=True)
         self.run("ip", "link", "set", self.ifname, "up", check=True)
+        if self.addr6:  # a static address goes with the link (keep_addr_on_down is 0)
+            self.set_addr6(self.addr6, nodad=self.role != "guest")
 
     def mcast_argv(self, *args: str) -> list[str]:
         """argv of the group/discovery tool (`topologies.mcast`) on this node's interface."""
