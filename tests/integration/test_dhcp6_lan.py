@@ -150,9 +150,11 @@ def test_host_dhclient6_on_the_internal_port_still_gets_its_lease(make_world, wl
     world = make_world(prefix="d6x" + secrets.token_hex(1), static_guests=False)
     _, log, leases = start_dnsmasq6(world)
     wl = wlbridge_on(world)
-    wait_for(lambda: "fe80::" in subprocess_out("ip", "-6", "-o", "addr", "show", "dev",
-                                                wl.bridge, "scope", "link"),
-             timeout=10, what=f"a link-local address on {wl.bridge}")
+    def link_local_ready() -> bool:  # present and done with DAD (dhclient -6 binds to it)
+        out = subprocess_out("ip", "-6", "-o", "addr", "show", "dev", wl.bridge, "scope", "link")
+        return "fe80::" in out and "tentative" not in out
+
+    wait_for(link_local_ready, timeout=10, what=f"a usable link-local address on {wl.bridge}")
     files = tmp_path / "host6"
     files.mkdir()
     events, script = files / "events", files / "script"

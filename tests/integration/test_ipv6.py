@@ -392,7 +392,9 @@ def test_dhcpv6_stateful_address_is_bound_in_status(v6lan, wlbridge_on):
     found = wait_for(lambda: bindings6(status_json(wl), addr), timeout=10,
                      what=f"{addr} in status --json")
     assert found[0]["port"] == g1.port and found[0]["mac"] == g1.mac, found
-    assert g1.ping6(ip6(world.peers[0]), src=addr, count=2), diag(world, wl)
+    # (the leased address may still be tentative, doing DAD, for a moment)
+    assert wait_for(lambda: g1.ping6(ip6(world.peers[0]), src=addr, count=1), timeout=10,
+                    what="ping6 from the leased address"), diag(world, wl)
     assert world.peers[0].ping6(addr, count=2), diag(world, wl)
     assert ap_foreign(world) == 0, diag(world, wl)
 
