@@ -6,8 +6,8 @@
 
 Packets are dicts of OXM-named header fields (see `normalise`); `vlan_vid` holds the bare 12-bit VID
 (absent = untagged), `payload` the L4 payload bytes, `data` the raw frame (dropped once a
-set-field changes the headers). Only output / set-field / goto / meter / write- and clear-actions
-are modelled (others raise NotImplementedError).
+set-field changes the headers). Only output / set-field / move (Nicira reg_move) / goto / meter /
+write- and clear-actions are modelled (others raise NotImplementedError).
 
 Choices: flow-mods OVS would refuse raise `Rejected` (so does DELETE with os-ken's default
 out_port=0, which silently deletes nothing in OVS); two top-priority flows matching one packet
@@ -46,6 +46,7 @@ from ofsim_packets import (
     BROADCAST,
     Headers,
     SimError,
+    _decode,
     _encode,
     arp_reply,
     arp_request,
@@ -163,9 +164,24 @@ class Switch:
                     if a[1] in _READONLY:
                         raise Rejected(f"set_field of read-only field {a[1]}")
                     _check_prereqs(bits, [a[1]], f"set_field:{a[1]}", setting=True)
+                elif a[0] == "move":
+                    self._check_move(a, bits)
                 elif (a[1] in (0, ofp.OFPP_ANY) or (a[1] == ofp.OFPP_TABLE and not packet_out)
                       or (a[1] > ofp.OFPP_MAX and a[1] not in PORT_NAMES)):
                     raise Rejected(f"invalid output port {a[1]:#x}")
+
+    @staticmethod
+    def _check_move(a: tuple, bits: Mapping) -> None:
+        """OVS refuses a move into a read-only field, bits outside either field, or fields
+        whose prerequisites the match does not guarantee."""
+        _, src, dst, n_bits, src_ofs, dst_ofs = a
+        if dst in _READONLY:
+            raise Rejected(f"move into read-only field {dst}")
+        for name, ofs in ((src, src_ofs), (dst, dst_ofs)):
+            width = 8 * ofp.oxm_get_field_info_by_name(name)[1].size
+            if n_bits < 1 or ofs < 0 or ofs + n_bits > width:
+                raise Rejected(f"move: bits {ofs}..{ofs + n_bits - 1} outside {name}")
+        _check_prereqs(bits, [src, dst], f"move:{src}->{dst}")
 
     def _check_out(self, msg: Any) -> None:
         if msg.out_port != ofp.OFPP_ANY or msg.out_group != ofp.OFPG_ANY:
@@ -366,6 +382,17 @@ class Switch:
                     continue  # no such option in the frame: OVS's datapath changes nothing
                 hdrs.pop("data", None)
                 hdrs[a[1]] = a[2] & 0xFFF if a[1] == "vlan_vid" else a[2]
+                continue
+            if a[0] == "move":
+                _, src, dst, n_bits, src_ofs, dst_ofs = a
+                if hdrs.get(src) is None or hdrs.get(dst) is None:
+                    raise SimError(f"move {src}->{dst}: the packet has no such field")
+                sv, _, _ = _encode(src, hdrs[src])
+                dv, _, dw = _encode(dst, hdrs[dst])
+                mask = (1 << n_bits) - 1
+                dv = (dv & ~(mask << dst_ofs)) | (((sv >> src_ofs) & mask) << dst_ofs)
+                hdrs.pop("data", None)
+                hdrs[dst] = _decode(dst, dv, (1 << dw) - 1, dw)
                 continue
             port = a[1]
             if port == ofp.OFPP_CONTROLLER:

@@ -111,6 +111,8 @@ def _canon_action(a: Any) -> tuple:
             raise Rejected(f"masked set_field {a.key} is not OpenFlow 1.3")
         v, m, w = _encode(a.key, a.value)
         return ("set_field", a.key, _decode(a.key, v, m, w))
+    if type(a).__name__ == "NXActionRegMove":
+        return ("move", a.src_field, a.dst_field, a.n_bits, a.src_ofs, a.dst_ofs)
     raise NotImplementedError(f"ofsim does not model action {type(a).__name__}")
 
 
@@ -144,6 +146,9 @@ def _port_name(p: int) -> str:
 def _fmt_action(a: tuple) -> str:
     if a[0] == "output":
         return f"output:{_port_name(a[1])}" + (f":{a[2]}" if len(a) > 2 else "")
+    if a[0] == "move":
+        _, src, dst, n, s_ofs, d_ofs = a
+        return f"move:{src}[{s_ofs}..{s_ofs + n - 1}]->{dst}[{d_ofs}..{d_ofs + n - 1}]"
     return f"set_field:{a[2]}->{a[1]}"
 
 

@@ -106,6 +106,38 @@ def test_ap_unicast_group_traffic_reaches_members_with_the_group_mac(make_world,
     assert ap_foreign(world) == 0
 
 
+def test_a_membership_that_timed_out_still_gets_the_group_mac(make_world, wlbridge_on,
+                                                              tmp_path):
+    """A LAN without an IGMP querier (as here): the guest reports only when it joins, so its
+    membership times out; the group's AP-unicast copies then reach every guest (no longer the
+    members only) but still with the group's own MAC, which the switch computes from the
+    address (a guest filtering on group MACs loses nothing)."""
+    world = make_world(n_guests=2, group_to_unicast=True)
+    g1, g2 = world.guests
+    peer = world.peers[0]
+    conf = tmp_path / "wlbridge.ini"
+    conf.write_text("[wlbridge]\ngroup_membership_interval = 10\n")
+    wl = wlbridge_on(world, extra=("--config-file", str(conf)))
+    assert g1.ping(ip_of(peer), count=1) and g2.ping(ip_of(peer), count=1), wl.logs()
+    member = g1.popen(sys.executable, "-c", RECEIVER, "239.9.8.7", "5002", "40", ip_of(g1))
+    wait_for(lambda: "ready" in member.output(), what="receiver")
+    wait_for(lambda: g1.port in members(wl, "239.9.8.7"), what="239.9.8.7 joined", timeout=5)
+    wait_for(lambda: not members(wl, "239.9.8.7"), what="the membership timed out", timeout=30)
+    other = g2.popen(sys.executable, "-c", RECEIVER, "239.9.8.7", "5002", "4", "-")
+    wait_for(lambda: "ready" in other.output(), what="receiver")
+    before = world.ap_counters()["group_to_unicast"].packets
+    peer.run(sys.executable, "-c", SENDER, "239.9.8.7", "5002", ip_of(peer), check=True)
+    other.wait(timeout=10)
+    assert world.ap_counters()["group_to_unicast"].packets > before   # the AP converted
+    wait_for(lambda: "got" in member.output(), what="the group's datagram at the member",
+             timeout=5)
+    member.stop()
+    for rx in (member, other):   # flooded now, to the old member and the other guest alike
+        got = [line.split()[1] for line in rx.output().splitlines() if line.startswith("got")]
+        assert got and set(got) == {"01:00:5e:09:08:07"}, (rx.output(), wl.flows())
+    assert ap_foreign(world) == 0
+
+
 RECEIVER6 = r"""
 import socket, struct, sys, time
 group, port, seconds, ifname = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]

@@ -171,6 +171,8 @@ def test_flow_text_is_readable():
     assert f"set_field:eth_src={STATION} set_field:arp_sha={STATION} output:1" in texts
     assert "output:CONTROLLER goto:switch_local" in texts
     assert "drop" in texts
+    assert ("set_field:eth_dst=33:33:00:00:00:00 move:ipv6_dst[0..31]->eth_dst[0..31] "
+            "output:ALL") in texts
 
 
 def test_flows_that_cannot_be_built_leave_the_previous_ones_and_are_retried(monkeypatch):

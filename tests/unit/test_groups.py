@@ -125,7 +125,8 @@ def test_mldv1_report_joins_and_done_leaves():
     assert rig.send(UP, unicast_udp("ff05::42")).out(G2)["eth_dst"] == "33:33:00:00:00:42"
     rig.send(G2, mld(G2, ICMPv6MLDone(mladdr="ff05::42")))
     d = rig.send(UP, unicast_udp("ff05::42"))
-    assert d.out(G2)["eth_dst"] == "33:33:00:00:00:01"  # the catch-all again, not the group's
+    # the catch-all again: to every port, still with the group's own MAC
+    assert d.ports() == {LOCAL, G1, G2} and d.out(G2)["eth_dst"] == "33:33:00:00:00:42"
 
 
 @pytest.mark.parametrize("group,group_mac", [
@@ -154,10 +155,19 @@ def test_subnet_directed_broadcast_of_the_hosts_network_is_restored_to_broadcast
     assert rig.send(UP, unicast_udp("10.0.255.255", 137)).ports() == {LOCAL, G1, G2}
 
 
-def test_unknown_group_still_falls_to_the_catch_all_restore():
+@pytest.mark.parametrize("group,group_mac", [
+    ("239.7.7.7", "01:00:5e:07:07:07"), ("239.129.2.3", "01:00:5e:01:02:03"),
+    ("225.255.255.255", "01:00:5e:7f:ff:ff"), ("ff15::1:2345:6789", "33:33:23:45:67:89"),
+    ("ff02::1:ff12:3456", "33:33:ff:12:34:56"), ("ff0e::ffff:ffff", "33:33:ff:ff:ff:ff")])
+def test_a_group_never_snooped_reaches_every_port_with_its_own_mac(group, group_mac):
+    # the catch-all computes the MAC from the address (01:00:5e + low 23 bits, 33:33 + low
+    # 32 bits) in the fast path: no packet-in, no per-group flow
     rig = rig_with_macs()
-    d = rig.send(UP, unicast_udp("239.7.7.7"))
-    assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:00:00:01"
+    d = rig.send(UP, unicast_udp(group))
+    assert d.ports() == {LOCAL, G1, G2}, str(d)
+    assert {h["eth_dst"] for _, h in d.outputs} == {group_mac}
+    assert {h.get("ipv4_dst") or h.get("ipv6_dst") for _, h in d.outputs} == {group}
+    assert d.packet_ins == 0
 
 
 # ------------------------------------------------------------------ membership ends
@@ -171,7 +181,9 @@ def test_a_group_expires_after_the_membership_interval_and_a_report_refreshes_it
     assert rig.core.next_due() == pytest.approx(rig.now + 1)
     rig.advance(2)
     d = rig.send(UP, unicast_udp("239.1.2.3"))
-    assert d.out(G1)["eth_dst"] == "01:00:5e:00:00:01"  # back to the catch-all
+    # back to the catch-all: every port, the group's MAC all the same (a LAN without a
+    # querier, where guests report only when they join, loses nothing but the narrowing)
+    assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:01:02:03"
     assert rig.core.counters["groups.left.timeout"] == 1
     assert rig.core.status(rig.now)["groups"] == [g for g in rig.core.status(rig.now)["groups"]
                                                   if g["always"]]
@@ -181,7 +193,7 @@ def test_membership_interval_is_configurable():
     rig = rig_with_macs(group_membership_interval=30)
     rig.send(G1, igmpv2(G1, "239.1.2.3"))
     rig.advance(31)
-    assert rig.send(UP, unicast_udp("239.1.2.3")).out(G1)["eth_dst"] == "01:00:5e:00:00:01"
+    assert rig.send(UP, unicast_udp("239.1.2.3")).ports() == {LOCAL, G1, G2}
 
 
 @pytest.mark.parametrize("leave", [
@@ -205,14 +217,15 @@ def test_a_removed_port_leaves_its_groups():
     rig.sw.remove_port(G1)
     rig.apply(rig.core.port_deleted(G1, rig.now))
     d = rig.send(UP, unicast_udp("239.1.2.3"))
-    assert d.out(LOCAL)["eth_dst"] == "01:00:5e:00:00:01" and not d.dead_ends
+    assert d.out(LOCAL)["eth_dst"] == "01:00:5e:01:02:03" and not d.dead_ends
+    assert d.ports() == {LOCAL, G2}
     assert all(g["always"] for g in rig.core.status(rig.now)["groups"])
     # another guest gets the port number: it is no member of its predecessor's groups
     rig.sw.add_port(G1, "g-new")
     rig.apply(rig.core.port_added(Port(G1, "g-new", "fe:00:00:00:00:99"), rig.now))
     rig.send(G1, unicast_from(G1))
     d = rig.send(UP, unicast_udp("239.1.2.3"))
-    assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:00:00:01"
+    assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:01:02:03"
 
 
 # ------------------------------------------------------------------ bad input

@@ -84,3 +84,18 @@ def test_flow_stats_request_and_deletes():
         ofmsg.flow_delete(0x1000, 0xF000, ofp.OFPTT_ALL, 100, match)
     with pytest.raises(MessageError):
         ofmsg.flow_delete(0x1000, 0xF000, 0, 100)
+
+
+def test_a_move_is_the_frameworks_reg_move_and_checked():
+    act = ofmsg.reg_move("ipv6_dst", "eth_dst", 32)
+    ref = parser.NXActionRegMove(src_field="ipv6_dst", dst_field="eth_dst", n_bits=32,
+                                 src_ofs=0, dst_ofs=0)
+    a, b = bytearray(), bytearray()
+    act.serialize(a, 0)
+    ref.serialize(b, 0)
+    assert bytes(a) == bytes(b) and len(a) == 24
+    for bad in [("nope", "eth_dst", 8, 0, 0), ("ipv4_dst", "eth_dst", 33, 0, 0),
+                ("ipv4_dst", "eth_dst", 23, 0, 26), ("ipv4_dst", "eth_dst", 0, 0, 0),
+                ("ipv4_dst", "eth_dst", 8, -1, 0)]:
+        with pytest.raises(MessageError, match="move"):
+            ofmsg.reg_move(*bad)

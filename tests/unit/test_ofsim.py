@@ -338,6 +338,41 @@ def test_rejected(sw, bad):
     assert len(sw) == 0
 
 
+def mv(src, dst, n_bits, src_ofs=0, dst_ofs=0):
+    return p.NXActionRegMove(src_field=src, dst_field=dst, n_bits=n_bits, src_ofs=src_ofs,
+                             dst_ofs=dst_ofs)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: flow(mv("ipv4_dst", "eth_dst", 23), out(2)),                   # no eth_type
+    lambda: flow(mv("ipv4_dst", "eth_dst", 23), out(2), eth_type=0x86DD),
+    lambda: flow(mv("ipv4_dst", "eth_dst", 33), out(2), eth_type=0x800),   # past ipv4_dst
+    lambda: flow(mv("ipv4_dst", "eth_dst", 23, dst_ofs=26), out(2), eth_type=0x800),
+    lambda: flow(mv("eth_src", "eth_type", 16), out(2)),                   # read-only
+    lambda: flow(mv("eth_src", "ipv6_dst", 48), out(2), eth_type=0x800),   # dst prerequisite
+])
+def test_a_move_ovs_would_refuse_is_rejected(sw, bad):
+    with pytest.raises(Rejected):
+        sw.apply(bad())
+
+
+def test_a_move_copies_the_bits_it_names():
+    sw = Switch([1, 2])
+    sw.apply([flow(sf(eth_dst="01:00:5e:00:00:00"), mv("ipv4_dst", "eth_dst", 23), out(2),
+                   eth_type=0x800),
+              flow(sf(eth_dst="33:33:00:00:00:00"), mv("ipv6_dst", "eth_dst", 32), out(2),
+                   eth_type=0x86DD),
+              flow(mv("eth_src", "eth_dst", 8, src_ofs=40, dst_ofs=0), out(2), prio=50)])
+    r = sw.process(1, udp(M1, STA, "10.0.0.5", "239.129.2.3", 5000, 5000))
+    assert r.out(2)["eth_dst"] == "01:00:5e:01:02:03" and r.out(2)["ipv4_dst"] == "239.129.2.3"
+    r = sw.process(1, ether(M1, STA, 0x86DD, ipv6_src="fe80::1", ipv6_dst="ff02::1:ff12:3456"))
+    assert r.out(2)["eth_dst"] == "33:33:ff:12:34:56"
+    # bits land where they are told to: the first byte of eth_src into the last of eth_dst
+    r = sw.process(1, ether("0a:00:00:00:00:01", STA, 0x88B5))
+    assert r.out(2)["eth_dst"] == "02:aa:00:00:00:0a"
+    assert "move:ipv4_dst[0..22]->eth_dst[0..22]" in sw.dump()
+
+
 def test_prerequisites_satisfied(sw):
     sw.apply([flow(sf(arp_tha=M1), sf(eth_dst=M1), out(2), eth_type=0x806, arp_tpa="10.0.0.9"),
               flow(sf(udp_dst=68), out(2), eth_type=0x800, ip_proto=17, udp_dst=67),

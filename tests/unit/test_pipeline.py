@@ -15,6 +15,7 @@ from wlbridge.flows.pipeline import (
     PORT_LOCAL,
     TABLES,
     FlowSpec,
+    Move,
     Output,
     PipelineError,
     SetField,
@@ -66,6 +67,42 @@ def test_flows_inside_the_declaration_pass():
          actions=[SetField("eth_src", MAC), SetField("arp_sha", MAC), Output(1)])
     with pytest.raises(TypeError):
         flow("classify", 1, bogus=1)
+
+
+V4_GROUP = {"eth_type": ETH_IPV4, "ipv4_dst": ("224.0.0.0", "240.0.0.0")}
+
+
+@pytest.mark.parametrize("match,move,why", [
+    ({}, Move("ipv4_dst", "eth_dst", 23), "move ipv4_dst needs eth_type"),
+    ({"eth_type": ETH_IPV6}, Move("ipv4_dst", "eth_dst", 23), "move ipv4_dst needs eth_type"),
+    ({"eth_type": ETH_IPV4}, Move("ipv6_dst", "eth_dst", 32), "move ipv6_dst needs eth_type"),
+    (V4_GROUP, Move("eth_src", "ipv4_dst", 23), "move into ipv4_dst not allowed"),
+    (V4_GROUP, Move("ipv4_dst", "eth_src", 23), "move into eth_src not allowed"),
+    (V4_GROUP, Move("ipv4_dst", "eth_dst", 33), "outside ipv4_dst's 32"),
+    (V4_GROUP, Move("ipv4_dst", "eth_dst", 23, src_ofs=10), "outside ipv4_dst's 32"),
+    (V4_GROUP, Move("ipv4_dst", "eth_dst", 23, dst_ofs=30), "outside eth_dst's 48"),
+    (V4_GROUP, Move("ipv4_dst", "eth_dst", 0), "bits 0..-1"),
+    (V4_GROUP, Move("ipv4_dst", "eth_dst", 8, src_ofs=-1), "outside ipv4_dst"),
+    (V4_GROUP, Move("udp_dst", "eth_dst", 8), "move of udp_dst not supported"),
+])
+def test_a_move_is_checked_like_a_set_field(match, move, why):
+    with pytest.raises(PipelineError, match=why):
+        flow("from_uplink", 10, match, [SetField("eth_dst", MAC), move, Output(1)])
+
+
+def test_a_move_inside_the_declaration_passes_and_builds():
+    ok = flow("from_uplink", 10, V4_GROUP,
+              [SetField("eth_dst", "01:00:5e:00:00:00"), Move("ipv4_dst", "eth_dst", 23),
+               Output(1)])
+    acts = build_add(ok, 1).instructions[0].actions
+    assert [type(a).__name__ for a in acts] == [
+        "OFPActionSetField", "NXActionRegMove", "OFPActionOutput"]
+    assert (acts[1].src_field, acts[1].dst_field, acts[1].n_bits) == ("ipv4_dst", "eth_dst", 23)
+    # a flow of the same shape with another move is validated anew (not taken from the cache)
+    with pytest.raises(PipelineError, match="outside"):
+        flow("from_uplink", 10, V4_GROUP,
+             [SetField("eth_dst", "01:00:5e:00:00:00"), Move("ipv4_dst", "eth_dst", 40),
+              Output(1)])
 
 
 def test_a_spec_made_by_hand_is_checked_when_built():

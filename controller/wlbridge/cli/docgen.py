@@ -24,7 +24,7 @@ from typing import Any
 from wlbridge.app import config
 from wlbridge.cli.main import build_parsers
 from wlbridge.flows import pipeline, wanted
-from wlbridge.flows.pipeline import FlowSpec, Output, SetField, ToController
+from wlbridge.flows.pipeline import FlowSpec, Move, Output, SetField, ToController
 from wlbridge.proto import groupmsg
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -170,6 +170,10 @@ def _port(port: int, section: str) -> str:
     return names.get(port, str(port))
 
 
+def _bits(ofs: int, n_bits: int) -> str:
+    return f"{ofs}..{ofs + n_bits - 1}"
+
+
 def _actions(spec: FlowSpec, section: str) -> str:
     parts = []
     for a in spec.actions:
@@ -179,6 +183,9 @@ def _actions(spec: FlowSpec, section: str) -> str:
             parts.append("CONTROLLER")
         elif isinstance(a, SetField):
             parts.append(f"`{a.field}`:={_value(a.field, a.value, section)}")
+        elif isinstance(a, Move):
+            parts.append(f"`{a.dst}`[{_bits(a.dst_ofs, a.n_bits)}]:="
+                         f"`{a.src}`[{_bits(a.src_ofs, a.n_bits)}]")
     if spec.goto:
         parts.append(f"goto {spec.goto}")
     if spec.idle_timeout:

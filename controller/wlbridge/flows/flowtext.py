@@ -22,7 +22,14 @@ def action_text(action: Any) -> str:
         return f"output:{port_name(action.port)}"
     if isinstance(action, parser.OFPActionSetField):
         return f"set_field:{action.key}={action.value}"
+    if type(action).__name__ == "NXActionRegMove":
+        return (f"move:{action.src_field}[{_bits(action.src_ofs, action.n_bits)}]"
+                f"->{action.dst_field}[{_bits(action.dst_ofs, action.n_bits)}]")
     return type(action).__name__.replace("OFPAction", "").lower()
+
+
+def _bits(ofs: int, n_bits: int) -> str:
+    return f"{ofs}..{ofs + n_bits - 1}"
 
 
 def instruction_texts(instructions: list[Any]) -> list[str]:

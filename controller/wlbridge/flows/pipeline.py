@@ -3,8 +3,8 @@
 Every flow the controller installs is described by a `FlowSpec`.  `build_add`
 turns it into an OpenFlow 1.3 flow-mod (with ``datapath=None``) after checking it
 against the table's declaration: allowed match fields, allowed set-fields, legal
-``goto`` targets, and OpenFlow match prerequisites (``arp_tpa`` needs
-``eth_type=0x0806`` and so on).  A spec that breaks the declaration raises
+``goto`` targets, bit ranges of field-to-field moves, and OpenFlow match prerequisites
+(``arp_tpa`` needs ``eth_type=0x0806`` and so on, for set-fields and moves too).  A spec that breaks the declaration raises
 `PipelineError` when it is built, i.e. in the unit tests, not on the switch.
 """
 
@@ -148,13 +148,34 @@ class SetField:
 
 
 @dataclass(frozen=True)
+class Move:
+    """Copy `n_bits` of header field `src` (from bit `src_ofs`, bit 0 the least significant)
+    into field `dst` (from bit `dst_ofs`): OVS's ``move:src[..]->dst[..]`` (Nicira
+    ``reg_move``), computed per packet in the fast path.  `dst` must be a field the table may
+    set; both fields' prerequisites must be in the match."""
+
+    src: str
+    dst: str
+    n_bits: int
+    src_ofs: int = 0
+    dst_ofs: int = 0
+
+
+# Widths in bits of the fields a `Move` may read or write.
+FIELD_BITS: dict[str, int] = {
+    "eth_src": 48, "eth_dst": 48, "ipv4_src": 32, "ipv4_dst": 32,
+    "ipv6_src": 128, "ipv6_dst": 128,
+}
+
+
+@dataclass(frozen=True)
 class ToController:
     """Send to the controller (whole packet, no buffering)."""
 
     max_len: int = ofp.OFPCML_NO_BUFFER
 
 
-Action = Union[Output, SetField, ToController]
+Action = Union[Output, SetField, Move, ToController]
 MatchValue = Union[int, str, tuple]
 
 
@@ -221,7 +242,8 @@ def flow(table: str, priority: int, match: Mapping[str, MatchValue] | None = Non
     # Validity depends on the flow's shape only, not on its addresses: check each shape once.
     shape = (table, priority, goto, names, match.get("eth_type"), match.get("ip_proto"),
              match.get("icmpv6_type"),
-             tuple([a.field for a in actions if isinstance(a, SetField)]))
+             tuple([a.field if isinstance(a, SetField) else a for a in actions
+                    if not isinstance(a, Output)]))
     order = _SHAPES.get(shape)
     if order is None:
         validate(spec)
@@ -255,10 +277,26 @@ def validate(spec: FlowSpec) -> None:
             if action.field not in table.set_fields:
                 raise PipelineError(f"table {table.name}: set_field {action.field} not allowed")
             _check_prerequisite(action.field, match, table.name, what="set_field")
+        elif isinstance(action, Move):
+            _check_move(action, match, table)
     if spec.goto is not None and spec.goto not in table.next_tables:
         raise PipelineError(f"table {table.name}: goto {spec.goto} not allowed")
     if not 0 <= spec.priority <= 0xFFFF:
         raise PipelineError(f"priority {spec.priority} out of range")
+
+
+def _check_move(move: Move, match: Mapping[str, MatchValue], table: Table) -> None:
+    if move.dst not in table.set_fields:
+        raise PipelineError(f"table {table.name}: move into {move.dst} not allowed")
+    for name, ofs in ((move.src, move.src_ofs), (move.dst, move.dst_ofs)):
+        width = FIELD_BITS.get(name)
+        if width is None:
+            raise PipelineError(f"table {table.name}: move of {name} not supported")
+        if (type(move.n_bits) is not int or type(ofs) is not int or move.n_bits < 1
+                or ofs < 0 or ofs + move.n_bits > width):
+            raise PipelineError(f"table {table.name}: move of bits {ofs}..{ofs + move.n_bits - 1}"
+                                f" outside {name}'s {width}")
+        _check_prerequisite(name, match, table.name, what="move")
 
 
 def _check_prerequisite(name: str, match: Mapping[str, MatchValue], table: str,
@@ -296,6 +334,9 @@ def _make_instructions(spec: FlowSpec) -> list:
             actions.append(ofmsg.output(PORT_CONTROLLER, action.max_len))
         elif isinstance(action, SetField):
             actions.append(fastof.set_field(action.field, action.value))
+        elif isinstance(action, Move):
+            actions.append(ofmsg.reg_move(action.src, action.dst, action.n_bits,
+                                          action.src_ofs, action.dst_ofs))
         else:  # pragma: no cover - guarded by the type
             raise PipelineError(f"unknown action {action!r}")
     goto = BY_NAME[spec.goto].table_id if spec.goto is not None else None

@@ -40,6 +40,7 @@ from wlbridge.flows.pipeline import (
     PORT_ALL,
     PORT_LOCAL,
     FlowSpec,
+    Move,
     Output,
     SetField,
     ToController,
@@ -51,10 +52,12 @@ from wlbridge.proto.groupmsg import MLD_TYPES, WELL_KNOWN, group_mac
 EAPOL_GROUP = "01:80:c2:00:00:03"
 DHCP6_CLIENT, DHCP6_SERVER = 546, 547  # UDP ports
 LEASED = ("dhcp", "dhcp6")  # binding sources that live as long as their lease, not idle-timed
-ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 IPV4_MULTICAST = ("224.0.0.0", "240.0.0.0")
-ALL_NODES_MAC = "33:33:00:00:00:01"
 IPV6_MULTICAST = ("ff00::", "ff00::")
+# A group's own MAC, computed per packet from its address (RFC 1112 6.4, RFC 2464 7):
+# the prefix, then the address's low 23 (IPv4) or 32 (IPv6) bits moved in.
+IPV4_GROUP_MAC = ("01:00:5e:00:00:00", Move("ipv4_dst", "eth_dst", 23))
+IPV6_GROUP_MAC = ("33:33:00:00:00:00", Move("ipv6_dst", "eth_dst", 32))
 
 # priorities, highest first, per table
 P_TOP = 500
@@ -110,7 +113,9 @@ def static_flows(view: View | None) -> list[FlowSpec]:
              {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP, "udp_src": DHCP6_SERVER,
               "udp_dst": DHCP6_CLIENT},
              [ToController()], purpose=Purpose.DHCP),
-        # APs that turn group traffic into unicast to the station: restore and flood
+        # APs that turn group traffic into unicast to the station: restore and flood; a
+        # multicast group's MAC is computed from its address (a snooped group's own flow,
+        # `group_flows`, narrows delivery to its members)
         flow("from_uplink", P_TRIGGER, {"eth_dst": s, "eth_type": ETH_ARP, "arp_op": 1},
              [SetField("eth_dst", BROADCAST), Output(PORT_ALL)], purpose=Purpose.GROUP),
         flow("from_uplink", P_TRIGGER,
@@ -118,10 +123,12 @@ def static_flows(view: View | None) -> list[FlowSpec]:
              [SetField("eth_dst", BROADCAST), Output(PORT_ALL)], purpose=Purpose.GROUP),
         flow("from_uplink", P_TRIGGER,
              {"eth_dst": s, "eth_type": ETH_IPV4, "ipv4_dst": IPV4_MULTICAST},
-             [SetField("eth_dst", ALL_HOSTS_MAC), Output(PORT_ALL)], purpose=Purpose.GROUP),
+             [SetField("eth_dst", IPV4_GROUP_MAC[0]), IPV4_GROUP_MAC[1], Output(PORT_ALL)],
+             purpose=Purpose.GROUP),
         flow("from_uplink", P_TRIGGER,
              {"eth_dst": s, "eth_type": ETH_IPV6, "ipv6_dst": IPV6_MULTICAST},
-             [SetField("eth_dst", ALL_NODES_MAC), Output(PORT_ALL)], purpose=Purpose.GROUP),
+             [SetField("eth_dst", IPV6_GROUP_MAC[0]), IPV6_GROUP_MAC[1], Output(PORT_ALL)],
+             purpose=Purpose.GROUP),
         flow("from_uplink", P_GROUP, {"eth_dst": GROUP_BIT}, [Output(PORT_ALL)],
              purpose=Purpose.GROUP),
         # local switching among host and guests

@@ -55,6 +55,24 @@ def output(port_no: int, max_len: int = ofp.OFPCML_MAX):
     return parser.OFPActionOutput(port_no, max_len)
 
 
+def reg_move(src: str, dst: str, n_bits: int, src_ofs: int = 0, dst_ofs: int = 0):
+    """Nicira ``reg_move`` (OVS's ``move:src[src_ofs..]->dst[dst_ofs..]``) of `n_bits` between
+    two OXM fields, refused unless both are fields the framework knows and the bits lie
+    inside each (OVS would answer ``OFPBAC_BAD_SET_LEN``)."""
+    for name, ofs in ((src, src_ofs), (dst, dst_ofs)):
+        try:
+            _num, kind = ofp.oxm_get_field_info_by_name(name)
+        except KeyError:
+            raise MessageError(f"move: unknown field {name!r}") from None
+        width = 8 * getattr(kind, "size", 0)
+        if (type(n_bits) is not int or type(ofs) is not int or n_bits < 1 or ofs < 0
+                or ofs + n_bits > width):
+            raise MessageError(f"move: bits {ofs}..{ofs + n_bits - 1} outside {name} "
+                               f"({width} bits)")
+    return parser.NXActionRegMove(src_field=src, dst_field=dst, n_bits=n_bits,
+                                  src_ofs=src_ofs, dst_ofs=dst_ofs)
+
+
 def _meter_id(meter_id: Any) -> int:
     if type(meter_id) is not int or not 0 < meter_id <= ofp.OFPM_MAX:
         raise MessageError(f"meter id {meter_id!r} out of range")
