@@ -18,6 +18,7 @@ from typing import Any
 from wlbridge.compat import ofp
 from wlbridge.flows import cookies, wanted
 from wlbridge.flows.pipeline import (
+    BY_NAME,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -76,6 +77,7 @@ from wlbridge.ratelog import RateLimitedLog
 from wlbridge.status_view import status_view
 from wlbridge.telemetry import LOGGED_MAX, Telemetry
 
+SNOOP_TABLE = BY_NAME["guest_snoop"].table_id  # its packet-ins are copies (group snooping)
 LOG = logging.getLogger(__name__)
 
 
@@ -269,9 +271,9 @@ class Core:
 
     def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
                   cookie: int = 0) -> list:
-        """A packet the switch sent us.  Never raises."""
+        """A packet the switch sent us (from table `table_id`).  Never raises."""
         try:
-            effects = self.learning.packet_in(in_port, data, now)
+            effects = self.learning.packet_in(in_port, data, now, table_id == SNOOP_TABLE)
             return self._apply(effects, now) if effects else []
         except Exception:
             self.counters.bump("errors.internal")

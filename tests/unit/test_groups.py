@@ -22,10 +22,13 @@ from scapy.layers.inet6 import (
 )
 from wlbridge.cli.status_client import render
 from wlbridge.core import Core, CoreConfig
+from wlbridge.flows.pipeline import BY_NAME
 from wlbridge.model.state import Port
 from wlbridge.proto.groupmsg import is_report
 
 G1, G2 = 2, 3
+SNOOP = BY_NAME["guest_snoop"].table_id  # packet-ins of the snooping table
+FROM_GUEST = BY_NAME["from_guest"].table_id
 ROUTER6 = "fe80::10:ff:fe00:1"
 INTERVAL = 260
 
@@ -110,7 +113,9 @@ def test_igmpv3_join_and_the_low_23_bits_of_the_group_make_its_mac():
 def test_ipv6_group_joined_by_mld_reaches_the_member_with_33_33_and_the_low_32_bits():
     rig = rig_with_macs()
     d = rig.send(G1, mldv2(G1, [(4, "ff15::1234"), (4, "ff02::1:ff00:12")]))
-    assert d.packet_ins == 1 and d.out(UP)["eth_src"] == STATION
+    # the report's link-local source was not bound yet: learned from it (the source check's
+    # trigger), the report re-injected and on to the LAN as the station
+    assert d.out(UP)["eth_src"] == STATION and lla(G1) in rig.core.bindings
     d = rig.send(UP, unicast_udp("ff15::1234"))
     assert d.ports() == {LOCAL, G1}, str(d)
     assert d.out(G1)["eth_dst"] == "33:33:00:00:12:34"
@@ -228,6 +233,39 @@ def test_a_removed_port_leaves_its_groups():
     assert d.ports() == {LOCAL, G1, G2} and d.out(G1)["eth_dst"] == "01:00:5e:01:02:03"
 
 
+# ------------------------------------------------------------------ source check
+def test_a_report_from_a_bound_source_goes_on_with_one_packet_in():
+    rig = rig_with_macs()
+    d = rig.send(G1, igmpv2(G1, "239.1.2.3"))
+    assert d.packet_ins == 1 and d.out(UP)["ipv4_src"] == gip(G1) and d.out(LOCAL)
+    assert d.out(G2) is not None  # a group frame: the other guests get it too
+
+
+def test_a_report_from_another_guests_address_is_refused_and_stays_on_the_bridge():
+    # before, the snooping flow sent every report on without a source check: a guest could
+    # send IGMP (and with it any payload under IP protocol 2) from any address to the LAN
+    rig = rig_with_macs()
+    spoofed = from_bytes(bytes(Ether(src=mac(G1), dst="01:00:5e:00:00:16")
+                               / IP(src=gip(G2), dst="239.1.2.3", ttl=1)
+                               / IGMP(type=0x16, gaddr="239.1.2.3")))
+    d = rig.send(G1, spoofed)
+    assert not d.outputs, str(d)
+    assert rig.core.counters["refused.ip-in-use"] == 1, dict(rig.core.counters)
+    # the membership is the guest's own business (the copy was snooped): not a leak
+    assert G1 in rig.core.model.groups.get("239.1.2.3", {})
+
+
+def test_a_report_from_0_0_0_0_is_snooped_but_not_forwarded():
+    rig = rig_with_macs()
+    unspecified = from_bytes(bytes(Ether(src=mac(G1), dst="01:00:5e:00:00:16")
+                                   / IP(src="0.0.0.0", dst="239.1.2.3", ttl=1)
+                                   / IGMP(type=0x16, gaddr="239.1.2.3")))
+    d = rig.send(G1, unspecified)
+    assert not d.outputs and rig.core.counters["packet_in.igmp_unspecified"] == 1
+    assert "0.0.0.0" not in rig.core.bindings
+    assert G1 in rig.core.model.groups.get("239.1.2.3", {})
+
+
 # ------------------------------------------------------------------ bad input
 def test_a_flood_of_reports_is_bounded_per_guest_and_in_all_and_counted():
     rig = rig_with_macs(max_groups_per_port=50, max_groups=80)
@@ -243,7 +281,7 @@ def test_a_flood_of_reports_is_bounded_per_guest_and_in_all_and_counted():
     assert len(group_flows) == 80 + 6 + 0   # joined + well-known (no subnet known here)
     # what was joined works, and nothing bound an address
     assert rig.send(UP, unicast_udp("239.0.0.1")).ports() == {LOCAL, G1}
-    assert set(rig.core.bindings) <= {gip(G1), gip(G2)}
+    assert set(rig.core.bindings) <= {gip(G1), gip(G2), lla(G2)}  # (the MLD's own source)
 
 
 def test_reports_reach_the_controller_through_the_ports_meter():
@@ -254,7 +292,8 @@ def test_reports_reach_the_controller_through_the_ports_meter():
     res = rig.sw.process(G1, igmpv2(G1, "239.1.2.3"), now=rig.now)
     assert res.to_controller and res.meters == [G1]
     res = rig.sw.process(G1, mldv2(G1, [(4, "ff15::1")]), now=rig.now)
-    assert res.to_controller and res.meters == [G1]
+    # the snooping copy, and (its source not bound yet) the learning trigger: both metered
+    assert res.to_controller and set(res.meters) == {G1}
 
 
 def test_malformed_reports_are_counted_never_learned():
@@ -265,7 +304,7 @@ def test_malformed_reports_are_counted_never_learned():
     not_group = igmpv2(G1, "10.1.2.3")["data"]
     short = good[:14 + 20 + 4]
     for data in (bytes(bad_sum), not_group, short):
-        rig.core.packet_in(G1, data, rig.now)
+        rig.core.packet_in(G1, data, rig.now, SNOOP)
     assert rig.core.model.groups == {}
     counters = rig.core.counters
     assert counters["malformed.group-report.bad-checksum"] == 1
@@ -294,11 +333,12 @@ def test_mutated_reports_never_raise_and_never_bind(data):
     seed = data.draw(st.sampled_from(seeds()))
     frame = mutate(data.draw, seed, (1, 4))
     core.bindings.clear()
-    core.packet_in(G1, frame, 1000.0)
+    # as the snooping table's copy, or as the source check's learning trigger
+    core.packet_in(G1, frame, 1000.0, data.draw(st.sampled_from([SNOOP, FROM_GUEST])))
     assert core.counters["errors.internal"] == 0
     if is_report(frame):   # still IGMP (or IPv6) by its headers: never binds an address
-        # other than (IPv6 learning) the frame's own source, to the port that sent it
-        source = _ipv6_source(frame)
+        # other than the frame's own source, to the port that sent it
+        source = _ip_source(frame)
         assert all(ip == source and b.port_no == G1 for ip, b in core.bindings.items()), (
             core.bindings)
     for group, members in core.model.groups.items():
@@ -306,8 +346,10 @@ def test_mutated_reports_never_raise_and_never_bind(data):
     assert len(core.model.groups) <= core.config.max_groups_per_port
 
 
-def _ipv6_source(frame: bytes) -> str | None:
-    """The IPv6 source address of an Ethernet frame, canonical (None: not IPv6)."""
+def _ip_source(frame: bytes) -> str | None:
+    """The IPv4 or IPv6 source address of an Ethernet frame, canonical (None: neither)."""
+    if len(frame) >= 30 and frame[12:14] == b"\x08\x00":
+        return str(ipaddress.IPv4Address(frame[26:30]))
     if len(frame) < 38 or frame[12:14] != b"\x86\xdd":
         return None
     return str(ipaddress.IPv6Address(frame[22:38]))

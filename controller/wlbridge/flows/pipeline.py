@@ -67,9 +67,18 @@ TABLES: tuple[Table, ...] = (
         "classify", 0,
         frozenset({"in_port", "eth_src"}),
         frozenset(),
-        ("from_uplink", "from_guest", "switch_local"),
+        ("from_uplink", "guest_snoop", "switch_local"),
         "drop",
         "Where a frame came from: the uplink, the host (LOCAL) or a guest port with its own MAC.",
+    ),
+    Table(
+        "guest_snoop", 15,
+        frozenset({"in_port", "eth_type", "ip_proto", "icmpv6_type"}),
+        frozenset(),
+        ("from_guest",),
+        "goto:from_guest",
+        "A copy of guests' IGMP and MLD messages to the controller (group snooping); every "
+        "frame goes on to port security.",
     ),
     Table(
         "from_uplink", 10,

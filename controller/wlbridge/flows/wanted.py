@@ -173,7 +173,7 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
     if m is None:
         return specs
     specs += [
-        flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="from_guest",
+        flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="guest_snoop",
              purpose=Purpose.GUEST_PORT, subject=sub),
         flow("from_guest", P_TOP, {"in_port": p, "eth_type": ETH_EAPOL}, trigger,
              purpose=Purpose.EAPOL, subject=sub, meter=meter),
@@ -255,16 +255,18 @@ def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
 
 
 def snoop_flows(p: int, meter: int | None) -> list[FlowSpec]:
-    """Group snooping on guest port `p`: its IGMP and MLD reports go to the controller
-    (which learns the groups it joins and leaves) and on, as before, to the host, the
-    other guests and the LAN.  Above the binding flows: a report from a bound source is
-    seen too.  Metered like the port's other controller-bound flows."""
+    """Group snooping on guest port `p`: a copy of its IGMP and MLD messages goes to the
+    controller (which learns the groups it joins and leaves; packet-ins from this table are
+    only that), and the frame goes on to `from_guest`, whose source check decides whether it
+    reaches the host, the other guests and the LAN, as for any other frame (a report from a
+    source not bound to the port is a learning trigger there).  Metered like the port's
+    other controller-bound flows."""
     sub = subject(p)
-    also = {"goto": "switch_local", "purpose": Purpose.LEARN, "subject": sub, "meter": meter}
-    specs = [flow("from_guest", P_HIGH,
+    also = {"goto": "from_guest", "purpose": Purpose.LEARN, "subject": sub, "meter": meter}
+    specs = [flow("guest_snoop", P_HIGH,
                   {"in_port": p, "eth_type": ETH_IPV4, "ip_proto": IPPROTO_IGMP},
                   [ToController()], **also)]
-    specs += [flow("from_guest", P_HIGH,
+    specs += [flow("guest_snoop", P_HIGH,
                    {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
                     "icmpv6_type": kind},
                    [ToController()], **also) for kind in MLD_TYPES]

@@ -42,8 +42,12 @@ class PacketInPolicy:
         self.dhcp6 = dhcp6 if dhcp6 is not None else Dhcp6Service(model, config, telemetry)
         self.nd = NdPolicy(model, config, telemetry)
 
-    def packet_in(self, in_port: int, data: bytes, now: float) -> list[Effect]:
-        """Parse a packet-in and decide (`Core.packet_in` catches what escapes)."""
+    def packet_in(self, in_port: int, data: bytes, now: float,
+                  snooped: bool = False) -> list[Effect]:
+        """Parse a packet-in and decide (`Core.packet_in` catches what escapes).  `snooped`:
+        the copy of a guest's IGMP/MLD message that the snooping table sends up (the frame
+        itself went on to the source check, which may send it up again as a learning
+        trigger): only its memberships are learned from it."""
         model = self.model
         counters = self.tel.counters
         try:
@@ -63,18 +67,24 @@ class PacketInPolicy:
             return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
+        is_group_msg = ((frame.ipv6 is not None and frame.ipv6.proto in MLD_CARRIERS)
+                        or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP))
+        if snooped:
+            effects = self.groups.from_guest(guest, data, now) if (
+                self.groups is not None and is_group_msg) else None
+            if effects is None:  # another ICMPv6 message: the source check deals with it
+                counters["packet_in.snooped_other"] += 1
+                return []
+            return effects
+        if is_group_msg and frame.ipv4 is not None and frame.ipv4.src == "0.0.0.0":
+            counters["packet_in.igmp_unspecified"] += 1  # no address to vouch for: dropped
+            return []
         if frame.eth_type == ETH_IPV6:
             if frame.is_dhcp6_server:  # guests are DHCPv6 clients, never servers or relays
                 return self.refuse(guest, "dhcp6-server", frame.ipv6.src if frame.ipv6 else "")
             if frame.is_dhcp6_client:
                 counters["packet_in.dhcp6"] += 1
                 return self.dhcp6.from_guest(guest, frame, now)
-        if self.groups is not None and (
-                (frame.ipv6 is not None and frame.ipv6.proto in MLD_CARRIERS)
-                or (frame.ipv4 is not None and frame.ipv4.proto == IPPROTO_IGMP)):
-            snooped = self.groups.from_guest(guest, data, now)  # IGMP / MLD reports
-            if snooped is not None:
-                return snooped
         if frame.eth_type == ETH_IPV6:  # ND, router solicitations, unbound sources
             return self.nd.from_guest(guest, frame, now)
         if frame.is_dhcp_server:
