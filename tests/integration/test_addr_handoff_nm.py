@@ -21,7 +21,7 @@ files (device state, DHCP lease, timestamps): the ones it did not have before ar
 NetworkManager and the bus are stopped by PID.
 
 wlbridge's own dhclient on the bridge (what the NetworkManager plan starts) runs with the
-test's dhclient script (test_addr_handoff.SCRIPT: the address and the test route only), never
+test's dhclient script (managers.SCRIPT: the address and the test route only), never
 Debian's dhclient-script, which would add a default route and could rewrite
 /etc/resolv.conf on this shared machine; the rest of its command line is the plan's.
 
@@ -205,7 +205,7 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
         return argv[:1] + ["-sf", str(script)] + argv[1:]
 
     monkeypatch.setattr(addr_handoff, "bridge_dhclient_argv", with_test_script)
-    # and the test's configuration for the base of its own (test_addr_handoff.CONF: retries
+    # and the test's configuration for the base of its own (managers.CONF: retries
     # after 1-2 s, as the dhclient test's client; ISC's default first retry after ~10 s is
     # most of a 24 s lease's renewal window)
     conf = tmp_path / "dhclient.conf"
