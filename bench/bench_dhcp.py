@@ -49,11 +49,14 @@ from common import (
     base_parser,
     machine,
     offload_report,
+    rotation,
     summary,
     table,
     wait_until,
     write_json,
 )
+
+from topologies.capture import TCPDUMP
 
 TARGET_RATIO = 1.2
 BOUND_TIMEOUT = 30.0
@@ -163,11 +166,16 @@ class Tcpdump:
 
     def __init__(self, bench: Bench, name: str, argv: list[str]) -> None:
         self.out = bench.workdir / f"tcpdump-{name}.txt"
+        err = bench.workdir / f"tcpdump-{name}.err"
         self.fh = open(self.out, "w")  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(["tcpdump", "-n", "-tt", "-l", *argv],
-                                     stdout=self.fh, stderr=subprocess.DEVNULL)
+        with open(err, "w") as errors:
+            self.proc = subprocess.Popen([*TCPDUMP, "-tt", "-l", *argv], stdout=self.fh,
+                                         stderr=errors)
         bench.stack.callback(self.stop)
-        time.sleep(1.0)  # tcpdump needs a moment before it captures
+        wait_until(lambda: "listening on" in err.read_text() or self.proc.poll() is not None,
+                   5, what=f"tcpdump {' '.join(argv)}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"tcpdump {' '.join(argv)}: {err.read_text()}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -243,14 +251,11 @@ def live(bench: Bench, clients: list[str], runs: int) -> dict:
         pi_before = ctl.counters()
         capture = OpenFlowCapture(bench, ctl.of_port)
         wire = {side: ClientMessages(bench, c.guest.port) for side, c in sides.items()}
-        for i in range(runs):
-            order = ["plain", "wlbridge"] if i % 2 == 0 else ["wlbridge", "plain"]
-            for side in order:
-                r = sides[side].once()
-                times[side].append(r)
-                print(f"  {kind:<8} run {i + 1:>2} {side:<8} {r['total'] * 1000:7.1f} ms "
-                      f"(after start event {r['exchange'] * 1000:6.1f} ms) {r['ip']}",
-                      flush=True)
+        for i, side in rotation(["plain", "wlbridge"], runs):
+            r = sides[side].once()
+            times[side].append(r)
+            print(f"  {kind:<8} run {i + 1:>2} {side:<8} {r['total'] * 1000:7.1f} ms "
+                  f"(after start event {r['exchange'] * 1000:6.1f} ms) {r['ip']}", flush=True)
         dn_after = {"plain": dnsmasq_counts(wa), "wlbridge": dnsmasq_counts(wb)}
         pi_after = ctl.counters()
         rtt = capture.response_times_ms()

@@ -24,46 +24,39 @@ ovs-vswitchd CPU per GB, the TCP MSS of each family.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import statistics
 import sys
 import threading
 import time
+from functools import partial
 
-from bench_throughput import dump_flows, flow_cookie, pmd_upcalls, vswitchd_cpu_s
-from common import Bench, base_parser, ip_of, machine, offload_report, table, wait_until, write_json
-from wlbridge.flows import cookies
+from common import (
+    FLOOD,
+    Bench,
+    base_parser,
+    by_purpose,
+    datapath_cost,
+    dump_flows,
+    flood_packet_ins,
+    flows_for_ip,
+    ip_of,
+    iperf,
+    machine,
+    offload_report,
+    packet_in_changes,
+    rotation,
+    start_iperf_server,
+    table,
+    wait_until,
+    write_json,
+)
 
 from topologies import slaac_address
 from topologies.procs import run
 
 TARGET_RATIO = 0.95
-FLOOD = 1000
-
-
-def iperf(guest, dst: str, src: str, seconds: int, reverse: bool) -> dict:
-    argv = ["iperf3", "-c", dst, "-B", src, "-t", str(seconds), "-O", "1", "-J"]
-    if reverse:
-        argv.append("-R")
-    for attempt in range(10):
-        res = guest.run(*argv, timeout=seconds + 30)
-        try:
-            data = json.loads(res.stdout)
-        except ValueError:
-            raise RuntimeError(f"iperf3 failed: {res.stdout[-500:]} {res.stderr[-500:]}") from None
-        # the server may still be closing the previous test (one test at a time)
-        if "busy" not in data.get("error", "") or attempt == 9:
-            break
-        time.sleep(1)
-    if "error" in data:
-        raise RuntimeError(f"iperf3: {data['error']}")
-    end = data["end"]
-    sent = sum(iv["sum"]["bytes"] for iv in data.get("intervals", []))  # incl. omitted 1st s
-    return {"bps": end["sum_received"]["bits_per_second"], "bytes_all": sent,
-            "retransmits": end["sum_sent"].get("retransmits", 0),
-            "mss": data["start"].get("tcp_mss_default")}
 
 
 def bindings(status: dict, ip: str) -> list[dict]:
@@ -81,23 +74,6 @@ def bindings(status: dict, ip: str) -> list[dict]:
                     if same:
                         found.append({**b, "port": g.get("port"), "mac": g.get("mac")})
     return found
-
-
-def flood6(src, dst_ip: str, src_ip: str) -> tuple[int, int]:
-    """ping -6 -f, FLOOD echo requests; (sent, received)."""
-    res = src.run("ping", "-6", "-n", "-q", "-f", "-c", str(FLOOD), "-W", "1", "-I", src_ip,
-                  dst_ip, timeout=60)
-    m = re.search(r"(\d+) packets transmitted, (\d+) received", res.stdout)
-    if not m:
-        raise RuntimeError(f"ping flood failed: {res.stdout} {res.stderr}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def flows_for_ip6(lines: list[str], ip: str) -> list[str]:
-    """Flows of ours whose match names this IPv6 address (ipv6_src/ipv6_dst/nd_target)."""
-    pat = re.compile(rf"=({re.escape(str(ipaddress.ip_address(ip)))})(,|\s)")
-    return [ln for ln in lines
-            if cookies.decode(flow_cookie(ln)) and pat.search(ln.split("actions=")[0] + " ")]
 
 
 def datapath_flows() -> list[str]:
@@ -157,9 +133,7 @@ def main() -> int:
         result["offload"] = offload_report(w, ctl.bridge)
         result["mtu"] = {"guest": mtu(g.netns, g.ifname), "peer": mtu(p.netns, p.ifname),
                          "uplink": mtu(None, w.uplink), "guest_port": mtu(None, g.port)}
-        p.popen("iperf3", "-s", name=f"{w.prefix}-iperf3")  # dual-stack listener
-        wait_until(lambda: "LISTEN" in p.run("ss", "-ltn", "sport = :5201").stdout, 10,
-                   what="iperf3 server")
+        start_iperf_server(p)  # dual-stack listener
 
         configs = [("ipv4 up", g, p4, g4, False), ("ipv6 up", g, p6, g6, False)]
         if args.reverse:
@@ -178,35 +152,27 @@ def main() -> int:
                 raise RuntimeError(f"plain: the guest formed no SLAAC address {gp6}")
             assert gp.ping6(pp6, src=gp6, count=2), "plain: guest cannot reach its peer (IPv6)"
             assert gp.ping(ip_of(pp), count=2), "plain: guest cannot reach its peer (IPv4)"
-            pp.popen("iperf3", "-s", name=f"{wp.prefix}-iperf3")
-            wait_until(lambda: "LISTEN" in pp.run("ss", "-ltn", "sport = :5201").stdout, 10,
-                       what="iperf3 server (plain)")
+            start_iperf_server(pp, what="iperf3 server (plain)")
             configs += [("plain ipv4 up", gp, ip_of(pp), ip_of(gp), False),
                         ("plain ipv6 up", gp, pp6, gp6, False)]
         runs: dict[str, list[dict]] = {c[0]: [] for c in configs}
         pi_iperf6 = 0
         pi_iperf6_by: dict[str, int] = {}
-        for i in range(args.runs):
-            k = i % len(configs)
-            for name, client, dst, src, rev in configs[k:] + configs[:k]:
-                before, cpu0, c0 = pmd_upcalls(), vswitchd_cpu_s(), ctl.counters()
-                r = iperf(client, dst, src, args.time, rev)
-                after, cpu1, c1 = pmd_upcalls(), vswitchd_cpu_s(), ctl.counters()
-                r["vswitchd_cpu_ms_per_gb"] = (cpu1 - cpu0) * 1000 / (r["bytes_all"] / 1e9)
-                r["upcalls"] = {x: after.get(x, 0) - before.get(x, 0) for x in after}
-                r["packet_ins"] = {x: c1[x] - c0.get(x, 0) for x in c1
-                                   if x.startswith("packet_in.") and c1[x] != c0.get(x, 0)}
-                if name.startswith("ipv6"):
-                    pi_iperf6 += sum(r["packet_ins"].values())
-                    for x, v in r["packet_ins"].items():
-                        pi_iperf6_by[x] = pi_iperf6_by.get(x, 0) + v
-                runs[name].append(r)
-                print(f"  run {i + 1} {name:<13} {r['bps'] / 1e6:8.1f} Mbit/s (retransmits "
-                      f"{r['retransmits']}, MSS {r['mss']}, ovs-vswitchd "
-                      f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB, upcalls "
-                      f"{r['upcalls'].get('upcalls', r['upcalls'].get('miss with success upcall', '?'))}, "
-                      f"packet-ins {r['packet_ins'] or 0}) load {os.getloadavg()[0]:.2f}",
-                      flush=True)
+        for i, (name, client, dst, src, rev) in rotation(configs, args.runs):
+            c0 = ctl.counters()
+            r = datapath_cost(partial(iperf, client, dst, args.time, src=src, reverse=rev))
+            r["packet_ins"] = packet_in_changes(c0, ctl.counters())
+            if name.startswith("ipv6"):
+                pi_iperf6 += sum(r["packet_ins"].values())
+                for x, v in r["packet_ins"].items():
+                    pi_iperf6_by[x] = pi_iperf6_by.get(x, 0) + v
+            runs[name].append(r)
+            print(f"  run {i + 1} {name:<13} {r['bps'] / 1e6:8.1f} Mbit/s (retransmits "
+                  f"{r['retransmits']}, MSS {r['mss']}, ovs-vswitchd "
+                  f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB, upcalls "
+                  f"{r['upcalls'].get('upcalls', r['upcalls'].get('miss with success upcall', '?'))}, "
+                  f"packet-ins {r['packet_ins'] or 0}) load {os.getloadavg()[0]:.2f}",
+                  flush=True)
         med = {k: statistics.median(r["bps"] for r in v) for k, v in runs.items()}
         cpu_gb = {k: statistics.median(r["vswitchd_cpu_ms_per_gb"] for r in v)
                   for k, v in runs.items()}
@@ -222,7 +188,7 @@ def main() -> int:
 
         # -------- the datapath during an IPv6 run (diagnosis)
         holder: dict = {}
-        th = threading.Thread(target=lambda: holder.update(r=iperf(g, p6, g6, 6, False)))
+        th = threading.Thread(target=lambda: holder.update(r=iperf(g, p6, 6, src=g6)))
         th.start()
         ports = {g.port, w.uplink}
         dp, busy = [], []
@@ -234,22 +200,11 @@ def main() -> int:
         th.join()
 
         # -------- packet-ins during IPv6 data traffic
-        pi_before, c_before = ctl.packet_ins(), ctl.counters()
-        s1, r1 = flood6(g, p6, g6)
-        s2, r2 = flood6(p, g6, p6)
-        pi_after, c_after = ctl.packet_ins(), ctl.counters()
-        data_packets = s1 + r1 + s2 + r2
-        pi_delta = pi_after - pi_before
-        changed = {x: c_after[x] - c_before.get(x, 0) for x in c_after
-                   if x.startswith("packet_in.") and c_after[x] != c_before.get(x, 0)}
+        pi = flood_packet_ins(ctl, (g, p6, g6), (p, g6, p6))
 
         # -------- flows per IPv6 binding
         lines = dump_flows(ctl.bridge)
-        ip_flows = flows_for_ip6(lines, g6)
-        by_purpose: dict[str, int] = {}
-        for ln in ip_flows:
-            pname = cookies.decode(flow_cookie(ln)).purpose.name.lower()
-            by_purpose[pname] = by_purpose.get(pname, 0) + 1
+        ip_flows = flows_for_ip(lines, g6)
         total_before = len(lines)
         extra6 = str(w.subnet6.network_address + 0x60)
         g.run("ip", "-6", "addr", "add", f"{extra6}/64", "dev", g.ifname, "nodad", check=True)
@@ -264,12 +219,7 @@ def main() -> int:
             return re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*", "", ln)
 
         old_keys = {key(ln) for ln in lines}
-        added_by_purpose: dict[str, int] = {}
         added = [ln for ln in lines_after if key(ln) not in old_keys]
-        for ln in added:
-            c = cookies.decode(flow_cookie(ln))
-            pname = c.purpose.name.lower() if c else "?"
-            added_by_purpose[pname] = added_by_purpose.get(pname, 0) + 1
 
         result.update({
             "addresses": {"guest4": g4, "guest6": g6, "peer4": p4, "peer6": p6,
@@ -289,17 +239,12 @@ def main() -> int:
             if args.diagnose else None,
             "ratio_met": all(v >= TARGET_RATIO for v in ratios.values()),
             "packet_ins_during_ipv6_iperf": {"total": pi_iperf6, "by_counter": pi_iperf6_by},
-            "packet_ins": {"before": pi_before, "after": pi_after, "delta": pi_delta,
-                           "data_packets": data_packets,
-                           "per_1000_data_packets": pi_delta * 1000 / data_packets
-                           if data_packets else float("nan"),
-                           "by_counter": changed,
-                           "flood_loss": {"guest_to_peer": s1 - r1, "peer_to_guest": s2 - r2}},
-            "packet_ins_met": pi_delta == 0,
+            "packet_ins": pi,
+            "packet_ins_met": pi["delta"] == 0,
             "datapath_during_ipv6": {"busy_megaflows": busy, "all_megaflows": len(dp)},
-            "flows_per_binding6": {"matching_ip": len(ip_flows), "by_purpose": by_purpose,
+            "flows_per_binding6": {"matching_ip": len(ip_flows), "by_purpose": by_purpose(ip_flows),
                                    "total_delta_second_ip": total_after - total_before,
-                                   "second_ip_added_by_purpose": added_by_purpose,
+                                   "second_ip_added_by_purpose": by_purpose(added),
                                    "second_ip_added": added,
                                    "total_flows": total_before, "example": ip_flows},
             "elapsed_s": round(time.monotonic() - t_start, 1),
@@ -318,7 +263,6 @@ def main() -> int:
                 ["run", "runs", "median Mbit/s", "each run", "retransmits", "MSS",
                  "vswitchd CPU ms/GB"], rows))
     fp = result["flows_per_binding6"]
-    pi = result["packet_ins"]
     yes = {True: "yes", False: "NO"}
     target_rows = []
     for d in directions:

@@ -21,101 +21,34 @@ and the number of flows one guest IP binding costs.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import statistics
 import sys
 import time
-from pathlib import Path
+from functools import partial
 
 from common import (
+    FLOOD,
     Bench,
     base_parser,
+    by_purpose,
+    datapath_cost,
+    dump_flows,
+    flood_packet_ins,
+    flow_cookie,
+    flows_for_ip,
     ip_of,
+    iperf,
     machine,
     offload_report,
+    rotation,
+    start_iperf_server,
     table,
-    wait_until,
     write_json,
 )
 from wlbridge.flows import cookies
 
-from topologies.procs import run
-
 TARGET_RATIO = 0.9
-FLOOD = 1000
-
-
-def iperf(guest, peer, seconds: int) -> dict:
-    res = guest.run("iperf3", "-c", ip_of(peer), "-t", str(seconds), "-O", "1", "-J",
-                    timeout=seconds + 30)
-    try:
-        data = json.loads(res.stdout)
-    except ValueError:
-        raise RuntimeError(f"iperf3 failed: {res.stdout[-500:]} {res.stderr[-500:]}") from None
-    if "error" in data:
-        raise RuntimeError(f"iperf3: {data['error']}")
-    end = data["end"]
-    sent = sum(iv["sum"]["bytes"] for iv in data.get("intervals", []))  # incl. omitted 1st s
-    return {"bps": end["sum_received"]["bits_per_second"], "bytes_sent_all": sent,
-            "retransmits": end["sum_sent"].get("retransmits", 0),
-            "sender_cpu": end.get("cpu_utilization_percent", {}).get("host_total")}
-
-
-def start_iperf_server(peer) -> None:
-    peer.popen("iperf3", "-s", "-B", ip_of(peer), name=f"{peer.world.prefix}-iperf3")
-    wait_until(lambda: "LISTEN" in peer.run("ss", "-ltn", "sport = :5201").stdout, 10,
-               what="iperf3 server")
-
-
-def vswitchd_cpu_s() -> float:
-    """CPU seconds (user + system, all threads) used so far by ovs-vswitchd.
-
-    With veths on the userspace datapath, one ovs-vswitchd thread moves every packet, and the
-    kernel work of delivering what it sends (veth, the AP's bridge and nftables) runs in its
-    system time too: CPU per byte is the cost of a configuration, and unlike throughput it
-    hardly changes when other processes compete for the CPU."""
-    pid = Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip()
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pmd_upcalls() -> dict[str, int]:
-    """Datapath counters of ovs-vswitchd (shared by every netdev bridge on the machine)."""
-    out = run(None, ["ovs-appctl", "dpif-netdev/pmd-stats-show"], check=False).stdout
-    found: dict[str, int] = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*([a-z][a-z ()-]+?):\s+(\d+)\s*(?:\(|$)", line)
-        if m:
-            key = m.group(1).strip()
-            found[key] = found.get(key, 0) + int(m.group(2))
-    return found
-
-
-def flood(src, dst_ip: str) -> tuple[int, int]:
-    """ping -f, FLOOD echo requests; (sent, received)."""
-    res = src.run("ping", "-n", "-q", "-f", "-c", str(FLOOD), "-W", "1", dst_ip, timeout=60)
-    m = re.search(r"(\d+) packets transmitted, (\d+) received", res.stdout)
-    if not m:
-        raise RuntimeError(f"ping flood failed: {res.stdout} {res.stderr}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def dump_flows(bridge: str) -> list[str]:
-    out = run(None, ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge]).stdout
-    return [ln.strip() for ln in out.splitlines() if "cookie=" in ln]
-
-
-def flow_cookie(line: str) -> int:
-    return int(re.search(r"cookie=(0x[0-9a-f]+|\d+)", line).group(1), 0)
-
-
-def flows_for_ip(lines: list[str], ip: str) -> list[str]:
-    """Flows of ours whose match names this IP (arp_spa/arp_tpa/nw_src/nw_dst)."""
-    pat = re.compile(rf"=({re.escape(ip)})(,|\s)")
-    return [ln for ln in lines
-            if cookies.decode(flow_cookie(ln)) and pat.search(ln.split("actions=")[0] + " ")]
 
 
 def main() -> int:
@@ -151,24 +84,17 @@ def main() -> int:
         ctl.wait_bound(ip_of(wb.guests[0]), wb.guests[0].port)
         result["offload"] = {name: offload_report(w, br) for name, w, br in configs}
         for _, w, _ in configs:
-            start_iperf_server(w.peers[0])
+            start_iperf_server(w.peers[0], bind=ip_of(w.peers[0]))
 
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
         upcalls: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
-        for i in range(args.runs):
-            # rotate the order so no configuration always runs first or last in a round
-            k = i % len(configs)
-            for name, w, _ in configs[k:] + configs[:k]:
-                before, cpu0 = pmd_upcalls(), vswitchd_cpu_s()
-                r = iperf(w.guests[0], w.peers[0], args.time)
-                after, cpu1 = pmd_upcalls(), vswitchd_cpu_s()
-                r["vswitchd_cpu_s"] = cpu1 - cpu0
-                r["vswitchd_cpu_ms_per_gb"] = (cpu1 - cpu0) * 1000 / (r["bytes_sent_all"] / 1e9)
-                upcalls[name].append({k: after.get(k, 0) - before.get(k, 0) for k in after})
-                runs[name].append(r)
-                print(f"  run {i + 1} {name:<17} {r['bps'] / 1e6:8.1f} Mbit/s "
-                      f"(retransmits {r['retransmits']}, ovs-vswitchd "
-                      f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB)", flush=True)
+        for i, (name, w, _) in rotation(configs, args.runs):
+            r = datapath_cost(partial(iperf, w.guests[0], ip_of(w.peers[0]), args.time))
+            upcalls[name].append(r.pop("upcalls"))
+            runs[name].append(r)
+            print(f"  run {i + 1} {name:<17} {r['bps'] / 1e6:8.1f} Mbit/s "
+                  f"(retransmits {r['retransmits']}, ovs-vswitchd "
+                  f"{r['vswitchd_cpu_ms_per_gb']:.0f} ms CPU/GB)", flush=True)
         med = {k: statistics.median(r["bps"] for r in v) for k, v in runs.items()}
         ratio = med["wlbridge"] / med["plain"]
         # each round's wlbridge run against the same round's plain run (same load)
@@ -179,23 +105,11 @@ def main() -> int:
 
         # -------- packet-ins during data traffic
         guest_ip, peer_ip = ip_of(gb), ip_of(pb)
-        pi_before, c_before = ctl.packet_ins(), ctl.counters()
-        s1, r1 = flood(gb, peer_ip)
-        s2, r2 = flood(pb, guest_ip)
-        pi_after, c_after = ctl.packet_ins(), ctl.counters()
-        data_packets = s1 + r1 + s2 + r2  # echo requests + replies, both directions
-        pi_delta = pi_after - pi_before
-        per_1000 = pi_delta * 1000 / data_packets if data_packets else float("nan")
-        changed = {k: c_after[k] - c_before.get(k, 0) for k in c_after
-                   if k.startswith("packet_in.") and c_after[k] != c_before.get(k, 0)}
+        pi = flood_packet_ins(ctl, (gb, peer_ip), (pb, guest_ip))
 
         # -------- flows per binding
         lines = dump_flows(ctl.bridge)
         ip_flows = flows_for_ip(lines, guest_ip)
-        by_purpose: dict[str, int] = {}
-        for ln in ip_flows:
-            name = cookies.decode(flow_cookie(ln)).purpose.name.lower()
-            by_purpose[name] = by_purpose.get(name, 0) + 1
         port_name = ctl.bound(guest_ip)["port"]
         port_no = next(g["port_no"] for g in ctl.status()["guests"] if g["port"] == port_name)
         port_flows = [ln for ln in lines if (c := cookies.decode(flow_cookie(ln)))
@@ -223,12 +137,9 @@ def main() -> int:
             "target_ratio": TARGET_RATIO,
             "ratio_met": ratio >= TARGET_RATIO,
             "datapath_counters_per_run": upcalls,
-            "packet_ins": {"before": pi_before, "after": pi_after, "delta": pi_delta,
-                           "data_packets": data_packets, "per_1000_data_packets": per_1000,
-                           "by_counter": changed, "flood_loss": {
-                               "guest_to_peer": s1 - r1, "peer_to_guest": s2 - r2}},
-            "packet_ins_met": pi_delta == 0,
-            "flows_per_binding": {"matching_ip": len(ip_flows), "by_purpose": by_purpose,
+            "packet_ins": pi,
+            "packet_ins_met": pi["delta"] == 0,
+            "flows_per_binding": {"matching_ip": len(ip_flows), "by_purpose": by_purpose(ip_flows),
                                   "total_delta_second_ip": total_after - total_before,
                                   "total_flows_one_guest_one_ip": total_before,
                                   "guest_port": port_name, "example": ip_flows,
@@ -248,7 +159,6 @@ def main() -> int:
                 ["bridge", "runs", "median Mbit/s", "each run", "retransmits",
                  "vswitchd CPU ms/GB"], rows))
     fp = result["flows_per_binding"]
-    pi = result["packet_ins"]
     print()
     print(table("wlbridge results vs targets", ["metric", "value", "target", "met"], [
         ["throughput ratio wlbridge/plain", f"{ratio:.3f}", f">= {TARGET_RATIO}",

@@ -13,14 +13,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 for _p in (ROOT, ROOT / "controller", ROOT / "tests" / "integration"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+from wlbridge.flows import cookies
 
 from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, free_prefix, ovs_problem
 from topologies.procs import run, wait_for
@@ -228,6 +233,151 @@ def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05, 
 
 def ip_of(host) -> str:
     return str(host.addr).split("/")[0]
+
+
+# ------------------------------------------------------------------ iperf3 and the datapath
+FLOOD = 1000  # echo requests per ping flood
+
+
+def start_iperf_server(peer, bind: str | None = None, what: str = "iperf3 server") -> None:
+    """iperf3 -s in a peer (on `bind` only, else dual-stack), once it listens."""
+    peer.popen("iperf3", "-s", *(["-B", bind] if bind else []), name=f"{peer.world.prefix}-iperf3")
+    wait_until(lambda: "LISTEN" in peer.run("ss", "-ltn", "sport = :5201").stdout, 10,
+               what=what)
+
+
+def iperf(client, dst: str, seconds: int, *, src: str | None = None,
+          reverse: bool = False) -> dict:
+    """One iperf3 TCP run from `client` to `dst` (`reverse`: dst sends) after a 1 s omitted
+    warm-up: received bits per second, all bytes sent (incl. the warm-up), retransmits, the
+    sender's CPU, the TCP MSS."""
+    argv = ["iperf3", "-c", dst, *(["-B", src] if src else []), "-t", str(seconds), "-O", "1",
+            "-J", *(["-R"] if reverse else [])]
+    for attempt in range(10):
+        res = client.run(*argv, timeout=seconds + 30)
+        try:
+            data = json.loads(res.stdout)
+        except ValueError:
+            raise RuntimeError(f"iperf3 failed: {res.stdout[-500:]} {res.stderr[-500:]}") from None
+        # the server may still be closing the previous test (one test at a time)
+        if "busy" not in data.get("error", "") or attempt == 9:
+            break
+        time.sleep(1)
+    if "error" in data:
+        raise RuntimeError(f"iperf3: {data['error']}")
+    end = data["end"]
+    sent = sum(iv["sum"]["bytes"] for iv in data.get("intervals", []))  # incl. omitted 1st s
+    return {"bps": end["sum_received"]["bits_per_second"], "bytes_all": sent,
+            "retransmits": end["sum_sent"].get("retransmits", 0),
+            "sender_cpu": end.get("cpu_utilization_percent", {}).get("host_total"),
+            "mss": data["start"].get("tcp_mss_default")}
+
+
+def vswitchd_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) used so far by ovs-vswitchd.
+
+    With veths on the userspace datapath, one ovs-vswitchd thread moves every packet, and the
+    kernel work of delivering what it sends (veth, the AP's bridge and nftables) runs in its
+    system time too: CPU per byte is the cost of a configuration, and unlike throughput it
+    hardly changes when other processes compete for the CPU."""
+    pid = Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pmd_upcalls() -> dict[str, int]:
+    """Datapath counters of ovs-vswitchd (shared by every netdev bridge on the machine)."""
+    out = run(None, ["ovs-appctl", "dpif-netdev/pmd-stats-show"], check=False).stdout
+    found: dict[str, int] = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([a-z][a-z ()-]+?):\s+(\d+)\s*(?:\(|$)", line)
+        if m:
+            key = m.group(1).strip()
+            found[key] = found.get(key, 0) + int(m.group(2))
+    return found
+
+
+def datapath_cost(measure: Callable[[], dict]) -> dict:
+    """`measure()` (an `iperf` run), with what ovs-vswitchd spent meanwhile: its CPU
+    (`vswitchd_cpu_s`, per GB sent), its datapath counters' increase (`upcalls`)."""
+    before, cpu0 = pmd_upcalls(), vswitchd_cpu_s()
+    r = measure()
+    after, cpu1 = pmd_upcalls(), vswitchd_cpu_s()
+    r["vswitchd_cpu_s"] = cpu1 - cpu0
+    r["vswitchd_cpu_ms_per_gb"] = (cpu1 - cpu0) * 1000 / (r["bytes_all"] / 1e9)
+    r["upcalls"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return r
+
+
+def rotation(configs: list, rounds: int):
+    """(round, configuration): each round every configuration once, starting one further
+    each round, so no configuration always runs first or last in a round."""
+    for i in range(rounds):
+        k = i % len(configs)
+        for config in configs[k:] + configs[:k]:
+            yield i, config
+
+
+def flood(src, dst_ip: str, src_ip: str | None = None) -> tuple[int, int]:
+    """ping -f (-6 for an IPv6 `dst_ip`), FLOOD echo requests; (sent, received)."""
+    family = ["-6"] if ":" in dst_ip else []
+    res = src.run("ping", *family, "-n", "-q", "-f", "-c", str(FLOOD), "-W", "1",
+                  *(["-I", src_ip] if src_ip else []), dst_ip, timeout=60)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", res.stdout)
+    if not m:
+        raise RuntimeError(f"ping flood failed: {res.stdout} {res.stderr}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def packet_in_changes(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The controller's packet_in.* counters that changed between two `counters()`."""
+    return {k: after[k] - before.get(k, 0) for k in after
+            if k.startswith("packet_in.") and after[k] != before.get(k, 0)}
+
+
+def flood_packet_ins(ctl, there: tuple, back: tuple) -> dict:
+    """Packet-ins while `flood(*there)` then `flood(*back)` run (guest -> peer, peer ->
+    guest); echo requests and replies both ways are the data packets."""
+    pi_before, c_before = ctl.packet_ins(), ctl.counters()
+    s1, r1 = flood(*there)
+    s2, r2 = flood(*back)
+    pi_after, c_after = ctl.packet_ins(), ctl.counters()
+    data_packets = s1 + r1 + s2 + r2
+    delta = pi_after - pi_before
+    return {"before": pi_before, "after": pi_after, "delta": delta,
+            "data_packets": data_packets,
+            "per_1000_data_packets": delta * 1000 / data_packets if data_packets
+            else float("nan"),
+            "by_counter": packet_in_changes(c_before, c_after),
+            "flood_loss": {"guest_to_peer": s1 - r1, "peer_to_guest": s2 - r2}}
+
+
+# ------------------------------------------------------------------ OpenFlow flows
+def dump_flows(bridge: str) -> list[str]:
+    out = run(None, ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge]).stdout
+    return [ln.strip() for ln in out.splitlines() if "cookie=" in ln]
+
+
+def flow_cookie(line: str) -> int:
+    return int(re.search(r"cookie=(0x[0-9a-f]+|\d+)", line).group(1), 0)
+
+
+def flows_for_ip(lines: list[str], ip: str) -> list[str]:
+    """Flows of ours whose match names this address (arp_spa/arp_tpa/nw_src/nw_dst,
+    ipv6_src/ipv6_dst/nd_target)."""
+    pat = re.compile(rf"=({re.escape(str(ipaddress.ip_address(ip)))})(,|\s)")
+    return [ln for ln in lines
+            if cookies.decode(flow_cookie(ln)) and pat.search(ln.split("actions=")[0] + " ")]
+
+
+def by_purpose(lines: list[str]) -> dict[str, int]:
+    """How many of these flows each cookie purpose has ('?': not one of ours)."""
+    counts: dict[str, int] = {}
+    for ln in lines:
+        c = cookies.decode(flow_cookie(ln))
+        name = c.purpose.name.lower() if c else "?"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 # ------------------------------------------------------------------ the controller process

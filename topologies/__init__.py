@@ -5,6 +5,7 @@ namespaces, veth pairs, an AP (Linux bridge + nftables 802.11 one-MAC rule) and 
 """
 
 from .apfilter import Counter
+from .capture import Capture, capture_lines, tcpdump_lines
 from .cleanup import cleanup_leftovers, free_prefix
 from .dhcp import Lease
 from .graph import (
@@ -31,8 +32,8 @@ from .procs import Proc
 from .world import World, build
 
 __all__ = [
-    "SUPERNET", "SUPERNET6", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc",
-    "TopologyError", "World", "basic_lan", "build", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
+    "SUPERNET", "SUPERNET6", "Capture", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc",
+    "TopologyError", "World", "basic_lan", "build", "capture_lines", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
     "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "slaac_address",
-    "station_uplink", "subnet6_for", "subnet_for", "the", "validate",
+    "station_uplink", "subnet6_for", "subnet_for", "tcpdump_lines", "the", "validate",
 ]

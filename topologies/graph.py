@@ -40,8 +40,8 @@ import ipaddress
 import re
 import secrets
 import zlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -301,9 +301,8 @@ def _check_edges(g: nx.Graph, ap: str, station: str) -> None:
         _fail(f"AP bridge name {bridge!r} clashes with an AP port name")
 
 
-def _check_addresses(g: nx.Graph, net: ipaddress.IPv4Network) -> None:
+def _check_macs(g: nx.Graph) -> None:
     macs: dict[str, str] = {}
-    ips: dict[ipaddress.IPv4Address, str] = {}
     for n, data in g.nodes(data=True):
         if data["role"] == "ap":
             continue
@@ -311,64 +310,70 @@ def _check_addresses(g: nx.Graph, net: ipaddress.IPv4Network) -> None:
         if mac in macs:
             _fail(f"duplicate MAC {mac}: nodes {macs[mac]!r} and {n!r}")
         macs[mac] = n
-        a = data.get("addr")
-        if a is None:
-            if data["role"] in ("router", "peer"):
-                _fail(f"{data['role']} {n!r} needs a static 'addr'")
-            continue
-        try:
-            iface = ipaddress.ip_interface(a)
-        except ValueError:
-            _fail(f"node {n!r}: addr {a!r} is not an IPv4 interface address like 10.231.5.1/24")
-        if iface.version != 4:
-            _fail(f"node {n!r}: addr {a!r} is not IPv4")
-        if iface.network != net:
-            _fail(f"node {n!r}: addr {a} is not in the LAN subnet {net} "
-                  "(address outside the subnet or wrong prefix length)")
-        if iface.ip in (net.network_address, net.broadcast_address):
-            _fail(f"node {n!r}: addr {a} is the network or broadcast address of {net}")
-        if iface.ip in ips:
-            _fail(f"duplicate IP {iface.ip}: nodes {ips[iface.ip]!r} and {n!r}")
-        ips[iface.ip] = n
-    router = nodes_with_role(g, "router")
-    if router:
-        _check_dhcp(g, router[0], net, ips)
 
 
-def _check_addresses6(g: nx.Graph, net6: ipaddress.IPv6Network | None) -> None:
-    ips: dict[ipaddress.IPv6Address, str] = {}
-    for n, data in g.nodes(data=True):
-        a = data.get("addr6")
-        if data["role"] == "ap" or (a is None and net6 is None):
-            continue
-        if net6 is None:
-            _fail(f"node {n!r}: addr6 {a!r} on a LAN without IPv6 (graph subnet6 is None)")
-        if a is None:
-            if data["role"] in ("router", "peer"):
-                _fail(f"{data['role']} {n!r} needs a static 'addr6' on an IPv6 LAN")
-            continue
-        try:
-            iface = ipaddress.ip_interface(a)
-        except ValueError:
-            _fail(f"node {n!r}: addr6 {a!r} is not an IPv6 interface address like {net6[1]}/64")
-        if iface.version != 6:
-            _fail(f"node {n!r}: addr6 {a!r} is not IPv6")
-        if iface.network != net6:
-            _fail(f"node {n!r}: addr6 {a} is not in the LAN's IPv6 subnet {net6} "
-                  "(address outside the subnet or wrong prefix length)")
-        if iface.ip == net6.network_address:
-            _fail(f"node {n!r}: addr6 {a} is the subnet-router anycast address of {net6}")
-        if iface.ip in ips:
-            _fail(f"duplicate IPv6 {iface.ip}: nodes {ips[iface.ip]!r} and {n!r}")
-        ips[iface.ip] = n
+class _Family(NamedTuple):
+    """How node addresses of one IP version are checked, and named in messages."""
+    version: int
+    attr: str            # the node attribute holding a static address
+    subnet: str          # the LAN's subnet of this version
+    ip: str              # an address of this version
+    needs: str           # said to a router or peer lacking one
+    reserved: str        # the subnet's addresses no node may have...
+    reserved_of: Callable[[Any], tuple]   # ...and which they are
+
+
+_FAMILIES = (
+    _Family(4, "addr", "the LAN subnet", "IP", "", "the network or broadcast address",
+            lambda net: (net.network_address, net.broadcast_address)),
+    _Family(6, "addr6", "the LAN's IPv6 subnet", "IPv6", " on an IPv6 LAN",
+            "the subnet-router anycast address", lambda net: (net.network_address,)),
+)
+
+
+def _check_addresses(g: nx.Graph, nets: dict[int, Any]) -> dict[int, dict]:
+    """Each node's static address of each IP version (`addr`, `addr6`; `nets`: the LAN's
+    subnet by version, None for a LAN without IPv6) in that subnet, none reserved, none
+    twice; returns, by version, which node has which address."""
+    owners: dict[int, dict] = {}
+    for f in _FAMILIES:
+        version, attr, net = f.version, f.attr, nets[f.version]
+        ips = owners[version] = {}
+        for n, data in g.nodes(data=True):
+            a = data.get(attr)
+            if data["role"] == "ap" or (a is None and net is None):
+                continue
+            if net is None:
+                _fail(f"node {n!r}: {attr} {a!r} on a LAN without IPv6 (graph subnet6 is None)")
+            if a is None:
+                if data["role"] in ("router", "peer"):
+                    _fail(f"{data['role']} {n!r} needs a static {attr!r}{f.needs}")
+                continue
+            try:
+                iface = ipaddress.ip_interface(a)
+            except ValueError:
+                _fail(f"node {n!r}: {attr} {a!r} is not an IPv{version} interface address like "
+                      f"{net[1]}/{net.prefixlen}")
+            if iface.version != version:
+                _fail(f"node {n!r}: {attr} {a!r} is not IPv{version}")
+            if iface.network != net:
+                _fail(f"node {n!r}: {attr} {a} is not in {f.subnet} {net} "
+                      "(address outside the subnet or wrong prefix length)")
+            if iface.ip in f.reserved_of(net):
+                _fail(f"node {n!r}: {attr} {a} is {f.reserved} of {net}")
+            if iface.ip in ips:
+                _fail(f"duplicate {f.ip} {iface.ip}: nodes {ips[iface.ip]!r} and {n!r}")
+            ips[iface.ip] = n
+    return owners
+
+
+def _check_slaac(g: nx.Graph, net6: ipaddress.IPv6Network | None, ips: dict) -> None:
+    """No static IPv6 address is another node's SLAAC address."""
     for mac_node, mac in g.nodes(data="mac"):
         if net6 is not None and mac and g.nodes[mac_node]["role"] != "ap":
             slaac = slaac_address(net6, mac)
             if slaac in ips and ips[slaac] != mac_node:
                 _fail(f"static IPv6 {slaac} of {ips[slaac]!r} is the SLAAC address of {mac_node!r}")
-    for r in nodes_with_role(g, "router"):
-        _check_ra(g, r, net6)
-        _check_dhcp6(g, r, net6, ips)
 
 
 def _check_ra(g: nx.Graph, router: str, net6: ipaddress.IPv6Network | None) -> None:
@@ -489,7 +494,6 @@ def validate(g: nx.Graph) -> nx.Graph:
     for name in root_ifnames(g):
         if name != station_uplink(g) and not name.startswith(prefix + "-"):
             _fail(f"root-namespace interface {name!r} must start with the prefix {prefix + '-'!r}")
-    _check_addresses(g, net)
     sub6 = g.graph.get("subnet6")
     net6 = None
     if sub6 is not None:
@@ -499,7 +503,14 @@ def validate(g: nx.Graph) -> nx.Graph:
             _fail(f"graph subnet6 {sub6!r} is not an IPv6 network like fd57:4c42:1:2::/64")
         if net6.version != 6 or net6.prefixlen != 64 or not net6.subnet_of(SUPERNET6):
             _fail(f"LAN IPv6 subnet {net6} must be a /64 inside {SUPERNET6}")
-    _check_addresses6(g, net6)
+    _check_macs(g)
+    ips = _check_addresses(g, {4: net, 6: net6})
+    for router in nodes_with_role(g, "router"):
+        _check_dhcp(g, router, net, ips[4])
+    _check_slaac(g, net6, ips[6])
+    for router in nodes_with_role(g, "router"):
+        _check_ra(g, router, net6)
+        _check_dhcp6(g, router, net6, ips[6])
     for key in ("filter", "group_to_unicast"):
         if not isinstance(g.nodes[ap].get(key, False), bool):
             _fail(f"AP attribute {key!r} must be a bool")

@@ -11,10 +11,8 @@ Only processes whose command line names this test's temporary directory are ever
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -27,65 +25,24 @@ import pytest
 pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
-from setup_station import run_in_process
-from wlbridge.cli import bridge_setup
+from managers import (
+    CONF,
+    LEASE,
+    SCRIPT,
+    addr_info,
+    assert_back_on_uplink,
+    assert_handed_off,
+    assert_rolled_back,
+    bridges,
+    ours,
+    processes,
+    renewals,
+    routes_to,
+    setup_in_process,
+    stand_in_route,
+    udhcpd,
+)
 from wlbridge.host import addr_handoff
-
-LEASE = 24
-
-SCRIPT = """#!/bin/sh
-# dhclient -sf script (test tooling): the address only, every event logged with the interface.
-echo "$(date +%s) $reason $interface ${new_ip_address:-} ${new_dhcp_lease_time:-}" >> {events}
-case "$reason" in
-  PREINIT) ip link set dev "$interface" up ;;
-  BOUND|RENEW|REBIND|REBOOT)
-    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" \\
-      valid_lft "$new_dhcp_lease_time" preferred_lft "$new_dhcp_lease_time"
-    # the router option, as a route to a test-only prefix (never the machine's default route)
-    [ -n "$new_routers" ] && ip -4 route replace {route} via "${new_routers%% *}" \\
-      dev "$interface" ;;
-  EXPIRE|FAIL|RELEASE|STOP)
-    [ -n "$old_ip_address" ] && ip -4 addr del "$old_ip_address/$old_subnet_mask" \\
-      dev "$interface" 2>/dev/null ;;
-esac
-exit 0
-"""
-
-CONF = """timeout 20;
-retry 2;
-initial-interval 1;
-backoff-cutoff 2;
-request subnet-mask, broadcast-address, routers;
-"""
-
-
-def udhcpd(world, workdir: Path, lease: int = LEASE, extra: str = "") -> None:
-    net = world.subnet
-    conf = workdir / "udhcpd.conf"
-    (workdir / "udhcpd.leases").touch()
-    conf.write_text(
-        f"start {net.network_address + 100}\nend {net.network_address + 199}\n"
-        f"interface {world.router.ifname}\nlease_file {workdir / 'udhcpd.leases'}\n"
-        f"pidfile {workdir / 'udhcpd.pid'}\noption subnet {net.netmask}\n"
-        f"option lease {lease}\nmin_lease 10\noption router {net.network_address + 1}\n"
-        + extra)
-    world.router.popen("busybox", "udhcpd", "-f", str(conf), name="udhcpd")
-
-
-def ours(workdir: Path) -> list[tuple[int, list[str]]]:
-    """Running processes whose command line names `workdir` (ours alone)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        argv = [a.decode() for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
-        if any(str(workdir) in a for a in argv):
-            found.append((int(entry), argv))
-    return found
 
 
 def kill_ours(workdir: Path) -> None:
@@ -102,8 +59,7 @@ class Uplink:
         self.dir = workdir
         self.events = workdir / "events"
         script = workdir / "dhclient-script"
-        # stands in for the default route: a prefix no one else uses (by the LAN's subnet)
-        self.route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+        self.route = stand_in_route(world)
         script.write_text(SCRIPT.replace("{events}", str(self.events))
                           .replace("{route}", str(self.route)))
         script.chmod(0o755)
@@ -122,23 +78,7 @@ class Uplink:
         return [argv for _, argv in ours(self.dir) if argv and argv[0] == "dhclient"]
 
     def renewals(self, iface: str, since: float = 0) -> list[str]:
-        lines = self.events.read_text().splitlines() if self.events.exists() else []
-        return [ln for ln in lines if ln.split()[2:3] == [iface] and ln.split()[1] in (
-            "RENEW", "REBIND", "REBOOT", "BOUND") and int(ln.split()[0]) >= since]
-
-
-def addr_info(dev: str) -> list[dict]:
-    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", dev], capture_output=True,
-                         text=True, check=False)
-    if out.returncode:
-        return []
-    return [a for link in json.loads(out.stdout) for a in link["addr_info"]]
-
-
-def routes_to(net: ipaddress.IPv4Network) -> list[str]:
-    out = subprocess.run(["ip", "-4", "route", "show", "table", "main", str(net)],
-                         capture_output=True, text=True, check=True).stdout
-    return [ln for ln in out.splitlines() if ln.strip()]
+        return renewals(self.events, iface, since)
 
 
 @pytest.fixture
@@ -184,21 +124,12 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
         renewals = uplink.renewals(ctl.bridge, since=int(started))
         assert len(renewals) >= 4, uplink.events.read_text()
         assert all(r.split()[3] == ip for r in renewals), renewals
-        on_bridge = addr_info(ctl.bridge)
-        assert [a["local"] for a in on_bridge] == [ip], on_bridge
-        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge   # a lease, renewed
-        assert addr_info(world.uplink) == []
-        assert world.station.ping(peer.addr, src=ip)
-        for net in (world.subnet, uplink.route):        # no route left or doubled
-            routes = routes_to(net)
-            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        assert_handed_off(world, ctl, ip, uplink.route, f"dhclient on {ctl.bridge}",
+                          exact=False)
         accept_ra = [Path(f"/proc/sys/net/ipv6/conf/{dev}/accept_ra").read_text()
                      for dev in (world.uplink, ctl.bridge)]
         # the bridge takes RAs as the uplink did, the uplink none (teardown gives them back)
         assert accept_ra == ["0\n", ra_before], (accept_ra, ra_before)
-        host = ctl.status()["host_address"]       # `wlbridge status`: who, lease end
-        assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
-        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
         shown = wlbridge("status", "--url", f"http://127.0.0.1:{ctl.status_port}").stdout
         assert f"managed by dhclient on {ctl.bridge}" in shown and "lease ends in" in shown
     finally:
@@ -213,20 +144,9 @@ def test_dhclient_handed_to_bridge_and_back(dhcp_lan, tmp_path):
     assert [a["local"] for a in addr_info(world.uplink)] == [ip]
     assert wait_for(lambda: uplink.renewals(world.uplink, since=int(back)), timeout=LEASE + 10,
                     what="a renewal on the uplink after teardown")
-    assert world.station.ping(peer.addr, src=ip)
+    assert_back_on_uplink(world, ip, uplink.route)
     assert not [argv for _, argv in ours(state_dir)], "the bridge's dhclient still runs"
-    routes = routes_to(uplink.route)
-    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
     assert Path(f"/proc/sys/net/ipv6/conf/{world.uplink}/accept_ra").read_text() == ra_before
-
-
-def _setup_in_process(world, bridge: str, state_dir: Path) -> tuple[int, str]:
-    parser = argparse.ArgumentParser()
-    bridge_setup.add_arguments(parser)
-    args = parser.parse_args(["--uplink", world.uplink, "--bridge", bridge, "--datapath",
-                              "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
-                              str(state_dir)])
-    return run_in_process(bridge_setup, args)
 
 
 def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
@@ -239,15 +159,11 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
 
     monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
     try:
-        rc, out = _setup_in_process(world, bridge, tmp_path / "state")
+        rc, out = setup_in_process(world, bridge, tmp_path / "state")
         monkeypatch.undo()
-        assert rc == 2, out
-        assert "rolled back" in out and "simulated failure" in out, out
-        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        assert_rolled_back(rc, out, bridge)
         # the host keeps its address on the uplink, the bridge is gone, dhclient is back
         assert [a["local"] for a in addr_info(world.uplink)] == [ip]
-        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
-                                            text=True, check=True).stdout.split()
         assert not addr_info(bridge)
         assert wait_for(lambda: uplink.clients() == [uplink.argv], timeout=10,
                         what=f"the original dhclient back: {uplink.clients()}")
@@ -266,20 +182,7 @@ exit 0
 
 def dhcpcd_manager() -> list[int]:
     """PIDs of running dhcpcd managers (process title ``dhcpcd: [manager] ...``)."""
-    return [pid for pid, argv in _all() if argv[:1] and argv[0].startswith("dhcpcd: [manager]")]
-
-
-def _all() -> list[tuple[int, list[str]]]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if raw:
-                found.append((int(entry), [a.decode() for a in raw.rstrip(b"\0").split(b"\0")]))
-    return found
+    return [pid for pid, argv in processes() if argv[:1] and argv[0].startswith("dhcpcd: [manager]")]
 
 
 def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
@@ -309,7 +212,7 @@ def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
     managers = dhcpcd_manager()
     bridge = f"{world.prefix}-br"
     try:
-        assert len(managers) == 1, _all()
+        assert len(managers) == 1, processes()
         ip = wait_for(lambda: world.station.ip, timeout=20, what="a dhcpcd lease on the uplink")
         res = wlbridge("setup", "--uplink", world.uplink, "--bridge", bridge, "--datapath",
                        "netdev", "--controller", "tcp:127.0.0.1:1", "--state-dir",
@@ -319,8 +222,7 @@ def test_dhcpcd_manager_is_detected_and_refused(make_world, tmp_path):
         assert "\n" not in err and f"dhcpcd (PID {managers[0]})" in err, err
         assert "nothing changed" in err and "--address-manager keep" in err, err
         assert [a["local"] for a in addr_info(world.uplink)] == [ip]
-        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
-                                            text=True, check=True).stdout.split()
+        assert bridge not in bridges()
         assert dhcpcd_manager() == managers
     finally:
         wlbridge("teardown", "--bridge", bridge, check=False)
@@ -519,7 +421,7 @@ class DhcpcdHost:
     def instances(self) -> dict[str, int]:
         """Running dhcpcd instances of this world: {interface: PID}."""
         found = {}
-        for pid, argv in _all():
+        for pid, argv in processes():
             words = " ".join(argv).split()
             if words[:1] == ["dhcpcd:"] and len(words) > 1 and \
                     words[1].startswith(f"{self.world.prefix}-"):
@@ -527,9 +429,7 @@ class DhcpcdHost:
         return found
 
     def renewals(self, iface: str, since: float = 0) -> list[str]:
-        lines = self.events.read_text().splitlines() if self.events.exists() else []
-        return [ln for ln in lines if ln.split()[2:3] == [iface] and ln.split()[1] in (
-            "RENEW", "REBIND", "REBOOT", "BOUND") and int(ln.split()[0]) >= since]
+        return renewals(self.events, iface, since)
 
     def close(self) -> None:
         for iface in list(self.instances()):
@@ -565,7 +465,7 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
     resolv, hostname = Path("/etc/resolv.conf").read_bytes(), socket.gethostname()
     world = make_world(n_guests=0, dhcp=False, prefix=hle_prefix())
     router = world.subnet.network_address + 1
-    route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+    route = stand_in_route(world)
     udhcpd(world, tmp_path, extra=f"option dns {router}\noption staticroutes {route} {router}\n")
     host = DhcpcdHost(world, tmp_path)
     peer = world.peers[0]
@@ -596,16 +496,8 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
         renewals = host.renewals(ctl.bridge, since=int(started))
         assert len(renewals) >= 4, host.events.read_text()
         assert all(r.split()[3] == ip for r in renewals), renewals
-        on_bridge = addr_info(ctl.bridge)
-        assert [a["local"] for a in on_bridge] == [ip], on_bridge
-        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge   # a lease, renewed
-        assert addr_info(world.uplink) == []
-        assert world.station.ping(peer.addr, src=ip)
-        for net in (world.subnet, route):        # no route left on the uplink or doubled
-            routes = routes_to(net)
-            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
+        assert_handed_off(world, ctl, ip, route, f"dhcpcd on {ctl.bridge}", lease=False)
         assert f"nameserver {router}" in host.resolv.read_text()      # DNS kept
-        assert ctl.status()["host_address"]["address_manager"] == f"dhcpcd on {ctl.bridge}"
 
         # a reassociation: the bridge's instance rebinds at once (issue 13 item 4);
         # RECONFIGURE comes only from that (its RENEWs come every 12 s anyway)
@@ -637,9 +529,7 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
                             timeout=10, what="the address back on the uplink")
             assert wait_for(lambda: host.renewals(world.uplink, since=int(back)),
                             timeout=LEASE + 10, what="a renewal on the uplink after teardown")
-            assert world.station.ping(peer.addr, src=ip)
-            routes = routes_to(route)
-            assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+            assert_back_on_uplink(world, ip, route)
         finally:
             host.close()
     assert Path("/etc/resolv.conf").read_bytes() == resolv

@@ -23,14 +23,10 @@ machine's default route.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import ipaddress
 import os
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +35,21 @@ import pytest
 pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
-from test_addr_handoff import LEASE, _setup_in_process, addr_info, routes_to, udhcpd
+from managers import (
+    LEASE,
+    StandaloneDaemon,
+    addr_info,
+    assert_back_on_uplink,
+    assert_handed_off,
+    assert_rolled_back,
+    cannot,
+    routes_to,
+    server_acks,
+    setup_in_process,
+    stand_in_route,
+    udhcpd,
+    wait_acked_after,
+)
 from wlbridge.host import addr_handoff
 
 NETWORKD = "/lib/systemd/systemd-networkd"
@@ -55,18 +65,6 @@ SAFETY = """# wlbridge integration test (tests/integration/test_addr_handoff_net
 ManageForeignRoutes=no
 ManageForeignRoutingPolicyRules=no
 """
-# networkd with no udev to wait for: /sys read-only in a mount namespace of its own
-START = ("mount --bind /sys /sys && mount -o remount,bind,ro /sys && "
-         f"exec {NETWORKD}")
-
-
-def in_ci() -> bool:
-    """tests/conftest.py's rule: under CI an integration test fails, never skips."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def cannot(reason: str) -> None:
-    (pytest.fail if in_ci() else pytest.skip)(f"systemd-networkd cannot run here: {reason}")
 
 
 def root_links() -> list[str]:
@@ -123,75 +121,33 @@ def foreign_network_files(ours: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def networkd_running() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "systemd-network":
-                    found.append(int(entry))
-    return found
+class Networkd(StandaloneDaemon):
+    """A private system D-Bus and systemd-networkd, started and stopped by this test; its
+    state files (/run/systemd/netif) and the test's runtime files removed."""
 
-
-class Networkd:
-    """A private system D-Bus and systemd-networkd, started and stopped by this test."""
+    name = "systemd-networkd"
 
     def __init__(self, workdir: Path) -> None:
-        # the bus socket's directory must be reachable by networkd's own user
-        self.bus_dir = Path(tempfile.mkdtemp(prefix="nwd-bus-", dir="/tmp"))
-        self.bus_dir.chmod(0o755)
-        self.bus = f"unix:path={self.bus_dir}/system_bus_socket"
-        self.log = workdir / "networkd.log"
-        self.bus_pid: int | None = None
-        self.proc: subprocess.Popen | None = None
-        self.created: list[Path] = []
-        self.netif_before = self._netif_files()
-
-    @staticmethod
-    def _netif_files() -> set[Path]:
-        return {p for p in NETIF.rglob("*") if p.is_file()} if NETIF.is_dir() else set()
+        super().__init__(workdir, "nwd-bus-", (NETIF,))
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus,
-                "SYSTEMD_LOG_LEVEL": "debug", "SYSTEMD_LOG_TARGET": "console",
+        return {**super().env(), "SYSTEMD_LOG_LEVEL": "debug", "SYSTEMD_LOG_TARGET": "console",
                 "SYSTEMD_LOG_TIME": "1"}
 
     def start(self) -> None:
-        res = subprocess.run(["dbus-daemon", f"--config-file={BUS_CONFIG}",
-                              f"--address={self.bus}", "--fork", "--nopidfile", "--print-pid"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        if res.returncode != 0:
-            cannot(f"a private system D-Bus did not start: {res.stderr.strip()}")
-        self.bus_pid = int(res.stdout.split()[0])
+        self.bus.start(BUS_CONFIG, self.name)
+        for path in (RUNTIME_DIR, DROPIN.parent):    # removed last, if empty
+            if not path.exists():
+                path.mkdir(parents=True)
+                self.created.append(path)
         if not DROPIN.exists():
-            DROPIN.parent.mkdir(parents=True, exist_ok=True)
             DROPIN.write_text(SAFETY)
             self.created.append(DROPIN)
-        if not RUNTIME_DIR.exists():
-            RUNTIME_DIR.mkdir(parents=True)
-            self.created.insert(0, RUNTIME_DIR)         # removed last, if empty
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh",
-                                          "-c", START], stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=self.env(),
-                                         start_new_session=True)
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                return True
-            return self.ctl("list", check=False).returncode == 0
-
-        wait_for(up, timeout=15, what="systemd-networkd to answer on D-Bus")
-        if self.proc.poll() is not None:
-            cannot(f"`unshare -m sh -c '{START}'` exited {self.proc.returncode}: "
-                   f"{self.log.read_text()[-600:]}")
+        self.launch([NETWORKD], self.dir / "networkd.log",
+                    lambda: self.ctl("list", check=False).returncode == 0, timeout=15)
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run(["networkctl", *args], capture_output=True, text=True,
-                             timeout=30, env=self.env(), check=False)
-        if check and res.returncode != 0:
-            raise AssertionError(f"networkctl {' '.join(args)}: {res.stderr}")
-        return res
+        return self.client("networkctl", *args, check=check)
 
     def write_network(self, name: str, text: str) -> Path:
         path = RUNTIME_DIR / name
@@ -213,49 +169,17 @@ class Networkd:
         text = Path(path).read_text() if path else ""
         return dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
 
-    def logs(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.bus_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.bus_pid, signal.SIGTERM)
-        for path in reversed(self.created):
-            with contextlib.suppress(FileNotFoundError, OSError):
-                path.rmdir() if path.is_dir() else path.unlink()
-        with contextlib.suppress(OSError):
-            DROPIN.parent.rmdir()           # only if empty (ours alone)
-        for path in self._netif_files() - self.netif_before:    # networkd's state files
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        shutil.rmtree(self.bus_dir, ignore_errors=True)
-
 
 @pytest.fixture
 def networkd(tmp_path):
-    for tool in (NETWORKD, "networkctl", "dbus-daemon", "unshare"):
-        if not shutil.which(tool):
-            cannot(f"{tool} is not installed (Debian: systemd, dbus-daemon)")
-    if networkd_running():
-        cannot(f"systemd-networkd already runs here (PID {networkd_running()}): not ours")
+    Networkd.check_can_run("systemd-network", (NETWORKD, "networkctl", "dbus-daemon", "unshare"),
+                           "systemd, dbus-daemon")
     nd = Networkd(tmp_path)
     try:
         nd.start()
         yield nd
     finally:
         nd.stop()
-
-
-def server_acks(world, ip: str) -> int:
-    log = world.tmp_path("udhcpd.log")
-    return log.read_text().count(f"sending ACK to {ip}\n") if log.exists() else 0
 
 
 def uplink_network(uplink: str, route: ipaddress.IPv4Network) -> str:
@@ -272,10 +196,11 @@ def networkd_station(networkd, make_world, tmp_path, monkeypatch):
     world = make_world(n_guests=0, dhcp=False)
     problems = foreign_network_files((world.uplink, f"{world.prefix}-br"))
     if problems:
-        cannot("networkd would manage interfaces not ours: " + "; ".join(problems))
+        cannot(Networkd.name, "networkd would manage interfaces not ours: "
+               + "; ".join(problems))
     udhcpd(world, tmp_path)
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", networkd.bus)     # for wlbridge's networkctl
-    route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", networkd.bus.address)  # wlbridge's networkctl
+    route = stand_in_route(world)
     original = networkd.write_network(f"50-nwd-{world.uplink}.network",
                                       uplink_network(world.uplink, route))
     world.station.flush_addr()
@@ -291,7 +216,6 @@ def networkd_station(networkd, make_world, tmp_path, monkeypatch):
 
 def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monkeypatch):
     world, original, ip, route = networkd_station(networkd, make_world, tmp_path, monkeypatch)
-    peer = world.peers[0]
     client_id = networkd.lease(world.uplink)["CLIENTID"]
 
     ctl = Controller(world, tmp_path / "ctl")
@@ -320,17 +244,7 @@ def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monk
         assert networkd.link_state(ctl.bridge).get("NETWORK_FILE") == br_file
         assert networkd.link_state(world.uplink).get("NETWORK_FILE") == up_file
         assert networkd.lease(ctl.bridge)["CLIENTID"] == client_id      # the same identity
-        on_bridge = addr_info(ctl.bridge)
-        assert [a["local"] for a in on_bridge] == [ip], on_bridge
-        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge     # a lease, renewed
-        assert addr_info(world.uplink) == []
-        assert world.station.ping(peer.addr, src=ip)
-        for net in (world.subnet, route):        # no route left or doubled
-            routes = routes_to(net)
-            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
-        host = ctl.status()["host_address"]
-        assert host["address_manager"] == f"systemd-networkd on {ctl.bridge}", host
-        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
+        assert_handed_off(world, ctl, ip, route, f"systemd-networkd on {ctl.bridge}")
     finally:
         ctl.stop()
         res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)
@@ -343,13 +257,8 @@ def test_networkd_handed_to_bridge_and_back(networkd, make_world, tmp_path, monk
     wait_for(lambda: networkd.link_state(world.uplink).get("NETWORK_FILE") == str(original)
              and networkd.link_state(world.uplink).get("ADMIN_STATE") == "configured",
              timeout=LEASE, what=f"networkd back on the uplink:\n{networkd.logs()[-3000:]}")
-    back = server_acks(world, ip)
-    wait_for(lambda: server_acks(world, ip) > back, timeout=LEASE + 10,
-             what="a renewal on the uplink after teardown")
-    assert [a["local"] for a in addr_info(world.uplink)] == [ip]
-    assert world.station.ping(peer.addr, src=ip)
-    routes = routes_to(route)
-    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+    wait_acked_after(world, ip, server_acks(world, ip), "a renewal on the uplink after teardown")
+    assert_back_on_uplink(world, ip, route)
 
 
 def test_networkd_failed_handoff_rolls_back(networkd, make_world, tmp_path, monkeypatch):
@@ -370,15 +279,11 @@ def test_networkd_failed_handoff_rolls_back(networkd, make_world, tmp_path, monk
 
     monkeypatch.setattr(addr_handoff.HostOps, "do_command", reload_then_fail)
     try:
-        rc, out = _setup_in_process(world, bridge, tmp_path / "state")
+        rc, out = setup_in_process(world, bridge, tmp_path / "state")
         monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
         assert failed, out
-        assert rc == 2, out
-        assert "rolled back" in out and "simulated failure" in out, out
-        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
+        assert_rolled_back(rc, out, bridge)
         assert not Path(up_file).exists() and not Path(br_file).exists()
-        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
-                                            text=True, check=True).stdout.split()
         wait_for(lambda: networkd.link_state(world.uplink).get("NETWORK_FILE") == str(original)
                  and networkd.link_state(world.uplink).get("ADMIN_STATE") == "configured"
                  and [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,

@@ -21,7 +21,7 @@ files (device state, DHCP lease, timestamps): the ones it did not have before ar
 NetworkManager and the bus are stopped by PID.
 
 wlbridge's own dhclient on the bridge (what the NetworkManager plan starts) runs with the
-test's dhclient script (test_addr_handoff.SCRIPT: the address and the test route only), never
+test's dhclient script (managers.SCRIPT: the address and the test route only), never
 Debian's dhclient-script, which would add a default route and could rewrite
 /etc/resolv.conf on this shared machine; the rest of its command line is the plan's.
 
@@ -31,14 +31,12 @@ proves renewals, the script's events say on which interface.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ipaddress
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,34 +46,28 @@ import pytest
 pytestmark = pytest.mark.integration
 
 from harness import Controller, wait_for, wlbridge
-from setup_station import run_in_process
-from test_addr_handoff import CONF, LEASE, SCRIPT, addr_info, ours, routes_to, udhcpd
-from wlbridge.cli import bridge_setup
+from managers import (
+    CONF,
+    LEASE,
+    SCRIPT,
+    StandaloneDaemon,
+    addr_info,
+    assert_back_on_uplink,
+    assert_handed_off,
+    assert_rolled_back,
+    ours,
+    renewals,
+    routes_to,
+    server_acks,
+    setup_in_process,
+    stand_in_route,
+    udhcpd,
+    wait_acked_after,
+)
 from wlbridge.host import addr_handoff
 
 BUS_CONFIG = Path("/usr/share/dbus-1/system.conf")
 NM_DIRS = (Path("/run/NetworkManager"), Path("/var/lib/NetworkManager"))
-# NetworkManager with no udev to wait for: /sys read-only in a mount namespace of its own
-START = ('mount --bind /sys /sys && mount -o remount,bind,ro /sys && exec "$0" "$@"')
-
-
-def in_ci() -> bool:
-    """tests/conftest.py's rule: under CI an integration test fails, never skips."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def cannot(reason: str) -> None:
-    (pytest.fail if in_ci() else pytest.skip)(f"NetworkManager cannot run here: {reason}")
-
-
-def nm_running() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "NetworkManager":
-                    found.append(int(entry))
-    return found
 
 
 def private_bus_config(text: str) -> str:
@@ -108,37 +100,20 @@ def nm_profile(uplink: str, route: ipaddress.IPv4Network, router: str) -> str:
             "[ipv6]\nmethod=ignore\n")
 
 
-class NetworkManager:
-    """A private system D-Bus and NetworkManager, started and stopped by this test."""
+class NetworkManager(StandaloneDaemon):
+    """A private system D-Bus and NetworkManager, started and stopped by this test; what it
+    wrote in its compiled-in directories (`NM_DIRS`) removed."""
+
+    name = "NetworkManager"
+    stop_timeout = 15.0
 
     def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        # the bus socket's directory must be reachable by the bus's own user
-        self.bus_dir = Path(tempfile.mkdtemp(prefix="nmh-bus-", dir="/tmp"))
-        self.bus_dir.chmod(0o755)
-        self.bus = f"unix:path={self.bus_dir}/system_bus_socket"
-        self.log = workdir / "NetworkManager.log"
-        self.bus_pid: int | None = None
-        self.proc: subprocess.Popen | None = None
-        self.before = {d: self._files(d) for d in NM_DIRS}
-        self.dirs_existed = {d: d.exists() for d in NM_DIRS}
-
-    @staticmethod
-    def _files(d: Path) -> set[Path]:
-        return {p for p in d.rglob("*")} if d.is_dir() else set()
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus}
+        super().__init__(workdir, "nmh-bus-", NM_DIRS)
 
     def start(self, uplink: str, profile: str) -> None:
         conf = self.dir / "nmh-bus.conf"
         conf.write_text(private_bus_config(BUS_CONFIG.read_text()))
-        res = subprocess.run(["dbus-daemon", f"--config-file={conf}", f"--address={self.bus}",
-                              "--fork", "--nopidfile", "--print-pid"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        if res.returncode != 0:
-            cannot(f"a private system D-Bus did not start: {res.stderr.strip()}")
-        self.bus_pid = int(res.stdout.split()[0])
+        self.bus.start(conf, self.name)
         for sub in ("connections", "conf.d", "system-conf.d"):
             (self.dir / sub).mkdir(mode=0o700)
         (self.dir / "NetworkManager.conf").write_text(nm_config(self.dir, uplink))
@@ -152,55 +127,17 @@ class NetworkManager:
                 f"--intern-config={self.dir / 'NetworkManager-intern.conf'}",
                 f"--state-file={self.dir / 'NetworkManager.state'}",
                 f"--pid-file={self.dir / 'NetworkManager.pid'}"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh",
-                                          "-c", START, *argv], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                         start_new_session=True)
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                return True
-            return self.nmcli("-t", "general", "status", check=False).returncode == 0
-
-        wait_for(up, timeout=20, what="NetworkManager to answer on D-Bus")
-        if self.proc.poll() is not None:
-            cannot(f"NetworkManager exited {self.proc.returncode}: {self.logs()[-800:]}")
+        self.launch(argv, self.dir / "NetworkManager.log",
+                    lambda: self.nmcli("-t", "general", "status", check=False).returncode == 0,
+                    timeout=20)
 
     def nmcli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run(["nmcli", *args], capture_output=True, text=True, timeout=30,
-                             env=self.env(), check=False)
-        if check and res.returncode != 0:
-            raise AssertionError(f"nmcli {' '.join(args)}: {res.stderr}")
-        return res
+        return self.client("nmcli", *args, check=check)
 
     def device(self, ifname: str) -> dict[str, str]:
         res = self.nmcli("-t", "-f", "GENERAL.STATE,GENERAL.CONNECTION,IP4.ADDRESS",
                          "device", "show", ifname, check=False)
         return dict(ln.split(":", 1) for ln in res.stdout.splitlines() if ":" in ln)
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.bus_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.bus_pid, signal.SIGTERM)
-        for d in NM_DIRS:           # what NetworkManager wrote in its compiled-in directories
-            for path in sorted(self._files(d) - self.before[d], reverse=True):
-                with contextlib.suppress(OSError):
-                    path.rmdir() if path.is_dir() else path.unlink()
-            if not self.dirs_existed[d]:
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-        shutil.rmtree(self.bus_dir, ignore_errors=True)
 
 
 def _run(*argv: str) -> str:
@@ -222,37 +159,23 @@ def machine_network(devices: list[str]) -> list[str]:
     return found
 
 
-def server_acks(world, ip: str) -> int:
-    log = world.tmp_path("udhcpd.log")
-    return log.read_text().count(f"sending ACK to {ip}\n") if log.exists() else 0
-
-
-def events(path: Path, iface: str, since: float = 0) -> list[str]:
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [ln for ln in lines if ln.split()[2:3] == [iface] and ln.split()[1] in (
-        "RENEW", "REBIND", "REBOOT", "BOUND") and int(ln.split()[0]) >= since]
-
-
 @pytest.fixture
 def nm_lan(make_world, tmp_path, monkeypatch):
     """A LAN whose station uplink NetworkManager configures (DHCPv4 from udhcpd, 24 s
     leases): (NetworkManager, world, the leased address, the router's test route)."""
-    for tool in ("NetworkManager", "nmcli", "dbus-daemon", "unshare"):
-        if not shutil.which(tool):
-            cannot(f"{tool} is not installed (Debian: network-manager, dbus-daemon)")
-    if nm_running():
-        cannot(f"NetworkManager already runs here (PID {nm_running()}): not ours")
+    NetworkManager.check_can_run("NetworkManager", ("NetworkManager", "nmcli", "dbus-daemon",
+                                                    "unshare"), "network-manager, dbus-daemon")
     devices = machine_devices()
     before = machine_network(devices)
     world = make_world(n_guests=0, dhcp=False)
     udhcpd(world, tmp_path)
-    route = ipaddress.ip_network(f"198.18.{world.subnet.network_address.packed[2]}.0/24")
+    route = stand_in_route(world)
     router = str(world.subnet.network_address + 1)
     world.station.flush_addr()
     nm = NetworkManager(tmp_path)
     try:
         nm.start(world.uplink, nm_profile(world.uplink, route, router))
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", nm.bus)   # for wlbridge's nmcli
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", nm.bus.address)   # for wlbridge's nmcli
         ip = wait_for(lambda: world.station.ip, timeout=30,
                       what=f"NetworkManager's lease on the uplink:\n{nm.logs()[-3000:]}")
         wait_for(lambda: nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100"),
@@ -266,18 +189,8 @@ def nm_lan(make_world, tmp_path, monkeypatch):
         assert machine_network(devices) == before, "the machine's routes or DNS changed"
 
 
-def _setup(world, bridge: str, of_port: int, state_dir: Path) -> tuple[int, str]:
-    parser = argparse.ArgumentParser()
-    bridge_setup.add_arguments(parser)
-    args = parser.parse_args(["--uplink", world.uplink, "--bridge", bridge, "--datapath",
-                              "netdev", "--controller", f"tcp:127.0.0.1:{of_port}",
-                              "--state-dir", str(state_dir)])
-    return run_in_process(bridge_setup, args)
-
-
 def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch):
     nm, world, ip, route = nm_lan
-    peer = world.peers[0]
     script, ev = tmp_path / "dhclient-script", tmp_path / "events"
     # the address only: the router's route is the profile's (manual), which setup moves to
     # the bridge and which no DHCP client there knows
@@ -292,7 +205,7 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
         return argv[:1] + ["-sf", str(script)] + argv[1:]
 
     monkeypatch.setattr(addr_handoff, "bridge_dhclient_argv", with_test_script)
-    # and the test's configuration for the base of its own (test_addr_handoff.CONF: retries
+    # and the test's configuration for the base of its own (managers.CONF: retries
     # after 1-2 s, as the dhclient test's client; ISC's default first retry after ~10 s is
     # most of a 24 s lease's renewal window)
     conf = tmp_path / "dhclient.conf"
@@ -301,7 +214,7 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
     ctl = Controller(world, tmp_path / "ctl")
     (tmp_path / "ctl").mkdir()
     try:
-        rc, out = _setup(world, ctl.bridge, ctl.of_port, tmp_path / "state")
+        rc, out = setup_in_process(world, ctl.bridge, tmp_path / "state", ctl.of_port)
         ctl.is_set_up = True        # teardown also after a setup stopped half-way
         assert rc == 0, out + nm.logs()[-3000:]
         assert (f"address manager: dhclient on {ctl.bridge} (started by wlbridge setup; "
@@ -317,22 +230,14 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
         ctl.start()
         # renewed on the bridge, again and again, for three lease times
         time.sleep(3 * LEASE + 4)
-        renewals = events(ev, ctl.bridge, since=int(started))
-        assert len(renewals) >= 4, (ev.read_text() if ev.exists() else "no events") + \
+        renewed = renewals(ev, ctl.bridge, since=int(started))
+        assert len(renewed) >= 4, (ev.read_text() if ev.exists() else "no events") + \
             world.tmp_path("udhcpd.log").read_text()
-        assert all(r.split()[3] == ip for r in renewals), renewals
+        assert all(r.split()[3] == ip for r in renewed), renewed
         assert server_acks(world, ip) - acks >= 4, world.tmp_path("udhcpd.log").read_text()
-        on_bridge = addr_info(ctl.bridge)
-        assert [a["local"] for a in on_bridge] == [ip], on_bridge
-        assert 0 < on_bridge[0]["valid_life_time"] <= LEASE, on_bridge     # a lease, renewed
-        assert addr_info(world.uplink) == [], nm.logs()[-3000:]   # NetworkManager kept off
-        assert world.station.ping(peer.addr, src=ip)
-        for net in (world.subnet, route):        # no route left or doubled
-            routes = routes_to(net)
-            assert len(routes) == 1 and f"dev {ctl.bridge}" in routes[0], routes
-        host = ctl.status()["host_address"]
-        assert host["address_manager"].startswith(f"dhclient on {ctl.bridge}"), host
-        assert time.time() < host["lease_ends"] <= time.time() + LEASE + 1, host
+        # NetworkManager kept off the uplink
+        assert_handed_off(world, ctl, ip, route, f"dhclient on {ctl.bridge}", exact=False,
+                          why=lambda: nm.logs()[-3000:])
     finally:
         ctl.stop()
         res = wlbridge("teardown", "--bridge", ctl.bridge, check=False)
@@ -345,16 +250,12 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
     back = server_acks(world, ip)
     wait_for(lambda: [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,
              what=f"NetworkManager's address back on the uplink:\n{nm.logs()[-3000:]}")
-    wait_for(lambda: server_acks(world, ip) > back, timeout=LEASE + 10,
-             what="a renewal on the uplink after teardown")
+    wait_acked_after(world, ip, back, "a renewal on the uplink after teardown")
     assert nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100")
-    assert [a["local"] for a in addr_info(world.uplink)] == [ip]
     assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
-    assert world.station.ping(peer.addr, src=ip)
     assert not ours(tmp_path / "state"), "the bridge's dhclient still runs"
     wait_for(lambda: routes_to(route), timeout=10, what="the router's route back")
-    routes = routes_to(route)
-    assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
+    assert_back_on_uplink(world, ip, route)
 
 
 
@@ -379,23 +280,16 @@ def test_networkmanager_failed_handoff_rolls_back(nm_lan, tmp_path, monkeypatch)
     monkeypatch.setattr(addr_handoff.HostOps, "do_command", record)
     monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
     try:
-        rc, out = _setup(world, bridge, 1, tmp_path / "state")
+        rc, out = setup_in_process(world, bridge, tmp_path / "state")
         assert modified, out                        # NetworkManager had been told
-        assert rc == 2, out
-        assert "rolled back" in out and "simulated failure" in out, out
-        assert "\n" not in out.split("ERROR: ", 1)[1].strip(), out       # one line
-        assert bridge not in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
-                                            text=True, check=True).stdout.split()
+        assert_rolled_back(rc, out, bridge)
         back = server_acks(world, ip)
         wait_for(lambda: [a["local"] for a in addr_info(world.uplink)] == [ip], timeout=LEASE,
                  what=f"the address back on the uplink:\n{nm.logs()[-3000:]}")
-        wait_for(lambda: server_acks(world, ip) > back, timeout=LEASE + 10,
-                 what="NetworkManager renewing on the uplink again")
+        wait_acked_after(world, ip, back, "NetworkManager renewing on the uplink again")
         assert nm.device(world.uplink).get("GENERAL.STATE", "").startswith("100")
         assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
-        routes = routes_to(route)
-        assert len(routes) == 1 and f"dev {world.uplink}" in routes[0], routes
-        assert world.station.ping(world.peers[0].addr, src=ip)
+        assert_back_on_uplink(world, ip, route)
     finally:
         monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
         monkeypatch.setattr(addr_handoff.HostOps, "do_start", real_start)

@@ -6,6 +6,8 @@ import json
 
 from harness import ap_foreign, wait_for
 
+from topologies import capture_lines
+
 
 def ip_of(host) -> str:
     return host.addr.split("/")[0]
@@ -85,8 +87,7 @@ def test_hijack_attempt_is_refused(make_world, wlbridge_on):
     g2.run("busybox", "arping", "-U", "-c", "2", "-I", g2.ifname, "-s", victim, victim)
     g2.run("busybox", "arping", "-A", "-c", "2", "-I", g2.ifname, "-s", victim, victim)
     wait_for(lambda: wl.counters().get("refused.ip-in-use", 0) >= 1, what="refusal")
-    capture = g2.popen("tcpdump", "-n", "-l", "-i", g2.ifname, "-c", "50", "icmp")
-    wait_for(lambda: "listening" in capture.output(), timeout=5, what="tcpdump")
+    capture = capture_lines(g2, "-c", "50", "icmp")
     res = peer.run("ping", "-n", "-c", "5", "-i", "0.2", victim)
     assert res.returncode == 0 and "DUP!" not in res.stdout, res.stdout
     # positive control: the capture does see echo requests to g2's own address

@@ -23,6 +23,7 @@ import time
 from harness import ap_foreign, wait_for
 from wlbridge.host.hostnet import GUEST_ISOLATION_PRIO
 
+from topologies import tcpdump_lines
 from topologies.ovs import vsctl
 
 
@@ -55,19 +56,15 @@ def wait_isolated(dev: str, wl) -> None:
 
 
 @contextlib.contextmanager
-def uplink_capture(dev: str, *bpf: str):
-    """tcpdump of what leaves by `dev` (towards the AP) while the block runs; yields a
-    function returning what it printed."""
-    proc = subprocess.Popen(["tcpdump", "-n", "-l", "-i", dev, "-Q", "out", *bpf],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out: list[str] = []
+def uplink_capture(world, *bpf: str):
+    """tcpdump of what leaves by the station's uplink (towards the AP) while the block runs;
+    yields a function returning what it printed."""
+    proc = tcpdump_lines(world, None, world.uplink, "uplink", "-Q", "out", *bpf)
     try:
-        time.sleep(1.0)  # tcpdump needs a moment before it captures
-        yield lambda: "".join(out)
+        yield proc.output
         time.sleep(0.3)
     finally:
-        proc.terminate()
-        out.append(proc.communicate(timeout=10)[0])
+        proc.stop()
 
 
 def arping_macs(guest, ip: str) -> list[str]:
@@ -94,7 +91,7 @@ def test_guest_sees_the_host_once_with_the_station_mac(make_world, wlbridge_on):
     # watched on the uplink: the AP's counters also count the host's and the guests' IPv6
     # router solicitations of their first seconds, which leave by the uplink as they should)
     g1.run("ip", "neigh", "flush", "dev", "eth0")
-    with uplink_capture(world.uplink, "icmp", "and", "(dst", "host", host, "or", "dst", "host",
+    with uplink_capture(world, "icmp", "and", "(dst", "host", host, "or", "dst", "host",
                         ip_of(peer) + ")") as seen:
         res = g1.run("ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", host, timeout=20)
         g1.ping(ip_of(peer), count=1)  # the capture's control: this one must leave

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from harness import ap_foreign, wait_for, wlbridge
-from scapy.error import Scapy_Exception
 from scapy.layers.inet6 import (
     ICMPv6ND_NA,
     ICMPv6ND_NS,
@@ -29,9 +28,8 @@ from scapy.layers.inet6 import (
     IPv6,
 )
 from scapy.layers.l2 import Ether
-from scapy.utils import rdpcap
 
-from topologies import dhcp, slaac_address
+from topologies import Capture, capture_lines, dhcp, slaac_address
 from topologies.graph import the
 from topologies.procs import wait_for as poll
 
@@ -81,32 +79,6 @@ def expect(pred, timeout: float, what: str, world, wl=None):
 def ap_station_port(world) -> str:
     g = world.graph
     return g.edges[the(g, "ap"), the(g, "station")]["ifnames"][the(g, "ap")]
-
-
-class Capture:
-    """tcpdump writing a pcap in a namespace (the AP's, a guest's), read back with scapy."""
-
-    def __init__(self, world, netns: str | None, ifname: str, name: str, bpf: str = ""):
-        self.path = world.tmp_path(f"{name}.pcap")
-        # --immediate-mode: each packet at once (else they wait for a ~1 s buffer timeout and
-        # a short exchange stopped before it is lost: "N received by filter, 0 captured")
-        argv = ["tcpdump", "-n", "-U", "--immediate-mode", "-i", ifname, "-w", str(self.path),
-                *bpf.split()]
-        self.proc = world.start(f"tcpdump-{name}", netns, argv)
-        wait_for(lambda: "listening on" in self.proc.output() or not self.proc.alive,
-                 timeout=5, what=f"tcpdump on {ifname}")
-        assert self.proc.alive, self.proc.output()
-
-    def peek(self) -> list:
-        """What was captured so far (tcpdump -U writes every packet at once)."""
-        try:
-            return list(rdpcap(str(self.path)))
-        except (OSError, EOFError, ValueError, Scapy_Exception):  # nothing yet, half a record
-            return []
-
-    def packets(self) -> list:
-        self.proc.stop()
-        return self.peek()
 
 
 def capture_at_ap(world, name: str = "ap", bpf: str = "") -> Capture:
@@ -469,8 +441,7 @@ sendp([na, na], iface=IFACE, verbose=False, inter=0.2)
 """)
     g2.ping6(ip6(peer), src=victim, count=2)
     wait_for(lambda: refusals(wl) > refused, timeout=10, what="a refusal")
-    capture = g2.popen("tcpdump", "-n", "-l", "-i", g2.ifname, "-c", "50", "icmp6")
-    wait_for(lambda: "listening" in capture.output(), timeout=5, what="tcpdump")
+    capture = capture_lines(g2, "-c", "50", "icmp6")
     peer.run("ip", "-6", "neigh", "flush", "dev", peer.ifname)
     res = peer.run("ping", "-6", "-n", "-c", "5", "-i", "0.2", "-W", "2", victim)
     assert res.returncode == 0 and "DUP!" not in res.stdout, (res.stdout, diag(world, wl))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from harness import ap_foreign, wait_for
 
+from topologies import capture_lines
 from topologies.procs import wait_for as poll
 
 MODES = [False, True]
@@ -42,10 +43,8 @@ def start_tool(host, *args, timeout: float = 20):
 
 
 def guest_capture(guest, bpf: str):
-    """tcpdump inside a guest with link-level headers (-e), line-buffered."""
-    proc = guest.popen("tcpdump", "-e", "-n", "-l", "-i", guest.ifname, *bpf.split())
-    wait_for(lambda: "listening on" in proc.output(), timeout=5, what=f"tcpdump in {guest.name}")
-    return proc
+    """tcpdump inside a guest with link-level headers (-e), one line per frame."""
+    return capture_lines(guest, "-e", *bpf.split())
 
 
 def group_lines(cap, group: str) -> list[str]:
