@@ -65,6 +65,7 @@ from wlbridge.host.ingress_filter import (  # noqa: F401 - re-exported: hostnet.
     isolation_requests,
     load_isolation_program,
 )
+from wlbridge.host.ingress_filter import link_index as find_link_index
 from wlbridge.host.pyroute2_lazy import IPRoute
 
 if TYPE_CHECKING:
@@ -378,8 +379,7 @@ class HostNet:
 
     # links
     def link_index(self, name: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        return find_link_index(self.ipr, name)
 
     def _index(self, name: str) -> int:
         index = self.link_index(name)

@@ -203,6 +203,20 @@ def ignore_errno(code: int, fn: Any, *args: Any, **kwargs: Any) -> None:
             raise
 
 
+def link_index(ipr: Any, name: str) -> int | None:
+    """The index of interface `name` (None: there is none), over a pyroute2 IPRoute."""
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def require_index(ipr: Any, name: str) -> int:
+    """The index of interface `name`; LookupError naming it when there is none."""
+    index = link_index(ipr, name)
+    if index is None:
+        raise LookupError(f"interface {name} does not exist")
+    return index
+
+
 class IngressFilters:
     """The tc (clsact qdisc and filter) operations on the host's interfaces, over a
     pyroute2 IPRoute socket that its owner (`hostnet.HostNet`) lends it."""
@@ -211,14 +225,10 @@ class IngressFilters:
         self.ipr = ipr
 
     def link_index(self, name: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        return link_index(self.ipr, name)
 
     def _index(self, name: str) -> int:
-        index = self.link_index(name)
-        if index is None:
-            raise LookupError(f"interface {name} does not exist")
-        return index
+        return require_index(self.ipr, name)
 
     def ingress_qdisc(self, name: str) -> str | None:
         """Kind of the qdisc on `name`'s ingress hook ("clsact", "ingress"), or None."""

@@ -23,16 +23,25 @@ def check_guest_mac(mac: str, station_mac: str | None, used: set[str]) -> str | 
     return None
 
 
-def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
-                host_ips: set[str], max_per_port: int, max_total: int) -> str | None:
-    """May `guest` bind `ip`?  (It does not hold it yet.)"""
-    if not is_guest_ip(ip):
+def _taken(ip: str, usable: bool, guest: GuestPort, bindings: Mapping[str, Binding],
+           host_ips: set[str]) -> str | None:
+    """Why `ip` (`usable`: an address a guest may have at all) is not the guest's to take."""
+    if not usable:
         return "bad-ip"
     if ip in host_ips:
         return "host-ip"
     owner = bindings.get(ip)
     if owner is not None and owner.port_no != guest.port_no:
         return "ip-in-use"
+    return None
+
+
+def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
+                host_ips: set[str], max_per_port: int, max_total: int) -> str | None:
+    """May `guest` bind `ip`?  (It does not hold it yet.)"""
+    taken = _taken(ip, is_guest_ip(ip), guest, bindings, host_ips)
+    if taken:
+        return taken
     if len(guest.ips) >= max_per_port and \
             sum(1 for a in guest.ips if ":" not in a) >= max_per_port:  # IPv4 ones only
         return "port-limit"
@@ -45,13 +54,9 @@ def check_claim6(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
                  host_ips: set[str], max_per_guest: int, max_total: int) -> str | None:
     """May `guest` bind IPv6 address `ip` (canonical text)?  (It does not hold it yet.)
     Its IPv6 bindings are counted apart from its IPv4 ones (`max_per_guest`)."""
-    if not is_guest_ip6(ip):
-        return "bad-ip"
-    if ip in host_ips:
-        return "host-ip"
-    owner = bindings.get(ip)
-    if owner is not None and owner.port_no != guest.port_no:
-        return "ip-in-use"
+    taken = _taken(ip, is_guest_ip6(ip), guest, bindings, host_ips)
+    if taken:
+        return taken
     if sum(1 for a in guest.ips if ":" in a) >= max_per_guest:
         return "ipv6-limit"
     if len(bindings) >= max_total:
