@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from wlbridge.compat import ofp
 from wlbridge.flows import cookies, wanted
@@ -33,9 +33,11 @@ from wlbridge.flows.wanted import (
     PortSection,
     Section,
 )
+from wlbridge.model.parked import Parked
 from wlbridge.model.state import (
     Binding,
     Counters,
+    Gone,
     GuestPort,
     Model,
     Port,
@@ -61,6 +63,7 @@ from wlbridge.policy.effects import (
     JoinGroup,
     LearnMac,
     LeaveGroup,
+    Park,
     Refresh,
     Reinject,
     SetUplink,
@@ -69,7 +72,6 @@ from wlbridge.policy.effects import (
 )
 from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from wlbridge.policy.learning import PacketInPolicy
-from wlbridge.policy.restore import Parked
 from wlbridge.proto.groupmsg import WELL_KNOWN
 from wlbridge.proto.ndp import unsolicited_na
 from wlbridge.proto.packets import gratuitous_arp
@@ -110,7 +112,7 @@ class Core:
 
     def __init__(self, config: CoreConfig | None = None) -> None:
         self.config = config or CoreConfig()
-        self.model = Model()
+        self.model = Model(parked=Parked(self.config.max_bindings, self.config.max_groups))
         self.counters = Counters()
         self.dpid: int | None = None
         self.connected = False
@@ -118,7 +120,6 @@ class Core:
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
         self.sync_failed = False  # a section's flows could not be built since the connection
-        self._restored = Parked(self.config.max_bindings)  # saved/parked, awaiting ports
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
         self.telemetry = Telemetry(self.counters, LOG, self.binding_log)
@@ -130,7 +131,6 @@ class Core:
         self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
                                        self.groups, self.dhcp6)
-        self._restored_groups: list[dict] = []  # saved memberships awaiting their port
 
     # ------------------------------------------------------------------ model
     # (the model's parts under the names the app, the tests and `wlbridge status` use)
@@ -138,41 +138,21 @@ class Core:
     def guests(self) -> dict[int, GuestPort]:
         return self.model.guests
 
-    @guests.setter
-    def guests(self, value: dict[int, GuestPort]) -> None:
-        self.model.guests = value
-
     @property
     def bindings(self) -> dict[str, Binding]:
         return self.model.bindings
-
-    @bindings.setter
-    def bindings(self, value: dict[str, Binding]) -> None:
-        self.model.bindings = value
 
     @property
     def host_ips(self) -> set[str]:
         return self.model.host_ips
 
-    @host_ips.setter
-    def host_ips(self, value: set[str]) -> None:
-        self.model.host_ips = value
-
     @property
     def uplink(self) -> int | None:
         return self.model.uplink
 
-    @uplink.setter
-    def uplink(self, value: int | None) -> None:
-        self.model.uplink = value
-
     @property
     def station_mac(self) -> str | None:
         return self.model.station_mac
-
-    @station_mac.setter
-    def station_mac(self, value: str | None) -> None:
-        self.model.station_mac = value
 
     # ------------------------------------------------------------------ events
     def switch_connected(self, dpid: int, ports: Iterable[Port], now: float) -> list:
@@ -181,33 +161,17 @@ class Core:
         self.connected = True
         self.generation = self.generation % cookies.MAX_GENERATION + 1
         self.ports = {p.port_no: p for p in ports if p.port_no < ofp.OFPP_MAX}
-        before = self.station_mac
-        self._set_uplink(lifecycle.find_uplink(self.ports, self.config.uplink))
-        for port_no, guest in list(self.guests.items()):
-            port = self.ports.get(port_no)
-            if port is None or port.name != guest.name or port_no == self.uplink:
-                self._park_guest(port_no)  # back in place if its port (re)appears
-        self.model.by_mac = {g.mac: g for g in self.guests.values() if g.mac}
-        for port in self.ports.values():
-            if port.port_no != self.uplink:
-                for effect in lifecycle.new_guest(self.model, port, self.config.static_macs):
-                    self._add_guest(effect)
-        self._restored.adopt(self.model, self.counters, now)
-        self._adopt_groups(now)
-        self._drop_bindings_without_port()
-        self._sections = Sections()
+        self._sections = Sections()  # every section is sent again (`SetUplink`)
         self._view = None
         self.sync_failed = False
-        msgs = self._meter_msgs(sorted(self.guests))
-        msgs += self._sync_all()
+        msgs = self._apply(lifecycle.connected(self.model, self.ports, self.config,
+                                               self.telemetry), now)
         msgs += self.meters.stale(self.guests)
         if self.sync_failed:  # keep the older generation's flows: no stale sweep
             LOG.error("some flows could not be built: the previous generation's flows stay "
                       "until they are")
         else:
             msgs.append(flow_stats_request())
-        msgs += self._apply(lifecycle.station_changed(before, self.station_mac, self.telemetry),
-                            now)
         LOG.info("switch %016x connected: %d ports, uplink %s, station MAC %s, generation %d, "
                  "meters %s", dpid, len(self.ports), self.uplink, self.station_mac,
                  self.generation, "on" if self.meters.in_use else "off")
@@ -292,14 +256,11 @@ class Core:
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
-        if self._restored.expire(now):
+        if self.model.parked.expire(now):
             self.dirty = True
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
-        waiting = [r for r in self._restored_groups if r["expires"] > now]
-        if len(waiting) != len(self._restored_groups):
-            self._restored_groups, self.dirty = waiting, True
         self.dhcp.tick(now)
         self.dhcp6.tick(now)
         self.binding_log.tick(now)
@@ -316,7 +277,7 @@ class Core:
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
-                            self._restored.next_due(), self.groups.next_due())
+                            self.model.parked.next_due(), self.groups.next_due())
                 if t is not None]
         due += self._announce_due[:1]
         return min(due) if due else None
@@ -325,22 +286,21 @@ class Core:
     def export_state(self) -> dict[str, Any]:
         """What is saved: the live guests and bindings, and those restored or parked that
         still wait for their port (a save never forgets what was known)."""
-        return persistent_form(self.guests, self.bindings, self.generation,
-                               self._restored.guests, self._restored.bindings,
-                               self._group_records())
+        parked = self.model.parked
+        return persistent_form(self.guests, self.bindings, self.generation, parked.guests,
+                               parked.bindings, self._group_records())
 
     def unconfirmed(self) -> list[dict]:
         """Saved or parked guests and bindings the switch has not confirmed yet (their port
         is not on the bridge, or the switch is not connected)."""
-        return self._restored.unconfirmed({g.name for g in self.guests.values()})
+        return self.model.parked.unconfirmed({g.name for g in self.guests.values()})
 
     def restore_state(self, data: Any) -> None:
         """Load saved bindings; they apply as soon as their ports exist.  May raise
         StateFormatError (the caller moves the file aside and starts empty)."""
         generation, guests, bindings = parse_persistent(data)
         self.generation = generation % cookies.MAX_GENERATION
-        self._restored = Parked(self.config.max_bindings, guests, bindings)
-        self._restored_groups = parse_groups(data)[:self.config.max_groups]
+        self.model.parked.load(guests, bindings, parse_groups(data))
 
     def take_dirty(self) -> bool:
         dirty, self.dirty = self.dirty, False
@@ -361,104 +321,156 @@ class Core:
         """Carry out what a policy decided, in one order: deliveries first (a DHCP reply
         before its binding's flows), then the model changes in the order given with the
         flow sections they touched synced once, re-injections last (through the new
-        flows)."""
-        out: list = []
-        reinject: list = []
-        touched: dict[Section, None] = {}
-        meters: list[int] = []  # guest ports whose meter goes before the flows
-        sync_all = False
+        flows).  Each effect type has one handler (`APPLY`)."""
+        batch = _Batch()
+        apply = self.APPLY
         for effect in effects:
-            kind = type(effect)
-            if kind is Bind:
-                guest = self.model.guests.get(effect.port_no)
-                if guest is not None:
-                    self._bind(guest, effect.ip, effect.source, now, effect.expires,
-                               effect.lease)
-                    touched[BindingSection(effect.ip)] = None
-            elif kind is Reinject:
-                reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
-            elif kind is Deliver:
-                out.append(ofmsg.packet_out(effect.in_port, effect.out_port, effect.data))
-            elif kind is Unbind:
-                if self._unbind_model(effect.ip, effect.why):
-                    touched[BindingSection(effect.ip)] = None
-            elif kind is LearnMac:
-                self._learn_mac(effect.port_no, effect.mac)
-                touched[PortSection(effect.port_no)] = None
-            elif kind is Refresh:
-                touched[BindingSection(effect.ip)] = None
-            elif kind is JoinGroup:
-                if self._join(effect.port_no, effect.group, effect.expires):
-                    touched[GroupSection(effect.group)] = None
-            elif kind is LeaveGroup:
-                if self._leave(effect.port_no, effect.group, effect.why):
-                    touched[GroupSection(effect.group)] = None
-            elif kind is Announce:
-                reinject.append(effect)  # after the flows, with the model as it is then
-            elif kind is SetUplink:
-                self._set_uplink(effect)
-                sync_all = True  # every section depends on the uplink and station MAC
-            else:
-                touched.update(dict.fromkeys(self._change(effect, now)))
-                if kind is SyncPort and effect.port_no in self.model.guests:
-                    meters.append(effect.port_no)
+            handler = apply.get(type(effect))
+            if handler is None:
+                raise TypeError(f"no handler for the effect {effect!r}")
+            handler(self, effect, batch, now)
+        out, touched = batch.out, batch.touched
+        meters = [p for p in batch.meters if p in self.model.guests]
         for port_no in meters:  # a guest port's bindings, as they are now
             touched.update(dict.fromkeys(
                 BindingSection(ip) for ip in self.model.guests[port_no].ips))
         if meters:
             out += self._meter_msgs(meters)
-        if sync_all:
+        if batch.sync_all:
             out += self._sync_all()
         elif touched:
             out += self._sync(touched)
-        for item in reinject:
+        for item in batch.reinject:
             if type(item) is Announce:
                 out += self._announce(now)
             else:
                 out.append(item)
         return out
 
-    def _change(self, effect: Effect, now: float) -> list[Section]:
-        """Carry out one of the core's other events' model changes; the sections touched."""
-        kind = type(effect)
-        if kind is HostAddresses:
-            self.model.host_ips = set(effect.ips)
-            changed = self.model.host_broadcasts ^ effect.broadcasts
-            self.model.host_broadcasts = set(effect.broadcasts)
-            return [GroupSection(g) for g in sorted(changed)]
-        # (a member group's flows output to the guest ports the switch has: all follow them)
-        if kind is AddGuest:
-            self._add_guest(effect)
-            return [STATIC, PortSection(effect.port_no)] + self._group_sections()
-        if kind is DropGuest:
-            self._forget_port(effect.port_no)
-            return [STATIC] + self._group_sections()
-        if kind is Adopt:
-            self._restored.adopt(self.model, self.counters, now)
-            return self._adopt_groups(now)
-        if kind is SyncPort:
-            return [STATIC, PortSection(effect.port_no)] + self._group_sections()
-        raise TypeError(f"unknown effect {effect!r}")  # a new effect without its application
+    # (one handler per effect type: what it changes, what it touched into the batch)
+    def _on_deliver(self, effect: Deliver, batch: _Batch, now: float) -> None:
+        batch.out.append(ofmsg.packet_out(effect.in_port, effect.out_port, effect.data))
+
+    def _on_reinject(self, effect: Reinject, batch: _Batch, now: float) -> None:
+        batch.reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
+
+    def _on_announce(self, effect: Announce, batch: _Batch, now: float) -> None:
+        batch.reinject.append(effect)  # after the flows, with the model as it is then
+
+    def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
+        guest = self.model.guests.get(effect.port_no)
+        if guest is not None:
+            self._bind(guest, effect.ip, effect.source, now, effect.expires, effect.lease)
+            batch.touched[BindingSection(effect.ip)] = None
+
+    def _on_unbind(self, effect: Unbind, batch: _Batch, now: float) -> None:
+        if self._unbind(effect.ip, effect.why):
+            batch.touched[BindingSection(effect.ip)] = None
+
+    def _on_refresh(self, effect: Refresh, batch: _Batch, now: float) -> None:
+        batch.touched[BindingSection(effect.ip)] = None
+
+    def _on_learn_mac(self, effect: LearnMac, batch: _Batch, now: float) -> None:
+        guest = self.model.learn_mac(effect.port_no, effect.mac)
+        if guest is not None:
+            self.dirty = True
+            self.counters.bump("guests.mac_learned")
+            LOG.info("port %s: guest MAC %s", guest.name, effect.mac)
+            batch.touched[PortSection(effect.port_no)] = None
+
+    def _on_join(self, effect: JoinGroup, batch: _Batch, now: float) -> None:
+        if self._join(effect.port_no, effect.group, effect.expires):
+            batch.touched[GroupSection(effect.group)] = None
+
+    def _on_leave(self, effect: LeaveGroup, batch: _Batch, now: float) -> None:
+        if self._leave(effect.port_no, effect.group, effect.why):
+            batch.touched[GroupSection(effect.group)] = None
+
+    def _on_host_addresses(self, effect: HostAddresses, batch: _Batch, now: float) -> None:
+        changed = self.model.set_host_addresses(effect.ips, effect.broadcasts)
+        batch.touched.update(dict.fromkeys(GroupSection(g) for g in sorted(changed)))
+
+    def _on_set_uplink(self, effect: SetUplink, batch: _Batch, now: float) -> None:
+        self._set_uplink(effect)
+        batch.sync_all = True  # every section depends on the uplink and station MAC
+
+    # (a member group's flows output to the guest ports the switch has: all follow them)
+    def _on_add_guest(self, effect: AddGuest, batch: _Batch, now: float) -> None:
+        self.model.add_guest(effect.port_no, effect.name, effect.mac)
+        self._view = None
+        batch.touched.update(dict.fromkeys(
+            [STATIC, PortSection(effect.port_no)] + self._group_sections()))
+
+    def _on_drop_guest(self, effect: DropGuest, batch: _Batch, now: float) -> None:
+        gone = self.model.forget_port(effect.port_no)
+        self._port_gone(effect.port_no, gone, "port-gone")
+        for section in [s for s in self._sections if s == PortSection(effect.port_no)]:
+            self._sections.forget(section)
+        for section in [s for s in self._sections
+                        if type(s) is BindingSection and s.ip not in self.model.bindings]:
+            self._sections.forget(section)
+        if gone.guest is not None:
+            LOG.info("port %s removed with its bindings", gone.guest.name)
+        batch.touched.update(dict.fromkeys([STATIC] + self._group_sections()))
+
+    def _on_park(self, effect: Park, batch: _Batch, now: float) -> None:
+        gone = self.model.park(effect.port_no)
+        self._port_gone(effect.port_no, gone, "parked")
+        self.counters.bump("bindings.parked", len(gone.ips))
+        if gone.guest is not None:
+            LOG.info("port %s is gone: keeping its guest MAC and %d addresses in case it "
+                     "comes back", gone.guest.name, len(gone.ips))
+        batch.touched.update(dict.fromkeys(
+            [STATIC] + [BindingSection(ip) for ip in gone.ips] + self._group_sections()))
+
+    def _on_adopt(self, effect: Adopt, batch: _Batch, now: float) -> None:
+        adopted = self.model.adopt(now)
+        touched = batch.touched
+        for port_no in adopted.macs:
+            touched[PortSection(port_no)] = None
+        for b in adopted.bindings:
+            self._bound(self.model.guests[b.port_no], b.ip, None, now, "bindings.restored",
+                        "restored")
+            touched[BindingSection(b.ip)] = None
+        for group in adopted.groups:
+            self.counters.bump("groups.joined")
+            self.counters.bump("groups.restored")
+            touched[GroupSection(group)] = None
+        if adopted.macs or adopted.bindings or adopted.groups:
+            self.dirty = True
+
+    def _on_sync_port(self, effect: SyncPort, batch: _Batch, now: float) -> None:
+        batch.touched.update(dict.fromkeys(
+            [STATIC, PortSection(effect.port_no)] + self._group_sections()))
+        if effect.port_no in self.model.guests:
+            batch.meters.append(effect.port_no)
+
+    def _port_gone(self, port_no: int, gone: Gone, why: str) -> None:
+        """A guest port forgotten or parked by the model: what it took, counted."""
+        self._view = None
+        self.dhcp.forget_port(port_no)
+        self.dhcp6.forget_port(port_no)
+        if gone.guest is not None:
+            self.dirty = True
+        if why != "parked":
+            self.counters.bump(f"bindings.removed.{why}", len(gone.ips))
+        for _ in gone.groups:
+            self.counters.bump(f"groups.left.{why}")
 
     def _join(self, port_no: int, group: str, expires: float) -> bool:
         """Membership of `group` for a guest port until `expires`; True if it is new (the
         group's flows change)."""
         if port_no not in self.model.guests:
             return False
-        members = self.model.groups.setdefault(group, {})
-        new = port_no not in members
-        members[port_no] = expires
+        new = self.model.join(port_no, group, expires)
         self.dirty = True
         if new:
             self.counters.bump("groups.joined")
         return new
 
     def _leave(self, port_no: int, group: str, why: str) -> bool:
-        members = self.model.groups.get(group)
-        if members is None or members.pop(port_no, None) is None:
+        if not self.model.leave(port_no, group):
             return False
-        if not members:
-            del self.model.groups[group]
         self.dirty = True
         self.counters.bump(f"groups.left.{why}")
         return True
@@ -477,39 +489,30 @@ class Core:
                    for group, members in sorted(self.model.groups.items())
                    for port, end in sorted(members.items()) if port in names]
         live = {(r["group"], r["port"]) for r in records}
-        records += [r for r in self._restored_groups if (r["group"], r["port"]) not in live]
+        records += [r for r in self.model.parked.groups if (r["group"], r["port"]) not in live]
         return records[:self.config.max_groups]
-
-    def _learn_mac(self, port_no: int, mac: str) -> None:
-        guest = self.model.guests[port_no]
-        guest.mac, guest.mac_source = mac, "learned"
-        self.model.by_mac[mac] = guest
-        self.dirty = True
-        self.counters.bump("guests.mac_learned")
-        LOG.info("port %s: guest MAC %s", guest.name, mac)
 
     # --------------------------------------------------------------- bindings
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None) -> None:
-        bindings = self.model.bindings
-        old = bindings.get(ip)
+        old = self.model.bind(guest.port_no, ip, source, now, expires, lease)
+        self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
+
+    def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
+               counter: str, how: str) -> None:
+        """A binding made by the model (learned, or adopted from saved records): counted
+        and logged alike."""
         if old is not None and old.port_no != guest.port_no:
-            self._unbind_model(ip, "moved")
-        bindings[ip] = Binding(ip, guest.port_no, guest.mac or "", source, now, expires, lease)
-        guest.ips.add(ip)
+            self.counters.bump("bindings.removed.moved")
         self.dirty = True
-        self.counters.bump(f"bindings.learned.{source}")
+        self.counters.bump(counter)
         if old is None or old.port_no != guest.port_no:
             self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
-                                  source)
+                                  how)
 
-    def _unbind_model(self, ip: str, why: str) -> bool:
-        b = self.model.bindings.pop(ip, None)
-        if b is None:
+    def _unbind(self, ip: str, why: str) -> bool:
+        if self.model.unbind(ip) is None:
             return False
-        guest = self.model.guests.get(b.port_no)
-        if guest is not None:
-            guest.ips.discard(ip)
         self.dirty = True
         self.counters.bump(f"bindings.removed.{why}")
         return True
@@ -606,90 +609,51 @@ class Core:
 
     # ---------------------------------------------------------------- helpers
     def _set_uplink(self, uplink: SetUplink) -> None:
-        self.uplink, self.station_mac = uplink.port_no, uplink.station_mac
+        self.model.set_uplink(uplink.port_no, uplink.station_mac)
         self._view = None
         if self.uplink is None:
             self._log_once("no-uplink", "uplink %s is not on the bridge", self.config.uplink)
         else:
             self.telemetry.forget("no-uplink")
 
-    def _add_guest(self, new: AddGuest) -> None:
-        guest = GuestPort(new.port_no, new.name)
-        if new.mac:
-            guest.mac, guest.mac_source = new.mac, "configured"
-            self.model.by_mac[guest.mac] = guest
-        self.guests[new.port_no] = guest
-        self._view = None
-
-    def _adopt_groups(self, now: float) -> list[Section]:
-        """Saved (or parked) memberships of ports that now exist: joined again; the group
-        sections touched."""
-        if not self._restored_groups:
-            return []
-        by_name = {g.name: g.port_no for g in self.guests.values()}
-        waiting, touched = [], []
-        for rec in self._restored_groups:
-            port_no = by_name.get(rec["port"])
-            if port_no is None:
-                waiting.append(rec)
-            elif rec["expires"] > now and self._join(port_no, rec["group"], rec["expires"]):
-                self.counters.bump("groups.restored")
-                touched.append(GroupSection(rec["group"]))
-        self._restored_groups = waiting
-        return touched
-
-    def _drop_bindings_without_port(self) -> None:
-        for ip, b in list(self.bindings.items()):
-            if b.port_no not in self.guests:
-                del self.bindings[ip]
-
-    def _park_guest(self, port_no: int) -> None:
-        """A guest port missing (or renamed) at a reconnect: keep what we know about it by
-        port name, as if restored from the state file, in case the port comes back."""
-        guest = self.guests.pop(port_no)
-        self._view = None
-        self.dhcp.forget_port(port_no)
-        self.dhcp6.forget_port(port_no)
-        if self.model.by_mac.get(guest.mac or "") is guest:
-            del self.model.by_mac[guest.mac]
-        self._restored.park(self.model.bindings, self.counters, guest)
-        for group, members in list(self.model.groups.items()):  # kept like its bindings
-            if port_no in members:
-                self._restored_groups.append({"group": group, "port": guest.name,
-                                              "expires": members[port_no]})
-                self._leave(port_no, group, "parked")
-        del self._restored_groups[:-self.config.max_groups]
-
-    def _forget_port(self, port_no: int) -> None:
-        guest = self.guests.pop(port_no, None)
-        self._view = None
-        if guest is not None and self.model.by_mac.get(guest.mac or "") is guest:
-            del self.model.by_mac[guest.mac]
-        self.dhcp.forget_port(port_no)
-        self.dhcp6.forget_port(port_no)
-        for ip in [ip for ip, b in self.bindings.items() if b.port_no == port_no]:
-            del self.bindings[ip]
-            self.counters.bump("bindings.removed.port-gone")
-        self._drop_memberships(port_no, "port-gone")
-        for section in [s for s in self._sections if s == PortSection(port_no)]:
-            self._sections.forget(section)
-        for section in [s for s in self._sections
-                        if type(s) is BindingSection and s.ip not in self.bindings]:
-            self._sections.forget(section)
-        if guest is not None:
-            self.dirty = True
-            LOG.info("port %s removed with its bindings", guest.name)
-
-    def _drop_memberships(self, port_no: int, why: str) -> None:
-        """A guest port is gone: its group memberships end (the caller syncs the groups)."""
-        for group in [g for g, members in self.model.groups.items() if port_no in members]:
-            self._leave(port_no, group, why)
-
     def _log_once(self, key: str, msg: str, *args: Any) -> None:
         self.telemetry.log_once(key, msg, *args)
 
+    # every effect type's one application (test_core_effects: no effect type lacks one)
+    APPLY: ClassVar[dict[type, Callable[[Core, Any, _Batch, float], None]]] = {
+        Deliver: _on_deliver,
+        Reinject: _on_reinject,
+        Announce: _on_announce,
+        LearnMac: _on_learn_mac,
+        Bind: _on_bind,
+        Unbind: _on_unbind,
+        Refresh: _on_refresh,
+        JoinGroup: _on_join,
+        LeaveGroup: _on_leave,
+        HostAddresses: _on_host_addresses,
+        SetUplink: _on_set_uplink,
+        AddGuest: _on_add_guest,
+        DropGuest: _on_drop_guest,
+        Park: _on_park,
+        Adopt: _on_adopt,
+        SyncPort: _on_sync_port,
+    }
+
 
 ANNOUNCE_AGAIN = (1.0, 3.0)  # seconds after a station change: gratuitous ARPs again
+
+
+class _Batch:
+    """What `Core._apply`'s handlers gather from one list of effects."""
+
+    __slots__ = ("meters", "out", "reinject", "sync_all", "touched")
+
+    def __init__(self) -> None:
+        self.out: list = []  # deliveries
+        self.reinject: list = []  # re-injections and `Announce`, last
+        self.touched: dict[Section, None] = {}  # sections to sync once
+        self.meters: list[int] = []  # guest ports whose meter goes before the flows
+        self.sync_all = False
 
 
 __all__ = ["LOGGED_MAX", "Core", "CoreConfig", "Port", "StateFormatError"]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wlbridge.model.addresses import canonical_group, is_guest_ip6, is_unicast_mac
+from wlbridge.model.parked import Parked
 
 SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static", "nd", "ipv6")
 
@@ -57,10 +58,35 @@ class GuestPort:
     ips: set[str] = field(default_factory=set)
 
 
+@dataclass
+class Gone:
+    """What forgetting or parking a guest port took with it (the caller counts and syncs)."""
+
+    guest: GuestPort | None
+    ips: list[str] = field(default_factory=list)  # its bindings, removed
+    groups: list[str] = field(default_factory=list)  # the groups it left
+
+
+@dataclass
+class Adopted:
+    """What `Model.adopt` gave the ports that now exist."""
+
+    macs: list[int] = field(default_factory=list)  # guest ports given their saved MAC
+    bindings: list[Binding] = field(default_factory=list)  # saved bindings bound again
+    groups: list[str] = field(default_factory=list)  # groups rejoined
+
+
 @dataclass(eq=False)
 class Model:
     """The binding table the core owns and its policies read: guest ports, bindings, the
-    guest MAC index, the host's own addresses, the uplink and the station MAC."""
+    guest MAC index, group memberships, the host's own addresses, the uplink, the station
+    MAC and the records waiting for their port (`parked`).
+
+    Its dicts are read by everyone and written only by its methods, which keep the
+    invariants (`invariant_errors`): every binding is on a guest port and in that guest's
+    `ips`, every `ips` entry is bound to that guest; the MAC index holds exactly the guests'
+    MACs, each to a live guest of that MAC; memberships are of live guest ports.  Each
+    method says what it touched, for the caller to count, log and sync."""
 
     guests: dict[int, GuestPort] = field(default_factory=dict)
     bindings: dict[str, Binding] = field(default_factory=dict)
@@ -72,12 +98,183 @@ class Model:
     groups: dict[str, dict[int, float]] = field(default_factory=dict)
     # the subnet-directed broadcast addresses of the host's networks (from host_addresses)
     host_broadcasts: set[str] = field(default_factory=set)
+    parked: Parked = field(default_factory=Parked)  # saved or parked, awaiting their port
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
         g = self.by_mac.get(mac)
         if g is not None and g.mac == mac and self.guests.get(g.port_no) is g:
             return g
         return None
+
+    # ------------------------------------------------------------ guest ports
+    def add_guest(self, port_no: int, name: str, mac: str | None = None) -> GuestPort:
+        """A new guest port, with its configured MAC if any (replacing a guest of the same
+        port number: forget that one first)."""
+        if port_no in self.guests:
+            self.forget_port(port_no)
+        guest = GuestPort(port_no, name)
+        self.guests[port_no] = guest
+        if mac:
+            guest.mac, guest.mac_source = mac, "configured"
+            self.by_mac[mac] = guest
+        return guest
+
+    def learn_mac(self, port_no: int, mac: str, source: str = "learned") -> GuestPort | None:
+        """The guest on `port_no` is `mac`; the guest (None: no such guest)."""
+        guest = self.guests.get(port_no)
+        if guest is None:
+            return None
+        self._unindex(guest)
+        guest.mac, guest.mac_source = mac, source
+        self.by_mac[mac] = guest
+        return guest
+
+    def forget_port(self, port_no: int) -> Gone:
+        """The guest port is gone: it, its bindings and its memberships are forgotten."""
+        guest = self.guests.pop(port_no, None)
+        if guest is None:
+            return Gone(None)
+        self._unindex(guest)
+        ips = sorted(guest.ips)
+        for ip in ips:
+            del self.bindings[ip]
+        guest.ips = set()
+        return Gone(guest, ips, self._leave_all(port_no))
+
+    def park(self, port_no: int) -> Gone:
+        """The guest port is missing (or renamed) at a reconnect: its MAC, bindings and
+        memberships wait in `parked` by port name, in case the port comes back."""
+        guest = self.guests[port_no]
+        records = [{"ip": ip, "port": guest.name, "mac": b.mac, "source": b.source,
+                    "learned_at": b.learned_at, "expires": b.expires, "lease": b.lease}
+                   for ip in sorted(guest.ips) for b in [self.bindings[ip]]]
+        groups = [{"group": group, "port": guest.name, "expires": members[port_no]}
+                  for group, members in self.groups.items() if port_no in members]
+        self.parked.keep(guest.name, guest.mac, guest.mac_source, records, groups)
+        return self.forget_port(port_no)
+
+    def adopt(self, now: float) -> Adopted:
+        """Give the guest ports that now exist their waiting MAC (unless another guest has
+        it), bindings (unexpired, of that MAC, of no one else, not the host's) and
+        memberships (through `learn_mac`, `bind` and `join`)."""
+        out = Adopted()
+        by_name = {g.name: g for g in self.guests.values()}
+        if not by_name or not (self.parked.guests or self.parked.bindings
+                               or self.parked.groups):
+            return out
+        macs, bindings, groups = self.parked.take(set(by_name), now)
+        for name, rec in macs.items():
+            g = by_name[name]
+            if g.mac is None and rec["mac"] not in self.by_mac:
+                self.learn_mac(g.port_no, rec["mac"], "state")
+                out.macs.append(g.port_no)
+        for rec in bindings:
+            g = by_name[rec["port"]]
+            ip = rec["ip"]
+            if g.mac != rec["mac"] or ip in self.bindings or ip in self.host_ips:
+                continue
+            self.bind(g.port_no, ip, rec["source"], rec["learned_at"], rec["expires"],
+                      rec["lease"])
+            out.bindings.append(self.bindings[ip])
+        for rec in groups:
+            if self.join(by_name[rec["port"]].port_no, rec["group"], rec["expires"]):
+                out.groups.append(rec["group"])
+        return out
+
+    # --------------------------------------------------------------- bindings
+    def bind(self, port_no: int, ip: str, source: str, learned_at: float,
+             expires: float | None = None, lease: int | None = None) -> Binding | None:
+        """`ip` belongs to the guest on `port_no` (with the guest's MAC); the binding it
+        replaced, if any (of another guest: that guest loses it).  KeyError: no such
+        guest."""
+        guest = self.guests[port_no]
+        old = self.bindings.get(ip)
+        if old is not None and old.port_no != port_no:
+            self.unbind(ip)
+        self.bindings[ip] = Binding(ip, port_no, guest.mac or "", source, learned_at, expires,
+                                    lease)
+        guest.ips.add(ip)
+        return old
+
+    def unbind(self, ip: str) -> Binding | None:
+        """`ip` is no longer bound; the binding removed (None: it was not bound)."""
+        b = self.bindings.pop(ip, None)
+        if b is not None:
+            self.guests[b.port_no].ips.discard(ip)
+        return b
+
+    # ----------------------------------------------------------------- groups
+    def join(self, port_no: int, group: str, expires: float) -> bool:
+        """Membership of `group` for a guest port until `expires`; True if it is new (False
+        also when there is no such guest)."""
+        if port_no not in self.guests:
+            return False
+        members = self.groups.setdefault(group, {})
+        new = port_no not in members
+        members[port_no] = expires
+        return new
+
+    def leave(self, port_no: int, group: str) -> bool:
+        """The guest port leaves `group`; True if it was a member."""
+        members = self.groups.get(group)
+        if members is None or members.pop(port_no, None) is None:
+            return False
+        if not members:
+            del self.groups[group]
+        return True
+
+    def _leave_all(self, port_no: int) -> list[str]:
+        left = [g for g, members in self.groups.items() if port_no in members]
+        for group in left:
+            self.leave(port_no, group)
+        return left
+
+    # ------------------------------------------------------------------- host
+    def set_host_addresses(self, ips: frozenset, broadcasts: frozenset) -> set[str]:
+        """The host's own addresses and subnet broadcasts; the broadcasts that changed."""
+        self.host_ips = set(ips)
+        changed = self.host_broadcasts ^ broadcasts
+        self.host_broadcasts = set(broadcasts)
+        return changed
+
+    def set_uplink(self, port_no: int | None, station_mac: str | None) -> None:
+        self.uplink, self.station_mac = port_no, station_mac
+
+    # ------------------------------------------------------------- invariants
+    def _unindex(self, guest: GuestPort) -> None:
+        """Take `guest` out of the MAC index (another guest of its MAC takes its place)."""
+        if guest.mac is None or self.by_mac.get(guest.mac) is not guest:
+            return
+        del self.by_mac[guest.mac]
+        for other in self.guests.values():
+            if other.mac == guest.mac and other is not guest:
+                self.by_mac[other.mac] = other
+                break
+
+    def invariant_errors(self) -> list[str]:
+        """The model's invariants that do not hold (none, unless a bug wrote its dicts)."""
+        errors = []
+        for ip, b in self.bindings.items():
+            g = self.guests.get(b.port_no)
+            if b.ip != ip or g is None or ip not in g.ips:
+                errors.append(f"binding {ip} on port {b.port_no} not in its guest's ips")
+        for port_no, g in self.guests.items():
+            if g.port_no != port_no:
+                errors.append(f"guest {g.name} filed under port {port_no}")
+            for ip in g.ips:
+                b = self.bindings.get(ip)
+                if b is None or b.port_no != port_no:
+                    errors.append(f"guest {g.name} lists {ip}, not bound to it")
+        macs = {g.mac for g in self.guests.values() if g.mac}
+        if set(self.by_mac) != macs:
+            errors.append(f"MAC index {sorted(self.by_mac)} != guest MACs {sorted(macs)}")
+        for mac, g in self.by_mac.items():
+            if g.mac != mac or self.guests.get(g.port_no) is not g:
+                errors.append(f"MAC index {mac} -> a stale guest {g.name}")
+        for group, members in self.groups.items():
+            if not members or not set(members) <= set(self.guests):
+                errors.append(f"group {group} has members {sorted(members)} not all guests")
+        return errors
 
 
 class Counters(Counter):

@@ -5,8 +5,8 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    for) first,
 2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`, `LeaveGroup`,
    and from the core's other events `HostAddresses`, `SetUplink`, `AddGuest`, `DropGuest`,
-   `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced once (the
-   meters of `SyncPort`'s port before them),
+   `Park`, `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced
+   once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
    the new flows now let it through) and announcements (`Announce`) last.
 """
@@ -123,6 +123,14 @@ class DropGuest:
 
 
 @dataclass(frozen=True)
+class Park:
+    """The guest port `port_no` is missing (or renamed) at a reconnect: keep its MAC,
+    bindings and memberships by port name until its port comes back."""
+
+    port_no: int
+
+
+@dataclass(frozen=True)
 class Adopt:
     """Saved or parked records whose port now exists are applied to it."""
 
@@ -142,4 +150,4 @@ class Announce:
 
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
-               HostAddresses, SetUplink, AddGuest, DropGuest, Adopt, SyncPort, Announce]
+               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce]

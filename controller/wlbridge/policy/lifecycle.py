@@ -1,5 +1,6 @@
-"""The core's events other than packet-ins, as policies: the host's addresses, an idle
-binding flow removed by the switch, leases ending, switch ports added, changed or deleted.
+"""The core's events other than packet-ins, as policies: the switch (re)connecting, the
+host's addresses, an idle binding flow removed by the switch, leases ending, switch ports
+added, changed or deleted.
 
 Like `learning`, these read the model (`state.Model`) and return `effects` for the core to
 apply (`Core._apply`); they change nothing themselves and hold no reference to the core.
@@ -24,6 +25,7 @@ from wlbridge.policy.effects import (
     DropGuest,
     Effect,
     HostAddresses,
+    Park,
     SetUplink,
     SyncPort,
     Unbind,
@@ -114,11 +116,28 @@ def station_changed(before: str | None, after: str | None, tel: Telemetry) -> li
     return [Announce()]
 
 
-def new_guest(model: Model, port: Port, static_macs: Mapping[str, str]) -> list[Effect]:
-    """A port that is not a guest yet becomes one (with its configured MAC, if any)."""
-    if port.port_no in model.guests or port.port_no == PORT_LOCAL:
-        return []
-    return [_guest(port, static_macs)]
+def connected(model: Model, ports: Mapping[int, Port], config: Any,
+              tel: Telemetry) -> list[Effect]:
+    """The switch (re)connected with `ports`: the uplink found again (every section is
+    recomputed); guests whose port is missing, renamed or now the uplink parked; the other
+    ports guests (new ones added); saved and parked records adopted; every guest port's
+    meter and flows brought up to date; the guests announced if the station MAC changed."""
+    uplink = find_uplink(ports, config.uplink)
+    effects: list[Effect] = [uplink]
+    kept = set()
+    for port_no, guest in model.guests.items():
+        port = ports.get(port_no)
+        if port is None or port.name != guest.name or port_no == uplink.port_no:
+            effects.append(Park(port_no))
+        else:
+            kept.add(port_no)
+    for port in ports.values():
+        if port.port_no not in kept and port.port_no not in (uplink.port_no, PORT_LOCAL):
+            effects.append(_guest(port, config.static_macs))
+            kept.add(port.port_no)
+    effects.append(Adopt())
+    effects += [SyncPort(p) for p in sorted(kept)]
+    return effects + station_changed(model.station_mac, uplink.station_mac, tel)
 
 
 def _guest(port: Port, static_macs: Mapping[str, str]) -> AddGuest:
