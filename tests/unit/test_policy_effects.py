@@ -13,7 +13,7 @@ from ofsim_packets import arp_request, icmp_echo
 from wlbridge.core import Core, CoreConfig
 from wlbridge.flows import cookies
 from wlbridge.flows.pipeline import PORT_LOCAL
-from wlbridge.model.state import Binding, GuestPort, Model, Port
+from wlbridge.model.state import Model, Port
 from wlbridge.policy import lifecycle
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -25,6 +25,7 @@ from wlbridge.policy.effects import (
     DropGuest,
     HostAddresses,
     LearnMac,
+    Park,
     Refresh,
     Reinject,
     SetUplink,
@@ -42,9 +43,10 @@ NOW = 1000.0
 
 
 def policy(guest_mac: str | None = GUEST) -> tuple[PacketInPolicy, Model, Counter]:
-    guest = GuestPort(PORT, "vm1", guest_mac)
-    model = Model(guests={PORT: guest}, by_mac={guest_mac: guest} if guest_mac else {},
-                  uplink=UPLINK, station_mac=STATION)
+    model = Model(uplink=UPLINK, station_mac=STATION)
+    model.add_guest(PORT, "vm1")
+    if guest_mac:
+        model.learn_mac(PORT, guest_mac)
     counters: Counter = Counter()
     log = logging.getLogger("test.policy")
     tel = Telemetry(counters, log, RateLimitedLog(log, "binding changes"))
@@ -53,8 +55,7 @@ def policy(guest_mac: str | None = GUEST) -> tuple[PacketInPolicy, Model, Counte
 
 
 def bind_old_lease(model: Model, ip: str) -> None:
-    model.bindings[ip] = Binding(ip, PORT, GUEST, "dhcp", NOW - 10, NOW + 100, 3600)
-    model.guests[PORT].ips.add(ip)
+    model.bind(PORT, ip, "dhcp", NOW - 10, NOW + 100, 3600)
 
 
 def test_an_arp_announcement_binds_then_reinjects_and_changes_nothing_itself():
@@ -136,8 +137,8 @@ def test_host_addresses_drop_the_guest_bindings_of_them_and_change_nothing_thems
 
 def test_only_a_current_idle_learned_binding_flow_unbinds():
     _, model, _ = policy()
-    model.bindings["192.168.1.50"] = Binding("192.168.1.50", PORT, GUEST, "arp", NOW)
-    model.bindings["192.168.1.60"] = Binding("192.168.1.60", PORT, GUEST, "dhcp", NOW, NOW + 60)
+    model.bind(PORT, "192.168.1.50", "arp", NOW)
+    model.bind(PORT, "192.168.1.60", "dhcp", NOW, NOW + 60)
     tel, counters = telemetry()
     guest_ip = cookies.make(cookies.Purpose.GUEST_IP, 3, PORT)
 
@@ -158,9 +159,9 @@ def test_only_a_current_idle_learned_binding_flow_unbinds():
 
 def test_leases_end_at_their_time_not_before():
     _, model, _ = policy()
-    model.bindings["192.168.1.50"] = Binding("192.168.1.50", PORT, GUEST, "dhcp", NOW, NOW + 10)
-    model.bindings["192.168.1.51"] = Binding("192.168.1.51", PORT, GUEST, "dhcp", NOW, NOW + 11)
-    model.bindings["192.168.1.52"] = Binding("192.168.1.52", PORT, GUEST, "arp", NOW)
+    model.bind(PORT, "192.168.1.50", "dhcp", NOW, NOW + 10)
+    model.bind(PORT, "192.168.1.51", "dhcp", NOW, NOW + 11)
+    model.bind(PORT, "192.168.1.52", "arp", NOW)
     tel, counters = telemetry()
     assert lifecycle.leases_ended(model, NOW + 9.9, tel) == []
     assert lifecycle.leases_ended(model, NOW + 10, tel) == [Unbind("192.168.1.50", "lease")]
@@ -204,6 +205,29 @@ def test_the_uplink_port_resets_the_uplink_and_announces_on_a_new_mac_or_coming_
     assert lifecycle.port_changed(model, ports(moved), moved, up, config, tel) == [
         SetUplink(UPLINK, "02:aa:bb:cc:dd:ee"), Announce()]
     assert counters["station.mac_changes"] == 1 and model.station_mac == STATION
+
+
+def test_a_connection_finds_the_uplink_parks_missing_guests_and_adds_new_ones():
+    """A (re)connect is decided like a port event: effects, nothing changed by the policy."""
+    _, model, _ = policy()
+    model.add_guest(3, "vm3")
+    model.add_guest(4, "vm4")
+    tel, counters = telemetry()
+    config = CoreConfig(uplink="wlan0", static_macs={"vm5": "52:54:00:00:00:05"})
+    before = copy.deepcopy(model)
+    # vm1 still there; vm3's port now called vm9; vm4 missing; vm5 new
+    now = ports(Port(3, "vm9", GUEST), Port(5, "vm5", GUEST))
+    assert lifecycle.connected(model, now, config, tel) == [
+        SetUplink(UPLINK, STATION), Park(3), Park(4), AddGuest(3, "vm9", None),
+        AddGuest(5, "vm5", "52:54:00:00:00:05"), Adopt(), SyncPort(PORT), SyncPort(3),
+        SyncPort(5)]
+    assert (model.guests, model.by_mac) == (before.guests, before.by_mac)
+    # the guest's port is now the uplink: parked; a new station MAC: announced
+    now = {UPLINK: Port(UPLINK, "eth9", STATION), PORT: Port(PORT, "wlan0", "02:AA:00:00:00:01")}
+    assert lifecycle.connected(model, now, config, tel) == [
+        SetUplink(PORT, "02:aa:00:00:00:01"), Park(PORT), Park(3), Park(4),
+        AddGuest(UPLINK, "eth9", None), Adopt(), SyncPort(UPLINK), Announce()]
+    assert counters["station.mac_changes"] == 1
 
 
 def test_a_port_gone_drops_its_guest_or_the_uplink():
