@@ -3,9 +3,11 @@
 The core never touches a datapath, a socket or the clock: every event carries
 ``now``.  The app shell (`wlbridge_app`) feeds it events from os-ken and sends
 what it returns.  What a packet-in teaches is decided in `learning`; who may
-own which address in `guard`; DHCP in `dhcp_service`: they read the model (`state.Model`)
-and return `effects`, which `_apply` carries out in one order (see `effects`).  Flow
-layout is in `flows`, the pipeline in `pipeline`.
+own which address in `guard`; DHCP in `dhcp_service`; every other event, a (re)connection
+too, in `lifecycle`: they read the model (`state.Model`) and return `effects`, which
+`_apply` carries out in one order (see `effects`), each type by its one handler (`APPLY`),
+changing the model only through its methods.  Flow layout is in `flows`, the pipeline in
+`pipeline`.
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ class Core:
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
-        if self.model.parked.expire(now):
+        if self.model.expire_parked(now):
             self.dirty = True
         ended = self.groups.expired(now)
         if ended:
@@ -300,7 +302,7 @@ class Core:
         StateFormatError (the caller moves the file aside and starts empty)."""
         generation, guests, bindings = parse_persistent(data)
         self.generation = generation % cookies.MAX_GENERATION
-        self.model.parked.load(guests, bindings, parse_groups(data))
+        self.model.load_saved(guests, bindings, parse_groups(data))
 
     def take_dirty(self) -> bool:
         dirty, self.dirty = self.dirty, False

@@ -195,3 +195,55 @@ def test_a_configured_mac_another_guest_had_is_found_again_when_its_port_goes():
     world.step(("delete", 5))
     assert world.core.guest_by_mac(MACS[0]).port_no == 2
     assert broken_invariants(world.core) == []
+
+
+MODEL_PARTS = {"guests", "bindings", "by_mac", "ips", "host_ips", "host_broadcasts", "parked",
+               "uplink", "station_mac"}
+MUTATORS = {"add", "discard", "remove", "pop", "popitem", "clear", "update", "setdefault",
+            "append", "extend", "insert", "load", "keep", "take", "expire"}
+
+
+def model_writes(tree) -> list[int]:
+    """Lines that write a part of the model (`x.bindings[...] = `, `x.guests.pop(...)`,
+    `del x.by_mac[...]`, `g.ips.add(...)`, `x.model.groups...`, `x.uplink = ...`)."""
+    import ast
+
+    def part(node) -> bool:
+        while isinstance(node, ast.Subscript):
+            node = node.value
+        if not isinstance(node, ast.Attribute):
+            return False
+        owner = node.value
+        return node.attr in MODEL_PARTS or (
+            node.attr == "groups" and isinstance(owner, ast.Attribute) and owner.attr == "model")
+
+    lines = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in MUTATORS):
+            targets = [node.func.value]
+        lines += [node.lineno for t in targets if part(t)]
+    return lines
+
+
+def test_only_the_model_writes_the_models_parts():
+    """Policies, the core and the status view read the model; its methods alone write it
+    (so that they can keep its invariants)."""
+    import ast
+    import pathlib
+
+    import wlbridge
+    root = pathlib.Path(wlbridge.__file__).parent
+    files = [root / "core.py", root / "status_view.py", *sorted((root / "policy").glob("*.py"))]
+    writes = {str(f.relative_to(root)): model_writes(ast.parse(f.read_text())) for f in files}
+    assert {f: lines for f, lines in writes.items() if lines} == {}
+    # the check sees a write when there is one
+    assert sorted(model_writes(ast.parse("model.bindings[ip] = b\nguest.ips.add(ip)\n"
+                                  "del self.model.by_mac[m]\nself.model.groups.pop(g)\n"
+                                  "self.model.parked.load(a, b, c)\ncore.model.uplink = 3\n"
+                                  "x = model.bindings.get(ip)\n"))) == [1, 2, 3, 4, 5, 6]

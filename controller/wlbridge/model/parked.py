@@ -1,8 +1,8 @@
 """Guest records waiting for their port: restored from the state file, or parked when a
 port was missing at a reconnect.  Keyed by port *name* (port numbers can change).
 
-Part of the model: only `state.Model` (its `park` and `adopt`) moves records between the
-live guests and these; the core loads a saved state into it (`load`).
+Part of the model: only `state.Model` changes it (`park` and `adopt` move records between
+the live guests and these, `load_saved` and `expire_parked` load and expire them).
 """
 
 from __future__ import annotations

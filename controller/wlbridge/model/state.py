@@ -181,6 +181,17 @@ class Model:
                 out.groups.append(rec["group"])
         return out
 
+    def load_saved(self, guests: dict[str, dict], bindings: list[dict],
+                   groups: list[dict]) -> None:
+        """A saved state's records (`parse_persistent`, `parse_groups`) wait for their
+        ports (`adopt`), in place of any waiting before."""
+        self.parked.load(guests, bindings, groups)
+
+    def expire_parked(self, now: float) -> bool:
+        """Waiting bindings whose lease has ended and memberships that have ended are
+        dropped; True if any was."""
+        return self.parked.expire(now)
+
     # --------------------------------------------------------------- bindings
     def bind(self, port_no: int, ip: str, source: str, learned_at: float,
              expires: float | None = None, lease: int | None = None) -> Binding | None:
