@@ -28,7 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flows": ("wlbridge.cli.flowdump", "show the bridge's flows grouped by purpose and guest"),
     "teardown": ("wlbridge.cli.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
+    "doctor": ("wlbridge.cli.doctor", "check whether setup would work here, and what to fix"),
+    "install-service": ("wlbridge.cli.service", "install (or remove) the systemd units"),
 }
+# the commands whose `--uplink auto` means the associated Wi-Fi station (`wireless`);
+# doctor and install-service resolve it themselves (doctor reports the other findings too)
+AUTO_UPLINK = ("setup",)
+# what the controller's commands need and a plain `pip install` lacks on Python 3.9
+FRAMEWORK_MODULES = ("os_ken", "ryu", "oslo_config", "eventlet")
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,11 +78,32 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
     sub.required = True
     commands = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+                raise
+            module = _NoFramework(exc.name or "")
+            help_text = f"{help_text} (unavailable: {module.why})"
         cmd = commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser, commands
+
+
+class _NoFramework:
+    """A command whose module needs the controller framework, which is not installed (Python
+    3.9 without `pip install 'wlbridge[ryu]'`): `--help` says so, running it refuses."""
+
+    def __init__(self, missing: str) -> None:
+        self.why = (f"no module named {missing}: needs os-ken (Python >= 3.10) or Ryu 4.34 "
+                    "(pip install 'wlbridge[ryu]')")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def main(self, args: argparse.Namespace) -> int:
+        raise UserError(self.why)
 
 
 class _PipeSafe:
@@ -115,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        if args.command in AUTO_UPLINK and getattr(args, "uplink", None) == "auto":
+            from wlbridge.host.wireless import resolve_uplink
+
+            args.uplink = resolve_uplink(args.uplink)
         return int(args._module.main(args) or 0)
     except UserError as exc:
         print(f"wlbridge {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
