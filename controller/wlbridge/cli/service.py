@@ -147,15 +147,20 @@ def uninstall(args: argparse.Namespace) -> int:
     paths = [os.path.join(args.unit_dir, name) for name in UNITS]
     if not args.no_start and _systemd_runs():
         _systemctl("disable", "--now", *UNITS)
-    teardown = subprocess.run([*command_path().split(), "teardown", "--bridge", args.bridge],
-                              check=False)
+    status = teardown(args.bridge)
     for path in paths:
         if os.path.exists(path):
             os.remove(path)
             print(f"removed {path}")
     if not args.no_start and _systemd_runs():
         _systemctl("daemon-reload")
-    return 0 if teardown.returncode == 0 else teardown.returncode
+    return status
+
+
+def teardown(bridge: str) -> int:
+    """`wlbridge teardown --bridge BRIDGE`, as its own process (its output is the user's)."""
+    return subprocess.run([*command_path().split(), "teardown", "--bridge", bridge],
+                          check=False).returncode
 
 
 def main(args: argparse.Namespace) -> int:
