@@ -96,10 +96,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_install_writes_units_and_config_and_uninstall_removes_units(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unit_dir, conf = tmp_path / "units", tmp_path / "etc" / "wlbridge.ini"
+    prefix = tmp_path / "usr"
     res = run("install-service", "--uplink", "wlan0", "--no-start", "--unit-dir",
-              str(unit_dir), "--config", str(conf))
+              str(unit_dir), "--config", str(conf), "--prefix", str(prefix))
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in unit_dir.iterdir()) == sorted(service.UNITS)
+    man = prefix / "share" / "man" / "man8" / "wlbridge.8"
+    completion = prefix / "share" / "bash-completion" / "completions" / "wlbridge"
+    assert man.read_text().startswith(".TH WLBRIDGE")
+    assert "_shtab_wlbridge_subparsers" in completion.read_text()
     assert conf.read_text() == service.data_text("wlbridge.ini")
     conf.write_text("[wlbridge]\nbridge = br-mine\n")
     res = run("install-service", "--uplink", "wlan0", "--no-start", "--unit-dir",
@@ -113,8 +118,9 @@ def test_install_writes_units_and_config_and_uninstall_removes_units(
     torn_down = []
     monkeypatch.setattr(service, "teardown", lambda bridge: torn_down.append(bridge) or 0)
     assert cli.main(["install-service", "--uninstall", "--no-start", "--unit-dir",
-                     str(unit_dir), "--bridge", "br-q"]) == 0
+                     str(unit_dir), "--bridge", "br-q", "--prefix", str(prefix)]) == 0
     assert not list(unit_dir.iterdir()) and torn_down == ["br-q"]
+    assert not man.exists() and not completion.exists()
     assert conf.exists()                                    # the config file stays
 
 

@@ -1,6 +1,7 @@
 """`wlbridge install-service`: install the systemd units shipped with the package, or remove them.
 
-Two units (package data, ``wlbridge/data``): ``wlbridge-setup.service`` (a oneshot that runs
+Two units (package data, ``wlbridge/data``, with the man page and the bash completion, which
+go under ``--prefix``): ``wlbridge-setup.service`` (a oneshot that runs
 `wlbridge setup` and stays active: the bridge, and the DHCP client the address hand-off
 starts, belong to it) and ``wlbridge.service`` (the controller, which requires it).  See the
 units' own comments for why stopping either keeps the host's lease and the guests' flows.
@@ -26,6 +27,10 @@ from wlbridge.errors import UserError
 from wlbridge.host import preflight, wireless
 
 UNITS = ("wlbridge-setup.service", "wlbridge.service")
+# the man page and the bash completion: package data -> under --prefix
+EXTRAS = {"wlbridge.8": "share/man/man8/wlbridge.8",
+          "wlbridge.bash": "share/bash-completion/completions/wlbridge"}
+PREFIX = "/usr/local"
 CONTROLLER_UNIT = "wlbridge.service"
 UNIT_DIR = "/etc/systemd/system"
 CONFIG = "/etc/wlbridge.ini"
@@ -81,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=CONFIG, metavar="FILE",
                         help="the config file `wlbridge run` reads (the example is installed "
                         "there when there is none)")
+    parser.add_argument("--prefix", default=PREFIX, metavar="DIR",
+                        help="the man page goes to DIR/share/man/man8, the bash completion to "
+                        "DIR/share/bash-completion/completions")
     parser.add_argument("--no-start", action="store_true",
                         help="only write the files (no systemctl), e.g. into an image")
     parser.add_argument("--print", action="store_true", dest="print_only",
@@ -129,6 +137,12 @@ def install(args: argparse.Namespace) -> int:
         with open(path, "w") as f:
             f.write(text)
         print(f"wrote {path}")
+    for name, where in EXTRAS.items():
+        path = os.path.join(args.prefix, where)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(data_text(name))
+        print(f"wrote {path}")
     if not os.path.exists(args.config):
         os.makedirs(os.path.dirname(args.config) or ".", exist_ok=True)
         with open(args.config, "w") as f:
@@ -145,6 +159,7 @@ def install(args: argparse.Namespace) -> int:
 
 def uninstall(args: argparse.Namespace) -> int:
     paths = [os.path.join(args.unit_dir, name) for name in UNITS]
+    paths += [os.path.join(args.prefix, where) for where in EXTRAS.values()]
     if not args.no_start and _systemd_runs():
         _systemctl("disable", "--now", *UNITS)
     status = teardown(args.bridge)
