@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -77,18 +78,35 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     commands = {}
+    framework = any(_installed(m) for m in FRAMEWORK_MODULES[:2])
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
-                raise
-            module = _NoFramework(exc.name or "")
-            help_text = f"{help_text} (unavailable: {module.why})"
+        module = importlib.import_module(module_name) if framework else _usable(module_name)
+        if isinstance(module, _NoFramework):
+            help_text = f"{help_text} (unavailable: needs os-ken or Ryu)"
         cmd = commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser, commands
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def _usable(module_name: str) -> Any:
+    """Without the framework: the command's module if it builds its parser anyway, else a
+    `_NoFramework` stand-in (tried on a scratch parser, so the real one stays clean)."""
+    try:
+        module = importlib.import_module(module_name)
+        module.add_arguments(Parser())
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+            raise
+        return _NoFramework(exc.name or "")
+    return module
 
 
 class _NoFramework:
@@ -138,7 +156,10 @@ class _PipeSafe:
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not isinstance(args._module, _NoFramework):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
