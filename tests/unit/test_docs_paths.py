@@ -43,3 +43,15 @@ def test_the_bindings_metric_is_described_with_every_source() -> None:
     assert "IPv4 and IPv6" in para
     for source in SOURCES:
         assert f"`{source}`" in para, source
+
+
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    """Links to files (the units and the config moved into the package) point somewhere."""
+    broken = [f"{doc.relative_to(ROOT)}: {target}" for doc in DOCS
+              for target in LINK.findall(doc.read_text())
+              if "://" not in target and not target.startswith("mailto:")
+              and not (doc.parent / target).exists()]
+    assert broken == [], "broken links:\n" + "\n".join(broken)

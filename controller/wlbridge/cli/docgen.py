@@ -349,6 +349,8 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "usage.md": {"synopsis": synopsis, "options": options_table,
                  "setup-options": lambda: command_options("setup"),
                  "teardown-options": lambda: command_options("teardown"),
+                 "doctor-options": lambda: command_options("doctor"),
+                 "install-service-options": lambda: command_options("install-service"),
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),

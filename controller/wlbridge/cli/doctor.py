@@ -179,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bridge", default=DEFAULT_BRIDGE, metavar="BRIDGE",
                         help="the bridge setup would create")
     parser.add_argument("--db", default=None, metavar="REMOTE",
-                        help="OVSDB server (default: ovs-vsctl's)")
+                        help="OVSDB server (default: ovs-vsctl's own, unix:/var/run/openvswitch/db.sock)")
 
 
 def main(args: argparse.Namespace) -> int:
