@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,10 @@ def test_generated_parts_match_the_code(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(docgen.FILES))
 def test_generated_package_files_match_the_parser(name: str) -> None:
-    """The man page and the bash completion (package data) are what the parser says now."""
+    """The man page and the bash completion (package data) are what the parser says now.
+    Generated on Python >= 3.10 (the development venv): argparse's headings differ before."""
+    if sys.version_info < (3, 10):
+        pytest.skip("generated with Python >= 3.10's argparse (the Ryu venv is 3.9)")
     assert (docgen.DATA / name).read_text() == docgen.FILES[name](), (
         f"wlbridge/data/{name} is out of date: run `python -m wlbridge.cli.docgen`")
 
