@@ -174,6 +174,12 @@ def test_eapol_on_a_packet_socket_with_the_kernel_datapath_warns() -> None:
                                       [supplicant.PacketSocket(99, supplicant.ETH_P_PAE, 3)],
                                       {99: 7})
     assert by_topic(healthy(eapol=userspace), "eapol")[0].level == doctor.OK
+    elsewhere = supplicant.eapol_path(
+        "wlan0", 3, "br-wl", "netdev",
+        [supplicant.Supplicant(7, "wpa_supplicant",
+                               (supplicant.WpaIface("wlan0", bridge="br-old"),))], [], {})
+    [f] = by_topic(healthy(eapol=elsewhere), "eapol")
+    assert f.level == doctor.WARN and "br-old" in f.text
 
 
 def test_exit_status_two_and_one_line_each_when_setup_would_not_work(

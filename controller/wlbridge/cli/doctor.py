@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from wlbridge.errors import UserError
-from wlbridge.host import addr_manager, supplicant, wireless
+from wlbridge.host import addr_manager, wireless
 from wlbridge.host.preflight import OVS_UNITS, Facts
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -160,8 +160,9 @@ def check_eapol(f: Facts) -> list[Finding]:
     path = f.eapol
     if path is None:
         return []
-    level = WARN if path.advice and path.how == supplicant.PACKET_SOCKET and \
-        not path.advice.startswith("for the kernel") else OK
+    # "for the kernel datapath: ...": advice for later, nothing to do on this datapath
+    later = (path.advice or "").startswith("for the kernel datapath")
+    level = WARN if path.advice and not later else OK
     return [Finding(level, "eapol", path.detail, path.advice if level == WARN else None)]
 
 
