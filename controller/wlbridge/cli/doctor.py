@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 from wlbridge.errors import UserError
-from wlbridge.host import addr_manager, wireless
-from wlbridge.host.preflight import OVS_UNITS, Facts
+from wlbridge.host import addr_manager, preflight, wireless
+from wlbridge.host.preflight import Facts
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEFAULT_BRIDGE = "br-wl"
@@ -32,7 +32,8 @@ LRO = "rx-lro"
 # where each DHCP client comes from
 DHCP_PACKAGES = {"dhclient": "Debian/Ubuntu: isc-dhcp-client; Fedora: dhcp-client; Arch: dhclient",
                  "dhcpcd": "Debian/Ubuntu: dhcpcd-base; Fedora and Arch: dhcpcd"}
-START_OVS = ("systemctl start openvswitch-switch (Debian/Ubuntu) or openvswitch (Fedora, Arch)")
+START_OVS = ("systemctl start openvswitch-switch (Debian/Ubuntu), openvswitch (Fedora) or "
+             "ovs-vswitchd (Arch); without systemd: /usr/share/openvswitch/scripts/ovs-ctl start")
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,8 @@ def nat25_driver(driver: str | None) -> bool:
 def check_ovs(f: Facts) -> list[Finding]:
     ovs = f.ovs
     if not ovs.running:
-        unit = ovs.unit or " or ".join(OVS_UNITS[:2])
         return [Finding(FAIL, "openvswitch", f"Open vSwitch does not answer ({ovs.error})",
-                        f"systemctl start {unit}" if ovs.unit else START_OVS)]
+                        f"systemctl start {ovs.unit}" if ovs.unit else START_OVS)]
     out = [Finding(OK, "openvswitch", f"Open vSwitch {ovs.version or '(version unknown)'} "
                    f"running{f' ({ovs.unit})' if ovs.unit else ''}")]
     types = ", ".join(ovs.datapath_types) or "none listed"
@@ -180,12 +180,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bridge", default=DEFAULT_BRIDGE, metavar="BRIDGE",
                         help="the bridge setup would create")
     parser.add_argument("--db", default=None, metavar="REMOTE",
-                        help="OVSDB server (default: ovs-vsctl's own, unix:/var/run/openvswitch/db.sock)")
+                        help="OVSDB server (default: ovs-vsctl's own, "
+                        "unix:/var/run/openvswitch/db.sock)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from wlbridge.host import preflight
-
     try:
         uplink, problem = wireless.resolve_uplink(args.uplink), None
     except UserError as exc:
