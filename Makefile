@@ -25,7 +25,8 @@ LINT_PATHS := controller topologies tests
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install deps wifi-deps ovs test test-wifi unit integration lint demo bench clean
+.PHONY: help install deps wifi-deps ovs test test-wifi unit integration lint demo bench clean \
+        check-install
 
 help:
 	@echo "make install      Debian packages (if missing) + $(VENV) with wlbridge[test]"
@@ -35,6 +36,7 @@ help:
 	@echo "make unit         unit tests (no root)"
 	@echo "make integration  integration tests (root, OVS, network namespaces)"
 	@echo "make lint         ruff over $(LINT_PATHS)"
+	@echo "make check-install  the product install: \`pip install .\` into a throwaway venv, checked"
 	@echo "make demo         the emulated Wi-Fi LAN (root): a plain bridge failing there, then wlbridge"
 	@echo "make bench        benchmarks (root): throughput, IPv6, DHCP, start, connect, idle, resync, packet-ins"
 	@echo "make clean        remove $(VENV) and caches"
@@ -134,6 +136,32 @@ integration: install ovs
 
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+# The product install (docs/install.md): `pip install .` (no test tools) into a throwaway venv
+# from a copy of the sources; then `wlbridge --help`, `wlbridge doctor --help`, the package
+# data (units, example config, man page, completion) as `wlbridge install-service` installs
+# them into a scratch directory, and no test tool installed.  The venv is removed after.
+check-install:
+	@d=$$(mktemp -d /tmp/wlbridge-check-install.XXXXXX); trap 'rm -rf "$$d"' EXIT; \
+	set -e; mkdir "$$d/src"; \
+	cp -r controller topologies setup.cfg pyproject.toml README.md LICENSE "$$d/src/"; \
+	find "$$d/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +; \
+	py=""; for c in $(PY) $(PYTHON_CANDIDATES); do \
+	  if $$c -c 'import venv, ensurepip' 2>/dev/null; then py=$$c; break; fi; done; \
+	test -n "$$py" || { echo "check-install: no python3 with venv (make install)" >&2; exit 1; }; \
+	$$py -m venv "$$d/venv"; \
+	"$$d/venv/bin/pip" install -q --disable-pip-version-check "$$d/src"; \
+	w="$$d/venv/bin/wlbridge"; \
+	"$$w" --help >/dev/null; "$$w" doctor --help >/dev/null; \
+	"$$w" install-service --uplink wlan0 --no-start --unit-dir "$$d/units" \
+	  --config "$$d/wlbridge.ini" --prefix "$$d/usr" >/dev/null; \
+	for f in units/wlbridge.service units/wlbridge-setup.service wlbridge.ini \
+	         usr/share/man/man8/wlbridge.8 usr/share/bash-completion/completions/wlbridge; do \
+	  test -s "$$d/$$f" || { echo "check-install: $$f not installed" >&2; exit 1; }; \
+	done; \
+	if "$$d/venv/bin/python" -c 'import pytest' 2>/dev/null; then \
+	  echo "check-install: pytest came with the product install" >&2; exit 1; fi; \
+	echo "check-install: ok ($$("$$w" --help | head -1))"
 
 # `wlbridge demo`: a plain bridge failing on the emulated Wi-Fi LAN, then wlbridge working.
 demo: install ovs

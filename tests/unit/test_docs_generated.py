@@ -8,6 +8,8 @@ now; when a test here fails after a change, run it and review the diff.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,41 @@ def test_generated_parts_match_the_code(name: str) -> None:
     text = (ROOT / "docs" / name).read_text()
     assert docgen.render(name, text) == text, (
         f"docs/{name} is out of date: run `python -m wlbridge.cli.docgen` and review the diff")
+
+
+@pytest.mark.parametrize("name", sorted(docgen.FILES))
+def test_generated_package_files_match_the_parser(name: str) -> None:
+    """The man page and the bash completion (package data) are what the parser says now.
+    Generated on Python >= 3.10 (the development venv): argparse's headings differ before."""
+    if sys.version_info < (3, 10):
+        pytest.skip("generated with Python >= 3.10's argparse (the Ryu venv is 3.9)")
+    assert (docgen.DATA / name).read_text() == docgen.FILES[name](), (
+        f"wlbridge/data/{name} is out of date: run `python -m wlbridge.cli.docgen`")
+
+
+def test_the_man_page_has_every_command_and_option() -> None:
+    text = (docgen.DATA / "wlbridge.8").read_text().replace("\\-", "-")
+    _, commands = build_parsers()
+    for name, parser in commands.items():
+        assert f"wlbridge {name}" in text
+        for action in parser.options:
+            for option in set(action.option_strings) - {"-h", "--help"}:
+                assert option in text, f"wlbridge {name} {option} is not in wlbridge.8"
+
+
+def complete(words: list[str]) -> list[str]:
+    """What bash offers for the last of `words`, with the shipped completion loaded."""
+    script = (f"source {docgen.DATA / 'wlbridge.bash'}; COMP_WORDS=({' '.join(words)}); "
+              f"COMP_CWORD={len(words) - 1}; COMP_LINE='{' '.join(words)}'; "
+              "COMP_POINT=${#COMP_LINE}; _shtab_wlbridge; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_bash_completes_commands_and_their_options() -> None:
+    assert complete(["wlbridge", "doc"]) == ["doctor"]
+    assert complete(["wlbridge", "install-service", "--unin"]) == ["--uninstall"]
+    assert "--address-manager" in complete(["wlbridge", "setup", "--"])
 
 
 def test_a_drifted_doc_is_noticed() -> None:
@@ -88,7 +125,7 @@ def test_status_default_url_is_the_configured_default() -> None:
 
 
 def test_the_example_config_file_is_valid_and_complete() -> None:
-    path = ROOT / "docs" / "wlbridge.ini"
+    path = docgen.DATA / "wlbridge.ini"
     values = config.check_file(str(path), ["ofp_tcp_listen_port"])
     text = path.read_text()
     for opt in config.options():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import BRIDGE, STATION, STATION_IP
@@ -16,6 +18,18 @@ def vsctl(*args: str) -> str:
 def test_station_associates_and_reaches_the_lan_by_itself(bed):
     assert bed.associated()
     assert bed.plain_ping
+
+
+def test_doctor_finds_the_station_before_setup(bed):
+    """`wlbridge doctor` (--uplink auto) on the real station, before setup: nl80211 says
+    wlan1 is a managed-mode station (the AP's radio is in another namespace), associated,
+    on mac80211_hwsim (no MAC translation of its own); setup would work."""
+    res = subprocess.run([sys.executable, "-m", "wlbridge", "doctor"], capture_output=True,
+                         text=True, timeout=120, check=False)
+    out = res.stdout
+    assert f"ok   uplink: {STATION} is an associated managed-mode station" in out, out
+    assert "ok   driver: mac80211_hwsim" in out, out
+    assert res.returncode == 0 and out.splitlines()[-1] == "setup would work", out
 
 
 def test_setup_defaults_pick_the_kernel_datapath(wlbridge):

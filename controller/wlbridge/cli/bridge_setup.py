@@ -79,7 +79,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uplink", required=True, metavar="UPLINK",
-                        help="the Wi-Fi station interface, e.g. wlan0 (required)")
+                        help="the Wi-Fi station interface, e.g. wlan0; auto: the one "
+                        "associated managed-mode station (required)")
     add_common_arguments(parser)
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "

@@ -9,6 +9,11 @@ A generated part sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME 
 * pipeline.md ``tables``: the tables, from `pipeline.TABLES`;
 * pipeline.md ``static``/``port``/``ip``/``ip6``/``group``: each section's flows, built by
   `flows`'s own functions for symbolic ports and addresses, and ``counts``: how many there are.
+
+Whole files, shipped as package data (``wlbridge/data``), also from the argument parser:
+the man page ``wlbridge.8`` (argparse-manpage) and the bash completion ``wlbridge.bash``
+(shtab).  Both libraries are development tools (the ``test`` extra): the generated files are
+committed, an installed wlbridge needs neither.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from wlbridge.flows.pipeline import FlowSpec, Move, Output, SetField, ToControll
 from wlbridge.proto import groupmsg
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
+DATA = Path(__file__).resolve().parents[1] / "data"
 WIDTH = 100
 
 # symbolic values the section flows are built with, and how they are shown
@@ -295,11 +301,56 @@ def flows_excerpt() -> str:
             + render(groups) + "\n```")
 
 
+# ---- man page and completion (package data) ----------------------------------------------
+MAN_SEE_ALSO = (r"\fBovs\-vsctl\fR(8), \fBsystemctl\fR(1); the documentation: README.md and "
+                "docs/ in wlbridge's source (install.md, usage.md, troubleshooting.md)")
+MAN_FILES = (".TP\n/etc/wlbridge.ini\nthe configuration file of \\fBwlbridge run\\fR (example: "
+             "wlbridge/data/wlbridge.ini in the package)\n"
+             ".TP\n/var/lib/wlbridge\nthe state directory: learned guests, the DHCP client's "
+             "pid and lease files\n"
+             ".TP\n/etc/systemd/system/wlbridge.service, wlbridge\\-setup.service\nthe units "
+             "\\fBwlbridge install\\-service\\fR installs")
+
+
+def _fixed_width_parsers() -> argparse.ArgumentParser:
+    parser, commands = build_parsers()
+    for p in (parser, *commands.values()):
+        p.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=WIDTH)
+    return parser
+
+
+def manpage() -> str:
+    """wlbridge(8), from the argument parser."""
+    from argparse_manpage.manpage import Manpage
+
+    from wlbridge import __version__
+
+    page = Manpage(_fixed_width_parsers())
+    page.date, page.source, page.manual, page.section = (
+        __version__, f"wlbridge {__version__}", "System Administration", 8)
+    page.description = "VMs and containers on a Wi-Fi LAN through Open vSwitch"
+    page.add_section("files", "=", MAN_FILES)
+    page.add_section("see also", "=", MAN_SEE_ALSO)
+    return str(page)
+
+
+def bash_completion() -> str:
+    """Completion of commands and options for bash, from the argument parser."""
+    import shtab
+
+    return shtab.complete(_fixed_width_parsers(), shell="bash")
+
+
+FILES: dict[str, Callable[[], str]] = {"wlbridge.8": manpage, "wlbridge.bash": bash_completion}
+
+
 # ---- rewriting the docs -----------------------------------------------------------------
 BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "usage.md": {"synopsis": synopsis, "options": options_table,
                  "setup-options": lambda: command_options("setup"),
                  "teardown-options": lambda: command_options("teardown"),
+                 "doctor-options": lambda: command_options("doctor"),
+                 "install-service-options": lambda: command_options("install-service"),
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),
@@ -332,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         new = render(name, text)
         if new != text:
             stale.append(name)
+            if not check:
+                path.write_text(new)
+    for name, make in FILES.items():
+        path = DATA / name
+        new = make()
+        if not path.exists() or path.read_text() != new:
+            stale.append(f"wlbridge/data/{name}")
             if not check:
                 path.write_text(new)
     if stale:

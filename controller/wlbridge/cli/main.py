@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -28,7 +29,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flows": ("wlbridge.cli.flowdump", "show the bridge's flows grouped by purpose and guest"),
     "teardown": ("wlbridge.cli.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
+    "doctor": ("wlbridge.cli.doctor", "check whether setup would work here, and what to fix"),
+    "install-service": ("wlbridge.cli.service", "install (or remove) the systemd units"),
 }
+# the commands whose `--uplink auto` means the associated Wi-Fi station (`wireless`);
+# doctor and install-service resolve it themselves (doctor reports the other findings too)
+AUTO_UPLINK = ("setup",)
+# what the controller's commands need and a plain `pip install` lacks on Python 3.9
+FRAMEWORK_MODULES = ("os_ken", "ryu", "oslo_config", "eventlet")
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,12 +78,50 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     commands = {}
+    framework = any(_installed(m) for m in FRAMEWORK_MODULES[:2])
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name) if framework else _usable(module_name)
+        if isinstance(module, _NoFramework):
+            help_text = f"{help_text} (unavailable: needs os-ken or Ryu)"
         cmd = commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser, commands
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def _usable(module_name: str) -> Any:
+    """Without the framework: the command's module if it builds its parser anyway, else a
+    `_NoFramework` stand-in (tried on a scratch parser, so the real one stays clean)."""
+    try:
+        module = importlib.import_module(module_name)
+        module.add_arguments(Parser())
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+            raise
+        return _NoFramework(exc.name or "")
+    return module
+
+
+class _NoFramework:
+    """A command whose module needs the controller framework, which is not installed (Python
+    3.9 without `pip install 'wlbridge[ryu]'`): `--help` says so, running it refuses."""
+
+    def __init__(self, missing: str) -> None:
+        self.why = (f"no module named {missing}: needs os-ken (Python >= 3.10) or Ryu 4.34 "
+                    "(pip install 'wlbridge[ryu]')")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def main(self, args: argparse.Namespace) -> int:
+        raise UserError(self.why)
 
 
 class _PipeSafe:
@@ -110,11 +156,18 @@ class _PipeSafe:
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not isinstance(args._module, _NoFramework):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        if args.command in AUTO_UPLINK and getattr(args, "uplink", None) == "auto":
+            from wlbridge.host.wireless import resolve_uplink
+
+            args.uplink = resolve_uplink(args.uplink)
         return int(args._module.main(args) or 0)
     except UserError as exc:
         print(f"wlbridge {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
