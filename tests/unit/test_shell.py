@@ -440,3 +440,24 @@ def test_close_ends_both_loops_and_saves():
         assert not t.is_alive()
     assert rig.isolation.closed
     assert len(rig.store.saved) == 2           # closing saves, changed or not
+
+
+def test_the_status_endpoint_serves_status_and_metrics():
+    """prometheus_client loads at the first scrape (start-up), and the scrape still works."""
+    import json
+    import urllib.request
+
+    from wlbridge.app.status_server import serve, stop
+
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp)
+    server = serve("127.0.0.1", 0, rig.shell.status)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with urllib.request.urlopen(base + "/status", timeout=10) as reply:
+            assert json.load(reply)["connected"] is True
+        for _ in range(2):
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
+                assert "wlbridge_switch_connected 1.0" in reply.read().decode()
+    finally:
+        stop(server)

@@ -9,8 +9,8 @@ saves, the station MAC, port isolation, flow-statistics routing — is the shell
 (`wlbridge.app.shell`, tested without the framework).
 
 Start-up: only what the first switch connection needs is imported here.  The host
-integration (pyroute2, the OVSDB IDL, the address hand-off) loads in the threads that use it,
-after the switch connected — except under Ryu's eventlet hub, where two green threads
+integration (pyroute2, the address hand-off, netlink events) loads in the threads that use
+it, after the switch connected, prometheus_client at the first ``/metrics`` — except under Ryu's eventlet hub, where two green threads
 importing one module at once can see it half-initialised: there it loads here, in the main
 thread.
 """
@@ -32,6 +32,8 @@ from wlbridge.core import Core, CoreConfig
 from wlbridge.model.state import StateFormatError
 
 if FRAMEWORK == "ryu":  # eventlet: the host modules load in the main thread (see above)
+    import prometheus_client.core  # noqa: F401 - for /metrics (wlbridge.app.status_server)
+
     import wlbridge.host.addr_handoff
     import wlbridge.host.host_events
     import wlbridge.host.hostnet
