@@ -93,7 +93,7 @@ class Isolation:
         self.applied.append(list(changes))
 
     def retry_in(self):
-        return 0.01   # tests never wait on it for long
+        return None   # nothing pending: the worker waits for the next batch
 
     def close(self) -> None:
         self.closed = True
@@ -305,6 +305,29 @@ def test_saves_are_coalesced_and_paced():
     assert len(rig.store.saved) == 2
 
 
+def test_slow_saves_are_spaced_out():
+    """A save taking 1 s is followed by at least 10 s without one (saving at most a tenth
+    of the time)."""
+    rig = Rig(FakeCore())
+    slow = rig.store.save
+
+    def save(data) -> None:
+        rig.clock.now += 1.0
+        slow(data)
+
+    rig.store.save = save
+    rig.shell.run(rig.core.learn)
+    rig.shell.tick()
+    rig.shell.run(rig.core.learn)
+    rig.clock.now += 9.0
+    assert rig.shell.next_wake() == pytest.approx(1.0)
+    rig.shell.tick()
+    assert len(rig.store.saved) == 1
+    rig.clock.now += 1.0
+    rig.shell.tick()
+    assert len(rig.store.saved) == 2
+
+
 def test_a_failed_save_is_kept_for_the_next():
     rig = Rig(FakeCore())
     rig.store.fail = True
@@ -417,9 +440,25 @@ def test_a_flows_request_the_switch_never_answers_fails_and_its_late_reply_is_dr
         rig.shell.switch_flows(timeout=0.05)
     rig.shell.flow_stats(dp, dp.request_xids()[-1], [stat(1)], more=False)
     assert rig.core.swept == []
+    assert len(rig.shell.flow_requests) == 1    # only the core's sweep is still awaited
     rig.shell.switch_gone(dp)
     with pytest.raises(RuntimeError, match="not connected"):
         rig.shell.switch_flows(timeout=0.05)
+
+
+def test_a_new_connection_forgets_the_requests_of_the_last():
+    """Reconnected before the old connection was declared dead: the old sweep's reply
+    never comes, and a reply bearing its xid feeds nothing."""
+    rig, old, new = Rig(FakeCore()), Datapath(), Datapath()
+    new.xid = 500
+    rig.connect(old)
+    old_xid = old.request_xids()[-1]
+    rig.shell.flow_stats(old, old_xid, [stat(10)], more=True)
+    rig.connect(new)
+    rig.shell.flow_stats(new, old_xid, [stat(11)], more=False)
+    assert rig.core.swept == []
+    rig.shell.flow_stats(new, new.request_xids()[-1], [stat(12)], more=False)
+    assert rig.core.swept == [[12]]
 
 
 # ---- the loops ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ its public methods:
   descriptions -> `Core.switch_connected`), built by `wlbridge.openflow.ofmsg`;
 * flow-statistics replies routed by xid (`wlbridge.app.stats_requests`): the core's sweep or
   a `switch_flows` waiter;
-* state saves, coalesced and paced (`persist`), by the tick loop (`run_ticker`/`tick`);
+* state saves, coalesced and paced, by the tick loop (`run_ticker`/`tick`, `persist`);
 * the bridge's internal port following the station MAC (`wlbridge.app.bridge_mac`);
 * the port-isolation worker queue (`isolate`, `run_isolation`);
 * the host watcher started after the first resync, or `watch_after` s after `start`.
@@ -327,13 +327,11 @@ class Shell:
                 self.wake()   # the tick loop sets it: pyroute2 from one thread only
 
     # -------------------------------------------------- saves and the tick
-    def persist(self, force: bool = False) -> None:
-        """Save the state if it changed: atomically, at most once per interval (a save of a
-        thousand guests takes tens of ms; learning bursts must not pay it each time): at
-        least SAVE_INTERVAL, longer when saves are slow (SAVE_SHARE)."""
+    def persist(self) -> None:
+        """Save the state if it changed, atomically, and set the interval before the next
+        save (a save of a thousand guests takes tens of ms; learning bursts must not pay it
+        each time): at least SAVE_INTERVAL, longer when saves are slow (SAVE_SHARE)."""
         if not self.core.dirty:
-            return
-        if not force and self.monotonic() - self.saved_at < self.save_interval:
             return
         self.core.take_dirty()
         started = self.monotonic()
@@ -424,4 +422,4 @@ class Shell:
         self.queue.put([])   # wakes the isolation worker
         with self.lock:
             self.core.dirty = True
-            self.persist(force=True)
+            self.persist()
