@@ -438,9 +438,9 @@ def test_a_flows_request_the_switch_never_answers_fails_and_its_late_reply_is_dr
     rig.connect(dp)
     with pytest.raises(RuntimeError, match="did not answer"):
         rig.shell.switch_flows(timeout=0.05)
+    assert len(rig.shell.flow_requests) == 1    # only the core's sweep is still awaited
     rig.shell.flow_stats(dp, dp.request_xids()[-1], [stat(1)], more=False)
     assert rig.core.swept == []
-    assert len(rig.shell.flow_requests) == 1    # only the core's sweep is still awaited
     rig.shell.switch_gone(dp)
     with pytest.raises(RuntimeError, match="not connected"):
         rig.shell.switch_flows(timeout=0.05)
