@@ -401,3 +401,18 @@ class QuietController(_VerboseController):
                 stdout=log, stderr=subprocess.STDOUT)
         if wait:
             harness_wait_for(self._connected, timeout=20, what="the switch to connect")
+
+
+def interpreter_baseline(runs: int = 5) -> dict[str, dict[str, float]]:
+    """What no controller start can beat, beside which its start-up is read: the bare
+    interpreter (``python -c pass``) and the import of the app module alone, each from
+    spawn to exit (seconds; summaries of `runs`)."""
+    out = {}
+    for name, code in (("bare interpreter", "pass"), ("import wlbridge_app", "import wlbridge_app")):
+        times = []
+        for _ in range(runs):
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.monotonic() - started)
+        out[name] = summary(times)
+    return out

@@ -44,6 +44,20 @@ def test_nothing_in_the_package_imports_the_app_module():
             assert "wlbridge_app" not in names, f"{path.name} imports wlbridge_app"
 
 
+def test_the_app_module_imports_only_the_app_layers_adapter():
+    """`wlbridge_app` (outside the package, so outside the contracts) only declares the app
+    class of `wlbridge.app.framework`, which the contracts cover."""
+    tree = ast.parse((ROOT / "controller" / "wlbridge_app.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {f"{node.module}.{a.name}" for a in node.names}
+    assert imported == {"wlbridge.app.framework"}
+    assert [type(n).__name__ for n in tree.body] == ["Expr", "ImportFrom", "ClassDef"]
+
+
 OPENFLOW_LAYER = {"fastof", "ofmsg", "compat"}
 
 

@@ -15,7 +15,7 @@ _shtab_wlbridge_teardown_option_strings=(-h --help --bridge --db --timeout --sta
 _shtab_wlbridge_demo_option_strings=(-h --help --guests --keep)
 _shtab_wlbridge_doctor_option_strings=(-h --help --uplink --bridge --db)
 _shtab_wlbridge_install_service_option_strings=(-h --help --uplink --bridge --unit-dir --config --prefix --no-start --print --uninstall)
-_shtab_wlbridge_option_strings=(-h --help -v --verbose)
+_shtab_wlbridge_option_strings=(-h --help -v --verbose --debug-libraries)
 
 
 
@@ -55,6 +55,7 @@ _shtab_wlbridge__h_nargs=0
 _shtab_wlbridge___help_nargs=0
 _shtab_wlbridge__v_nargs=0
 _shtab_wlbridge___verbose_nargs=0
+_shtab_wlbridge___debug_libraries_nargs=0
 
 
 # $1=COMP_WORDS[1]
