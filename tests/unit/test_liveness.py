@@ -17,10 +17,9 @@ def test_quiet_switch_is_probed_once_then_given_up_after_the_timeout():
 def test_anything_heard_defers_the_probe_and_the_end():
     live = Liveness(2.0, 3.0, now=0.0)
     live.step(2.0)  # probed
-    live.heard(2.1)  # the reply
-    action, wait = live.step(4.0)
-    assert action is None and abs(wait - 0.1) < 1e-9
-    assert live.step(4.1)[0] == PROBE
+    live.heard(2.25)  # the reply
+    assert live.step(4.0) == (None, 0.25)
+    assert live.step(4.25)[0] == PROBE
     for t in range(5, 50):  # a switch that talks every second is never probed
         live.heard(float(t))
         assert live.step(t + 0.99)[0] is None

@@ -220,7 +220,7 @@ def test_a_switch_that_answers_or_talks_is_kept(pair):
 
     a, b = pair
     gone: list = []
-    s = watched(a, 0.1, 0.3, gone)
+    s = watched(a, 0.2, 0.6, gone)
     probes, stop = [], threading.Event()
 
     def switch() -> None:   # answers every echo request, for a while
@@ -235,20 +235,20 @@ def test_a_switch_that_answers_or_talks_is_kept(pair):
 
     thread = threading.Thread(target=switch, daemon=True)
     thread.start()
-    end = time.monotonic() + 1.0
+    end = time.monotonic() + 1.5
     while time.monotonic() < end:
         assert read_message(s)[:4] == message(0)[:4]
     stop.set()
     thread.join()
-    assert not gone and len(probes) >= 4 and set(probes) == {PROBE}
-    # busy: a message every 50 ms (less than the interval) and no probe
+    assert not gone and len(probes) >= 3 and set(probes) == {PROBE}
+    # busy: a message every 50 ms (a quarter of the interval) and no probe
     b.settimeout(5.0)
     for i in range(8):
+        time.sleep(0.05)
+        sent = time.monotonic()
         b.sendall(message(i))
         assert read_message(s) == message(i)
-        time.sleep(0.05)
     assert nothing_arrived(b)
-    # hung: given up
-    start = time.monotonic()
+    # hung: given up once it has been silent for the timeout, not before
     assert s.recv(8) == b""
-    assert 0.25 <= time.monotonic() - start and gone == [True]
+    assert time.monotonic() - sent >= 0.6 and gone == [True]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import select
-import selectors
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ class SwitchSocket:
         self._liveness = liveness
         self._probe = probe  # the echo request `liveness` asks for
         self._on_gone = on_gone  # called when `liveness` gives the switch up
-        self._selector: selectors.BaseSelector | None = None
+        self._poll: select.poll | None = None
         self._lock = threading.Lock()
         self._rbuf = b""  # read ahead, not yet handed to the loop
         self._rpos = 0
@@ -87,10 +86,9 @@ class SwitchSocket:
         False once `Liveness` gives it up."""
         liveness = self._liveness
         assert liveness is not None
-        if self._selector is None:  # poll/select: no descriptor of its own to close
-            self._selector = (selectors.PollSelector() if hasattr(select, "poll")
-                              else selectors.SelectSelector())  # eventlet's green select
-            self._selector.register(self._sock.fileno(), selectors.EVENT_READ)
+        if self._poll is None and hasattr(select, "poll"):  # eventlet's green select has none
+            self._poll = select.poll()   # no descriptor of its own to close
+            self._poll.register(self._sock.fileno(), select.POLLIN)
         while True:
             action, wait = liveness.step(self._clock())
             if action == GONE:
@@ -100,7 +98,9 @@ class SwitchSocket:
                 return False
             if action == PROBE:
                 self.sendall(self._probe)
-            if self._selector.select(max(wait, 0.0)):
+            wait = max(wait, 0.0)
+            if (self._poll.poll(wait * 1000) if self._poll is not None
+                    else select.select([self._sock], [], [], wait)[0]):
                 return True
 
     def _serve(self, n: int) -> bytes:
