@@ -252,3 +252,19 @@ def test_a_switch_that_answers_or_talks_is_kept(pair):
     # hung: given up once it has been silent for the timeout, not before
     assert s.recv(8) == b""
     assert time.monotonic() - sent >= 0.6 and gone == [True]
+
+
+def test_a_closed_connection_is_reported_at_once(pair):
+    """The switch closing its end: the read says so (b"") and `on_gone` wakes whatever must
+    end with the connection (os-ken's send thread) — long before any liveness timeout."""
+    import time
+
+    a, b = pair
+    gone: list = []
+    s = watched(a, 5.0, 10.0, gone)
+    b.sendall(message(1))
+    assert read_message(s) == message(1) and gone == []
+    b.close()
+    start = time.monotonic()
+    assert s.recv(8) == b""
+    assert time.monotonic() - start < 1.0 and gone == [True]

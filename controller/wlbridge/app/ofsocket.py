@@ -52,7 +52,8 @@ class SwitchSocket:
         self._clock = clock
         self._liveness = liveness
         self._probe = probe  # the echo request `liveness` asks for
-        self._on_gone = on_gone  # called when `liveness` gives the switch up
+        # called when the connection ends: closed by the switch, or given up by `liveness`
+        self._on_gone = on_gone
         self._poll: select.poll | None = None
         self._lock = threading.Lock()
         self._rbuf = b""  # read ahead, not yet handed to the loop
@@ -67,14 +68,17 @@ class SwitchSocket:
             return self._serve(n)
         with self._lock:  # the loop has handled everything read: write what it answered
             self._write_held()
-        if self._liveness is not None:
-            if not self._wait_for_input():
-                return b""  # gone: the receive loop ends as on a closed connection
+        if self._liveness is not None and not self._wait_for_input():
+            return b""  # gone: the receive loop ends as on a closed connection
+        try:
             data = self._sock.recv(max(n, READ_CHUNK))
-            if data:
-                self._liveness.heard(self._clock())
-        else:
-            data = self._sock.recv(max(n, READ_CHUNK))
+        except OSError:
+            self._on_gone()
+            raise
+        if not data:
+            self._on_gone()
+        elif self._liveness is not None:
+            self._liveness.heard(self._clock())
         if len(data) <= n:
             return data
         with self._lock:
@@ -160,8 +164,9 @@ def send_directly(dp, liveness: Liveness | None = None) -> None:
         return
     queued = dp.send
     failed = False
-    # a switch given up: os-ken's send thread is woken with a close request, so that the
-    # connection ends (its native threads wait for each other)
+    # a connection closed or a switch given up: os-ken's send thread is woken with a close
+    # request, so that the connection ends (its native threads wait for each other; on a
+    # connection the bridge made to our listener nothing else wakes it)
     dp.socket = SwitchSocket(dp.socket, liveness=liveness,
                              probe=echo_request(dp.ofproto.OFP_VERSION) if liveness else b"",
                              on_gone=lambda: queued(b"", True))
