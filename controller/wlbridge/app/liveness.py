@@ -1,7 +1,8 @@
 """Noticing a lost switch: an echo request only when the switch has gone quiet.
 
-A switch that closes its connection is noticed at once (the socket reports its end, see
-`wlbridge.app.switch_link`); one that hangs with the connection open (a stuck
+A switch that closes its connection is noticed at once (the socket reports its end:
+`wlbridge.app.switch_link` before the handshake is done, `wlbridge.app.ofsocket` after it);
+one that hangs with the connection open (a stuck
 ovs-vswitchd) is noticed by its silence.  Anything the switch sends counts as a sign of
 life: only after `interval` seconds without a message does the controller send it one echo
 request, and after `timeout` seconds without a message the switch counts as gone.
