@@ -15,8 +15,8 @@ def bind(rig: Rig, port: int, addr: str) -> None:
     rig.send(port, arp_request(mac(port), addr, addr))
 
 
-def test_first_mac_seen_on_a_port_is_the_guests_and_others_are_dropped():
-    rig = Rig()
+def test_first_mac_seen_on_a_one_guest_port_is_the_guests_and_others_are_dropped():
+    rig = Rig(config=CoreConfig(uplink="wlan0", max_macs_per_port=1))
     bind(rig, G1, ip(G1))
     assert rig.core.guests[G1].mac == mac(G1)
     spoof = "02:66:66:66:66:66"
