@@ -95,7 +95,7 @@ class CoreConfig:
     max_ips_per_port: int = 16
     max_macs_per_port: int = MAX_MACS_PER_PORT  # guest MACs one port may carry (1: one guest)
     max_bindings: int = 4096
-    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest port may hold
+    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest (MAC) may hold
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
     meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200

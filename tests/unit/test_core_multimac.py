@@ -6,14 +6,18 @@ and IPv6; siblings cannot take each other's addresses; the port's MACs are bound
 from __future__ import annotations
 
 import pytest
-from core_dhcp_rig import CLIENT_ID, cid_reply, send
-from core_dhcp_rig import tolerant_switch  # noqa: F401  (autouse fixture)
+from core_dhcp_rig import (
+    CLIENT_ID,
+    cid_reply,
+    send,
+    tolerant_switch,  # noqa: F401  (autouse fixture)
+)
 from dhcp_frames import ack, discover, nak, offer, release, request
 from ofsim import arp_request, from_bytes, icmp_echo
-from scapy.layers.inet import IP
-from scapy.layers.igmp import IGMP
-from scapy.layers.l2 import Ether
 from rig import BCAST, LOCAL, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
+from scapy.layers.igmp import IGMP
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
 from v6frames import ROUTER6_LL, dad, echo6, gua, na, ns
 from wlbridge.core import Core, CoreConfig
 from wlbridge.model.state import Port
