@@ -132,7 +132,8 @@ class Controller:
         for g in self.status()["guests"]:
             for b in g["ips"]:
                 if b["ip"] == ip:
-                    return {**b, "port": g["port"], "mac": g["mac"]}
+                    # (the address's own guest MAC: a port may carry several)
+                    return {"mac": g["mac"], **b, "port": g["port"]}
         return None
 
     def wait_bound(self, ip: str, port: str | None = None, timeout: float = 10) -> dict:
