@@ -8,8 +8,8 @@ them; the port's status lists the three MACs with each address on its own."""
 from __future__ import annotations
 
 from harness import ap_foreign, wait_for
-from topologies import slaac_address
-from topologies.shared_port import SharedPort
+
+from topologies import SharedPort, slaac_address
 
 
 def _tail(text: str, n: int = 40) -> str:
@@ -58,8 +58,7 @@ def assert_lan_both_ways(world, wl, guests, addrs, *, v6: bool = False) -> None:
 
 def test_three_guests_behind_one_port_get_dhcp_and_slaac_and_reach_the_lan(make_world,
                                                                           wlbridge_on):
-    world, wl, shared, behind, alone = shared_world(make_world, wlbridge_on,
-                                                    static_guests=False)
+    world, wl, shared, behind, _ = shared_world(make_world, wlbridge_on, static_guests=False)
     leases = []
     for g in behind:
         lease = g.dhcp("dhclient", timeout=20)
