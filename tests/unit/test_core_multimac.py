@@ -20,7 +20,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from v6frames import ROUTER6_LL, dad, echo6, gua, na, ns
 from wlbridge.core import Core, CoreConfig
-from wlbridge.model.state import Port
+from wlbridge.model.state import Port, StateFormatError
 
 G1, G2 = 2, 3
 A, B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"  # two guests behind G1 (C is mac(G2))
@@ -248,3 +248,11 @@ def test_broadcast_from_the_lan_reaches_every_guest_port_once():
     rig = rig_ab()
     d = rig.send(UP, arp_request(ROUTER, ROUTER_IP, "10.0.0.99", eth_dst=BCAST))
     assert G1 in d.ports() and len([p for p, _ in d.outputs if p == G1]) == 1
+
+
+def test_a_state_file_with_a_bad_guest_mac_list_is_refused():
+    bad = {"version": 1, "generation": 1,
+           "guests": [{"name": "g2", "mac": A, "mac_source": "learned", "macs": ["01:00:5e:00:00:01"]}],
+           "bindings": []}
+    with pytest.raises(StateFormatError):
+        Core(CoreConfig(uplink="wlan0")).restore_state(bad)
