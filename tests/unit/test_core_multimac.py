@@ -256,3 +256,21 @@ def test_a_state_file_with_a_bad_guest_mac_list_is_refused():
            "bindings": []}
     with pytest.raises(StateFormatError):
         Core(CoreConfig(uplink="wlan0")).restore_state(bad)
+
+
+def test_each_guest_behind_a_port_gets_its_own_dhcpv6_lease():
+    from dhcp6_frames import DHCP6_Reply, DHCP6_Request, client_msg, headers6, ia_na, server_msg
+
+    rig = Rig()
+    for m, ll, addr, xid in ((A, "fe80::a", A6, 0xA6), (B, "fe80::b", B6, 0xB6)):
+        out = rig.send(G1, headers6(client_msg(DHCP6_Request, m, xid, ia_na((addr, 0, 0)),
+                                               src=ll)))
+        assert out.ports() == {UP} and out.out(UP)["eth_src"] == STATION
+        back = rig.send(UP, headers6(server_msg(DHCP6_Reply, m, xid, ia_na((addr, 3000, 4000)),
+                                                dst=ll, eth_dst=STATION)))
+        assert back.ports() == {G1} and back.out(G1)["eth_dst"] == m
+    assert {a: (b.mac, b.source) for a, b in rig.core.bindings.items() if b.source == "dhcp6"} \
+        == {A6: (A, "dhcp6"), B6: (B, "dhcp6")}
+    for m, addr in ((A, A6), (B, B6)):
+        d = rig.send(UP, echo6(ROUTER, STATION, ROUTER6_LL, addr))
+        assert d.ports() == {G1} and d.out(G1)["eth_dst"] == m
