@@ -106,14 +106,30 @@ def test_three_static_guests_behind_one_port_reach_the_lan_and_another_port(make
 
 
 def test_a_port_over_its_mac_bound_refuses_the_extra_guest(make_world, wlbridge_on):
-    world = make_world(n_guests=3)
-    shared = SharedPort(world, world.guests).create()
-    wl = wlbridge_on(world, guests=[shared], extra=("--max-macs-per-port", "2"))
-    first, second, third = world.guests
-    peer = world.peers[0]
-    assert first.ping(peer.ip, count=2) and second.ping(peer.ip, count=2), diag(world, wl)
-    assert not third.ping(peer.ip, count=2)
+    """33 MACs behind one port, at the default bound (32): the guest's own and 32 macvlan
+    interfaces on it, each sending in turn; the last is refused and counted."""
+    world = make_world(n_guests=1)
+    guest, peer = world.guests[0], world.peers[0]
+    bound = 32  # max_macs_per_port's default
+    guest.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+              "net.ipv6.conf.default.disable_ipv6=1", check=True)  # no chatter in any order
+    net = world.subnet
+    for n in range(1, bound + 1):
+        guest.run("ip", "link", "add", "link", guest.ifname, "name", f"mv{n}", "type",
+                  "macvlan", "mode", "private", check=True)
+        guest.run("ip", "addr", "add", f"{net.network_address + 199 + n}/{net.prefixlen}",
+                  "dev", f"mv{n}", check=True)
+        guest.run("ip", "link", "set", f"mv{n}", "up", check=True)
+    shared = SharedPort(world, [guest]).create()
+    # (max_ips_per_port bounds the port's IPv4 addresses, all its guests together)
+    wl = wlbridge_on(world, guests=[shared], extra=("--max-ips-per-port", str(bound + 1)))
+    assert guest.ping(peer.ip, count=2), diag(world, wl)
+    for n in range(1, bound):
+        res = guest.run("ping", "-c", "2", "-W", "2", "-I", f"mv{n}", peer.ip)
+        assert res.returncode == 0, f"mv{n} -> peer\n{res.stdout}\n{diag(world, wl)}"
+    res = guest.run("ping", "-c", "2", "-W", "2", "-I", f"mv{bound}", peer.ip)
+    assert res.returncode != 0, f"mv{bound}, beyond the bound, reached the peer"
     wait_for(lambda: wl.counters().get("refused.mac-limit", 0) > 0, timeout=5,
              what="refused.mac-limit counted")
     entry = next(g for g in wl.status()["guests"] if g["port"] == shared.port)
-    assert sorted(entry["macs"]) == sorted([first.mac, second.mac]), entry
+    assert len(entry["macs"]) == bound and guest.mac in entry["macs"], entry
