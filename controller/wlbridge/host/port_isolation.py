@@ -29,7 +29,8 @@ of its own, outside the core's lock:
 Ports attached by `wlbridge attach` (Interface ``external_ids:wlbridge-guest``) whose
 interface vanished (the guest's namespace or container is gone, and its veth pair with it) are
 removed from OVSDB here, with their DHCP client (`wlbridge.host.attach.remove_guest`): on the
-port-status DELETE the disappearance brings, and at each read of the bridge (so also those that
+port-status event the disappearance brings (a MODIFY, link down, on the userspace datapath), and
+at each read of the bridge (so also those that
 vanished while no controller ran).  Their bindings go with the port's DELETE, in the core.
 
 Nothing here raises: failures are logged once per interface (and retried on the next
@@ -89,13 +90,15 @@ class GuestPortIsolation:
         """Bring the given ports' host-side interfaces in line (the last change per name
         wins); also retries what an unreachable OVSDB left pending.  Never raises."""
         try:
-            gone = []
+            touched = []
             for name, present in changes:
                 if name not in (self.bridge, self.uplink):
                     self._pending.pop(name, None)
                     self._pending[name] = present
-                    gone += [] if present else [name]
-            self._reap_vanished([n for n in gone if n in self.attached])
+                    touched.append(name)
+            # a vanished interface comes as a port-status MODIFY (link down) on the userspace
+            # datapath, as a DELETE elsewhere: look at every event of an attached port
+            self._reap_vanished([n for n in dict.fromkeys(touched) if n in self.attached])
             if self._pending:
                 self._apply_pending()
         except Exception:  # noqa: BLE001 - never raise into the shell
