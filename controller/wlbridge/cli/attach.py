@@ -20,18 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME",
                         help="the guest's name: its port is wl-NAME (shortened with a hash "
                         "past 15 characters), `wlbridge detach NAME` removes it")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--netns", metavar="NS", help="a named network namespace (ip netns)")
-    where.add_argument("--pid", metavar="PID",
-                       help="a process in the container's network namespace (e.g. docker "
-                       "inspect -f '{{.State.Pid}}' CONTAINER)")
-    how = parser.add_mutually_exclusive_group()
-    how.add_argument("--dhcp", action="store_true",
-                     help="get an IPv4 address by DHCP (busybox udhcpc, kept running for the "
-                     "guest's life; DNS into the namespace's own resolv.conf)")
-    how.add_argument("--address", action="append", default=[], metavar="ADDR/PLEN",
-                     help="a static IPv4 or IPv6 address (repeatable; default: none, IPv6 by "
-                     "SLAAC still works)")
+    # exclusive pairs (--netns/--pid, --dhcp/--address) are checked by attach.check_request
+    parser.add_argument("--netns", metavar="NS",
+                        help="a named network namespace (ip netns); this or --pid is required")
+    parser.add_argument("--pid", metavar="PID",
+                        help="a process in the container's network namespace (e.g. docker "
+                        "inspect -f '{{.State.Pid}}' CONTAINER)")
+    parser.add_argument("--dhcp", action="store_true",
+                        help="get an IPv4 address by DHCP (busybox udhcpc, kept running for "
+                        "the guest's life; DNS into the namespace's own resolv.conf)")
+    parser.add_argument("--address", action="append", default=[], metavar="ADDR/PLEN",
+                        help="a static IPv4 or IPv6 address (repeatable; default: none, IPv6 "
+                        "by SLAAC still works)")
     parser.add_argument("--gateway", action="append", default=[], metavar="IP",
                         help="default route via IP (repeatable: one IPv4, one IPv6; default: "
                         "none, or the DHCP server's router)")

@@ -509,6 +509,13 @@ def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
     return lines
 
 
+def detach_all(info: Any, db: Any, net: Any) -> list[str]:
+    """Detach every guest `wlbridge attach` put on the bridge `info` describes (teardown)."""
+    return [line for port in info.ports for iface in port.interfaces
+            if GUEST_KEY in iface.external_ids
+            for line in remove_guest(info.name, port.name, iface.external_ids, db, net)]
+
+
 def parse_pid(text: str) -> int:
     if not text.isdigit():
         raise UserError(f"--pid {text!r} is not a process id; nothing changed")
