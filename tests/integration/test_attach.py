@@ -187,3 +187,16 @@ def test_refusals_exit_2_with_one_line_and_leave_nothing(env):
         assert not {f"wl-{name}", f"wp-{name}"} & set(links()), args
         assert keeper_pids(name) == [], args
         assert not Path(f"/etc/netns/{ns}").exists(), args
+
+
+def test_teardown_detaches_attached_guests(env):
+    world, wl, netns, run = env
+    ns, name = netns("n5"), f"{world.prefix}n5"
+    attach(wl, run, name, "--netns", ns, "--dhcp", "--lease-timeout", "0")
+    assert len(keeper_pids(name)) == 1
+    wl.stop()
+    out = wlbridge("teardown", "--bridge", wl.bridge)
+    wl.is_set_up = False
+    assert f"{name}: DHCP client stopped" in out.stdout
+    assert keeper_pids(name) == [] and f"wl-{name}" not in links()
+    assert not Path(f"/etc/netns/{ns}").exists()
