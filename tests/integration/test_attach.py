@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from harness import wait_for, wlbridge
+from wlbridge.host.attach import guest_mac
 
 from topologies.ovs import vsctl
 from topologies.procs import wait_for as poll
@@ -99,7 +100,9 @@ def test_dhcp_attach_is_reachable_both_ways_and_only_the_namespace_gets_dns(env)
     bound = wl.wait_bound(ip, port)
     assert bound["source"] == "dhcp"
     ext = vsctl("get", "Interface", port, "external_ids")
-    assert f'wlbridge-guest={name}' in ext and "attached-mac=" in ext
+    mac = in_ns(ns, "cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert mac == guest_mac(name) and f'attached-mac="{mac}"' in ext
+    assert f"wlbridge-guest={name}" in ext and bound["mac"] == mac
     resolv = Path(f"/etc/netns/{ns}/resolv.conf").read_text()
     assert "nameserver" in resolv, resolv          # the LAN's DNS, in the namespace's file
     assert HOST_RESOLV.read_bytes() == before      # and never in the host's

@@ -47,6 +47,8 @@ def test_port_names_are_stable_short_and_distinct() -> None:
     ({"gateways": ("10.0.0.1", "10.0.0.2")}, "at most one IPv4"),
     ({"dns": ("dns.example",)}, "not an IP address"),
     ({"ifname": "a/b"}, "not an interface name"),
+    ({"mac": "01:00:5e:00:00:01"}, "not a unicast MAC"),
+    ({"mac": "nope"}, "not a unicast MAC"),
 ])
 def test_bad_requests_are_refused_in_one_line(kw: dict, words: str) -> None:
     with pytest.raises(UserError) as exc:
@@ -63,7 +65,16 @@ def test_plan_of_a_new_dhcp_guest() -> None:
     assert plan.resolv == "/etc/netns/c1ns/resolv.conf"
     assert plan.external_ids == {attach.GUEST_KEY: "c1", attach.NETNS_KEY: "netns:c1ns",
                                  attach.ADDRESSING_KEY: "dhcp",
-                                 attach.RESOLV_KEY: "/etc/netns/c1ns/resolv.conf"}
+                                 attach.RESOLV_KEY: "/etc/netns/c1ns/resolv.conf",
+                                 attach.MAC_KEY: attach.guest_mac("c1")}
+
+
+def test_the_guest_mac_is_stable_unicast_and_local_unless_given() -> None:
+    mac = attach.guest_mac("c1")
+    assert mac == attach.guest_mac("c1") != attach.guest_mac("c2")
+    assert int(mac[:2], 16) & 0x03 == 0x02          # unicast, locally administered
+    given = make_plan(req(mac="52:54:00:AA:BB:CC"), facts())
+    assert given.external_ids[attach.MAC_KEY] == "52:54:00:aa:bb:cc"
 
 
 def test_plan_of_a_static_guest_on_the_kernel_datapath() -> None:

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dns", action="append", default=[], metavar="IP",
                         help="DNS server written to the namespace's own resolv.conf "
                         "(repeatable; default: none, or the DHCP server's)")
+    parser.add_argument("--mac", default=None, metavar="MAC",
+                        help="the guest interface's MAC (default: derived from NAME, the same "
+                        "at every attach)")
     parser.add_argument("--ifname", default="eth0", metavar="IFNAME",
                         help="the interface's name inside the namespace")
     parser.add_argument("--lease-timeout", type=float, default=15.0, metavar="SECONDS",
@@ -55,7 +58,7 @@ def request(args: argparse.Namespace):
         name=args.name, bridge=args.bridge, netns=args.netns,
         pid=attach.parse_pid(args.pid) if args.pid is not None else None,
         ifname=args.ifname, dhcp=args.dhcp, addresses=tuple(args.address),
-        gateways=tuple(args.gateway), dns=tuple(args.dns)))
+        gateways=tuple(args.gateway), dns=tuple(args.dns), mac=args.mac))
 
 
 def main(args: argparse.Namespace) -> int:

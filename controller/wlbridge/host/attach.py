@@ -10,7 +10,10 @@ rollback finished).
   interface name, else its first 7 characters and 4 hex digits of its SHA-1, so two names never
   share a port silently (a port of that name attached for another guest is refused anyway).
   The other end is created in the root namespace as ``wp-…``, gets its offloads set, and is
-  then moved into the guest's namespace under ``--ifname`` (``eth0``).
+  then moved into the guest's namespace under ``--ifname`` (``eth0``).  Its MAC is derived
+  from NAME (`guest_mac`, locally administered) unless ``--mac`` is given: attached again (a
+  container restarted), the guest keeps its MAC, so its DHCP lease and the controller's
+  memory of that port's MAC stay right.
 * OVSDB: the port's Interface carries ``external_ids`` like libvirt's: ``attached-mac`` (the
   guest end's MAC), ``wlbridge-guest`` (NAME), ``wlbridge-netns`` (``netns:NS`` or
   ``pid:PID``), ``wlbridge-addressing`` (``dhcp`` or the static addresses) and, with DHCP, the
@@ -79,6 +82,12 @@ def port_name(name: str) -> str:
     return _ifname(PORT_PREFIX, name)
 
 
+def guest_mac(name: str) -> str:
+    """The guest end's MAC for guest `name`: stable, unicast, locally administered."""
+    digest = hashlib.sha1(f"wlbridge-guest:{name}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def peer_name(name: str) -> str:
     """The guest end's name while it is still in the root namespace."""
     return _ifname(PEER_PREFIX, name)
@@ -96,6 +105,7 @@ class Request:
     addresses: tuple[str, ...] = ()   # ADDR/PLEN, IPv4 or IPv6
     gateways: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
+    mac: str | None = None            # the guest end's MAC (None: `guest_mac(name)`)
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,15 @@ def check_request(req: Request) -> Request:
                 ipaddress.ip_address(text)
             except ValueError:
                 raise UserError(f"{what} {text!r} is not an IP address; nothing changed") from None
+    if req.mac is not None:
+        from wlbridge.model.addresses import is_unicast_mac, mac_to_bytes
+
+        try:
+            ok = is_unicast_mac(mac_to_bytes(req.mac).hex(":"))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"--mac {req.mac!r} is not a unicast MAC address; nothing changed")
     families = [ipaddress.ip_address(g).version for g in req.gateways]
     if len(set(families)) != len(families):
         raise UserError("--gateway: at most one IPv4 and one IPv6 gateway; nothing changed")
@@ -221,6 +240,7 @@ def make_plan(req: Request, facts: Facts) -> Plan:
              and (s != "dhcp" or req.dhcp)]
     if resolv and "resolv" in steps:
         ids[RESOLV_KEY] = resolv
+    ids[MAC_KEY] = (req.mac or guest_mac(req.name)).lower()
     return Plan(req, port, peer_name(req.name), netns_path(req), resolv, ids, tuple(steps))
 
 
@@ -282,7 +302,8 @@ class HostOps:
         getattr(self, f"_undo_{step}", lambda plan, done: None)(plan, done)
 
     def _do_veth(self, plan: Plan, done: Done) -> None:
-        self.net.ipr.link("add", ifname=plan.port, kind="veth", peer={"ifname": plan.peer})
+        self.net.ipr.link("add", ifname=plan.port, kind="veth",
+                          peer={"ifname": plan.peer, "address": plan.external_ids[MAC_KEY]})
 
     def _undo_veth(self, plan: Plan, done: Done) -> None:
         index = self.net.link_index(plan.port)
@@ -298,11 +319,9 @@ class HostOps:
     def _do_move(self, plan: Plan, done: Done) -> None:
         fd = os.open(plan.netns_path, os.O_RDONLY)
         try:
-            mac = self.net.get_mac(plan.peer)
             self.net.ipr.link("set", index=self.net.link_index(plan.peer), net_ns_fd=fd)
         finally:
             os.close(fd)
-        plan.external_ids[MAC_KEY] = mac
         with _guest_ipr(plan.netns_path) as ipr:
             index = _index(ipr, plan.peer)
             if _index(ipr, plan.request.ifname, required=False) is not None:
