@@ -207,3 +207,36 @@ def test_attached_ports_that_vanished_before_the_controller_started_are_reaped()
     iso, _, reaped = reap_rig({"vg1"})
     iso.apply([("vg1", True)])                            # the first read of the bridge
     assert reaped == [("br-wl", "unix:db", [("wl-c1", {attach.GUEST_KEY: "c1"})])]
+
+
+# ---- the namespace's resolv.conf, never the host's ----------------------------------
+def test_resolv_conf_is_never_written_through_a_symlink_or_into_the_hosts_file(tmp_path) -> None:
+    from wlbridge.host.guest_dhcp import resolv_writable, write_resolv
+
+    host = tmp_path / "host-resolv.conf"
+    host.write_text("nameserver 192.0.2.53\n")
+    guest = tmp_path / "etc"
+    guest.mkdir()
+    own = guest / "resolv.conf"
+    write_resolv(str(own), "nameserver 10.0.0.1\n", host=str(host))       # a new file
+    write_resolv(str(own), "nameserver 10.0.0.2\n", host=str(host))       # in place
+    assert own.read_text() == "nameserver 10.0.0.2\n"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "resolv.conf").hardlink_to(host)       # a container sharing the host's /etc
+    link = tmp_path / "linked"
+    link.mkdir()
+    (link / "resolv.conf").symlink_to(host)          # would resolve in the host's tree
+    linked_dir = tmp_path / "linked-dir"
+    linked_dir.symlink_to(shared)
+    for path in (shared / "resolv.conf", link / "resolv.conf", linked_dir / "resolv.conf"):
+        assert not resolv_writable(str(path), host=str(host))
+        with pytest.raises(OSError):
+            write_resolv(str(path), "nameserver 10.0.0.3\n", host=str(host))
+    assert host.read_text() == "nameserver 192.0.2.53\n"
+
+
+def test_a_containers_resolv_conf_is_written_but_never_removed() -> None:
+    plan = make_plan(req(netns=None, pid=4242, dns=("10.0.0.1",)), facts())
+    assert "resolv" in plan.steps and attach.RESOLV_KEY not in plan.external_ids
+    attach.remove_resolv("/proc/4242/root/etc/resolv.conf")       # a no-op, whatever exists

@@ -22,8 +22,9 @@ rollback finished).
   `wlbridge.host.datapath`).
 * DNS: only the namespace's own resolv.conf is written: ``/etc/netns/NS/resolv.conf`` (which
   ``ip netns exec`` bind-mounts over /etc/resolv.conf) for a named namespace, the container's
-  ``/proc/PID/root/etc/resolv.conf`` for a PID with a mount namespace of its own, nothing for a
-  PID sharing the host's mount namespace (its /etc/resolv.conf *is* the host's).
+  ``/proc/PID/root/etc/resolv.conf`` for a PID, unless that is the host's file (a process
+  sharing the host's /etc) or a symlink (it would resolve in the host's tree): then nothing
+  (`guest_dhcp.resolv_writable`; checked again at every write).
 * DHCP: busybox udhcpc in the namespace, with a script of ours (`guest_dhcp`), kept by a
   keeper process in the root namespace (`wlbridge.host.guest_dhcp`) for the guest's life: it
   renews the lease, and stops the client when the namespace is gone (a client left inside
@@ -115,7 +116,7 @@ class Facts:
     bridge_exists: bool
     netdev: bool                                      # TX checksum offload off on both ends
     netns_ok: bool                                    # the namespace exists
-    shares_host_mounts: bool = False                  # --pid: same mount namespace as ours
+    shares_host_mounts: bool = False                  # --pid: its resolv.conf is not its own
     port_ids: Mapping[str, str] | None = None         # the port's Interface external_ids
     port_bridge: str | None = None                    # the bridge that has the port
     link_exists: bool = False                         # an interface named like the port
@@ -238,8 +239,8 @@ def make_plan(req: Request, facts: Facts) -> Plan:
              and (s != "addresses" or req.addresses or req.gateways)
              and (s != "resolv" or (resolv and (req.dhcp or req.dns)))
              and (s != "dhcp" or req.dhcp)]
-    if resolv and "resolv" in steps:
-        ids[RESOLV_KEY] = resolv
+    if resolv and "resolv" in steps and req.netns is not None:
+        ids[RESOLV_KEY] = resolv        # ours (a container's own file is never removed)
     ids[MAC_KEY] = (req.mac or guest_mac(req.name)).lower()
     return Plan(req, port, peer_name(req.name), netns_path(req), resolv, ids, tuple(steps))
 
@@ -347,10 +348,14 @@ class HostOps:
 
     def _do_resolv(self, plan: Plan, done: Done) -> None:
         assert plan.resolv is not None
-        os.makedirs(os.path.dirname(plan.resolv), exist_ok=True)
+        from wlbridge.host.guest_dhcp import write_resolv
+
+        if plan.request.netns is not None:
+            os.makedirs(os.path.dirname(plan.resolv), exist_ok=True)
         text = "".join(f"nameserver {d}\n" for d in plan.request.dns)
-        with open(plan.resolv, "w") as f:   # with --dhcp, the DHCP script fills it in
-            f.write(text or "# wlbridge attach: filled in by the guest's DHCP client\n")
+        if text or plan.request.netns is not None:   # with --dhcp, the DHCP client fills it in
+            write_resolv(plan.resolv, text or "# wlbridge attach: filled in by the guest's "
+                         "DHCP client\n")
 
     def _undo_resolv(self, plan: Plan, done: Done) -> None:
         remove_resolv(plan.resolv)
@@ -389,17 +394,17 @@ class HostOps:
 
 
 def remove_resolv(path: str | None) -> None:
-    if not path:
+    """Remove the resolv.conf attach made for a named namespace (a container's is left)."""
+    if not path or not path.startswith("/etc/netns/"):
         return
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    if path.startswith("/etc/netns/"):
-        try:
-            os.rmdir(os.path.dirname(path))
-        except OSError:
-            pass      # not empty: someone else's files too
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass      # not empty: someone else's files too
 
 
 def _guest_ipr(path: str) -> Any:
@@ -430,11 +435,9 @@ def read_facts(req: Request, db: Any, net: Any) -> Facts:
     netns_ok = _is_netns(path)
     shares = False
     if req.pid is not None and netns_ok:
-        try:
-            shares = os.stat(f"/proc/{req.pid}/ns/mnt").st_ino == os.stat(
-                "/proc/self/ns/mnt").st_ino
-        except OSError:
-            shares = True
+        from wlbridge.host.guest_dhcp import resolv_writable
+
+        shares = not resolv_writable(f"/proc/{req.pid}/root/etc/resolv.conf")
     return Facts(bridge_exists=info is not None,
                  netdev=info is not None and traits(info.datapath_type).tx_checksum_off,
                  netns_ok=netns_ok, shares_host_mounts=shares, port_ids=ids,
@@ -467,8 +470,8 @@ def attach(req: Request, db: Any, net: Any, run_dir: str,
             f"  no DHCP lease within {lease_timeout:g}s; the client keeps trying "
             "(is `wlbridge run` running?)")
     if plan.resolv is None and (req.dhcp or req.dns):
-        out(f"  note: process {req.pid} shares the host's mount namespace: its DNS servers "
-            "are not written (its /etc/resolv.conf is the host's)")
+        out(f"  note: process {req.pid}'s /etc/resolv.conf is the host's (or a symlink): its "
+            "DNS servers are not written")
     return done
 
 

@@ -2,9 +2,12 @@
 
 The client is busybox ``udhcpc`` run inside the guest's network namespace (``nsenter
 --net``), in the foreground, renewing for as long as it runs, with `SCRIPT` as its event
-script: the address and default route go on the guest's interface, the DNS servers into the
-namespace's own resolv.conf (``$WLBRIDGE_RESOLV``; none when empty), never into
-/etc/resolv.conf (the host's: the client shares the host's mount namespace).
+script: the address and default route go on the guest's interface, the DNS servers into a file
+of the host's (``$WLBRIDGE_DNS``, in the run directory), never into /etc/resolv.conf (the
+host's: the client shares the host's mount namespace).  The keeper copies that file into the
+namespace's own resolv.conf with `write_resolv`, which refuses the host's file and symlinks
+(a container's /etc/resolv.conf, seen through /proc/PID/root, may be a symlink that would
+resolve in the host's tree, or the host's file itself when the container shares /etc).
 
 The keeper (``python -m wlbridge.host.guest_dhcp``, started detached by `start`, its pid kept
 in OVSDB by `wlbridge.host.attach`) lives in the root namespace, restarts the client if it
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -41,17 +45,54 @@ bound|renew)
         set -- $router
         ip -4 route replace default via "$1" dev "$interface"
     fi
-    if [ -n "$WLBRIDGE_RESOLV" ] && [ -n "$dns" ]; then
+    if [ -n "$WLBRIDGE_DNS" ] && [ -n "$dns" ]; then
         {
             echo "# written by wlbridge attach (DHCP on $interface)"
             [ -n "$domain" ] && echo "search $domain"
             for server in $dns; do echo "nameserver $server"; done
-        } > "$WLBRIDGE_RESOLV.new" && mv "$WLBRIDGE_RESOLV.new" "$WLBRIDGE_RESOLV"
+        } > "$WLBRIDGE_DNS.new" && mv "$WLBRIDGE_DNS.new" "$WLBRIDGE_DNS"
     fi
     ;;
 esac
 exit 0
 """
+
+
+HOST_RESOLV = "/etc/resolv.conf"
+
+
+def resolv_writable(path: str, host: str = HOST_RESOLV) -> bool:
+    """`path` may be written as a namespace's own resolv.conf: not a symlink (nor its
+    directory), and not the host's resolv.conf itself (the same file)."""
+    try:
+        parent = os.lstat(os.path.dirname(path))
+    except OSError:
+        return False
+    if stat.S_ISLNK(parent.st_mode) or not stat.S_ISDIR(parent.st_mode):
+        return False
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        theirs = os.stat(host)
+    except OSError:
+        return True
+    return (st.st_dev, st.st_ino) != (theirs.st_dev, theirs.st_ino)
+
+
+def write_resolv(path: str, text: str, host: str = HOST_RESOLV) -> None:
+    """Write a namespace's resolv.conf in place (a container's may be a bind mount), never
+    through a symlink and never the host's file: OSError otherwise."""
+    if not resolv_writable(path, host):
+        raise OSError(f"{path} is the host's resolv.conf or a symlink: not written")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def client_argv(netns_path: str, ifname: str, script: str, name: str) -> list[str]:
@@ -156,10 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     netns = _netns_id(args.netns_path)
-    env = {**os.environ, "WLBRIDGE_RESOLV": args.resolv}
+    dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
+    env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else ""}
     client: subprocess.Popen | None = None
-    restart_at = 0.0
+    restart_at, copied = 0.0, None
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
+        copied = _copy_dns(dns_file, args.resolv, copied)
         if (client is None or client.poll() is not None) and time.monotonic() >= restart_at:
             if client is not None:
                 print(f"udhcpc exited ({client.returncode}); starting it again", flush=True)
@@ -169,7 +212,27 @@ def main(argv: list[str] | None = None) -> int:
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)
     _end(client)
+    try:
+        os.unlink(dns_file)
+    except OSError:
+        pass
     return 0
+
+
+def _copy_dns(dns_file: str, resolv: str, copied: float | None) -> float | None:
+    """Copy the client's DNS servers into the namespace's resolv.conf when they changed."""
+    try:
+        mtime = os.stat(dns_file).st_mtime_ns
+    except OSError:
+        return copied
+    if mtime == copied or not resolv:
+        return copied
+    try:
+        with open(dns_file) as f:
+            write_resolv(resolv, f.read())
+    except OSError as exc:
+        print(f"DNS servers not written: {exc}", flush=True)
+    return mtime
 
 
 if __name__ == "__main__":
