@@ -154,8 +154,7 @@ def check_request(req: Request) -> Request:
     check_name(req.name)
     if (req.netns is None) == (req.pid is None):
         raise UserError("give exactly one of --netns NS and --pid PID; nothing changed")
-    if req.netns is not None and not IFNAME_RE.fullmatch(req.netns) and not NAME_RE.fullmatch(
-            req.netns):
+    if req.netns is not None and not NAME_RE.fullmatch(req.netns):
         raise UserError(f"--netns {req.netns!r} is not a namespace name; nothing changed")
     if req.pid is not None and req.pid <= 1:
         raise UserError(f"--pid {req.pid}: give a container's process, not {req.pid}; "
