@@ -15,6 +15,10 @@ APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils
 # start while it installs (its packages would start NetworkManager and udev); skipped where
 # systemd is the init system: there the package would also enable NetworkManager at boot.
 NM_APT_PACKAGES := network-manager
+# libvirt for tests/integration/test_libvirt_net.py (`wlbridge setup` defines a libvirt network;
+# the test starts its own libvirtd, without systemd): installed like NetworkManager, no service
+# started, no recommends (no QEMU pulled in).
+LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 POLICY_RC := /usr/sbin/policy-rc.d
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
 WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
@@ -86,6 +90,7 @@ endef
 deps:
 	$(call apt_install_missing,$(APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(NM_APT_PACKAGES))
+	$(call apt_install_missing_no_start,$(LIBVIRT_APT_PACKAGES))
 
 wifi-deps:
 	$(call apt_install_missing,$(WIFI_APT_PACKAGES))

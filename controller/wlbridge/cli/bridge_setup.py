@@ -103,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="STATE_DIR",
                         help="where the DHCP client setup starts on the bridge keeps its pid "
                         f"and lease files (default {DEFAULT_STATE_DIR}, as `wlbridge run`)")
+    parser.add_argument("--libvirt-network", default="wlbridge", metavar="NAME",
+                        help="when libvirt is installed, the libvirt network defined and "
+                        "autostarted for the bridge (removed by teardown); '' for none "
+                        "(default: wlbridge)")
 
 
 @dataclass
@@ -482,4 +486,7 @@ def main(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
         setup(db, net, opts)
+        from wlbridge.host import libvirt_net
+
+        libvirt_net.after_setup(db, opts.bridge, args.libvirt_network, print)
     return 0
