@@ -37,12 +37,12 @@ from managers import (
     ours,
     processes,
     renewals,
+    replace_step,
     routes_to,
     setup_in_process,
     stand_in_route,
     udhcpd,
 )
-from wlbridge.host import addr_handoff
 
 
 def kill_ours(workdir: Path) -> None:
@@ -154,10 +154,10 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
     ip = uplink.start()
     bridge = f"{world.prefix}-br"
 
-    def broken_start(self, argv, pidfile):
+    def broken_start(host, argv, pidfile):
         raise RuntimeError("simulated failure starting the bridge's client")
 
-    monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
+    replace_step(monkeypatch, "start", broken_start)
     try:
         rc, out = setup_in_process(world, bridge, tmp_path / "state")
         monkeypatch.undo()
