@@ -636,6 +636,17 @@ def test_setup_run_again_restarts_a_dead_bridge_client():
     assert host.log == []
 
 
+def test_setup_run_again_restarts_no_client_from_a_step_it_cannot_run():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    data = json.loads(p.to_json())
+    data["setup"][-1]["data"]["pid_file"] = data["setup"][-1]["data"].pop("pidfile")
+    host = FakeSystem()
+    net = FakeNet({"wlan0": {}, "br-wl": {}})
+    bridge_setup.setup(FakeDb([_bridge_with(json.dumps(data))], net=net), net, opts(),
+                       out=lambda line: None, handoff_host=on(facts(), host))
+    assert host.log == []
+
+
 # ---- teardown's hooks -----------------------------------------------------------------
 class LoggingNet(FakeNet):
     def __init__(self, log: list[str], fail_move: bool = False) -> None:

@@ -55,10 +55,20 @@ class Handoff:
         return HostOps(net, self.system)
 
 
+def runs(step: Step) -> bool:
+    """Whether this wlbridge can run `step` (`steps.bind`)."""
+    try:
+        kinds.bind(step)
+    except kinds.StepError:
+        return False
+    return True
+
+
 def missing_clients(plan: Plan, ops: HostOps) -> list[Step]:
-    """The plan's client starts whose client no longer runs (setup run again restarts them)."""
-    return [s for s in plan.setup
-            if s.kind == "start" and ops.find(s.data["argv"], s.data["pidfile"]) is None]
+    """The plan's client starts whose client no longer runs (setup run again restarts
+    them); a start this wlbridge cannot run is not one."""
+    return [s for s in plan.setup if s.kind == "start" and runs(s)
+            and ops.find(s.data["argv"], s.data["pidfile"]) is None]
 
 
 def execute(steps: Sequence[Step], ops: Ops, out: Callable[[str], None],
