@@ -210,16 +210,21 @@ def saved_state(info: ovsdb.BridgeInfo) -> hostnet.SavedState:
                         f"({exc}); fix or remove the bridge by hand") from exc
 
 
-def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print) -> None:
-    """Create (or finish setting up) the bridge; prints a summary through `out`."""
+def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print,
+          handoff_host: addr_handoff.Handoff | None = None) -> None:
+    """Create (or finish setting up) the bridge; prints a summary through `out`.
+    `handoff_host`: what the address hand-off reads and acts on (default: this host)."""
+    from wlbridge.host.addr_handoff import Handoff
+
+    host = handoff_host or Handoff()
     existing = check(db, net, opts)
     if existing is not None:
-        _resume(db, net, opts, existing, out)
+        _resume(db, net, opts, existing, out, host)
         return
     from wlbridge.host.hostnet import ingress_plan
 
     state = net.snapshot(opts.uplink)
-    plan = handoff_plan(net, opts, state)       # refuses before anything changed
+    plan = handoff_plan(net, opts, state, host)       # refuses before anything changed
     dp = datapath.traits(opts.datapath)   # what differs between datapaths: wlbridge.host.datapath
     if dp.tx_checksum_off:
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
@@ -235,14 +240,14 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
                             "bridge removed again, nothing changed")
     out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
     warnings: list[str] = []
-    changes = _before_move(db, opts, plan)
+    changes = _before_move(db, opts, plan, host)
     changes += _apply_host(net, opts, state, warnings)
-    changes += _hand_off(db, net, opts, state, plan)
+    changes += _hand_off(db, net, opts, state, plan, host)
     _report(db, net, opts, state, changes, out, warnings)
 
 
-def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
-                 state: hostnet.SavedState) -> addr_handoff.Plan:
+def handoff_plan(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedState,
+                 host: addr_handoff.Handoff) -> addr_handoff.Plan:
     """Who manages the uplink's addresses, and how setup hands them over (UserError when
     that is not safe: one line with the commands to do it by hand)."""
     from wlbridge.host import addr_handoff, addr_manager
@@ -251,7 +256,7 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
         det = addr_manager.Detection(addr_manager.UNKNOWN, "not checked (keep)")
         facts = addr_manager.HostFacts()
     else:
-        facts = addr_manager.read_facts(opts.uplink, net.link_index(opts.uplink) or 0)
+        facts = host.facts(opts.uplink, net.link_index(opts.uplink) or 0)
         det = addr_manager.detect(facts, opts.uplink, state.addresses)
     try:
         metrics = [r.priority for r in state.routes
@@ -264,14 +269,15 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
                         "nothing changed") from exc
 
 
-def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan) -> list[str]:
+def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan,
+                 host: addr_handoff.Handoff) -> list[str]:
     """The plan's steps before the addresses move (a dhcpcd on the uplink stops first: it
     would put them back); when one fails, the bridge is removed again."""
     from wlbridge.host import addr_handoff
 
     done: list[str] = []
     try:
-        addr_handoff.execute(plan.before_move, addr_handoff.HostOps(), done.append)
+        addr_handoff.execute(plan.before_move, host.ops(), done.append)
     except addr_handoff.HandoffError as exc:
         db.delete_bridge(opts.bridge)
         undo = f"; undoing: {'; '.join(exc.undo_errors)}" if exc.undo_errors else ""
@@ -281,17 +287,18 @@ def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan) -
 
 
 def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
-              state: hostnet.SavedState, plan: addr_handoff.Plan) -> list[str]:
+              state: hostnet.SavedState, plan: addr_handoff.Plan,
+              host: addr_handoff.Handoff) -> list[str]:
     """Run the plan's setup steps; when one fails, undo them and the whole setup (the
     steps before the move last, once the addresses are back on the uplink)."""
     from wlbridge.host import addr_handoff
 
     done: list[str] = []
     try:
-        addr_handoff.execute(plan.setup, addr_handoff.HostOps(net), done.append)
+        addr_handoff.execute(plan.setup, host.ops(net), done.append)
     except addr_handoff.HandoffError as exc:
         problems = exc.undo_errors + _rollback(db, net, opts, state)
-        ops = addr_handoff.HostOps(net)
+        ops = host.ops(net)
         for step in reversed(plan.before_move):
             try:
                 ops.undo(step)
@@ -307,7 +314,8 @@ def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
     return done
 
 
-def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
+def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet,
+                     host: addr_handoff.Handoff) -> list[str]:
     """Start again the DHCP client setup started on the bridge, if it died."""
     from wlbridge.host import addr_handoff
 
@@ -318,7 +326,7 @@ def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
         plan = addr_handoff.Plan.from_json(text)
     except ValueError:
         return []        # _report_handoff says so
-    ops, done = addr_handoff.HostOps(net), []
+    ops, done = host.ops(net), []
     try:
         addr_handoff.execute(addr_handoff.missing_clients(plan, ops), ops, done.append)
     except addr_handoff.HandoffError as exc:
@@ -348,7 +356,7 @@ def _rollback(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
 
 
 def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
-            info: ovsdb.BridgeInfo, out: Out) -> None:
+            info: ovsdb.BridgeInfo, out: Out, host: addr_handoff.Handoff) -> None:
     from wlbridge.host import ovsdb
 
     state = saved_state(info)
@@ -366,7 +374,7 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
                        f"{', '.join(targets) or 'none'})")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
-    changes += _restart_clients(info, net)
+    changes += _restart_clients(info, net, host)
     done = "; finished what an interrupted setup left undone, brought it up to date"
     out(f"bridge {opts.bridge} was already set up by wlbridge"
         + (done if changes else "; nothing changed"))
