@@ -86,6 +86,30 @@ class Proc:
         return f"<Proc {self.name} pid={self.pid} alive={self.alive} in {self.netns or 'root'}>"
 
 
+class Processes:
+    """Background processes whose logs (and other files) live in one work directory, stopped
+    together: a world's, shared with its hosts (which start their clients through it)."""
+
+    def __init__(self) -> None:
+        self.workdir: Path | None = None
+        self.procs: list[Proc] = []
+
+    def tmp_path(self, name: str) -> Path:
+        assert self.workdir is not None, "world not built"
+        return self.workdir / name
+
+    def start(self, name: str, netns: str | None, argv: list[str]) -> Proc:
+        """A background process, stopped by `stop_all`."""
+        proc = Proc(name, netns, argv, self.tmp_path(f"{name}.log"))
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+
 def kill_pids(pids: Sequence[int], timeout: float = 3) -> None:
     """SIGTERM these pids, then SIGKILL what is still alive after timeout."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -60,7 +60,7 @@ def diag(world, wl=None) -> str:
     parts.append(f"--- dnsmasq log (tail) ---\n{_tail(world.dnsmasq_log(), 12)}")
     for h in [*world.guests, *world.peers]:
         parts.append(f"--- {h.name} {h.mac}: {h.addrs6()}")
-        client = getattr(h, "_dhcp", None)
+        client = h.client
         if client is not None:
             parts.append(f"    {client.name}: events {h.dhcp6_events()}\n{_tail(client.output(), 8)}")
     parts.append(f"--- AP counters ---\n{world.ap_counters()}")
