@@ -15,7 +15,7 @@ LOG = logging.getLogger(__name__)
 StatusFn = Callable[[], dict[str, Any]]
 
 
-class _Collector:
+class MetricsCollector:
     """Turns the status snapshot into Prometheus metrics at scrape time."""
 
     def __init__(self, status: StatusFn) -> None:
@@ -66,7 +66,7 @@ def serve(host: str, port: int, status: StatusFn,
     `extra` the JSON of its function."""
     routes: dict[str, Callable[[], Any]] = {"/status": status, "/": status, **(extra or {})}
     registry = CollectorRegistry()
-    registry.register(_Collector(status))
+    registry.register(MetricsCollector(status))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
