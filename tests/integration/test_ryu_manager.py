@@ -25,13 +25,14 @@ from tls_pki import assert_tls_listener, make_pki
 
 from topologies.procs import WaitTimeout, wait_for
 
-pytestmark = pytest.mark.integration
+BUILD_TIMEOUT = 900  # first build only (pip downloads); afterwards the script is a quick no-op
+# the first test's fixture may build .venv-ryu: beyond pytest-timeout's default (setup.cfg)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUILD_TIMEOUT + 300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "ryu-venv.sh"
 VENV = Path(os.environ.get("RYU_VENV", ROOT / ".venv-ryu"))
 RYU_MANAGER = VENV / "bin" / "ryu-manager"
-BUILD_TIMEOUT = 900  # first build only (pip downloads); afterwards the script is a quick no-op
 WAIT = 20.0  # seconds for flows and /status once ryu-manager runs
 STOP_TIMEOUT = 5.0  # seconds ryu-manager may take to exit after SIGTERM
 
