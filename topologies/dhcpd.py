@@ -46,7 +46,7 @@ def dhcpd_argv(ifname: str, conf: Path, workdir: Path) -> list[str]:
             "-pf", str(workdir / "dhcpd.pid"), ifname]
 
 
-_LEASE_RE = re.compile(r"lease (\S+) \{(.*?)\n\}", re.S)
+_LEASE_RE = re.compile(r"lease (\S+) \{(.*?)\n\}", re.DOTALL)
 
 
 def parse_leases(text: str) -> list[Lease]:

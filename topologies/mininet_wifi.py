@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     globals().get("__file__") or inspect.currentframe().f_code.co_filename))))
 
-from topologies.mnlan import WifiLan  # noqa: E402
+from topologies.mnlan import WifiLan
 
 topos = {"wifilan": WifiLan}
 

@@ -169,8 +169,8 @@ class LanHost(_Marked, Host):
             keys = ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
                     f"net.ipv6.conf.{self.defaultIntf()}.accept_dad=0"]
             keys += (["net.ipv6.conf.all.forwarding=1"] if router else
-                     ["net.ipv6.conf.all.accept_ra=0", f"net.ipv6.conf.{self.defaultIntf()}"
-                      ".accept_ra=0"])
+                     ["net.ipv6.conf.all.accept_ra=0",
+                      f"net.ipv6.conf.{self.defaultIntf()}.accept_ra=0"])
             self.cmd("sysctl -qw " + " ".join(keys))
             self.cmd(f"ip -6 addr add {addr6} dev {self.defaultIntf()} nodad")
         self.cmd(f"ethtool -K {self.defaultIntf()} tx off")
@@ -242,7 +242,7 @@ class Guest(_Marked, Host):
         self.cmd(f"ethtool -K {self.defaultIntf()} tx off")
         return r
 
-    def IP(self, intf=None):  # noqa: N802 - Mininet's name
+    def IP(self, intf=None):
         i = self.intf(intf)
         return i.updateIP() if i is not None else None
 
@@ -357,16 +357,16 @@ class WlbridgeSwitch(OVSSwitch):
                 raise RuntimeError(f"{self}: adding the guest ports: {out.strip()}")
 
     @classmethod
-    def batchStartup(cls, switches, run=None):  # noqa: N802 - Mininet's name
+    def batchStartup(cls, switches, run=None):
         return switches                          # start() did it
 
     @classmethod
-    def batchShutdown(cls, switches, run=None):  # noqa: N802 - Mininet's name
+    def batchShutdown(cls, switches, run=None):
         for s in switches:
             s.stop(deleteIntfs=False)
         return switches
 
-    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's name
+    def stop(self, deleteIntfs: bool = True) -> None:
         if self.by_wlbridge:
             argv = [*wlbridge_argv(), "teardown", "--bridge", str(self)]
             res = subprocess.run(argv, capture_output=True, text=True, check=False)
