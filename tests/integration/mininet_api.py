@@ -67,6 +67,8 @@ def main() -> None:
         out["guest_macs"] = {g.name: g.MAC() for g in guests}
         out["flows"] = net.get(args["switch"]).cmd(
             f"ovs-ofctl -O OpenFlow13 dump-flows {args['switch']}")
+        out["datapath_type"] = net.get(args["switch"]).cmd(
+            f"ovs-vsctl get Bridge {args['switch']} datapath_type").strip()
         out["pids"] = {n.name: n.pid for n in net.hosts + [ap]}
         print(json.dumps(out), flush=True)
         if args.get("hold"):
