@@ -54,7 +54,7 @@ def parse_leases(text: str) -> list[Lease]:
     expiry is 0 (dhcpd writes dates, not epoch seconds)."""
     found: dict[str, Lease] = {}
     for ip, body in _LEASE_RE.findall(text):
-        mac = re.search(r"hardware ethernet ([0-9a-f:]+);", body)
+        mac = re.search(r"hardware ethernet ([0-9a-f:]+);", body, re.IGNORECASE)
         if mac and "binding state active" in body:
             found[ip] = Lease(0, mac.group(1).lower(), ip, "*", "*")
         else:
