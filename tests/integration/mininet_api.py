@@ -44,6 +44,8 @@ def main() -> None:
         net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
     net.start()
     try:
+        if port and not net.waitConnected(timeout=args.get("connect_timeout", 60)):
+            raise SystemExit(f"{args['switch']} did not connect to the controller")
         ap, router, peer = net.get("ap"), net.get("router"), net.get("peer")
         guests = [h for h in net.hosts if h.name.startswith("g")]
         before = ap.counters()
