@@ -246,9 +246,13 @@ def test_mn_clean_leaves_nothing_of_wlbridge(names, wlbridge_run):
     switch, prefix = names
     proc = api({"switch": switch, "prefix": prefix, "port": wlbridge_run.port}, switch,
                hold=True)
-    line = proc.stdout.readline()
-    assert line.startswith("{"), line + proc.stdout.read()
-    pids = json.loads(line)["pids"]
+    seen = []
+    for line in proc.stdout:        # Mininet's warnings first; EOF if it exits without JSON
+        seen.append(line)
+        if line.startswith("{"):
+            break
+    assert seen and seen[-1].startswith("{"), "".join(seen)
+    pids = json.loads(seen[-1])["pids"]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert switch in list_bridges()
