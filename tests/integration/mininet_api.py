@@ -10,6 +10,7 @@ tears down.  ``hold``: print the JSON, then wait (the test kills it: a crashed M
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -34,6 +35,8 @@ def wait(pred, timeout: float):
 
 def main() -> None:
     args = json.loads(sys.argv[1])
+    # SIGTERM tears down as the end of the run does (a kill -9 is the crash).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     setLogLevel("warning")
     topo = WifiLan(guests=args.get("guests", 2), switch=args["switch"], prefix=args["prefix"],
                    dhcp=args.get("dhcp", "dnsmasq"), ipv6=args.get("ipv6", 0),
@@ -42,8 +45,8 @@ def main() -> None:
     net = Mininet(topo=topo, controller=None, autoSetMacs=False)
     if port:
         net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
-    net.start()
     try:
+        net.start()
         if port and not net.waitConnected(timeout=args.get("connect_timeout", 60)):
             raise SystemExit(f"{args['switch']} did not connect to the controller")
         ap, router, peer = net.get("ap"), net.get("router"), net.get("peer")
