@@ -6,6 +6,11 @@ Debian's `mininet` runs under Debian's python3 (not the venv): `mn` and the API 
 (`mininet_api.py`) are subprocesses.  `mn` loads `mininet_safe.py` after the topology: on a
 failure `mn` would otherwise run Mininet's cleanup, which deletes every OVS bridge on the machine.
 Each test names its switch from `free_prefix()`; the controller is the real `wlbridge run`.
+
+The `mn -c` test runs only under CI (the sequential suite).  On a shared machine it can run in
+a sandbox of its own: `unshare --mount --pid --fork --mount-proc --net`, tmpfs on /tmp and
+/run, `ip link set lo up`, a private ovsdb-server and ovs-vswitchd on /run/openvswitch, then
+`CI=true python -m pytest -m integration tests/integration/test_mininet.py -k mn_clean`.
 """
 
 from __future__ import annotations
