@@ -185,6 +185,7 @@ class LanRouter(LanHost):
                subnet6: str | None = None, **params):
         r = super().config(switch=switch, router=True, **params)
         self.workdir = Path(workdir)
+        self.switch = switch
         self.daemons: list[subprocess.Popen] = []
         ifname, addr = str(self.defaultIntf()), params["ip"]
         addr6 = params.get("addr6")
@@ -207,8 +208,9 @@ class LanRouter(LanHost):
 
     def _start(self, name: str, argv: list[str]) -> None:
         with open(self.workdir / f"{name}.out", "ab") as out:
+            # popen runs from Mininet's process, not the node's shell: the mark goes along
             proc = self.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, env={**os.environ, MARK: self.switch})
         time.sleep(0.3)
         if proc.poll() is not None:
             raise RuntimeError(f"{self.name}: {name} exited at once ({proc.returncode}): "

@@ -274,3 +274,42 @@ def test_mn_clean_leaves_nothing_of_wlbridge(names, wlbridge_run):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
                            check=True).stdout
     assert f"{switch}-" not in links
+
+
+def leftover_processes(switch: str) -> list[str]:
+    """Processes of the topology: marked, or holding its work directory on the command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (f"wlbridge-mininet:{switch}" in cmd
+                or f"WLBRIDGE_MININET={switch}".encode() in env):
+            found.append(f"{pid} {cmd}")
+    return found
+
+
+def test_cleanup_callback_after_a_crashed_run(names, wlbridge_run):
+    """What `mn -c --custom` adds to Mininet's cleanup, run alone (safe on a shared machine):
+    after a Mininet run is killed, no DHCP server, radvd or guest DHCP client of the topology
+    is left, nor its files."""
+    switch, prefix = names
+    proc = api({"switch": switch, "prefix": prefix, "port": wlbridge_run.port, "ipv6": 1},
+               switch, hold=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("{"):
+            break
+    assert seen and seen[-1].startswith("{"), "".join(seen)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = leftover_processes(switch)
+    assert any("dnsmasq" in p for p in left) and any("dhclient" in p for p in left), left
+    in_system_python("from topologies.mnlan import cleanup_leftovers; "
+                     "cleanup_leftovers(sys.argv[2])", switch)
+    assert wait_for(lambda: not leftover_processes(switch), timeout=10,
+                    what=f"no process left: {leftover_processes(switch)}")
+    assert not Path(f"/tmp/wlbridge-mininet:{switch}").exists()
