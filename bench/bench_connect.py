@@ -31,7 +31,17 @@ import subprocess
 import sys
 import time
 
-from common import CLI, Bench, QuietController, base_parser, machine, summary, table, write_json
+from common import (
+    CLI,
+    Bench,
+    QuietController,
+    base_parser,
+    interpreter_baseline,
+    machine,
+    summary,
+    table,
+    write_json,
+)
 
 POLL = 0.005
 TARGET = 0.5
@@ -125,10 +135,11 @@ def main() -> int:
             restarts.append(_until_resynced(ctl, generation, t0))
             ready.append(_ready_to_resync(ctl, offset))
             time.sleep(0.5)
+        base = interpreter_baseline()
         rows = [[name, *(round(v * 1000) for v in (s["median"], s["min"], s["max"]))]
                 for name, s in (("start -> resync done", summary(starts)),
                                 ("restart -> resync done", summary(restarts)),
-                                ("ready -> resync (log)", summary(ready)))]
+                                ("ready -> resync (log)", summary(ready)), *base.items())]
         model = "active (bridge connects: tcp:)" if args.active else \
             "passive (controller connects: punix:)"
         print(table(f"controller start/restart, {args.runs} runs, {args.guests} guests, "
@@ -137,7 +148,7 @@ def main() -> int:
         write_json(args.json, {"machine": machine(), "model": model, "start_s": starts,
                                "restart_s": restarts, "ready_s": ready,
                                "start": summary(starts), "restart": summary(restarts),
-                               "ready": summary(ready)})
+                               "ready": summary(ready), "baseline": base})
         ok = summary(ready)["median"] < TARGET
         print(f"target: ready -> resync median < {TARGET * 1000:.0f} ms: "
               f"{'met' if ok else 'MISSED'} (start -> resync is reported: it includes Python "

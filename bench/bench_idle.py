@@ -51,13 +51,16 @@ def main() -> int:
     ap = base_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--guests", type=int, default=3)
+    ap.add_argument("--run-args", default="", metavar="ARGS",
+                    help="more `wlbridge run` options, e.g. '--echo-interval 5 --echo-timeout "
+                         "15' (the OpenFlow echo requests are most of the idle wake-ups)")
     args = ap.parse_args()
     bench = Bench(args.keep_logs)
     bench.require_root()
     ok = False
     try:
         world = bench.world(n_guests=args.guests)
-        ctl = bench.wlbridge(world)
+        ctl = bench.wlbridge(world, extra=tuple(args.run_args.split()))
         peer = world.peers[0].addr.split("/")[0]
         for g in world.guests:
             g.ping(peer, count=1)

@@ -24,7 +24,17 @@ import signal
 import sys
 import time
 
-from common import Bench, base_parser, ip_of, machine, summary, table, wait_until, write_json
+from common import (
+    Bench,
+    base_parser,
+    interpreter_baseline,
+    ip_of,
+    machine,
+    summary,
+    table,
+    wait_until,
+    write_json,
+)
 
 TARGET = 1.0
 POLL = 0.01
@@ -83,15 +93,18 @@ def main() -> int:
         wl.stop(signal.SIGTERM)
     finally:
         bench.close()
+    base = interpreter_baseline()
     rows = [[name, *(f"{v:.3f}" for v in (s["median"], s["min"], s["max"])), s["n"]]
             for name, s in (("start -> switch connected", summary(starts)),
-                            ("restart -> resync done", summary(restarts)))]
+                            ("restart -> resync done", summary(restarts)),
+                            *base.items())]
     print()
     print(table("controller start (s)", ["", "median", "min", "max", "runs"], rows))
     ok = summary(starts)["median"] < TARGET and summary(restarts)["median"] < TARGET
     print(f"\ntarget: median < {TARGET:.1f}s each: {'met' if ok else 'NOT met'}")
     write_json(args.json, {"machine": machine(), "start": summary(starts),
-                           "restart": summary(restarts), "target": TARGET, "met": ok})
+                           "restart": summary(restarts), "baseline": base, "target": TARGET,
+                           "met": ok})
     return 0 if ok else 1
 
 

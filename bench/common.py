@@ -241,7 +241,7 @@ FLOOD = 1000  # echo requests per ping flood
 
 def start_iperf_server(peer, bind: str | None = None, what: str = "iperf3 server") -> None:
     """iperf3 -s in a peer (on `bind` only, else dual-stack), once it listens."""
-    peer.popen("iperf3", "-s", *(["-B", bind] if bind else []), name=f"{peer.world.prefix}-iperf3")
+    peer.popen("iperf3", "-s", *(["-B", bind] if bind else []), name=f"{peer.prefix}-iperf3")
     wait_until(lambda: "LISTEN" in peer.run("ss", "-ltn", "sport = :5201").stdout, 10,
                what=what)
 
@@ -401,3 +401,18 @@ class QuietController(_VerboseController):
                 stdout=log, stderr=subprocess.STDOUT)
         if wait:
             harness_wait_for(self._connected, timeout=20, what="the switch to connect")
+
+
+def interpreter_baseline(runs: int = 5) -> dict[str, dict[str, float]]:
+    """What no controller start can beat, beside which its start-up is read: the bare
+    interpreter (``python -c pass``) and the import of the app module alone, each from
+    spawn to exit (seconds; summaries of `runs`)."""
+    out = {}
+    for name, code in (("bare interpreter", "pass"), ("import wlbridge_app", "import wlbridge_app")):
+        times = []
+        for _ in range(runs):
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.monotonic() - started)
+        out[name] = summary(times)
+    return out

@@ -152,9 +152,8 @@ def test_guests_cannot_act_as_dhcp_server_or_ipv6_router():
 
 
 def _icmpv6_frame(src: str, icmp_type: int) -> bytes:
-    from wlbridge.compat import _load, ethernet, packet
+    from wlbridge.compat import ethernet, icmpv6, ipv6, packet
 
-    ipv6, icmpv6 = _load("lib.packet.ipv6"), _load("lib.packet.icmpv6")
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet("33:33:00:00:00:01", src, 0x86DD))
     pkt.add_protocol(ipv6.ipv6(src="fe80::1", dst="ff02::1", nxt=58))

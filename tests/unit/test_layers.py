@@ -33,7 +33,12 @@ def test_every_module_has_a_layer():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert top | packages <= layered, (
         f"not in any layer of .importlinter: {sorted((top | packages) - layered)}")
-    assert not list(PACKAGE.glob("*/*/__init__.py")), "layer packages are one level deep"
+    # a package inside a layer package (host.addr_handoff) is the container of a contract
+    # of its own, which orders its modules
+    inner = {".".join(p.parent.relative_to(PACKAGE).parts)
+             for p in PACKAGE.glob("*/*/__init__.py")}
+    assert inner <= layered, f"packages without a contract of their own: {sorted(inner - layered)}"
+    assert not list(PACKAGE.glob("*/*/*/__init__.py")), "packages are at most two levels deep"
 
 
 def test_nothing_in_the_package_imports_the_app_module():
@@ -42,6 +47,20 @@ def test_nothing_in_the_package_imports_the_app_module():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert "wlbridge_app" not in names, f"{path.name} imports wlbridge_app"
+
+
+def test_the_app_module_imports_only_the_app_layers_adapter():
+    """`wlbridge_app` (outside the package, so outside the contracts) only declares the app
+    class of `wlbridge.app.framework`, which the contracts cover."""
+    tree = ast.parse((ROOT / "controller" / "wlbridge_app.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {f"{node.module}.{a.name}" for a in node.names}
+    assert imported == {"wlbridge.app.framework"}
+    assert [type(n).__name__ for n in tree.body] == ["Expr", "ImportFrom", "ClassDef"]
 
 
 OPENFLOW_LAYER = {"fastof", "ofmsg", "compat"}

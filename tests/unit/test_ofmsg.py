@@ -99,3 +99,17 @@ def test_a_move_is_the_frameworks_reg_move_and_checked():
                 ("ipv4_dst", "eth_dst", 8, -1, 0)]:
         with pytest.raises(MessageError, match="move"):
             ofmsg.reg_move(*bad)
+
+
+def test_the_handshake_is_set_config_meter_features_meters_then_ports():
+    """After the features reply: normal fragments and whole frames in packet-ins, then the
+    meter support, the existing meters, the ports (their reply ends the handshake)."""
+    bufs = [wire(m) for m in ofmsg.handshake()]
+    assert [b[1] for b in bufs] == [ofp.OFPT_SET_CONFIG] + [ofp.OFPT_MULTIPART_REQUEST] * 3
+    assert int.from_bytes(bufs[0][8:10], "big") == ofp.OFPC_FRAG_NORMAL
+    assert int.from_bytes(bufs[0][10:12], "big") == 0xFFFF   # the whole frame, unbuffered
+    kinds = [int.from_bytes(b[8:10], "big") for b in bufs[1:]]
+    assert kinds == [ofp.OFPMP_METER_FEATURES, ofp.OFPMP_METER_CONFIG, ofp.OFPMP_PORT_DESC]
+    assert int.from_bytes(bufs[2][16:20], "big") == ofp.OFPM_ALL
+    with pytest.raises(MessageError):
+        ofmsg.set_config(0x10000)

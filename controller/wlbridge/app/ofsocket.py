@@ -1,5 +1,5 @@
 """The app shell's switch connection plumbing: the I/O under os-ken's receive loop, and the
-handlers on it (imported by `wlbridge_app` only, never by the core).
+handlers on it (imported by the app shell only, never by the core).
 
 os-ken (and Ryu) read a switch connection in a loop that asks the socket for a message's
 8-byte header, then for the rest of it, and hands every message to its handlers; what the

@@ -1,4 +1,8 @@
-"""Loopback HTTP endpoint: ``/status`` (JSON for `wlbridge status`) and ``/metrics`` (Prometheus)."""
+"""Loopback HTTP endpoint: ``/status`` (JSON for `wlbridge status`) and ``/metrics`` (Prometheus).
+
+prometheus_client loads at the first ``/metrics`` request, not at start-up (it is a tenth
+of the controller's import time, and most controllers are never scraped).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
 LOG = logging.getLogger(__name__)
 StatusFn = Callable[[], dict[str, Any]]
 
 
-class _Collector:
+class MetricsCollector:
     """Turns the status snapshot into Prometheus metrics at scrape time."""
 
     def __init__(self, status: StatusFn) -> None:
         self.status = status
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         snap = self.status()
         events = CounterMetricFamily("wlbridge_events", "controller events by kind",
                                      labels=["event"])
@@ -65,8 +68,18 @@ def serve(host: str, port: int, status: StatusFn,
     ``/status`` answers `status()`, ``/metrics`` Prometheus text, and each path in
     `extra` the JSON of its function."""
     routes: dict[str, Callable[[], Any]] = {"/status": status, "/": status, **(extra or {})}
-    registry = CollectorRegistry()
-    registry.register(_Collector(status))
+    made: list = []   # the registry, made at the first scrape
+    lock = threading.Lock()
+
+    def metrics() -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        with lock:
+            if not made:
+                registry = CollectorRegistry()
+                registry.register(MetricsCollector(status))
+                made.append(registry)
+        return generate_latest(made[0])
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -75,7 +88,7 @@ def serve(host: str, port: int, status: StatusFn,
                     body = json.dumps(routes[self.path](), indent=1).encode()
                     ctype = "application/json"
                 elif self.path == "/metrics":
-                    body = generate_latest(registry)
+                    body = metrics()
                     ctype = "text/plain; version=0.0.4"
                 else:
                     self.send_error(404)

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("wlbridge.cli.runner", "run the controller in the foreground"),
     "status": ("wlbridge.cli.status_client", "show guests, addresses and counters"),
     "flows": ("wlbridge.cli.flowdump", "show the bridge's flows grouped by purpose and guest"),
+    "attach": ("wlbridge.cli.attach", "attach a network namespace or container as a guest"),
+    "detach": ("wlbridge.cli.detach", "detach a guest attached with `wlbridge attach`"),
     "teardown": ("wlbridge.cli.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
     "doctor": ("wlbridge.cli.doctor", "check whether setup would work here, and what to fix"),
@@ -74,7 +76,11 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
     parser = Parser(
         prog="wlbridge",
         description="Bridge VMs and containers onto a Wi-Fi LAN with Open vSwitch.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="wlbridge's debug lines (the libraries stay at INFO)")
+    parser.add_argument("--debug-libraries", action="store_true",
+                        help="the libraries' debug output too (os-ken/Ryu, pyroute2's netlink "
+                             "dumps, the OVSDB client): very long")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     commands = {}
@@ -153,6 +159,16 @@ class _PipeSafe:
         return getattr(self._stream, name)
 
 
+def configure_logging(verbose: bool = False, libraries: bool = False) -> None:
+    """INFO on stderr; `verbose`: wlbridge's own loggers (``wlbridge.*``) at DEBUG;
+    `libraries`: every logger at DEBUG (pyroute2 alone writes thousands of lines)."""
+    logging.basicConfig(level=logging.DEBUG if libraries else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if verbose or libraries:
+        logging.getLogger("wlbridge").setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
@@ -160,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown and not isinstance(args._module, _NoFramework):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.verbose, args.debug_libraries)
     try:
         if args.command in AUTO_UPLINK and getattr(args, "uplink", None) == "auto":
             from wlbridge.host.wireless import resolve_uplink

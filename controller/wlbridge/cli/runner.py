@@ -149,7 +149,8 @@ def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     wake = _signal_pipe()
-    if not getattr(args, "verbose", False):  # its "loading app …" lines: a refusal is one line
+    if not (getattr(args, "verbose", False) or getattr(args, "debug_libraries", False)):
+        # its "loading app …" lines: a refusal is one line
         logging.getLogger(f"{FRAMEWORK}.base.app_manager").setLevel(logging.WARNING)
     mgr = app_manager.AppManager.get_instance()
     mgr.load_apps(["wlbridge_app", f"{FRAMEWORK}.controller.ofp_handler"])

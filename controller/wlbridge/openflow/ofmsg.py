@@ -122,3 +122,37 @@ def flow_delete(cookie: int, cookie_mask: int, table_id: int = ofp.OFPTT_ALL,
                              table_id=table_id, command=ofp.OFPFC_DELETE_STRICT,
                              priority=priority, out_port=ofp.OFPP_ANY,
                              out_group=ofp.OFPG_ANY, match=match)
+
+
+# ---- the handshake: after the switch's features reply, before the core hears of it -------
+
+MISS_SEND_LEN = 0xFFFF  # packet-ins carry the whole frame (no buffering on the switch)
+
+
+def set_config(miss_send_len: int = MISS_SEND_LEN):
+    """Normal fragment handling; packet-ins (table misses) carry `miss_send_len` bytes."""
+    if type(miss_send_len) is not int or not 0 <= miss_send_len <= 0xFFFF:
+        raise MessageError(f"miss_send_len {miss_send_len!r} out of range")
+    return parser.OFPSetConfig(None, ofp.OFPC_FRAG_NORMAL, miss_send_len)
+
+
+def meter_features_request():
+    """Ask for the switch's meter support (its ``max_meter``)."""
+    return parser.OFPMeterFeaturesStatsRequest(None, 0)
+
+
+def meter_config_request():
+    """Ask for the meters that exist on the switch (all of them)."""
+    return parser.OFPMeterConfigStatsRequest(None, 0, ofp.OFPM_ALL)
+
+
+def port_desc_request():
+    """Ask for the switch's ports (the reply completes the handshake)."""
+    return parser.OFPPortDescStatsRequest(None, 0)
+
+
+def handshake() -> list:
+    """What follows the features reply, in this order: the configuration, the meter
+    support and the existing meters (their replies come before the ports'), the ports."""
+    return [set_config(), meter_features_request(), meter_config_request(),
+            port_desc_request()]
