@@ -262,7 +262,7 @@ FLOOD = 1000  # echo requests per ping flood
 
 def start_iperf_server(peer, bind: str | None = None, what: str = "iperf3 server") -> None:
     """iperf3 -s in a peer (on `bind` only, else dual-stack), once it listens."""
-    peer.popen("iperf3", "-s", *(["-B", bind] if bind else []), name=f"{peer.world.prefix}-iperf3")
+    peer.popen("iperf3", "-s", *(["-B", bind] if bind else []), name=f"{peer.prefix}-iperf3")
     wait_until(lambda: "LISTEN" in peer.run("ss", "-ltn", "sport = :5201").stdout, 10,
                what=what)
 

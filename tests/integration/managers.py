@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -27,6 +28,7 @@ import pytest
 from harness import wait_for
 from setup_station import run_in_process
 from wlbridge.cli import bridge_setup
+from wlbridge.host.addr_handoff import steps as handoff_steps
 
 LEASE = 24
 
@@ -142,6 +144,19 @@ def routes_to(net: ipaddress.IPv4Network) -> list[str]:
 def bridges() -> list[str]:
     return subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
                           check=True).stdout.split()
+
+
+def replace_step(monkeypatch, kind: str, do: Callable[..., None]) -> Callable[..., None]:
+    """Step `kind` (version 1) of the address hand-off done by `do(host, **arguments)` until
+    `restore_step` (or the test's end); the registered function, to call from `do`."""
+    real = handoff_steps.REGISTRY[(kind, 1)]
+    monkeypatch.setitem(handoff_steps.REGISTRY, (kind, 1), dataclasses.replace(real, do=do))
+    return real.do
+
+
+def restore_step(monkeypatch, kind: str, do: Callable[..., None]) -> None:
+    real = handoff_steps.REGISTRY[(kind, 1)]
+    monkeypatch.setitem(handoff_steps.REGISTRY, (kind, 1), dataclasses.replace(real, do=do))
 
 
 def setup_in_process(world, bridge: str, state_dir: Path, of_port: int = 1) -> tuple[int, str]:

@@ -37,12 +37,12 @@ from managers import (
     ours,
     processes,
     renewals,
+    replace_step,
     routes_to,
     setup_in_process,
     stand_in_route,
     udhcpd,
 )
-from wlbridge.host import addr_handoff
 
 
 def kill_ours(workdir: Path) -> None:
@@ -154,10 +154,10 @@ def test_failed_handoff_rolls_back(dhcp_lan, tmp_path, monkeypatch):
     ip = uplink.start()
     bridge = f"{world.prefix}-br"
 
-    def broken_start(self, argv, pidfile):
+    def broken_start(host, argv, pidfile):
         raise RuntimeError("simulated failure starting the bridge's client")
 
-    monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
+    replace_step(monkeypatch, "start", broken_start)
     try:
         rc, out = setup_in_process(world, bridge, tmp_path / "state")
         monkeypatch.undo()
@@ -292,7 +292,9 @@ def test_reassociation_renews_the_bridges_dhclient_at_once(dhcp_lan, tmp_path):
         assert [a for _, a in clients] == [argv] and clients[0][0] != pid, clients
         assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
         assert world.station.ping(peer.addr, src=ip)
-        assert "uplink reassociated: dhclient on" in ctl.logs()
+        # logged once the new client's pid file names it (the REBOOT may come first)
+        wait_for(lambda: "uplink reassociated: dhclient on" in ctl.logs(), timeout=10,
+                 what=f"the renewal logged:\n{ctl.logs()[-2000:]}")
     finally:
         ctl.close()
 
@@ -332,9 +334,11 @@ def test_recreated_uplink_renews_the_bridges_dhclient(dhcp_lan, tmp_path):
         assert [a["local"] for a in addr_info(ctl.bridge)] == [ip]
         assert addr_info(world.uplink) == []
         assert world.station.ping(peer.addr, src=ip)
+        # logged once the new client's pid file names it (the REBOOT may come first)
+        wait_for(lambda: "uplink re-created: dhclient on" in ctl.logs(), timeout=10,
+                 what=f"the renewal logged:\n{ctl.logs()[-3000:]}")
         logs = ctl.logs()
         assert "re-plugged" in logs or "is back" in logs, logs[-3000:]
-        assert "uplink re-created: dhclient on" in logs, logs[-3000:]
     finally:
         ctl.close()
 
@@ -513,7 +517,8 @@ def test_dhcpcd_instance_handed_to_bridge_and_back(make_world, tmp_path):
         [line] = wait_for(reconfigured, timeout=10,
                           what=f"dhcpcd on the bridge to rebind:\n{ctl.logs()[-2000:]}")
         assert line.split()[3] == ip, line
-        assert "uplink reassociated: dhcpcd on" in ctl.logs()
+        wait_for(lambda: "uplink reassociated: dhcpcd on" in ctl.logs(), timeout=10,
+                 what=f"the rebind logged:\n{ctl.logs()[-2000:]}")
         assert wait_for(lambda: world.station.ping(peer.addr, src=ip, count=1, timeout=0.5),
                         timeout=10, what="the host on the LAN again")
     finally:

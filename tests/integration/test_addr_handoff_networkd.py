@@ -43,6 +43,8 @@ from managers import (
     assert_handed_off,
     assert_rolled_back,
     cannot,
+    replace_step,
+    restore_step,
     routes_to,
     server_acks,
     setup_in_process,
@@ -268,19 +270,18 @@ def test_networkd_failed_handoff_rolls_back(networkd, make_world, tmp_path, monk
     world, original, ip, _ = networkd_station(networkd, make_world, tmp_path, monkeypatch)
     bridge = f"{world.prefix}-br"
     up_file, br_file = addr_handoff.networkd_files(world.uplink, bridge, str(original))
-    real = addr_handoff.HostOps.do_command
     failed = []
 
-    def reload_then_fail(self, argv, undo):
-        real(self, argv, undo)
+    def reload_then_fail(host, argv, undo, done_if=None):
+        real(host, argv, undo, done_if)
         if argv == ["networkctl", "reload"] and not failed:
             failed.append(networkd.link_state(world.uplink).get("NETWORK_FILE"))
             raise RuntimeError("simulated failure after systemd-networkd reloaded")
 
-    monkeypatch.setattr(addr_handoff.HostOps, "do_command", reload_then_fail)
+    real = replace_step(monkeypatch, "command", reload_then_fail)
     try:
         rc, out = setup_in_process(world, bridge, tmp_path / "state")
-        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
+        restore_step(monkeypatch, "command", real)
         assert failed, out
         assert_rolled_back(rc, out, bridge)
         assert not Path(up_file).exists() and not Path(br_file).exists()
@@ -290,5 +291,5 @@ def test_networkd_failed_handoff_rolls_back(networkd, make_world, tmp_path, monk
                  what=f"networkd back on the uplink:\n{networkd.logs()[-3000:]}")
         assert world.station.ping(world.peers[0].addr, src=ip)
     finally:
-        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
+        restore_step(monkeypatch, "command", real)
         wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed

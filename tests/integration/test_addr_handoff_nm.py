@@ -57,6 +57,8 @@ from managers import (
     assert_rolled_back,
     ours,
     renewals,
+    replace_step,
+    restore_step,
     routes_to,
     server_acks,
     setup_in_process,
@@ -204,13 +206,13 @@ def test_networkmanager_handed_to_bridge_and_back(nm_lan, tmp_path, monkeypatch)
         argv = real_argv(cmd, uplink, bridge, files, family)
         return argv[:1] + ["-sf", str(script)] + argv[1:]
 
-    monkeypatch.setattr(addr_handoff, "bridge_dhclient_argv", with_test_script)
+    monkeypatch.setattr(addr_handoff.dhclient, "bridge_dhclient_argv", with_test_script)
     # and the test's configuration for the base of its own (managers.CONF: retries
     # after 1-2 s, as the dhclient test's client; ISC's default first retry after ~10 s is
     # most of a 24 s lease's renewal window)
     conf = tmp_path / "dhclient.conf"
     conf.write_text(CONF)
-    monkeypatch.setattr(addr_handoff, "SYSTEM_DHCLIENT_CONF", str(conf))
+    monkeypatch.setattr(addr_handoff.dhclient, "SYSTEM_DHCLIENT_CONF", str(conf))
     ctl = Controller(world, tmp_path / "ctl")
     (tmp_path / "ctl").mkdir()
     try:
@@ -266,19 +268,16 @@ def test_networkmanager_failed_handoff_rolls_back(nm_lan, tmp_path, monkeypatch)
     nm, world, ip, route = nm_lan
     bridge = f"{world.prefix}-br"
     modified = []
-    real = addr_handoff.HostOps.do_command
-
-    def record(self, argv, undo):
-        real(self, argv, undo)
+    def record(host, argv, undo, done_if=None):
+        real(host, argv, undo, done_if)
         if argv and argv[:3] == ["nmcli", "device", "modify"]:
             modified.append(nm.device(world.uplink))
 
-    def broken_start(self, argv, pidfile):
+    def broken_start(host, argv, pidfile):
         raise RuntimeError("simulated failure starting the bridge's client")
 
-    real_start = addr_handoff.HostOps.do_start
-    monkeypatch.setattr(addr_handoff.HostOps, "do_command", record)
-    monkeypatch.setattr(addr_handoff.HostOps, "do_start", broken_start)
+    real = replace_step(monkeypatch, "command", record)
+    real_start = replace_step(monkeypatch, "start", broken_start)
     try:
         rc, out = setup_in_process(world, bridge, tmp_path / "state")
         assert modified, out                        # NetworkManager had been told
@@ -291,6 +290,6 @@ def test_networkmanager_failed_handoff_rolls_back(nm_lan, tmp_path, monkeypatch)
         assert 0 < addr_info(world.uplink)[0]["valid_life_time"] <= LEASE
         assert_back_on_uplink(world, ip, route)
     finally:
-        monkeypatch.setattr(addr_handoff.HostOps, "do_command", real)
-        monkeypatch.setattr(addr_handoff.HostOps, "do_start", real_start)
+        restore_step(monkeypatch, "command", real)
+        restore_step(monkeypatch, "start", real_start)
         wlbridge("teardown", "--bridge", bridge, check=False)      # only if the test failed

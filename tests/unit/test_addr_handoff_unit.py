@@ -1,5 +1,8 @@
 """Who manages the uplink's addresses (detection from fake process tables and state files),
-the hand-off plan setup computes from it, its execution with rollback, and setup's hooks.
+the hand-off plan setup computes from it, its steps run on a fake host (handoff_fakes:
+files, processes, commands in memory) with rollback, records stored by older versions
+(tests/unit/data), and setup's and teardown's hooks.  The facts and the host are passed
+in: nothing of the hand-off is patched.
 
 NetworkManager does not run on these machines: its hand-off is proved here, by the plan,
 and listed in docs/troubleshooting.md as not verified.  systemd-networkd runs here standalone
@@ -11,14 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from hostnet_fakes import FakeDb, FakeNet, opts
-from wlbridge.cli import bridge_setup
+from handoff_fakes import FakeSystem
+from hostnet_fakes import FakeDb, FakeNet, bridge, opts
+from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
 from wlbridge.host import addr_handoff as ah
 from wlbridge.host import addr_manager as am
+from wlbridge.host.addr_handoff import steps
+from wlbridge.host.addr_handoff.plan import PHASES
 from wlbridge.host.hostnet import Address, SavedState
 
 NOW = 1_800_000_000.0
@@ -331,19 +341,15 @@ def test_dhcpcd_not_writing_resolv_conf_is_not_taken_for_one_that_does():
 
 
 def test_stopping_a_dhcpcd_that_is_not_running_is_done():
-    ran: list[list[str]] = []
-
-    class Ops(ah.HostOps):
-        def run(self, argv):
-            ran.append(list(argv))
-            raise RuntimeError(f"`{' '.join(argv)}` failed: dhcpcd not running")
-
     one = plan("auto", detect(facts(proc(60, "dhcpcd: wlan0 [ip4]", name="dhcpcd"))))
     [stop] = [s for s in one.teardown_before if s.kind == "command"]
-    Ops().do(stop)                      # already stopped: nothing to undo, no error
+    restart = one.teardown_after[0]
+    host = FakeSystem(failing={shlex.join(stop.data["argv"]): "dhcpcd not running",
+                               shlex.join(restart.data["argv"]): "dhcpcd not running"})
+    ah.HostOps(system=host).do(stop)          # already stopped: nothing to undo, no error
     with pytest.raises(RuntimeError, match="not running"):
-        Ops().do(one.teardown_after[0])     # a start that fails is a failure
-    assert ran == [stop.data["argv"], one.teardown_after[0].data["argv"]]
+        ah.HostOps(system=host).do(restart)   # a start that fails is a failure
+    assert host.ran == [stop.data["argv"], restart.data["argv"]]
 
 
 def test_an_old_record_without_steps_before_the_move_still_reads():
@@ -376,27 +382,163 @@ def test_bad_record_is_a_value_error():
             ah.Plan.from_json(text)
 
 
+# ---- steps: the registry and the stored form ------------------------------------------
+RECORDS = json.loads((Path(__file__).parent / "data" / "handoff_plan_v1.json").read_text())
+BRIDGE_PID = {4: 700, 6: 701}
+
+
+def all_steps(p: ah.Plan) -> list[ah.Step]:
+    return [s for phase in PHASES for s in getattr(p, phase)]
+
+
+def every_plan() -> list[ah.Plan]:
+    six = ("dhclient", "-6", "-pf", "/run/dhclient6.wlan0.pid", "-lf",
+           "/var/lib/dhcp/dhclient6.wlan0.leases", "wlan0")
+    na = Address(6, "2001:db8::77", 128, valid_lft=7200, preferred_lft=3600)
+    nwd = {"networkd_link": NETWORKD_LINK, "networkd_lease": am.parse_networkd_state(
+        NETWORKD_LEASE)}
+    return [plan("auto", detect(facts(proc(500, *IFUPDOWN), proc(501, *six)), LEASED, na),
+                 LEASED, na, sysctls={"accept_ra": "1"}),
+            plan("dhclient", detect(facts())),
+            plan("auto", detect(facts(proc(60, "dhcpcd: wlan0 [ip4]", name="dhcpcd")))),
+            plan("auto", detect(facts(nm=am.NmDevice("100 (connected)", "Home", None, "auto")))),
+            plan("auto", detect(facts(**nwd))),
+            plan("auto", detect(facts(), STATIC), STATIC, sysctls={"autoconf": "1"}),
+            plan("keep", detect(facts()))]
+
+
+def test_every_step_a_plan_makes_is_registered_with_its_arguments():
+    kinds = set()
+    for p in every_plan():
+        for step in all_steps(p):
+            steps.bind(step)
+            kinds.add(step.kind)
+        assert ah.Plan.from_json(p.to_json()) == p
+    stored = {s.kind for text in RECORDS.values() for s in all_steps(ah.Plan.from_json(text))}
+    assert kinds == stored == {k for k, _ in steps.REGISTRY} - {"rebind"}  # rebind: renewals
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_a_record_stored_by_version_1_still_reads_and_every_step_binds(name):
+    """Records captured from OVSDB as version 1 wrote them (every step kind): this version
+    must tear them down; and it writes them back the same."""
+    p = ah.Plan.from_json(RECORDS[name])
+    for step in all_steps(p):
+        bound = steps.bind(step)
+        assert bound.kind.version == step.version == 1
+    assert p.to_json() == RECORDS[name]
+
+
+def test_a_step_kind_or_version_it_does_not_know_or_other_arguments_cannot_run():
+    with pytest.raises(steps.StepError, match=r"step kind 'respawn-later' is unknown: 'later'"):
+        steps.bind(ah.Step("respawn-later", "later", {"argv": ["x"]}))
+    with pytest.raises(steps.StepError, match=r"version 2 of step kind 'stop' is unknown "
+                       r"\(known: 1\)"):
+        steps.bind(ah.Step("stop", "stop it", {"argv": ["x"], "pidfile": None}, version=2))
+    with pytest.raises(steps.StepError, match=r"missing pidfile; unknown pid_file; it takes "
+                       r"argv, pidfile, \[pid\]\): 'stop it'"):
+        steps.bind(ah.Step("stop", "stop it", {"argv": ["x"], "pid_file": None}))
+    # stored as before versions existed; a later version is written with its number
+    assert "version" not in json.loads(plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+                                       .to_json())["setup"][0]
+    later = ah.Step("stop", "x", {"argv": ["x"], "pidfile": None}, version=2)
+    assert later.stored()["version"] == 2
+
+
+def test_a_kind_is_registered_once_with_an_undo_taking_its_arguments():
+    def do(host, path, text):
+        pass
+
+    def undo(host, path):
+        pass
+
+    with pytest.raises(TypeError, match="undo's arguments"):
+        steps.register("test-kind", do, undo)
+    with pytest.raises(TypeError, match="twice"):
+        steps.register("write", steps.write, steps.undo_write)
+    assert ("test-kind", 1) not in steps.REGISTRY
+    lease_back = steps.REGISTRY[("lease-back", 1)]
+    assert lease_back.params == ("src", "path", "from", "to")    # from_ is stored as from
+
+
 # ---- execution ------------------------------------------------------------------------
-class RecordingOps:
-    def __init__(self, fail: str | None = None) -> None:
-        self.fail = fail
-        self.log: list[str] = []
+def test_a_failed_step_undoes_the_done_ones_in_reverse():
+    """The bridge's dhclient does not start: the uplink's, stopped just before, runs again
+    exactly as it was, and the files written for the bridge's are gone."""
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    host = FakeSystem(procs={500: IFUPDOWN}, dies_on=["br-wl"])
+    lines: list[str] = []
+    with pytest.raises(ah.HandoffError, match="did not start") as exc:
+        ah.execute(p.setup, ah.HostOps(system=host), lines.append)
+    assert exc.value.undo_errors == []
+    files = ah.dhclient_files("/var/lib/wlbridge", "br-wl", 4)
+    bridge_argv = shlex.join(p.setup[-1].data["argv"])
+    assert host.log == ["forever br-wl", f"write {files['conffile']}",
+                        f"write {files['leasefile']}", f"kill {shlex.join(IFUPDOWN)}",
+                        f"spawn {bridge_argv}", f"spawn {shlex.join(IFUPDOWN)}",
+                        f"unlink {files['leasefile']}", f"unlink {files['conffile']}"]
+    assert host.running() == [list(IFUPDOWN)]
+    assert lines == [s.text for s in p.setup[:4]]
 
-    def do(self, step: ah.Step) -> None:
-        if step.kind == self.fail:
-            raise RuntimeError("boom")
-        self.log.append("do " + step.kind)
 
-    def undo(self, step: ah.Step) -> None:
-        self.log.append("undo " + step.kind)
+def test_a_step_that_cannot_run_stops_a_run_before_anything_is_done():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    host = FakeSystem(procs={500: IFUPDOWN})
+    bad = dataclasses.replace(p.setup[-1], kind="start-later")
+    with pytest.raises(ah.HandoffError, match="start-later' is unknown"):
+        ah.execute([*p.setup[:-1], bad], ah.HostOps(system=host), lambda line: None)
+    assert host.log == []
+    skipped: list[str] = []       # teardown's way: the others run, the problem said
+    ah.execute([p.setup[1], bad], ah.HostOps(system=host), lambda line: None, skipped.append)
+    assert len(skipped) == 1 and p.setup[-1].text in skipped[0]
+    assert host.log == [f"write {p.setup[1].data['path']}"]
 
 
-def test_failed_step_undoes_the_done_ones_in_reverse():
-    steps = [ah.Step(k, k) for k in ("conf", "write", "stop", "start")]
-    ops = RecordingOps(fail="start")
-    with pytest.raises(ah.HandoffError, match="start: boom"):
-        ah.execute(steps, ops, lambda line: None)
-    assert ops.log == ["do conf", "do write", "do stop", "undo stop", "undo write", "undo conf"]
+def test_stop_waits_for_the_process_and_kills_one_that_stays():
+    argv = ["dhclient", "-4", "-nw", "br-wl"]
+    host = FakeSystem(procs={700: argv})
+    stubborn = {700}
+
+    def kill(pid, sig):       # SIGTERM ignored, SIGKILL not
+        host.signals.append((pid, sig))
+        if sig == signal.SIGKILL or pid not in stubborn:
+            host.procs.pop(pid)
+
+    host.kill = kill
+    steps.stop(host, argv, None, 700)
+    assert host.signals == [(700, signal.SIGTERM), (700, signal.SIGKILL)]
+    assert host.now >= steps.STOP_TIMEOUT
+    host.procs[701] = ["dhclient", "-4", "-nw", "br-wl2"]      # another command line
+    steps.stop(host, argv, None, 701)
+    assert 701 in host.procs and len(host.signals) == 2
+
+
+def test_a_removed_file_comes_back_when_undone():
+    host = FakeSystem(files={"/run/systemd/network/x.network": "[Match]\n"})
+    step = ah.Step("remove", "x removed", {"path": "/run/systemd/network/x.network"})
+    ops = ah.HostOps(system=host)
+    ops.do(step)
+    assert host.files == {}
+    ops.undo(step)
+    assert host.files == {"/run/systemd/network/x.network": "[Match]\n"}
+
+
+def test_stop_kills_only_the_exact_command_line(tmp_path):
+    """On the real host: /proc's command lines, signals, a pid file that is not there."""
+    system = ah.System()
+    argv = ["sleep", "30"]
+    pid = system.spawn(argv)
+    try:
+        for _ in range(500):                          # until it has exec'd (loaded CI)
+            if system.cmdline(pid) == argv:
+                break
+            time.sleep(0.02)
+        steps.stop(system, ["sleep", "31"], None, pid)      # another command line: left alone
+        assert system.cmdline(pid) == argv
+        steps.stop(system, argv, str(tmp_path / "no.pid"), pid)
+        assert system.cmdline(pid) in (None, [])
+    finally:
+        subprocess.run(["kill", str(pid)], capture_output=True, check=False)
 
 
 def test_status_fields():
@@ -425,72 +567,209 @@ def _net() -> LeasedNet:
     return LeasedNet({"wlan0": {}})
 
 
-def test_setup_refusal_changes_nothing(monkeypatch):
-    monkeypatch.setattr(am, "read_facts", lambda *a, **k: facts(proc(7, "dhclient")))
+def on(f: am.HostFacts, host: FakeSystem | None = None) -> ah.Handoff:
+    return ah.Handoff(read_facts=lambda uplink, index: f, system=host or FakeSystem())
+
+
+def test_setup_refusal_changes_nothing():
     net = _net()
     db = FakeDb(net=net)
+    host = FakeSystem(procs={7: ["dhclient"]})
     with pytest.raises(UserError) as exc:
-        bridge_setup.setup(db, net, opts(), out=lambda line: None)
+        bridge_setup.setup(db, net, opts(), out=lambda line: None,
+                           handoff_host=on(facts(proc(7, "dhclient")), host))
     assert "every interface" in str(exc.value) and "nothing changed" in str(exc.value)
     assert "\n" not in str(exc.value)
-    assert db.calls == [] and [c[0] for c in net.calls] == ["snapshot"]
+    assert db.calls == [] and [c[0] for c in net.calls] == ["snapshot"] and host.log == []
 
 
-def test_setup_rolls_back_when_the_handoff_fails(monkeypatch, tmp_path):
-    monkeypatch.setattr(am, "read_facts", lambda *a, **k: facts(proc(500, *IFUPDOWN)))
-    done: list[str] = []
-
-    def do(self, step):
-        if step.kind == "start":
-            raise RuntimeError("no dhclient here")
-        done.append(step.kind)
-
-    monkeypatch.setattr(ah.HostOps, "do", do)
-    monkeypatch.setattr(ah.HostOps, "undo", lambda self, step: done.append("undo " + step.kind))
+def test_setup_rolls_back_when_the_handoff_fails(tmp_path):
+    state_dir = str(tmp_path)
+    host = FakeSystem(procs={500: IFUPDOWN}, dies_on=["br-wl"])
     net = _net()
     db = FakeDb(net=net)
     with pytest.raises(UserError, match="rolled back") as exc:
-        bridge_setup.setup(db, net, opts(state_dir=str(tmp_path)), out=lambda line: None)
-    assert "no dhclient here" in str(exc.value)
-    assert done == ["forever", "conf", "write", "stop", "undo stop", "undo write", "undo conf",
-                    "undo forever"]
+        bridge_setup.setup(db, net, opts(state_dir=state_dir), out=lambda line: None,
+                           handoff_host=on(facts(proc(500, *IFUPDOWN)), host))
+    assert "did not start" in str(exc.value)
+    assert [line.split()[0] for line in host.log] == [
+        "forever", "write", "write", "kill", "spawn", "spawn", "unlink", "unlink"]
+    assert host.running() == [list(IFUPDOWN)]             # the uplink's dhclient again
+    assert not [f for f in host.files if f.startswith(state_dir)]
     assert ("move", "wlan0", "br-wl") in net.calls and ("move", "br-wl", "wlan0") in net.calls
     assert db.calls[-1] == ("delete", "br-wl")
 
 
-def test_keep_mode_does_not_look(monkeypatch):
+def test_keep_mode_does_not_look():
     def boom(*a, **k):
         raise AssertionError("detection ran")
 
-    monkeypatch.setattr(am, "read_facts", boom)
     net = _net()
     db = FakeDb(net=net)
-    bridge_setup.setup(db, net, opts(address_manager="keep"), out=lambda line: None)
+    host = FakeSystem()
+    bridge_setup.setup(db, net, opts(address_manager="keep"), out=lambda line: None,
+                       handoff_host=ah.Handoff(read_facts=boom, system=host))
     spec = db.calls[0][1]
     assert ah.Plan.from_json(spec.external_ids[ah.HANDOFF_KEY]).mode == "keep"
+    assert host.log == []
 
 
-
-def test_setup_run_again_restarts_a_dead_bridge_client(monkeypatch):
-    from hostnet_fakes import bridge
-
-    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+def _bridge_with(p: ah.Plan | str):
     info = bridge()
-    info = dataclasses.replace(info, external_ids={**info.external_ids,
-                                                   ah.HANDOFF_KEY: p.to_json()})
-    started: list[list[str]] = []
-    monkeypatch.setattr(ah.HostOps, "find", lambda self, argv, pidfile, pid=0: None)
-    monkeypatch.setattr(ah.HostOps, "do_start",
-                        lambda self, argv, pidfile: started.append(argv))
+    text = p if isinstance(p, str) else p.to_json()
+    return dataclasses.replace(info, external_ids={**info.external_ids, ah.HANDOFF_KEY: text})
+
+
+def test_setup_run_again_restarts_a_dead_bridge_client():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    host = FakeSystem()                             # nobody runs
     net = FakeNet({"wlan0": {}, "br-wl": {}})
     lines: list[str] = []
-    bridge_setup.setup(FakeDb([info], net=net), net, opts(), out=lines.append)
-    assert started == [p.setup[-1].data["argv"]]
+    bridge_setup.setup(FakeDb([_bridge_with(p)], net=net), net, opts(), out=lines.append,
+                       handoff_host=on(facts(), host))
+    assert host.running() == [p.setup[-1].data["argv"]]
     assert any("dhclient -4 on br-wl" in line for line in lines), lines
     assert any("address manager: dhclient on br-wl" in line for line in lines), lines
+    host.log.clear()                                # and again: it runs, left alone
+    bridge_setup.setup(FakeDb([_bridge_with(p)], net=net), net, opts(), out=lines.append,
+                       handoff_host=on(facts(), host))
+    assert host.log == []
 
 
-# ---- reading the host (fakes: a /proc tree, an nmcli that hangs) ---------------------
+def test_setup_run_again_restarts_no_client_from_a_step_it_cannot_run():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    data = json.loads(p.to_json())
+    data["setup"][-1]["data"]["pid_file"] = data["setup"][-1]["data"].pop("pidfile")
+    host = FakeSystem()
+    net = FakeNet({"wlan0": {}, "br-wl": {}})
+    bridge_setup.setup(FakeDb([_bridge_with(json.dumps(data))], net=net), net, opts(),
+                       out=lambda line: None, handoff_host=on(facts(), host))
+    assert host.log == []
+
+
+# ---- teardown's hooks -----------------------------------------------------------------
+class LoggingNet(FakeNet):
+    def __init__(self, log: list[str], fail_move: bool = False) -> None:
+        super().__init__({"wlan0": {}, "br-wl": {}})
+        self.log, self.fail_move = log, fail_move
+
+    def move(self, st, src, dst, nodad=False):
+        if self.fail_move:
+            raise OSError("simulated")
+        self.log.append(f"move {src}->{dst}")
+        return []
+
+    def set_tx_checksum(self, name, wanted):
+        return True
+
+
+class LoggingDb(FakeDb):
+    def delete_bridge(self, name: str) -> bool:
+        self.net.log.append("delete")
+        return super().delete_bridge(name)
+
+
+BRIDGE_LEASE = ('lease {\n  interface "br-wl";\n  fixed-address 192.168.1.5;\n'
+                '  expire 5 2027/01/15 08:00:00;\n}\n')
+
+
+def set_up_host(p: ah.Plan, log: list[str]) -> FakeSystem:
+    """The host as setup left it: the bridge's dhclients running, its lease file."""
+    host = FakeSystem(log=log)
+    for start in (s for s in p.setup if s.kind == "start"):
+        host.daemon(start.data["argv"], start.data["pidfile"], BRIDGE_PID[int(
+            start.data["argv"][1][1])])
+    if p.lease_file:
+        host.files[p.lease_file] = BRIDGE_LEASE
+    log.clear()
+    return host
+
+
+def tear_down(p: ah.Plan | str, host: FakeSystem, net: LoggingNet) -> tuple[LoggingDb, list]:
+    db = LoggingDb([_bridge_with(p)], net=net)
+    lines: list[str] = []
+    assert bridge_teardown.teardown(db, net, "br-wl", out=lines.append,
+                                    handoff_host=ah.Handoff(system=host))
+    return db, lines
+
+
+def test_teardown_hands_back_around_the_move():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    host = set_up_host(p, log)
+    tear_down(p, host, LoggingNet(log))
+    bridge_argv = p.setup[-1].data["argv"]
+    assert log == [f"kill {shlex.join(bridge_argv)}", "forever br-wl", "move br-wl->wlan0",
+                   "delete", "append /var/lib/dhcp/dhclient.wlan0.leases",
+                   f"spawn {shlex.join(IFUPDOWN)}"]
+    assert host.running() == [list(IFUPDOWN)]
+    back = host.files["/var/lib/dhcp/dhclient.wlan0.leases"]
+    assert back == "\n" + BRIDGE_LEASE.replace('"br-wl"', '"wlan0"')
+
+
+def test_teardown_restarts_the_bridge_client_when_the_move_fails():
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    log: list[str] = []
+    host = set_up_host(p, log)
+    net = LoggingNet(log, fail_move=True)
+    db = FakeDb([_bridge_with(p)], net=net)
+    with pytest.raises(UserError, match="teardown stopped before removing"):
+        bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None,
+                                 handoff_host=ah.Handoff(system=host))
+    bridge_argv = shlex.join(p.setup[-1].data["argv"])
+    assert log == [f"kill {bridge_argv}", "forever br-wl", f"spawn {bridge_argv}"]
+    assert "br-wl" in db.bridges
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_a_bridge_set_up_by_version_1_tears_down(name):
+    """Teardown with a record as version 1 stored it: every step runs and says so."""
+    p = ah.Plan.from_json(RECORDS[name])
+    log: list[str] = []
+    host = set_up_host(p, log)
+    db, lines = tear_down(RECORDS[name], host, LoggingNet(log))
+    assert not [line for line in lines if "error" in line or "warning" in line], lines
+    shown = [s.text for s in p.teardown_before + p.teardown_after
+             if s.kind != "command" or s.data["argv"]]
+    assert [line.strip() for line in lines if line.strip() in shown] == shown
+    assert "br-wl" not in db.bridges
+    assert host.running() == sorted(s.data["argv"] for s in p.teardown_after
+                                    if s.kind == "respawn")
+    assert host.ran == [s.data["argv"] for s in p.teardown_before + p.teardown_after
+                        if s.kind == "command"]
+
+
+@pytest.mark.parametrize("phase, change, why", [
+    ("teardown_after", {"kind": "respawn-later"}, "step kind 'respawn-later' is unknown"),
+    ("teardown_after", {"version": 3}, "version 3 of step kind 'respawn' is unknown"),
+    ("teardown_before", {"data": {"argv": ["x"], "pid_file": "/run/x.pid"}},
+     "missing pidfile; unknown pid_file"),
+])
+def test_a_record_with_a_step_this_version_cannot_run_tears_down_what_it_can(phase, change,
+                                                                              why):
+    """One error line naming the step (what to do by hand) and why; the addresses move
+    back, the bridge goes, and the other steps run."""
+    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
+    data = json.loads(p.to_json())
+    bad = data[phase][-1 if phase == "teardown_after" else 0]
+    bad.update(change)
+    log: list[str] = []
+    host = set_up_host(p, log)
+    db, lines = tear_down(json.dumps(data), host, LoggingNet(log))
+    [error] = [line for line in lines if "error" in line]
+    assert why in error and bad["text"] in error and "by hand" in error
+    assert "\n" not in error
+    assert "move br-wl->wlan0" in log and "br-wl" not in db.bridges
+    bridge_argv = p.setup[-1].data["argv"]
+    if phase == "teardown_after":          # the bridge's client stopped, the lease carried
+        assert f"kill {shlex.join(bridge_argv)}" in log
+        assert "append /var/lib/dhcp/dhclient.wlan0.leases" in log
+        assert host.running() == []
+    else:                                  # the original client is back
+        assert host.running() == sorted([bridge_argv, list(IFUPDOWN)])
+
+
+# ---- reading the host -----------------------------------------------------------------
 def test_read_processes_from_a_proc_tree(tmp_path):
     for pid, argv, stat in ((500, b"dhclient\0-4\0wlan0\0", "500 (dhclient) S 1 500"),
                             (2, b"", "2 (kthreadd) S 0 0")):
@@ -544,87 +823,6 @@ def test_networkmanager_plan_lets_the_kernel_accept_ras_on_the_bridge():
     assert any("ipv6.method dhcp" in n for n in plan("auto", det, sysctls=sysctls).notes)
 
 
-def test_stop_kills_only_the_exact_command_line(tmp_path):
-    import subprocess
-
-    ops = ah.HostOps()
-    argv = ["sleep", "30"]
-    pid = ops.spawn(argv)
-    try:
-        for _ in range(500):                          # until it has exec'd (loaded CI)
-            if ops.cmdline(pid) == argv:
-                break
-            time.sleep(0.02)
-        ops.do_stop(["sleep", "31"], None, pid)       # another command line: left alone
-        assert ops.cmdline(pid) == argv
-        ops.do_stop(argv, str(tmp_path / "no.pid"), pid)
-        assert ops.cmdline(pid) in (None, [])
-    finally:
-        subprocess.run(["kill", str(pid)], capture_output=True, check=False)
-
-
-# ---- teardown's hooks -----------------------------------------------------------------
-def _bridge_with(p: ah.Plan):
-    from hostnet_fakes import bridge
-
-    info = bridge()
-    return dataclasses.replace(info, external_ids={**info.external_ids,
-                                                   ah.HANDOFF_KEY: p.to_json()})
-
-
-def _record_ops(monkeypatch, log: list[str], fail: str | None = None) -> None:
-    def do(self, step):
-        if step.kind == fail:
-            raise RuntimeError("boom")
-        log.append(step.kind)
-
-    monkeypatch.setattr(ah.HostOps, "do", do)
-    monkeypatch.setattr(ah.HostOps, "undo", lambda self, step: log.append("undo " + step.kind))
-
-
-class LoggingNet(FakeNet):
-    def __init__(self, log: list[str], fail_move: bool = False) -> None:
-        super().__init__({"wlan0": {}, "br-wl": {}})
-        self.log, self.fail_move = log, fail_move
-
-    def move(self, st, src, dst, nodad=False):
-        if self.fail_move:
-            raise OSError("simulated")
-        self.log.append(f"move {src}->{dst}")
-        return []
-
-    def set_tx_checksum(self, name, wanted):
-        return True
-
-
-def test_teardown_hands_back_around_the_move(monkeypatch):
-    from wlbridge.cli import bridge_teardown
-
-    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
-    log: list[str] = []
-    _record_ops(monkeypatch, log)
-    net = LoggingNet(log)
-    db = FakeDb([_bridge_with(p)], net=net)
-    monkeypatch.setattr(FakeDb, "delete_bridge",
-                        lambda self, name: log.append("delete") or True)
-    assert bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
-    assert log == ["stop", "forever", "move br-wl->wlan0", "delete", "lease-back", "respawn"]
-
-
-def test_teardown_restarts_the_bridge_client_when_the_move_fails(monkeypatch):
-    from wlbridge.cli import bridge_teardown
-
-    p = plan("auto", detect(facts(proc(500, *IFUPDOWN))))
-    log: list[str] = []
-    _record_ops(monkeypatch, log)
-    net = LoggingNet(log, fail_move=True)
-    db = FakeDb([_bridge_with(p)], net=net)
-    with pytest.raises(UserError, match="teardown stopped before removing"):
-        bridge_teardown.teardown(db, net, "br-wl", out=lambda line: None)
-    assert log == ["stop", "forever", "undo forever", "undo stop"]
-    assert "br-wl" in db.bridges
-
-
 def test_dhcpv6_client_goes_along_with_its_leases():
     six = ("dhclient", "-6", "-pf", "/run/dhclient6.wlan0.pid", "-lf",
            "/var/lib/dhcp/dhclient6.wlan0.leases", "wlan0")
@@ -660,9 +858,7 @@ def test_forced_dhclient_where_none_ran_leaves_resolv_conf_alone(tmp_path):
     system.write_text('#!/bin/sh\necho "dns=$new_domain_name_servers ip=$new_ip_address $1"\n')
     system.chmod(0o755)
     ours = tmp_path / "ours"
-    ah.HostOps.do_write(str(ours), ah.no_dns_script(str(system)), 0o755)
-    import subprocess
-
+    ah.System.write_text(str(ours), ah.no_dns_script(str(system)), 0o755)
     out = subprocess.run([str(ours), "arg"], capture_output=True, text=True, check=True,
                          env={"new_domain_name_servers": "10.0.0.1", "new_ip_address": "10.0.0.5",
                               "PATH": "/usr/bin:/bin"}).stdout

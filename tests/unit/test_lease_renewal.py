@@ -5,8 +5,10 @@ the renewal never raises and never leaves the bridge's client stopped."""
 from __future__ import annotations
 
 import logging
+import signal
 
 import pytest
+from handoff_fakes import FakeSystem
 from wlbridge.host import addr_handoff as ah
 from wlbridge.host import addr_manager as am
 from wlbridge.host.host_events import CARRIER_UP, RECREATED
@@ -60,18 +62,15 @@ def test_the_dhcpcd_instance_on_the_bridge_is_told_to_rebind():
     assert "dhcpcd on br-wl" in line and "rebind" in line and "\n" not in line
 
 
-def test_a_rebind_signals_only_the_bridges_own_dhcpcd_instance(monkeypatch):
-    procs = [am.Process(70, 1, "dhcpcd", ("dhcpcd: [manager] [ip4] [ip6]",)),
-             am.Process(71, 1, "dhcpcd", ("dhcpcd: wlan1 [ip4]",)),
-             am.Process(72, 1, "dhcpcd", ("dhcpcd: br-wl [ip4]",)),
-             am.Process(73, 72, "dhcpcd", ("dhcpcd: [privileged proxy] br-wl [ip4]",))]
-    killed: list[tuple[int, int]] = []
-    monkeypatch.setattr(am, "read_processes", lambda: procs)
-    monkeypatch.setattr(ah.os, "kill", lambda pid, sig: killed.append((pid, sig)))
-    ah.HostOps().do_rebind("br-wl")
-    assert killed == [(72, ah.signal.SIGHUP)]
+def test_a_rebind_signals_only_the_bridges_own_dhcpcd_instance():
+    host = FakeSystem(procs={70: ["dhcpcd: [manager] [ip4] [ip6]"], 71: ["dhcpcd: wlan1 [ip4]"],
+                             72: ["dhcpcd: br-wl [ip4]"],
+                             73: ["dhcpcd: [privileged proxy] br-wl [ip4]"]})
+    [step] = renewal(PLANS["dhcpcd"]())[0]
+    ah.HostOps(system=host).do(step)
+    assert host.signals == [(72, signal.SIGHUP)]
     with pytest.raises(RuntimeError, match="no dhcpcd instance runs on br-wl0"):
-        ah.HostOps().do_rebind("br-wl0")
+        ah.HostOps(system=host).do(ah.Step("rebind", "rebind", {"iface": "br-wl0"}))
 
 
 @pytest.mark.parametrize("mode", ["static", "keep", "networkd"])

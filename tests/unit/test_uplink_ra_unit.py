@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from fake_netlink import FakeMsg
+from handoff_fakes import FakeSystem
 from hostnet_fakes import FakeDb, FakeNet, opts, state
 from wlbridge.cli import bridge_setup, bridge_teardown
 from wlbridge.errors import UserError
@@ -69,20 +70,14 @@ def test_an_uplink_without_ipv6_is_left_alone() -> None:
     assert not any(c[0] in ("ipv6", "ra_leftovers") for c in net.calls)
 
 
-def test_a_failed_hand_off_gives_the_uplink_its_ra_settings_back(monkeypatch) -> None:
+def test_a_failed_hand_off_gives_the_uplink_its_ra_settings_back() -> None:
     net = FakeNet({"wlan0": {"ipv6": dict(RA_ON)}})
     db = FakeDb(net=net)
-    real, calls = addr_handoff.execute, []
-
-    def execute(steps, ops, out):
-        calls.append(steps)
-        if len(calls) == 2:                               # the steps after the move
-            raise addr_handoff.HandoffError("dhclient did not start")
-        return real(steps, ops, out)
-
-    monkeypatch.setattr(addr_handoff, "execute", execute)
+    host = FakeSystem(dies_on=["br-wl"])          # the bridge's dhclient does not start
     with pytest.raises(UserError, match="rolled back"):
-        bridge_setup.setup(db, net, opts(), out=lambda line: None)
+        bridge_setup.setup(db, net, opts(address_manager="dhclient"), out=lambda line: None,
+                           handoff_host=addr_handoff.Handoff(system=host))
+    assert any(line.startswith("spawn dhclient") for line in host.log)   # it was tried
     assert net.links["wlan0"]["ipv6"] == RA_ON
     assert "br-wl" not in db.bridges
 

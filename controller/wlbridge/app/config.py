@@ -46,8 +46,12 @@ def options() -> list:
                    help="IPv4 addresses one guest port may hold"),
         cfg.IntOpt("max_bindings", default=4096, min=1,
                    help="IPv4 and IPv6 bindings in all"),
+        cfg.IntOpt("max_macs_per_port", default=32, min=1,
+                   help="guests (MACs) one guest port may carry: a Linux bridge, a VM "
+                        "with nested guests or a container host behind it; frames from "
+                        "more are refused (refused.mac-limit); 1: one guest per port"),
         cfg.IntOpt("ipv6_bindings_per_guest", default=8, min=1,
-                   help="IPv6 addresses one guest port may hold (link-local, SLAAC, "
+                   help="IPv6 addresses one guest (MAC) may hold (link-local, SLAAC, "
                         "temporary, DHCPv6); idle ones expire after idle_timeout"),
         cfg.IntOpt("group_membership_interval", default=260, min=10,
                    help="seconds a guest's IGMP/MLD report keeps it in a multicast group "

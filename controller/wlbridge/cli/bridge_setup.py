@@ -37,13 +37,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from wlbridge.app import config, switch_link
+from wlbridge.cli.common import (
+    DEFAULT_BRIDGE,
+    Out,
+    add_bridge_arguments,
+    require_root,
+    saved_state,
+)
 from wlbridge.errors import UserError
 from wlbridge.host import datapath
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge.host import addr_handoff, hostnet, ovsdb
 
-DEFAULT_BRIDGE = "br-wl"
 #: the bridge listens on a root-only Unix socket; the controller connects (wlbridge.app.switch_link)
 DEFAULT_CONTROLLER = switch_link.passive_target(DEFAULT_BRIDGE)
 DEFAULT_PACKET_IN_RATE = 1000
@@ -53,13 +59,6 @@ ADDRESS_MANAGERS = ("auto", "keep", "static", "dhclient", "dhcpcd", "networkmana
                     "networkd")   # addr_handoff.MODES (kept here: --help loads no pyroute2)
 DEFAULT_STATE_DIR = config.default("state_dir")
 
-geteuid: Callable[[], int] = os.geteuid     # seam: tests replace it to simulate non-root
-Out = Callable[[str], None]
-
-
-def require_root(command: str) -> None:
-    if geteuid() != 0:
-        raise UserError(f"must be run as root (try: sudo wlbridge {command} ...); nothing changed")
 
 
 def kernel_datapath_available() -> bool:
@@ -67,21 +66,11 @@ def kernel_datapath_available() -> bool:
     return os.path.isdir(OVS_MODULE_PATH)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bridge", default=DEFAULT_BRIDGE, metavar="BRIDGE",
-                        help="OVS bridge name")
-    parser.add_argument("--db", default=None, metavar="REMOTE",
-                        help="OVSDB server (default: $WLBRIDGE_OVSDB, else "
-                        "unix:/var/run/openvswitch/db.sock)")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for Open vSwitch")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uplink", required=True, metavar="UPLINK",
                         help="the Wi-Fi station interface, e.g. wlan0; auto: the one "
                         "associated managed-mode station (required)")
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "
                         "is loaded, else netdev, the userspace datapath)")
@@ -103,6 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="STATE_DIR",
                         help="where the DHCP client setup starts on the bridge keeps its pid "
                         f"and lease files (default {DEFAULT_STATE_DIR}, as `wlbridge run`)")
+    parser.add_argument("--libvirt-network", default="wlbridge", metavar="NAME",
+                        help="when libvirt is installed, the libvirt network defined and "
+                        "autostarted for the bridge (removed by teardown); '' for none "
+                        "(default: wlbridge)")
 
 
 @dataclass
@@ -196,26 +189,21 @@ def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.Br
     return existing
 
 
-def saved_state(info: ovsdb.BridgeInfo) -> hostnet.SavedState:
-    from wlbridge.host import hostnet, ovsdb
+def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print,
+          handoff_host: addr_handoff.Handoff | None = None) -> None:
+    """Create (or finish setting up) the bridge; prints a summary through `out`.
+    `handoff_host`: what the address hand-off reads and acts on (default: this host)."""
+    from wlbridge.host.addr_handoff import Handoff
 
-    try:
-        return hostnet.SavedState.from_json(info.external_ids.get(ovsdb.SAVED_KEY, ""))
-    except ValueError as exc:
-        raise UserError(f"bridge {info.name}: external_ids:{ovsdb.SAVED_KEY} is unreadable "
-                        f"({exc}); fix or remove the bridge by hand") from exc
-
-
-def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print) -> None:
-    """Create (or finish setting up) the bridge; prints a summary through `out`."""
+    host = handoff_host or Handoff()
     existing = check(db, net, opts)
     if existing is not None:
-        _resume(db, net, opts, existing, out)
+        _resume(db, net, opts, existing, out, host)
         return
     from wlbridge.host.hostnet import ingress_plan
 
     state = net.snapshot(opts.uplink)
-    plan = handoff_plan(net, opts, state)       # refuses before anything changed
+    plan = handoff_plan(net, opts, state, host)       # refuses before anything changed
     dp = datapath.traits(opts.datapath)   # what differs between datapaths: wlbridge.host.datapath
     if dp.tx_checksum_off:
         state.tx_checksum = net.get_tx_checksum(opts.uplink)
@@ -231,14 +219,14 @@ def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = 
                             "bridge removed again, nothing changed")
     out(f"created Open vSwitch bridge {opts.bridge} over uplink {opts.uplink}")
     warnings: list[str] = []
-    changes = _before_move(db, opts, plan)
+    changes = _before_move(db, opts, plan, host)
     changes += _apply_host(net, opts, state, warnings)
-    changes += _hand_off(db, net, opts, state, plan)
+    changes += _hand_off(db, net, opts, state, plan, host)
     _report(db, net, opts, state, changes, out, warnings)
 
 
-def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
-                 state: hostnet.SavedState) -> addr_handoff.Plan:
+def handoff_plan(net: hostnet.HostNet, opts: SetupOptions, state: hostnet.SavedState,
+                 host: addr_handoff.Handoff) -> addr_handoff.Plan:
     """Who manages the uplink's addresses, and how setup hands them over (UserError when
     that is not safe: one line with the commands to do it by hand)."""
     from wlbridge.host import addr_handoff, addr_manager
@@ -247,7 +235,7 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
         det = addr_manager.Detection(addr_manager.UNKNOWN, "not checked (keep)")
         facts = addr_manager.HostFacts()
     else:
-        facts = addr_manager.read_facts(opts.uplink, net.link_index(opts.uplink) or 0)
+        facts = host.facts(opts.uplink, net.link_index(opts.uplink) or 0)
         det = addr_manager.detect(facts, opts.uplink, state.addresses)
     try:
         metrics = [r.priority for r in state.routes
@@ -260,14 +248,15 @@ def handoff_plan(net: hostnet.HostNet, opts: SetupOptions,
                         "nothing changed") from exc
 
 
-def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan) -> list[str]:
+def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan,
+                 host: addr_handoff.Handoff) -> list[str]:
     """The plan's steps before the addresses move (a dhcpcd on the uplink stops first: it
     would put them back); when one fails, the bridge is removed again."""
     from wlbridge.host import addr_handoff
 
     done: list[str] = []
     try:
-        addr_handoff.execute(plan.before_move, addr_handoff.HostOps(), done.append)
+        addr_handoff.execute(plan.before_move, host.ops(), done.append)
     except addr_handoff.HandoffError as exc:
         db.delete_bridge(opts.bridge)
         undo = f"; undoing: {'; '.join(exc.undo_errors)}" if exc.undo_errors else ""
@@ -277,17 +266,18 @@ def _before_move(db: ovsdb.Ovsdb, opts: SetupOptions, plan: addr_handoff.Plan) -
 
 
 def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
-              state: hostnet.SavedState, plan: addr_handoff.Plan) -> list[str]:
+              state: hostnet.SavedState, plan: addr_handoff.Plan,
+              host: addr_handoff.Handoff) -> list[str]:
     """Run the plan's setup steps; when one fails, undo them and the whole setup (the
     steps before the move last, once the addresses are back on the uplink)."""
     from wlbridge.host import addr_handoff
 
     done: list[str] = []
     try:
-        addr_handoff.execute(plan.setup, addr_handoff.HostOps(net), done.append)
+        addr_handoff.execute(plan.setup, host.ops(net), done.append)
     except addr_handoff.HandoffError as exc:
         problems = exc.undo_errors + _rollback(db, net, opts, state)
-        ops = addr_handoff.HostOps(net)
+        ops = host.ops(net)
         for step in reversed(plan.before_move):
             try:
                 ops.undo(step)
@@ -303,7 +293,8 @@ def _hand_off(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
     return done
 
 
-def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
+def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet,
+                     host: addr_handoff.Handoff) -> list[str]:
     """Start again the DHCP client setup started on the bridge, if it died."""
     from wlbridge.host import addr_handoff
 
@@ -314,7 +305,7 @@ def _restart_clients(info: ovsdb.BridgeInfo, net: hostnet.HostNet) -> list[str]:
         plan = addr_handoff.Plan.from_json(text)
     except ValueError:
         return []        # _report_handoff says so
-    ops, done = addr_handoff.HostOps(net), []
+    ops, done = host.ops(net), []
     try:
         addr_handoff.execute(addr_handoff.missing_clients(plan, ops), ops, done.append)
     except addr_handoff.HandoffError as exc:
@@ -344,7 +335,7 @@ def _rollback(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
 
 
 def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
-            info: ovsdb.BridgeInfo, out: Out) -> None:
+            info: ovsdb.BridgeInfo, out: Out, host: addr_handoff.Handoff) -> None:
     from wlbridge.host import ovsdb
 
     state = saved_state(info)
@@ -362,7 +353,7 @@ def _resume(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions,
                        f"{', '.join(targets) or 'none'})")
     warnings: list[str] = []
     changes += _apply_host(net, opts, state, warnings)
-    changes += _restart_clients(info, net)
+    changes += _restart_clients(info, net, host)
     done = "; finished what an interrupted setup left undone, brought it up to date"
     out(f"bridge {opts.bridge} was already set up by wlbridge"
         + (done if changes else "; nothing changed"))
@@ -482,4 +473,7 @@ def main(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
         setup(db, net, opts)
+        from wlbridge.host import libvirt_net
+
+        libvirt_net.after_setup(db, opts.bridge, args.libvirt_network, print)
     return 0

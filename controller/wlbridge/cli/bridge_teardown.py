@@ -28,17 +28,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wlbridge.cli.bridge_setup import Out, add_common_arguments, require_root, saved_state
+from wlbridge.cli.common import Out, add_bridge_arguments, require_root, saved_state
 from wlbridge.errors import UserError
 
-if TYPE_CHECKING:  # imported lazily, see bridge_setup
-    from wlbridge.host import hostnet, ovsdb
+if TYPE_CHECKING:  # imported lazily, see cli.common
+    from wlbridge.host import addr_handoff, hostnet, ovsdb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wlbridge.app import config
 
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
     parser.add_argument("--state-dir", metavar="STATE_DIR", default=config.default("state_dir"),
                         help="the controller's state_dir, where it keeps BRIDGE.json")
     parser.add_argument("--remove-state", action="store_true",
@@ -76,8 +76,10 @@ def listening(target: str) -> bool | None:
 
 
 def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = print,
-             state_dir: str | None = None) -> bool:
-    """Undo `wlbridge setup` for `bridge`; False when there was nothing to do."""
+             state_dir: str | None = None, handoff_host: addr_handoff.Handoff | None = None
+             ) -> bool:
+    """Undo `wlbridge setup` for `bridge`; False when there was nothing to do.
+    `handoff_host`: what the address hand-back acts on (default: this host)."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     from wlbridge.host import hostnet, ovsdb
@@ -110,7 +112,10 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                    if i.name not in (bridge, uplink, info.uplink)]
     changes: list[str] = []
     handoff = _handoff_record(info, out)
-    before = _hand_back(handoff, "teardown_before", net, changes, bridge)  # the bridge's client
+    from wlbridge.host.addr_handoff import Handoff
+
+    ops = (handoff_host or Handoff()).ops(net)
+    before = _hand_back(handoff, "teardown_before", ops, changes, bridge)  # the bridge's client
     if net.link_index(uplink) is None:
         out(f"warning: uplink {uplink} no longer exists; cannot put back:")
         for line in hostnet.describe(state.addresses, state.routes):
@@ -130,12 +135,15 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
                     and net.set_tx_checksum(uplink, state.tx_checksum)):
                 changes.append(f"TX checksum offload of {uplink} restored")
         except (OSError, LookupError, NetlinkError) as exc:
-            _undo(before, net)
+            _undo(before, ops)
             raise UserError(f"teardown stopped before removing {bridge}: {exc}. Fix the cause "
                             "and run `wlbridge teardown` again (the saved state is kept)") from exc
+    from wlbridge.host import attach, libvirt_net
+
+    changes += libvirt_net.before_teardown(info) + attach.detach_all(info, db, net)
     db.delete_bridge(bridge)
     if net.link_index(uplink) is not None:
-        _hand_back(handoff, "teardown_after", net, changes, bridge)
+        _hand_back(handoff, "teardown_after", ops, changes, bridge)
     out(f"removed bridge {bridge}; host configuration is back on {uplink}")
     for line in changes:
         out(f"  {line}")
@@ -162,29 +170,32 @@ def _handoff_record(info: ovsdb.BridgeInfo, out: Out) -> Any:
         return None
 
 
-def _hand_back(plan: Any, phase: str, net: hostnet.HostNet, changes: list[str],
+def _hand_back(plan: Any, phase: str, ops: addr_handoff.HostOps, changes: list[str],
                bridge: str) -> list[Any]:
-    """Run one phase of the plan's teardown steps; the steps done."""
+    """Run one phase of the plan's teardown steps; the steps done.  A step this wlbridge
+    cannot run (a record written by another version) is left out, with one error line
+    saying what to do by hand; the others run."""
     from wlbridge.host import addr_handoff
 
     if plan is None:
         return []
-    steps = getattr(plan, phase)
+    steps, skipped = getattr(plan, phase), []
     try:
-        addr_handoff.execute(steps, addr_handoff.HostOps(net), changes.append)
+        addr_handoff.execute(steps, ops, changes.append, skipped.append)
     except addr_handoff.HandoffError as exc:
         if phase == "teardown_before":
             raise UserError(f"teardown stopped before removing {bridge}: {exc} (undone). Fix "
                             "the cause and run `wlbridge teardown` again") from exc
         changes.append(f"warning: {exc}; do that by hand")
         return []
+    finally:
+        if skipped:
+            changes.append("error: the address hand-off record has steps this wlbridge "
+                           f"cannot run, left out (do them by hand): {'; '.join(skipped)}")
     return list(steps)
 
 
-def _undo(steps: list[Any], net: hostnet.HostNet) -> None:
-    from wlbridge.host import addr_handoff
-
-    ops = addr_handoff.HostOps(net)
+def _undo(steps: list[Any], ops: addr_handoff.HostOps) -> None:
     for step in reversed(steps):
         try:
             ops.undo(step)

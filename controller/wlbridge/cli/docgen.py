@@ -84,7 +84,7 @@ def command_options(name: str) -> str:
         option = " / ".join(action.option_strings)
         if action.metavar or action.choices:
             option += f" {action.metavar or '{' + ','.join(action.choices) + '}'}"
-        option = f"`{option}`"
+        option = f"`{option.strip()}`"   # a positional has no option string
         text = action.help or ""
         default = "(required)" if action.required else "–"
         found = re.search(r" \(default: (.*)\)$", text)
@@ -351,6 +351,8 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
                  "teardown-options": lambda: command_options("teardown"),
                  "doctor-options": lambda: command_options("doctor"),
                  "install-service-options": lambda: command_options("install-service"),
+                 "attach-options": lambda: command_options("attach"),
+                 "detach-options": lambda: command_options("detach"),
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),

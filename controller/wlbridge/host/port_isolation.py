@@ -26,6 +26,13 @@ of its own, outside the core's lock:
   forwarding, so the host must keep ignoring guest ports.  `wlbridge teardown` removes
   them from the bridge's former ports that still exist.
 
+Ports attached by `wlbridge attach` (Interface ``external_ids:wlbridge-guest``) whose
+interface vanished (the guest's namespace or container is gone, and its veth pair with it) are
+removed from OVSDB here, with their DHCP client (`wlbridge.host.attach.remove_guest`): on the
+port-status event the disappearance brings (a MODIFY, link down, on the userspace datapath), and
+at each read of the bridge (so also those that
+vanished while no controller ran).  Their bindings go with the port's DELETE, in the core.
+
 Nothing here raises: failures are logged once per interface (and retried on the next
 event for that port).
 """
@@ -56,6 +63,8 @@ class GuestPortIsolation:
                  bridge_info: Callable[[str, str | None], Any] | None = None,
                  hostnet_factory: Callable[[], Any] | None = None,
                  load_program: Callable[[], int] | None = None,
+                 reap: Callable[[str, str | None, list[tuple[str, dict]]], list[str]]
+                 | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bridge = bridge
         self.uplink = uplink
@@ -63,10 +72,12 @@ class GuestPortIsolation:
         self._bridge_info = bridge_info or _ovsdb_bridge_info
         self._hostnet_factory = hostnet_factory or _hostnet
         self._load_program = load_program or _load_drop_all
+        self._reap = reap or _reap_attached
         self._clock = clock
         self.netdev: bool | None = None      # the bridge's datapath is netdev (None: unknown)
         self.types: dict[str, str] = {}      # OVSDB interface type by name
         self.isolated: set[str] = set()      # isolated (or found isolated) by us
+        self.attached: dict[str, dict] = {}  # `wlbridge attach`'s ports: their external_ids
         self._pending: dict[str, bool] = {}
         self._retry_at = 0.0
         self._net: Any = None
@@ -79,10 +90,15 @@ class GuestPortIsolation:
         """Bring the given ports' host-side interfaces in line (the last change per name
         wins); also retries what an unreachable OVSDB left pending.  Never raises."""
         try:
+            touched = []
             for name, present in changes:
                 if name not in (self.bridge, self.uplink):
                     self._pending.pop(name, None)
                     self._pending[name] = present
+                    touched.append(name)
+            # a vanished interface comes as a port-status MODIFY (link down) on the userspace
+            # datapath, as a DELETE elsewhere: look at every event of an attached port
+            self._reap_vanished([n for n in dict.fromkeys(touched) if n in self.attached])
             if self._pending:
                 self._apply_pending()
         except Exception:  # noqa: BLE001 - never raise into the shell
@@ -151,6 +167,11 @@ class GuestPortIsolation:
             LOG.info("bridge %s: datapath %s%s", self.bridge, info.datapath_type or "system",
                      ": the host stack will ignore guest ports" if self.netdev else "")
         self.types = {i.name: i.type for p in info.ports for i in p.interfaces}
+        from wlbridge.host.attach import GUEST_KEY
+
+        self.attached = {i.name: dict(i.external_ids) for p in info.ports for i in p.interfaces
+                         if GUEST_KEY in i.external_ids}
+        self._reap_vanished(list(self.attached))
         return True
 
     def _isolate(self, name: str) -> None:
@@ -195,6 +216,26 @@ class GuestPortIsolation:
             self._log_once("release", name, logging.WARNING,
                            "cannot remove the guest-port filter from %s: %s", name, exc)
 
+    def _reap_vanished(self, names: list[str]) -> None:
+        """Remove the attached ports among `names` whose interface is gone."""
+        if not names:
+            return
+        try:
+            net = self._hostnet()
+            gone = [(n, self.attached[n]) for n in names if net.link_index(n) is None]
+            if not gone:
+                return
+            lines = self._reap(self.bridge, self.remote, gone)
+        except Exception as exc:  # noqa: BLE001 - OVSDB unreachable...: the next read retries
+            self._log_once("reap", "", logging.WARNING,
+                           "cannot remove vanished guest ports %s: %s", ", ".join(names), exc)
+            return
+        self._logged.discard(("reap", ""))
+        for name, _ in gone:
+            self.attached.pop(name, None)
+        for line in lines:
+            LOG.info("%s", line)
+
     def _hostnet(self) -> Any:
         if self._net is None:
             self._net = self._hostnet_factory()
@@ -229,6 +270,15 @@ def _hostnet() -> Any:
     from wlbridge.host.hostnet import HostNet
 
     return HostNet()
+
+
+def _reap_attached(bridge: str, remote: str | None, gone: list[tuple[str, dict]]) -> list[str]:
+    from wlbridge.host import ovsdb
+    from wlbridge.host.attach import remove_guest
+
+    with ovsdb.connect(remote, 5.0) as db:
+        return [f"{line} (its interface vanished)" for name, ids in gone
+                for line in remove_guest(bridge, name, ids, db, None)]
 
 
 def _load_drop_all() -> int:

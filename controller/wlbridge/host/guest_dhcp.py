@@ -1,0 +1,239 @@
+"""The DHCP client of a guest attached with ``wlbridge attach --dhcp``, and its keeper.
+
+The client is busybox ``udhcpc`` run inside the guest's network namespace (``nsenter
+--net``), in the foreground, renewing for as long as it runs, with `SCRIPT` as its event
+script: the address and default route go on the guest's interface, the DNS servers into a file
+of the host's (``$WLBRIDGE_DNS``, in the run directory), never into /etc/resolv.conf (the
+host's: the client shares the host's mount namespace).  The keeper copies that file into the
+namespace's own resolv.conf with `write_resolv`, which refuses the host's file and symlinks
+(a container's /etc/resolv.conf, seen through /proc/PID/root, may be a symlink that would
+resolve in the host's tree, or the host's file itself when the container shares /etc).
+
+The keeper (``python -m wlbridge.host.guest_dhcp``, started detached by `start`, its pid kept
+in OVSDB by `wlbridge.host.attach`) lives in the root namespace, restarts the client if it
+exits, and stops it when the namespace is gone: a client left inside a dead container's
+namespace would keep that namespace, and so the guest's port, alive.  SIGTERM (`stop`) makes
+the client release its lease and the keeper exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+POLL = 0.2
+SCRIPT_NAME = "udhcpc.script"
+SCRIPT = r"""#!/bin/sh
+# udhcpc event script of `wlbridge attach --dhcp` (wlbridge.host.guest_dhcp): runs in the
+# guest's network namespace with the host's files; DNS goes to $WLBRIDGE_RESOLV only.
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/"; then
+        ip -4 addr flush dev "$interface"
+    fi
+    ip addr replace "$ip/${mask:-$subnet}" dev "$interface"
+    if [ -n "$router" ]; then
+        set -- $router
+        ip -4 route replace default via "$1" dev "$interface"
+    fi
+    if [ -n "$WLBRIDGE_DNS" ] && [ -n "$dns" ]; then
+        {
+            echo "# written by wlbridge attach (DHCP on $interface)"
+            [ -n "$domain" ] && echo "search $domain"
+            for server in $dns; do echo "nameserver $server"; done
+        } > "$WLBRIDGE_DNS.new" && mv "$WLBRIDGE_DNS.new" "$WLBRIDGE_DNS"
+    fi
+    ;;
+esac
+exit 0
+"""
+
+
+HOST_RESOLV = "/etc/resolv.conf"
+
+
+def resolv_writable(path: str, host: str = HOST_RESOLV) -> bool:
+    """`path` may be written as a namespace's own resolv.conf: not a symlink (nor its
+    directory), and not the host's resolv.conf itself (the same file)."""
+    try:
+        parent = os.lstat(os.path.dirname(path))
+    except OSError:
+        return False
+    if stat.S_ISLNK(parent.st_mode) or not stat.S_ISDIR(parent.st_mode):
+        return False
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        theirs = os.stat(host)
+    except OSError:
+        return True
+    return (st.st_dev, st.st_ino) != (theirs.st_dev, theirs.st_ino)
+
+
+def write_resolv(path: str, text: str, host: str = HOST_RESOLV) -> None:
+    """Write a namespace's resolv.conf in place (a container's may be a bind mount), never
+    through a symlink and never the host's file: OSError otherwise."""
+    if not resolv_writable(path, host):
+        raise OSError(f"{path} is the host's resolv.conf or a symlink: not written")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def client_argv(netns_path: str, ifname: str, script: str, name: str) -> list[str]:
+    return ["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-f", "-R",
+            "-i", ifname, "-s", script, "-T", "2", "-A", "5", "-x", f"hostname:{name}"]
+
+
+def write_script(run_dir: str) -> str:
+    os.makedirs(run_dir, mode=0o755, exist_ok=True)
+    path = os.path.join(run_dir, SCRIPT_NAME)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(SCRIPT)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
+
+
+def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str) -> int:
+    """Start the keeper (detached, its own session); its pid."""
+    script = write_script(run_dir)
+    argv = [sys.executable, "-m", "wlbridge.host.guest_dhcp", "--name", name,
+            "--netns-path", netns_path, "--ifname", ifname, "--script", script,
+            "--resolv", resolv or ""]
+    with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    time.sleep(0.05)
+    if proc.poll() is not None:
+        raise OSError(f"the DHCP keeper exited at once ({proc.returncode}); see "
+                      f"{run_dir}/{name}.dhcp.log")
+    return proc.pid
+
+
+def is_keeper(pid: int, name: str) -> bool:
+    """`pid` is the keeper of guest `name` (not a process that reused the pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"wlbridge.host.guest_dhcp" in args and name.encode() in args
+
+
+def stop(pid: int, name: str, timeout: float = 5.0) -> bool:
+    """Stop guest `name`'s keeper (and so its client); False when it was not running."""
+    if not is_keeper(pid, name):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while is_keeper(pid, name) and time.monotonic() < deadline:
+        _reap_child(pid)
+        time.sleep(0.02)
+    if is_keeper(pid, name):
+        os.kill(pid, signal.SIGKILL)
+    _reap_child(pid)
+    return True
+
+
+def _reap_child(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)       # our child when started by this process
+    except ChildProcessError:
+        pass
+
+
+def _netns_id(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _end(client: subprocess.Popen | None) -> None:
+    if client is None or client.poll() is not None:
+        return
+    client.terminate()                    # udhcpc -R: releases the lease
+    try:
+        client.wait(2.0)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        client.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="wlbridge.host.guest_dhcp")
+    p.add_argument("--name", required=True)
+    p.add_argument("--netns-path", required=True)
+    p.add_argument("--ifname", required=True)
+    p.add_argument("--script", required=True)
+    p.add_argument("--resolv", default="")
+    args = p.parse_args(argv)
+    stopping = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    netns = _netns_id(args.netns_path)
+    dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
+    env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else ""}
+    client: subprocess.Popen | None = None
+    restart_at, copied = 0.0, None
+    while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
+        copied = _copy_dns(dns_file, args.resolv, copied)
+        if (client is None or client.poll() is not None) and time.monotonic() >= restart_at:
+            if client is not None:
+                print(f"udhcpc exited ({client.returncode}); starting it again", flush=True)
+            client = subprocess.Popen(
+                client_argv(args.netns_path, args.ifname, args.script, args.name), env=env,
+                stdin=subprocess.DEVNULL)
+            restart_at = time.monotonic() + 1.0
+        time.sleep(POLL)
+    _end(client)
+    try:
+        os.unlink(dns_file)
+    except OSError:
+        pass
+    return 0
+
+
+def _copy_dns(dns_file: str, resolv: str, copied: float | None) -> float | None:
+    """Copy the client's DNS servers into the namespace's resolv.conf when they changed."""
+    try:
+        mtime = os.stat(dns_file).st_mtime_ns
+    except OSError:
+        return copied
+    if mtime == copied or not resolv:
+        return copied
+    try:
+        with open(dns_file) as f:
+            write_resolv(resolv, f.read())
+    except OSError as exc:
+        print(f"DNS servers not written: {exc}", flush=True)
+    return mtime
+
+
+if __name__ == "__main__":
+    sys.exit(main())
