@@ -8,11 +8,12 @@ event into a call of the shell with plain data.  What happens then — the core,
 saves, the station MAC, port isolation, flow-statistics routing — is the shell's
 (`wlbridge.app.shell`, tested without the framework).
 
-Start-up: only what the first switch connection needs is imported here.  The host
-integration (pyroute2, the address hand-off, netlink events) loads in the threads that use
-it, after the switch connected, prometheus_client at the first ``/metrics`` — except under Ryu's eventlet hub, where two green threads
-importing one module at once can see it half-initialised: there it loads here, in the main
-thread.
+Start-up: the host integration (pyroute2, the address hand-off, netlink events) is imported
+here, in the main thread, under both frameworks: imported lazily by two threads at once (the
+isolation worker and the netlink watcher, right after the switch connects), one thread saw the
+other's half-initialised pyroute2 ("cannot import name 'AsyncIPRoute' from partially
+initialized module"), and the host watcher died (tests/integration/test_wifi_events.py).
+prometheus_client loads at the first ``/metrics`` (under Ryu's eventlet hub: here too).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import dataclasses
 import logging
 import time
 
+import wlbridge.host.addr_handoff
+import wlbridge.host.host_events
+import wlbridge.host.hostnet
+import wlbridge.host.lease_renewal
+import wlbridge.host.link_events
+import wlbridge.host.port_isolation
+import wlbridge.host.pyroute2_lazy  # noqa: F401 - before any thread imports pyroute2 (above)
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
 from wlbridge.app.instance_lock import InstanceError, InstanceLock
@@ -33,16 +41,8 @@ from wlbridge.compat import FRAMEWORK, ofp, runtime
 from wlbridge.core import Core, CoreConfig
 from wlbridge.model.state import StateFormatError
 
-if FRAMEWORK == "ryu":  # eventlet: the host modules load in the main thread (see above)
+if FRAMEWORK == "ryu":  # eventlet: two green threads importing one module (see above)
     import prometheus_client.core  # noqa: F401 - for /metrics (wlbridge.app.status_server)
-
-    import wlbridge.host.addr_handoff
-    import wlbridge.host.host_events
-    import wlbridge.host.hostnet
-    import wlbridge.host.lease_renewal
-    import wlbridge.host.link_events
-    import wlbridge.host.port_isolation
-    import wlbridge.host.pyroute2_lazy  # noqa: F401
 
 _rt = runtime()
 app_manager = _rt["app_manager"]
