@@ -110,6 +110,8 @@ class Request:
     nspath: str | None = None         # or a namespace by path (a container runtime's, CNI)
     labels: tuple[tuple[str, str], ...] = ()   # more external_ids (a plugin's endpoint id)
     need_controller: bool = False     # refuse when no controller is connected to the bridge
+    runtime_moves: bool = False       # no namespace: the runtime moves the guest end (Docker's
+                                      # remote driver), addresses and DHCP come later
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,16 @@ STEPS = ("veth", "offload", "move", "addresses", "resolv", "port", "dhcp")
 
 
 def netns_spec(req: Request) -> str:
+    if req.runtime_moves:
+        return "runtime"
     if req.nspath is not None:
         return f"path:{req.nspath}"
     return f"netns:{req.netns}" if req.netns is not None else f"pid:{req.pid}"
 
 
 def netns_path(req: Request) -> str:
+    if req.runtime_moves:
+        return ""
     if req.nspath is not None:
         return req.nspath
     return f"{NETNS_DIR}/{req.netns}" if req.netns is not None else f"/proc/{req.pid}/ns/net"
@@ -168,7 +174,12 @@ def addressing(req: Request) -> str:
 def check_request(req: Request) -> Request:
     """Refuse (UserError, one line) what cannot be right whatever the host has."""
     check_name(req.name)
-    if sum(x is not None for x in (req.netns, req.pid, req.nspath)) != 1:
+    if req.runtime_moves:
+        if req.netns is not None or req.pid is not None or req.nspath is not None \
+                or req.dhcp or req.addresses or req.gateways:
+            raise UserError("a guest the runtime moves has no namespace, addresses or DHCP "
+                            "at attach; nothing changed")
+    elif sum(x is not None for x in (req.netns, req.pid, req.nspath)) != 1:
         raise UserError("give exactly one of --netns NS and --pid PID; nothing changed")
     if req.nspath is not None and not os.path.isabs(req.nspath):
         raise UserError(f"network namespace path {req.nspath!r} is not absolute; "
@@ -221,7 +232,7 @@ def make_plan(req: Request, facts: Facts) -> Plan:
     if not facts.bridge_exists:
         raise UserError(f"bridge {req.bridge} does not exist (run `wlbridge setup` first, or "
                         "pass --bridge); nothing changed")
-    if not facts.netns_ok:
+    if not facts.netns_ok and not req.runtime_moves:
         raise UserError(f"{where(req)}: no such network namespace"
                         + (" (see `ip netns list`)" if req.netns is not None else
                            " (is the process running?)" if req.pid is not None else "")
@@ -264,7 +275,8 @@ def make_plan(req: Request, facts: Facts) -> Plan:
              if (s != "offload" or facts.netdev)
              and (s != "addresses" or req.addresses or req.gateways)
              and (s != "resolv" or (resolv and (req.dhcp or req.dns)))
-             and (s != "dhcp" or req.dhcp)]
+             and (s != "dhcp" or req.dhcp)
+             and (s in ("veth", "offload", "port") or not req.runtime_moves)]
     if resolv and "resolv" in steps and req.netns is not None:
         ids[RESOLV_KEY] = resolv        # ours (a container's own file is never removed)
     ids[MAC_KEY] = (req.mac or guest_mac(req.name)).lower()
@@ -288,7 +300,7 @@ def outside_lan(addresses: tuple[str, ...], lan: tuple[str, ...]) -> str | None:
 def resolv_path(req: Request, shares_host_mounts: bool) -> str | None:
     """The namespace's own resolv.conf, never the host's (None: there is none to write; a
     runtime's namespace by path: the runtime writes it, from the plugin's result)."""
-    if req.nspath is not None:
+    if req.nspath is not None or req.runtime_moves:
         return None
     if req.netns is not None:
         return f"/etc/netns/{req.netns}/resolv.conf"
@@ -412,6 +424,8 @@ class HostOps:
         if iface.error or not iface.ofport or iface.ofport < 0:
             raise OSError(f"Open vSwitch could not add {plan.port}: "
                           f"{iface.error or 'no OpenFlow port'}")
+        if plan.request.runtime_moves:      # no move step: the host end is set up here
+            self.net.set_up(plan.port)
 
     def _undo_port(self, plan: Plan, done: Done) -> None:
         self.db.delete_port(plan.request.bridge, plan.port)
@@ -434,6 +448,27 @@ class HostOps:
         pid = plan.external_ids.get(DHCP_PID_KEY)
         if pid:
             guest_dhcp.stop(int(pid), plan.request.name)
+
+
+def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str) -> int:
+    """Start guest `name`'s DHCP keeper on `ifname` in the namespace (a runtime moved the
+    interface there after attach), its pid in OVSDB so that detach stops it; its pid."""
+    from wlbridge.host import guest_dhcp
+
+    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir)
+    db.set_interface_external_ids(port_name(name), {DHCP_PID_KEY: str(pid)})
+    return pid
+
+
+def stop_dhcp(db: Any, bridge: str, name: str) -> bool:
+    """Stop guest `name`'s DHCP keeper (its client releases the lease), the port kept: a
+    runtime's Leave, while the interface is still in the container; False: none ran."""
+    from wlbridge.host import guest_dhcp
+
+    info = db.bridge_info(bridge)
+    iface = info.interface(port_name(name)) if info is not None else None
+    pid = iface.external_ids.get(DHCP_PID_KEY, "") if iface is not None else ""
+    return pid.isdigit() and guest_dhcp.stop(int(pid), name)
 
 
 def remove_resolv(path: str | None) -> None:

@@ -127,6 +127,45 @@ def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: 
     return proc.pid
 
 
+LEASE_SCRIPT = r"""#!/bin/sh
+# one-shot udhcpc event script (wlbridge.host.guest_dhcp.lease_once): the lease, nothing set
+[ "$1" = bound ] && echo "$ip ${mask:-$subnet} $router" > "$WLBRIDGE_LEASE"
+exit 0
+"""
+
+
+def lease_once(netns_path: str, ifname: str, name: str, run_dir: str,
+               timeout: float) -> tuple[str, int, str | None] | None:
+    """One DHCP exchange on `ifname` in the namespace (busybox udhcpc, quitting once bound,
+    without releasing: the lease stays for the interface's MAC); (address, prefix length,
+    router) or None."""
+    import ipaddress
+
+    os.makedirs(run_dir, mode=0o755, exist_ok=True)
+    script = os.path.join(run_dir, "udhcpc-once.script")
+    with open(script + ".tmp", "w") as f:
+        f.write(LEASE_SCRIPT)
+    os.chmod(script + ".tmp", 0o755)
+    os.replace(script + ".tmp", script)
+    out = os.path.join(run_dir, f"{name}.lease")
+    tries = max(1, int(timeout / 2))
+    subprocess.run(["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-q", "-f",
+                    "-n", "-i", ifname, "-s", script, "-T", "2", "-t", str(tries),
+                    "-x", f"hostname:{name}"], env={**os.environ, "WLBRIDGE_LEASE": out},
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 10,
+                   check=False)
+    try:
+        with open(out) as f:
+            fields = f.read().split()
+        os.unlink(out)
+    except OSError:
+        return None
+    if len(fields) < 2:
+        return None
+    plen = ipaddress.ip_network(f"0.0.0.0/{fields[1]}").prefixlen
+    return fields[0], plen, (fields[2] if len(fields) > 2 else None)
+
+
 def is_keeper(pid: int, name: str) -> bool:
     """`pid` is the keeper of guest `name` (not a process that reused the pid)."""
     try:
