@@ -4,8 +4,8 @@ it by name (``docker network create -d wlbridge --ipam-driver wlbridge wl``).
 
 No maintained Python library implements these protocols (PyPI's docker-plugin-api is a 4 kB
 wrapper last released years ago), so this module is that protocol, kept thin: each call is a
-method taking the request's JSON and returning the response's (``{"Err": msg}`` for a
-refusal, which dockerd shows to the user); the work is the one attach path's
+method taking the request's JSON and returning the response's (``{"Err": msg}``, for the
+IPAM calls ``{"Error": msg}``, for a refusal, which dockerd shows to the user); the work is the one attach path's
 (`wlbridge.host.attach`).  Proven against a real dockerd in
 tests/integration/test_docker_plugin.py.
 
@@ -84,22 +84,24 @@ class DockerPlugin:
         return stack, db, net
 
     def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        # the IPAM API's error field is "Error", the network driver's "Err"
+        err = "Error" if method.startswith("IpamDriver.") else "Err"
         handler = HANDLERS.get(method)
         if handler is None:
-            return {"Err": f"wlbridge: {method} is not supported"}
+            return {err: f"wlbridge: {method} is not supported"}
         try:
             with self.lock:
                 out = getattr(self, handler)(body or {})
             LOG.debug("%s %s -> %s", method, body, out)
             return out
         except Refused as exc:
-            return {"Err": str(exc)}
+            return {err: str(exc)}
         except Exception as exc:     # the message goes to dockerd
             from wlbridge.errors import UserError
 
             if not isinstance(exc, UserError):
                 LOG.exception("%s failed", method)
-            return {"Err": " ".join(str(exc).split()) or type(exc).__name__}
+            return {err: " ".join(str(exc).split()) or type(exc).__name__}
 
     def lan(self, net: Any) -> ipaddress.IPv4Interface:
         from wlbridge.host import attach
