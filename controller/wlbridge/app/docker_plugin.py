@@ -52,9 +52,9 @@ class Refused(Exception):
 
 class DockerPlugin:
     def __init__(self, bridge: str, state_path: str, run_dir: str, db_remote: str | None = None,
-                 lease_timeout: float = 20.0) -> None:
+                 lease_timeout: float = 20.0, db_timeout: float = 10.0) -> None:
         self.bridge, self.state_path, self.run_dir = bridge, state_path, run_dir
-        self.db_remote, self.lease_timeout = db_remote, lease_timeout
+        self.db_remote, self.lease_timeout, self.db_timeout = db_remote, lease_timeout, db_timeout
         self.lock = threading.Lock()
         self.state: dict[str, dict[str, Any]] = {"networks": {}, "endpoints": {}, "leases": {}}
         try:
@@ -79,7 +79,7 @@ class DockerPlugin:
         from wlbridge.host import hostnet, ovsdb
 
         stack = ExitStack()
-        db = stack.enter_context(ovsdb.connect(self.db_remote, 10.0))
+        db = stack.enter_context(ovsdb.connect(self.db_remote, self.db_timeout))
         net = stack.enter_context(hostnet.HostNet())
         return stack, db, net
 

@@ -41,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
                         "nothing changed")
     require_root("docker-plugin")
     logging.getLogger("wlbridge").setLevel(logging.INFO)
-    plugin = DockerPlugin(args.bridge, args.state, args.run_dir, args.db, args.lease_timeout)
+    plugin = DockerPlugin(args.bridge, args.state, args.run_dir, args.db, args.lease_timeout,
+                          args.timeout)
     try:
         serve(plugin, args.socket)
     except KeyboardInterrupt:
