@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from harness import wait_for
+from runtimes import busybox_tar
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
 
@@ -238,15 +239,7 @@ def podman():
             raise AssertionError(f"podman {' '.join(args)}: {proc.stderr}")
         return proc
 
-    rootfs = base / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-    for tool in ("sh", "sleep", "ip", "ping", "cat"):
-        (rootfs / "bin" / tool).symlink_to("busybox")
-    for d in ("etc", "proc", "sys", "dev", "tmp"):
-        (rootfs / d).mkdir()
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(base / "bb.tar"), "."], check=True)
-    pm("import", str(base / "bb.tar"), "localhost/xct-busybox")
+    pm("import", str(busybox_tar(base)), "localhost/xct-busybox")
     yield pm, base
     pm("rm", "-a", "-f", "-t", "0", check=False)
     pm("system", "reset", "--force", check=False)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from harness import wait_for
+from runtimes import Docker, DockerPlugin, busybox_tar, close
 
 from topologies.ovs import vsctl
 
@@ -26,7 +24,6 @@ pytestmark = pytest.mark.integration
 
 HOST_RESOLV = Path("/etc/resolv.conf")
 BUSYBOX = "/bin/busybox"
-PLUGIN_DIR = Path("/run/docker/plugins")
 
 
 def need(path: str, what: str) -> None:
@@ -36,68 +33,6 @@ def need(path: str, what: str) -> None:
         pytest.skip(f"{what} ({path}) is not installed (`make deps`)")
 
 
-class Docker:
-    def __init__(self, base: Path) -> None:
-        self.base, self.proc = base, None
-        self.sock = base / "d.sock"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
-             "--storage-driver=vfs", "--live-restore", "--data-root", str(self.base / "data"),
-             "--exec-root", str(self.base / "exec"), "-H", f"unix://{self.sock}",
-             "--pidfile", str(self.base / "d.pid")],
-            stdout=open(self.base / "dockerd.log", "ab"),  # noqa: SIM115 - the daemon's
-            stderr=subprocess.STDOUT)
-        wait_for(lambda: self("version", check=False).returncode == 0, timeout=60,
-                 what="dockerd to answer")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120
-                 ) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["docker", "-H", f"unix://{self.sock}", *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}\n"
-                                 + (self.base / "dockerd.log").read_text()[-1000:]
-                                 + (self.base / "plugin.log").read_text()[-3000:])
-        return proc
-
-
-class Plugin:
-    def __init__(self, bridge: str, name: str, base: Path) -> None:
-        self.bridge, self.base, self.proc = bridge, base, None
-        self.sock = PLUGIN_DIR / f"{name}.sock"
-        self.log = base / "plugin.log"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wlbridge", "-v", "docker-plugin", "--bridge", self.bridge,
-             "--socket", str(self.sock), "--state", str(self.base / "plugin.json"),
-             "--run-dir", str(self.base / "run")],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        wait_for(self.sock.exists, timeout=20, what="the plugin's socket")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
 @pytest.fixture
 def env(make_world, wlbridge_on):
     need("/usr/sbin/dockerd", "docker.io")
@@ -105,28 +40,12 @@ def env(make_world, wlbridge_on):
     world = make_world(n_guests=0, ipv6=True, dns_option=True, router_option=True)
     wl = wlbridge_on(world, guests=[])
     base = Path(tempfile.mkdtemp(prefix="xct-dk-"))
-    docker, plugin = Docker(base), Plugin(wl.bridge, world.prefix, base)
+    docker, plugin = Docker(base), DockerPlugin(wl.bridge, world.prefix, base)
     plugin.start()
     docker.start()
-    rootfs = base / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-    for tool in ("sh", "sleep", "ip", "ping", "cat"):
-        (rootfs / "bin" / tool).symlink_to("busybox")
-    for d in ("etc", "proc", "sys", "dev", "tmp"):
-        (rootfs / d).mkdir()
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(base / "bb.tar"), "."], check=True)
-    docker("import", str(base / "bb.tar"), "xct-busybox")
+    docker("import", str(busybox_tar(base)), "xct-busybox")
     yield world, wl, docker, plugin
-    docker("rm", "-f", "-v", *docker("ps", "-aq").stdout.split(), check=False)
-    docker("network", "prune", "-f", check=False)
-    docker.stop()
-    plugin.stop()
-    if plugin.sock.exists():
-        plugin.sock.unlink()
-    subprocess.run(["umount", "-R", str(base / "exec")], check=False, capture_output=True)
-    subprocess.run(["umount", "-R", str(base / "data")], check=False, capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    close(docker, plugin, base)
 
 
 def pid_of(docker: Docker, name: str) -> str:

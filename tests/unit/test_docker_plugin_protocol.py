@@ -45,6 +45,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     p = plugin(tmp_path)
     p.state["networks"]["n1"] = {"gateway": None}
     p.state["leases"]["02:42:00:00:00:01"] = {"address": "192.168.1.5", "router": None}
+    p.state["endpoints"]["e1"] = {"mac": "02:42:00:00:00:01"}     # its endpoint releases it
     p.save()
     again = plugin(tmp_path)
     assert again.state["networks"] == {"n1": {"gateway": None}}

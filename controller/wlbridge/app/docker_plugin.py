@@ -184,10 +184,14 @@ class DockerPlugin:
         return {"Address": f"{ip}/{plen}", "Data": {}}
 
     def release_address(self, body: dict[str, Any]) -> dict[str, Any]:
-        addr = body.get("Address")
+        """dockerd gives an address back: a lease no endpoint took is released."""
+        addr = str(body.get("Address") or "").split("/")[0]
+        used = {ep["mac"] for ep in self.state["endpoints"].values()}
         for mac, lease in list(self.state["leases"].items()):
             if lease["address"] == addr:
                 del self.state["leases"][mac]
+                if mac not in used:
+                    self.give_back(mac, addr)
                 self.save()
         return {}
 
@@ -196,8 +200,10 @@ class DockerPlugin:
                              capture_output=True, text=True, check=False).stdout.split()
         return out[out.index("via") + 1] if "via" in out else None
 
-    def lease(self, mac: str) -> tuple[str, int, str | None]:
-        """One DHCP exchange for `mac`, in a temporary namespace attached with that MAC."""
+    def lease(self, mac: str, request: str = "", release: bool = False
+              ) -> tuple[str, int, str | None]:
+        """One DHCP exchange for `mac`, in a temporary namespace attached with that MAC (with
+        `release`: the lease of `request` given back)."""
         from wlbridge.host import attach, guest_dhcp
 
         name = f"{TEMP_NETNS}{mac.replace(':', '')}"
@@ -211,7 +217,8 @@ class DockerPlugin:
                 attach.execute(plan, attach.HostOps(db, net, self.run_dir))
                 try:
                     got = guest_dhcp.lease_once(plan.netns_path, req.ifname, name,
-                                                self.run_dir, self.lease_timeout)
+                                                self.run_dir, self.lease_timeout, request,
+                                                release)
                 finally:
                     attach.detach(name, self.bridge, db, net, out=LOG.info)
         finally:
@@ -277,6 +284,7 @@ class DockerPlugin:
         network = self.state["networks"].get(body.get("NetworkID", ""), {})
         gateway = ep.get("router") or network.get("gateway")
         if ep["dhcp"]:
+            ep["joined"] = True
             threading.Thread(target=self.keep_dhcp, args=(ep, body["SandboxKey"]),
                              daemon=True).start()
         out: dict[str, Any] = {"InterfaceName": {"SrcName": attach.peer_name(ep["name"]),
@@ -300,9 +308,14 @@ class DockerPlugin:
             except OSError:
                 found = []
             if found:
-                stack, db, _ = self.host()
-                with stack:
-                    pid = attach.keep_dhcp(db, ep["name"], sandbox, found[0], self.run_dir)
+                with self.lock:        # not after Leave: its lease is released there
+                    if not ep.get("joined"):
+                        return
+                    stack, db, _ = self.host()
+                    with stack:
+                        pid = attach.keep_dhcp(db, ep["name"], sandbox, found[0],
+                                               self.run_dir, ep["address"])
+                    ep["kept"] = True
                 LOG.info("endpoint %s: DHCP keeper %d on %s", ep["name"], pid, found[0])
                 return
             time.sleep(0.1)
@@ -315,10 +328,13 @@ class DockerPlugin:
 
         ep = self.state["endpoints"].get(body.get("EndpointID", ""))
         if ep is not None and ep["dhcp"]:
+            ep["joined"] = False
             stack, db, _ = self.host()
             with stack:
-                if attach.stop_dhcp(db, self.bridge, ep["name"]):
+                if ep.pop("kept", False) and attach.stop_dhcp(db, self.bridge, ep["name"]):
                     LOG.info("endpoint %s: DHCP client stopped, lease released", ep["name"])
+                    ep["released"] = True
+            self.save()
         return {}
 
     def delete_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -330,9 +346,20 @@ class DockerPlugin:
             with stack:
                 if db.bridge_info(self.bridge) is not None:
                     attach.detach(ep["name"], self.bridge, db, net, out=LOG.info)
+            if ep["dhcp"] and not ep.get("released"):
+                self.give_back(ep["mac"], ep["address"])
             self.state["leases"].pop(ep["mac"], None)
             self.save()
         return {}
+
+    def give_back(self, mac: str, address: str) -> None:
+        """Release a lease no keeper released (the container never ran, or stopped before
+        its client started): asked for again with its MAC and given back at once."""
+        try:
+            self.lease(mac, request=address, release=True)
+            LOG.info("lease %s of %s released", address, mac)
+        except Exception as exc:  # noqa: BLE001 - the endpoint goes anyway; the lease ends
+            LOG.warning("lease %s of %s not released: %s", address, mac, exc)
 
     def nothing(self, body: dict[str, Any]) -> dict[str, Any]:
         return {}

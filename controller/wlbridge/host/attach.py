@@ -450,12 +450,14 @@ class HostOps:
             guest_dhcp.stop(int(pid), plan.request.name)
 
 
-def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str) -> int:
+def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str,
+              address: str = "") -> int:
     """Start guest `name`'s DHCP keeper on `ifname` in the namespace (a runtime moved the
-    interface there after attach), its pid in OVSDB so that detach stops it; its pid."""
+    interface there after attach, with `address`, leased before: asked for again and kept
+    meanwhile), its pid in OVSDB so that detach stops it; its pid."""
     from wlbridge.host import guest_dhcp
 
-    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir)
+    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address)
     db.set_interface_external_ids(port_name(name), {DHCP_PID_KEY: str(pid)})
     return pid
 
