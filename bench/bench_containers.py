@@ -112,6 +112,12 @@ def main() -> int:
         print(f"  burst: {result['burst']}", *errors[:3], sep="\n  ", flush=True)
         docker("rm", "-f", *names)
         wait_until(lambda: guest_ports(wl.bridge) == [], timeout=120, what="ports gone")
+        try:
+            wait_until(lambda: not docker_leases(world), timeout=30, what="leases released")
+        except RuntimeError:
+            pass
+        result["burst"]["leases_left_after_rm"] = docker_leases(world)
+        print(f"  burst: leases left after rm: {docker_leases(world)}", flush=True)
 
         for i in range(args.cycles):
             docker("run", "-d", "--name", "cycle", "--network", "wl", "xct-busybox", "sleep",

@@ -315,7 +315,6 @@ class DockerPlugin:
                     with stack:
                         pid = attach.keep_dhcp(db, ep["name"], sandbox, found[0],
                                                self.run_dir, ep["address"])
-                    ep["kept"] = True
                 LOG.info("endpoint %s: DHCP keeper %d on %s", ep["name"], pid, found[0])
                 return
             time.sleep(0.1)
@@ -331,7 +330,7 @@ class DockerPlugin:
             ep["joined"] = False
             stack, db, _ = self.host()
             with stack:
-                if ep.pop("kept", False) and attach.stop_dhcp(db, self.bridge, ep["name"]):
+                if attach.stop_dhcp(db, self.bridge, ep["name"]):   # its pid is in OVSDB
                     LOG.info("endpoint %s: DHCP client stopped, lease released", ep["name"])
                     ep["released"] = True
             self.save()
