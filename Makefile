@@ -8,7 +8,12 @@ STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool radvd \
-                nftables iperf3 tcpdump busybox dhcpcd-base
+                nftables iperf3 tcpdump busybox dhcpcd-base \
+                mininet python3-networkx python3-pyroute2
+# Mininet runs Debian's python3: the topology (topologies/mininet_wifi.py) imports networkx and
+# pyroute2 there.  ISC dhcpd for its dhcp=isc; the package would start (and at boot enable) a
+# DHCP server, so it is installed as NetworkManager is, with no service started.
+NOSTART_APT_PACKAGES := isc-dhcp-server
 # NetworkManager for tests/integration/test_addr_handoff_nm.py (which runs it standalone, on a
 # private D-Bus, managing the test's interfaces only).  Installed without recommends (no
 # ModemManager, ppp, wpasupplicant, dnsmasq-base) and with a policy-rc.d that lets no service
@@ -98,6 +103,7 @@ deps:
 	$(call apt_install_missing_no_start,$(NM_APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(LIBVIRT_APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(CONTAINER_APT_PACKAGES))
+	$(call apt_install_missing_no_start,$(NOSTART_APT_PACKAGES))
 
 wifi-deps:
 	$(call apt_install_missing,$(WIFI_APT_PACKAGES))

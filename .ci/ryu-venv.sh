@@ -20,7 +20,7 @@ LOCK="/tmp/.wlbridge-ryu-venv-$(id -u).lock"
 # ("This event loop is already running" in the tick thread's address lookup)
 RYU_PINS=(ryu==4.34 eventlet==0.30.2 "pyroute2>=0.7,<0.8")
 SETUPTOOLS_PIN=setuptools==67.6.1   # Ryu 4.34's setup.py (pbr, easy_install) needs an old one
-TEST_PKGS=("pytest>=7" "hypothesis>=6" "scapy>=2.5")
+TEST_PKGS=("pytest>=7" "pytest-timeout>=2.1" "hypothesis>=6" "scapy>=2.5")
 
 want_test=0
 print_only=0

@@ -101,7 +101,7 @@ class Client:
 
     def __init__(self, kind: str, guest, workdir: Path) -> None:
         self.kind, self.guest = kind, guest
-        self.dir = workdir / f"{guest.world.prefix}-{kind}"
+        self.dir = workdir / f"{guest.prefix}-{kind}"
         self.dir.mkdir(parents=True)
         self.stamps = self.dir / "stamps"
         self.script = self.dir / "script"
@@ -138,13 +138,13 @@ class Client:
         self.leases.unlink(missing_ok=True)
         bound = BOUND_EVENTS[self.kind]
         t0 = time.time()
-        proc = g.popen(*self.argv(), name=f"{g.world.prefix}-{self.kind}")
+        proc = g.popen(*self.argv(), name=f"{g.prefix}-{self.kind}")
         try:
             ev = wait_until(lambda: next((e for e in self._events() if e[0] == bound), None),
                             BOUND_TIMEOUT, interval=0.002, what=f"{self.kind} lease")
         finally:
             proc.stop()
-            g.world.procs.remove(proc)
+            g.processes.procs.remove(proc)
         start = next((e for e in self._events() if e[0] == START_EVENTS[self.kind]), None)
         ip = ev[2]
         if ip not in g.ips():

@@ -23,34 +23,34 @@ from dataclasses import replace
 from typing import Any
 
 from ofsim_model import (
-    _READONLY,
     PORT_NAMES,
+    READONLY_FIELDS,
     AmbiguousMatch,
     ApplyResult,
     Change,
+    FieldView,
     Flow,
     FlowSpec,
     PacketIn,
     Rejected,
     Result,
-    _bits,
-    _canon_action,
-    _check_prereqs,
-    _port_name,
-    _short,
-    _View,
+    canon_action,
     canon_instructions,
     canon_match,
+    check_prereqs,
+    match_bits,
+    port_label,
+    summary,
 )
 from ofsim_packets import (
     BROADCAST,
     Headers,
     SimError,
-    _decode,
-    _encode,
     arp_reply,
     arp_request,
     data_of,
+    decode_field,
+    encode_field,
     ether,
     from_bytes,
     icmp_echo,
@@ -161,9 +161,9 @@ class Switch:
                 raise Rejected(f"meter {i[1]} does not exist")
             for a in i[1] if i[0] in ("apply", "write") else ():
                 if a[0] == "set_field":
-                    if a[1] in _READONLY:
+                    if a[1] in READONLY_FIELDS:
                         raise Rejected(f"set_field of read-only field {a[1]}")
-                    _check_prereqs(bits, [a[1]], f"set_field:{a[1]}", setting=True)
+                    check_prereqs(bits, [a[1]], f"set_field:{a[1]}", setting=True)
                 elif a[0] == "move":
                     self._check_move(a, bits)
                 elif (a[1] in (0, ofp.OFPP_ANY) or (a[1] == ofp.OFPP_TABLE and not packet_out)
@@ -175,13 +175,13 @@ class Switch:
         """OVS refuses a move into a read-only field, bits outside either field, or fields
         whose prerequisites the match does not guarantee."""
         _, src, dst, n_bits, src_ofs, dst_ofs = a
-        if dst in _READONLY:
+        if dst in READONLY_FIELDS:
             raise Rejected(f"move into read-only field {dst}")
         for name, ofs in ((src, src_ofs), (dst, dst_ofs)):
             width = 8 * ofp.oxm_get_field_info_by_name(name)[1].size
             if n_bits < 1 or ofs < 0 or ofs + n_bits > width:
                 raise Rejected(f"move: bits {ofs}..{ofs + n_bits - 1} outside {name}")
-        _check_prereqs(bits, [src, dst], f"move:{src}->{dst}")
+        check_prereqs(bits, [src, dst], f"move:{src}->{dst}")
 
     def _check_out(self, msg: Any) -> None:
         if msg.out_port != ofp.OFPP_ANY or msg.out_group != ofp.OFPG_ANY:
@@ -195,7 +195,7 @@ class Switch:
         """Flows selected by a flow-mod / stats request (loose: the flow's match is within)."""
         out_port = msg.out_port if out_port is None else out_port
         req = canon_match(msg.match)
-        rbits = _bits(req)
+        rbits = match_bits(req)
         out = []
         for f in self._flows.values():
             if msg.table_id != ofp.OFPTT_ALL and f.table_id != msg.table_id:
@@ -220,8 +220,8 @@ class Switch:
                 and 0 <= fm.hard_timeout <= 0xFFFF and 0 <= fm.cookie < 1 << 64):
             raise Rejected("priority / timeout / cookie out of range")
         cmd, match = fm.command, canon_match(fm.match)
-        bits = _bits(match)
-        _check_prereqs(bits, bits, f"match {dict(match)}")
+        bits = match_bits(match)
+        check_prereqs(bits, bits, f"match {dict(match)}")
         insts = canon_instructions(fm.instructions)
         if cmd == ofp.OFPFC_ADD:
             if not 0 <= fm.table_id <= 254:
@@ -323,16 +323,16 @@ class Switch:
         if msg.buffer_id != ofp.OFP_NO_BUFFER:
             raise Rejected(f"packet-out buffer_id {msg.buffer_id}: this switch has no buffers")
         hdrs = normalise(pkt) if pkt is not None else from_bytes(msg.data)
-        acts = tuple(_canon_action(a) for a in msg.actions or ())
-        view = _View(msg.in_port, hdrs)  # set-field prerequisites are checked on the packet
-        bits = {n: _encode(n, view.get(n)) for n in ("eth_type", "ip_proto", "vlan_vid")
+        acts = tuple(canon_action(a) for a in msg.actions or ())
+        view = FieldView(msg.in_port, hdrs)  # set-field prerequisites are checked on the packet
+        bits = {n: encode_field(n, view.get(n)) for n in ("eth_type", "ip_proto", "vlan_vid")
                 if view.get(n) is not None}
         self._validate((("apply", acts),), 0, bits, packet_out=True)
         res = Result(msg.in_port)
         self._actions(acts, msg.in_port, hdrs, res, None)
         return res
 
-    def _lookup(self, table_id: int, view: _View) -> Flow | None:
+    def _lookup(self, table_id: int, view: FieldView) -> Flow | None:
         hits = [f for f in self._flows.values() if f.table_id == table_id
                 and all(view.get(n) is not None and view.get(n) & m == v  # type: ignore[operator]
                         for n, (v, m, _) in f.bits.items())]
@@ -342,13 +342,13 @@ class Switch:
         best = [f for f in hits if f.priority == top]
         if len(best) > 1:
             raise AmbiguousMatch(f"table {table_id}: {len(best)} flows of priority {top} match "
-                                 f"{_short(view.hdrs)}:\n" + "\n".join(map(str, best)))
+                                 f"{summary(view.hdrs)}:\n" + "\n".join(map(str, best)))
         return best[0]
 
     def _pipeline(self, in_port: int, hdrs: Headers, res: Result) -> None:
         table, action_set = 0, {}  # type: ignore[var-annotated]
         while True:
-            flow = self._lookup(table, _View(in_port, hdrs))
+            flow = self._lookup(table, FieldView(in_port, hdrs))
             if flow is None:
                 res.miss_table = table
                 return
@@ -387,12 +387,12 @@ class Switch:
                 _, src, dst, n_bits, src_ofs, dst_ofs = a
                 if hdrs.get(src) is None or hdrs.get(dst) is None:
                     raise SimError(f"move {src}->{dst}: the packet has no such field")
-                sv, _, _ = _encode(src, hdrs[src])
-                dv, _, dw = _encode(dst, hdrs[dst])
+                sv, _, _ = encode_field(src, hdrs[src])
+                dv, _, dw = encode_field(dst, hdrs[dst])
                 mask = (1 << n_bits) - 1
                 dv = (dv & ~(mask << dst_ofs)) | (((sv >> src_ofs) & mask) << dst_ofs)
                 hdrs.pop("data", None)
-                hdrs[dst] = _decode(dst, dv, (1 << dw) - 1, dw)
+                hdrs[dst] = decode_field(dst, dv, (1 << dw) - 1, dw)
                 continue
             port = a[1]
             if port == ofp.OFPP_CONTROLLER:
@@ -407,9 +407,9 @@ class Switch:
             elif port in (ofp.OFPP_ALL, ofp.OFPP_FLOOD):
                 res.outputs += [(p, dict(hdrs)) for p in sorted(self.ports) if p != in_port]
             elif port == in_port:
-                res.notes.append(f"output:{_port_name(port)} is the in_port: skipped")
+                res.notes.append(f"output:{port_label(port)} is the in_port: skipped")
             elif port == ofp.OFPP_IN_PORT and in_port not in self.ports:
-                res.notes.append(f"output:IN_PORT to non-port {_port_name(in_port)}: dropped")
+                res.notes.append(f"output:IN_PORT to non-port {port_label(in_port)}: dropped")
             elif port == ofp.OFPP_IN_PORT:
                 res.outputs.append((in_port, dict(hdrs)))
             elif port not in self.ports:

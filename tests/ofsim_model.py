@@ -7,7 +7,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ofsim_packets import ETH_ARP, ETH_IP, ETH_IPV6, Headers, SimError, _decode, _encode, data_of
+from ofsim_packets import (
+    ETH_ARP,
+    ETH_IP,
+    ETH_IPV6,
+    Headers,
+    SimError,
+    data_of,
+    decode_field,
+    encode_field,
+)
 from wlbridge.compat import ofp, parser
 
 _IP = frozenset({ETH_IP, ETH_IPV6})
@@ -37,8 +46,9 @@ for _names, _reqs in [
         _PREREQ[_n] = _reqs
 for _n in ("ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll"):
     _PREREQ[_n] = _PREREQ["icmpv6_type"] + _PREREQ[_n]
-_READONLY = frozenset({"in_port", "in_phy_port", "metadata", "eth_type", "ip_proto",
-                       "ipv6_exthdr", "mpls_bos"})
+#: Fields a set-field may not change.
+READONLY_FIELDS = frozenset({"in_port", "in_phy_port", "metadata", "eth_type", "ip_proto",
+                             "ipv6_exthdr", "mpls_bos"})
 _INST_ORDER = {"meter": 0, "apply": 1, "clear": 2, "write": 3, "goto": 4}
 
 
@@ -55,18 +65,21 @@ def canon_match(match: Any) -> tuple[tuple[str, Any], ...]:
     items = match.items() if match is not None else ()
     out = []
     for name, value in items:
-        v, m, w = _encode(name, value)
+        v, m, w = encode_field(name, value)
         if m:
-            out.append((name, _decode(name, v, m, w)))
+            out.append((name, decode_field(name, v, m, w)))
     return tuple(sorted(out, key=lambda kv: ofp.oxm_get_field_info_by_name(kv[0])[0]))
 
 
-def _bits(canon: Iterable[tuple[str, Any]]) -> dict[str, tuple[int, int, int]]:
-    return {n: _encode(n, val) for n, val in canon}
+def match_bits(canon: Iterable[tuple[str, Any]]) -> dict[str, tuple[int, int, int]]:
+    """A canonical match as {field: (value, mask, width)} ints (`encode_field`)."""
+    return {n: encode_field(n, val) for n, val in canon}
 
 
-def _check_prereqs(bits: Mapping[str, tuple[int, int, int]], fields: Iterable[str], what: str,
+def check_prereqs(bits: Mapping[str, tuple[int, int, int]], fields: Iterable[str], what: str,
                    setting: bool = False) -> None:
+    """`Rejected` unless the match (`match_bits`) holds the OpenFlow prerequisites of these
+    fields (matched, or set when ``setting``); `what` names them in the message."""
     for f in fields:
         if f == "vlan_pcp" or (setting and f == "vlan_vid"):
             v, m, _ = bits.get("vlan_vid", (0, 0, 0))
@@ -81,7 +94,7 @@ def _check_prereqs(bits: Mapping[str, tuple[int, int, int]], fields: Iterable[st
 
 
 
-class _View:
+class FieldView:
     """Packet fields as OXM ints, for matching (vlan_vid in OXM form, in_port separate)."""
 
     def __init__(self, in_port: int, hdrs: Headers) -> None:
@@ -96,12 +109,13 @@ class _View:
                 val = 0 if vid is None else (vid & 0xFFF) | ofp.OFPVID_PRESENT
             else:
                 val = self.hdrs.get(name)
-            self.cache[name] = None if val is None else _encode(name, val)[0]
+            self.cache[name] = None if val is None else encode_field(name, val)[0]
         return self.cache[name]
 
 
 # ---------------------------------------------------------------- instructions
-def _canon_action(a: Any) -> tuple:
+def canon_action(a: Any) -> tuple:
+    """A framework action as a comparable tuple (("output", port[, max_len]), ...)."""
     if isinstance(a, parser.OFPActionOutput):
         if a.port == ofp.OFPP_CONTROLLER:  # max_len only matters there
             return ("output", a.port, a.max_len)
@@ -109,8 +123,8 @@ def _canon_action(a: Any) -> tuple:
     if isinstance(a, parser.OFPActionSetField):
         if isinstance(a.value, tuple):
             raise Rejected(f"masked set_field {a.key} is not OpenFlow 1.3")
-        v, m, w = _encode(a.key, a.value)
-        return ("set_field", a.key, _decode(a.key, v, m, w))
+        v, m, w = encode_field(a.key, a.value)
+        return ("set_field", a.key, decode_field(a.key, v, m, w))
     if type(a).__name__ == "NXActionRegMove":
         return ("move", a.src_field, a.dst_field, a.n_bits, a.src_ofs, a.dst_ofs)
     raise NotImplementedError(f"ofsim does not model action {type(a).__name__}")
@@ -127,7 +141,7 @@ def canon_instructions(insts: Sequence[Any]) -> tuple:
         elif isinstance(i, parser.OFPInstructionActions):
             kind = {ofp.OFPIT_APPLY_ACTIONS: "apply", ofp.OFPIT_WRITE_ACTIONS: "write",
                     ofp.OFPIT_CLEAR_ACTIONS: "clear"}[i.type]
-            acts = tuple(_canon_action(a) for a in i.actions or ())
+            acts = tuple(canon_action(a) for a in i.actions or ())
             if kind == "clear" and acts:
                 raise Rejected("clear_actions takes no actions")
             out.append((kind, acts) if kind != "clear" else ("clear",))
@@ -139,13 +153,14 @@ def canon_instructions(insts: Sequence[Any]) -> tuple:
     return tuple(sorted(out, key=lambda i: _INST_ORDER[i[0]]))
 
 
-def _port_name(p: int) -> str:
+def port_label(p: int) -> str:
+    """A port number as printed: a reserved port by name (LOCAL, CONTROLLER, ...)."""
     return PORT_NAMES.get(p, str(p))
 
 
 def _fmt_action(a: tuple) -> str:
     if a[0] == "output":
-        return f"output:{_port_name(a[1])}" + (f":{a[2]}" if len(a) > 2 else "")
+        return f"output:{port_label(a[1])}" + (f":{a[2]}" if len(a) > 2 else "")
     if a[0] == "move":
         _, src, dst, n, s_ofs, d_ofs = a
         return f"move:{src}[{s_ofs}..{s_ofs + n - 1}]->{dst}[{d_ofs}..{d_ofs + n - 1}]"
@@ -277,11 +292,11 @@ class Result:
         return hits[0] if hits else None
 
     def __str__(self) -> str:
-        lines = [f"in_port={_port_name(self.in_port)} trace=" + " -> ".join(
+        lines = [f"in_port={port_label(self.in_port)} trace=" + " -> ".join(
             f"t{t}/p{p}/{c:#x}" for t, p, c in self.trace)]
-        lines += [f"  out {_port_name(p)}: {_short(h)}" for p, h in self.outputs]
+        lines += [f"  out {port_label(p)}: {summary(h)}" for p, h in self.outputs]
         lines += [f"  controller (table {pi.table_id}, cookie {pi.cookie:#x}, reason {pi.reason}): "
-                  f"{_short(pi.headers)}" for pi in self.to_controller]
+                  f"{summary(pi.headers)}" for pi in self.to_controller]
         lines += [f"  meter {m}" for m in self.meters] + [f"  note: {n}" for n in self.notes]
         if self.dropped:
             lines.append("  DROPPED" + (f" (miss in table {self.miss_table})"
@@ -289,7 +304,8 @@ class Result:
         return "\n".join(lines)
 
 
-def _short(h: Headers) -> str:
+def summary(h: Headers) -> str:
+    """Headers on one line, without the frame and payload bytes."""
     return "{" + ", ".join(f"{k}={v!r}" for k, v in h.items() if k not in ("data", "payload")) + "}"
 
 

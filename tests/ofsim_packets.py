@@ -25,7 +25,7 @@ class SimError(ValueError):
 
 
 # ---------------------------------------------------------------- fields and matches
-def _encode(name: str, value: Any) -> tuple[int, int, int]:
+def encode_field(name: str, value: Any) -> tuple[int, int, int]:
     """OXM (value, mask, width in bits) as ints; the value is normalised to value & mask."""
     try:
         _, vb, mb = ofp.oxm_from_user(name, value)
@@ -36,7 +36,8 @@ def _encode(name: str, value: Any) -> tuple[int, int, int]:
     return v & m, m, width
 
 
-def _decode(name: str, v: int, m: int, width: int) -> Any:
+def decode_field(name: str, v: int, m: int, width: int) -> Any:
+    """The user value of OXM ints (the inverse of `encode_field`)."""
     num = ofp.oxm_get_field_info_by_name(name)[0]
     mask = None if m == (1 << width) - 1 else m.to_bytes(width // 8, "big")
     return ofp.oxm_to_user(num, v.to_bytes(width // 8, "big"), mask)[1]
@@ -48,10 +49,10 @@ def normalise(pkt: Mapping[str, Any]) -> Headers:
     for k, val in pkt.items():
         if isinstance(val, str):
             try:
-                v, m, w = _encode(k, val)
+                v, m, w = encode_field(k, val)
             except SimError:
                 continue
-            out[k] = _decode(k, v, m, w)
+            out[k] = decode_field(k, v, m, w)
     return out
 
 
@@ -149,7 +150,7 @@ def _icmpv6(l4: bytes) -> Headers:
     h: Headers = {"icmpv6_type": l4[0], "icmpv6_code": l4[1], "payload": l4[4:]}
     if l4[1] != 0 or l4[0] not in (ND_NS, ND_NA) or len(l4) < 24:
         return h
-    target = _decode("ipv6_nd_target", int.from_bytes(l4[8:24], "big"), (1 << 128) - 1, 128)
+    target = decode_field("ipv6_nd_target", int.from_bytes(l4[8:24], "big"), (1 << 128) - 1, 128)
     found: dict[int, str] = {}
     off = 24
     while len(l4) - off >= 8:
@@ -160,7 +161,7 @@ def _icmpv6(l4: bytes) -> Headers:
             if kind in found:
                 target, found = "::", {}
                 break
-            found[kind] = _decode("eth_src", int.from_bytes(l4[off + 2:off + 8], "big"),
+            found[kind] = decode_field("eth_src", int.from_bytes(l4[off + 2:off + 8], "big"),
                                   (1 << 48) - 1, 48)
         off += length
     h["ipv6_nd_target"] = target
@@ -176,14 +177,14 @@ def _icmpv6_bytes(h: Mapping[str, Any]) -> bytes:
     body = bytearray(h.get("payload", b""))
     if h["icmpv6_type"] in (ND_NS, ND_NA) and h.get("icmpv6_code", 0) == 0 and len(body) >= 20:
         if h.get("ipv6_nd_target") not in (None, "::"):
-            body[4:20] = _encode("ipv6_nd_target", h["ipv6_nd_target"])[0].to_bytes(16, "big")
+            body[4:20] = encode_field("ipv6_nd_target", h["ipv6_nd_target"])[0].to_bytes(16, "big")
         off = 20
         while len(body) - off >= 8 and body[off + 1]:
             kind, length = body[off], body[off + 1]
             if kind in ND_FIELDS and length == 1:
                 mac = h.get(ND_FIELDS[kind])
                 if mac is not None:
-                    body[off + 2:off + 8] = _encode("eth_src", mac)[0].to_bytes(6, "big")
+                    body[off + 2:off + 8] = encode_field("eth_src", mac)[0].to_bytes(6, "big")
                 break
             off += length * 8
     return bytes([h["icmpv6_type"], h.get("icmpv6_code", 0), 0, 0]) + bytes(body)

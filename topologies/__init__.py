@@ -29,10 +29,11 @@ from .graph import (
 from .host import Host
 from .ovs import OvsBridge, OvsError, ovs_problem
 from .procs import Proc
+from .shared_port import SharedPort
 from .world import World, build
 
 __all__ = [
-    "SUPERNET", "SUPERNET6", "Capture", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc",
+    "SUPERNET", "SUPERNET6", "Capture", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc", "SharedPort",
     "TopologyError", "World", "basic_lan", "build", "capture_lines", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
     "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "slaac_address",
     "station_uplink", "subnet6_for", "subnet_for", "tcpdump_lines", "the", "validate",

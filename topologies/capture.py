@@ -22,6 +22,7 @@ class Capture:
     """tcpdump writing a pcap in a namespace (the AP's, a guest's), read back with scapy."""
 
     def __init__(self, world, netns: str | None, ifname: str, name: str, bpf: str = ""):
+        """`world`: a `World` or `Processes` (where tcpdump runs and the pcap is kept)."""
         self.path = world.tmp_path(f"{name}.pcap")
         argv = [*TCPDUMP, "-U", "-i", ifname, "-w", str(self.path), *bpf.split()]
         self.proc = world.start(f"tcpdump-{name}", netns, argv)
@@ -53,5 +54,5 @@ def tcpdump_lines(world, netns: str | None, ifname: str, name: str, *args: str) 
 
 def capture_lines(host, *args: str) -> Proc:
     """`tcpdump_lines` on a host's (a guest's, a peer's) interface."""
-    name = f"{host.name}-{len(host.world.procs)}"
-    return tcpdump_lines(host.world, host.netns, host.ifname, name, *args)
+    name = f"{host.name}-{len(host.processes.procs)}"
+    return tcpdump_lines(host.processes, host.netns, host.ifname, name, *args)

@@ -5,24 +5,22 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+import networkx as nx
 from pyroute2 import IPRoute
 
 from . import dhcp
 from .graph import guest_port, lan_ifname
-from .procs import Proc, run, wait_for
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .world import World
+from .procs import Proc, Processes, run, wait_for
 
 
 class Host:
     """Commands, processes, addresses and DHCP clients of one node, on its LAN interface."""
 
-    def __init__(self, world: World, name: str):
-        g = world.graph
-        self.world = world
+    def __init__(self, g: nx.Graph, name: str, processes: Processes):
+        #: Where this host's processes are started and its files kept (its world's).
+        self.processes = processes
+        self.prefix: str = g.graph["prefix"]
         self.name = name
         self.role: str = g.nodes[name]["role"]
         self.netns: str | None = g.nodes[name].get("netns")
@@ -48,8 +46,8 @@ class Host:
 
     def popen(self, *argv: str, name: str | None = None) -> Proc:
         """Start a background process here; the world stops it at teardown."""
-        name = name or f"{self.name}-{argv[0].rsplit('/', 1)[-1]}-{len(self.world.procs)}"
-        return self.world.start(name, self.netns, list(argv))
+        name = name or f"{self.name}-{argv[0].rsplit('/', 1)[-1]}-{len(self.processes.procs)}"
+        return self.processes.start(name, self.netns, list(argv))
 
     def ping(self, dst: str, *, count: int = 1, timeout: float = 2, src: str | None = None,
              interval: float = 0.2) -> bool:
@@ -207,13 +205,13 @@ class Host:
 
     def dhcp6_events(self) -> list[str]:
         """What the dhclient -6 script was called for: "reason new-ip old-ip dns=.. search=.."."""
-        path = self.world.tmp_path("dhcp") / f"{self.name}.dhcp6-events"
+        path = self.processes.tmp_path("dhcp") / f"{self.name}.dhcp6-events"
         return path.read_text().splitlines() if path.exists() else []
 
     # ------------------------------------------------------------ DHCP clients
 
     def _client_files(self) -> dict:
-        return dhcp.write_client_files(self.world.tmp_path("dhcp"), self.name)
+        return dhcp.write_client_files(self.processes.tmp_path("dhcp"), self.name)
 
     def dhclient(self, *, oneshot: bool = False, extra: Sequence[str] = ()) -> Proc:
         """Start ISC dhclient (no broadcast flag) with private lease/pid files and a script
@@ -245,6 +243,11 @@ class Host:
             raise ValueError(f"unknown DHCP client {client!r} (dhclient or udhcpc)")
         return self.wait_ip(timeout, other_than=before)
 
+    @property
+    def client(self) -> Proc | None:
+        """The DHCP client (dhclient, dhclient -6, udhcpc) this host runs, if any."""
+        return self._dhcp
+
     def stop_dhcp(self) -> None:
         if self._dhcp is not None:
             self._dhcp.stop()
@@ -252,5 +255,5 @@ class Host:
 
     def dhcp_events(self) -> list[str]:
         """What the client script was called for, one "reason new-ip [old-ip]" line each."""
-        path = self.world.tmp_path("dhcp") / f"{self.name}.dhcp-events"
+        path = self.processes.tmp_path("dhcp") / f"{self.name}.dhcp-events"
         return path.read_text().splitlines() if path.exists() else []

@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
@@ -85,6 +86,30 @@ class Proc:
         return f"<Proc {self.name} pid={self.pid} alive={self.alive} in {self.netns or 'root'}>"
 
 
+class Processes:
+    """Background processes whose logs (and other files) live in one work directory, stopped
+    together: a world's, shared with its hosts (which start their clients through it)."""
+
+    def __init__(self) -> None:
+        self.workdir: Path | None = None
+        self.procs: list[Proc] = []
+
+    def tmp_path(self, name: str) -> Path:
+        assert self.workdir is not None, "world not built"
+        return self.workdir / name
+
+    def start(self, name: str, netns: str | None, argv: list[str]) -> Proc:
+        """A background process, stopped by `stop_all`."""
+        proc = Proc(name, netns, argv, self.tmp_path(f"{name}.log"))
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+
 def kill_pids(pids: Sequence[int], timeout: float = 3) -> None:
     """SIGTERM these pids, then SIGKILL what is still alive after timeout."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -109,11 +134,32 @@ def _exists(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1):
-    """Poll predicate until it returns a truthy value (returned) or timeout (returns it falsy)."""
+class WaitTimeout(AssertionError):
+    """`wait_for` ran out of time waiting for what it was told (``what``)."""
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, *,
+             what: str | None = None,
+             retry: tuple[type[BaseException], ...] = ()) -> Any:
+    """Poll predicate until it returns a truthy value, which is returned.  The one polling
+    helper of the tests, the test tooling and the demo: never sleep and then assert.
+
+    When time runs out: without ``what`` the last (falsy) value is returned, for callers that
+    decide themselves; with ``what`` (the condition, in words) `WaitTimeout` is raised (an
+    AssertionError: a failed test).  ``retry``: exceptions of predicate counted as "not yet"
+    (the last one is in the timeout's message)."""
     deadline = time.monotonic() + timeout
+    error: BaseException | None = None
     while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
+        try:
+            value = predicate()
+        except retry as exc:
+            value, error = None, exc
+        if value:
             return value
+        if time.monotonic() >= deadline:
+            if what is None:
+                return value
+            last = f" (last error: {error!r})" if error is not None else ""
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}{last}")
         time.sleep(interval)

@@ -31,7 +31,7 @@ from .graph import (
     validate,
 )
 from .host import Host
-from .procs import Proc, run, wait_for
+from .procs import Proc, Processes, run, wait_for
 
 
 class World:
@@ -45,11 +45,12 @@ class World:
         #: The LAN's IPv6 /64, or None (IPv6 link-local only, no RAs, no DHCPv6).
         self.subnet6 = ipaddress.ip_network(sub6) if sub6 else None
         self.keep_logs = keep_logs
-        self.workdir: Path | None = None
-        self.procs: list[Proc] = []
+        #: The world's processes and work directory, shared with its hosts.
+        self.processes = Processes()
         self._namespaces: list[str] = []
         self._root_links: list[str] = []
-        self._hosts = {n: Host(self, n) for n, r in graph.nodes(data="role") if r != "ap"}
+        self._hosts = {n: Host(graph, n, self.processes)
+                       for n, r in graph.nodes(data="role") if r != "ap"}
         ap = the(graph, "ap")
         self.ap_netns: str = graph.nodes[ap]["netns"]
         self._ap = dict(graph.nodes[ap])
@@ -82,15 +83,21 @@ class World:
         """The station's uplink interface (root namespace)."""
         return station_uplink(self.graph)
 
+    @property
+    def workdir(self) -> Path | None:
+        """The directory of logs and files (None until built)."""
+        return self.processes.workdir
+
+    @property
+    def procs(self) -> list[Proc]:
+        return self.processes.procs
+
     def tmp_path(self, name: str) -> Path:
-        assert self.workdir is not None, "world not built"
-        return self.workdir / name
+        return self.processes.tmp_path(name)
 
     def start(self, name: str, netns: str | None, argv: list[str]) -> Proc:
         """A background process owned (and stopped at teardown) by this world."""
-        proc = Proc(name, netns, argv, self.tmp_path(f"{name}.log"))
-        self.procs.append(proc)
-        return proc
+        return self.processes.start(name, netns, argv)
 
     # ------------------------------------------------------------ build
 
@@ -102,7 +109,7 @@ class World:
 
     def build(self) -> World:
         self._check_free()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"wlbridge-{self.prefix}-"))
+        self.processes.workdir = Path(tempfile.mkdtemp(prefix=f"wlbridge-{self.prefix}-"))
         try:
             for ns in namespaces(self.graph):
                 netns.create(ns)
@@ -333,9 +340,7 @@ class World:
 
     def teardown(self) -> None:
         """Remove everything this world created; safe to call repeatedly."""
-        for proc in reversed(self.procs):
-            proc.stop()
-        self.procs.clear()
+        self.processes.stop_all()
         spaces = [n for n in self._namespaces if n in netns.listnetns()]
         cleanup.kill_namespace_processes(spaces)
         cleanup.delete_root_links(self._root_links)

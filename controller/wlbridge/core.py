@@ -73,7 +73,7 @@ from wlbridge.policy.effects import (
     Unbind,
 )
 from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
-from wlbridge.policy.learning import PacketInPolicy
+from wlbridge.policy.learning import MAX_MACS_PER_PORT, PacketInPolicy
 from wlbridge.proto.groupmsg import WELL_KNOWN
 from wlbridge.proto.ndp import unsolicited_na
 from wlbridge.proto.packets import gratuitous_arp
@@ -93,8 +93,9 @@ class CoreConfig:
     dhcp_mode: str = "broadcast"  # or "client-id"
     idle_timeout: int = 300  # seconds a binding not learned from DHCP lives unused
     max_ips_per_port: int = 16
+    max_macs_per_port: int = MAX_MACS_PER_PORT  # guest MACs one port may carry (1: one guest)
     max_bindings: int = 4096
-    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest port may hold
+    ipv6_bindings_per_guest: int = 8  # IPv6 addresses one guest (MAC) may hold
     static_macs: dict[str, str] = field(default_factory=dict)  # port name -> MAC
     meters: bool = False  # rate-limit controller-bound traffic per guest port (product: on)
     meter_pps: int = 200
@@ -362,7 +363,10 @@ class Core:
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
         guest = self.model.guests.get(effect.port_no)
         if guest is not None:
-            self._bind(guest, effect.ip, effect.source, now, effect.expires, effect.lease)
+            if effect.mac is not None and effect.mac not in guest.macs:
+                return  # (the MAC left with its port meanwhile)
+            self._bind(guest, effect.ip, effect.source, now, effect.expires, effect.lease,
+                       effect.mac)
             batch.touched[BindingSection(effect.ip)] = None
 
     def _on_unbind(self, effect: Unbind, batch: _Batch, now: float) -> None:
@@ -373,11 +377,15 @@ class Core:
         batch.touched[BindingSection(effect.ip)] = None
 
     def _on_learn_mac(self, effect: LearnMac, batch: _Batch, now: float) -> None:
+        known = self.model.guests.get(effect.port_no)
+        if known is None or effect.mac in known.macs:
+            return
         guest = self.model.learn_mac(effect.port_no, effect.mac)
         if guest is not None:
             self.dirty = True
             self.counters.bump("guests.mac_learned")
-            LOG.info("port %s: guest MAC %s", guest.name, effect.mac)
+            LOG.info("port %s: guest MAC %s (%d behind the port)", guest.name, effect.mac,
+                     len(guest.macs))
             batch.touched[PortSection(effect.port_no)] = None
 
     def _on_join(self, effect: JoinGroup, batch: _Batch, now: float) -> None:
@@ -426,7 +434,7 @@ class Core:
             [STATIC] + [BindingSection(ip) for ip in gone.ips] + self._group_sections()))
 
     def _on_adopt(self, effect: Adopt, batch: _Batch, now: float) -> None:
-        adopted = self.model.adopt(now)
+        adopted = self.model.adopt(now, self.config.max_macs_per_port)
         touched = batch.touched
         for port_no in adopted.macs:
             touched[PortSection(port_no)] = None
@@ -496,8 +504,8 @@ class Core:
 
     # --------------------------------------------------------------- bindings
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
-              expires: float | None, lease: int | None) -> None:
-        old = self.model.bind(guest.port_no, ip, source, now, expires, lease)
+              expires: float | None, lease: int | None, mac: str | None = None) -> None:
+        old = self.model.bind(guest.port_no, ip, source, now, expires, lease, mac)
         self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
 
     def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
@@ -508,9 +516,9 @@ class Core:
             self.counters.bump("bindings.removed.moved")
         self.dirty = True
         self.counters.bump(counter)
-        if old is None or old.port_no != guest.port_no:
-            self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, guest.mac,
-                                  how)
+        mac = self.model.bindings[ip].mac
+        if old is None or (old.port_no, old.mac) != (guest.port_no, mac):
+            self.binding_log.info(now, "port %s: %s is at %s (%s)", guest.name, ip, mac, how)
 
     def _unbind(self, ip: str, why: str) -> bool:
         if self.model.unbind(ip) is None:

@@ -23,17 +23,18 @@ def status_view(model: Model, ports: Mapping[int, Port], unconfirmed: list[dict]
         ips = [model.bindings[ip] for ip in sorted(g.ips) if ip in model.bindings]
         guests.append({
             "port": g.name, "port_no": g.port_no, "mac": g.mac, "mac_source": g.mac_source,
-            "confirmed": True,
-            "ips": [_address(b.ip, b.source, b.learned_at, b.expires, b.lease, now)
+            "macs": list(g.macs), "confirmed": True,
+            "ips": [_address(b.ip, b.source, b.learned_at, b.expires, b.lease, now, b.mac)
                     for b in ips],
         })
     # saved (or parked) records still waiting for the switch to show their port
     for rec in unconfirmed:
         guests.append({
             "port": rec["port"], "port_no": None, "mac": rec["mac"],
-            "mac_source": rec["mac_source"], "confirmed": False,
+            "mac_source": rec["mac_source"], "macs": rec.get("macs", [rec["mac"]]),
+            "confirmed": False,
             "ips": [_address(b["ip"], b["source"], b["learned_at"], b["expires"], b["lease"],
-                             now) for b in sorted(rec["ips"], key=lambda b: b["ip"])],
+                             now, b["mac"]) for b in sorted(rec["ips"], key=lambda b: b["ip"])],
         })
     dpid = switch["dpid"]
     return {
@@ -72,7 +73,8 @@ def _group_mac(group: str) -> str:
 
 
 def _address(ip: str, source: str, learned_at: float, expires: float | None,
-             lease: int | None, now: float) -> dict[str, Any]:
-    return {"ip": ip, "source": source, "learned_at": learned_at, "expires": expires,
-            "lease": lease, "expires_in": None if expires is None else round(expires - now)}
+             lease: int | None, now: float, mac: str) -> dict[str, Any]:
+    return {"ip": ip, "mac": mac, "source": source, "learned_at": learned_at,
+            "expires": expires, "lease": lease,
+            "expires_in": None if expires is None else round(expires - now)}
 

@@ -68,7 +68,14 @@ def ovs_bridge(wl_prefix):
 def wlbridge_on(make_world, tmp_path):
     """``wlbridge_on(world, guests=None, dhcp_mode=..., start=True, setup_extra=())``:
     wlbridge set up on the world's station (real `wlbridge setup`/`run`; ``setup_extra``:
-    more setup options), guests attached; torn down after."""
+    more setup options), guests attached; torn down after.
+
+    The station's address is static (the world sets it), so setup is told
+    ``--address-manager static`` unless ``setup_extra`` names a manager: that is what ``auto``
+    finds with nobody managing it, and it stays so while another suite on this machine runs a
+    dhcpcd or NetworkManager in the shared root namespace (``auto`` then refuses: it cannot
+    tell they leave the uplink alone).  The ``auto`` detection itself is tested in
+    test_addr_handoff*.py."""
     from harness import Controller
 
     made: list[Controller] = []
@@ -79,6 +86,8 @@ def wlbridge_on(make_world, tmp_path):
         workdir.mkdir()
         ctl = Controller(world, workdir, dhcp_mode=dhcp_mode, extra=extra)
         made.append(ctl)
+        if "--address-manager" not in setup_extra:
+            setup_extra = ("--address-manager", "static", *setup_extra)
         ctl.setup(*setup_extra)
         ctl.attach(*(world.guests if guests is None else guests))
         if start:

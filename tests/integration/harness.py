@@ -18,7 +18,7 @@ from typing import Any
 
 from topologies import World
 from topologies.ovs import ofctl, vsctl
-from topologies.procs import wait_for as poll
+from topologies.procs import wait_for
 
 CLI = [sys.executable, "-m", "wlbridge"]
 
@@ -36,14 +36,6 @@ def wlbridge(*args: str, check: bool = True, timeout: float = 60) -> subprocess.
         raise AssertionError(f"wlbridge {' '.join(args)} failed ({res.returncode}):\n"
                              f"{res.stdout}\n{res.stderr}")
     return res
-
-
-def wait_for(pred, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    """`topologies.procs.wait_for`, failing the test when time runs out."""
-    value = poll(pred, timeout, interval)
-    if not value:
-        raise AssertionError(f"timed out waiting for {what}")
-    return value
 
 
 class Controller:
@@ -132,7 +124,8 @@ class Controller:
         for g in self.status()["guests"]:
             for b in g["ips"]:
                 if b["ip"] == ip:
-                    return {**b, "port": g["port"], "mac": g["mac"]}
+                    # (the address's own guest MAC: a port may carry several)
+                    return {"mac": g["mac"], **b, "port": g["port"]}
         return None
 
     def wait_bound(self, ip: str, port: str | None = None, timeout: float = 10) -> dict:

@@ -208,6 +208,18 @@ def assert_same(after: dict[str, Any], before: dict[str, Any]) -> None:
         assert after[key] == before[key], key
 
 
+def vswitchd_settled(ifname: str) -> None:
+    """Return once ovs-vswitchd has handled what happened before the call (a link change it
+    hears of by netlink, a database change): two database changes in a row, each of which
+    ovs-vsctl waits for ovs-vswitchd to finish reconfiguring after (``next_cfg``), so at least
+    one whole main-loop iteration -- netlink events included -- lies between them and the
+    second reconfiguration sees its outcome.  What a test asserts after this is what
+    ovs-vswitchd left, not a state it has not reached yet (no sleep and hope)."""
+    sh("ovs-vsctl", "--timeout=10", "set", "Interface", ifname, "external_ids:wlbridge-test=1")
+    sh("ovs-vsctl", "--timeout=10", "remove", "Interface", ifname, "external_ids",
+       "wlbridge-test")
+
+
 def vsctl_get(table: str, record: str, column: str) -> str:
     return sh("ovs-vsctl", "get", table, record, column).strip()
 

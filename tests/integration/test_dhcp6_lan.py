@@ -17,9 +17,10 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import subprocess
-import time
 
 from harness import ap_foreign, wait_for
+
+from topologies.procs import WaitTimeout
 
 PREFIX6 = "2001:db8:d6::"
 ROUTER6 = PREFIX6 + "1"
@@ -43,8 +44,11 @@ def _tail(text: str, n: int = 40) -> str:
 
 
 def link_local(host) -> str:
-    out = host.run("ip", "-6", "-o", "addr", "show", "dev", host.ifname, "scope", "link").stdout
-    return out.split()[3].split("/")[0]
+    """The host's link-local address once DAD is done with it: dhclient -6 binds to it, and
+    exits ("Can't bind to dhcp address: Cannot assign requested address") while it is still
+    tentative."""
+    return wait_for(lambda: host.link_local, timeout=10,
+                    what=f"a usable link-local address on {host.name}: {host.addrs6()}")
 
 
 def start_dnsmasq6(world):
@@ -66,6 +70,8 @@ def start_dnsmasq6(world):
 
 
 def dhclient6(world, guest):
+    """ISC dhclient -6 on a guest, started once its link-local address is usable."""
+    link_local(guest)
     files = world.tmp_path("dhcp6")
     files.mkdir(exist_ok=True)
     events = files / f"{guest.name}.events"
@@ -78,6 +84,12 @@ def dhclient6(world, guest):
             "-lf", str(files / f"{guest.name}.leases"), "-pf", str(files / f"{guest.name}.pid"),
             "-sf", str(script), guest.ifname]
     return guest.popen(*argv, name=f"{guest.name}-dhclient6"), events
+
+
+def running(proc) -> bool:
+    """True while a DHCP client runs; its output in the failure when it exited."""
+    assert proc.alive, f"{proc.name} exited ({proc.returncode}):\n{_tail(proc.output())}"
+    return True
 
 
 def leased6(events) -> str | None:
@@ -113,8 +125,12 @@ def test_dhclient6_gets_a_lease_through_the_one_mac_ap(make_world, wlbridge_on):
     got = {}
     for g in (g1, g2):
         proc, events = clients[g.name]
-        got[g.name] = wait_for(lambda events=events: leased6(events), timeout=30,
-                               what=f"{g.name}'s DHCPv6 lease\n{_tail(proc.output())}\n{diag()}")
+        try:
+            got[g.name] = wait_for(lambda proc=proc, events=events: running(proc)
+                                   and leased6(events), timeout=30,
+                                   what=f"{g.name}'s DHCPv6 lease")
+        except WaitTimeout as exc:  # diagnostics from when time ran out
+            raise AssertionError(f"{exc}\n{_tail(proc.output())}\n{diag()}") from None
     a1, a2 = got[g1.name], got[g2.name]
     assert a1 != a2 and all(ipaddress.IPv6Address(a) in ipaddress.IPv6Network(PREFIX6 + "/64")
                             for a in (a1, a2)), (got, diag())
@@ -132,7 +148,8 @@ def test_dhclient6_gets_a_lease_through_the_one_mac_ap(make_world, wlbridge_on):
     assert counters.get("refused.dhcp6-server", 0) == 0, counters
     text = leases.read_text()
     assert a1 in text and a2 in text, text
-    time.sleep(0.5)
+    # No wait needed: the guests answered the router's pings through the AP, so what they
+    # sent before has passed the AP's counters already.
     assert ap_foreign(world) == 0, f"the AP saw foreign MACs\n{diag()}"
 
 

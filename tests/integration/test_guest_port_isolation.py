@@ -18,7 +18,6 @@ import contextlib
 import json
 import re
 import subprocess
-import time
 
 from harness import ap_foreign, wait_for
 from wlbridge.host.hostnet import GUEST_ISOLATION_PRIO
@@ -58,11 +57,11 @@ def wait_isolated(dev: str, wl) -> None:
 @contextlib.contextmanager
 def uplink_capture(world, *bpf: str):
     """tcpdump of what leaves by the station's uplink (towards the AP) while the block runs;
-    yields a function returning what it printed."""
+    yields a function returning what it printed.  The block waits for a control packet it
+    sent last to be printed: what left before it has been printed by then."""
     proc = tcpdump_lines(world, None, world.uplink, "uplink", "-Q", "out", *bpf)
     try:
         yield proc.output
-        time.sleep(0.3)
     finally:
         proc.stop()
 
@@ -94,10 +93,11 @@ def test_guest_sees_the_host_once_with_the_station_mac(make_world, wlbridge_on):
     with uplink_capture(world, "icmp", "and", "(dst", "host", host, "or", "dst", "host",
                         ip_of(peer) + ")") as seen:
         res = g1.run("ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", host, timeout=20)
-        g1.ping(ip_of(peer), count=1)  # the capture's control: this one must leave
+        g1.ping(ip_of(peer), count=1)  # the capture's control: this one must leave, last
+        wait_for(lambda: f"> {ip_of(peer)}: ICMP echo request" in seen(), timeout=5,
+                 what=f"the control ping in the uplink capture: {seen()}")
     leaked = seen().replace(f"> {ip_of(peer)}: ICMP echo request", "")
     assert " 0% packet loss" in res.stdout and "DUP!" not in res.stdout, res.stdout
-    assert f"> {ip_of(peer)}: ICMP echo request" in seen(), f"capture saw nothing: {seen()}"
     assert "echo request" not in leaked, leaked
     neigh = g1.run("ip", "neigh", "show", host, "dev", "eth0").stdout
     assert station_mac in neigh.lower(), neigh

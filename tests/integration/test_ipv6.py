@@ -31,7 +31,6 @@ from scapy.layers.l2 import Ether
 
 from topologies import Capture, capture_lines, dhcp, slaac_address
 from topologies.graph import the
-from topologies.procs import wait_for as poll
 
 # ---------------------------------------------------------------- helpers
 
@@ -61,7 +60,7 @@ def diag(world, wl=None) -> str:
     parts.append(f"--- dnsmasq log (tail) ---\n{_tail(world.dnsmasq_log(), 12)}")
     for h in [*world.guests, *world.peers]:
         parts.append(f"--- {h.name} {h.mac}: {h.addrs6()}")
-        client = getattr(h, "_dhcp", None)
+        client = h.client
         if client is not None:
             parts.append(f"    {client.name}: events {h.dhcp6_events()}\n{_tail(client.output(), 8)}")
     parts.append(f"--- AP counters ---\n{world.ap_counters()}")
@@ -70,7 +69,7 @@ def diag(world, wl=None) -> str:
 
 def expect(pred, timeout: float, what: str, world, wl=None):
     """`wait_for`, with the diagnostics taken when time ran out (not when it started)."""
-    value = poll(pred, timeout, interval=0.1)
+    value = wait_for(pred, timeout, interval=0.1)
     if not value:
         raise AssertionError(f"timed out waiting for {what}\n{diag(world, wl)}")
     return value
@@ -414,7 +413,7 @@ def test_guest_cannot_answer_as_a_dhcpv6_server(v6lan, wlbridge_on):
     def taken():
         return [a for a in peer.ips6() if lo <= ipaddress.ip_address(a) <= hi]
 
-    assert not poll(taken, 5), (taken(), peer.dhcp6_events(), diag(world, wl))
+    assert not wait_for(taken, 5), (taken(), peer.dhcp6_events(), diag(world, wl))
     assert not any(e.startswith("BOUND6") for e in peer.dhcp6_events()), peer.dhcp6_events()
 
 

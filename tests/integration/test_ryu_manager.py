@@ -17,20 +17,22 @@ import secrets
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from tls_pki import assert_tls_listener, make_pki
 
-pytestmark = pytest.mark.integration
+from topologies.procs import WaitTimeout, wait_for
+
+BUILD_TIMEOUT = 900  # first build only (pip downloads); afterwards the script is a quick no-op
+# the first test's fixture may build .venv-ryu: beyond pytest-timeout's default (setup.cfg)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUILD_TIMEOUT + 300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "ryu-venv.sh"
 VENV = Path(os.environ.get("RYU_VENV", ROOT / ".venv-ryu"))
 RYU_MANAGER = VENV / "bin" / "ryu-manager"
-BUILD_TIMEOUT = 900  # first build only (pip downloads); afterwards the script is a quick no-op
 WAIT = 20.0  # seconds for flows and /status once ryu-manager runs
 STOP_TIMEOUT = 5.0  # seconds ryu-manager may take to exit after SIGTERM
 
@@ -55,23 +57,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, fn, timeout: float, proc: subprocess.Popen, log: Path):
-    """Poll fn() until it returns something true; fail with ryu-manager's log otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+def until(what: str, fn, timeout: float, proc: subprocess.Popen, log: Path):
+    """`wait_for` fn() (its exceptions count as "not yet"); fail with ryu-manager's log when
+    time runs out, at once when ryu-manager exits."""
+    def ready():
         if proc.poll() is not None:
             pytest.fail(f"ryu-manager exited ({proc.returncode}) while waiting for {what}:\n"
                         f"{tail(log)}")
-        try:
-            result = fn()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            result, last = None, exc
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r}):\n"
-                f"{tail(log)}")
+        return fn()
+
+    try:
+        return wait_for(ready, timeout, 0.2, what=what, retry=(Exception,))
+    except WaitTimeout as exc:
+        pytest.fail(f"{exc}:\n{tail(log)}")
 
 
 def tail(log: Path, lines: int = 40) -> str:
@@ -198,7 +196,7 @@ def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Pa
                      and f"in_port={guest_no}" in line and "CONTROLLER" in line]
             return (reflect, guest) if reflect and guest else None
 
-        wait_for("wlbridge flows on the bridge", wlbridge_flows, WAIT, proc, log)
+        until("wlbridge flows on the bridge", wlbridge_flows, WAIT, proc, log)
         assert all(c >> 48 == 0x574C for c, _ in rig.flows()), rig.flows()
 
         # the host's own address on the bridge's internal port (pyroute2 under eventlet); a /32
@@ -214,7 +212,7 @@ def test_ryu_manager_runs_wlbridge_app(ryu_manager: Path, rig: Rig, tmp_path: Pa
             # (the bridge's IPv6 link-local address may be reported before the IPv4 one)
             return snap if snap.get("connected") and host_ip in snap.get("host_ips", ()) else None
 
-        snap = wait_for("/status with connected true", status, WAIT, proc, log)
+        snap = until("/status with connected true", status, WAIT, proc, log)
         assert [ip for ip in snap["host_ips"] if ":" not in ip] == [host_ip]  # (+ IPv6 ones)
         assert snap["framework"] == "ryu"
         assert snap["bridge"] == rig.bridge
@@ -297,7 +295,7 @@ def test_ryu_manager_listens_on_loopback_and_notices_a_lost_switch(
     proc, of_port, status_port, log, _ = start_ryu(ryu_manager, rig, tmp_path)
     try:
         rig.set_controller(of_port)
-        snap = wait_for("/status with connected true",
+        snap = until("/status with connected true",
                         lambda: (s := get_status(status_port))["connected"] and s,
                         WAIT, proc, log)
         assert listening(of_port) == {"127.0.0.1"}, run("ss", "-Hltn")
@@ -317,19 +315,19 @@ def test_ryu_manager_listens_on_loopback_and_notices_a_lost_switch(
         assert "Traceback" not in text and not (second_state / f"{rig.bridge}.json").exists()
 
         run("ovs-vsctl", "--timeout=10", "del-controller", rig.bridge)
-        wait_for("/status with connected false",
+        until("/status with connected false",
                  lambda: not get_status(status_port)["connected"], 15, proc, log)
         assert connected_metric(status_port) == 0
         assert "disconnected" in log.read_text(errors="replace")
 
         rig.set_controller(of_port)  # back: a resync under a new generation
-        wait_for("the switch to reconnect",
+        until("the switch to reconnect",
                  lambda: (s := get_status(status_port))["connected"]
                  and s["generation"] > generation, WAIT, proc, log)
         assert connected_metric(status_port) == 1
 
         run("ovs-vsctl", "--timeout=10", "del-br", rig.bridge)
-        wait_for("/status with connected false after del-br",
+        until("/status with connected false after del-br",
                  lambda: not get_status(status_port)["connected"], 15, proc, log)
         assert "Traceback" not in log.read_text(errors="replace"), tail(log, 80)
     finally:
@@ -364,7 +362,7 @@ def test_ryu_manager_tls_listener_serves_every_reconnection(ryu_manager: Path, r
         extra_conf=(f"tls_private_key = {pki['ctl-key']}\ntls_certificate = {pki['ctl']}\n"
                     f"tls_ca_cert = {pki['ca']}\n"))
     try:
-        wait_for("the TLS listener", lambda: listening(of_port) == {"0.0.0.0"}, WAIT, proc, log)
+        until("the TLS listener", lambda: listening(of_port) == {"0.0.0.0"}, WAIT, proc, log)
         assert f"OpenFlow ssl:0.0.0.0:{of_port}" in log.read_text(errors="replace")
         assert_tls_listener(of_port, pki)
         assert proc.poll() is None
@@ -406,7 +404,7 @@ def test_ryu_manager_connects_to_a_listening_bridge(ryu_manager: Path, rig: Rig,
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=tmp_path)
         try:
-            snap = wait_for(f"/status connected (round {round_})", status, WAIT, proc, log)
+            snap = until(f"/status connected (round {round_})", status, WAIT, proc, log)
             assert snap["framework"] == "ryu"
             assert snap["uplink"]["name"] == rig.uplink
             proc.send_signal(signal.SIGTERM)

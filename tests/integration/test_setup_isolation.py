@@ -7,7 +7,6 @@ test_setup_teardown.py (see `setup_station`).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +23,7 @@ from setup_station import (
     sh,
     station,
     vsctl_get,
+    vswitchd_settled,
 )
 from wlbridge.host import hostnet, ingress_filter
 
@@ -43,10 +43,11 @@ def test_crash_between_ingress_qdisc_and_filter(lan: Lan, monkeypatch: pytest.Mo
                                                 then: str) -> None:
     before = host_state(lan)
 
-    def crash(self: ingress_filter.IngressFilters, index: int, kind: str) -> None:
+    def crash(kind: str) -> list:
         raise Crash
 
-    monkeypatch.setattr(ingress_filter.IngressFilters, "_add_isolation", crash)
+    # the filter requests are built after the qdisc is added, right before they are sent
+    monkeypatch.setattr(ingress_filter, "isolation_requests", crash)
     with pytest.raises(Crash):
         lan.run("setup")
     monkeypatch.undo()
@@ -77,7 +78,7 @@ def test_foreign_clsact_qdisc_is_left_alone(lan: Lan) -> None:
     assert saved.uplink_ingress == hostnet.INGRESS_FOREIGN
     sh("ip", "link", "set", lan.uplink, "allmulticast", "off")   # a link change: OVS
     sh("ip", "link", "set", lan.uplink, "allmulticast", "on")    # resets its policing
-    time.sleep(0.5)
+    vswitchd_settled(lan.uplink)
     assert host_state(lan)["tc"] == before["tc"]
     rc, out = lan.run("setup")            # a re-run does not change its mind
     assert rc == 0 and host_state(lan)["tc"] == before["tc"]
@@ -101,9 +102,7 @@ def test_filter_survives_link_changes_and_a_vswitchd_reconfiguration(lan: Lan) -
     assert lan.run("setup")[0] == 0
     for state in ("off", "on", "off", "on"):
         sh("ip", "link", "set", lan.uplink, "allmulticast", state)
-    sh("ovs-vsctl", "set", "Interface", lan.uplink, "external_ids:wlbridge-test=1")
-    sh("ovs-vsctl", "remove", "Interface", lan.uplink, "external_ids", "wlbridge-test")
-    time.sleep(0.5)
+    vswitchd_settled(lan.uplink)                      # a reconfiguration, waited for
     assert_isolated(lan.uplink)
     assert lan.run("teardown")[0] == 0
 

@@ -29,7 +29,7 @@ from setup_station import (
     station,
     vsctl_get,
 )
-from wlbridge.cli import bridge_setup
+from wlbridge.cli import bridge_setup, common
 from wlbridge.errors import UserError
 from wlbridge.host import hostnet, ovsdb
 
@@ -160,7 +160,7 @@ def test_teardown_without_internal_port_data(lan: Lan) -> None:
 # ---- refusals: a clear message and nothing changed ----------------------------
 def test_refuses_when_not_root(lan: Lan, monkeypatch: pytest.MonkeyPatch) -> None:
     before = host_state(lan)
-    monkeypatch.setattr(bridge_setup, "geteuid", lambda: 1000)
+    monkeypatch.setattr(common, "geteuid", lambda: 1000)
     for command in ("setup", "teardown"):
         rc, out = lan.run(command)
         assert rc == 2 and "must be run as root" in out

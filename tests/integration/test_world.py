@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from topologies import World, basic_lan, cleanup, ovs
+from topologies import TopologyError, World, basic_lan, cleanup, dhcp, ovs
 from topologies.procs import wait_for
 
 
@@ -120,11 +120,11 @@ def test_teardown_leaves_nothing(wl_prefix, ovs_bridge):
 
 
 def test_failed_build_cleans_up(wl_prefix, monkeypatch):
-    def broken(self):
-        raise RuntimeError("dnsmasq exploded")
+    def broken(*args, **kwargs) -> list[str]:   # a DHCP server that dies at once
+        return ["sh", "-c", "echo dnsmasq exploded; exit 1"]
 
-    monkeypatch.setattr(World, "_start_dhcp_server", broken)
-    with pytest.raises(RuntimeError, match="exploded"):
+    monkeypatch.setattr(dhcp, "dnsmasq_argv", broken)
+    with pytest.raises(TopologyError, match="exploded"):
         World(basic_lan(prefix=wl_prefix)).build()
     assert _leftovers(wl_prefix) == {"namespaces": [], "links": [], "bridges": []}
 

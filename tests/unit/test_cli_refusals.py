@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cli_refusals import FEATURE_CASES, ROOT_CASES, assert_refused, documented_refusals
 from wlbridge.app.status_server import serve
-from wlbridge.cli import bridge_setup
+from wlbridge.cli import common
 from wlbridge.cli import main as cli
 
 CLI = [sys.executable, "-m", "wlbridge"]
@@ -183,7 +183,7 @@ def test_bad_arguments_are_one_line(argv: list[str], what: str) -> None:
     ["setup", "--uplink", "wlan0"], ["teardown"], ["demo"]])
 def test_root_commands_refuse_other_users(argv: list[str], monkeypatch, capsys) -> None:
     # in-process: root running the tests cannot hand the venv to another user
-    monkeypatch.setattr(bridge_setup, "geteuid", lambda: 1000)
+    monkeypatch.setattr(common, "geteuid", lambda: 1000)
     res = subprocess.CompletedProcess(argv, cli.main(argv), *capsys.readouterr())
     assert_refused(res, "must be run as root")
 

@@ -144,7 +144,8 @@ def test_ack_binds_the_lease_and_inbound_ipv4_then_reaches_the_guest():
     assert (b.port_no, b.mac, b.source, b.lease, b.expires) == (G1, mac(G1), "dhcp", 600,
                                                                rig.now + 600)
     g1 = next(g for g in rig.core.status(rig.now)["guests"] if g["port_no"] == G1)
-    assert g1["ips"] == [{"ip": lease_ip(G1), "source": "dhcp", "learned_at": rig.now,
+    assert g1["ips"] == [{"ip": lease_ip(G1), "mac": mac(G1), "source": "dhcp",
+                          "learned_at": rig.now,
                           "expires": rig.now + 600, "lease": 600, "expires_in": 600}]
     d = rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, lease_ip(G1)))
     assert d.ports() == {G1} and d.out(G1)["eth_dst"] == mac(G1)

@@ -3,6 +3,9 @@ binding (hand-made cases, then hypothesis mutations of valid ND and IPv6 frames)
 
 from __future__ import annotations
 
+import ipaddress
+from typing import NamedTuple
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +19,7 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptSrcLLAddr,
     IPv6,
+    in6_chksum,
 )
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -24,6 +28,7 @@ from wlbridge.proto.ndp import parse_ipv6
 from wlbridge.proto.packets import FrameError
 
 G1, G2 = 2, 3
+ND_TYPES = (133, 134, 135, 136, 137)
 SLL = ICMPv6NDOptSrcLLAddr(lladdr=mac(G1))
 
 
@@ -89,13 +94,42 @@ SEEDS = [
 ]
 
 
-def allowed(raw: bytes) -> set[str]:
-    """Addresses a frame may teach: those of a frame that parses as valid."""
+class Scapy(NamedTuple):
+    """An IPv6 frame as scapy reads it: the oracle, independent of the parser under test."""
+    src: str
+    hop_limit: int
+    icmp_type: int | None     # None: not ICMPv6
+    checksum_ok: bool         # the ICMPv6 checksum (False when not ICMPv6)
+    target: str | None        # an NS's or NA's target
+
+
+def read_with_scapy(raw: bytes) -> Scapy | None:
     try:
-        info = parse_ipv6(raw)
-    except FrameError:
+        p = Ether(raw)
+    except Exception:  # noqa: BLE001 - scapy cannot read it: no IPv6 frame
+        return None
+    if p.type != 0x86DD or IPv6 not in p or p[IPv6].version != 6 or len(raw) < 54:
+        return None
+    ip = p[IPv6]
+    l4 = raw[54:54 + ip.plen]
+    if ip.nh != 58 or len(l4) < 4 or len(l4) < ip.plen:
+        return Scapy(ip.src, ip.hlim, None, False, None)
+    zeroed = l4[:2] + b"\0\0" + l4[4:]
+    ok = in6_chksum(58, ip, zeroed) == int.from_bytes(l4[2:4], "big")
+    target = (str(ipaddress.IPv6Address(l4[8:24]))
+              if l4[0] in (135, 136) and len(l4) >= 24 else None)
+    return Scapy(ip.src, ip.hlim, l4[0], ok, target)
+
+
+def allowed(raw: bytes) -> set[str]:
+    """Addresses a frame may teach, as scapy reads it: its IPv6 source and an NS/NA's target;
+    none from an ND message without hop limit 255 and a valid checksum."""
+    seen = read_with_scapy(raw)
+    if seen is None or (seen.icmp_type in ND_TYPES
+                        and not (seen.hop_limit == 255 and seen.checksum_ok)):
         return set()
-    return {a for a in (info.src, info.target) if a}
+    return {str(ipaddress.IPv6Address(a)) for a in (seen.src, seen.target)
+            if a and a != "::"}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,7 +154,8 @@ def test_mutated_nd_frames_never_raise_nor_bind_falsely(data, fix, from_uplink):
     assert rig.core.counters["errors.internal"] == 0
     new = {a: b for a, b in rig.core.bindings.items() if a not in before}
     for a, b in new.items():
-        assert not from_uplink and b.port_no == G1 and a in allowed(raw), (a, raw.hex())
+        assert not from_uplink and b.port_no == G1, (a, raw.hex())
+        assert str(ipaddress.ip_address(a)) in allowed(raw), (a, raw.hex())
 
 
 def test_fuzz_seeds_are_valid():
@@ -138,6 +173,11 @@ def test_the_nd_parser_answers_or_refuses_every_mutation(data):
         info = parse_ipv6(raw)
     except FrameError:
         return
-    if info.icmp_type in (133, 134, 135, 136, 137):
-        assert info.hop_limit == 255
+    seen = read_with_scapy(raw)
+    assert seen is not None, raw.hex()
+    assert info.src == str(ipaddress.IPv6Address(seen.src)), (info, seen)
+    if info.icmp_type in ND_TYPES:      # (never behind an extension header)
+        assert seen.icmp_type == info.icmp_type, (info, seen)
+        assert seen.hop_limit == 255 and seen.checksum_ok, (info, seen, raw.hex())
+        assert info.target == seen.target, (info, seen)
         assert info.sll is None or len(info.sll) == 17

@@ -15,8 +15,8 @@ def bind(rig: Rig, port: int, addr: str) -> None:
     rig.send(port, arp_request(mac(port), addr, addr))
 
 
-def test_first_mac_seen_on_a_port_is_the_guests_and_others_are_dropped():
-    rig = Rig()
+def test_first_mac_seen_on_a_one_guest_port_is_the_guests_and_others_are_dropped():
+    rig = Rig(config=CoreConfig(uplink="wlan0", max_macs_per_port=1))
     bind(rig, G1, ip(G1))
     assert rig.core.guests[G1].mac == mac(G1)
     spoof = "02:66:66:66:66:66"
@@ -152,9 +152,8 @@ def test_guests_cannot_act_as_dhcp_server_or_ipv6_router():
 
 
 def _icmpv6_frame(src: str, icmp_type: int) -> bytes:
-    from wlbridge.compat import _load, ethernet, packet
+    from wlbridge.compat import ethernet, icmpv6, ipv6, packet
 
-    ipv6, icmpv6 = _load("lib.packet.ipv6"), _load("lib.packet.icmpv6")
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet("33:33:00:00:00:01", src, 0x86DD))
     pkt.add_protocol(ipv6.ipv6(src="fe80::1", dst="ff02::1", nxt=58))

@@ -193,7 +193,16 @@ def test_set_broadcast_flag_random_frames_scapy_agrees():
                     chaddr="52:54:" + ":".join(f"{rng.getrandbits(8):02x}" for _ in range(4)),
                     extra=opt(12, bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 40)))))
         out = D.set_broadcast_flag(raw)
-        assert udp_checksum_ok(out)
+        assert out == scapy_broadcast(raw) and udp_checksum_ok(out)
+
+
+def scapy_broadcast(raw: bytes) -> bytes:
+    """The frame with the BOOTP broadcast flag set, rebuilt by scapy (checksum recomputed
+    from scratch, not updated)."""
+    p = Ether(raw)
+    p[BOOTP].flags = int(p[BOOTP].flags) | 0x8000
+    del p[UDP].chksum
+    return bytes(p)
 
 
 def test_set_broadcast_flag_wrong_checksum_stays_exactly_as_wrong():

@@ -382,10 +382,10 @@ def test_status_shows_groups_with_members_and_the_always_restored_ones():
     text = render(snap, now=rig.now + 10)
     assert "239.1.2.3" in text and f"g{G1} (in {INTERVAL - 10}s)" in text
     from prometheus_client import CollectorRegistry, generate_latest
-    from wlbridge.app.status_server import _Collector
+    from wlbridge.app.status_server import MetricsCollector
 
     registry = CollectorRegistry()
-    registry.register(_Collector(lambda: rig.core.status(rig.now)))
+    registry.register(MetricsCollector(lambda: rig.core.status(rig.now)))
     assert "wlbridge_group_memberships 1.0" in generate_latest(registry).decode()
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from fake_netlink import FakeMsg
 from hostnet_fakes import MAC, FakeDb, FakeNet, bridge, opts, state
-from wlbridge.cli import bridge_setup, bridge_teardown
+from wlbridge.cli import bridge_setup, bridge_teardown, common
 from wlbridge.errors import UserError
 from wlbridge.host import hostnet, ovsdb
 from wlbridge.host.hostnet import Address, Route, SavedState
@@ -55,7 +55,7 @@ def test_saved_state_rejects_garbage(text: str) -> None:
 
 def test_unreadable_saved_state_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unreadable"):
-        bridge_setup.saved_state(bridge(saved="{broken"))
+        common.saved_state(bridge(saved="{broken"))
 
 
 # ---- netlink parsing and requests ---------------------------------------------
@@ -244,11 +244,11 @@ def test_bridge_spec() -> None:
 
 
 def test_not_root_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bridge_setup, "geteuid", lambda: 1000)
+    monkeypatch.setattr(common, "geteuid", lambda: 1000)
     with pytest.raises(UserError, match="must be run as root"):
         bridge_setup.main(parse("--uplink", "wlan0"))
-    monkeypatch.setattr(bridge_setup, "geteuid", lambda: 0)
-    bridge_setup.require_root("setup")
+    monkeypatch.setattr(common, "geteuid", lambda: 0)
+    common.require_root("setup")
 
 
 def test_default_remote(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,9 @@
 (switch connections with ports missing or renamed, ports added and deleted, ARP, DHCP and
 IGMP from guests, idle flows, leases ending, the host taking addresses, restarts from the
 saved state) and after every step every binding is on a live guest port and in its `ips`,
-every `ips` entry is bound to that guest, the MAC index holds exactly the guests' MACs and
-memberships are of live guest ports.  The check is written here, apart from the model's own
+every `ips` entry is bound to that guest, a binding's MAC is one of the guest MACs behind its
+port (a port may carry several, up to its bound), the MAC index holds exactly the guests' MACs
+and memberships are of live guest ports.  The check is written here, apart from the model's own
 `invariant_errors`, so that a bug in both does not hide."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from wlbridge.model.state import Port
 from wlbridge.proto.packets import gratuitous_arp
 
 UP = 1
+MAX_MACS = 3
 GUEST_PORTS = (2, 3, 4, 5)
 STATION = "02:5a:00:00:00:01"
 MACS = [f"02:00:00:00:00:{n:02x}" for n in range(1, 5)]
@@ -31,9 +33,10 @@ SNOOP = BY_NAME["guest_snoop"].table_id
 
 
 def config() -> CoreConfig:
-    # g5 has a configured MAC that guests on other ports may also use
+    # g5 has a configured MAC that guests on other ports may also use; a port carries up to
+    # three of the four MACs
     return CoreConfig(uplink="wlan0", static_macs={"g5": MACS[0]}, max_ips_per_port=3,
-                      max_bindings=5)
+                      max_bindings=5, max_macs_per_port=MAX_MACS)
 
 
 def port(p: int, renamed: bool = False) -> Port:
@@ -130,16 +133,23 @@ def broken_invariants(core: Core) -> list[str]:
             errors.append(f"{ip} is bound to port {b.port_no}, which is no guest")
         elif ip not in guest.ips:
             errors.append(f"{ip} is bound to {guest.name} but not in its ips")
+        elif b.mac not in guest.macs:
+            errors.append(f"{ip} is bound to {b.mac}, not behind {guest.name}")
     for port_no, guest in model.guests.items():
         for ip in guest.ips:
             b = model.bindings.get(ip)
             if b is None or b.port_no != port_no:
                 errors.append(f"{guest.name} lists {ip}, which is not bound to it")
-    macs = {g.mac for g in model.guests.values() if g.mac}
+        if guest.mac != next(iter(guest.macs), None):
+            errors.append(f"{guest.name}'s first MAC {guest.mac} is not first of {guest.macs}")
+        if len(guest.macs) > MAX_MACS or (guest.mac_source == "configured"
+                                          and len(guest.macs) != 1):
+            errors.append(f"{guest.name} carries {list(guest.macs)}, beyond its bound")
+    macs = {m for g in model.guests.values() for m in g.macs}
     if set(model.by_mac) != macs:
         errors.append(f"MAC index {sorted(model.by_mac)} but guest MACs {sorted(macs)}")
     for mac, guest in model.by_mac.items():
-        if guest.mac != mac or model.guests.get(guest.port_no) is not guest:
+        if mac not in guest.macs or model.guests.get(guest.port_no) is not guest:
             errors.append(f"MAC index {mac} -> {guest.name}, not a live guest of that MAC")
         if model.guest_by_mac(mac) is not guest:
             errors.append(f"guest_by_mac({mac}) does not find {guest.name}")
@@ -185,6 +195,33 @@ def test_the_random_events_do_bind_move_park_and_adopt():
     assert broken_invariants(core) == []
 
 
+def test_guests_behind_one_port_keep_their_own_addresses_through_park_and_adopt():
+    """Two MACs behind g2: each binds its own address, neither takes the other's (ARP or
+    DHCP from the sibling is refused like one from another port), a third is learned up to
+    the bound and the fourth refused; parked and adopted, each address is its MAC's again."""
+    world = World()
+    for event in [("arp", 2, MACS[1], IPS[0]), ("arp", 2, MACS[2], IPS[1]),
+                  ("arp", 2, MACS[2], IPS[0])]:
+        world.step(event)
+    core = world.core
+    assert list(core.guests[2].macs) == [MACS[1], MACS[2]]
+    assert {ip: b.mac for ip, b in core.bindings.items()} == {IPS[0]: MACS[1], IPS[1]: MACS[2]}
+    assert core.counters["refused.ip-in-use"] == 1
+    world.step(("arp", 2, MACS[3], IPS[2]))  # the third MAC: at the bound (3)
+    world.step(("arp", 2, MACS[0], IPS[3]))  # the fourth: refused
+    assert len(core.guests[2].macs) == MAX_MACS and core.counters["refused.mac-limit"] == 1
+    assert IPS[3] not in core.bindings
+    world.step(("connect", {3}, set()))  # g2 missing: parked
+    world.step(("add", 2, False))  # back: all three MACs and their addresses
+    assert list(core.guests[2].macs) == [MACS[1], MACS[2], MACS[3]]
+    assert {ip: b.mac for ip, b in core.bindings.items()} == {
+        IPS[0]: MACS[1], IPS[1]: MACS[2], IPS[2]: MACS[3]}
+    world.step(("restart", {2, 3}))  # through the state file too
+    assert {ip: (b.port_no, b.mac) for ip, b in world.core.bindings.items()} == {
+        IPS[0]: (2, MACS[1]), IPS[1]: (2, MACS[2]), IPS[2]: (2, MACS[3])}
+    assert broken_invariants(world.core) == []
+
+
 def test_a_configured_mac_another_guest_had_is_found_again_when_its_port_goes():
     """g2 learned a MAC before g5 came with it configured: the index points at g5 while it
     exists and at g2 again once g5 is gone (DHCP replies to that MAC reach g2)."""
@@ -197,8 +234,8 @@ def test_a_configured_mac_another_guest_had_is_found_again_when_its_port_goes():
     assert broken_invariants(world.core) == []
 
 
-MODEL_PARTS = {"guests", "bindings", "by_mac", "ips", "host_ips", "host_broadcasts", "parked",
-               "uplink", "station_mac"}
+MODEL_PARTS = {"guests", "bindings", "by_mac", "ips", "macs", "host_ips", "host_broadcasts",
+               "parked", "uplink", "station_mac"}
 MUTATORS = {"add", "discard", "remove", "pop", "popitem", "clear", "update", "setdefault",
             "append", "extend", "insert", "load", "keep", "take", "expire"}
 

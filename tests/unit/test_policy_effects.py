@@ -42,7 +42,8 @@ GUEST = "52:54:00:12:34:56"
 NOW = 1000.0
 
 
-def policy(guest_mac: str | None = GUEST) -> tuple[PacketInPolicy, Model, Counter]:
+def policy(guest_mac: str | None = GUEST, max_macs: int = 32
+           ) -> tuple[PacketInPolicy, Model, Counter]:
     model = Model(uplink=UPLINK, station_mac=STATION)
     model.add_guest(PORT, "vm1")
     if guest_mac:
@@ -50,7 +51,7 @@ def policy(guest_mac: str | None = GUEST) -> tuple[PacketInPolicy, Model, Counte
     counters: Counter = Counter()
     log = logging.getLogger("test.policy")
     tel = Telemetry(counters, log, RateLimitedLog(log, "binding changes"))
-    config = CoreConfig()
+    config = CoreConfig(max_macs_per_port=max_macs)
     return PacketInPolicy(model, config, tel, DhcpService(model, config, tel)), model, counters
 
 
@@ -79,10 +80,25 @@ def test_a_first_frame_teaches_the_mac_and_leaves_the_guest_unchanged():
 
 
 def test_a_refused_frame_has_no_effect_and_is_counted():
-    pol, _, counters = policy()
+    pol, _, counters = policy(max_macs=1)  # a port that carries one guest
     spoofed = data_of(arp_request("52:54:00:99:99:99", "192.168.1.50", "192.168.1.50"))
     assert pol.packet_in(PORT, spoofed, NOW) == []
     assert counters["refused.spoofed-mac"] == 1
+
+
+def test_another_mac_on_a_port_is_a_new_guest_behind_it_up_to_the_bound():
+    pol, model, counters = policy(max_macs=2)
+    second = data_of(arp_request("52:54:00:99:99:99", "192.168.1.50", "192.168.1.50"))
+    assert pol.packet_in(PORT, second, NOW) == [LearnMac(PORT, "52:54:00:99:99:99"),
+                                                Reinject(PORT, second)]
+    assert list(model.guests[PORT].macs) == [GUEST]  # (the core applies it)
+    model.learn_mac(PORT, "52:54:00:99:99:99")
+    assert pol.packet_in(PORT, second, NOW) == [Bind(PORT, "192.168.1.50", "arp",
+                                                     mac="52:54:00:99:99:99"),
+                                                Reinject(PORT, second)]
+    third = data_of(arp_request("52:54:00:77:77:77", "192.168.1.51", "192.168.1.51"))
+    assert pol.packet_in(PORT, third, NOW) == []
+    assert counters["refused.mac-limit"] == 1
 
 
 def test_a_dhcp_ack_is_delivered_first_then_replaces_the_old_lease():

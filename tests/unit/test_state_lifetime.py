@@ -103,12 +103,12 @@ def test_status_lists_unconfirmed_guests_while_the_switch_is_away():
 
 def test_metrics_count_confirmed_guests_and_unconfirmed_bindings_apart():
     from prometheus_client import CollectorRegistry, generate_latest
-    from wlbridge.app.status_server import _Collector
+    from wlbridge.app.status_server import MetricsCollector
 
     rig = populated()
     core = restarted(rig)
     registry = CollectorRegistry()
-    registry.register(_Collector(lambda: core.status(rig.now)))
+    registry.register(MetricsCollector(lambda: core.status(rig.now)))
     text = generate_latest(registry).decode()
     assert "wlbridge_guests 0.0" in text
     assert "wlbridge_unconfirmed_bindings 2.0" in text

@@ -18,3 +18,21 @@ def test_unconfirmed_guests_are_marked_and_confirmed_ones_are_not():
              if line.startswith("vm-")}
     assert "not confirmed" in lines["vm-a"]
     assert "not confirmed" not in lines["vm-b"]
+
+
+def test_a_port_carrying_several_guests_shows_each_mac_with_its_own_addresses():
+    a, b, c = "02:00:00:00:0a:01", "02:00:00:00:0b:01", "02:00:00:00:0c:01"
+    snap = {"bridge": "br-wl", "connected": True, "generation": 1, "uplink": {},
+            "counters": {},
+            "guests": [{"port": "lb0-ovs", "port_no": 5, "mac": a, "macs": [a, b, c],
+                        "confirmed": True,
+                        "ips": [{"ip": "10.0.0.61", "mac": a, "source": "dhcp", "expires": None},
+                                {"ip": "10.0.0.62", "mac": b, "source": "arp", "expires": None},
+                                {"ip": "fd00::a", "mac": a, "source": "nd", "expires": None}]}]}
+    lines = render(snap, now=0).splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("lb0-ovs"))
+    rows = [line.split() for line in lines[start:start + 4]]
+    assert rows[0][:3] == ["lb0-ovs", a, "10.0.0.61"]
+    assert rows[1][:1] == ["fd00::a"]  # a's too: its MAC not repeated
+    assert rows[2][:2] == [b, "10.0.0.62"]
+    assert rows[3][:2] == [c, "-"]  # a guest with no address yet

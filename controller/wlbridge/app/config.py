@@ -46,8 +46,12 @@ def options() -> list:
                    help="IPv4 addresses one guest port may hold"),
         cfg.IntOpt("max_bindings", default=4096, min=1,
                    help="IPv4 and IPv6 bindings in all"),
+        cfg.IntOpt("max_macs_per_port", default=32, min=1,
+                   help="guests (MACs) one guest port may carry: a Linux bridge, a VM "
+                        "with nested guests or a container host behind it; frames from "
+                        "more are refused (refused.mac-limit); 1: one guest per port"),
         cfg.IntOpt("ipv6_bindings_per_guest", default=8, min=1,
-                   help="IPv6 addresses one guest port may hold (link-local, SLAAC, "
+                   help="IPv6 addresses one guest (MAC) may hold (link-local, SLAAC, "
                         "temporary, DHCPv6); idle ones expire after idle_timeout"),
         cfg.IntOpt("group_membership_interval", default=260, min=10,
                    help="seconds a guest's IGMP/MLD report keeps it in a multicast group "
@@ -76,11 +80,12 @@ def options() -> list:
                     help="port=MAC pairs, comma-separated: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
-        cfg.FloatOpt("echo_interval", default=1.0, min=0.1,
-                     help="seconds between OpenFlow echo requests to the switch"),
+        cfg.FloatOpt("echo_interval", default=2.0, min=0.1,
+                     help="seconds the switch may stay silent before the controller sends it "
+                          "an OpenFlow echo request (half of echo_timeout if not shorter)"),
         cfg.FloatOpt("echo_timeout", default=3.0, min=0.2,
-                     help="seconds without an echo reply before the switch counts as "
-                          "disconnected (at least two echo intervals)"),
+                     help="seconds without any message from the switch (an echo reply "
+                          "included) before it counts as disconnected"),
         cfg.BoolOpt("insecure_listen", default=False,
                     help="allow a non-loopback listen_host without TLS (a warning is logged)"),
         cfg.StrOpt("tls_private_key", default=None,

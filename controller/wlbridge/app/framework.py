@@ -17,7 +17,9 @@ thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
@@ -86,14 +88,13 @@ def _claim(root, conf, store: StateStore) -> tuple[InstanceLock, Listener]:
     return lock, listening
 
 
-def _core(conf, uplink: str) -> Core:
-    return Core(CoreConfig(
-        uplink=uplink, dhcp_mode=conf.dhcp_mode, idle_timeout=conf.idle_timeout,
-        max_ips_per_port=conf.max_ips_per_port, max_bindings=conf.max_bindings,
-        ipv6_bindings_per_guest=conf.ipv6_bindings_per_guest,
-        static_macs=wl_config.static_macs(conf.static_macs), meters=conf.meters,
-        meter_pps=conf.meter_pps, group_membership_interval=conf.group_membership_interval,
-        max_groups_per_port=conf.max_groups_per_port, max_groups=conf.max_groups))
+def core_config(conf, uplink: str) -> CoreConfig:
+    """The core's settings from the options: every `CoreConfig` field is the option of the
+    same name (a new setting cannot be declared and then forgotten here), but the uplink (from
+    the bridge) and `static_macs` (parsed)."""
+    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs)}
+    return CoreConfig(**{f.name: given[f.name] if f.name in given else getattr(conf, f.name)
+                         for f in dataclasses.fields(CoreConfig)})
 
 
 def _load_state(core: Core, store: StateStore) -> None:
@@ -160,11 +161,11 @@ class WlBridgeApp(AppBase):
             from wlbridge.app import ryu_tls
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
-        self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
+        self.detect_after = liveness.configure(root, conf.echo_timeout)
         self.targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
-        core = _core(conf, self.uplink)
+        core = Core(core_config(conf, self.uplink))
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
             isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb),
@@ -302,7 +303,8 @@ class WlBridgeApp(AppBase):
     @on_receive(ofp_event.EventOFPSwitchFeatures, CONFIG)
     def _features(self, ev) -> None:
         dp = ev.msg.datapath
-        send_directly(dp)
+        send_directly(dp, liveness.Liveness(self.conf.echo_interval, self.conf.echo_timeout,
+                                            time.monotonic()))
         self.shell.switch_features(dp)
 
     @on_receive(ofp_event.EventOFPMeterFeaturesStatsReply, [CONFIG, MAIN])

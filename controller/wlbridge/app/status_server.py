@@ -16,7 +16,7 @@ LOG = logging.getLogger(__name__)
 StatusFn = Callable[[], dict[str, Any]]
 
 
-class _Collector:
+class MetricsCollector:
     """Turns the status snapshot into Prometheus metrics at scrape time."""
 
     def __init__(self, status: StatusFn) -> None:
@@ -77,7 +77,7 @@ def serve(host: str, port: int, status: StatusFn,
         with lock:
             if not made:
                 registry = CollectorRegistry()
-                registry.register(_Collector(status))
+                registry.register(MetricsCollector(status))
                 made.append(registry)
         return generate_latest(made[0])
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from wlbridge.cli.bridge_setup import add_common_arguments, require_root
+from wlbridge.cli.common import add_bridge_arguments, require_root
 
 DEFAULT_RUN_DIR = "/run/wlbridge/attach"
 
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "returning (the client keeps trying)")
     parser.add_argument("--run-dir", default=DEFAULT_RUN_DIR, metavar="DIR",
                         help="where the DHCP client's script and logs are kept")
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
 
 
 def request(args: argparse.Namespace):

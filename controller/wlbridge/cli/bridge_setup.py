@@ -37,13 +37,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from wlbridge.app import config, switch_link
+from wlbridge.cli.common import (
+    DEFAULT_BRIDGE,
+    Out,
+    add_bridge_arguments,
+    require_root,
+    saved_state,
+)
 from wlbridge.errors import UserError
 from wlbridge.host import datapath
 
 if TYPE_CHECKING:  # imported lazily: `wlbridge --help` must not load ovs/pyroute2
     from wlbridge.host import addr_handoff, hostnet, ovsdb
 
-DEFAULT_BRIDGE = "br-wl"
 #: the bridge listens on a root-only Unix socket; the controller connects (wlbridge.app.switch_link)
 DEFAULT_CONTROLLER = switch_link.passive_target(DEFAULT_BRIDGE)
 DEFAULT_PACKET_IN_RATE = 1000
@@ -53,13 +59,6 @@ ADDRESS_MANAGERS = ("auto", "keep", "static", "dhclient", "dhcpcd", "networkmana
                     "networkd")   # addr_handoff.MODES (kept here: --help loads no pyroute2)
 DEFAULT_STATE_DIR = config.default("state_dir")
 
-geteuid: Callable[[], int] = os.geteuid     # seam: tests replace it to simulate non-root
-Out = Callable[[str], None]
-
-
-def require_root(command: str) -> None:
-    if geteuid() != 0:
-        raise UserError(f"must be run as root (try: sudo wlbridge {command} ...); nothing changed")
 
 
 def kernel_datapath_available() -> bool:
@@ -67,21 +66,11 @@ def kernel_datapath_available() -> bool:
     return os.path.isdir(OVS_MODULE_PATH)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bridge", default=DEFAULT_BRIDGE, metavar="BRIDGE",
-                        help="OVS bridge name")
-    parser.add_argument("--db", default=None, metavar="REMOTE",
-                        help="OVSDB server (default: $WLBRIDGE_OVSDB, else "
-                        "unix:/var/run/openvswitch/db.sock)")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for Open vSwitch")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uplink", required=True, metavar="UPLINK",
                         help="the Wi-Fi station interface, e.g. wlan0; auto: the one "
                         "associated managed-mode station (required)")
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
     parser.add_argument("--datapath", choices=("system", "netdev"), default=None,
                         help="OVS datapath (default: system when the openvswitch kernel module "
                         "is loaded, else netdev, the userspace datapath)")
@@ -198,16 +187,6 @@ def check(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions) -> ovsdb.Br
                         f"{existing.external_ids[OWNER_KEY]}; run `wlbridge teardown "
                         f"--bridge {opts.bridge}` first; nothing changed")
     return existing
-
-
-def saved_state(info: ovsdb.BridgeInfo) -> hostnet.SavedState:
-    from wlbridge.host import hostnet, ovsdb
-
-    try:
-        return hostnet.SavedState.from_json(info.external_ids.get(ovsdb.SAVED_KEY, ""))
-    except ValueError as exc:
-        raise UserError(f"bridge {info.name}: external_ids:{ovsdb.SAVED_KEY} is unreadable "
-                        f"({exc}); fix or remove the bridge by hand") from exc
 
 
 def setup(db: ovsdb.Ovsdb, net: hostnet.HostNet, opts: SetupOptions, out: Out = print,

@@ -28,17 +28,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wlbridge.cli.bridge_setup import Out, add_common_arguments, require_root, saved_state
+from wlbridge.cli.common import Out, add_bridge_arguments, require_root, saved_state
 from wlbridge.errors import UserError
 
-if TYPE_CHECKING:  # imported lazily, see bridge_setup
+if TYPE_CHECKING:  # imported lazily, see cli.common
     from wlbridge.host import addr_handoff, hostnet, ovsdb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wlbridge.app import config
 
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
     parser.add_argument("--state-dir", metavar="STATE_DIR", default=config.default("state_dir"),
                         help="the controller's state_dir, where it keeps BRIDGE.json")
     parser.add_argument("--remove-state", action="store_true",

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from wlbridge.cli.bridge_setup import require_root
+from wlbridge.cli.common import require_root
 from wlbridge.errors import UserError
 
 PREFIX = "wldemo"
@@ -50,23 +50,11 @@ def _status(port: int) -> dict:
         return json.loads(resp.read().decode())
 
 
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise UserError(f"timed out waiting for {what}")
-
-
 def run(args: argparse.Namespace) -> int:
     require_root("demo")  # network namespaces, Open vSwitch
     try:
         from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, ovs_problem
+        from topologies.procs import WaitTimeout, wait_for
     except ImportError as exc:
         raise UserError(f"the demo needs the `topologies` package ({exc})") from exc
     problem = ovs_problem()
@@ -119,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
                 [sys.executable, "-m", "wlbridge", "run", "--bridge", bridge,
                  "--listen-port", str(of_port), "--state-dir", str(workdir / "state"),
                  "--status-port", str(status_port)], stdout=log, stderr=subprocess.STDOUT)
-        _wait(lambda: _status(status_port).get("connected"), 20, "the switch to connect")
+        try:
+            wait_for(lambda: _status(status_port).get("connected"), 20, 0.2,
+                     what="the switch to connect", retry=(OSError,))
+        except WaitTimeout as exc:
+            raise UserError(str(exc)) from exc
         _say("   controller connected to the bridge")
 
         from wlbridge.host.ovsdb import Ovsdb, PortSpec

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from wlbridge.cli.bridge_setup import add_common_arguments, require_root
+from wlbridge.cli.common import add_bridge_arguments, require_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="the name given to `wlbridge attach`")
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 
-from wlbridge.cli.bridge_setup import add_common_arguments, require_root
+from wlbridge.cli.common import add_bridge_arguments, require_root
 from wlbridge.errors import UserError
 
 DEFAULT_SOCKET = "/run/docker/plugins/wlbridge.sock"
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the containers' DHCP clients keep their scripts and logs")
     parser.add_argument("--lease-timeout", type=float, default=20.0, metavar="SECONDS",
                         help="how long a container's first DHCP lease may take")
-    add_common_arguments(parser)
+    add_bridge_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -64,6 +64,19 @@ def _age(value: float | None, now: float) -> str:
     return f"in {seconds}s" if seconds >= 0 else f"{-seconds}s ago"
 
 
+def _rows(g: dict) -> list[tuple[str | None, dict | None]]:
+    """A guest port's rows: each guest MAC behind it (a port may carry several) with its
+    addresses, one row each, or with none."""
+    macs = list(g.get("macs") or [g.get("mac")])
+    ips = g.get("ips") or []
+    rows = [(m, b) for m in macs for b in ips if b.get("mac", g.get("mac")) == m]
+    rows += [(b.get("mac"), b) for b in ips if b.get("mac", g.get("mac")) not in macs]
+    with_ips = {m for m, _ in rows}
+    rows += [(m, None) for m in macs if m not in with_ips]
+    order = {m: n for n, m in enumerate(macs)}
+    return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1] is None))
+
+
 def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     if binding.get("expires") is not None:
         return _age(binding["expires"], now)
@@ -92,15 +105,16 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                         for b in g.get("ips") or []])
     lines.append(f"{'PORT':<16}{'MAC':<19}{'IP':<{width}}{'LEARNED':<9}EXPIRES")
     for g in snap.get("guests", []):
-        ips = g.get("ips") or [None]
-        for i, b in enumerate(ips):
+        shown = None
+        for i, (m, b) in enumerate(_rows(g)):
             first = i == 0
             lines.append(
-                f"{(g['port'] if first else ''):<16}{((g.get('mac') or '-') if first else ''):<19}"
+                f"{(g['port'] if first else ''):<16}{((m or '-') if m != shown else ''):<19}"
                 f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
                    if first and g.get("confirmed") is False else ""))
+            shown = m
     if not snap.get("guests"):
         lines.append("(no guests)")
     joined = [g for g in snap.get("groups", []) if not g.get("always")]

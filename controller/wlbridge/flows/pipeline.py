@@ -92,7 +92,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "from_guest", 20,
-        frozenset({"in_port", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
+        frozenset({"in_port", "eth_src", "eth_type", "arp_op", "arp_spa", "arp_sha", "ipv4_src",
                    "ip_proto", "udp_src", "udp_dst", "icmpv6_type",
                    "ipv6_src", "ipv6_nd_target"}),
         frozenset({"ipv6_nd_sll", "ipv6_nd_tll"}),

@@ -3,7 +3,8 @@
 A *section* is the set of flows that depends on one piece of state:
 
 * ``static``      — the uplink, the station MAC and the list of guest ports;
-* ``port:<P>``    — one guest port and its MAC (source check, learning triggers);
+* ``port:<P>``    — one guest port and the guest MACs behind it (source check, learning
+  triggers);
 * ``ip:<A>``      — one IPv4 or IPv6 binding (ingress steering, egress source check; an
   IPv6 address also gets its Neighbor Discovery flows, see `binding6_flows`);
 * ``group:<G>``   — one multicast group (or subnet-directed broadcast address) whose
@@ -157,12 +158,16 @@ def port_args(guest: GuestPort, view: View | None) -> tuple | None:
     if view is None:
         return None
     p = guest.port_no
-    return (p, guest.mac, p if view.meter and p <= view.meter_max else None)
+    meter = p if view.meter and p <= view.meter_max else None
+    others = tuple(mac for mac in guest.macs if mac != guest.mac)
+    return (p, guest.mac, meter, others) if others else (p, guest.mac, meter)
 
 
-def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
-    """Source-MAC check and learning triggers of guest port `p` with MAC `m` (None: not
-    known yet), its controller-bound flows under `meter`."""
+def port_flows(p: int, m: str | None, meter: int | None, others: tuple[str, ...] = ()
+               ) -> list[FlowSpec]:
+    """Source-MAC check and learning triggers of guest port `p` with first MAC `m` (None:
+    not known yet) and the `others` behind it (`mac_flows` each), its controller-bound
+    flows under `meter`."""
     sub = subject(p)
     trigger = [ToController()]
     specs = [
@@ -173,8 +178,6 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
     if m is None:
         return specs
     specs += [
-        flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="guest_snoop",
-             purpose=Purpose.GUEST_PORT, subject=sub),
         flow("from_guest", P_TOP, {"in_port": p, "eth_type": ETH_EAPOL}, trigger,
              purpose=Purpose.EAPOL, subject=sub, meter=meter),
         flow("from_guest", P_HIGH,
@@ -203,10 +206,6 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
              {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP,
               "udp_dst": DHCP6_CLIENT},
              trigger, purpose=Purpose.GUEST_PORT, subject=sub, meter=meter),
-        # ARP probes (RFC 5227) claim nothing: forward, and let the controller see them
-        flow("from_guest", P_PROBE,
-             {"in_port": p, "eth_type": ETH_ARP, "arp_spa": "0.0.0.0", "arp_sha": m},
-             trigger, goto="switch_local", purpose=Purpose.LEARN, subject=sub, meter=meter),
         flow("from_guest", P_PORT, {"in_port": p, "eth_type": ETH_ARP}, trigger,
              purpose=Purpose.LEARN, subject=sub, meter=meter),
         flow("from_guest", P_PORT, {"in_port": p, "eth_type": ETH_IPV4}, trigger,
@@ -214,10 +213,35 @@ def port_flows(p: int, m: str | None, meter: int | None) -> list[FlowSpec]:
         flow("from_guest", P_LOW, {"in_port": p}, goto="switch_local",
              purpose=Purpose.GUEST_PORT, subject=sub),
         *snoop_flows(p, meter),
+    ]
+    specs += port6_flows(p, meter)
+    for mac in (m, *others):
+        specs += mac_flows(p, mac, meter)
+    return specs
+
+
+def mac_flows(p: int, m: str, meter: int | None) -> list[FlowSpec]:
+    """The flows of guest MAC `m` behind port `p` (one set per guest a port carries): its
+    source check, its ARP probes, local delivery to it, and ND from the LAN naming it in
+    the option (a leak reflected, or a spoof pointing the host's or the guests' neighbour
+    caches at a guest: dropped, counted by the flows)."""
+    sub = subject(p)
+    nd = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    return [
+        flow("classify", P_PORT, {"in_port": p, "eth_src": m}, goto="guest_snoop",
+             purpose=Purpose.GUEST_PORT, subject=sub),
+        # ARP probes (RFC 5227) claim nothing: forward, and let the controller see them
+        flow("from_guest", P_PROBE,
+             {"in_port": p, "eth_type": ETH_ARP, "arp_spa": "0.0.0.0", "arp_sha": m},
+             [ToController()], goto="switch_local", purpose=Purpose.LEARN, subject=sub,
+             meter=meter),
         flow("switch_local", P_PORT, {"eth_dst": m}, [Output(p)],
              purpose=Purpose.GUEST_MAC, subject=sub),
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT,
+                                     "ipv6_nd_sll": m}, purpose=Purpose.CONFLICT, subject=sub),
+        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT,
+                                     "ipv6_nd_tll": m}, purpose=Purpose.CONFLICT, subject=sub),
     ]
-    return specs + port6_flows(p, m, meter)
 
 
 def binding_args(b: Binding, view: View | None) -> tuple | None:
@@ -248,7 +272,8 @@ def binding_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
         flow("from_guest", P_BINDING,
              {"in_port": p, "eth_type": ETH_ARP, "arp_spa": ip, "arp_sha": m},
              goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub),
-        flow("from_guest", P_BINDING, {"in_port": p, "eth_type": ETH_IPV4, "ipv4_src": ip},
+        flow("from_guest", P_BINDING,
+             {"in_port": p, "eth_src": m, "eth_type": ETH_IPV4, "ipv4_src": ip},
              goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
              idle_timeout=idle, send_flow_removed=bool(idle)),
     ]
@@ -326,23 +351,17 @@ def static6_flows(u: int, s: str) -> list[FlowSpec]:
     ]
 
 
-def port6_flows(p: int, m: str, meter: int | None) -> list[FlowSpec]:
-    """IPv6 triggers of guest port `p` with MAC `m`, controller-bound under `meter`:
-    Router Solicitations (their source link-layer option is rewritten by the controller:
-    OVS does not parse RS options), NAs whose target is not bound to the port yet, DAD
-    (source ::, forwarded and seen: the target is the guest's tentative address) and any
-    IPv6 from a source not bound to the port (learn it or refuse it).  ND from the LAN
-    naming the guest's MAC in its option (a leak reflected, or a spoof pointing the host's
-    or the guests' neighbour caches at a guest) is dropped (counted by the flows)."""
+def port6_flows(p: int, meter: int | None) -> list[FlowSpec]:
+    """IPv6 triggers of guest port `p`, controller-bound under `meter`: Router
+    Solicitations (their source link-layer option is rewritten by the controller: OVS does
+    not parse RS options), NAs whose target is not bound to the port yet, DAD (source ::,
+    forwarded and seen: the target is the guest's tentative address) and any IPv6 from a
+    source not bound to the port (learn it or refuse it).  (ND from the LAN naming a guest's
+    MAC: `mac_flows`.)"""
     sub = subject(p)
     trigger = [ToController()]
     icmp6 = {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
-    nd = {"eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
     return [
-        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_SOLICIT,
-                                     "ipv6_nd_sll": m}, purpose=Purpose.CONFLICT, subject=sub),
-        flow("from_uplink", P_HIGH, {**nd, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT,
-                                     "ipv6_nd_tll": m}, purpose=Purpose.CONFLICT, subject=sub),
         flow("from_guest", P_HIGH, {**icmp6, "icmpv6_type": ICMPV6_ROUTER_SOLICIT}, trigger,
              purpose=Purpose.UPLINK_OUT, subject=sub, meter=meter),
         flow("from_guest", P_ND, {**icmp6, "icmpv6_type": ICMPV6_NEIGHBOR_ADVERT}, trigger,
@@ -374,13 +393,14 @@ def binding6_flows(p: int, m: str, ip: str, idle: int) -> list[FlowSpec]:
              purpose=Purpose.GUEST_IP, subject=sub),
         flow("from_uplink", P_PORT, {**v6, "ipv6_dst": ip}, to_guest,
              purpose=Purpose.GUEST_IP, subject=sub),
-        flow("from_guest", P_ND_BOUND, {"in_port": p, **na, "ipv6_nd_target": ip},
+        flow("from_guest", P_ND_BOUND,
+             {"in_port": p, "eth_src": m, **na, "ipv6_nd_target": ip},
              [SetField("ipv6_nd_tll", m)], goto="switch_local", purpose=Purpose.GUEST_IP,
              subject=sub),
-        flow("from_guest", P_ND, {"in_port": p, **ns, "ipv6_src": ip},
+        flow("from_guest", P_ND, {"in_port": p, "eth_src": m, **ns, "ipv6_src": ip},
              [SetField("ipv6_nd_sll", m)], goto="switch_local", purpose=Purpose.GUEST_IP,
              subject=sub),
-        flow("from_guest", P_BINDING, {"in_port": p, **v6, "ipv6_src": ip},
+        flow("from_guest", P_BINDING, {"in_port": p, "eth_src": m, **v6, "ipv6_src": ip},
              goto="switch_local", purpose=Purpose.GUEST_IP, subject=sub,
              idle_timeout=idle, send_flow_removed=bool(idle)),
     ]
@@ -406,7 +426,7 @@ class StaticSection(NamedTuple):
 
 
 class PortSection(NamedTuple):
-    """One guest port and its MAC (source check, learning triggers)."""
+    """One guest port and its guest MACs (source check, learning triggers)."""
 
     port_no: int
     kind: str = "port"

@@ -48,22 +48,24 @@ class Parked:
         for name, rec in self.guests.items():
             if name not in live_names:
                 ports[name] = {"port": name, "mac": rec["mac"], "mac_source": rec["mac_source"],
-                               "ips": []}
+                               "macs": [rec["mac"], *rec.get("macs", [])], "ips": []}
         for rec in self.bindings:
             if rec["port"] in live_names:
                 continue
             entry = ports.setdefault(rec["port"], {"port": rec["port"], "mac": rec["mac"],
-                                                   "mac_source": "state", "ips": []})
+                                                   "mac_source": "state", "macs": [rec["mac"]],
+                                                   "ips": []})
             entry["ips"].append(rec)
         return [ports[name] for name in sorted(ports)]
 
     def keep(self, name: str, mac: str | None, mac_source: str, bindings: list[dict],
-             groups: list[dict]) -> None:
-        """Keep a vanished guest port's MAC, binding records and memberships (the oldest
-        records beyond the bounds are dropped)."""
+             groups: list[dict], others: list[str] | None = None) -> None:
+        """Keep a vanished guest port's MAC (and its `others` behind it), binding records
+        and memberships (the oldest records beyond the bounds are dropped)."""
         if mac:
             self.guests.pop(name, None)
-            self.guests[name] = {"mac": mac, "mac_source": mac_source}
+            self.guests[name] = {"mac": mac, "mac_source": mac_source,
+                                 "macs": list(others or [])}
         self.bindings += bindings
         self.groups += groups
         del self.bindings[:-self.limit]

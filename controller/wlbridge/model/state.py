@@ -49,13 +49,26 @@ class Binding:
 
 @dataclass
 class GuestPort:
-    """A guest-facing port: its MAC (first seen or configured) and its IPs."""
+    """A guest-facing port: the guest MACs behind it (a port may carry several guests: a
+    Linux bridge, a VM with nested guests, a container host), the first of them (seen first,
+    or configured) as `mac`, and the IPs bound to any of them (each `Binding` names its
+    MAC)."""
 
     port_no: int
     name: str
-    mac: str | None = None
+    mac: str | None = None  # the first of `macs` (None: none known yet)
     mac_source: str = "learned"  # "learned" | "configured" | "state"
     ips: set[str] = field(default_factory=set)
+    # every guest MAC behind the port, in the order learned -> how it was learned
+    macs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mac is not None and not self.macs:  # made with its one MAC
+            self.macs[self.mac] = self.mac_source
+
+    def sibling(self, mac: str) -> str | None:
+        """`mac` as a `Bind` effect names it: None for the port's first MAC, else itself."""
+        return None if mac == self.mac else mac
 
 
 @dataclass
@@ -101,8 +114,9 @@ class Model:
     parked: Parked = field(default_factory=Parked)  # saved or parked, awaiting their port
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
+        """The guest port `mac` is behind (None: no guest has it)."""
         g = self.by_mac.get(mac)
-        if g is not None and g.mac == mac and self.guests.get(g.port_no) is g:
+        if g is not None and mac in g.macs and self.guests.get(g.port_no) is g:
             return g
         return None
 
@@ -116,16 +130,21 @@ class Model:
         self.guests[port_no] = guest
         if mac:
             guest.mac, guest.mac_source = mac, "configured"
+            guest.macs[mac] = "configured"
             self.by_mac[mac] = guest
         return guest
 
     def learn_mac(self, port_no: int, mac: str, source: str = "learned") -> GuestPort | None:
-        """The guest on `port_no` is `mac`; the guest (None: no such guest)."""
+        """`mac` is a guest behind `port_no` (the port's first MAC if it had none); the
+        guest port (None: no such port)."""
         guest = self.guests.get(port_no)
         if guest is None:
             return None
-        self._unindex(guest)
-        guest.mac, guest.mac_source = mac, source
+        if mac in guest.macs:
+            return guest
+        if guest.mac is None:
+            guest.mac, guest.mac_source = mac, source
+        guest.macs[mac] = source
         self.by_mac[mac] = guest
         return guest
 
@@ -150,13 +169,15 @@ class Model:
                    for ip in sorted(guest.ips) for b in [self.bindings[ip]]]
         groups = [{"group": group, "port": guest.name, "expires": members[port_no]}
                   for group, members in self.groups.items() if port_no in members]
-        self.parked.keep(guest.name, guest.mac, guest.mac_source, records, groups)
+        self.parked.keep(guest.name, guest.mac, guest.mac_source, records, groups,
+                         [m for m in guest.macs if m != guest.mac])
         return self.forget_port(port_no)
 
-    def adopt(self, now: float) -> Adopted:
-        """Give the guest ports that now exist their waiting MAC (unless another guest has
-        it), bindings (unexpired, of that MAC, of no one else, not the host's) and
-        memberships (through `learn_mac`, `bind` and `join`)."""
+    def adopt(self, now: float, max_macs: int = 1) -> Adopted:
+        """Give the guest ports that now exist (without a configured MAC) their waiting
+        MACs (those no other guest has, at most `max_macs`), bindings (unexpired, of one of
+        those MACs, of no one else, not the host's) and memberships (through `learn_mac`,
+        `bind` and `join`)."""
         out = Adopted()
         by_name = {g.name: g for g in self.guests.values()}
         if not by_name or not (self.parked.guests or self.parked.bindings
@@ -165,16 +186,20 @@ class Model:
         macs, bindings, groups = self.parked.take(set(by_name), now)
         for name, rec in macs.items():
             g = by_name[name]
-            if g.mac is None and rec["mac"] not in self.by_mac:
-                self.learn_mac(g.port_no, rec["mac"], "state")
+            if g.mac is not None:  # configured: the port's one MAC
+                continue
+            saved = [m for m in [rec["mac"], *rec.get("macs", ())] if m not in self.by_mac]
+            for mac in saved[:max(1, max_macs)]:
+                self.learn_mac(g.port_no, mac, "state")
+            if saved:
                 out.macs.append(g.port_no)
         for rec in bindings:
             g = by_name[rec["port"]]
             ip = rec["ip"]
-            if g.mac != rec["mac"] or ip in self.bindings or ip in self.host_ips:
+            if rec["mac"] not in g.macs or ip in self.bindings or ip in self.host_ips:
                 continue
             self.bind(g.port_no, ip, rec["source"], rec["learned_at"], rec["expires"],
-                      rec["lease"])
+                      rec["lease"], rec["mac"])
             out.bindings.append(self.bindings[ip])
         for rec in groups:
             if self.join(by_name[rec["port"]].port_no, rec["group"], rec["expires"]):
@@ -194,16 +219,19 @@ class Model:
 
     # --------------------------------------------------------------- bindings
     def bind(self, port_no: int, ip: str, source: str, learned_at: float,
-             expires: float | None = None, lease: int | None = None) -> Binding | None:
-        """`ip` belongs to the guest on `port_no` (with the guest's MAC); the binding it
-        replaced, if any (of another guest: that guest loses it).  KeyError: no such
-        guest."""
+             expires: float | None = None, lease: int | None = None,
+             mac: str | None = None) -> Binding | None:
+        """`ip` belongs to the guest `mac` behind `port_no` (None: the port's first MAC);
+        the binding it replaced, if any (of another guest: that guest loses it).
+        KeyError: no such guest port, or `mac` is not behind it."""
         guest = self.guests[port_no]
+        if mac is not None and mac not in guest.macs:
+            raise KeyError(mac)
         old = self.bindings.get(ip)
         if old is not None and old.port_no != port_no:
             self.unbind(ip)
-        self.bindings[ip] = Binding(ip, port_no, guest.mac or "", source, learned_at, expires,
-                                    lease)
+        self.bindings[ip] = Binding(ip, port_no, mac or guest.mac or "", source, learned_at,
+                                    expires, lease)
         guest.ips.add(ip)
         return old
 
@@ -253,14 +281,16 @@ class Model:
 
     # ------------------------------------------------------------- invariants
     def _unindex(self, guest: GuestPort) -> None:
-        """Take `guest` out of the MAC index (another guest of its MAC takes its place)."""
-        if guest.mac is None or self.by_mac.get(guest.mac) is not guest:
-            return
-        del self.by_mac[guest.mac]
-        for other in self.guests.values():
-            if other.mac == guest.mac and other is not guest:
-                self.by_mac[other.mac] = other
-                break
+        """Take `guest`'s MACs out of the MAC index (another guest of a MAC takes its
+        place)."""
+        for mac in guest.macs:
+            if self.by_mac.get(mac) is not guest:
+                continue
+            del self.by_mac[mac]
+            for other in self.guests.values():
+                if mac in other.macs and other is not guest:
+                    self.by_mac[mac] = other
+                    break
 
     def invariant_errors(self) -> list[str]:
         """The model's invariants that do not hold (none, unless a bug wrote its dicts)."""
@@ -269,18 +299,22 @@ class Model:
             g = self.guests.get(b.port_no)
             if b.ip != ip or g is None or ip not in g.ips:
                 errors.append(f"binding {ip} on port {b.port_no} not in its guest's ips")
+            elif g.macs and b.mac not in g.macs:
+                errors.append(f"binding {ip} of {b.mac}, not behind port {b.port_no}")
         for port_no, g in self.guests.items():
             if g.port_no != port_no:
                 errors.append(f"guest {g.name} filed under port {port_no}")
+            if g.mac != next(iter(g.macs), None):
+                errors.append(f"guest {g.name}: first MAC {g.mac}, MACs {list(g.macs)}")
             for ip in g.ips:
                 b = self.bindings.get(ip)
                 if b is None or b.port_no != port_no:
                     errors.append(f"guest {g.name} lists {ip}, not bound to it")
-        macs = {g.mac for g in self.guests.values() if g.mac}
+        macs = {m for g in self.guests.values() for m in g.macs}
         if set(self.by_mac) != macs:
             errors.append(f"MAC index {sorted(self.by_mac)} != guest MACs {sorted(macs)}")
         for mac, g in self.by_mac.items():
-            if g.mac != mac or self.guests.get(g.port_no) is not g:
+            if mac not in g.macs or self.guests.get(g.port_no) is not g:
                 errors.append(f"MAC index {mac} -> a stale guest {g.name}")
         for group, members in self.groups.items():
             if not members or not set(members) <= set(self.guests):
@@ -339,8 +373,10 @@ def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
     takes precedence over a pending one of the same port name or address)."""
     names = {g.port_no: g.name for g in guests.values()}
     saved_guests = [
-        {"name": g.name, "mac": g.mac, "mac_source": g.mac_source}
+        {"name": g.name, "mac": g.mac, "mac_source": g.mac_source,
+         **({"macs": others} if others else {})}
         for g in guests.values() if g.mac
+        for others in [[m for m in g.macs if m != g.mac]]
     ]
     saved_bindings = [
         {"ip": b.ip, "port": names.get(b.port_no, ""), "mac": b.mac, "source": b.source,
@@ -351,7 +387,8 @@ def persistent_form(guests: dict[int, GuestPort], bindings: dict[str, Binding],
     for name, rec in (pending_guests or {}).items():
         if name not in live_names:
             saved_guests.append({"name": name, "mac": rec["mac"],
-                                 "mac_source": rec["mac_source"]})
+                                 "mac_source": rec["mac_source"],
+                                 **({"macs": rec["macs"]} if rec.get("macs") else {})})
     pending = {rec["ip"]: rec for rec in pending_bindings or []}  # a later record wins
     saved_bindings += [dict(rec) for ip, rec in pending.items() if ip not in bindings]
     # IPv6 bindings under their own key: a controller that knows only IPv4 reads the file
@@ -377,7 +414,11 @@ def parse_persistent(data: Any) -> tuple[int, dict[str, dict], list[dict]]:
         for g in data.get("guests", []):
             if not isinstance(g.get("name"), str) or not is_unicast_mac(str(g.get("mac"))):
                 raise StateFormatError(f"bad guest record {g!r}")
-            guests[g["name"]] = {"mac": g["mac"].lower(), "mac_source": str(g.get("mac_source"))}
+            others = g.get("macs", [])  # the port's other guest MACs (absent: only one)
+            if not isinstance(others, list) or not all(is_unicast_mac(str(m)) for m in others):
+                raise StateFormatError(f"bad guest record {g!r}")
+            guests[g["name"]] = {"mac": g["mac"].lower(), "mac_source": str(g.get("mac_source")),
+                                 "macs": [m.lower() for m in others]}
         bindings = []
         for b in [*data.get("bindings", []), *data.get("bindings6", [])]:
             if not (is_guest_ip(str(b.get("ip"))) or is_guest_ip6(str(b.get("ip")))) \

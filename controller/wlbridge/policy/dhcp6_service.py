@@ -136,7 +136,8 @@ class Dhcp6Service:
         source towards the LAN), unbind what a Release/Decline gives back."""
         model, tel = self.model, self.tel
         uplink, station_mac = model.uplink, model.station_mac
-        if uplink is None or station_mac is None or guest.mac is None:
+        mac = frame.eth_src  # the guest behind the port
+        if uplink is None or station_mac is None:
             tel.bump("dhcp6.no-uplink")
             return []
         try:
@@ -151,7 +152,7 @@ class Dhcp6Service:
         if dhcp6.duid_mac(msg.client_id) == station_mac:
             return self._refuse(guest, "dhcp6-station-duid", msg.client_id.hex())
         assert msg.xid is not None  # client messages are never relay messages
-        if not self.transactions.record(msg.xid, guest.port_no, guest.mac, msg.client_id,
+        if not self.transactions.record(msg.xid, guest.port_no, mac, msg.client_id,
                                         msg.ip_src, now):
             return self._refuse(guest, "dhcp6-xid-collision", f"{msg.xid:#08x}")
         tel.bump(f"dhcp6.{msg.msg_name}.from_guest")
@@ -160,7 +161,8 @@ class Dhcp6Service:
         effects: list[Effect] = [Deliver(guest.port_no, port, out)]
         for address in dhcp6.given_back(msg):
             b = model.bindings.get(address)
-            if b is not None and b.port_no == guest.port_no and b.source == "dhcp6":
+            if b is not None and (b.port_no, b.mac) == (guest.port_no, mac) \
+                    and b.source == "dhcp6":
                 tel.binding_log.info(now, "port %s: DHCPv6 %s %s", guest.name, msg.msg_name,
                                      address)
                 effects.append(Unbind(address, msg.msg_name))
@@ -188,21 +190,23 @@ class Dhcp6Service:
         if not msg.is_server_reply:
             tel.bump("dhcp6.malformed.wrong-direction")
             return []
-        guest = self._guest_of(msg, now)
-        if guest is None:
+        found = self._guest_of(msg, now)
+        if found is None:
             tel.bump(f"dhcp6.{msg.msg_name}.to_host")
             return [Deliver(uplink, PORT_LOCAL, frame.data)]
-        assert guest.mac is not None
+        guest, mac = found
         effects: list[Effect] = [Deliver(uplink, guest.port_no,
-                                         dhcp6.set_eth_dst(frame.data, guest.mac))]
-        changes = self._lease_changes(guest, msg, now)
+                                         dhcp6.set_eth_dst(frame.data, mac))]
+        changes = self._lease_changes(guest, mac, msg, now)
         if changes is None:  # the guest must not configure an address it cannot use
             tel.bump(f"dhcp6.{msg.msg_name}.withheld")
             return []
         tel.bump(f"dhcp6.{msg.msg_name}.to_guest")
         return effects + changes
 
-    def _guest_of(self, msg: dhcp6.Dhcp6Message, now: float) -> GuestPort | None:
+    def _guest_of(self, msg: dhcp6.Dhcp6Message, now: float
+                  ) -> tuple[GuestPort, str] | None:
+        """The guest port and the guest MAC behind it whose transaction `msg` answers."""
         t = self.transactions.lookup(msg.xid, now) if msg.xid is not None else None
         if t is None:
             return None
@@ -210,12 +214,12 @@ class Dhcp6Service:
             self.tel.bump("dhcp6.reply-mismatch")
             return None
         guest = self.model.guests.get(t.port)
-        return guest if guest is not None and guest.mac == t.mac else None
+        return (guest, t.mac) if guest is not None and t.mac in guest.macs else None
 
-    def _lease_changes(self, guest: GuestPort, msg: dhcp6.Dhcp6Message,
+    def _lease_changes(self, guest: GuestPort, mac: str, msg: dhcp6.Dhcp6Message,
                        now: float) -> list[Effect] | None:
-        """Binds (and unbinds, valid lifetime 0) for what a Reply leases; None when a leased
-        address is refused to this guest."""
+        """Binds (and unbinds, valid lifetime 0) for what a Reply leases to the guest `mac`
+        behind port `guest`; None when a leased address is refused to it."""
         bindings, config, tel = self.model.bindings, self.config, self.tel
         leased, skipped = dhcp6.leases(msg)
         for why in skipped:
@@ -224,7 +228,7 @@ class Dhcp6Service:
         held, added = set(guest.ips), 0  # counted as they would be once all are bound
         for lease in leased:
             b = bindings.get(lease.address)
-            mine = b is not None and b.port_no == guest.port_no
+            mine = b is not None and (b.port_no, b.mac) == (guest.port_no, mac)
             if lease.valid == 0:
                 if mine and b.source == "dhcp6":
                     effects.append(Unbind(lease.address, "dhcp6-expired"))
@@ -245,7 +249,7 @@ class Dhcp6Service:
                                  guest.name, lease.address, cause)
                     return None
             effects.append(Bind(guest.port_no, lease.address, "dhcp6", lease.expiry(now),
-                                lease.lease))
+                                lease.lease, guest.sibling(mac)))
         for e in effects:
             if isinstance(e, Bind):
                 tel.binding_log.info(now, "port %s: DHCPv6 lease %s for %ss", guest.name,

@@ -77,15 +77,16 @@ class DhcpService:
             msg = dhcp.parse(frame.data)
             if not msg.is_client_message:
                 raise dhcp.DhcpError("wrong-direction")
-            if msg.chaddr != guest.mac:
+            mac = frame.eth_src  # the guest behind the port
+            if msg.chaddr != mac:
                 tel.bump("refused.dhcp-chaddr")
                 tel.log_once(f"dhcp-chaddr:{guest.port_no}",
                              "port %s: DHCP for chaddr %s, not its own MAC %s",
-                             guest.name, msg.chaddr, guest.mac)
+                             guest.name, msg.chaddr, mac)
                 return []
             event = self._lease_event(msg)
             if self.mode == "client-id":
-                out = self.relay.outbound(msg, guest.mac, guest.port_no, station_mac, now)
+                out = self.relay.outbound(msg, mac, guest.port_no, station_mac, now)
             else:
                 out = dhcp.rewrite_eth_src(dhcp.set_broadcast_flag(msg), station_mac)
         except dhcp.DhcpError as exc:
@@ -97,7 +98,7 @@ class DhcpService:
         effects: list[Effect] = [Deliver(guest.port_no, port, out)]
         if event is not None and event.ip is not None:
             b = model.bindings.get(event.ip)
-            if b is not None and b.port_no == guest.port_no:
+            if b is not None and (b.port_no, b.mac) == (guest.port_no, mac):
                 tel.binding_log.info(now, "port %s: %s %s", guest.name, event.cause, event.ip)
                 effects.append(Unbind(event.ip, event.cause))
         return effects
@@ -122,9 +123,10 @@ class DhcpService:
                     data = relayed.frame
                     restored = dhcp.parse(data)
                     event = self._lease_event(restored)
-                    if guest is None or guest.mac != relayed.guest_mac:
+                    if guest is None or relayed.guest_mac not in guest.macs:
                         return self._unknown(msg)
-                    return self._deliver(guest, data, event, restored.msg_name, now)
+                    return self._deliver(guest, relayed.guest_mac, data, event,
+                                         restored.msg_name, now)
             chaddr = dhcp.reply_chaddr(msg)
             if chaddr == model.station_mac:
                 self.tel.bump(f"dhcp.{msg.msg_name.lower()}.to_host")
@@ -137,23 +139,24 @@ class DhcpService:
             data = dhcp.set_eth_dst(msg.raw, chaddr)
         except dhcp.DhcpError as exc:
             return self._bad(exc, "uplink")
-        return self._deliver(guest, data, event, msg.msg_name, now)
+        return self._deliver(guest, chaddr, data, event, msg.msg_name, now)
 
     def _unknown(self, msg: dhcp.DhcpFrame) -> list[Effect]:
         self.tel.bump("dhcp.reply-unknown-client")
         return []
 
-    def _deliver(self, guest: GuestPort, data: bytes, event: dhcp.LeaseEvent | None,
-                 name: str, now: float) -> list[Effect]:
-        """The reply for the guest (delivered first: it waits for it; the flows it needs
-        next follow within the same batch), then the binding's changes."""
+    def _deliver(self, guest: GuestPort, mac: str, data: bytes,
+                 event: dhcp.LeaseEvent | None, name: str, now: float) -> list[Effect]:
+        """The reply for the guest `mac` behind port `guest` (delivered first: it waits for
+        it; the flows it needs next follow within the same batch), then the binding's
+        changes."""
         bindings = self.model.bindings
         self.tel.bump(f"dhcp.{name.lower()}.to_guest")
         uplink = self.model.uplink
         assert uplink is not None  # a packet-in from the uplink
         effects: list[Effect] = [Deliver(uplink, guest.port_no, data)]
         if event is not None and event.kind == "bind" and event.ip is not None:
-            bound = self._bind(guest, event, now)
+            bound = self._bind(guest, mac, event, now)
             if bound is None:  # the guest must not configure an address it cannot use
                 self.tel.bump(f"dhcp.{name.lower()}.withheld")
                 return []
@@ -161,12 +164,15 @@ class DhcpService:
         elif event is not None and event.kind == "unbind":
             for ip in sorted(guest.ips):
                 b = bindings.get(ip)
-                if b is not None and b.source == "dhcp" and event.ip in (None, ip):
+                if b is not None and b.source == "dhcp" and b.mac == mac \
+                        and event.ip in (None, ip):
                     effects.append(Unbind(ip, event.cause))
         return effects
 
-    def _bind(self, guest: GuestPort, event: dhcp.LeaseEvent, now: float) -> list[Effect] | None:
-        """Effects binding the leased address, or None when the binding is refused."""
+    def _bind(self, guest: GuestPort, mac: str, event: dhcp.LeaseEvent,
+              now: float) -> list[Effect] | None:
+        """Effects binding the address leased to the guest `mac` behind port `guest`, or
+        None when the binding is refused."""
         bindings, config, tel = self.model.bindings, self.config, self.tel
         ip = event.ip
         assert ip is not None
@@ -183,11 +189,11 @@ class DhcpService:
             tel.log_once(f"dhcp-move:{ip}", "DHCP server gave %s (bound to port %s) to %s",
                          ip, owner.port_no, guest.name)
         effects: list[Effect] = []
-        for old in sorted(guest.ips - {ip}):  # a new lease replaces the old one
+        for old in sorted(guest.ips - {ip}):  # a new lease replaces the guest's old one
             b = bindings.get(old)
-            if b is not None and b.source == "dhcp":
+            if b is not None and b.source == "dhcp" and b.mac == mac:
                 effects.append(Unbind(old, "new-lease"))
         tel.binding_log.info(now, "port %s: DHCP lease %s for %ss", guest.name, ip,
                              event.lease_seconds)
         return effects + [Bind(guest.port_no, ip, "dhcp", event.expiry(now),
-                               event.lease_seconds)]
+                               event.lease_seconds, guest.sibling(mac))]

@@ -51,6 +51,7 @@ class Bind:
     source: str  # "arp", "ipv4", "dhcp"
     expires: float | None = None
     lease: int | None = None
+    mac: str | None = None  # the guest behind the port (None: the port's first MAC)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ guests with the group's own MAC (`flows.group_flows`).
 Memberships live in the model (`Model.groups`: group -> {port: end}) and end like IGMP/MLD
 membership does: `group_membership_interval` seconds after the last report (260 s, RFC 3376
 8.4 / RFC 3810 9.4, refreshed by the guest's answers to the LAN router's queries), or at once
-on a leave (IGMPv2 leave, MLD done, a v3/v2 record changing to include no source): one guest
-per port, so no last-member query is needed.  A guest holds at most `max_groups_per_port`
+on a leave (IGMPv2 leave, MLD done, a v3/v2 record changing to include no source) from a
+port that carries one guest, so no last-member query is needed.  A port that carries several
+guests (`GuestPort.macs`) is one member for all of them: a leave from one of them does not end
+it (another may still be a member; the port's next report refreshes it), the interval does.  A guest holds at most `max_groups_per_port`
 groups, the bridge `max_groups`; beyond, reports are refused and counted, never raising.
 Well-known groups (`groupmsg.WELL_KNOWN`) are always restored to every guest and are not
 tracked.  Decisions are `effects` (`JoinGroup`, `LeaveGroup`); `Core._apply` carries them out.
@@ -72,6 +74,9 @@ class GroupPolicy:
             effects.append(JoinGroup(port, group, expires))
         for group in report.leaves:
             if port in groups.get(group, ()):
+                if len(guest.macs) > 1:  # its siblings may still be members
+                    self.tel.bump("groups.leave_shared")
+                    continue
                 effects.append(LeaveGroup(port, group, "leave"))
         return effects
 

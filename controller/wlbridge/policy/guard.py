@@ -24,22 +24,27 @@ def check_guest_mac(mac: str, station_mac: str | None, used: set[str]) -> str | 
 
 
 def _taken(ip: str, usable: bool, guest: GuestPort, bindings: Mapping[str, Binding],
-           host_ips: set[str]) -> str | None:
-    """Why `ip` (`usable`: an address a guest may have at all) is not the guest's to take."""
+           host_ips: set[str], mac: str | None) -> str | None:
+    """Why `ip` (`usable`: an address a guest may have at all) is not the guest's (`mac`
+    behind the port; None: any of its guests) to take.  Another guest behind the same port
+    holding it counts as much as one on another port."""
     if not usable:
         return "bad-ip"
     if ip in host_ips:
         return "host-ip"
     owner = bindings.get(ip)
-    if owner is not None and owner.port_no != guest.port_no:
+    if owner is not None and (owner.port_no != guest.port_no
+                              or (mac is not None and owner.mac != mac)):
         return "ip-in-use"
     return None
 
 
 def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
-                host_ips: set[str], max_per_port: int, max_total: int) -> str | None:
-    """May `guest` bind `ip`?  (It does not hold it yet.)"""
-    taken = _taken(ip, is_guest_ip(ip), guest, bindings, host_ips)
+                host_ips: set[str], max_per_port: int, max_total: int,
+                mac: str | None = None) -> str | None:
+    """May the guest `mac` behind port `guest` bind `ip`?  (It does not hold it yet.)
+    `max_per_port` bounds the port's IPv4 addresses, all its guests together."""
+    taken = _taken(ip, is_guest_ip(ip), guest, bindings, host_ips, mac)
     if taken:
         return taken
     if len(guest.ips) >= max_per_port and \
@@ -51,13 +56,17 @@ def check_claim(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
 
 
 def check_claim6(ip: str, guest: GuestPort, bindings: Mapping[str, Binding],
-                 host_ips: set[str], max_per_guest: int, max_total: int) -> str | None:
-    """May `guest` bind IPv6 address `ip` (canonical text)?  (It does not hold it yet.)
-    Its IPv6 bindings are counted apart from its IPv4 ones (`max_per_guest`)."""
-    taken = _taken(ip, is_guest_ip6(ip), guest, bindings, host_ips)
+                 host_ips: set[str], max_per_guest: int, max_total: int,
+                 mac: str | None = None) -> str | None:
+    """May the guest `mac` behind port `guest` (None: the port's first) bind IPv6 address
+    `ip` (canonical text)?  (It does not hold it yet.)  Each guest's IPv6 bindings are
+    counted apart from its IPv4 ones and from its siblings' (`max_per_guest`)."""
+    taken = _taken(ip, is_guest_ip6(ip), guest, bindings, host_ips, mac)
     if taken:
         return taken
-    if sum(1 for a in guest.ips if ":" in a) >= max_per_guest:
+    mine = mac or guest.mac
+    held = [bindings.get(a) for a in guest.ips if ":" in a]
+    if sum(1 for b in held if b is None or b.mac == mine) >= max_per_guest:
         return "ipv6-limit"
     if len(bindings) >= max_total:
         return "global-limit"

@@ -26,10 +26,13 @@ MLD_CARRIERS = (IPPROTO_ICMPV6, 0)
 from wlbridge.model.state import GuestPort, Model
 from wlbridge.telemetry import Telemetry
 
+#: guest MACs one port may carry unless configured (``max_macs_per_port``)
+MAX_MACS_PER_PORT = 32
+
 
 class PacketInPolicy:
-    """Packet-in decisions over one model.  `config` supplies the address limits
-    (``max_ips_per_port``, ``max_bindings``)."""
+    """Packet-in decisions over one model.  `config` supplies the limits
+    (``max_ips_per_port``, ``max_bindings``, ``max_macs_per_port``)."""
 
     def __init__(self, model: Model, config: Any, telemetry: Telemetry,
                  dhcp: DhcpService, groups: Any = None,
@@ -61,10 +64,8 @@ class PacketInPolicy:
         if guest is None:
             counters["packet_in.unknown_port"] += 1
             return []
-        if guest.mac is None:
+        if frame.eth_src not in guest.macs:
             return self._learn_mac(guest, frame)
-        if frame.eth_src != guest.mac:
-            return self.refuse(guest, "spoofed-mac", frame.eth_src)
         if frame.eth_type == ETH_EAPOL:
             return self.refuse(guest, "eapol", "")
         is_group_msg = ((frame.ipv6 is not None and frame.ipv6.proto in MLD_CARRIERS)
@@ -121,7 +122,15 @@ class PacketInPolicy:
         return []
 
     def _learn_mac(self, guest: GuestPort, frame: Frame) -> list[Effect]:
+        """A frame from a MAC the port does not carry yet: a new guest behind it, up to the
+        port's bound; a port with a configured MAC (or a bound of 1) carries that one only."""
         mac = frame.eth_src
+        if guest.mac is not None:
+            limit = getattr(self.config, "max_macs_per_port", MAX_MACS_PER_PORT)
+            if guest.mac_source == "configured" or limit <= 1:
+                return self.refuse(guest, "spoofed-mac", mac)
+            if len(guest.macs) >= limit:
+                return self.refuse(guest, "mac-limit", mac)
         cause = guard.check_guest_mac(mac, self.model.station_mac, self.model.by_mac)
         if cause:
             return self.refuse(guest, cause, mac)
@@ -130,28 +139,30 @@ class PacketInPolicy:
     def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list[Effect]:
         arp = frame.arp
         assert arp is not None
-        if arp.src_mac != guest.mac:
+        if arp.src_mac != frame.eth_src:
             return self.refuse(guest, "arp-sha-mismatch", arp.src_mac)
         if arp.src_ip == "0.0.0.0":  # probe: the switch forwarded it already
             self.tel.bump("arp.probes")
             return []
         return self.claim(guest, arp.src_ip, "arp", frame, now)
 
-    def claim(self, guest: GuestPort, ip: str, source: str, frame: Frame | None,
+    def claim(self, guest: GuestPort, ip: str, source: str, frame: Frame,
               now: float) -> list[Effect]:
-        """A guest uses `ip`: bind it if allowed, then let the frame go on."""
+        """The guest `frame.eth_src` behind the port uses `ip`: bind it if allowed, then let
+        the frame go on."""
         bindings = self.model.bindings
         current = bindings.get(ip)
-        if current is not None and current.port_no == guest.port_no:
+        mac = frame.eth_src
+        if current is not None and (current.port_no, current.mac) == (guest.port_no, mac):
             # already ours (e.g. after an idle flow expired meanwhile): just forward
             effects: list[Effect] = [Refresh(ip)]
         else:
             config = self.config
             cause = guard.check_claim(ip, guest, bindings, self.model.host_ips,
-                                      config.max_ips_per_port, config.max_bindings)
+                                      config.max_ips_per_port, config.max_bindings, mac)
             if cause:
                 return self.refuse(guest, cause, ip)
-            effects = [Bind(guest.port_no, ip, source)]
+            effects = [Bind(guest.port_no, ip, source, mac=guest.sibling(mac))]
         if frame is not None:
             effects.append(Reinject(guest.port_no, frame.data))
         return effects

@@ -46,7 +46,7 @@ class NdPolicy:
         self.tel = telemetry
 
     def from_guest(self, guest: GuestPort, frame: Frame, now: float) -> list[Effect]:
-        """An IPv6 frame from a guest whose MAC is the port's."""
+        """An IPv6 frame from a guest (`frame.eth_src`) behind the port."""
         tel = self.tel
         try:
             info = parse_ipv6(frame.data)
@@ -58,9 +58,10 @@ class NdPolicy:
             return self.refuse(guest, "ipv6-router-advert", info.src)
         if kind == REDIRECT:
             return self.refuse(guest, "ipv6-redirect", info.src)
-        if info.sll is not None and info.sll != guest.mac:
+        mac = frame.eth_src
+        if info.sll is not None and info.sll != mac:
             return self.refuse(guest, "nd-sll-mismatch", info.sll)
-        if info.tll is not None and info.tll != guest.mac:
+        if info.tll is not None and info.tll != mac:
             return self.refuse(guest, "nd-tll-mismatch", info.tll)
         if kind == RS:
             tel.bump("packet_in.ipv6_rs")
@@ -68,17 +69,18 @@ class NdPolicy:
         if info.src == UNSPECIFIED:
             if kind == NS:  # DAD: the target is the guest's tentative address
                 tel.bump("packet_in.ipv6_dad")
-                return self.claim(guest, [info.target or ""], SOURCE_ND, None)
+                return self.claim(guest, [info.target or ""], SOURCE_ND, None, mac)
             tel.bump("packet_in.ipv6_unspecified")  # MLD before DAD ended: forwarded
             return []
         if kind == NA:
             tel.bump("packet_in.ipv6_na")
-            return self.claim(guest, [info.target or "", info.src], SOURCE_ND, frame.data)
+            return self.claim(guest, [info.target or "", info.src], SOURCE_ND, frame.data,
+                              mac)
         if kind == NS:
             tel.bump("packet_in.ipv6_ns")
-            return self.claim(guest, [info.src], SOURCE_ND, frame.data)
+            return self.claim(guest, [info.src], SOURCE_ND, frame.data, mac)
         tel.bump("packet_in.ipv6")
-        return self.claim(guest, [info.src], SOURCE_IPV6, frame.data)
+        return self.claim(guest, [info.src], SOURCE_IPV6, frame.data, mac)
 
     def from_uplink(self, frame: Frame, now: float) -> list[Effect]:
         """An NA from the LAN whose target is a bound guest address (the switch has given
@@ -108,30 +110,31 @@ class NdPolicy:
             return []
         effects: list[Effect] = []
         if info.src != UNSPECIFIED:
-            effects = self.claim(guest, [info.src], SOURCE_ND, None)
+            effects = self.claim(guest, [info.src], SOURCE_ND, None, frame.eth_src)
             if not effects:
                 return []
         data = router_solicitation(frame.data, info, model.station_mac)
         return [Deliver(guest.port_no, model.uplink, data), *effects]
 
-    def claim(self, guest: GuestPort, ips: list[str], source: str, data: bytes | None
-              ) -> list[Effect]:
-        """The guest uses every address of `ips`: bind those not yet bound to it if all are
-        allowed (else refuse: nothing is bound), then let the frame (`data`) go on."""
+    def claim(self, guest: GuestPort, ips: list[str], source: str, data: bytes | None,
+              mac: str) -> list[Effect]:
+        """The guest `mac` behind the port uses every address of `ips`: bind those not yet
+        bound to it if all are allowed (else refuse: nothing is bound), then let the frame
+        (`data`) go on."""
         bindings, config = self.model.bindings, self.config
         effects: list[Effect] = []
         new = 0  # addresses bound by this claim already count against the limit
         for ip in dict.fromkeys(ips):
             current = bindings.get(ip)
-            if current is not None and current.port_no == guest.port_no:
+            if current is not None and (current.port_no, current.mac) == (guest.port_no, mac):
                 effects.append(Refresh(ip))
                 continue
             cause = guard.check_claim6(ip, guest, bindings, self.model.host_ips,
                                        config.ipv6_bindings_per_guest - new,
-                                       config.max_bindings - new)
+                                       config.max_bindings - new, mac)
             if cause:
                 return self.refuse(guest, cause, ip)
-            effects.append(Bind(guest.port_no, ip, source))
+            effects.append(Bind(guest.port_no, ip, source, mac=guest.sibling(mac)))
             new += 1
         if data is not None:
             effects.append(Reinject(guest.port_no, data))
