@@ -7,10 +7,11 @@ Debian's `mininet` runs under Debian's python3 (not the venv): `mn` and the API 
 failure `mn` would otherwise run Mininet's cleanup, which deletes every OVS bridge on the machine.
 Each test names its switch from `free_prefix()`; the controller is the real `wlbridge run`.
 
-The `mn -c` test runs only under CI (the sequential suite).  On a shared machine it can run in
-a sandbox of its own: `unshare --mount --pid --fork --mount-proc --net`, tmpfs on /tmp and
-/run, `ip link set lo up`, a private ovsdb-server and ovs-vswitchd on /run/openvswitch, then
-`CI=true python -m pytest -m integration tests/integration/test_mininet.py -k mn_clean`.
+`mn -c` is Mininet's real cleanup, and broad (every ping, controller and ryu-manager killed,
+every OVS bridge and *-ethN link deleted, `rm -f /tmp/*.log`): its test runs it, always, in a
+sandbox of its own (`mininet_sandbox.sh`: mount, PID and network namespaces, tmpfs on /tmp and
+/run, a private Open vSwitch), with the Mininet run and the controller inside
+(`mininet_clean_run.py`); what it plants on the machine first must all survive.
 """
 
 from __future__ import annotations
