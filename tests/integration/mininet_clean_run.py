@@ -27,7 +27,18 @@ from topologies.ovs import list_bridges
 OUT = Path("/run/out")        # the test's directory, mounted by mininet_sandbox.sh
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie is dead: only its parent has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def main() -> None:
+    if os.environ.get("WLBRIDGE_SANDBOX") != "inside":
+        print(f"{sys.argv[0]}: runs `mn -c`: only inside mininet_sandbox.sh", file=sys.stderr)
+        sys.exit(2)
     switch, prefix = sys.argv[1:3]
     ctl = Wlbridge(switch, OUT)
     facts: dict = {}
@@ -59,7 +70,7 @@ def main() -> None:
         marked=in_system_python("from topologies.mnlan import marked_pids; "
                                 "print(marked_pids(sys.argv[2]))", switch),
         left=leftover_processes(switch),
-        node_pids_alive=[p for p in pids.values() if Path(f"/proc/{p}").exists()],
+        node_pids_alive=[p for p in pids.values() if alive(p)],
         bridges=list_bridges(),
         workdirs=[str(p) for p in Path("/tmp").glob("wlbridge-mininet:*")],
         links=[ln.split(":")[1].strip() for ln in subprocess.run(
