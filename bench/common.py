@@ -172,6 +172,27 @@ class Bench:
         br.normal()
         return br
 
+    def set_field_bridge(self, world: World) -> OvsBridge:
+        """The inherent cost of MAC translation: a bridge (one guest) whose flows only do
+        what wlbridge does to every data packet -- guest -> LAN: source MAC := the station's,
+        LAN -> guest: destination MAC (the station's) := the guest's -- then output, no
+        NORMAL.  The LAN peer is told (a permanent neighbour entry) that the guest's address
+        is at the station MAC, as the one-MAC LAN sees it; ARP passes untranslated (use a LAN
+        without the one-MAC rule)."""
+        br = self.plain_bridge(world)
+        guest, peer, up = world.guests[0], world.peers[0], world.uplink
+        station = Path(f"/sys/class/net/{up}/address").read_text().strip()
+        run(None, ["ovs-ofctl", "del-flows", br.name])
+        for flow in ((f"priority=10,in_port={guest.port},"
+                      f"actions=set_field:{station}->eth_src,output:{up}"),
+                     (f"priority=10,in_port={up},dl_dst={station},"
+                      f"actions=set_field:{guest.mac}->eth_dst,output:{guest.port}"),
+                     f"priority=5,in_port={up},actions=output:{guest.port}"):
+            run(None, ["ovs-ofctl", "add-flow", br.name, flow])
+        peer.run("ip", "neigh", "replace", ip_of(guest), "lladdr", station, "dev",
+                 peer.ifname, "nud", "permanent", check=True)
+        return br
+
     def wlbridge(self, world: World, guests=None, *, verbose: bool = False,
                  setup_args: tuple[str, ...] = (), **kw: Any):
         """The real product: `wlbridge setup` (plus `setup_args`), guests attached,

@@ -375,6 +375,47 @@ def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
         assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
 
 
+def test_a_switch_that_connected_to_the_listener_and_closes_is_noticed_at_once(wl_prefix,
+                                                                             tmp_path):
+    """A bridge with an active target connects to the controller's listener; when it closes
+    the connection the controller notices at once (not after echo_timeout), and the
+    connection's threads end (os-ken's send thread is woken: nothing else would)."""
+    bridge, port, status_port = f"{wl_prefix}-cl", free_port(), free_port()
+    conf = tmp_path / "wl.ini"
+    conf.write_text("[wlbridge]\necho_interval = 20\necho_timeout = 30\nmeters = false\n")
+    empty_bridge(bridge)
+    log = tmp_path / "controller.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(CLI + ["-v", "run", "--bridge", bridge, "--uplink", "lo",
+                                       "--listen-port", str(port), "--state-dir",
+                                       str(tmp_path / "state"), "--status-port",
+                                       str(status_port), "--config-file", str(conf)],
+                                stdout=out, stderr=subprocess.STDOUT)
+
+    def status() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
+                                        timeout=2) as resp:
+                return json.load(resp)
+        except OSError:
+            return None
+
+    try:
+        wait_for(lambda: status() and listening(port), timeout=20, what="the controller")
+        idle = threads(proc.pid)
+        switch = HangingSwitch(port, bridge)
+        switch.pump(1.0)
+        assert status()["connected"], log.read_text()
+        switch.sock.close()
+        wait_for(lambda: not status()["connected"], timeout=5, interval=0.1,
+                 what="the closed connection to be noticed")
+        wait_for(lambda: threads(proc.pid) <= idle, timeout=10, interval=0.2,
+                 what=f"the connection's threads to end ({threads(proc.pid)} > {idle})")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
+
+
 def ssl_record() -> dict[str, str] | None:
     """The Open_vSwitch table's SSL record (global to this OVS), or None."""
     if vsctl("get", "Open_vSwitch", ".", "ssl").strip() == "[]":

@@ -45,12 +45,19 @@ def read_message(sock) -> bytes:
     """What os-ken's receive loop does: the 8-byte header, then the rest."""
     head = b""
     while len(head) < 8:
-        head += sock.recv(8 - len(head))
+        head += _more(sock, 8 - len(head))
     length = struct.unpack("!H", head[2:4])[0]
     body = b""
     while len(body) < length - 8:
-        body += sock.recv(length - 8 - len(body))
+        body += _more(sock, length - 8 - len(body))
     return head + body
+
+
+def _more(sock, n: int) -> bytes:
+    data = sock.recv(n)
+    if not data:
+        raise EOFError("the connection ended")
+    return data
 
 
 def nothing_arrived(sock) -> bool:
@@ -177,3 +184,87 @@ def test_closing_flushes_what_is_held_first(pair):
     dp.send(b"bye", close_socket=True)
     assert b.recv(20) == b"last answer"
     assert dp.queued == [(b"bye", True)]
+
+
+# ------------------------------------------------------------------ liveness
+PROBE = b"\x04\x02\x00\x08\x00\x00\x00\x00"  # an OpenFlow 1.3 echo request
+
+
+def watched(sock, interval: float, timeout: float, gone: list):
+    import time
+
+    from wlbridge.app.liveness import Liveness
+
+    return SwitchSocket(sock, liveness=Liveness(interval, timeout, time.monotonic()),
+                        probe=PROBE, on_gone=lambda: gone.append(True))
+
+
+def test_a_quiet_switch_gets_one_echo_request_then_is_given_up(pair):
+    import time
+
+    a, b = pair
+    gone: list = []
+    s = watched(a, 0.1, 0.4, gone)
+    start = time.monotonic()
+    assert s.recv(8) == b""  # read as the end of the connection
+    assert time.monotonic() - start >= 0.4
+    assert gone == [True]
+    assert b.recv(100) == PROBE  # one probe, nothing else
+
+
+def test_a_switch_that_answers_or_talks_is_kept(pair):
+    """Echo replies keep a quiet switch; a busy one is never probed; a switch that stops
+    answering is given up after the timeout."""
+    import threading
+    import time
+
+    a, b = pair
+    gone: list = []
+    s = watched(a, 0.2, 0.6, gone)
+    probes, stop = [], threading.Event()
+
+    def switch() -> None:   # answers every echo request, for a while
+        b.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                data = b.recv(100)
+            except TimeoutError:
+                continue
+            probes.extend(data[i:i + 8] for i in range(0, len(data), 8))
+            b.sendall(message(len(probes)) * (len(data) // 8))
+
+    thread = threading.Thread(target=switch, daemon=True)
+    thread.start()
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        assert read_message(s)[:4] == message(0)[:4]
+    stop.set()
+    thread.join()
+    assert not gone and len(probes) >= 3 and set(probes) == {PROBE}
+    # busy: a message every 50 ms (a quarter of the interval) and no probe
+    b.settimeout(5.0)
+    for i in range(8):
+        time.sleep(0.05)
+        sent = time.monotonic()
+        b.sendall(message(i))
+        assert read_message(s) == message(i)
+    assert nothing_arrived(b)
+    # hung: given up once it has been silent for the timeout, not before
+    assert s.recv(8) == b""
+    assert time.monotonic() - sent >= 0.6 and gone == [True]
+
+
+def test_a_closed_connection_is_reported_at_once(pair):
+    """The switch closing its end: the read says so (b"") and `on_gone` wakes whatever must
+    end with the connection (os-ken's send thread) — long before any liveness timeout."""
+    import time
+
+    a, b = pair
+    gone: list = []
+    s = watched(a, 5.0, 10.0, gone)
+    b.sendall(message(1))
+    assert read_message(s) == message(1) and gone == []
+    b.close()
+    start = time.monotonic()
+    assert s.recv(8) == b""
+    assert time.monotonic() - start < 1.0 and gone == [True]

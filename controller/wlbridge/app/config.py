@@ -80,11 +80,12 @@ def options() -> list:
                     help="port=MAC pairs, comma-separated: guest MACs fixed by configuration"),
         cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB server, to find the uplink marked by `wlbridge setup`"),
-        cfg.FloatOpt("echo_interval", default=1.0, min=0.1,
-                     help="seconds between OpenFlow echo requests to the switch"),
+        cfg.FloatOpt("echo_interval", default=2.0, min=0.1,
+                     help="seconds the switch may stay silent before the controller sends it "
+                          "an OpenFlow echo request (half of echo_timeout if not shorter)"),
         cfg.FloatOpt("echo_timeout", default=3.0, min=0.2,
-                     help="seconds without an echo reply before the switch counts as "
-                          "disconnected (at least two echo intervals)"),
+                     help="seconds without any message from the switch (an echo reply "
+                          "included) before it counts as disconnected"),
         cfg.BoolOpt("insecure_listen", default=False,
                     help="allow a non-loopback listen_host without TLS (a warning is logged)"),
         cfg.StrOpt("tls_private_key", default=None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
@@ -160,7 +161,7 @@ class WlBridgeApp(AppBase):
             from wlbridge.app import ryu_tls
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
-        self.detect_after = liveness.configure(root, conf.echo_interval, conf.echo_timeout)
+        self.detect_after = liveness.configure(root, conf.echo_timeout)
         self.targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
@@ -302,7 +303,8 @@ class WlBridgeApp(AppBase):
     @on_receive(ofp_event.EventOFPSwitchFeatures, CONFIG)
     def _features(self, ev) -> None:
         dp = ev.msg.datapath
-        send_directly(dp)
+        send_directly(dp, liveness.Liveness(self.conf.echo_interval, self.conf.echo_timeout,
+                                            time.monotonic()))
         self.shell.switch_features(dp)
 
     @on_receive(ofp_event.EventOFPMeterFeaturesStatsReply, [CONFIG, MAIN])

@@ -1,38 +1,81 @@
-"""Noticing a lost switch: OpenFlow echo requests, under both frameworks.
+"""Noticing a lost switch: an echo request only when the switch has gone quiet.
 
-os-ken and Ryu send echo requests on each switch connection and close it after a number of
-them went unanswered (``echo_request_interval``, ``maximum_unreplied_echo_requests``); the
-default (0) sends none.  Then a switch that vanishes without closing the connection is never
-noticed, and under os-ken 4.x's native threads not even one that does: the connection's
-receive loop ends on EOF, but it then waits for its send thread, which blocks on an empty
-queue forever (native threads cannot be killed), so the connection is never declared dead.
-With echo requests on, the next request wakes that thread (its write fails and it ends), and
-a silent switch is closed after `echo_timeout`.  `release` lets a dead connection's send
-thread end (os-ken native threads: one fewer thread per lost switch).
+A switch that closes its connection is noticed at once (the socket reports its end:
+`wlbridge.app.switch_link` before the handshake is done, `wlbridge.app.ofsocket` after it);
+one that hangs with the connection open (a stuck
+ovs-vswitchd) is noticed by its silence.  Anything the switch sends counts as a sign of
+life: only after `interval` seconds without a message does the controller send it one echo
+request, and after `timeout` seconds without a message the switch counts as gone.
+
+Why not the framework's echo loop (``echo_request_interval``,
+``maximum_unreplied_echo_requests``, which the app turns off): it is a thread of its own
+that sends a request every interval whatever the switch says, and each request wakes two
+threads (the loop, then the receive thread for the reply) — two wake-ups a second at rest
+with the 1 s interval that 3 s detection needed.  Here the receive thread keeps the time
+(`wlbridge.app.ofsocket.SwitchSocket` waits for input at most until the next decision),
+so a switch at rest costs two wake-ups per `interval` (the probe, then its reply), and a
+busy one none: its traffic is the sign of life.
+
+`Liveness` decides from the times it is given (no clock of its own); `release` lets a
+dead connection's send thread end (os-ken native threads: one fewer thread per lost
+switch).
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import struct
 from typing import Any
 
 LOG = logging.getLogger("wlbridge.app")
 
-
-def unreplied_limit(interval: float, timeout: float) -> int:
-    """How many echo requests may go unanswered: the framework closes the connection at the
-    first request beyond the limit, i.e. after (limit + 1) intervals without a reply, about
-    `timeout` (never less than two intervals)."""
-    return max(1, math.ceil(timeout / interval - 1e-9) - 1)
+PROBE = "probe"
+GONE = "gone"
+OFPT_ECHO_REQUEST = 2
 
 
-def configure(root: Any, interval: float, timeout: float) -> float:
-    """Turn the framework's echo requests on; returns the resulting detection time (s)."""
-    limit = unreplied_limit(interval, timeout)
-    root.set_override("echo_request_interval", interval)
-    root.set_override("maximum_unreplied_echo_requests", limit)
-    return (limit + 1) * interval
+class Liveness:
+    """When to probe a quiet switch, and when to give it up.
+
+    `interval`: seconds without a message before one echo request is sent (half of
+    `timeout` if it is not shorter, so that the switch has time to answer); `timeout`:
+    seconds without a message before the switch counts as gone."""
+
+    def __init__(self, interval: float, timeout: float, now: float) -> None:
+        self.timeout = timeout
+        self.interval = interval if interval < timeout else timeout / 2
+        self.heard_at = now
+        self.probed = False
+
+    def heard(self, now: float) -> None:
+        """The switch sent something."""
+        self.heard_at = now
+        self.probed = False
+
+    def step(self, now: float) -> tuple[str | None, float]:
+        """What to do at `now` (`PROBE`: send an echo request; `GONE`; None: nothing) and
+        how long one may then wait for the switch before asking again."""
+        quiet = now - self.heard_at
+        if quiet >= self.timeout:
+            return GONE, 0.0
+        if not self.probed and quiet >= self.interval:
+            self.probed = True
+            return PROBE, self.timeout - quiet
+        if self.probed:
+            return None, self.timeout - quiet
+        return None, self.interval - quiet
+
+
+def echo_request(version: int, xid: int = 0) -> bytes:
+    """An OpenFlow echo request (header only)."""
+    return struct.pack("!BBHI", version, OFPT_ECHO_REQUEST, 8, xid)
+
+
+def configure(root: Any, timeout: float) -> float:
+    """Turn the framework's own echo requests off (`Liveness` does the job); returns the
+    detection time (s): `timeout` without a message from the switch."""
+    root.set_override("maximum_unreplied_echo_requests", 0)
+    return timeout
 
 
 def release(dp: Any) -> None:

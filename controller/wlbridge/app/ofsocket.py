@@ -15,15 +15,22 @@ and handlers as they are and change only the I/O under them:
   so writes are held and go out together — at the latest when the loop comes back to the
   socket for more input, when `HOLD_MAX_BYTES` are held, or at the first write after
   `HOLD_MAX_SECONDS`.  A lone packet-in (a DHCP message a guest waits for) is never held:
-  once its last byte is read, nothing is unhandled, and its answer is written at once.
+  once its last byte is read, nothing is unhandled, and its answer is written at once;
+* **liveness** (`wlbridge.app.liveness`): with a `Liveness`, the wait for input is bounded
+  by its next decision; a quiet switch is sent an echo request from this thread, and one
+  silent for the timeout reads as the end of the connection (``b""``, which ends os-ken's
+  receive loop and the connection).
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable
+
+from wlbridge.app.liveness import GONE, PROBE, Liveness, echo_request
 
 LOG = logging.getLogger("wlbridge.app")
 
@@ -38,9 +45,16 @@ class SwitchSocket:
     One thread (os-ken's receive loop) calls `recv`; any thread may call `sendall`.
     Everything else is passed through to the wrapped socket."""
 
-    def __init__(self, sock, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, sock, clock: Callable[[], float] = time.monotonic,
+                 liveness: Liveness | None = None, probe: bytes = b"",
+                 on_gone: Callable[[], object] = lambda: None) -> None:
         self._sock = sock
         self._clock = clock
+        self._liveness = liveness
+        self._probe = probe  # the echo request `liveness` asks for
+        # called when the connection ends: closed by the switch, or given up by `liveness`
+        self._on_gone = on_gone
+        self._poll: select.poll | None = None
         self._lock = threading.Lock()
         self._rbuf = b""  # read ahead, not yet handed to the loop
         self._rpos = 0
@@ -54,12 +68,44 @@ class SwitchSocket:
             return self._serve(n)
         with self._lock:  # the loop has handled everything read: write what it answered
             self._write_held()
-        data = self._sock.recv(max(n, READ_CHUNK))
+        if self._liveness is not None and not self._wait_for_input():
+            return b""  # gone: the receive loop ends as on a closed connection
+        try:
+            data = self._sock.recv(max(n, READ_CHUNK))
+        except OSError:
+            self._on_gone()
+            raise
+        if not data:
+            self._on_gone()
+        elif self._liveness is not None:
+            self._liveness.heard(self._clock())
         if len(data) <= n:
             return data
         with self._lock:
             self._rbuf, self._rpos = data, 0
         return self._serve(n)
+
+    def _wait_for_input(self) -> bool:
+        """Wait until the switch sends something (True), probing it when it is quiet;
+        False once `Liveness` gives it up."""
+        liveness = self._liveness
+        assert liveness is not None
+        if self._poll is None and hasattr(select, "poll"):  # eventlet's green select has none
+            self._poll = select.poll()   # no descriptor of its own to close
+            self._poll.register(self._sock.fileno(), select.POLLIN)
+        while True:
+            action, wait = liveness.step(self._clock())
+            if action == GONE:
+                LOG.warning("the switch sent nothing for %.1fs: closing the connection",
+                            liveness.timeout)
+                self._on_gone()
+                return False
+            if action == PROBE:
+                self.sendall(self._probe)
+            wait = max(wait, 0.0)
+            if (self._poll.poll(wait * 1000) if self._poll is not None
+                    else select.select([self._sock], [], [], wait)[0]):
+                return True
 
     def _serve(self, n: int) -> bytes:
         start = self._rpos
@@ -105,18 +151,25 @@ class SwitchSocket:
         return getattr(self._sock, name)
 
 
-def send_directly(dp) -> None:
+def send_directly(dp, liveness: Liveness | None = None) -> None:
     """Put a `SwitchSocket` under a datapath and have ``dp.send`` (what ``send_msg`` calls)
-    write through it on the caller's thread instead of os-ken's send queue.
+    write through it on the caller's thread instead of os-ken's send queue; with
+    `liveness`, the socket also watches the switch (echo requests of the datapath's
+    OpenFlow version).
 
     os-ken's send thread still writes its own few messages (hello, echo requests) through
     the same socket, so its writes keep their order with ours.  A failed write, and
     closing, go to os-ken's queued path, which shuts the connection."""
     if isinstance(dp.socket, SwitchSocket):
         return
-    dp.socket = SwitchSocket(dp.socket)
     queued = dp.send
     failed = False
+    # a connection closed or a switch given up: os-ken's send thread is woken with a close
+    # request, so that the connection ends (its native threads wait for each other; on a
+    # connection the bridge made to our listener nothing else wakes it)
+    dp.socket = SwitchSocket(dp.socket, liveness=liveness,
+                             probe=echo_request(dp.ofproto.OFP_VERSION) if liveness else b"",
+                             on_gone=lambda: queued(b"", True))
 
     def send(buf, close_socket: bool = False) -> bool:
         nonlocal failed

@@ -67,12 +67,15 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> Parser:
-    return build_parsers()[0]
+def build_parser(only: str | None = None) -> Parser:
+    return build_parsers(only)[0]
 
 
-def build_parsers() -> tuple[Parser, dict[str, Parser]]:
-    """The `wlbridge` parser and each command's own."""
+def build_parsers(only: str | None = None) -> tuple[Parser, dict[str, Parser]]:
+    """The `wlbridge` parser and each command's own; with `only` (a command name, or "" for
+    none), only that command's module is imported and its arguments added: the others are
+    listed by name and help text (all `wlbridge --help` shows), so that `wlbridge run` does
+    not load what `flows` or `setup` need."""
     parser = Parser(
         prog="wlbridge",
         description="Bridge VMs and containers onto a Wi-Fi LAN with Open vSwitch.")
@@ -86,6 +89,9 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
     commands = {}
     framework = any(_installed(m) for m in FRAMEWORK_MODULES[:2])
     for name, (module_name, help_text) in COMMANDS.items():
+        if framework and only is not None and name != only:
+            commands[name] = sub.add_parser(name, help=help_text, description=help_text)
+            continue
         module = importlib.import_module(module_name) if framework else _usable(module_name)
         if isinstance(module, _NoFramework):
             help_text = f"{help_text} (unavailable: needs os-ken or Ryu)"
@@ -93,6 +99,17 @@ def build_parsers() -> tuple[Parser, dict[str, Parser]]:
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser, commands
+
+
+def chosen_command(argv: list[str]) -> str:
+    """The command named on a command line ("" if none): the first word that is not an
+    option (the `wlbridge` parser's own options take no value)."""
+    for word in argv:
+        if word == "--":
+            break
+        if not word.startswith("-"):
+            return word if word in COMMANDS else ""
+    return ""
 
 
 def _installed(name: str) -> bool:
@@ -172,7 +189,7 @@ def configure_logging(verbose: bool = False, libraries: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
-    parser = build_parser()
+    parser = build_parser(chosen_command(sys.argv[1:] if argv is None else argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown and not isinstance(args._module, _NoFramework):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
