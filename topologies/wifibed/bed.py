@@ -24,13 +24,15 @@ from pathlib import Path
 
 from .. import dhcp
 from ..procs import Proc, run, wait_for
+from . import security
 
 PREFIX = "wf"
 AP_NS, SRV_NS, PEER_NS = f"{PREFIX}-ap", f"{PREFIX}-srv", f"{PREFIX}-peer"
-SSID, PASSPHRASE = "wf-wifibed", "wf-secret-passphrase"
+SSID, PASSPHRASE = "wf-wifibed", security.PASSPHRASE
 LAN = ipaddress.ip_network("10.77.0.0/24")
 LAN6 = ipaddress.ip_network("fd77::/64")
 SRV_IP, PEER_IP, STATION_IP = "10.77.0.1", "10.77.0.2", "10.77.0.10"
+SRV_IP6 = str(LAN6[1])
 DHCP_RANGE = ("10.77.0.100", "10.77.0.199")
 STATION = "wlan1"
 #: AP interface -> (channel, frequency); the second AP is started only for roaming.
@@ -81,6 +83,13 @@ class Guest:
         m = re.search(r"inet (\S+)/", out)
         return m.group(1) if m else None
 
+    def ip6(self) -> str | None:
+        """The guest's global IPv6 address (SLAAC from the LAN's radvd), once DAD is done."""
+        out = self.run("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global",
+                       "-tentative").stdout
+        m = re.search(r"inet6 (\S+)/", out)
+        return m.group(1) if m else None
+
     def ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
         return ping(dst, self.netns, count, wait)
 
@@ -104,6 +113,8 @@ class Bed:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self.hostapd_extra = dict(hostapd_extra or {})
+        #: how the AP and the station authenticate (`security.MODES`); see `use_security`
+        self.security = "psk"
         self.procs: dict[str, Proc] = {}
         self.guests: dict[str, Guest] = {}
         self.ap_macs: dict[str, str] = {}
@@ -156,7 +167,7 @@ class Bed:
         self.start_proc("dnsmasq", SRV_NS,
                         dhcp.dnsmasq_argv("eth0", f"{SRV_IP}/{LAN.prefixlen}", conf, work))
         sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", netns=SRV_NS)
-        sh("ip", "-6", "addr", "add", f"{LAN6[1]}/64", "dev", "eth0", "nodad", netns=SRV_NS)
+        sh("ip", "-6", "addr", "add", f"{SRV_IP6}/64", "dev", "eth0", "nodad", netns=SRV_NS)
         radvd_conf = self.logs / "radvd.conf"
         radvd_conf.write_text(
             "interface eth0 {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n"
@@ -170,8 +181,7 @@ class Bed:
         lines = {
             "interface": ap, "bridge": "br-lan", "driver": "nl80211",
             "ctrl_interface": HOSTAPD_CTRL, "ssid": SSID, "hw_mode": "g",
-            "channel": str(channel), "wpa": "2", "wpa_key_mgmt": "WPA-PSK",
-            "rsn_pairwise": "CCMP", "wpa_passphrase": PASSPHRASE,
+            "channel": str(channel), **security.hostapd_settings(self.security, self.logs),
             # hostapd resends 4-way handshake message 1 after only 100 ms, then 1 s, and gives
             # up after 4 tries: too little under software emulation (seen: a roam ending in
             # "4WAY_HANDSHAKE_TIMEOUT").  More tries, same protocol.
@@ -208,10 +218,10 @@ class Bed:
             old.stop()
         conf = self.logs / "wpa_supplicant.conf"
         freqs = " ".join(str(f) for _, f in APS.values())
-        conf.write_text(
-            f"ctrl_interface={WPA_CTRL}\nnetwork={{\n  ssid=\"{SSID}\"\n  psk=\"{PASSPHRASE}\"\n"
-            "  key_mgmt=WPA-PSK\n  proto=RSN\n  pairwise=CCMP\n  group=CCMP\n"
-            f"  scan_freq={freqs}\n}}\n")
+        network = [f'ssid="{SSID}"', *security.supplicant_network(self.security, self.logs),
+                   f"scan_freq={freqs}"]
+        conf.write_text(f"ctrl_interface={WPA_CTRL}\nnetwork={{\n"
+                        + "".join(f"  {line}\n" for line in network) + "}\n")
         argv = ["wpa_supplicant", "-t", "-dd", "-i", STATION, "-D", "nl80211", "-c", str(conf)]
         if driver_param:
             argv += ["-p", driver_param]
@@ -219,6 +229,17 @@ class Bed:
             argv += ["-b", bridge]
         n = sum(1 for p in self.logs.glob("wpa_supplicant*.out"))
         self.start_proc("wpa_supplicant", None, argv, log=f"wpa_supplicant{n or ''}")
+
+    def use_security(self, mode: str, ap: str = "wlan0") -> str | None:
+        """Restart the AP and the station in another security mode (the other AP stopped);
+        the BSSID once the station is associated again, or None."""
+        for other in APS:
+            if other != ap:
+                self.stop_ap(other)
+        self.security = mode
+        self.start_ap(ap)
+        self.start_station()
+        return self.wait_associated(90)
 
     def wpa_cli(self, *args: str) -> str:
         return sh("wpa_cli", "-p", WPA_CTRL, "-i", STATION, *args, check=False)
@@ -266,6 +287,9 @@ class Bed:
 
     def peer_ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
         return ping(dst, PEER_NS, count, wait)
+
+    def srv_ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
+        return ping(dst, SRV_NS, count, wait)
 
     def stop(self) -> None:
         for g in self.guests.values():
