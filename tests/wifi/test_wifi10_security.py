@@ -113,7 +113,7 @@ def test_the_station_authenticates_in_the_mode(secured):
     else:   # SAE: management frame protection required by the AP, in use for the station
         sta = secured.bed.hostapd_cli("wlan0", "sta", secured.bed.station_mac)
         assert "[MFP]" in sta, sta
-        assert "ieee80211w=2" in secured.bed.hostapd_conf("wlan0").read_text()
+        assert "ieee80211w=2" in (secured.bed.logs / "hostapd-wlan0.conf").read_text()
 
 
 @pytest.mark.parametrize("client", ["dhclient", "udhcpc"])
