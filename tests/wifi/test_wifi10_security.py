@@ -102,6 +102,8 @@ def secured(request, bed, guests, wlbridge):
     finally:
         for p in sec.pingers:
             p.stop()
+        if mode == MODES[-1]:           # the session's mode again, for any module after this
+            bed.use_security("psk")
 
 
 def test_the_station_authenticates_in_the_mode(secured):
