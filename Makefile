@@ -32,7 +32,7 @@ LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 CONTAINER_APT_PACKAGES := docker.io podman containernetworking-plugins busybox-static
 POLICY_RC := /usr/sbin/policy-rc.d
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
-WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
+WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod openssl
 PYTHON_CANDIDATES := python3 /usr/bin/python3
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 LOCK  := /tmp/.wlbridge-install-$(shell id -u).lock
