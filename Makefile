@@ -24,9 +24,15 @@ NM_APT_PACKAGES := network-manager
 # the test starts its own libvirtd, without systemd): installed like NetworkManager, no service
 # started, no recommends (no QEMU pulled in).
 LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients
+# Container runtimes for tests/integration/test_cni.py and test_docker_plugin.py (the tests start
+# their own dockerd / run podman with private roots and sockets): installed like NetworkManager,
+# no service started (docker.io would start dockerd on the default socket), no recommends.
+# containernetworking-plugins gives the standard CNI plugins (loopback, dhcp, static) Podman's
+# CNI backend needs; busybox-static is the containers' offline image (`podman import`).
+CONTAINER_APT_PACKAGES := docker.io podman containernetworking-plugins busybox-static
 POLICY_RC := /usr/sbin/policy-rc.d
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
-WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod
+WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod openssl
 PYTHON_CANDIDATES := python3 /usr/bin/python3
 OVS_CTL := /usr/share/openvswitch/scripts/ovs-ctl
 LOCK  := /tmp/.wlbridge-install-$(shell id -u).lock
@@ -96,6 +102,7 @@ deps:
 	$(call apt_install_missing,$(APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(NM_APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(LIBVIRT_APT_PACKAGES))
+	$(call apt_install_missing_no_start,$(CONTAINER_APT_PACKAGES))
 	$(call apt_install_missing_no_start,$(NOSTART_APT_PACKAGES))
 
 wifi-deps:

@@ -7,10 +7,11 @@ Debian's `mininet` runs under Debian's python3 (not the venv): `mn` and the API 
 failure `mn` would otherwise run Mininet's cleanup, which deletes every OVS bridge on the machine.
 Each test names its switch from `free_prefix()`; the controller is the real `wlbridge run`.
 
-The `mn -c` test runs only under CI (the sequential suite).  On a shared machine it can run in
-a sandbox of its own: `unshare --mount --pid --fork --mount-proc --net`, tmpfs on /tmp and
-/run, `ip link set lo up`, a private ovsdb-server and ovs-vswitchd on /run/openvswitch, then
-`CI=true python -m pytest -m integration tests/integration/test_mininet.py -k mn_clean`.
+`mn -c` is Mininet's real cleanup, and broad (every ping, controller and ryu-manager killed,
+every OVS bridge and *-ethN link deleted, `rm -f /tmp/*.log`): its test runs it, always, in a
+sandbox of its own (`mininet_sandbox.sh`: mount, PID and network namespaces, tmpfs on /tmp and
+/run, a private Open vSwitch), with the Mininet run and the controller inside
+(`mininet_clean_run.py`); what it plants on the machine first must all survive.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from harness import CLI, free_port, wait_for
 
-from topologies import apfilter, free_prefix, subnet_for
+from topologies import OvsBridge, apfilter, free_prefix, subnet_for
 from topologies.ovs import list_bridges
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,37 +245,89 @@ def test_python_api_positive_control(names):
 # ---------------------------------------------------------------- mn -c
 
 
-@pytest.mark.skipif(not in_ci(), reason="`mn -c` kills every ping and ryu-manager and deletes "
-                    "every OVS bridge and *-ethN link on the machine: CI's sequential run only")
-def test_mn_clean_leaves_nothing_of_wlbridge(names, wlbridge_run):
+class HostCanaries:
+    """What `mn -c` would destroy if it reached the machine: a `ping`, a process named
+    `controller` and one with `mininet:` on its command line (`killall`, `pkill -f`), an OVS
+    bridge, a `*-eth9` link in the root namespace, and a /tmp/*.log file."""
+
+    def __init__(self, prefix: str, workdir: Path):
+        self.prefix, self.workdir = prefix, workdir
+        self.bridge, self.link = OvsBridge(f"{prefix}cb"), f"{prefix}c-eth9"
+        self.log = Path(f"/tmp/{prefix}-canary.log")
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def plant(self) -> None:
+        sleeper = self.workdir / "controller"     # comm "controller": Mininet's killall
+        sleeper.symlink_to(shutil.which("sleep"))
+        for name, argv in [("ping", ["ping", "-i", "1", "127.0.0.1"]),
+                           ("controller", [str(sleeper), "300"]),
+                           ("mininet:", ["sh", "-c", f"sleep 300; : mininet:{self.prefix}"])]:
+            self.procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                start_new_session=True)
+        self.bridge.create()
+        subprocess.run(["ip", "link", "add", self.link, "type", "veth", "peer", "name",
+                        f"{self.prefix}c-p"], check=True)
+        self.log.write_text("mn -c must not remove this\n")
+
+    def damage(self) -> list[str]:
+        """What of the canaries is gone."""
+        gone = [f"process {n}" for n, p in self.procs.items() if p.poll() is not None]
+        gone += [] if self.bridge.exists() else [f"bridge {self.bridge.name}"]
+        links = subprocess.run(["ip", "-o", "link", "show", "dev", self.link],
+                               capture_output=True, check=False)
+        gone += [] if links.returncode == 0 else [f"link {self.link}"]
+        return gone + ([] if self.log.exists() else [str(self.log)])
+
+    def remove(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.bridge.delete()
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True, check=False)
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def host_canaries(tmp_path):
+    canaries = HostCanaries(free_prefix(), tmp_path)
+    try:
+        canaries.plant()
+        yield canaries
+    finally:
+        canaries.remove()
+
+
+def test_mn_clean_leaves_nothing_of_wlbridge(tmp_path, host_canaries):
     """A Mininet run dies (SIGKILL: no teardown); `mn -c --custom topologies/mininet_wifi.py`
-    then leaves no process, file, bridge or link of the topology behind."""
-    switch, prefix = names
-    proc = api({"switch": switch, "prefix": prefix, "port": wlbridge_run.port}, switch,
-               hold=True)
-    seen = []
-    for line in proc.stdout:        # Mininet's warnings first; EOF if it exits without JSON
-        seen.append(line)
-        if line.startswith("{"):
-            break
-    assert seen and seen[-1].startswith("{"), "".join(seen)
-    pids = json.loads(seen[-1])["pids"]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert switch in list_bridges()
-    wlbridge_run.stop()        # mn -c would not stop it: the user's controller, not Mininet's
-    res = subprocess.run(["mn", "-c", "--custom", str(ROOT / "topologies" / "mininet_wifi.py")],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-    marked = in_system_python("from topologies.mnlan import marked_pids; "
-                              "print(marked_pids(sys.argv[2]))", switch)
-    assert marked == "[]"
-    assert not [p for p in pids.values() if Path(f"/proc/{p}").exists()]
-    assert switch not in list_bridges()
-    assert not Path(f"/tmp/wlbridge-mininet:{switch}").exists()
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                           check=True).stdout
-    assert f"{switch}-" not in links
+    then leaves no process, file, bridge or link of the topology behind.
+
+    `mn -c` is broad (it kills every ping, controller and ryu-manager, deletes every OVS bridge
+    and *-ethN link, `rm -f /tmp/*.log`), so all of it, the controller and the Mininet run
+    included, runs in a sandbox of its own (mininet_sandbox.sh: mount, PID and network
+    namespaces, private /tmp and /run, a private Open vSwitch): the machine's ping, processes,
+    bridge, link and log file planted before are all still there after."""
+    prefix = free_prefix()
+    switch = f"{prefix}s1"
+    res = subprocess.run([str(HERE / "mininet_sandbox.sh"), str(tmp_path), sys.executable,
+                          str(HERE / "mininet_clean_run.py"), switch, prefix],
+                         capture_output=True, text=True, timeout=240, check=False)
+    assert not host_canaries.damage(), host_canaries.damage()   # the machine untouched
+    sandbox_log = res.stdout + res.stderr + "".join(
+        f"\n--- {p.name}\n{p.read_text(errors='replace')}" for p in sorted(tmp_path.glob("*.log")))
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert res.returncode == 0 and lines, sandbox_log
+    got = json.loads(lines[-1])
+    assert got["bridge_before"], got                # the killed run left its bridge ...
+    assert any("dnsmasq" in p for p in got["left_before"]), got    # ... and its DHCP server
+    assert got["mn_c_rc"] == 0, got["mn_c_output"]
+    # mn -c did its broad cleanup in the sandbox
+    assert not got["sandbox_ping_alive"] and not got["sandbox_log_left"], got
+    assert got["marked"] == "[]" and not got["left"], got
+    assert not got["node_pids_alive"], got
+    assert switch not in got["bridges"], got
+    assert not got["workdirs"], got
+    assert not [ln for ln in got["links"] if ln.startswith(f"{switch}-")], got
 
 
 def leftover_processes(switch: str) -> list[str]:

@@ -240,3 +240,40 @@ def test_a_containers_resolv_conf_is_written_but_never_removed() -> None:
     plan = make_plan(req(netns=None, pid=4242, dns=("10.0.0.1",)), facts())
     assert "resolv" in plan.steps and attach.RESOLV_KEY not in plan.external_ids
     attach.remove_resolv("/proc/4242/root/etc/resolv.conf")       # a no-op, whatever exists
+
+
+# ---- a runtime's namespace by path, the LAN check, the controller (the plugins' needs) --
+def test_a_namespace_by_path_has_no_resolv_conf_and_carries_the_plugins_labels() -> None:
+    plan = make_plan(req(netns=None, nspath="/run/netns/cni-1", dhcp=True,
+                         labels=(("wlbridge-cni", "abc/eth0"),)), facts())
+    assert plan.netns_path == "/run/netns/cni-1" and plan.resolv is None
+    assert "resolv" not in plan.steps and plan.external_ids["wlbridge-cni"] == "abc/eth0"
+    assert plan.external_ids[attach.NETNS_KEY] == "path:/run/netns/cni-1"
+    with pytest.raises(UserError, match="not absolute"):
+        make_plan(req(netns=None, nspath="cni-1"), facts())
+    with pytest.raises(UserError, match="exactly one of"):
+        make_plan(req(nspath="/run/netns/cni-1"), facts())
+
+
+@pytest.mark.parametrize("addr, lan, refused", [
+    ("192.168.1.60/24", ("192.168.1.2/24",), False),
+    ("10.9.0.5/24", ("192.168.1.2/24",), True),
+    ("10.9.0.5/24", (), False),                                 # no LAN address known
+    ("fd00::60/64", ("192.168.1.2/24",), False),                 # no IPv6 network known
+    ("fd01::60/64", ("fd00::2/64",), True),
+    ("fe80::60/64", ("fd00::2/64",), False),                     # link-local is on every LAN
+])
+def test_a_static_address_outside_the_lan_is_refused(addr: str, lan: tuple[str, ...],
+                                                     refused: bool) -> None:
+    if refused:
+        with pytest.raises(UserError, match="outside the LAN"):
+            make_plan(req(addresses=(addr,)), facts(lan=lan))
+    else:
+        assert "addresses" in make_plan(req(addresses=(addr,)), facts(lan=lan)).steps
+
+
+def test_a_plugin_is_refused_without_a_running_controller() -> None:
+    with pytest.raises(UserError, match="no controller"):
+        make_plan(req(need_controller=True), facts(controller=False))
+    assert make_plan(req(need_controller=True), facts(controller=True)).steps
+    assert make_plan(req(), facts(controller=False)).steps     # `wlbridge attach` does not

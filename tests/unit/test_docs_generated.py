@@ -59,7 +59,7 @@ def complete(words: list[str]) -> list[str]:
 
 
 def test_bash_completes_commands_and_their_options() -> None:
-    assert complete(["wlbridge", "doc"]) == ["doctor"]
+    assert complete(["wlbridge", "doc"]) == ["docker-plugin", "doctor"]
     assert complete(["wlbridge", "install-service", "--unin"]) == ["--uninstall"]
     assert "--address-manager" in complete(["wlbridge", "setup", "--"])
 

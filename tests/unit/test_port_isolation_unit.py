@@ -262,6 +262,22 @@ def test_isolate_and_release_guest_port_with_a_shared_program() -> None:
         net.isolate_guest_port("gone")
 
 
+def test_release_of_a_port_that_vanishes_meanwhile_is_no_error() -> None:
+    """A short-lived port (the Docker plugin's lease port) can go between the filter's
+    removal and the qdisc check: nothing is left to remove (issue 23)."""
+    ipr = FakeIPR({"vg1": 5})
+    net = HostNet(ipr)   # type: ignore[arg-type]
+    net.isolate_guest_port("vg1", prog_fd=42)
+    tc = ipr.tc
+
+    def tc_then_gone(cmd: str, kind: str, index: int, **kw: Any) -> None:
+        tc(cmd, kind, index, **kw)
+        if cmd == "del-filter":
+            ipr.links.pop("vg1", None)
+    ipr.tc = tc_then_gone   # type: ignore[method-assign]
+    assert net.release_guest_port("vg1") == ["guest-port filter removed from vg1"]
+
+
 def test_isolate_guest_port_keeps_others_filters_and_falls_back_to_u32() -> None:
     ipr = FakeIPR({"vg1": 5}, refuse={"bpf"})
     ipr.qdisc[5] = "clsact"

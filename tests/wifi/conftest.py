@@ -3,14 +3,16 @@
 One bed per session (booting and associating is the slow part under software emulation):
 ``bed`` (radios, AP, LAN, station), ``wlbridge`` (set up with its defaults and running, through
 the CLI as a user would), ``guests`` (a static guest, an ISC dhclient guest, a busybox udhcpc
-guest without -B, all attached to the bridge).  Test modules run in file-name order and later
-ones (rekeys, reassociation, roaming) change the bed.
+guest without -B, all attached to the bridge).  Test modules run in the order of their number
+(`pytest_collection_modifyitems`) and later ones (rekeys, reassociation, roaming, other AP
+configurations) change the bed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -64,6 +66,19 @@ def guests(bed, wlbridge):
     for client in ("dhclient", "udhcpc"):
         made[client].dhcp(client, timeout=90)
     return made
+
+
+def module_number(item) -> int:
+    """test_wifi<N>_*.py -> N (modules without a number last)."""
+    m = re.match(r"test_wifi(\d+)_", item.path.name)
+    return int(m.group(1)) if m else 1 << 30
+
+
+def pytest_collection_modifyitems(items):
+    """Modules run in the order of their number (test_wifi10 after test_wifi9, not after
+    test_wifi1 as file names sort): later ones change the bed.  Stable: within a module,
+    pytest's own order (e.g. grouped by a module-scoped fixture's parameters) is kept."""
+    items.sort(key=module_number)
 
 
 MEASUREMENTS = OUT / "measurements.jsonl"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,13 +25,15 @@ from pathlib import Path
 
 from .. import dhcp
 from ..procs import Proc, run, wait_for
+from . import security
 
 PREFIX = "wf"
 AP_NS, SRV_NS, PEER_NS = f"{PREFIX}-ap", f"{PREFIX}-srv", f"{PREFIX}-peer"
-SSID, PASSPHRASE = "wf-wifibed", "wf-secret-passphrase"
+SSID, PASSPHRASE = "wf-wifibed", security.PASSPHRASE
 LAN = ipaddress.ip_network("10.77.0.0/24")
 LAN6 = ipaddress.ip_network("fd77::/64")
 SRV_IP, PEER_IP, STATION_IP = "10.77.0.1", "10.77.0.2", "10.77.0.10"
+SRV_IP6 = str(LAN6[1])
 DHCP_RANGE = ("10.77.0.100", "10.77.0.199")
 STATION = "wlan1"
 #: AP interface -> (channel, frequency); the second AP is started only for roaming.
@@ -81,6 +84,13 @@ class Guest:
         m = re.search(r"inet (\S+)/", out)
         return m.group(1) if m else None
 
+    def ip6(self) -> str | None:
+        """The guest's global IPv6 address (SLAAC from the LAN's radvd), once DAD is done."""
+        out = self.run("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global",
+                       "-tentative").stdout
+        m = re.search(r"inet6 (\S+)/", out)
+        return m.group(1) if m else None
+
     def ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
         return ping(dst, self.netns, count, wait)
 
@@ -104,6 +114,8 @@ class Bed:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self.hostapd_extra = dict(hostapd_extra or {})
+        #: how the AP and the station authenticate (`security.MODES`); see `use_security`
+        self.security = "psk"
         self.procs: dict[str, Proc] = {}
         self.guests: dict[str, Guest] = {}
         self.ap_macs: dict[str, str] = {}
@@ -156,7 +168,7 @@ class Bed:
         self.start_proc("dnsmasq", SRV_NS,
                         dhcp.dnsmasq_argv("eth0", f"{SRV_IP}/{LAN.prefixlen}", conf, work))
         sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", netns=SRV_NS)
-        sh("ip", "-6", "addr", "add", f"{LAN6[1]}/64", "dev", "eth0", "nodad", netns=SRV_NS)
+        sh("ip", "-6", "addr", "add", f"{SRV_IP6}/64", "dev", "eth0", "nodad", netns=SRV_NS)
         radvd_conf = self.logs / "radvd.conf"
         radvd_conf.write_text(
             "interface eth0 {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n"
@@ -170,8 +182,7 @@ class Bed:
         lines = {
             "interface": ap, "bridge": "br-lan", "driver": "nl80211",
             "ctrl_interface": HOSTAPD_CTRL, "ssid": SSID, "hw_mode": "g",
-            "channel": str(channel), "wpa": "2", "wpa_key_mgmt": "WPA-PSK",
-            "rsn_pairwise": "CCMP", "wpa_passphrase": PASSPHRASE,
+            "channel": str(channel), **security.hostapd_settings(self.security, self.logs),
             # hostapd resends 4-way handshake message 1 after only 100 ms, then 1 s, and gives
             # up after 4 tries: too little under software emulation (seen: a roam ending in
             # "4WAY_HANDSHAKE_TIMEOUT").  More tries, same protocol.
@@ -208,10 +219,10 @@ class Bed:
             old.stop()
         conf = self.logs / "wpa_supplicant.conf"
         freqs = " ".join(str(f) for _, f in APS.values())
-        conf.write_text(
-            f"ctrl_interface={WPA_CTRL}\nnetwork={{\n  ssid=\"{SSID}\"\n  psk=\"{PASSPHRASE}\"\n"
-            "  key_mgmt=WPA-PSK\n  proto=RSN\n  pairwise=CCMP\n  group=CCMP\n"
-            f"  scan_freq={freqs}\n}}\n")
+        network = [f'ssid="{SSID}"', *security.supplicant_network(self.security, self.logs),
+                   f"scan_freq={freqs}"]
+        conf.write_text(f"ctrl_interface={WPA_CTRL}\nnetwork={{\n"
+                        + "".join(f"  {line}\n" for line in network) + "}\n")
         argv = ["wpa_supplicant", "-t", "-dd", "-i", STATION, "-D", "nl80211", "-c", str(conf)]
         if driver_param:
             argv += ["-p", driver_param]
@@ -219,6 +230,17 @@ class Bed:
             argv += ["-b", bridge]
         n = sum(1 for p in self.logs.glob("wpa_supplicant*.out"))
         self.start_proc("wpa_supplicant", None, argv, log=f"wpa_supplicant{n or ''}")
+
+    def use_security(self, mode: str, ap: str = "wlan0") -> str | None:
+        """Restart the AP and the station in another security mode (the other AP stopped);
+        the BSSID once the station is associated again, or None."""
+        for other in APS:
+            if other != ap:
+                self.stop_ap(other)
+        self.security = mode
+        self.start_ap(ap)
+        self.start_station()
+        return self.wait_associated(90)
 
     def wpa_cli(self, *args: str) -> str:
         return sh("wpa_cli", "-p", WPA_CTRL, "-i", STATION, *args, check=False)
@@ -267,6 +289,9 @@ class Bed:
     def peer_ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
         return ping(dst, PEER_NS, count, wait)
 
+    def srv_ping(self, dst: str, count: int = 1, wait: float = 2) -> bool:
+        return ping(dst, SRV_NS, count, wait)
+
     def stop(self) -> None:
         for g in self.guests.values():
             for p in g.procs:
@@ -294,27 +319,57 @@ class Frame:
 
 
 def air_frames(pcap: Path):
-    """The frames of a (possibly still growing) hwsim0 capture."""
-    from scapy.layers.dot11 import Dot11
-    from scapy.utils import PcapReader
+    """The frames of a (possibly still growing) hwsim0 capture (pcap, radiotap headers).
 
-    kinds = {0: "mgmt", 1: "ctrl", 2: "data"}
-    reader = PcapReader(str(pcap))
-    try:
-        while True:
-            try:
-                pkt = reader.read_packet()
-            except EOFError:
-                return
-            if pkt is None or Dot11 not in pkt:
-                continue
-            d = pkt[Dot11]
-            fc = int(d.FCfield)
-            addrs = [getattr(d, a, None) for a in ("addr1", "addr2", "addr3", "addr4")]
-            if not (fc & 1 and fc & 2):
-                addrs[3] = None             # addr4 exists only in 4-address frames
-            yield Frame(kinds.get(d.type, str(d.type)), bool(fc & 1), bool(fc & 2),
-                        (d.addr2 or None) and d.addr2.lower(),
-                        frozenset(a.lower() for a in addrs if a))
-    finally:
-        reader.close()
+    Only the 802.11 header's frame control and addresses are read, with `struct`: scapy
+    took minutes for a capture of a few MB under the VM's software emulation.
+    """
+    with open(pcap, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(data[:4])
+    if endian is None:
+        raise ValueError(f"{pcap}: not a pcap file")
+    (linktype,) = struct.unpack_from(endian + "I", data, 20)
+    if linktype != LINKTYPE_RADIOTAP:
+        raise ValueError(f"{pcap}: link type {linktype}, not radiotap")
+    pos = 24
+    while pos + 16 <= len(data):
+        (caplen,) = struct.unpack_from(endian + "I", data, pos + 8)
+        pkt = data[pos + 16:pos + 16 + caplen]
+        pos += 16 + caplen
+        if len(pkt) < caplen:
+            return                              # a record still being written
+        frame = _dot11(pkt[struct.unpack_from("<H", pkt, 2)[0]:]) if len(pkt) >= 4 else None
+        if frame is not None:
+            yield frame
+
+
+LINKTYPE_RADIOTAP = 127
+#: Control frame subtypes with only a receiver address (CTS, ACK).
+_CTRL_RA_ONLY = (12, 13)
+
+
+def _mac(raw: bytes) -> str:
+    return raw.hex(":")
+
+
+def _dot11(h: bytes) -> Frame | None:
+    """The addresses of an 802.11 header (None: too short to hold them)."""
+    if len(h) < 10:
+        return None
+    fc0, flags = h[0], h[1]
+    ftype, subtype = (fc0 >> 2) & 3, fc0 >> 4
+    to_ds, from_ds = bool(flags & 1), bool(flags & 2)
+    if ftype == 1:
+        n = 1 if subtype in _CTRL_RA_ONLY else 2
+    else:
+        n = 4 if to_ds and from_ds else 3
+    offsets = [4, 10, 16, 24][:n]
+    if len(h) < offsets[-1] + 6:
+        return None
+    addrs = [_mac(h[o:o + 6]) for o in offsets]
+    kind = {0: "mgmt", 1: "ctrl", 2: "data"}.get(ftype, str(ftype))
+    return Frame(kind, to_ds, from_ds, addrs[1] if n > 1 else None, frozenset(addrs))

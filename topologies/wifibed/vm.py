@@ -22,7 +22,7 @@ QEMU = "qemu-system-x86_64"
 #: Programs the bed uses, on this machine (the VM runs this machine's root filesystem).
 GUEST_TOOLS = ("hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli", "iw", "radvd",
                "dnsmasq", "dhclient", "busybox", "tcpdump", "ovsdb-server", "ovs-vswitchd",
-               "ovs-vsctl", "ip", "ping", "iperf3", "modprobe")
+               "ovs-vsctl", "ip", "ping", "iperf3", "modprobe", "openssl")
 HOST_TOOLS = (QEMU, "apt-get", "apt-cache", "dpkg", "depmod", "cpio")
 RC_FILE = "rc"
 CONSOLE_LOG = "console.log"

@@ -353,6 +353,7 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
                  "install-service-options": lambda: command_options("install-service"),
                  "attach-options": lambda: command_options("attach"),
                  "detach-options": lambda: command_options("detach"),
+                 "docker-plugin-options": lambda: command_options("docker-plugin"),
                  "status-example": status_example},
     "pipeline.md": {"tables": tables_table, "static": lambda: section_table("static"),
                     "port": lambda: section_table("port"), "ip": lambda: section_table("ip"),

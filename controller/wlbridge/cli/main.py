@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flows": ("wlbridge.cli.flowdump", "show the bridge's flows grouped by purpose and guest"),
     "attach": ("wlbridge.cli.attach", "attach a network namespace or container as a guest"),
     "detach": ("wlbridge.cli.detach", "detach a guest attached with `wlbridge attach`"),
+    "docker-plugin": ("wlbridge.cli.docker_plugin",
+                      "serve Docker's network and IPAM driver for the bridge"),
     "teardown": ("wlbridge.cli.bridge_teardown", "remove the bridge and put everything back"),
     "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
     "doctor": ("wlbridge.cli.doctor", "check whether setup would work here, and what to fix"),

@@ -5,7 +5,7 @@
 #    source ~/.local/share/bash_completion/wlbridge
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
-_shtab_wlbridge_subparsers=(setup run status flows attach detach teardown demo doctor install-service)
+_shtab_wlbridge_subparsers=(setup run status flows attach detach docker-plugin teardown demo doctor install-service)
 
 _shtab_wlbridge_setup_option_strings=(-h --help --uplink --bridge --db --timeout --datapath --controller --packet-in-rate --address-manager --state-dir --libvirt-network)
 _shtab_wlbridge_run_option_strings=(-h --help --bridge --uplink --state-dir --dhcp-mode --idle-timeout --max-ips-per-port --max-bindings --max-macs-per-port --ipv6-bindings-per-guest --group-membership-interval --max-groups-per-port --max-groups --listen-host --listen-port --status-host --status-port --meters --no-meters --meter-pps --static-macs --ovsdb --echo-interval --echo-timeout --insecure-listen --no-insecure-listen --tls-private-key --tls-certificate --tls-ca-cert --bridge-timeout --config-file)
@@ -13,6 +13,7 @@ _shtab_wlbridge_status_option_strings=(-h --help --url --bridge --json)
 _shtab_wlbridge_flows_option_strings=(-h --help --url --bridge --json)
 _shtab_wlbridge_attach_option_strings=(-h --help --netns --pid --dhcp --address --gateway --dns --mac --ifname --lease-timeout --run-dir --bridge --db --timeout)
 _shtab_wlbridge_detach_option_strings=(-h --help --bridge --db --timeout)
+_shtab_wlbridge_docker_plugin_option_strings=(-h --help --socket --state --run-dir --lease-timeout --bridge --db --timeout)
 _shtab_wlbridge_teardown_option_strings=(-h --help --bridge --db --timeout --state-dir --remove-state)
 _shtab_wlbridge_demo_option_strings=(-h --help --guests --keep)
 _shtab_wlbridge_doctor_option_strings=(-h --help --uplink --bridge --db)
@@ -23,7 +24,7 @@ _shtab_wlbridge_option_strings=(-h --help -v --verbose --debug-libraries)
 
 _shtab_wlbridge_setup___datapath_choices=(system netdev)
 _shtab_wlbridge_setup___address_manager_choices=(auto keep static dhclient dhcpcd networkmanager networkd)
-_shtab_wlbridge_pos_0_choices=(setup run status flows attach detach teardown demo doctor install-service)
+_shtab_wlbridge_pos_0_choices=(setup run status flows attach detach docker-plugin teardown demo doctor install-service)
 
 _shtab_wlbridge_setup__h_nargs=0
 _shtab_wlbridge_setup___help_nargs=0
@@ -44,6 +45,8 @@ _shtab_wlbridge_attach___help_nargs=0
 _shtab_wlbridge_attach___dhcp_nargs=0
 _shtab_wlbridge_detach__h_nargs=0
 _shtab_wlbridge_detach___help_nargs=0
+_shtab_wlbridge_docker_plugin__h_nargs=0
+_shtab_wlbridge_docker_plugin___help_nargs=0
 _shtab_wlbridge_teardown__h_nargs=0
 _shtab_wlbridge_teardown___help_nargs=0
 _shtab_wlbridge_teardown___remove_state_nargs=0

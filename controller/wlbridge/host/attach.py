@@ -107,6 +107,11 @@ class Request:
     gateways: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     mac: str | None = None            # the guest end's MAC (None: `guest_mac(name)`)
+    nspath: str | None = None         # or a namespace by path (a container runtime's, CNI)
+    labels: tuple[tuple[str, str], ...] = ()   # more external_ids (a plugin's endpoint id)
+    need_controller: bool = False     # refuse when no controller is connected to the bridge
+    runtime_moves: bool = False       # no namespace: the runtime moves the guest end (Docker's
+                                      # remote driver), addresses and DHCP come later
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,9 @@ class Facts:
     port_ids: Mapping[str, str] | None = None         # the port's Interface external_ids
     port_bridge: str | None = None                    # the bridge that has the port
     link_exists: bool = False                         # an interface named like the port
+    lan: tuple[str, ...] = ()                         # the bridge's networks (ADDR/PLEN)
+    controller: bool = False       # a controller runs for the bridge (told by the caller:
+                                   # its instance lock is the app's, above this layer)
 
 
 @dataclass(frozen=True)
@@ -138,11 +146,25 @@ STEPS = ("veth", "offload", "move", "addresses", "resolv", "port", "dhcp")
 
 
 def netns_spec(req: Request) -> str:
+    if req.runtime_moves:
+        return "runtime"
+    if req.nspath is not None:
+        return f"path:{req.nspath}"
     return f"netns:{req.netns}" if req.netns is not None else f"pid:{req.pid}"
 
 
 def netns_path(req: Request) -> str:
+    if req.runtime_moves:
+        return ""
+    if req.nspath is not None:
+        return req.nspath
     return f"{NETNS_DIR}/{req.netns}" if req.netns is not None else f"/proc/{req.pid}/ns/net"
+
+
+def where(req: Request) -> str:
+    if req.nspath is not None:
+        return f"namespace {req.nspath}"
+    return f"--netns {req.netns}" if req.netns is not None else f"--pid {req.pid}"
 
 
 def addressing(req: Request) -> str:
@@ -152,8 +174,16 @@ def addressing(req: Request) -> str:
 def check_request(req: Request) -> Request:
     """Refuse (UserError, one line) what cannot be right whatever the host has."""
     check_name(req.name)
-    if (req.netns is None) == (req.pid is None):
+    if req.runtime_moves:
+        if req.netns is not None or req.pid is not None or req.nspath is not None \
+                or req.dhcp or req.addresses or req.gateways:
+            raise UserError("a guest the runtime moves has no namespace, addresses or DHCP "
+                            "at attach; nothing changed")
+    elif sum(x is not None for x in (req.netns, req.pid, req.nspath)) != 1:
         raise UserError("give exactly one of --netns NS and --pid PID; nothing changed")
+    if req.nspath is not None and not os.path.isabs(req.nspath):
+        raise UserError(f"network namespace path {req.nspath!r} is not absolute; "
+                        "nothing changed")
     if req.netns is not None and not NAME_RE.fullmatch(req.netns):
         raise UserError(f"--netns {req.netns!r} is not a namespace name; nothing changed")
     if req.pid is not None and req.pid <= 1:
@@ -199,15 +229,23 @@ def make_plan(req: Request, facts: Facts) -> Plan:
     """What attach will do (pure): refuses (UserError) when it must not."""
     check_request(req)
     port = port_name(req.name)
-    where = f"--netns {req.netns}" if req.netns is not None else f"--pid {req.pid}"
     if not facts.bridge_exists:
         raise UserError(f"bridge {req.bridge} does not exist (run `wlbridge setup` first, or "
                         "pass --bridge); nothing changed")
-    if not facts.netns_ok:
-        raise UserError(f"{where}: no such network namespace"
+    if not facts.netns_ok and not req.runtime_moves:
+        raise UserError(f"{where(req)}: no such network namespace"
                         + (" (see `ip netns list`)" if req.netns is not None else
-                           " (is the process running?)") + "; nothing changed")
-    ids = {GUEST_KEY: req.name, NETNS_KEY: netns_spec(req), ADDRESSING_KEY: addressing(req)}
+                           " (is the process running?)" if req.pid is not None else "")
+                        + "; nothing changed")
+    if req.need_controller and not facts.controller:
+        raise UserError(f"no controller is connected to bridge {req.bridge} (is `wlbridge "
+                        "run` running?); nothing changed")
+    outside = outside_lan(req.addresses, facts.lan)
+    if outside:
+        raise UserError(f"address {outside} is outside the LAN ("
+                        + ", ".join(facts.lan) + f" on {req.bridge}); nothing changed")
+    ids = {GUEST_KEY: req.name, NETNS_KEY: netns_spec(req), ADDRESSING_KEY: addressing(req),
+           **dict(req.labels)}
     resolv = resolv_path(req, facts.shares_host_mounts)
     if facts.port_ids is not None:
         owner = facts.port_ids.get(GUEST_KEY)
@@ -237,15 +275,33 @@ def make_plan(req: Request, facts: Facts) -> Plan:
              if (s != "offload" or facts.netdev)
              and (s != "addresses" or req.addresses or req.gateways)
              and (s != "resolv" or (resolv and (req.dhcp or req.dns)))
-             and (s != "dhcp" or req.dhcp)]
+             and (s != "dhcp" or req.dhcp)
+             and (s in ("veth", "offload", "port") or not req.runtime_moves)]
     if resolv and "resolv" in steps and req.netns is not None:
         ids[RESOLV_KEY] = resolv        # ours (a container's own file is never removed)
     ids[MAC_KEY] = (req.mac or guest_mac(req.name)).lower()
     return Plan(req, port, peer_name(req.name), netns_path(req), resolv, ids, tuple(steps))
 
 
+def outside_lan(addresses: tuple[str, ...], lan: tuple[str, ...]) -> str | None:
+    """The first of `addresses` outside every network of `lan` of its family (the bridge's
+    own, global ones); None when all are in, or the bridge has none of that family."""
+    nets = [ipaddress.ip_interface(n).network for n in lan]
+    for text in addresses:
+        ip = ipaddress.ip_interface(text).ip
+        mine = [n for n in nets if n.version == ip.version]
+        if ip.is_link_local or not mine:
+            continue
+        if not any(ip in n for n in mine):
+            return text
+    return None
+
+
 def resolv_path(req: Request, shares_host_mounts: bool) -> str | None:
-    """The namespace's own resolv.conf, never the host's (None: there is none to write)."""
+    """The namespace's own resolv.conf, never the host's (None: there is none to write; a
+    runtime's namespace by path: the runtime writes it, from the plugin's result)."""
+    if req.nspath is not None or req.runtime_moves:
+        return None
     if req.netns is not None:
         return f"/etc/netns/{req.netns}/resolv.conf"
     if shares_host_mounts:
@@ -368,6 +424,8 @@ class HostOps:
         if iface.error or not iface.ofport or iface.ofport < 0:
             raise OSError(f"Open vSwitch could not add {plan.port}: "
                           f"{iface.error or 'no OpenFlow port'}")
+        if plan.request.runtime_moves:      # no move step: the host end is set up here
+            self.net.set_up(plan.port)
 
     def _undo_port(self, plan: Plan, done: Done) -> None:
         self.db.delete_port(plan.request.bridge, plan.port)
@@ -390,6 +448,29 @@ class HostOps:
         pid = plan.external_ids.get(DHCP_PID_KEY)
         if pid:
             guest_dhcp.stop(int(pid), plan.request.name)
+
+
+def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str,
+              address: str = "") -> int:
+    """Start guest `name`'s DHCP keeper on `ifname` in the namespace (a runtime moved the
+    interface there after attach, with `address`, leased before: asked for again and kept
+    meanwhile), its pid in OVSDB so that detach stops it; its pid."""
+    from wlbridge.host import guest_dhcp
+
+    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address)
+    db.set_interface_external_ids(port_name(name), {DHCP_PID_KEY: str(pid)})
+    return pid
+
+
+def stop_dhcp(db: Any, bridge: str, name: str) -> bool:
+    """Stop guest `name`'s DHCP keeper (its client releases the lease), the port kept: a
+    runtime's Leave, while the interface is still in the container; False: none ran."""
+    from wlbridge.host import guest_dhcp
+
+    info = db.bridge_info(bridge)
+    iface = info.interface(port_name(name)) if info is not None else None
+    pid = iface.external_ids.get(DHCP_PID_KEY, "") if iface is not None else ""
+    return pid.isdigit() and guest_dhcp.stop(int(pid), name)
 
 
 def remove_resolv(path: str | None) -> None:
@@ -440,7 +521,22 @@ def read_facts(req: Request, db: Any, net: Any) -> Facts:
     return Facts(bridge_exists=info is not None,
                  netdev=info is not None and traits(info.datapath_type).tx_checksum_off,
                  netns_ok=netns_ok, shares_host_mounts=shares, port_ids=ids,
-                 port_bridge=owner, link_exists=net.link_index(port) is not None)
+                 port_bridge=owner, link_exists=net.link_index(port) is not None,
+                 lan=lan_networks(net, req.bridge) if info is not None else ())
+
+
+def lan_networks(net: Any, bridge: str) -> tuple[str, ...]:
+    """The bridge interface's global addresses (the LAN's networks, once the station's
+    address is on the bridge), as ADDR/PLEN."""
+    index = net.link_index(bridge)
+    if index is None:
+        return ()
+    found = []
+    for msg in net.ipr.get_addr(index=index):
+        ip = ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+        if not ip.ip.is_link_local:
+            found.append(str(ip))
+    return tuple(found)
 
 
 def _is_netns(path: str) -> bool:
@@ -472,6 +568,18 @@ def attach(req: Request, db: Any, net: Any, run_dir: str,
         out(f"  note: process {req.pid}'s /etc/resolv.conf is the host's (or a symlink): its "
             "DNS servers are not written")
     return done
+
+
+def guest_ipv4(path: str, ifname: str) -> tuple[list[str], str | None]:
+    """The IPv4 addresses (ADDR/PLEN) on `ifname` in the namespace and its IPv4 default
+    gateway (None: none)."""
+    with _guest_ipr(path) as ipr:
+        index = _index(ipr, ifname)
+        addrs = [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"
+                 for m in ipr.get_addr(index=index, family=2)]
+        gws = [r.get_attr("RTA_GATEWAY") for r in ipr.get_routes(family=2, oif=index)
+               if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY")]
+    return addrs, (gws[0] if gws else None)
 
 
 def wait_address(path: str, ifname: str, timeout: float) -> str | None:

@@ -33,7 +33,8 @@ SCRIPT = r"""#!/bin/sh
 # guest's network namespace with the host's files; DNS goes to $WLBRIDGE_RESOLV only.
 case "$1" in
 deconfig)
-    ip -4 addr flush dev "$interface"
+    # $WLBRIDGE_KEEP: an address the runtime set (the lease asked for again) stays meanwhile
+    [ -n "$WLBRIDGE_KEEP" ] || ip -4 addr flush dev "$interface"
     ip link set "$interface" up
     ;;
 bound|renew)
@@ -95,9 +96,11 @@ def write_resolv(path: str, text: str, host: str = HOST_RESOLV) -> None:
         f.write(text)
 
 
-def client_argv(netns_path: str, ifname: str, script: str, name: str) -> list[str]:
+def client_argv(netns_path: str, ifname: str, script: str, name: str,
+                request: str = "") -> list[str]:
     return ["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-f", "-R",
-            "-i", ifname, "-s", script, "-T", "2", "-A", "5", "-x", f"hostname:{name}"]
+            "-i", ifname, "-s", script, "-T", "2", "-A", "5", "-x", f"hostname:{name}",
+            *(["-r", request] if request else [])]
 
 
 def write_script(run_dir: str) -> str:
@@ -111,12 +114,14 @@ def write_script(run_dir: str) -> str:
     return path
 
 
-def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str) -> int:
-    """Start the keeper (detached, its own session); its pid."""
+def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str,
+          keep: str = "") -> int:
+    """Start the keeper (detached, its own session); its pid.  `keep`: an address already on
+    the interface (a runtime set it from an earlier lease): asked for, never flushed."""
     script = write_script(run_dir)
     argv = [sys.executable, "-m", "wlbridge.host.guest_dhcp", "--name", name,
             "--netns-path", netns_path, "--ifname", ifname, "--script", script,
-            "--resolv", resolv or ""]
+            "--resolv", resolv or "", "--keep", keep]
     with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -125,6 +130,47 @@ def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: 
         raise OSError(f"the DHCP keeper exited at once ({proc.returncode}); see "
                       f"{run_dir}/{name}.dhcp.log")
     return proc.pid
+
+
+LEASE_SCRIPT = r"""#!/bin/sh
+# one-shot udhcpc event script (wlbridge.host.guest_dhcp.lease_once): the lease, nothing set
+[ "$1" = bound ] && echo "$ip ${mask:-$subnet} $router" > "$WLBRIDGE_LEASE"
+exit 0
+"""
+
+
+def lease_once(netns_path: str, ifname: str, name: str, run_dir: str, timeout: float,
+               request: str = "", release: bool = False) -> tuple[str, int, str | None] | None:
+    """One DHCP exchange on `ifname` in the namespace (busybox udhcpc, quitting once bound):
+    the lease stays for the interface's MAC, or with `release` is given back at once (a
+    lease whose keeper never ran, ended); `request`: the address to ask for.  (address,
+    prefix length, router) or None."""
+    import ipaddress
+
+    os.makedirs(run_dir, mode=0o755, exist_ok=True)
+    script = os.path.join(run_dir, "udhcpc-once.script")
+    with open(script + ".tmp", "w") as f:
+        f.write(LEASE_SCRIPT)
+    os.chmod(script + ".tmp", 0o755)
+    os.replace(script + ".tmp", script)
+    out = os.path.join(run_dir, f"{name}.lease")
+    tries = max(1, int(timeout / 2))
+    subprocess.run(["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-q", "-f",
+                    "-n", "-i", ifname, "-s", script, "-T", "2", "-t", str(tries),
+                    "-x", f"hostname:{name}", *(["-r", request] if request else []),
+                    *(["-R"] if release else [])], env={**os.environ, "WLBRIDGE_LEASE": out},
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 10,
+                   check=False)
+    try:
+        with open(out) as f:
+            fields = f.read().split()
+        os.unlink(out)
+    except OSError:
+        return None
+    if len(fields) < 2:
+        return None
+    plen = ipaddress.ip_network(f"0.0.0.0/{fields[1]}").prefixlen
+    return fields[0], plen, (fields[2] if len(fields) > 2 else None)
 
 
 def is_keeper(pid: int, name: str) -> bool:
@@ -187,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ifname", required=True)
     p.add_argument("--script", required=True)
     p.add_argument("--resolv", default="")
+    p.add_argument("--keep", default="")
     args = p.parse_args(argv)
     stopping = False
 
@@ -198,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     netns = _netns_id(args.netns_path)
     dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
-    env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else ""}
+    env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
+           "WLBRIDGE_KEEP": args.keep}
     client: subprocess.Popen | None = None
     restart_at, copied = 0.0, None
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
@@ -207,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             if client is not None:
                 print(f"udhcpc exited ({client.returncode}); starting it again", flush=True)
             client = subprocess.Popen(
-                client_argv(args.netns_path, args.ifname, args.script, args.name), env=env,
+                client_argv(args.netns_path, args.ifname, args.script, args.name,
+                            args.keep), env=env,
                 stdin=subprocess.DEVNULL)
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)

@@ -391,7 +391,11 @@ class IngressFilters:
             return []
         self._del_filters(index, ours)
         changes = [f"guest-port filter removed from {name}"]
-        if self._clsact_empty(name):
+        try:
+            empty = self._clsact_empty(name)
+        except LookupError:      # the interface went meanwhile (a short-lived port), and
+            return changes       # its qdisc with it
+        if empty:
             ignore_errno(errno.ENOENT, self.ipr.tc, "del", "clsact", index)
             changes.append(f"clsact qdisc removed from {name}")
         return changes

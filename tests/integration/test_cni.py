@@ -1,0 +1,272 @@
+"""The `wlbridge-cni` CNI plugin with real namespaces, OVS, dnsmasq, the controller (issue 23):
+driven as the spec says (CNI_* environment, configuration on stdin), then through Podman's CNI
+backend (Debian 12's podman 4.3, a private storage root, configuration directory and
+containers.conf; an image made offline by `podman import` of a static busybox root).
+
+gVisor (this test machine's sandbox) refuses runc's setrlimit; there the test runs podman with
+a runtime wrapper that drops the OCI spec's rlimits (`RUNC_WRAPPER`), nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from harness import wait_for
+from runtimes import busybox_tar
+from wlbridge.cli.cni import guest_name
+from wlbridge.host.attach import guest_mac, port_name
+
+from topologies.ovs import vsctl
+
+pytestmark = pytest.mark.integration
+
+HOST_RESOLV = Path("/etc/resolv.conf")
+CNI_PATH = "/usr/lib/cni"
+BUSYBOX = "/bin/busybox"
+
+
+def need(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} ({path}) is missing under CI: `make deps` installs it")
+        pytest.skip(f"{what} ({path}) is not installed (`make deps`)")
+
+
+@pytest.fixture
+def env(make_world, wlbridge_on):
+    world = make_world(n_guests=0, ipv6=True, dns_option=True, router_option=True)
+    wl = wlbridge_on(world, guests=[])
+    made: list[str] = []
+
+    def netns(suffix: str) -> str:
+        name = f"{world.prefix}-{suffix}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        return name
+
+    yield world, wl, netns
+    for name in made:
+        cni("DEL", {"type": "wlbridge", "bridge": wl.bridge}, name, f"/run/netns/{name}")
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def conf(bridge: str, **more) -> dict:
+    return {"cniVersion": "1.0.0", "name": "wl", "type": "wlbridge", "bridge": bridge,
+            "ipam": {"type": "dhcp"}, "leaseTimeout": 20, **more}
+
+
+def cni(command: str, config: dict | None, container: str, netns: str, ifname: str = "eth0"
+        ) -> tuple[int, dict | None]:
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH}
+    proc = subprocess.run([sys.executable, "-m", "wlbridge.cli.cni"],
+                          input=json.dumps(config).encode() if config is not None else b"",
+                          env=env, capture_output=True, timeout=60, check=False)
+    out = proc.stdout.decode().strip()
+    return proc.returncode, (json.loads(out) if out else None)
+
+
+def in_ns(ns_path: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net={ns_path}", "--", *argv], capture_output=True,
+                          text=True, timeout=20, check=False)
+
+
+def ns_ping(ns_path: str, dst: str) -> bool:
+    ip = ipaddress.ip_address(dst)
+    return in_ns(ns_path, "ping", f"-{ip.version}", "-n", "-q", "-c", "2", "-i", "0.2", "-W",
+                 "2", str(ip)).returncode == 0
+
+
+def ports(wl) -> list[str]:
+    return vsctl("list-ports", wl.bridge).split()
+
+
+def leased_macs(world) -> set[str]:
+    return {lease.mac for lease in world.leases()}
+
+
+def test_cni_add_check_del_by_the_spec(env):
+    world, wl, netns = env
+    before = HOST_RESOLV.read_bytes()
+    need(CNI_PATH + "/static", "containernetworking-plugins")
+    ns = netns("c1")
+    path, cid = f"/run/netns/{ns}", f"{world.prefix}c1" + "0" * 20
+    name = guest_name(cid, "eth0")
+
+    rc, ver = cni("VERSION", None, "", "")
+    assert rc == 0 and "1.0.0" in ver["supportedVersions"]
+
+    rc, res = cni("ADD", conf(wl.bridge), cid, path)
+    assert rc == 0, res
+    ip = res["ips"][0]["address"].split("/")[0]
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(world.graph.graph["subnet"])
+    assert res["interfaces"][0]["mac"] == guest_mac(name)
+    assert res["routes"] and res["ips"][0]["gateway"]
+    assert guest_mac(name) in leased_macs(world)
+    peer = world.peers[0]
+    assert ns_ping(path, peer.ip), wl.logs()[-3000:]
+    assert peer.ping(ip, count=2)
+    wl.wait_bound(ip, port_name(name))
+    peer6 = str(ipaddress.ip_interface(world.graph.nodes["peer1"]["addr6"]).ip)
+    wait_for(lambda: ns_ping(path, peer6), timeout=20, what="IPv6 (SLAAC) to the peer")
+    ext = vsctl("get", "Interface", port_name(name), "external_ids")
+    assert f"wlbridge-cni=\"{cid}/eth0\"" in ext or f"wlbridge-cni={cid}/eth0" in ext
+
+    assert cni("CHECK", conf(wl.bridge), cid, path) == (0, None)
+    rc, err = cni("ADD", conf(wl.bridge), cid, path)          # a duplicate endpoint
+    assert rc == 1 and err["code"] == 100 and "already" in err["msg"], err
+    assert port_name(name) in ports(wl)                        # the first one untouched
+    assert ns_ping(path, peer.ip)
+
+    assert cni("DEL", conf(wl.bridge), cid, path) == (0, None)
+    assert port_name(name) not in ports(wl)
+    wait_for(lambda: guest_mac(name) not in leased_macs(world), timeout=20,
+             what="the lease to be released")
+    rc, err = cni("CHECK", conf(wl.bridge), cid, path)
+    assert rc == 1 and err["code"] == 3
+    assert cni("DEL", conf(wl.bridge), cid, path) == (0, None)   # DEL again: nothing to do
+    assert cni("DEL", conf(wl.bridge), cid, "") == (0, None)     # netns gone: still fine
+    assert HOST_RESOLV.read_bytes() == before
+
+
+def test_cni_static_ipam_is_delegated_and_checked_against_the_lan(env):
+    world, wl, netns = env
+    need(CNI_PATH + "/static", "containernetworking-plugins")
+    net4 = ipaddress.ip_network(world.graph.graph["subnet"])
+    ns = netns("s1")
+    path, cid = f"/run/netns/{ns}", f"{world.prefix}s1" + "0" * 20
+    addr = f"{net4.network_address + 80}/{net4.prefixlen}"
+    static = conf(wl.bridge, ipam={"type": "static", "addresses": [{"address": addr}]})
+    rc, res = cni("ADD", static, cid, path)
+    assert rc == 0, res
+    assert res["ips"][0]["address"] == addr
+    assert ns_ping(path, world.peers[0].ip)
+    assert cni("DEL", static, cid, path) == (0, None)
+    assert port_name(guest_name(cid, "eth0")) not in ports(wl)
+
+    outside = conf(wl.bridge, ipam={"type": "static",
+                                    "addresses": [{"address": "10.250.0.5/24"}]})
+    rc, err = cni("ADD", outside, cid, path)
+    assert rc == 1 and "outside the LAN" in err["msg"], err
+    assert port_name(guest_name(cid, "eth0")) not in ports(wl)
+    assert len(in_ns(path, "ip", "-o", "link").stdout.splitlines()) == 1      # lo only
+
+
+def test_cni_refuses_a_missing_bridge_a_stopped_controller_bad_input(env):
+    world, wl, netns = env
+    ns = netns("e1")
+    path, cid = f"/run/netns/{ns}", f"{world.prefix}e1" + "0" * 20
+    before = ports(wl)
+    rc, err = cni("ADD", conf(f"{world.prefix}-nobr"), cid, path)
+    assert rc == 1 and err["code"] == 100 and "does not exist" in err["msg"], err
+    rc, err = cni("ADD", {**conf(wl.bridge), "cniVersion": "9.9.9"}, cid, path)
+    assert rc == 1 and err["code"] == 1
+    proc = subprocess.run([sys.executable, "-m", "wlbridge.cli.cni"], input=b"{nope",
+                          env={**os.environ, "CNI_COMMAND": "ADD"}, capture_output=True,
+                          check=False)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 6
+    wl.stop()
+    rc, err = cni("ADD", conf(wl.bridge), cid, path)
+    assert rc == 1 and "no controller is connected" in err["msg"], err
+    assert ports(wl) == before
+    assert len(in_ns(path, "ip", "-o", "link").stdout.splitlines()) == 1
+
+
+# ---- through Podman ---------------------------------------------------------------------
+RUNC_WRAPPER = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if "create" in args or "run" in args:
+    bundle = args[args.index("--bundle") + 1] if "--bundle" in args else "."
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec.get("process", {{}}).pop("rlimits", None)
+    with open(path, "w") as f:
+        json.dump(spec, f)
+os.execvp("runc", ["runc", *args])
+"""
+
+PLUGIN = """#!/bin/sh
+PYTHONPATH={pythonpath} exec {python} -m wlbridge.cli.cni "$@"
+"""
+
+
+def gvisor() -> bool:
+    try:
+        return "runsc" in Path("/etc/hosts").read_text()
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def podman():
+    if shutil.which("podman") is None:
+        need("/usr/bin/podman", "podman")
+    need(BUSYBOX, "busybox")
+    base = Path(tempfile.mkdtemp(prefix="xct-pm-"))    # podman wants a short runroot
+    (base / "cni").mkdir(parents=True)
+    (base / "plugins").mkdir()
+    plugin = base / "plugins" / "wlbridge"
+    plugin.write_text(PLUGIN.format(python=sys.executable,
+                                    pythonpath=os.environ.get("PYTHONPATH", "")))
+    plugin.chmod(0o755)
+    (base / "containers.conf").write_text(
+        f'[network]\ncni_plugin_dirs = ["{base / "plugins"}", "{CNI_PATH}"]\n'
+        f'network_config_dir = "{base / "cni"}"\n')
+    argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
+            "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+            "--network-backend", "cni", "--cni-config-dir", str(base / "cni")]
+    if gvisor():
+        wrapper = base / "runc-wrap"
+        wrapper.write_text(RUNC_WRAPPER.format(python=sys.executable))
+        wrapper.chmod(0o755)
+        argv += ["--runtime", str(wrapper)]
+    env = {**os.environ, "CONTAINERS_CONF": str(base / "containers.conf")}
+
+    def pm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*argv, *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {proc.stderr}")
+        return proc
+
+    pm("import", str(busybox_tar(base)), "localhost/xct-busybox")
+    yield pm, base
+    pm("rm", "-a", "-f", "-t", "0", check=False)
+    pm("system", "reset", "--force", check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_podman_cni_container_gets_a_lease_and_is_removed_cleanly(env, podman):
+    world, wl, _ = env
+    pm, base = podman
+    before = HOST_RESOLV.read_bytes()
+    netconf = {"cniVersion": "0.4.0", "name": "wl", "plugins": [conf(wl.bridge)]}
+    (base / "cni" / "wl.conflist").write_text(json.dumps(netconf))
+    cid = pm("run", "-d", "--network", "wl", "localhost/xct-busybox", "sleep", "600"
+             ).stdout.strip()
+    pid = pm("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+    path = f"/proc/{pid}/ns/net"
+    name = guest_name(cid, "eth0")
+    out = in_ns(path, "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout.split()
+    ip = out[out.index("inet") + 1].split("/")[0]
+    assert guest_mac(name) in leased_macs(world)
+    peer = world.peers[0]
+    assert ns_ping(path, peer.ip), wl.logs()[-3000:]
+    assert peer.ping(ip, count=2)
+    assert port_name(name) in ports(wl)
+
+    pm("rm", "-f", "-t", "0", cid)
+    assert port_name(name) not in ports(wl)
+    wait_for(lambda: guest_mac(name) not in leased_macs(world), timeout=20,
+             what="the lease to be released")
+    assert HOST_RESOLV.read_bytes() == before
