@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 # Root is needed for namespaces and OVS; use sudo when we are not root.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := openvswitch-switch dnsmasq-base isc-dhcp-client iproute2 iputils-ping ethtool radvd \
-                nftables iperf3 tcpdump busybox dhcpcd-base \
+                nftables iperf3 tcpdump busybox-static dhcpcd-base \
                 mininet python3-networkx python3-pyroute2
+# busybox-static: the guests' udhcpc and tools, and the containers' image (below).
 # Mininet runs Debian's python3: the topology (topologies/mininet_wifi.py) imports networkx and
 # pyroute2 there.  ISC dhcpd for its dhcp=isc; the package would start (and at boot enable) a
 # DHCP server, so it is installed as NetworkManager is, with no service started.
@@ -28,8 +29,10 @@ LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 # their own dockerd / run podman with private roots and sockets): installed like NetworkManager,
 # no service started (docker.io would start dockerd on the default socket), no recommends.
 # containernetworking-plugins gives the standard CNI plugins (loopback, dhcp, static) Podman's
-# CNI backend needs; busybox-static is the containers' offline image (`podman import`).
-CONTAINER_APT_PACKAGES := docker.io podman containernetworking-plugins busybox-static
+# CNI backend needs.  The containers' offline image (`podman import`) is busybox-static, in
+# APT_PACKAGES: it conflicts with Debian's `busybox` (the same /bin/busybox, statically linked),
+# so only it is installed (both in two lists swapped one for the other on every run).
+CONTAINER_APT_PACKAGES := docker.io podman containernetworking-plugins
 POLICY_RC := /usr/sbin/policy-rc.d
 # The Wi-Fi test bed (a QEMU VM running this machine's root filesystem) also needs these.
 WIFI_APT_PACKAGES := qemu-system-x86 hostapd wpasupplicant iw radvd cpio kmod openssl

@@ -132,7 +132,7 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
     if out.exists() and out.stat().st_mtime >= (kroot / ".complete").stat().st_mtime:
         return out
     if not Path(BUSYBOX).exists():
-        raise ImageError(f"{BUSYBOX} is missing (apt-get install busybox)")
+        raise ImageError(f"{BUSYBOX} is missing (apt-get install busybox-static)")
     work = out.with_name(out.name + ".d")
     shutil.rmtree(work, ignore_errors=True)
     for d in ("bin", "proc", "sys", "dev", "mods", "lower", "upper", "newroot"):
