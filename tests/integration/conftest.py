@@ -6,11 +6,14 @@
 * ``lan``: a built ``basic_lan()`` (AP with the one-MAC rule, router + dnsmasq, one peer, the
   station uplink in the root namespace, two static-address guests not attached to anything).
 * ``ovs_bridge(suffix="br", **kw)``: a netdev `topologies.OvsBridge`, deleted after the test.
+* ``guestless_lan``: ``(world, wl, netns)``: a LAN with wlbridge running and no guests, and
+  ``netns(suffix, release=None)`` for namespaces the test wires itself (attach, CNI, ...).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -97,3 +100,26 @@ def wlbridge_on(make_world, tmp_path):
     yield make
     for ctl in reversed(made):
         ctl.close()
+
+
+@pytest.fixture
+def guestless_lan(make_world, wlbridge_on):
+    """``(world, wl, netns)``: a LAN (IPv6, the router's DNS and router options) with wlbridge
+    set up and running and no guests.  ``netns(suffix, release=None)`` adds the namespace
+    ``<prefix>-<suffix>``, deleted after the test, ``release(name)`` first (a detach, a CNI
+    DEL: what the test's guest wiring must undo)."""
+    world = make_world(n_guests=0, ipv6=True, dns_option=True, router_option=True)
+    wl = wlbridge_on(world, guests=[])
+    made: list[tuple] = []
+
+    def netns(suffix: str, release=None) -> str:
+        name = f"{world.prefix}-{suffix}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append((name, release))
+        return name
+
+    yield world, wl, netns
+    for name, release in made:
+        if release is not None:
+            release(name)
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)

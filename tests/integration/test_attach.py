@@ -25,22 +25,14 @@ HOST_RESOLV = Path("/etc/resolv.conf")
 
 
 @pytest.fixture
-def env(make_world, wlbridge_on, tmp_path):
-    world = make_world(n_guests=0, ipv6=True, dns_option=True, router_option=True)
-    wl = wlbridge_on(world, guests=[])
-    made: list[str] = []
+def env(guestless_lan, tmp_path):
+    world, wl, make_ns = guestless_lan
 
     def netns(suffix: str) -> str:
-        name = f"{world.prefix}-{suffix}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        return name
+        return make_ns(suffix, lambda name: wlbridge(
+            "detach", f"{world.prefix}{suffix}", "--bridge", wl.bridge, check=False))
 
-    yield world, wl, netns, tmp_path / "run"
-    for name in made:
-        wlbridge("detach", f"{world.prefix}{name.rsplit('-', 1)[1]}", "--bridge", wl.bridge,
-                 check=False)
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    return world, wl, netns, tmp_path / "run"
 
 
 def attach(wl, run_dir, name: str, *args: str, check: bool = True):

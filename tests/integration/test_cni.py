@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import wait_for
+from harness import need, wait_for
 from runtimes import busybox_tar
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
@@ -33,29 +33,16 @@ CNI_PATH = "/usr/lib/cni"
 BUSYBOX = "/bin/busybox"
 
 
-def need(path: str, what: str) -> None:
-    if not os.path.exists(path):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} ({path}) is missing under CI: `make deps` installs it")
-        pytest.skip(f"{what} ({path}) is not installed (`make deps`)")
-
 
 @pytest.fixture
-def env(make_world, wlbridge_on):
-    world = make_world(n_guests=0, ipv6=True, dns_option=True, router_option=True)
-    wl = wlbridge_on(world, guests=[])
-    made: list[str] = []
+def env(guestless_lan):
+    world, wl, make_ns = guestless_lan
 
     def netns(suffix: str) -> str:
-        name = f"{world.prefix}-{suffix}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        return name
+        return make_ns(suffix, lambda name: cni(
+            "DEL", {"type": "wlbridge", "bridge": wl.bridge}, name, f"/run/netns/{name}"))
 
-    yield world, wl, netns
-    for name in made:
-        cni("DEL", {"type": "wlbridge", "bridge": wl.bridge}, name, f"/run/netns/{name}")
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    return world, wl, netns
 
 
 def conf(bridge: str, **more) -> dict:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from harness import wait_for
+from harness import need, wait_for
 from runtimes import Docker, DockerPlugin, busybox_tar, close
 
 from topologies.ovs import vsctl
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.integration
 HOST_RESOLV = Path("/etc/resolv.conf")
 BUSYBOX = "/bin/busybox"
 
-
-def need(path: str, what: str) -> None:
-    if not os.path.exists(path):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} ({path}) is missing under CI: `make deps` installs it")
-        pytest.skip(f"{what} ({path}) is not installed (`make deps`)")
 
 
 @pytest.fixture

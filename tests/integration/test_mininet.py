@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import CLI, free_port, wait_for
+from harness import CLI, cannot, free_port, wait_for
 
 from topologies import OvsBridge, apfilter, free_prefix, subnet_for
 from topologies.ovs import list_bridges
@@ -36,9 +36,6 @@ HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 CUSTOM = f"{ROOT / 'topologies' / 'mininet_wifi.py'},{HERE / 'mininet_safe.py'}"
 
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def mininet_problem() -> str | None:
@@ -55,7 +52,7 @@ def mininet_problem() -> str | None:
 def _need_mininet():
     problem = mininet_problem()
     if problem:
-        (pytest.fail if in_ci() else pytest.skip)(problem)
+        cannot(problem)
 
 
 def in_system_python(code: str, *args: str) -> str:
@@ -220,7 +217,7 @@ def test_mn_positive_control_plain_bridge_fails_at_the_ap(names):
 def test_python_api_guests_lease_and_ping(names, wlbridge_run, dhcp, ipv6):
     switch, prefix = names
     if dhcp == "isc" and not shutil.which("dhcpd"):
-        (pytest.fail if in_ci() else pytest.skip)("ISC dhcpd not installed (isc-dhcp-server)")
+        cannot("ISC dhcpd not installed (isc-dhcp-server)")
     got = api({"switch": switch, "prefix": prefix, "port": wlbridge_run.port, "dhcp": dhcp,
                "ipv6": ipv6}, switch)
     assert all(got["leased"].values()), got["leased"]

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from harness import in_ci
 from tls_pki import assert_tls_listener, make_pki
 
 from topologies.procs import WaitTimeout, wait_for
@@ -38,10 +39,6 @@ STOP_TIMEOUT = 5.0  # seconds ryu-manager may take to exit after SIGTERM
 
 REFLECT = 0x574C02  # cookie magic "WL" + Purpose.REFLECT
 GUEST_PORT = 0x574C06  # cookie magic "WL" + Purpose.GUEST_PORT
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def run(*cmd: str, check: bool = True, timeout: float = 30) -> str:
@@ -93,7 +90,7 @@ def ryu_manager() -> Path:
     if problem is None and not os.access(RYU_MANAGER, os.X_OK):
         problem = f"{RYU_MANAGER} missing after .ci/ryu-venv.sh"
     if problem:
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"CI is set but the Ryu venv cannot be built: {problem}", pytrace=False)
         pytest.skip(problem)
     return RYU_MANAGER
