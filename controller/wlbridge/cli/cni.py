@@ -37,9 +37,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wlbridge.cli.common import DEFAULT_BRIDGE
+
 SPEC = "1.0.0"
 SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
-DEFAULT_BRIDGE = "br-wl"
+
 RUN_DIR = "/run/wlbridge/cni"
 CNI_KEY = "wlbridge-cni"            # external_ids: CONTAINERID/IFNAME of the attachment
 LEASE_TIMEOUT = 20.0

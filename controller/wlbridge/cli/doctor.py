@@ -12,12 +12,12 @@ import argparse
 import re
 from dataclasses import dataclass
 
+from wlbridge.cli.common import DEFAULT_BRIDGE
 from wlbridge.errors import UserError
 from wlbridge.host import addr_manager, preflight, wireless
 from wlbridge.host.preflight import Facts
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
-DEFAULT_BRIDGE = "br-wl"
 
 # Realtek's out-of-tree vendor drivers ship a MAC-translation layer ("NAT25", made for
 # bridging a station) that rewrites addresses wlbridge already rewrote.  Their modules are

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from importlib import resources
 
+from wlbridge.cli.common import DEFAULT_BRIDGE
 from wlbridge.errors import UserError
 from wlbridge.host import preflight, wireless
 
@@ -34,7 +35,6 @@ PREFIX = "/usr/local"
 CONTROLLER_UNIT = "wlbridge.service"
 UNIT_DIR = "/etc/systemd/system"
 CONFIG = "/etc/wlbridge.ini"
-DEFAULT_BRIDGE = "br-wl"
 
 
 def data_text(name: str) -> str:
