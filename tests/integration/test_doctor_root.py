@@ -21,12 +21,14 @@ def test_a_wired_uplink_is_not_a_wifi_station(lan) -> None:
     lines = res.stdout.splitlines()
     assert lines[-1].startswith("setup would not work")
     fails = [line for line in lines if line.startswith("FAIL")]
-    assert fails == [(f"FAIL uplink: {lan.uplink} is not a Wi-Fi station (no /sys/class/net/"
-                     f"{lan.uplink}/wireless): wlbridge is for a Wi-Fi uplink; a wired one "
-                     "bridges with a plain bridge -- fix: name the Wi-Fi station with --uplink, "
-                     "or --uplink auto")]
+    # the uplink's finding; the host's address manager is the host's business (another suite
+    # beside this one may run a NetworkManager): its findings are tested in test_doctor.py
+    assert (f"FAIL uplink: {lan.uplink} is not a Wi-Fi station (no /sys/class/net/"
+            f"{lan.uplink}/wireless): wlbridge is for a Wi-Fi uplink; a wired one bridges with "
+            "a plain bridge -- fix: name the Wi-Fi station with --uplink, or --uplink auto"
+            ) in fails
     assert any(line.startswith("ok   openvswitch: Open vSwitch ") for line in lines)
-    assert any(line.startswith("ok   address: managed by") for line in lines)
+    assert any(line.split()[1] == "address:" for line in lines[:-1])
     assert all(line.split()[0] in ("ok", "warn", "FAIL") for line in lines[:-1])
 
 
