@@ -32,7 +32,6 @@ import ipaddress
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from mininet.topo import Topo
 
 from . import apfilter, dhcp, dhcpd, ra
 from .graph import basic_lan, make_mac, the
+from .procs import kill_pids
 
 #: The environment variable marking every process the topology starts (its value: the switch).
 MARK = "WLBRIDGE_MININET"
@@ -83,27 +83,6 @@ def _ns_inode(pid: int) -> int | None:
         return None
 
 
-def _kill_all(pids: list[int]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and
-                                                  _alive(p) for p in pids):
-            time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _pids():
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
@@ -129,7 +108,7 @@ def cleanup_leftovers(switch: str | None = None) -> list[int]:
     """Kill what a topology (for `switch`, or any) left running and remove its files; the pids
     killed.  A Mininet cleanup callback (``mn -c``)."""
     pids = marked_pids(switch)
-    _kill_all(pids)
+    kill_pids(pids)
     pattern = f"{Path(WORKDIR_BASE).name}{switch or '*'}"
     for d in Path(WORKDIR_BASE).parent.glob(pattern):
         shutil.rmtree(d, ignore_errors=True)
@@ -153,7 +132,7 @@ class _Marked:
         return [p for p in _pids() if p != self.pid and _ns_inode(p) == ino]
 
     def terminate(self) -> None:
-        _kill_all(self.netns_pids())   # daemons and DHCP clients, which outlive the shell
+        kill_pids(self.netns_pids())   # daemons and DHCP clients, which outlive the shell
         super().terminate()
 
 
