@@ -4,6 +4,7 @@ same under ryu-manager is in test_ryu_manager.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -330,14 +331,17 @@ def threads(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
-def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
-    """A stand-in switch answers echo requests (the connection stays up), then
-    hangs with its connection open; the controller declares it gone after echo_timeout and
-    ends the connection's threads (os-ken's native threads wait for each other)."""
-    bridge, port, status_port = f"{wl_prefix}-hs", free_port(), free_port()
+@contextlib.contextmanager
+def standalone_controller(bridge: str, tmp_path: Path, echo_interval: float,
+                          echo_timeout: float):
+    """`wlbridge -v run` on an empty bridge (a stand-in switch plays its part) with these
+    liveness settings: ``(proc, port, status)`` once it listens and serves status; stopped
+    after, and it must exit cleanly."""
+    port, status_port = free_port(), free_port()
     conf = tmp_path / "wl.ini"
-    conf.write_text("[wlbridge]\necho_interval = 0.5\necho_timeout = 1.5\nmeters = false\n")
-    empty_bridge(bridge)  # the bridge must exist; the stand-in switch plays its part
+    conf.write_text(f"[wlbridge]\necho_interval = {echo_interval}\n"
+                    f"echo_timeout = {echo_timeout}\nmeters = false\n")
+    empty_bridge(bridge)  # the bridge must exist
     log = tmp_path / "controller.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(CLI + ["-v", "run", "--bridge", bridge, "--uplink", "lo",
@@ -356,6 +360,18 @@ def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
 
     try:
         wait_for(lambda: status() and listening(port), timeout=20, what="the controller")
+        yield proc, port, status, log
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
+
+
+def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
+    """A stand-in switch answers echo requests (the connection stays up), then
+    hangs with its connection open; the controller declares it gone after echo_timeout and
+    ends the connection's threads (os-ken's native threads wait for each other)."""
+    bridge = f"{wl_prefix}-hs"
+    with standalone_controller(bridge, tmp_path, 0.5, 1.5) as (proc, port, status, log):
         idle = threads(proc.pid)
         switch = HangingSwitch(port, bridge)
         switch.pump(1.0)
@@ -370,9 +386,6 @@ def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
         wait_for(lambda: threads(proc.pid) <= idle, timeout=15, interval=0.2,
                  what=f"the connection's threads to end ({threads(proc.pid)} > {idle})")
         switch.sock.close()
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
 
 
 def test_a_switch_that_connected_to_the_listener_and_closes_is_noticed_at_once(wl_prefix,
@@ -380,28 +393,8 @@ def test_a_switch_that_connected_to_the_listener_and_closes_is_noticed_at_once(w
     """A bridge with an active target connects to the controller's listener; when it closes
     the connection the controller notices at once (not after echo_timeout), and the
     connection's threads end (os-ken's send thread is woken: nothing else would)."""
-    bridge, port, status_port = f"{wl_prefix}-cl", free_port(), free_port()
-    conf = tmp_path / "wl.ini"
-    conf.write_text("[wlbridge]\necho_interval = 20\necho_timeout = 30\nmeters = false\n")
-    empty_bridge(bridge)
-    log = tmp_path / "controller.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(CLI + ["-v", "run", "--bridge", bridge, "--uplink", "lo",
-                                       "--listen-port", str(port), "--state-dir",
-                                       str(tmp_path / "state"), "--status-port",
-                                       str(status_port), "--config-file", str(conf)],
-                                stdout=out, stderr=subprocess.STDOUT)
-
-    def status() -> dict | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
-                                        timeout=2) as resp:
-                return json.load(resp)
-        except OSError:
-            return None
-
-    try:
-        wait_for(lambda: status() and listening(port), timeout=20, what="the controller")
+    bridge = f"{wl_prefix}-cl"
+    with standalone_controller(bridge, tmp_path, 20, 30) as (proc, port, status, log):
         idle = threads(proc.pid)
         switch = HangingSwitch(port, bridge)
         switch.pump(1.0)
@@ -411,9 +404,6 @@ def test_a_switch_that_connected_to_the_listener_and_closes_is_noticed_at_once(w
                  what="the closed connection to be noticed")
         wait_for(lambda: threads(proc.pid) <= idle, timeout=10, interval=0.2,
                  what=f"the connection's threads to end ({threads(proc.pid)} > {idle})")
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0, log.read_text()[-3000:]
 
 
 def ssl_record() -> dict[str, str] | None:
