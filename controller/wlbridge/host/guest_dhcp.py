@@ -13,7 +13,13 @@ The keeper (``python -m wlbridge.host.guest_dhcp``, started detached by `start`,
 in OVSDB by `wlbridge.host.attach`) lives in the root namespace, restarts the client if it
 exits, and stops it when the namespace is gone: a client left inside a dead container's
 namespace would keep that namespace, and so the guest's port, alive.  SIGTERM (`stop`) makes
-the client release its lease and the keeper exit.
+the keeper release the lease and exit, whatever the timing: a bound client (its script marks
+it) releases the lease itself (``udhcpc -R``); a client stopped before it (re-)bound one — a
+container removed a second after it started, its lease taken earlier by the runtime's IPAM —
+is killed and the lease given back by one exchange in the namespace (`lease_once` with
+``release``: asked for again, bound, then released; the DHCPRELEASE carries the client id,
+``01:MAC``, that the server keys the lease by).  `start` returns only once the keeper handles
+SIGTERM, so no `stop` comes too early for that.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import sys
 import time
 
 POLL = 0.2
+START_TIMEOUT = 5.0       # the keeper's start, until it handles SIGTERM
+RELEASE_TIMEOUT = 4.0     # the one exchange that gives back a lease the client did not hold
 SCRIPT_NAME = "udhcpc.script"
 SCRIPT = r"""#!/bin/sh
 # udhcpc event script of `wlbridge attach --dhcp` (wlbridge.host.guest_dhcp): runs in the
@@ -35,6 +43,7 @@ case "$1" in
 deconfig)
     # $WLBRIDGE_KEEP: an address the runtime set (the lease asked for again) stays meanwhile
     [ -n "$WLBRIDGE_KEEP" ] || ip -4 addr flush dev "$interface"
+    [ -z "$WLBRIDGE_BOUND" ] || rm -f "$WLBRIDGE_BOUND"
     ip link set "$interface" up
     ;;
 bound|renew)
@@ -42,6 +51,8 @@ bound|renew)
         ip -4 addr flush dev "$interface"
     fi
     ip addr replace "$ip/${mask:-$subnet}" dev "$interface"
+    # the keeper reads it when it stops: a bound client releases its lease itself
+    [ -z "$WLBRIDGE_BOUND" ] || echo "$ip" > "$WLBRIDGE_BOUND"
     if [ -n "$router" ]; then
         set -- $router
         ip -4 route replace default via "$1" dev "$interface"
@@ -116,8 +127,10 @@ def write_script(run_dir: str) -> str:
 
 def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str,
           keep: str = "") -> int:
-    """Start the keeper (detached, its own session); its pid.  `keep`: an address already on
-    the interface (a runtime set it from an earlier lease): asked for, never flushed."""
+    """Start the keeper (detached, its own session); its pid, once it handles SIGTERM (so a
+    `stop` at any moment after this returns reaches its lease release).  `keep`: an address
+    already on the interface (a runtime set it from an earlier lease): asked for, never
+    flushed, and released at the end even if the client never re-bound it."""
     script = write_script(run_dir)
     argv = [sys.executable, "-m", "wlbridge.host.guest_dhcp", "--name", name,
             "--netns-path", netns_path, "--ifname", ifname, "--script", script,
@@ -125,16 +138,34 @@ def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: 
     with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
-    time.sleep(0.05)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _handles_term(proc.pid) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
     if proc.poll() is not None:
         raise OSError(f"the DHCP keeper exited at once ({proc.returncode}); see "
                       f"{run_dir}/{name}.dhcp.log")
     return proc.pid
 
 
+def _handles_term(pid: int) -> bool:
+    """Process `pid` has its own SIGTERM handler (``SigCgt`` in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next((int(line.split()[1], 16) for line in f
+                           if line.startswith("SigCgt:")), 0)
+    except (OSError, ValueError):
+        return False
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
 LEASE_SCRIPT = r"""#!/bin/sh
-# one-shot udhcpc event script (wlbridge.host.guest_dhcp.lease_once): the lease, nothing set
-[ "$1" = bound ] && echo "$ip ${mask:-$subnet} $router" > "$WLBRIDGE_LEASE"
+# one-shot udhcpc event script (wlbridge.host.guest_dhcp.lease_once): the lease, nothing set;
+# to give it back ($WLBRIDGE_RELEASE) the address goes on the interface first, since udhcpc
+# unicasts its DHCPRELEASE from that address (a bind that fails without it: nothing sent)
+[ "$1" = bound ] || exit 0
+echo "$ip ${mask:-$subnet} $router" > "$WLBRIDGE_LEASE"
+[ -z "$WLBRIDGE_RELEASE" ] || ip -4 addr add "$ip/${mask:-$subnet}" dev "$interface" 2>/dev/null
 exit 0
 """
 
@@ -149,18 +180,35 @@ def lease_once(netns_path: str, ifname: str, name: str, run_dir: str, timeout: f
 
     os.makedirs(run_dir, mode=0o755, exist_ok=True)
     script = os.path.join(run_dir, "udhcpc-once.script")
-    with open(script + ".tmp", "w") as f:
+    tmp = f"{script}.{os.getpid()}"      # keepers ending at once share the run directory
+    with open(tmp, "w") as f:
         f.write(LEASE_SCRIPT)
-    os.chmod(script + ".tmp", 0o755)
-    os.replace(script + ".tmp", script)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, script)
     out = os.path.join(run_dir, f"{name}.lease")
     tries = max(1, int(timeout / 2))
-    subprocess.run(["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-q", "-f",
-                    "-n", "-i", ifname, "-s", script, "-T", "2", "-t", str(tries),
-                    "-x", f"hostname:{name}", *(["-r", request] if request else []),
-                    *(["-R"] if release else [])], env={**os.environ, "WLBRIDGE_LEASE": out},
-                   stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 10,
-                   check=False)
+    argv = ["nsenter", f"--net={netns_path}", "--", "busybox", "udhcpc", "-f", "-n",
+            "-i", ifname, "-s", script, "-T", "2", "-t", str(tries), "-x", f"hostname:{name}",
+            *(["-r", request] if request else []), *(["-R"] if release else ["-q"])]
+    env = {**os.environ, "WLBRIDGE_LEASE": out, "WLBRIDGE_RELEASE": "1" if release else ""}
+    with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
+        client = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=log)
+        try:
+            # quitting once bound (-q) it would not release (busybox 1.35: "entering
+            # released state", nothing sent); bound and then terminated (-R), it does
+            deadline = time.monotonic() + timeout + 10
+            while client.poll() is None and time.monotonic() < deadline \
+                    and not (release and os.path.exists(out)):
+                time.sleep(0.02)
+        finally:
+            if client.poll() is None:
+                client.terminate()
+                try:
+                    client.wait(5)
+                except subprocess.TimeoutExpired:
+                    client.kill()
+                    client.wait()
     try:
         with open(out) as f:
             fields = f.read().split()
@@ -183,7 +231,7 @@ def is_keeper(pid: int, name: str) -> bool:
     return b"wlbridge.host.guest_dhcp" in args and name.encode() in args
 
 
-def stop(pid: int, name: str, timeout: float = 5.0) -> bool:
+def stop(pid: int, name: str, timeout: float = 5.0 + RELEASE_TIMEOUT + 5.0) -> bool:
     """Stop guest `name`'s keeper (and so its client); False when it was not running."""
     if not is_keeper(pid, name):
         return False
@@ -215,18 +263,59 @@ def _netns_id(path: str) -> int | None:
         return None
 
 
-def _end(client: subprocess.Popen | None) -> None:
-    if client is None or client.poll() is not None:
-        return
-    client.terminate()                    # udhcpc -R: releases the lease
-    try:
-        client.wait(2.0)
-    except subprocess.TimeoutExpired:
+def _end(client: subprocess.Popen | None, args: argparse.Namespace, netns: int | None,
+         bound_file: str) -> None:
+    """Stop the client, its lease released whatever the timing: a bound client releases it
+    itself (``udhcpc -R``); one stopped before it (re-)bound a lease the server may hold
+    (asked for, acked but not yet heard, or the runtime's `--keep` lease) is killed and the
+    lease given back by one exchange in the namespace, held open for it meanwhile."""
+    started = client is not None
+    if client is not None and client.poll() is None and os.path.exists(bound_file):
+        client.terminate()                # udhcpc -R: releases the lease
+        try:
+            client.wait(2.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    if not started and not args.keep:
+        return                            # no client ever ran, no lease was given to us
+    fd = _hold_netns(client, args.netns_path, netns)
+    if client is not None and client.poll() is None:
         client.kill()
         client.wait()
+    if fd is None:
+        print("the namespace is gone: the lease (if any) was not released", flush=True)
+        return
+    try:
+        print("the client had not bound its lease: giving it back by one exchange", flush=True)
+        got = lease_once(f"/proc/{os.getpid()}/fd/{fd}", args.ifname, args.name,
+                         os.path.dirname(args.script), RELEASE_TIMEOUT, args.keep, release=True)
+        print(f"lease {got[0]} released" if got else "no lease to release", flush=True)
+    finally:
+        os.close(fd)
+
+
+def _hold_netns(client: subprocess.Popen | None, path: str, netns: int | None) -> int | None:
+    """An fd of the guest's namespace (the client's, else `path` if still the same one)."""
+    paths = ([f"/proc/{client.pid}/ns/net"] if client is not None and client.poll() is None
+             else []) + ([path] if netns is not None and _netns_id(path) == netns else [])
+    for candidate in paths:
+        try:
+            return os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    stopping = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)      # first: `start` returns once it is set
+    signal.signal(signal.SIGINT, on_term)
     p = argparse.ArgumentParser(prog="wlbridge.host.guest_dhcp")
     p.add_argument("--name", required=True)
     p.add_argument("--netns-path", required=True)
@@ -235,18 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolv", default="")
     p.add_argument("--keep", default="")
     args = p.parse_args(argv)
-    stopping = False
-
-    def on_term(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
     netns = _netns_id(args.netns_path)
     dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
+    bound_file = os.path.join(os.path.dirname(args.script), f"{args.name}.bound")
+    if os.path.exists(bound_file):
+        os.unlink(bound_file)             # a keeper's before this one
     env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
-           "WLBRIDGE_KEEP": args.keep}
+           "WLBRIDGE_KEEP": args.keep, "WLBRIDGE_BOUND": bound_file}
     client: subprocess.Popen | None = None
     restart_at, copied = 0.0, None
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
@@ -260,11 +344,12 @@ def main(argv: list[str] | None = None) -> int:
                 stdin=subprocess.DEVNULL)
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)
-    _end(client)
-    try:
-        os.unlink(dns_file)
-    except OSError:
-        pass
+    _end(client, args, netns, bound_file)
+    for path in (dns_file, bound_file):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     return 0
 
 
