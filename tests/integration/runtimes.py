@@ -69,6 +69,7 @@ class Docker:
 class DockerPlugin:
     def __init__(self, bridge: str, name: str, base: Path) -> None:
         self.bridge, self.base, self.proc = bridge, base, None
+        self.docker_sock = base / "d.sock"      # the test's dockerd (`Docker`), asked for names
         self.sock = PLUGIN_DIR / f"{name}.sock"
         self.log = base / "plugin.log"
 
@@ -76,7 +77,8 @@ class DockerPlugin:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wlbridge", "-v", "docker-plugin", "--bridge", self.bridge,
              "--socket", str(self.sock), "--state", str(self.base / "plugin.json"),
-             "--run-dir", str(self.base / "run")],
+             "--run-dir", str(self.base / "run"), "--docker-host",
+             f"unix://{self.docker_sock}"],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for(self.sock.exists, timeout=20, what="the plugin's socket")
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import need, wait_for
+from harness import need, wait_for, wlbridge
 from runtimes import busybox_tar
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
@@ -50,10 +50,10 @@ def conf(bridge: str, **more) -> dict:
             "ipam": {"type": "dhcp"}, "leaseTimeout": 20, **more}
 
 
-def cni(command: str, config: dict | None, container: str, netns: str, ifname: str = "eth0"
-        ) -> tuple[int, dict | None]:
+def cni(command: str, config: dict | None, container: str, netns: str, ifname: str = "eth0",
+        args: str = "") -> tuple[int, dict | None]:
     env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
-           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH}
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH, "CNI_ARGS": args}
     proc = subprocess.run([sys.executable, "-m", "wlbridge.cli.cni"],
                           input=json.dumps(config).encode() if config is not None else b"",
                           env=env, capture_output=True, timeout=60, check=False)
@@ -76,6 +76,12 @@ def ports(wl) -> list[str]:
     return vsctl("list-ports", wl.bridge).split()
 
 
+def status_row(wl, port: str) -> str:
+    """The port's first row in `wlbridge status`."""
+    text = wlbridge("status", "--url", f"http://127.0.0.1:{wl.status_port}").stdout
+    return next((line for line in text.splitlines() if line.startswith(port)), text)
+
+
 def leased_macs(world) -> set[str]:
     return {lease.mac for lease in world.leases()}
 
@@ -91,9 +97,11 @@ def test_cni_add_check_del_by_the_spec(env):
     rc, ver = cni("VERSION", None, "", "")
     assert rc == 0 and "1.0.0" in ver["supportedVersions"]
 
-    rc, res = cni("ADD", conf(wl.bridge), cid, path)
+    rc, res = cni("ADD", conf(wl.bridge), cid, path,
+                  args="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0")
     assert rc == 0, res
     ip = res["ips"][0]["address"].split("/")[0]
+    assert status_row(wl, port_name(name)).endswith("container shop/web-0")
     assert ipaddress.ip_address(ip) in ipaddress.ip_network(world.graph.graph["subnet"])
     assert res["interfaces"][0]["mac"] == guest_mac(name)
     assert res["routes"] and res["ips"][0]["gateway"]
@@ -239,8 +247,8 @@ def test_podman_cni_container_gets_a_lease_and_is_removed_cleanly(env, podman):
     before = HOST_RESOLV.read_bytes()
     netconf = {"cniVersion": "0.4.0", "name": "wl", "plugins": [conf(wl.bridge)]}
     (base / "cni" / "wl.conflist").write_text(json.dumps(netconf))
-    cid = pm("run", "-d", "--network", "wl", "localhost/xct-busybox", "sleep", "600"
-             ).stdout.strip()
+    cid = pm("run", "-d", "--name", "xct-web", "--network", "wl", "localhost/xct-busybox",
+             "sleep", "600").stdout.strip()
     pid = pm("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
     path = f"/proc/{pid}/ns/net"
     name = guest_name(cid, "eth0")
@@ -251,6 +259,7 @@ def test_podman_cni_container_gets_a_lease_and_is_removed_cleanly(env, podman):
     assert ns_ping(path, peer.ip), wl.logs()[-3000:]
     assert peer.ping(ip, count=2)
     assert port_name(name) in ports(wl)
+    assert status_row(wl, port_name(name)).endswith("container xct-web")   # K8S_POD_NAME
 
     pm("rm", "-f", "-t", "0", cid)
     assert port_name(name) not in ports(wl)

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import need, wait_for
+from harness import need, wait_for, wlbridge
 from runtimes import Docker, DockerPlugin, busybox_tar, close
 
 from topologies.ovs import vsctl
@@ -97,6 +97,11 @@ def test_docker_containers_lease_reach_and_leave_nothing(env):
         wait_for(lambda pid=pid: ns_ping(pid, peer6), timeout=20, what="IPv6 to the peer")
     assert ns_ping(pids["c1"], ips["c2"]) and ns_ping(pids["c2"], ips["c1"])
     assert len(guest_ports(wl)) == 2
+    # `wlbridge status` names them (the plugin asked dockerd after Join)
+    url = f"http://127.0.0.1:{wl.status_port}"
+    wait_for(lambda: {line.split()[-1] for line in wlbridge("status", "--url", url)
+                      .stdout.splitlines() if "  container " in line} == {"c1", "c2"},
+             timeout=20, what="the containers named in wlbridge status")
 
     # dockerd restarts (live-restore keeps the containers), then the plugin does
     docker.stop()

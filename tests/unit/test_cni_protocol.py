@@ -78,3 +78,13 @@ def test_guest_names_are_short_stable_and_per_interface() -> None:
 def test_errors_are_json_with_code_and_msg() -> None:
     err = cni.CniError(cni.TRY_LATER, "later", "why").as_json("0.4.0")
     assert err == {"cniVersion": "0.4.0", "code": 11, "msg": "later", "details": "why"}
+
+
+@pytest.mark.parametrize("args, label", [
+    ("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0", "shop/web-0"),   # Kubernetes
+    ("IgnoreUnknown=1;K8S_POD_NAME=db", "db"),            # Podman: the container's name
+    ("", "abc123"),                                       # nothing said: the container id
+    ("garbage;=x;K8S_POD_NAME=", "abc123"),
+])
+def test_the_container_is_named_from_cni_args(args: str, label: str) -> None:
+    assert cni.container_label(cni.parse(env(CNI_ARGS=args), CONF)) == label

@@ -36,3 +36,16 @@ def test_a_port_carrying_several_guests_shows_each_mac_with_its_own_addresses():
     assert rows[1][:1] == ["fd00::a"]  # a's too: its MAC not repeated
     assert rows[2][:2] == [b, "10.0.0.62"]
     assert rows[3][:2] == [c, "-"]  # a guest with no address yet
+
+
+def test_a_container_port_is_named_by_its_runtime():
+    from wlbridge.cli.status_client import name_containers
+
+    snap = {"bridge": "br-wl", "connected": True, "generation": 1, "uplink": {},
+            "counters": {}, "guests": [guest("wl-0123456789ab", True), guest("vm-b", True)]}
+    name_containers(snap, {"wl-0123456789ab": "web", "wl-gone": "old"})
+    lines = {line.split()[0]: line for line in render(snap, now=0).splitlines()
+             if line.startswith(("wl-", "vm-"))}
+    assert lines["wl-0123456789ab"].endswith("  container web")
+    assert "container" not in lines["vm-b"]
+    assert [g.get("container") for g in snap["guests"]] == ["web", None]   # --json too

@@ -19,6 +19,11 @@ tests/integration/test_docker_plugin.py.
   the container; once it is there, the guest's DHCP keeper (`attach.keep_dhcp`) renews the
   lease (same MAC, same client id: the same address) for the container's life and releases it
   when the container stops.  IPv6 comes by SLAAC.
+* Names: after Join, off the request path, the plugin asks dockerd (the Engine API,
+  ``GET /networks/ID`` through the Docker SDK, on ``--docker-host``) which container the
+  endpoint is, and records its name on the port (`attach.name_container`): `wlbridge
+  status` shows it.  When dockerd cannot tell, the port's name (the endpoint id's first 12
+  characters) is all there is.
 * State (networks, endpoints, leases) is saved to a JSON file after every change, so the
   plugin and dockerd can each restart; the ports, their MACs and the keepers' pids are in
   OVSDB.
@@ -52,8 +57,10 @@ class Refused(Exception):
 
 class DockerPlugin:
     def __init__(self, bridge: str, state_path: str, run_dir: str, db_remote: str | None = None,
-                 lease_timeout: float = 20.0, db_timeout: float = 10.0) -> None:
+                 lease_timeout: float = 20.0, db_timeout: float = 10.0,
+                 docker_host: str | None = None) -> None:
         self.bridge, self.state_path, self.run_dir = bridge, state_path, run_dir
+        self.docker_host = docker_host
         self.db_remote, self.lease_timeout, self.db_timeout = db_remote, lease_timeout, db_timeout
         self.lock = threading.Lock()
         self.state: dict[str, dict[str, Any]] = {"networks": {}, "endpoints": {}, "leases": {}}
@@ -287,6 +294,10 @@ class DockerPlugin:
             ep["joined"] = True
             threading.Thread(target=self.keep_dhcp, args=(ep, body["SandboxKey"]),
                              daemon=True).start()
+        if self.docker_host:
+            threading.Thread(target=self.name_endpoint,
+                             args=(body["EndpointID"], body.get("NetworkID", "")),
+                             daemon=True).start()
         out: dict[str, Any] = {"InterfaceName": {"SrcName": attach.peer_name(ep["name"]),
                                                  "DstPrefix": "eth"}}
         if gateway:
@@ -319,6 +330,26 @@ class DockerPlugin:
                 return
             time.sleep(0.1)
         LOG.warning("endpoint %s: its interface never reached %s", ep["name"], sandbox)
+
+    def name_endpoint(self, eid: str, network: str, timeout: float = 30.0) -> None:
+        """Ask dockerd which container endpoint `eid` is (it lists it on the network once
+        the Join is done) and record the container's name on the port."""
+        from wlbridge.host import attach
+
+        name = container_of(self.docker_host or "", network, eid, timeout)
+        if name is None:
+            LOG.info("endpoint %s: dockerd did not name its container", eid[:12])
+            return
+        with self.lock:
+            ep = self.state["endpoints"].get(eid)
+            if ep is None:
+                return                      # gone meanwhile
+            ep["container"] = name
+            stack, db, _ = self.host()
+            with stack:
+                attach.name_container(db, ep["name"], name)
+            self.save()
+        LOG.info("endpoint %s: container %s", ep["name"], name)
 
     def leave(self, body: dict[str, Any]) -> dict[str, Any]:
         """The container stops: its DHCP client releases the lease now, while its interface
@@ -362,6 +393,31 @@ class DockerPlugin:
 
     def nothing(self, body: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+
+def container_of(docker_host: str, network: str, eid: str, timeout: float) -> str | None:
+    """The name of the container endpoint `eid` of `network` is, as dockerd tells it
+    (``GET /networks/ID``, the Docker SDK), waiting up to `timeout`; None if it never does."""
+    import docker
+
+    deadline = time.monotonic() + timeout
+    try:
+        client = docker.APIClient(base_url=docker_host, timeout=10)
+    except docker.errors.DockerException as exc:
+        LOG.warning("dockerd at %s: %s", docker_host, exc)
+        return None
+    with client:
+        while time.monotonic() < deadline:
+            try:
+                found = client.inspect_network(network).get("Containers") or {}
+            except (docker.errors.DockerException, OSError) as exc:
+                LOG.debug("dockerd at %s: %s", docker_host, exc)
+                found = {}
+            for entry in found.values():
+                if entry.get("EndpointID") == eid and entry.get("Name"):
+                    return str(entry["Name"])
+            time.sleep(0.2)
+    return None
 
 
 HANDLERS = {

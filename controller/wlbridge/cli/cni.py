@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wlbridge.cli.common import DEFAULT_BRIDGE
@@ -73,6 +73,7 @@ class Call:
     path: tuple[str, ...]
     config: Mapping[str, Any]
     raw: bytes
+    args: Mapping[str, str] = field(default_factory=dict)    # CNI_ARGS, K=V;K=V
 
     @property
     def version(self) -> str:
@@ -108,7 +109,7 @@ def parse(env: Mapping[str, str], stdin: bytes) -> Call:
     call = Call(command, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""),
                 env.get("CNI_IFNAME", ""),
                 tuple(p for p in env.get("CNI_PATH", "").split(os.pathsep) if p),
-                config, stdin)
+                config, stdin, cni_args(env.get("CNI_ARGS", "")))
     if command == "VERSION":
         return call
     if call.version not in SUPPORTED:
@@ -127,6 +128,22 @@ def parse(env: Mapping[str, str], stdin: bytes) -> Call:
     except (TypeError, ValueError):
         raise CniError(INVALID_CONFIG, "\"leaseTimeout\" must be a number") from None
     return call
+
+
+def cni_args(text: str) -> dict[str, str]:
+    """``CNI_ARGS`` (``K=V;K=V``) as a mapping; pairs without ``=`` are left out."""
+    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
+    return {k.strip(): v.strip() for k, v in pairs if k.strip()}
+
+
+def container_label(call: Call) -> str:
+    """The container's name for `wlbridge status`: what the runtime passes in ``CNI_ARGS``
+    (Kubernetes: ``K8S_POD_NAMESPACE/K8S_POD_NAME``; Podman: ``K8S_POD_NAME``, the
+    container's name), else the container id's first 12 characters."""
+    pod, namespace = call.args.get("K8S_POD_NAME", ""), call.args.get("K8S_POD_NAMESPACE", "")
+    if pod:
+        return f"{namespace}/{pod}" if namespace else pod
+    return call.container[:12]
 
 
 def guest_name(container: str, ifname: str) -> str:
@@ -234,7 +251,8 @@ def add(call: Call, db: Any, net: Any) -> dict[str, Any]:
         req = attach.Request(
             name=name, bridge=call.bridge, nspath=call.netns, ifname=call.ifname, dhcp=dhcp,
             addresses=addrs, gateways=gws, mac=mac, need_controller=True,
-            labels=((CNI_KEY, f"{call.container}/{call.ifname}"),))
+            labels=((CNI_KEY, f"{call.container}/{call.ifname}"),
+                    (attach.CONTAINER_KEY, container_label(call))))
         facts = attach.read_facts(req, db, net)
         plan = attach.make_plan(req, replace(facts, controller=controller_running(call.bridge)))
         if plan.already:

@@ -18,6 +18,7 @@ from wlbridge.errors import UserError
 DEFAULT_SOCKET = "/run/docker/plugins/wlbridge.sock"
 DEFAULT_STATE = "/var/lib/wlbridge/docker-plugin.json"
 DEFAULT_RUN_DIR = "/run/wlbridge/docker"
+DEFAULT_DOCKER = "unix:///var/run/docker.sock"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the containers' DHCP clients keep their scripts and logs")
     parser.add_argument("--lease-timeout", type=float, default=20.0, metavar="SECONDS",
                         help="how long a container's first DHCP lease may take")
+    parser.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST", DEFAULT_DOCKER),
+                        metavar="URL", help="dockerd's API, asked for the containers' names "
+                        "(shown by `wlbridge status`); '' not to ask")
     add_bridge_arguments(parser)
 
 
@@ -42,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     require_root("docker-plugin")
     logging.getLogger("wlbridge").setLevel(logging.INFO)
     plugin = DockerPlugin(args.bridge, args.state, args.run_dir, args.db, args.lease_timeout,
-                          args.timeout)
+                          args.timeout, args.docker_host or None)
     try:
         serve(plugin, args.socket)
     except KeyboardInterrupt:

@@ -113,7 +113,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                 f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
-                   if first and g.get("confirmed") is False else ""))
+                   if first and g.get("confirmed") is False else "")
+                + (f"  container {g['container']}" if first and g.get("container") else ""))
             shown = m
     if not snap.get("guests"):
         lines.append("(no guests)")
@@ -135,8 +136,31 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def name_containers(snap: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """`snap` with each guest port a container runtime's plugin named (port -> name) given
+    its ``container``."""
+    for g in snap.get("guests", []):
+        if g.get("port") in names:
+            g["container"] = names[g["port"]]
+    return snap
+
+
+def container_names(bridge: str, timeout: float = 2.0) -> dict[str, str]:
+    """Port -> container name from the bridge's OVSDB records (`wlbridge.host.attach`);
+    empty when OVSDB cannot be read (not root, another host's controller)."""
+    from wlbridge.host import attach, ovsdb
+
+    try:
+        with ovsdb.connect(None, timeout) as db:
+            info = db.bridge_info(bridge)
+            return attach.container_names(info) if info is not None else {}
+    except Exception:  # noqa: BLE001 - the status without names, never a failure
+        return {}
+
+
 def main(args: argparse.Namespace) -> int:
     snap = fetch(args.url, "/status")
     served_bridge(args.url, args.bridge, snap)
+    name_containers(snap, container_names(str(snap.get("bridge", ""))))
     print(json.dumps(snap, indent=1) if args.json else render(snap))
     return 0

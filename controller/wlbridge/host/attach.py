@@ -52,6 +52,7 @@ NETNS_KEY = "wlbridge-netns"
 ADDRESSING_KEY = "wlbridge-addressing"
 DHCP_PID_KEY = "wlbridge-dhcp-pid"
 RESOLV_KEY = "wlbridge-resolv"      # a resolv.conf attach created (removed by detach)
+CONTAINER_KEY = "wlbridge-container"  # the container's name as its runtime tells it (status)
 PORT_PREFIX, PEER_PREFIX = "wl-", "wp-"
 IFNAMSIZ = 15
 NETNS_DIR = "/run/netns"
@@ -471,6 +472,19 @@ def stop_dhcp(db: Any, bridge: str, name: str) -> bool:
     iface = info.interface(port_name(name)) if info is not None else None
     pid = iface.external_ids.get(DHCP_PID_KEY, "") if iface is not None else ""
     return pid.isdigit() and guest_dhcp.stop(int(pid), name)
+
+
+def name_container(db: Any, name: str, container: str) -> None:
+    """Record on guest `name`'s port the name its runtime gives the container (shown by
+    `wlbridge status`): a runtime that tells it only after attach (Docker, after Join)."""
+    db.set_interface_external_ids(port_name(name), {CONTAINER_KEY: container})
+
+
+def container_names(info: Any) -> dict[str, str]:
+    """Port -> container name, for the guest ports of the bridge `info` describes that a
+    runtime's plugin named (`CONTAINER_KEY`)."""
+    return {iface.name: iface.external_ids[CONTAINER_KEY] for port in info.ports
+            for iface in port.interfaces if iface.external_ids.get(CONTAINER_KEY)}
 
 
 def remove_resolv(path: str | None) -> None:
