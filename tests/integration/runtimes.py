@@ -1,8 +1,13 @@
 """Container runtimes for the integration tests and benchmarks (issue 23): a private dockerd,
-`wlbridge docker-plugin` on a per-test socket, an offline busybox image."""
+`wlbridge docker-plugin` on a per-test socket, Podman with the CNI backend and the
+`wlbridge` CNI plugin, an offline busybox image.
+
+gVisor (this test machine's sandbox) refuses runc's setrlimit; there Podman runs with a
+runtime wrapper that drops the OCI spec's rlimits (`RUNC_WRAPPER`), nothing else."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -30,13 +35,21 @@ def busybox_tar(base: Path) -> Path:
 
 
 class Docker:
-    def __init__(self, base: Path) -> None:
-        self.base, self.proc = base, None
+    """A private dockerd under `base` (data root, exec root, socket): no iptables and no
+    default bridge; or, with `netns` (a namespace the caller made), Docker's own default:
+    the NAT bridge docker0 and its iptables rules, all inside that namespace (the host's
+    iptables untouched; `nsenter`, not `ip netns exec`, which would hide the cgroups)."""
+
+    def __init__(self, base: Path, netns: str | None = None) -> None:
+        self.base, self.proc, self.netns = base, None, netns
         self.sock = base / "d.sock"
 
     def start(self) -> None:
+        isolated = (["nsenter", f"--net=/run/netns/{self.netns}", "--", "dockerd"]
+                    if self.netns else
+                    ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none"])
         self.proc = subprocess.Popen(
-            ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+            [*isolated,
              "--storage-driver=vfs", "--live-restore", "--data-root", str(self.base / "data"),
              "--exec-root", str(self.base / "exec"), "-H", f"unix://{self.sock}",
              "--pidfile", str(self.base / "d.pid")],
@@ -60,9 +73,11 @@ class Docker:
         proc = subprocess.run(["docker", "-H", f"unix://{self.sock}", *args],
                               capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
+            plugin_log = self.base / "plugin.log"
             raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}\n"
                                  + (self.base / "dockerd.log").read_text()[-1000:]
-                                 + (self.base / "plugin.log").read_text()[-3000:])
+                                 + (plugin_log.read_text()[-3000:] if plugin_log.exists()
+                                    else ""))
         return proc
 
 
@@ -104,3 +119,73 @@ def close(docker: Docker, plugin: DockerPlugin, base: Path) -> None:
     subprocess.run(["umount", "-R", str(base / "exec")], check=False, capture_output=True)
     subprocess.run(["umount", "-R", str(base / "data")], check=False, capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+RUNC_WRAPPER = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if "create" in args or "run" in args:
+    bundle = args[args.index("--bundle") + 1] if "--bundle" in args else "."
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec.get("process", {{}}).pop("rlimits", None)
+    with open(path, "w") as f:
+        json.dump(spec, f)
+os.execvp("runc", ["runc", *args])
+"""
+
+PLUGIN = """#!/bin/sh
+PYTHONPATH={pythonpath} exec {python} -m wlbridge.cli.cni "$@"
+"""
+
+
+def gvisor() -> bool:
+    try:
+        return "runsc" in Path("/etc/hosts").read_text()
+    except OSError:
+        return False
+
+
+class Podman:
+    """Podman 4.3 with the CNI backend, everything private under `base`: storage root, run
+    root, CNI configuration directory (``base/cni``, where a test writes its network) and
+    containers.conf; the `wlbridge` CNI plugin beside the standard ones of `cni_path`; the
+    image ``localhost/xct-busybox`` (`start`)."""
+
+    def __init__(self, base: Path, cni_path: str) -> None:
+        self.base = base
+        (base / "cni").mkdir(parents=True)
+        (base / "plugins").mkdir()
+        plugin = base / "plugins" / "wlbridge"
+        plugin.write_text(PLUGIN.format(python=sys.executable,
+                                        pythonpath=os.environ.get("PYTHONPATH", "")))
+        plugin.chmod(0o755)
+        (base / "containers.conf").write_text(
+            f'[network]\ncni_plugin_dirs = ["{base / "plugins"}", "{cni_path}"]\n'
+            f'network_config_dir = "{base / "cni"}"\n')
+        self.argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
+                     "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                     "--network-backend", "cni", "--cni-config-dir", str(base / "cni")]
+        if gvisor():
+            wrapper = base / "runc-wrap"
+            wrapper.write_text(RUNC_WRAPPER.format(python=sys.executable))
+            wrapper.chmod(0o755)
+            self.argv += ["--runtime", str(wrapper)]
+        self.env = {**os.environ, "CONTAINERS_CONF": str(base / "containers.conf")}
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120
+                 ) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.argv, *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {proc.stderr}")
+        return proc
+
+    def start(self) -> None:
+        self("import", str(busybox_tar(self.base)), "localhost/xct-busybox")
+
+    def close(self) -> None:
+        self("rm", "-a", "-f", "-t", "0", check=False)
+        self("system", "reset", "--force", check=False)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -3,8 +3,8 @@ driven as the spec says (CNI_* environment, configuration on stdin), then throug
 backend (Debian 12's podman 4.3, a private storage root, configuration directory and
 containers.conf; an image made offline by `podman import` of a static busybox root).
 
-gVisor (this test machine's sandbox) refuses runc's setrlimit; there the test runs podman with
-a runtime wrapper that drops the OCI spec's rlimits (`RUNC_WRAPPER`), nothing else.
+gVisor (this test machine's sandbox) refuses runc's setrlimit; there Podman runs with
+a runtime wrapper that drops the OCI spec's rlimits (`runtimes.RUNC_WRAPPER`), nothing else.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from harness import need, wait_for, wlbridge
-from runtimes import busybox_tar
+from runtimes import Podman
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
 
@@ -176,69 +176,15 @@ def test_cni_refuses_a_missing_bridge_a_stopped_controller_bad_input(env):
 
 
 # ---- through Podman ---------------------------------------------------------------------
-RUNC_WRAPPER = """#!{python}
-import json, os, sys
-args = sys.argv[1:]
-if "create" in args or "run" in args:
-    bundle = args[args.index("--bundle") + 1] if "--bundle" in args else "."
-    path = os.path.join(bundle, "config.json")
-    with open(path) as f:
-        spec = json.load(f)
-    spec.get("process", {{}}).pop("rlimits", None)
-    with open(path, "w") as f:
-        json.dump(spec, f)
-os.execvp("runc", ["runc", *args])
-"""
-
-PLUGIN = """#!/bin/sh
-PYTHONPATH={pythonpath} exec {python} -m wlbridge.cli.cni "$@"
-"""
-
-
-def gvisor() -> bool:
-    try:
-        return "runsc" in Path("/etc/hosts").read_text()
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def podman():
     if shutil.which("podman") is None:
         need("/usr/bin/podman", "podman")
     need(BUSYBOX, "busybox")
-    base = Path(tempfile.mkdtemp(prefix="xct-pm-"))    # podman wants a short runroot
-    (base / "cni").mkdir(parents=True)
-    (base / "plugins").mkdir()
-    plugin = base / "plugins" / "wlbridge"
-    plugin.write_text(PLUGIN.format(python=sys.executable,
-                                    pythonpath=os.environ.get("PYTHONPATH", "")))
-    plugin.chmod(0o755)
-    (base / "containers.conf").write_text(
-        f'[network]\ncni_plugin_dirs = ["{base / "plugins"}", "{CNI_PATH}"]\n'
-        f'network_config_dir = "{base / "cni"}"\n')
-    argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
-            "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-            "--network-backend", "cni", "--cni-config-dir", str(base / "cni")]
-    if gvisor():
-        wrapper = base / "runc-wrap"
-        wrapper.write_text(RUNC_WRAPPER.format(python=sys.executable))
-        wrapper.chmod(0o755)
-        argv += ["--runtime", str(wrapper)]
-    env = {**os.environ, "CONTAINERS_CONF": str(base / "containers.conf")}
-
-    def pm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*argv, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)}: {proc.stderr}")
-        return proc
-
-    pm("import", str(busybox_tar(base)), "localhost/xct-busybox")
-    yield pm, base
-    pm("rm", "-a", "-f", "-t", "0", check=False)
-    pm("system", "reset", "--force", check=False)
-    shutil.rmtree(base, ignore_errors=True)
+    pm = Podman(Path(tempfile.mkdtemp(prefix="xct-pm-")), CNI_PATH)  # a short runroot
+    pm.start()
+    yield pm, pm.base
+    pm.close()
 
 
 def test_podman_cni_container_gets_a_lease_and_is_removed_cleanly(env, podman):

@@ -8,7 +8,10 @@ The namespace is attached without addressing, then its lease is taken by one exc
 * the guest's DHCP keeper is started and stopped at once, before its client re-bound that
   lease (a container removed right after it started): the keeper must still release it;
 * the one-shot release (the plugin's DeleteEndpoint when no keeper ran: the lease asked for
-  again and given back at once) must reach the server.
+  again and given back at once) must reach the server;
+* a guest detached right after its lease (a CNI DEL right after ADD, `podman run`/`rm`): the
+  DHCPRELEASE, unicast, waits in the kernel for the server's MAC; the port and veth removed
+  at once would drop it.
 """
 
 from __future__ import annotations
@@ -77,3 +80,18 @@ def test_a_lease_no_keeper_held_is_given_back(guest):
              what="the lease given back: "
              + (Path(run_dir) / f"{name}.dhcp.log").read_text())
 
+
+
+def test_a_guest_detached_right_after_its_lease_releases_it(guestless_lan, tmp_path):
+    world, wl, make_ns = guestless_lan
+    name = f"{world.prefix}r2"
+    ns = make_ns("r2", lambda _: wlbridge("detach", name, "--bridge", wl.bridge, check=False))
+    for _ in range(3):
+        out = wlbridge("attach", name, "--bridge", wl.bridge, "--netns", ns, "--dhcp",
+                       "--lease-timeout", "20", "--run-dir", str(tmp_path / "run")).stdout
+        assert "IPv4 by DHCP" in out, out
+        assert lease_of(world, guest_mac(name)) is not None
+        wlbridge("detach", name, "--bridge", wl.bridge)     # the veth goes at once
+        wait_for(lambda: lease_of(world, guest_mac(name)) is None, timeout=10,
+                 what="the lease released: "
+                 + (tmp_path / "run" / f"{name}.dhcp.log").read_text())

@@ -52,7 +52,7 @@ bound|renew)
     fi
     ip addr replace "$ip/${mask:-$subnet}" dev "$interface"
     # the keeper reads it when it stops: a bound client releases its lease itself
-    [ -z "$WLBRIDGE_BOUND" ] || echo "$ip" > "$WLBRIDGE_BOUND"
+    [ -z "$WLBRIDGE_BOUND" ] || echo "$ip $serverid" > "$WLBRIDGE_BOUND"
     if [ -n "$router" ]; then
         set -- $router
         ip -4 route replace default via "$1" dev "$interface"
@@ -164,7 +164,8 @@ LEASE_SCRIPT = r"""#!/bin/sh
 # to give it back ($WLBRIDGE_RELEASE) the address goes on the interface first, since udhcpc
 # unicasts its DHCPRELEASE from that address (a bind that fails without it: nothing sent)
 [ "$1" = bound ] || exit 0
-echo "$ip ${mask:-$subnet} $router" > "$WLBRIDGE_LEASE"
+set -- $router
+echo "$ip ${mask:-$subnet} ${serverid:--} ${1:--}" > "$WLBRIDGE_LEASE"
 [ -z "$WLBRIDGE_RELEASE" ] || ip -4 addr add "$ip/${mask:-$subnet}" dev "$interface" 2>/dev/null
 exit 0
 """
@@ -215,10 +216,29 @@ def lease_once(netns_path: str, ifname: str, name: str, run_dir: str, timeout: f
         os.unlink(out)
     except OSError:
         return None
-    if len(fields) < 2:
+    if len(fields) < 4:
         return None
+    if release:
+        sent_to(netns_path, fields[2])
     plen = ipaddress.ip_network(f"0.0.0.0/{fields[1]}").prefixlen
-    return fields[0], plen, (fields[2] if len(fields) > 2 else None)
+    return fields[0], plen, (fields[3] if fields[3] != "-" else None)
+
+
+def sent_to(netns_path: str, server: str, timeout: float = 1.0) -> bool:
+    """Wait (up to `timeout`) until a packet udhcpc unicast to `server` (its DHCPRELEASE)
+    has left the namespace: the kernel holds it while it resolves the server's MAC, and a
+    namespace or interface removed meanwhile (a runtime's DEL right after) drops it.  False:
+    still unresolved."""
+    if server == "-":
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["nsenter", f"--net={netns_path}", "--", "ip", "-4", "neigh",
+                              "show", "to", server], capture_output=True, text=True,
+                             check=False).stdout
+        if "INCOMPLETE" not in out or time.monotonic() >= deadline:
+            return "INCOMPLETE" not in out
+        time.sleep(0.02)
 
 
 def is_keeper(pid: int, name: str) -> bool:
@@ -269,30 +289,42 @@ def _end(client: subprocess.Popen | None, args: argparse.Namespace, netns: int |
     itself (``udhcpc -R``); one stopped before it (re-)bound a lease the server may hold
     (asked for, acked but not yet heard, or the runtime's `--keep` lease) is killed and the
     lease given back by one exchange in the namespace, held open for it meanwhile."""
-    started = client is not None
-    if client is not None and client.poll() is None and os.path.exists(bound_file):
-        client.terminate()                # udhcpc -R: releases the lease
-        try:
-            client.wait(2.0)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    if not started and not args.keep:
+    if client is None and not args.keep:
         return                            # no client ever ran, no lease was given to us
+    bound = _read(bound_file).split()
     fd = _hold_netns(client, args.netns_path, netns)
-    if client is not None and client.poll() is None:
-        client.kill()
-        client.wait()
-    if fd is None:
-        print("the namespace is gone: the lease (if any) was not released", flush=True)
-        return
+    held = f"/proc/{os.getpid()}/fd/{fd}"
     try:
+        if client is not None and client.poll() is None and len(bound) == 2:
+            client.terminate()            # udhcpc -R: releases the lease
+            try:
+                client.wait(2.0)
+                if fd is not None and not sent_to(held, bound[1]):
+                    print(f"the release to {bound[1]} may not have left", flush=True)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait()
+        if fd is None:
+            print("the namespace is gone: the lease (if any) was not released", flush=True)
+            return
         print("the client had not bound its lease: giving it back by one exchange", flush=True)
-        got = lease_once(f"/proc/{os.getpid()}/fd/{fd}", args.ifname, args.name,
-                         os.path.dirname(args.script), RELEASE_TIMEOUT, args.keep, release=True)
+        got = lease_once(held, args.ifname, args.name, os.path.dirname(args.script),
+                         RELEASE_TIMEOUT, args.keep, release=True)
         print(f"lease {got[0]} released" if got else "no lease to release", flush=True)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _hold_netns(client: subprocess.Popen | None, path: str, netns: int | None) -> int | None:
