@@ -39,58 +39,23 @@ from common import (
     FLOOD,
     Bench,
     base_parser,
+    dhcp_exchange,
+    flows,
+    leases,
+    left_behind,
     machine,
+    meters,
     packet_in_changes,
+    settle,
     summary,
     table,
     wait_until,
     write_json,
 )
-from harness import wlbridge as wlbridge_cli
 from runtimes import Docker, DockerPlugin, Podman, busybox_tar, close
-from wlbridge.host import guest_dhcp
-
-from topologies.ovs import ofctl, vsctl
 
 CNI_PATH = "/usr/lib/cni"
 IMAGE = "xct-busybox"
-
-
-def guest_ports(bridge: str) -> list[str]:
-    return [p for p in vsctl("list-ports", bridge).split() if p.startswith("wl-")]
-
-
-def meters(bridge: str) -> int:
-    out = ofctl("-O", "OpenFlow13", "dump-meters", bridge)
-    return sum(1 for line in out.splitlines() if "meter=" in line)
-
-
-def flows(bridge: str) -> int:
-    return sum(1 for line in ofctl("-O", "OpenFlow13", "dump-flows", bridge).splitlines()
-               if "cookie=" in line)
-
-
-def leases(world, before: set[str]) -> int:
-    """The DHCP server's leases now that were not there at the start (the station's own and
-    any other left out)."""
-    return len({lease.mac for lease in world.leases()} - before)
-
-
-def left_behind(world, wl, flows0: int, meters0: int, leases0: set[str]) -> dict[str, int]:
-    return {"ports": len(guest_ports(wl.bridge)),
-            "bindings": sum(len(g["ips"]) for g in wl.status()["guests"]),
-            "leases": leases(world, leases0), "flows_added": flows(wl.bridge) - flows0,
-            "meters_added": meters(wl.bridge) - meters0}
-
-
-def settle(world, wl, leases0: set[str]) -> None:
-    """Wait (bounded) for the ports and the leases to go; what stays is counted."""
-    wait_until(lambda: guest_ports(wl.bridge) == [], timeout=120, what="ports gone")
-    try:
-        wait_until(lambda: not leases(world, leases0), timeout=30, what="leases released")
-    except RuntimeError:
-        print("  leases left:", [(x.mac, x.ip) for x in world.leases()
-                                 if x.mac not in leases0], flush=True)
 
 
 def in_pid_ns(pid: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -112,29 +77,6 @@ def ping_stats(res: subprocess.CompletedProcess) -> tuple[int, int]:
 
 
 # ---- the floors -------------------------------------------------------------------------
-def dhcp_exchange(world, wl, run_dir: Path, runs: int) -> dict:
-    """One DHCP exchange (udhcpc until bound) through wlbridge, `runs` times, in a namespace
-    attached to the bridge; the lease released at the end."""
-    name = f"{world.prefix}fl"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        wlbridge_cli("attach", name, "--bridge", wl.bridge, "--netns", name, "--run-dir",
-                     str(run_dir))
-        times, got = [], None
-        for _ in range(runs):
-            t0 = time.monotonic()
-            got = guest_dhcp.lease_once(f"/run/netns/{name}", "eth0", name, str(run_dir), 20)
-            times.append(time.monotonic() - t0)
-            if got is None:
-                raise RuntimeError("no DHCP lease for the floor's namespace")
-        guest_dhcp.lease_once(f"/run/netns/{name}", "eth0", name, str(run_dir), 20,
-                              request=got[0], release=True)
-    finally:
-        wlbridge_cli("detach", name, "--bridge", wl.bridge, check=False)
-        subprocess.run(["ip", "netns", "del", name], check=False)
-    return summary(times)
-
-
 def nat_bridge(runs: int) -> dict:
     """`docker run` on Docker's default NAT bridge until the container answers its host, by
     a dockerd inside a namespace of its own."""
