@@ -49,6 +49,7 @@ from common import (
     settle,
     summary,
     table,
+    unreleased,
     wait_until,
     write_json,
 )
@@ -187,7 +188,7 @@ def main() -> int:
             docker("run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "3600")
             return time.monotonic() - t0
 
-        reach, none = [], []
+        reach, none, log0 = [], [], len(world.dnsmasq_log())
         for i in range(args.runs):
             none.append(run_none(f"n{i}"))
             reach.append(run_reachable(f"r{i}"))
@@ -196,8 +197,9 @@ def main() -> int:
                   flush=True)
         settle(world, wl, leases0)
         result["run_to_reachable"], result["run_network_none"] = summary(reach), summary(none)
+        result["runs_never_released"] = len(set(unreleased(world, log0)) - leases0)
 
-        t0 = time.monotonic()
+        t0, log0 = time.monotonic(), len(world.dnsmasq_log())
         names = [f"b{i}" for i in range(args.burst)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.burst) as pool:
             started = list(pool.map(lambda n: docker("run", "-d", "--name", n, "--network",
@@ -219,15 +221,16 @@ def main() -> int:
         docker("rm", "-f", *names)
         settle(world, wl, leases0)
         result["burst"]["leases_left_after_rm"] = leases(world, leases0)
+        result["burst"]["never_released"] = len(set(unreleased(world, log0)) - leases0)
 
-        t0 = time.monotonic()
+        t0, log0 = time.monotonic(), len(world.dnsmasq_log())
         for _ in range(args.cycles):
             docker("run", "-d", "--name", "cycle", "--network", "wl", IMAGE, "sleep", "60")
             docker("rm", "-f", "cycle")
         cycles_s = time.monotonic() - t0
         settle(world, wl, leases0)
         result["cycles"] = {"cycles": args.cycles, "seconds": round(cycles_s, 1),
-                            "left": left_behind(world, wl, flows0, meters0, leases0)}
+                            "left": left_behind(world, wl, flows0, meters0, leases0, log0)}
         print(f"  docker cycles: {result['cycles']}", flush=True)
         close(docker, plugin, base)
         docker = plugin = None
@@ -239,7 +242,7 @@ def main() -> int:
                 {"cniVersion": "0.4.0", "name": "wl",
                  "plugins": [{"type": "wlbridge", "bridge": wl.bridge,
                               "ipam": {"type": "dhcp"}, "leaseTimeout": 20}]}))
-            t0 = time.monotonic()
+            t0, log0 = time.monotonic(), len(world.dnsmasq_log())
             for _ in range(args.podman_cycles):
                 pm("run", "-d", "--name", "pcycle", "--network", "wl", f"localhost/{IMAGE}",
                    "sleep", "60")
@@ -248,7 +251,7 @@ def main() -> int:
             settle(world, wl, leases0)
             result["podman_cycles"] = {"cycles": args.podman_cycles, "seconds": round(pm_s, 1),
                                        "left": left_behind(world, wl, flows0, meters0,
-                                                           leases0)}
+                                                           leases0, log0)}
             print(f"  podman cycles: {result['podman_cycles']}", flush=True)
     finally:
         if docker is not None and plugin is not None:
@@ -271,6 +274,7 @@ def main() -> int:
     lefts = [result["cycles"]["left"]] + ([result["podman_cycles"]["left"]]
                                           if "podman_cycles" in result else [])
     ok = (b["with_address"] == b["containers"] and b["controller_errors"] == 0
+          and not b["never_released"] and not result["runs_never_released"]
           and b["after"]["packet_ins"] == 0 and not any(v for left in lefts
                                                          for v in left.values()))
     print(f"\nburst: {b}\ncycles left behind: {lefts}\ntargets: {'met' if ok else 'NOT met'}")

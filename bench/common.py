@@ -395,16 +395,39 @@ def flows(bridge: str) -> int:
                if "cookie=" in line)
 
 
+_ACK = re.compile(r"DHCPACK\(\S+\) (\S+) ([0-9a-f:]{17})")
+_RELEASE = re.compile(r"DHCPRELEASE\(\S+\) (\S+) ([0-9a-f:]{17})")
+
+
+def unreleased(world, since: int = 0) -> dict[str, str]:
+    """MAC -> address of the leases the DHCP server acked after offset `since` of its log
+    and that no DHCPRELEASE followed: the leak, whether or not the lease has expired since
+    (the lease file forgets an expired lease; dnsmasq's log does not)."""
+    held: dict[str, str] = {}
+    for line in world.dnsmasq_log()[since:].splitlines():
+        if (m := _ACK.search(line)):
+            held[m.group(2)] = m.group(1)
+        elif (m := _RELEASE.search(line)):
+            held.pop(m.group(2), None)
+    return held
+
+
 def leases(world, before: set[str]) -> int:
     """The DHCP server's leases now that were not there at the start (the station's own and
     any other left out)."""
     return len({lease.mac for lease in world.leases()} - before)
 
 
-def left_behind(world, wl, flows0: int, meters0: int, leases0: set[str]) -> dict[str, int]:
+def left_behind(world, wl, flows0: int, meters0: int, leases0: set[str],
+                log_from: int = 0) -> dict[str, int]:
+    """What is left: guest ports, bindings, flows and meters added, leases in the server's
+    lease file that were not there at the start, and leases never released since offset
+    `log_from` of the server's log (`unreleased`: also those expired meanwhile)."""
     return {"ports": len(guest_ports(wl.bridge)),
             "bindings": sum(len(g["ips"]) for g in wl.status()["guests"]),
-            "leases": leases(world, leases0), "flows_added": flows(wl.bridge) - flows0,
+            "leases": leases(world, leases0),
+            "leases_never_released": len(set(unreleased(world, log_from)) - leases0),
+            "flows_added": flows(wl.bridge) - flows0,
             "meters_added": meters(wl.bridge) - meters0}
 
 

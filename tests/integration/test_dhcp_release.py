@@ -17,6 +17,7 @@ The namespace is attached without addressing, then its lease is taken by one exc
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -95,3 +96,34 @@ def test_a_guest_detached_right_after_its_lease_releases_it(guestless_lan, tmp_p
         wait_for(lambda: lease_of(world, guest_mac(name)) is None, timeout=10,
                  what="the lease released: "
                  + (tmp_path / "run" / f"{name}.dhcp.log").read_text())
+
+
+def test_a_release_waiting_for_the_servers_mac_is_not_dropped(guest):
+    """udhcpc runs its deconfig right after sending the release; flushing the address then
+    drops the release while the kernel still holds it for ARP (the guest never talked to the
+    server by unicast).  The server's namespace ignores ARP until the release is seen held."""
+    world, name, path, run_dir = guest
+    server = next(p for p in world.processes.procs if p.name == "dnsmasq").netns
+    sysctl = ["ip", "netns", "exec", server, "sysctl", "-q", "-w"]
+
+    def neigh() -> str:
+        return subprocess.run(["nsenter", f"--net={path}", "--", "ip", "neigh", "show", "dev",
+                               "eth0"], capture_output=True, text=True, check=False).stdout
+
+    pid = guest_dhcp.start(name, path, "eth0", None, run_dir)
+    wait_for(lambda: lease_of(world, guest_mac(name)), timeout=20, what="the keeper's lease")
+    wait_for(lambda: (Path(run_dir) / f"{name}.bound").exists(), timeout=10,
+             what="the client bound")
+    subprocess.run(["nsenter", f"--net={path}", "--", "ip", "neigh", "flush", "dev", "eth0"],
+                   check=True)
+    subprocess.run([*sysctl, "net.ipv4.conf.all.arp_ignore=8"], check=True)
+    try:
+        stopper = threading.Thread(target=guest_dhcp.stop, args=(pid, name))
+        stopper.start()
+        wait_for(lambda: "INCOMPLETE" in neigh(), timeout=5,
+                 what="the release held for the server's MAC: " + neigh())
+    finally:
+        subprocess.run([*sysctl, "net.ipv4.conf.all.arp_ignore=0"], check=True)
+    stopper.join(20)
+    wait_for(lambda: lease_of(world, guest_mac(name)) is None, timeout=10,
+             what="the lease released: " + (Path(run_dir) / f"{name}.dhcp.log").read_text())

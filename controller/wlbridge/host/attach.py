@@ -642,6 +642,9 @@ def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
     pid = ids.get(DHCP_PID_KEY)
     if pid and pid.isdigit() and guest_dhcp.stop(int(pid), name):
         lines.append(f"{name}: DHCP client stopped")
+        index = net.link_index(port) if net is not None else None
+        if index is not None and not wait_drained(index):
+            lines.append(f"{name}: Open vSwitch had not read all the guest's last packets")
     if db.delete_port(bridge, port):
         lines.append(f"{name}: port {port} removed from {bridge}")
     index = net.link_index(port) if net is not None else None
@@ -650,6 +653,27 @@ def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
         lines.append(f"{name}: veth pair {port} deleted")
     remove_resolv(ids.get(RESOLV_KEY))
     return lines
+
+
+PACKET_SOCKETS = "/proc/net/packet"
+
+
+def wait_drained(ifindex: int, timeout: float = 1.0, table: str = PACKET_SOCKETS) -> bool:
+    """Wait (up to `timeout`) until no packet socket on interface `ifindex` has packets
+    queued (``Rmem`` 0 in /proc/net/packet): the userspace datapath reads a port through
+    one, and a port deleted before it read the guest's last packet (its DHCPRELEASE) drops
+    that packet.  False: still queued."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.read().splitlines()[1:]]
+        except OSError:
+            return True                      # no such table: nothing to wait for
+        queued = [r for r in rows if len(r) > 6 and r[4] == str(ifindex) and r[6] != "0"]
+        if not queued or time.monotonic() >= deadline:
+            return not queued
+        time.sleep(0.01)
 
 
 def detach_all(info: Any, db: Any, net: Any) -> list[str]:

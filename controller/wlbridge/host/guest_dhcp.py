@@ -41,6 +41,9 @@ SCRIPT = r"""#!/bin/sh
 # guest's network namespace with the host's files; DNS goes to $WLBRIDGE_RESOLV only.
 case "$1" in
 deconfig)
+    # after the release (the keeper stops us): the address stays until the release, held
+    # by the kernel while it resolves the server's MAC, has left (flushing drops it)
+    [ -n "$WLBRIDGE_BOUND" ] && [ -e "$WLBRIDGE_BOUND.releasing" ] && exit 0
     # $WLBRIDGE_KEEP: an address the runtime set (the lease asked for again) stays meanwhile
     [ -n "$WLBRIDGE_KEEP" ] || ip -4 addr flush dev "$interface"
     [ -z "$WLBRIDGE_BOUND" ] || rm -f "$WLBRIDGE_BOUND"
@@ -224,11 +227,11 @@ def lease_once(netns_path: str, ifname: str, name: str, run_dir: str, timeout: f
     return fields[0], plen, (fields[3] if fields[3] != "-" else None)
 
 
-def sent_to(netns_path: str, server: str, timeout: float = 1.0) -> bool:
-    """Wait (up to `timeout`) until a packet udhcpc unicast to `server` (its DHCPRELEASE)
-    has left the namespace: the kernel holds it while it resolves the server's MAC, and a
-    namespace or interface removed meanwhile (a runtime's DEL right after) drops it.  False:
-    still unresolved."""
+def sent_to(netns_path: str, server: str, timeout: float = 3.5) -> bool:
+    """Wait (up to `timeout`: the kernel's 3 ARP probes a second apart) until a packet udhcpc
+    unicast to `server` (its DHCPRELEASE) has left the namespace: the kernel holds it while
+    it resolves the server's MAC, and a namespace or interface removed meanwhile (a
+    runtime's DEL right after) drops it.  False: still unresolved."""
     if server == "-":
         return True
     deadline = time.monotonic() + timeout
@@ -296,11 +299,17 @@ def _end(client: subprocess.Popen | None, args: argparse.Namespace, netns: int |
     held = f"/proc/{os.getpid()}/fd/{fd}"
     try:
         if client is not None and client.poll() is None and len(bound) == 2:
+            with open(bound_file + ".releasing", "w"):
+                pass                      # the script's deconfig leaves the address
             client.terminate()            # udhcpc -R: releases the lease
             try:
                 client.wait(2.0)
                 if fd is not None and not sent_to(held, bound[1]):
                     print(f"the release to {bound[1]} may not have left", flush=True)
+                if fd is not None and not args.keep:
+                    subprocess.run(["nsenter", f"--net={held}", "--", "ip", "-4", "addr",
+                                    "flush", "dev", args.ifname], capture_output=True,
+                                   check=False)
                 return
             except subprocess.TimeoutExpired:
                 pass
@@ -359,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     netns = _netns_id(args.netns_path)
     dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
     bound_file = os.path.join(os.path.dirname(args.script), f"{args.name}.bound")
-    if os.path.exists(bound_file):
-        os.unlink(bound_file)             # a keeper's before this one
+    for stale in (bound_file, bound_file + ".releasing"):    # a keeper's before this one
+        if os.path.exists(stale):
+            os.unlink(stale)
     env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
            "WLBRIDGE_KEEP": args.keep, "WLBRIDGE_BOUND": bound_file}
     client: subprocess.Popen | None = None
@@ -377,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)
     _end(client, args, netns, bound_file)
-    for path in (dns_file, bound_file):
+    for path in (dns_file, bound_file, bound_file + ".releasing"):
         try:
             os.unlink(path)
         except OSError:
