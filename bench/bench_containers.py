@@ -198,6 +198,8 @@ def main() -> int:
         settle(world, wl, leases0)
         result["run_to_reachable"], result["run_network_none"] = summary(reach), summary(none)
         result["runs_never_released"] = len(set(unreleased(world, log0)) - leases0)
+        print(f"  leases never released after the runs: {result['runs_never_released']}",
+              flush=True)
 
         t0, log0 = time.monotonic(), len(world.dnsmasq_log())
         names = [f"b{i}" for i in range(args.burst)]
@@ -222,6 +224,7 @@ def main() -> int:
         settle(world, wl, leases0)
         result["burst"]["leases_left_after_rm"] = leases(world, leases0)
         result["burst"]["never_released"] = len(set(unreleased(world, log0)) - leases0)
+        print(f"  burst after rm: {result['burst']}", flush=True)
 
         t0, log0 = time.monotonic(), len(world.dnsmasq_log())
         for _ in range(args.cycles):
@@ -243,13 +246,21 @@ def main() -> int:
                  "plugins": [{"type": "wlbridge", "bridge": wl.bridge,
                               "ipam": {"type": "dhcp"}, "leaseTimeout": 20}]}))
             t0, log0 = time.monotonic(), len(world.dnsmasq_log())
+            rm_retries = 0
             for _ in range(args.podman_cycles):
                 pm("run", "-d", "--name", "pcycle", "--network", "wl", f"localhost/{IMAGE}",
                    "sleep", "60")
-                pm("rm", "-f", "-t", "0", "pcycle")
+                # podman 4.3 under gVisor now and then fails to unmount the container's shm
+                # ("device or resource busy"): its network is torn down by then; rm again
+                for _ in range(5):
+                    if pm("rm", "-f", "-t", "0", "pcycle", check=False).returncode == 0:
+                        break
+                    rm_retries += 1
+                    time.sleep(0.5)
             pm_s = time.monotonic() - t0
             settle(world, wl, leases0)
             result["podman_cycles"] = {"cycles": args.podman_cycles, "seconds": round(pm_s, 1),
+                                       "rm_retries": rm_retries,
                                        "left": left_behind(world, wl, flows0, meters0,
                                                            leases0, log0)}
             print(f"  podman cycles: {result['podman_cycles']}", flush=True)
