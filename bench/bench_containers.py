@@ -253,12 +253,16 @@ def main() -> int:
                 # podman 4.3 under gVisor now and then fails to unmount the container's shm
                 # ("device or resource busy"): its network is torn down by then; rm again
                 for _ in range(5):
-                    if pm("rm", "-f", "-t", "0", "pcycle", check=False).returncode == 0:
+                    rm = pm("rm", "-f", "-t", "0", "pcycle", check=False)
+                    if rm.returncode == 0:
                         break
+                    print("  podman rm:", rm.stderr.strip()[-300:], flush=True)
                     rm_retries += 1
                     time.sleep(0.5)
             pm_s = time.monotonic() - t0
             settle(world, wl, leases0)
+            print("  podman ps -a:", pm("ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}",
+                                        check=False).stdout, flush=True)
             result["podman_cycles"] = {"cycles": args.podman_cycles, "seconds": round(pm_s, 1),
                                        "rm_retries": rm_retries,
                                        "left": left_behind(world, wl, flows0, meters0,

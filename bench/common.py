@@ -433,7 +433,13 @@ def left_behind(world, wl, flows0: int, meters0: int, leases0: set[str],
 
 def settle(world, wl, leases0: set[str]) -> None:
     """Wait (bounded) for the ports and the leases to go; what stays is counted."""
-    wait_until(lambda: guest_ports(wl.bridge) == [], timeout=120, what="ports gone")
+    try:
+        wait_until(lambda: guest_ports(wl.bridge) == [], timeout=120, what="ports gone")
+    except RuntimeError:
+        from topologies.ovs import vsctl
+
+        print("  ports left:", {p: vsctl("get", "Interface", p, "external_ids")
+                                for p in guest_ports(wl.bridge)}, flush=True)
     try:
         wait_until(lambda: not leases(world, leases0), timeout=30, what="leases released")
     except RuntimeError:
