@@ -50,7 +50,7 @@ from wlbridge.model.state import (
 )
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
-from wlbridge.policy import lifecycle
+from wlbridge.policy import lifecycle, network
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -58,6 +58,7 @@ from wlbridge.policy.effects import (
     Adopt,
     Announce,
     Bind,
+    Bounce,
     Deliver,
     DropGuest,
     Effect,
@@ -65,6 +66,7 @@ from wlbridge.policy.effects import (
     JoinGroup,
     LearnMac,
     LeaveGroup,
+    LeaveLan,
     Park,
     Refresh,
     Reinject,
@@ -129,6 +131,8 @@ class Core:
         self._view: wanted.View | None = None  # cached `view()`; None: recompute
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
+        self.lan = network.LanState()  # the LAN the station is on (`policy.network`)
+        self._bounce_up: dict[int, float] = {}  # guest port -> when its carrier goes up again
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
         self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
@@ -170,6 +174,7 @@ class Core:
         msgs = self._apply(lifecycle.connected(self.model, self.ports, self.config,
                                                self.telemetry), now)
         msgs += self.meters.stale(self.guests)
+        msgs += self._carrier_up(None)  # a bounce the last connection did not finish
         if self.sync_failed:  # keep the older generation's flows: no stale sweep
             LOG.error("some flows could not be built: the previous generation's flows stay "
                       "until they are")
@@ -209,6 +214,8 @@ class Core:
             return []
         old = self.ports.get(port.port_no)
         self.ports[port.port_no] = port
+        if not port.up and (port.name == self.config.uplink or port.port_no == self.uplink):
+            network.uplink_lost(self.lan)
         return self._apply(lifecycle.port_changed(self.model, self.ports, port, old,
                                                   self.config, self.telemetry), now)
 
@@ -221,6 +228,8 @@ class Core:
         if port is None:
             return []
         was_uplink = port_no == self.uplink
+        if was_uplink:
+            network.uplink_lost(self.lan)
         msgs = self._apply(lifecycle.port_gone(self.model, self.ports, port, self.config,
                                                self.telemetry), now)
         if was_uplink:
@@ -235,6 +244,19 @@ class Core:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
         return self._apply(lifecycle.host_addresses(self.model, ips, self.telemetry), now)
+
+    def station_associated(self, ssid: str | None, now: float) -> list:
+        """The station associated (again) with the network named `ssid` (None: unknown): a
+        hint of which LAN it is on (`policy.network`)."""
+        return self._apply(network.associated(self.lan, ssid, self.telemetry), now)
+
+    def lan_seen(self, subnet: str, gateway_mac: str, ssid: str | None, now: float) -> list:
+        """The host sees the station on the LAN `subnet` whose gateway is `gateway_mac`
+        (`ssid`: its network name, if known).  Another LAN than before: its guests start
+        over there (`policy.network`)."""
+        return self._apply(network.lan_seen(self.lan, self.model,
+                                            network.Lan(subnet, gateway_mac, ssid),
+                                            self.telemetry, now), now)
 
     def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
                   cookie: int = 0) -> list:
@@ -271,6 +293,8 @@ class Core:
             while self._announce_due and self._announce_due[0] <= now:
                 self._announce_due.pop(0)
             msgs += self._announce()
+        if self._bounce_up:
+            msgs += self._carrier_up(now)
         return msgs
 
     def next_due(self) -> float | None:
@@ -283,6 +307,7 @@ class Core:
                             self.model.parked.next_due(), self.groups.next_due())
                 if t is not None]
         due += self._announce_due[:1]
+        due += sorted(self._bounce_up.values())[:1]
         return min(due) if due else None
 
     # ------------------------------------------------------------ persistence
@@ -312,12 +337,14 @@ class Core:
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict[str, Any]:
         """What `wlbridge status` shows (JSON-able)."""
-        return status_view(
+        view = status_view(
             self.model, self.ports, self.unconfirmed(),
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
             {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
             self.counters, now)
+        view["lan"] = self.lan.view(now)
+        return view
 
     # ---------------------------------------------------------------- effects
     def _apply(self, effects: list[Effect], now: float) -> list:
@@ -346,6 +373,8 @@ class Core:
         for item in batch.reinject:
             if type(item) is Announce:
                 out += self._announce(now)
+            elif type(item) is Bounce:
+                out += self._carrier_down(item.ports, now)
             else:
                 out.append(item)
         return out
@@ -359,6 +388,15 @@ class Core:
 
     def _on_announce(self, effect: Announce, batch: _Batch, now: float) -> None:
         batch.reinject.append(effect)  # after the flows, with the model as it is then
+
+    def _on_bounce(self, effect: Bounce, batch: _Batch, now: float) -> None:
+        batch.reinject.append(effect)  # last: after the flows without the old bindings
+
+    def _on_leave_lan(self, effect: LeaveLan, batch: _Batch, now: float) -> None:
+        dropped = self.model.leave_lan(effect.ips)
+        self._announce_due = []  # no repeat of an announcement made on the old LAN
+        self.dirty = True
+        self.counters.bump("bindings.removed.lan-changed", dropped)  # saved ones waiting
 
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
         guest = self.model.guests.get(effect.port_no)
@@ -599,6 +637,10 @@ class Core:
         hosts update their caches at once (after a station MAC change or the uplink coming
         up).  Repeated by `tick` after ANNOUNCE_AGAIN seconds (RFC 5227 announces twice):
         the first may be lost while the station (re)associates."""
+        if not self.lan.may_announce():  # maybe another LAN: not before it is known
+            self.lan.hold()
+            self._announce_due = []
+            return []
         if now is not None:
             self._announce_due = [now + delay for delay in ANNOUNCE_AGAIN]
         uplink = self.ports.get(self.uplink) if self.uplink is not None else None
@@ -615,6 +657,31 @@ class Core:
                                   unsolicited_na(self.station_mac, ip))
                  for ip in sorted(self.bindings) if ":" in ip]
         self.counters.bump("station.announced", len(msgs))
+        return msgs
+
+    def _carrier_down(self, ports: Iterable[int], now: float) -> list:
+        """Guest ports' carrier down (a port-mod each), up again `network.BOUNCE_DOWN` s
+        later (`tick`): their guests' DHCP clients start over."""
+        msgs = []
+        for port_no in ports:
+            port = self.ports.get(port_no)
+            if port is None or port_no not in self.guests:
+                continue
+            self._bounce_up[port_no] = now + network.BOUNCE_DOWN
+            if self.connected:
+                msgs.append(ofmsg.port_mod(port_no, port.hw_addr, down=True))
+        self.counters.bump("lan.ports_bounced", len(msgs))
+        return msgs
+
+    def _carrier_up(self, now: float | None) -> list:
+        """The bounced ports whose time is up (`now` None: all of them) up again."""
+        due = [p for p, at in self._bounce_up.items() if now is None or at <= now]
+        msgs = []
+        for port_no in sorted(due):
+            del self._bounce_up[port_no]
+            port = self.ports.get(port_no)
+            if port is not None and self.connected:
+                msgs.append(ofmsg.port_mod(port_no, port.hw_addr, down=False))
         return msgs
 
     # ---------------------------------------------------------------- helpers
@@ -647,6 +714,8 @@ class Core:
         Park: _on_park,
         Adopt: _on_adopt,
         SyncPort: _on_sync_port,
+        LeaveLan: _on_leave_lan,
+        Bounce: _on_bounce,
     }
 
 

@@ -112,6 +112,8 @@ class Model:
     # the subnet-directed broadcast addresses of the host's networks (from host_addresses)
     host_broadcasts: set[str] = field(default_factory=set)
     parked: Parked = field(default_factory=Parked)  # saved or parked, awaiting their port
+    # addresses of the LAN the station left (`leave_lan`): not learned again from guests
+    left_behind: set[str] = field(default_factory=set)
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
         """The guest port `mac` is behind (None: no guest has it)."""
@@ -233,6 +235,7 @@ class Model:
         self.bindings[ip] = Binding(ip, port_no, mac or guest.mac or "", source, learned_at,
                                     expires, lease)
         guest.ips.add(ip)
+        self.left_behind.discard(ip)  # (only a DHCP server of this LAN binds such an address)
         return old
 
     def unbind(self, ip: str) -> Binding | None:
@@ -275,6 +278,13 @@ class Model:
         changed = self.host_broadcasts ^ broadcasts
         self.host_broadcasts = set(broadcasts)
         return changed
+
+    def leave_lan(self, ips: frozenset) -> int:
+        """The station left the LAN of `ips` (its guests' addresses there, unbound already):
+        they are the addresses left behind (those of an earlier change no longer are), and
+        saved or parked bindings, of the old LAN too, are dropped; how many were."""
+        self.left_behind = set(ips)
+        return self.parked.forget_bindings()
 
     def set_uplink(self, port_no: int | None, station_mac: str | None) -> None:
         self.uplink, self.station_mac = port_no, station_mac

@@ -5,10 +5,11 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    for) first,
 2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`, `LeaveGroup`,
    and from the core's other events `HostAddresses`, `SetUplink`, `AddGuest`, `DropGuest`,
-   `Park`, `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced
+   `Park`, `Adopt`, `SyncPort`, `LeaveLan`), in the order given, whose touched flow sections are synced
    once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
-   the new flows now let it through) and announcements (`Announce`) last.
+   the new flows now let it through), announcements (`Announce`) and carrier bounces
+   (`Bounce`) last.
 """
 
 from __future__ import annotations
@@ -149,6 +150,24 @@ class Announce:
     """Announce every guest and host address from the station MAC (gratuitous ARP)."""
 
 
+@dataclass(frozen=True)
+class LeaveLan:
+    """The station left the LAN these guest addresses were bound on (`policy.network`):
+    guests may not take them again by ARP, IPv4 or ND (a DHCP server of the new LAN may hand
+    them out), and saved records of the old LAN are dropped."""
+
+    ips: frozenset
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """Take the carrier of these guest ports down and, a moment later, up again (an
+    OpenFlow port-mod each way), so the guests' DHCP clients start over."""
+
+    ports: tuple
+
+
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
-               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce]
+               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce,
+               LeaveLan, Bounce]

@@ -157,6 +157,8 @@ class PacketInPolicy:
             # already ours (e.g. after an idle flow expired meanwhile): just forward
             effects: list[Effect] = [Refresh(ip)]
         else:
+            if ip in self.model.left_behind:  # an address of the LAN the station left
+                return self.refuse(guest, "old-lan", ip)
             config = self.config
             cause = guard.check_claim(ip, guest, bindings, self.model.host_ips,
                                       config.max_ips_per_port, config.max_bindings, mac)

@@ -129,6 +129,8 @@ class NdPolicy:
             if current is not None and (current.port_no, current.mac) == (guest.port_no, mac):
                 effects.append(Refresh(ip))
                 continue
+            if ip in self.model.left_behind:  # an address of the LAN the station left
+                return self.refuse(guest, "old-lan", ip)
             cause = guard.check_claim6(ip, guest, bindings, self.model.host_ips,
                                        config.ipv6_bindings_per_guest - new,
                                        config.max_bindings - new, mac)
