@@ -143,3 +143,30 @@ def test_a_lan_change_while_the_switch_is_away_brings_the_ports_up_on_reconnecti
     rig.apply(rig.core.switch_disconnected(rig.now))
     rig.apply(rig.core.switch_connected(0xAB, rig.port_list(), rig.now))
     assert rig.sw.down == set()
+
+
+def test_an_old_address_the_new_lans_dhcp_server_gave_is_an_ordinary_one_after() -> None:
+    rig = populated()
+    on_lan(rig, LAN_A)
+    away_and_back(rig)
+    on_lan(rig, LAN_B)
+    rig.advance(1.0)
+    rig.send(UP, headers_of(ack(mac(G2), 9, "10.0.0.77", lease=5)))
+    assert rig.core.bindings["10.0.0.77"].port_no == G2
+    rig.advance(6.0)                                   # the lease ended
+    assert "10.0.0.77" not in rig.core.bindings
+    d = rig.send(G2, arp_request(mac(G2), "10.0.0.77", "10.0.0.1"))
+    assert UP in d.ports() and rig.core.bindings["10.0.0.77"].port_no == G2
+
+
+def test_an_ssid_that_misled_is_corrected_without_repeating_the_announcement() -> None:
+    """Same SSID, another LAN: the guests were announced at association (the hint); once
+    the LAN is known to be another, the repeats of that announcement do not go out."""
+    rig = populated()
+    on_lan(rig, LAN_A)
+    away_and_back(rig)
+    assert OLD <= announced(rig.apply(rig.core.station_associated("home", rig.now)))
+    on_lan(rig, LAN_B, ssid="home")
+    later = rig.advance(1.0)
+    later.outputs += rig.advance(2.0).outputs
+    assert announced(later) == set()

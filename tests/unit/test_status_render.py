@@ -36,3 +36,13 @@ def test_a_port_carrying_several_guests_shows_each_mac_with_its_own_addresses():
     assert rows[1][:1] == ["fd00::a"]  # a's too: its MAC not repeated
     assert rows[2][:2] == [b, "10.0.0.62"]
     assert rows[3][:2] == [c, "-"]  # a guest with no address yet
+
+
+def test_the_lan_line_says_which_lan_and_whether_it_is_confirmed() -> None:
+    lan = {"subnet": "10.9.0.0/24", "gateway_mac": "02:b0:00:00:00:01", "ssid": "cafe",
+           "since": 1000.0, "confirmed": False, "changes": 2}
+    text = render({"uplink": {}, "lan": lan}, now=1060.0)
+    assert ("lan      10.9.0.0/24 gateway 02:b0:00:00:00:01 SSID 'cafe', since 60s ago, "
+            "2 changes of LAN (the station was away: not confirmed yet)") in text.splitlines()
+    assert not [line for line in render({"uplink": {}}, now=0.0).splitlines()
+                if line.startswith("lan ")]

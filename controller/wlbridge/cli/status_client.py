@@ -84,6 +84,18 @@ def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     return f"after {idle}s unused" if idle else "-"
 
 
+def _lan_line(lan: dict[str, Any] | None, now: float) -> str | None:
+    """Which LAN the station is on (`policy.network`); None when no LAN is known yet."""
+    if not lan:
+        return None
+    ssid = f" SSID {lan['ssid']!r}" if lan.get("ssid") else ""
+    since = f", since {_age(lan['since'], now)}" if lan.get("since") is not None else ""
+    state = "" if lan.get("confirmed", True) else " (the station was away: not confirmed yet)"
+    moves = f", {lan['changes']} changes of LAN" if lan.get("changes") else ""
+    return (f"lan      {lan['subnet']} gateway {lan['gateway_mac']}{ssid}{since}{moves}"
+            f"{state}")
+
+
 def render(snap: dict[str, Any], now: float | None = None) -> str:
     """The status as a short human-readable report."""
     now = time.time() if now is None else now
@@ -97,6 +109,7 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
         (f"station  {snap.get('station_mac') or '-'}  host IPs: "
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
+        *filter(None, [_lan_line(snap.get("lan"), now)]),
         f"dhcp     {snap.get('dhcp_mode')}",
         "",
     ]
