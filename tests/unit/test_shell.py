@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from wlbridge.app.shell import ADD, DELETE, IDLE_WAKE, SAVE_INTERVAL, Shell
+from wlbridge.app.shell import ADD, DELETE, IDLE_WAKE, MODIFY, SAVE_INTERVAL, Shell
 from wlbridge.compat import ofp, parser
 from wlbridge.core import Core, CoreConfig, flow_stats_request
 from wlbridge.model.state import Port
@@ -500,3 +500,20 @@ def test_the_status_endpoint_serves_status_and_metrics():
                 assert "wlbridge_switch_connected 1.0" in reply.read().decode()
     finally:
         stop(server)
+
+
+def test_a_change_of_lan_reaches_the_core_sends_its_port_mods_and_wakes_the_tick():
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp, guests=2)
+    rig.shell.lan_seen("10.0.0.0/24", "02:10:00:00:00:01", "home")
+    rig.shell.port_status(dp, MODIFY, Port(1, "wlan0", STATION_MAC, False))
+    rig.shell.station_associated("cafe")
+    rig.shell.wakeup.clear()
+    sent = len(dp.types())
+    rig.shell.lan_seen("10.9.0.0/24", "02:b0:00:00:00:01", "cafe")
+    assert dp.types()[sent:] == [ofp.OFPT_PORT_MOD] * 2           # the guests' carrier down
+    assert rig.shell.wakeup.is_set()                               # up again on a tick
+    assert rig.shell.status()["lan"]["subnet"] == "10.9.0.0/24"
+    rig.clock.now += 1.0
+    rig.shell.tick()
+    assert dp.types()[sent + 2:] == [ofp.OFPT_PORT_MOD] * 2

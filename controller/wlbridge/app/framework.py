@@ -185,6 +185,7 @@ class WlBridgeApp(AppBase):
                                  f"controller?); choose another status_port") from None
         _load_state(core, store)
         self.watcher = None   # netlink events (wlbridge.host.host_events), see _watch_host
+        self.lan_watch = None   # the LAN the station is on (wlbridge.host.lan_watch)
         self._inline: list[tuple] = []  # (brick, event class, handler) registered on the brick
         self.isolator = hub.spawn(self.shell.run_isolation)
         self.ticker = hub.spawn(self.shell.run_ticker)
@@ -216,20 +217,32 @@ class WlBridgeApp(AppBase):
         uplink is re-plugged, `wlbridge.host.link_events`; a reassociation renews the host's
         DHCP client, `wlbridge.host.lease_renewal`)."""
         from wlbridge.host.host_events import HostWatcher
+        from wlbridge.host.lan_watch import LanWatch
         from wlbridge.host.lease_renewal import LeaseRenewal
         from wlbridge.host.link_events import UplinkEvents
 
         conf = self.conf
         uplink_events = UplinkEvents(conf.bridge, self.uplink, conf.ovsdb, hub.spawn)
         renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
+        lan = LanWatch(conf.bridge, self.uplink, on_lan=self.shell.lan_seen,
+                       on_associated=self.shell.station_associated, spawn=hub.spawn,
+                       sleep=hub.sleep)
         uplink_events.on_reassociated.append(renewal.reassociated)
+        uplink_events.on_reassociated.append(lan.reassociated)
         uplink_events.on_recreated.append(renewal.recreated)
-        watcher = HostWatcher(conf.bridge, self.uplink, on_addresses=self.shell.host_addresses,
+
+        def addresses(ips: list[str]) -> None:
+            self.shell.host_addresses(ips)
+            lan.addresses_changed()
+
+        watcher = HostWatcher(conf.bridge, self.uplink, on_addresses=addresses,
                               on_uplink=uplink_events.uplink_changed)
         with self.shell.lock:
             if self.shell.closed:
                 return
             self.watcher = watcher
+            self.lan_watch = lan
+        lan.start()
         watcher.run()
 
     # ------------------------------------------------------------- lifetime
@@ -291,6 +304,8 @@ class WlBridgeApp(AppBase):
             watcher = self.watcher
         if watcher is not None:
             watcher.stop()
+        if self.lan_watch is not None:
+            self.lan_watch.stop()
         if self.status_server is not None:
             from wlbridge.app.status_server import stop
 

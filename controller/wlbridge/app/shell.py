@@ -288,6 +288,16 @@ class Shell:
         self.run(self.core.host_addresses, ips)
         self.wake()   # the tick loop recomputes when it is next due
 
+    def lan_seen(self, subnet: str, gateway_mac: str, ssid: str | None) -> None:
+        """The host sees the station on this LAN (`host.lan_watch`)."""
+        self.run(self.core.lan_seen, subnet, gateway_mac, ssid)
+        self.wake()   # a change bounces guest ports: up again on a tick
+
+    def station_associated(self, ssid: str | None) -> None:
+        """The station (re)associated with the network `ssid` (`host.lan_watch`)."""
+        self.run(self.core.station_associated, ssid)
+        self.wake()
+
     def start(self) -> None:
         """Start following the host `watch_after` s from now if no switch connected first."""
         self.spawn(self._watch, self.watch_after)
