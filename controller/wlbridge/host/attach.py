@@ -437,7 +437,7 @@ class HostOps:
         if pid and guest_dhcp.is_keeper(int(pid), plan.request.name):
             return
         pid = guest_dhcp.start(plan.request.name, plan.netns_path, plan.request.ifname,
-                               plan.resolv, self.run_dir)
+                               plan.resolv, self.run_dir, port=plan.port)
         plan.external_ids[DHCP_PID_KEY] = str(pid)
         self.db.set_interface_external_ids(plan.port, {DHCP_PID_KEY: str(pid)})
         done.notes.append(f"DHCP client started (keeper pid {pid})")
@@ -457,7 +457,8 @@ def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str,
     meanwhile), its pid in OVSDB so that detach stops it; its pid."""
     from wlbridge.host import guest_dhcp
 
-    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address)
+    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address,
+                           port=port_name(name))
     db.set_interface_external_ids(port_name(name), {DHCP_PID_KEY: str(pid)})
     return pid
 

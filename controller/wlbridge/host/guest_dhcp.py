@@ -14,6 +14,12 @@ in OVSDB by `wlbridge.host.attach`) lives in the root namespace, restarts the cl
 exits, and stops it when the namespace is gone: a client left inside a dead container's
 namespace would keep that namespace, and so the guest's port, alive.  SIGTERM (`stop`) makes
 the client release its lease and the keeper exit.
+
+The keeper also follows the guest's port (``--port``, the host end in the bridge): when the
+controller bounces its carrier (`policy.network`: the station joined another LAN, the port
+set down and up again by OpenFlow), the client is ended without release and started afresh
+once the port is up, without asking for its last address: it gets one of the new LAN at once
+(busybox udhcpc itself does not watch the carrier).
 """
 
 from __future__ import annotations
@@ -115,13 +121,14 @@ def write_script(run_dir: str) -> str:
 
 
 def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str,
-          keep: str = "") -> int:
+          keep: str = "", port: str = "") -> int:
     """Start the keeper (detached, its own session); its pid.  `keep`: an address already on
-    the interface (a runtime set it from an earlier lease): asked for, never flushed."""
+    the interface (a runtime set it from an earlier lease): asked for, never flushed;
+    `port`: the guest's port on the bridge, whose bounce starts the client afresh."""
     script = write_script(run_dir)
     argv = [sys.executable, "-m", "wlbridge.host.guest_dhcp", "--name", name,
             "--netns-path", netns_path, "--ifname", ifname, "--script", script,
-            "--resolv", resolv or "", "--keep", keep]
+            "--resolv", resolv or "", "--keep", keep, "--port", port]
     with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -215,8 +222,35 @@ def _netns_id(path: str) -> int | None:
         return None
 
 
-def _end(client: subprocess.Popen | None) -> None:
+IFF_UP = 0x1
+SYS_NET = "/sys/class/net"
+
+
+def port_up(port: str, sys_net: str = SYS_NET) -> bool | None:
+    """Is the guest's port (the host end) administratively up?  None: no such port."""
+    try:
+        with open(os.path.join(sys_net, port, "flags")) as f:
+            return bool(int(f.read().strip(), 16) & IFF_UP)
+    except (OSError, ValueError):
+        return None
+
+
+def bounced(was_down: bool, up: bool | None) -> tuple[bool, bool]:
+    """Following the port: (it went down since the client started, start the client afresh
+    now).  A port gone (None) is neither."""
+    if up is None:
+        return was_down, False
+    if not up:
+        return True, False
+    return False, was_down
+
+
+def _end(client: subprocess.Popen | None, release: bool = True) -> None:
     if client is None or client.poll() is not None:
+        return
+    if not release:                       # the lease is of a LAN the station left
+        client.kill()
+        client.wait()
         return
     client.terminate()                    # udhcpc -R: releases the lease
     try:
@@ -234,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--script", required=True)
     p.add_argument("--resolv", default="")
     p.add_argument("--keep", default="")
+    p.add_argument("--port", default="")
     args = p.parse_args(argv)
     stopping = False
 
@@ -248,15 +283,23 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
            "WLBRIDGE_KEEP": args.keep}
     client: subprocess.Popen | None = None
-    restart_at, copied = 0.0, None
+    restart_at, copied, was_down, keep = 0.0, None, False, args.keep
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
         copied = _copy_dns(dns_file, args.resolv, copied)
+        if args.port:
+            was_down, afresh = bounced(was_down, port_up(args.port))
+            if afresh and client is not None:
+                print("the port was bounced (another LAN): starting the client afresh",
+                      flush=True)
+                _end(client, release=False)
+                client, restart_at, keep = None, 0.0, ""
+                env["WLBRIDGE_KEEP"] = ""
         if (client is None or client.poll() is not None) and time.monotonic() >= restart_at:
             if client is not None:
                 print(f"udhcpc exited ({client.returncode}); starting it again", flush=True)
             client = subprocess.Popen(
                 client_argv(args.netns_path, args.ifname, args.script, args.name,
-                            args.keep), env=env,
+                            keep), env=env,
                 stdin=subprocess.DEVNULL)
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)
