@@ -198,6 +198,18 @@ def basic_lan(
     return g
 
 
+def second_lan(prefix: str | None = None, **kwargs: Any) -> nx.Graph:
+    """Another LAN for the station to move to (issue 24 item 4): a `basic_lan` of its own
+    subnet, router, DHCP server and peers, no guests, and no station of its own: the other
+    world's station link is moved into its AP (`World.move_station`).  Its station node stays
+    in the graph (the AP's port name) without an address; `World.build` removes its link."""
+    g = basic_lan(0, prefix=prefix, **kwargs)
+    station = the(g, "station")
+    g.nodes[station]["addr"] = g.nodes[station]["addr6"] = None
+    g.graph["visited"] = True
+    return g
+
+
 # ---------------------------------------------------------------- accessors
 
 

@@ -55,6 +55,8 @@ class World:
         self.ap_netns: str = graph.nodes[ap]["netns"]
         self._ap = dict(graph.nodes[ap])
         self._station_port = graph.edges[ap, the(graph, "station")]["ifnames"][ap]
+        #: The world whose AP the station is on (`move_station`): this one unless it moved.
+        self.station_at: World = self
         self.built = False
 
     # ------------------------------------------------------------ access
@@ -134,6 +136,8 @@ class World:
                     h.set_addr6(h.addr6, nodad=h.role != "guest")
             self._start_dhcp_server()
             self._start_radvd()
+            if self.graph.graph.get("visited"):  # (`second_lan`) a station comes from elsewhere
+                self._drop_own_station_link()
             self.built = True
         except BaseException:
             self.teardown()
@@ -302,6 +306,33 @@ class World:
         with IPRoute(netns=self.ap_netns) as ipr:
             idx = ipr.link_lookup(ifname=self._station_port)[0]
             ipr.link("set", index=idx, state="up" if up else "down")
+
+    def _drop_own_station_link(self) -> None:
+        uplink = self.uplink
+        with IPRoute() as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname=uplink)[0])
+        self._root_links.remove(uplink)
+        wait_for(lambda: not cleanup.link_exists(uplink), 5)
+
+    def move_station(self, to: World) -> None:
+        """The station leaves the AP it is on for `to`'s (a world built from `second_lan`, or
+        this one: back home), as a laptop joins another network: its link's AP end moves
+        into the other AP's namespace and bridge (the station sees its carrier go and come
+        back) and that AP accepts the station's MAC."""
+        here = self.station_at
+        if to is here:
+            return
+        port = self._station_port
+        with IPRoute(netns=here.ap_netns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], state="down")
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], net_ns_fd=to.ap_netns)
+        with IPRoute(netns=to.ap_netns) as ipr:
+            idx = ipr.link_lookup(ifname=port)[0]
+            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=to._ap["bridge"])[0])
+            ipr.link("set", index=idx, state="up")
+        run(to.ap_netns, ["ethtool", "-K", port, "tx", "off"])
+        to.configure_ap(station_mac=self.ap_station_mac, replace=True)
+        self.station_at = to
 
     def recreate_station_link(self, *, gap: float = 0.0) -> None:
         """Delete the station uplink (its AP end goes with it) and create it again with the

@@ -33,6 +33,7 @@ LOG = logging.getLogger("wlbridge.app")
 RESOLVED = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # NUD_REACHABLE|STALE|DELAY|PROBE|PERMANENT
 POLL = 0.2  # seconds between two looks at the host's tables while the LAN is not known
 PATIENCE = 120.0  # seconds a check goes on looking (the host's DHCP client may be slow)
+MAIN_TABLE = 254
 DISCARD = 9  # the UDP port the gateway is sent a datagram on (to make the kernel ARP)
 
 
@@ -190,11 +191,13 @@ class NetlinkTables:
             index = found[0]
             addresses = [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"
                          for m in ipr.get_addr(family=socket.AF_INET, index=index)]
-            gateway = None
-            for route in ipr.get_routes(family=socket.AF_INET, oif=index):
-                if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY"):
-                    gateway = route.get_attr("RTA_GATEWAY")
-                    break
+            # a default route through the bridge, the main table's first (a VPN or policy
+            # routing may keep the LAN's in a table of its own: any table will do)
+            defaults = sorted((route.get_attr("RTA_TABLE") != MAIN_TABLE,
+                               route.get_attr("RTA_GATEWAY"))
+                              for route in ipr.get_routes(family=socket.AF_INET, oif=index)
+                              if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY"))
+            gateway = defaults[0][1] if defaults else None
             mac = None
             if gateway:
                 for n in ipr.get_neighbours(family=socket.AF_INET, ifindex=index):
