@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from harness import wait_for, wlbridge
@@ -71,7 +72,7 @@ def test_the_station_moves_to_another_lan_and_back(make_world, wlbridge_on, tmp_
     lan_a = make_world(n_guests=0, router_option=True)
     lan_b = make_world(second_lan(free_prefix(), router_option=True))
     wl = wlbridge_on(lan_a, guests=[])
-    table = 20000 + int(open(f"/sys/class/net/{wl.bridge}/ifindex").read())
+    table = 20000 + int(Path(f"/sys/class/net/{wl.bridge}/ifindex").read_text())
     host_on(lan_a, wl.bridge, table)
     run_dir = tmp_path / "run"
     guests = [f"{lan_a.prefix}-n{i}" for i in (1, 2)]
