@@ -65,10 +65,17 @@ def test_the_dhcp_client_outlives_setup_and_restarts() -> None:
     setup, controller = u["wlbridge-setup.service"], u["wlbridge.service"]
     for unit in (setup, controller):
         assert not [k for k in unit["Service"] if k.startswith("ExecStartPre")]
-        assert "teardown" not in " ".join(unit["Service"].values())
+    # a teardown only when the controller is disabled (`systemctl disable --now wlbridge`)
+    guard = "systemctl -q is-enabled wlbridge.service || exec "
+    assert setup.get("Service", "ExecStop") == (
+        f"/bin/sh -c '{guard}/usr/bin/wlbridge teardown --bridge br-x'")
+    assert controller.get("Service", "ExecStopPost") == (
+        f"/bin/sh -c '{guard}systemctl --no-block stop wlbridge-setup.service'")
+    for unit in (setup, controller):
+        assert [k for k, v in unit["Service"].items() if "teardown" in v or "stop " in v] \
+            == [k for k in ("ExecStop", "ExecStopPost") if k in unit["Service"]]
     assert setup.get("Service", "Type") == "oneshot"
     assert setup.get("Service", "RemainAfterExit") == "yes"
-    assert setup.get("Service", "KillMode") == "process"
     assert setup.get("Service", "ExecStart") == (
         "/usr/bin/wlbridge setup --uplink wlp2s0 --bridge br-x")
     assert controller.get("Service", "ExecStart") == (
@@ -76,6 +83,18 @@ def test_the_dhcp_client_outlives_setup_and_restarts() -> None:
     assert "wlbridge-setup.service" in controller.get("Unit", "Requires").split()
     assert "wlbridge-setup.service" in controller.get("Unit", "After").split()
     assert controller.get("Install", "WantedBy") == "multi-user.target"
+
+
+def test_the_bridges_dhcp_client_runs_in_a_scope_of_its_own_under_systemd() -> None:
+    """Not in wlbridge-setup.service's cgroup: no stop or restart of a unit kills it."""
+    from wlbridge.host.addr_handoff.system import in_scope
+
+    argv = ["dhclient", "-pf", "/var/lib/wlbridge/dhclient.br-wl.pid", "br-wl"]
+    scoped = in_scope(argv, True, "/usr/bin/systemd-run")
+    assert scoped[:2] == ["/usr/bin/systemd-run", "--scope"]
+    assert scoped[scoped.index("--") + 1:] == argv          # the command itself, its pid
+    assert in_scope(argv, False, "/usr/bin/systemd-run") == argv   # no systemd: as it is
+    assert in_scope(argv, True, None) == argv
 
 
 def test_device_unit_names_are_escaped_as_systemd_does() -> None:

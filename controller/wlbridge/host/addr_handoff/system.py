@@ -16,6 +16,21 @@ from typing import Any
 
 from wlbridge.host import addr_manager as am
 
+SYSTEMD_RUNTIME = "/run/systemd/system"  # exists when systemd is the init system (sd_booted)
+
+
+def in_scope(argv: Sequence[str], systemd: bool, systemd_run: str | None) -> list[str]:
+    """`argv` as started under systemd: in a transient scope of its own (``systemd-run
+    --scope``: the command runs in it, with its pid), so that it belongs to no service
+    (stopping or restarting wlbridge-setup.service, whatever its KillMode, leaves the host's
+    DHCP client running: it keeps the lease).  Without systemd (or systemd-run): as it is."""
+    if not systemd or not systemd_run:
+        return list(argv)
+    name = os.path.basename(argv[0]) if argv else "client"
+    return [systemd_run, "--scope", "--quiet", "--collect",
+            f"--description=wlbridge: {name} of the host's address (address hand-off)",
+            "--", *argv]
+
 
 class System:
     """The real host.  `net`: a `hostnet.HostNet`, for address lifetimes (``forever``)."""
@@ -90,8 +105,12 @@ class System:
 
     @staticmethod
     def spawn(argv: Sequence[str]) -> int:
-        """Start `argv` in a session of its own, detached; its pid."""
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
+        """Start `argv` in a session of its own, detached, under systemd in a scope of its
+        own (`in_scope`); its pid."""
+        import shutil
+
+        argv = in_scope(argv, os.path.isdir(SYSTEMD_RUNTIME), shutil.which("systemd-run"))
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, close_fds=True)
         return proc.pid
