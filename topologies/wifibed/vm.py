@@ -117,8 +117,11 @@ class Waker:
             return
         if self.suspended_at is None:
             self.suspended_at = now
+            print(f"wifibed: the VM is suspended; waking it in {self._sleep_for():g} s",
+                  file=sys.stderr, flush=True)
         if now - self.suspended_at >= self._sleep_for():
-            self._ask("system_wakeup")
+            reply = self._ask_raw("system_wakeup")
+            print(f"wifibed: system_wakeup: {reply}", file=sys.stderr, flush=True)
             self.wakeups += 1
             self.suspended_at = None
 
@@ -129,7 +132,6 @@ class Waker:
             return SLEEP_DEFAULT
 
     def _ask(self, command: str) -> dict:
-        import json
         import socket
 
         if self.sock is None:
@@ -142,8 +144,13 @@ class Waker:
             self._reply()                                   # the greeting
             self.sock.sendall(b'{"execute": "qmp_capabilities"}\n')
             self._reply()
+        return self._ask_raw(command).get("return") or {}
+
+    def _ask_raw(self, command: str) -> dict:
+        import json
+
         self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
-        return self._reply().get("return") or {}
+        return self._reply()
 
     def _reply(self) -> dict:
         """The next message that is not an event."""
