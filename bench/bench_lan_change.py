@@ -94,7 +94,7 @@ def main() -> int:
         known, restarted, leased = [], [], []
         worlds = [home, other]
         for i in range(args.moves + 1):
-            to = worlds[(i + 1) % 2] if i else home
+            to = worlds[i % 2]   # 0: home (where it starts), then other, home, ...
             if i:
                 home.move_station(to)
                 t0 = time.monotonic()
