@@ -47,6 +47,9 @@ def test_after_suspend_and_resume_the_guests_are_back_with_their_bindings(bed, w
         before = wlbridge.status()
         bssid = bed.associated()
         Path(OUT, SUSPEND_FOR).write_text(f"{SLEEP}\n")
+        # the kernel's suspend and resume on the console (console.log), should it hang there
+        sh("dmesg", "-n", "7", check=False)
+        Path("/sys/power/pm_debug_messages").write_text("1\n")
         t0 = time.monotonic()
         res = subprocess.run(["sh", "-c", "echo mem > /sys/power/state"], capture_output=True,
                              text=True, timeout=300, check=False)
