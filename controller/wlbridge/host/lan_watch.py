@@ -97,23 +97,20 @@ class LanWatch:
         self.lock = threading.Lock()
         self.wanted = 0  # checks asked for; the worker runs while it has not done the last
         self.fresh = False  # the gateway's entry must be resolved again (a reassociation)
+        self.associating = False  # a reassociation's SSID is to be read and reported
+        self.ssid_due = False  # the SSID is to be read (again)
         self.running = False
         self.stopped = False
         self.ssid: str | None = None
 
     # ------------------------------------------------------------ triggers
     def start(self) -> None:
-        self.ssid = self.read_ssid(self.uplink)
-        self._want(fresh=False)
+        self._want(fresh=False, ssid=True)
 
     def reassociated(self) -> None:
-        """The uplink's carrier is back: the SSID now, the LAN once the gateway answers."""
-        self.ssid = self.read_ssid(self.uplink)
-        try:
-            self.on_associated(self.ssid)
-        except Exception:
-            LOG.exception("reporting the association")
-        self._want(fresh=True)
+        """The uplink's carrier is back: the SSID at once, the LAN once the gateway answers
+        (both in the worker: the caller, the netlink watcher, must not wait for ``iw``)."""
+        self._want(fresh=True, ssid=True, associated=True)
 
     def addresses_changed(self) -> None:
         self._want(fresh=False)
@@ -121,10 +118,12 @@ class LanWatch:
     def stop(self) -> None:
         self.stopped = True
 
-    def _want(self, fresh: bool) -> None:
+    def _want(self, fresh: bool, ssid: bool = False, associated: bool = False) -> None:
         with self.lock:
             self.wanted += 1
             self.fresh = self.fresh or fresh
+            self.ssid_due = self.ssid_due or ssid
+            self.associating = self.associating or associated
             if self.running or self.stopped:
                 return
             self.running = True
@@ -140,6 +139,15 @@ class LanWatch:
                         self.running = False
                         return
                     self.wanted, fresh, self.fresh = 0, self.fresh, False
+                    read, self.ssid_due = self.ssid_due, False
+                    associated, self.associating = self.associating, False
+                if read:
+                    self.ssid = self.read_ssid(self.uplink)
+                if associated:
+                    try:
+                        self.on_associated(self.ssid)
+                    except Exception:
+                        LOG.exception("reporting the association")
                 self.check(fresh)
         except Exception:
             with self.lock:
