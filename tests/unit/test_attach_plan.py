@@ -289,8 +289,9 @@ def test_the_dhcp_keeper_starts_its_client_afresh_after_the_port_was_bounced(tmp
     flags.write_text("0x1002\n")
     assert port_up("vb-c1", str(tmp_path)) is False
     assert port_up("gone", str(tmp_path)) is None
-    state, seen = False, []
-    for up in (True, False, None, False, True, True):   # down, briefly unreadable, up again
+    state, seen = "unknown", []
+    # not up yet when the keeper starts (no bounce), up, down, briefly unreadable, up again
+    for up in (False, None, True, False, None, False, True, True):
         state, afresh = bounced(state, up)
         seen.append(afresh)
-    assert seen == [False, False, False, False, True, False]
+    assert seen == [False, False, False, False, False, False, True, False]

@@ -235,14 +235,16 @@ def port_up(port: str, sys_net: str = SYS_NET) -> bool | None:
         return None
 
 
-def bounced(was_down: bool, up: bool | None) -> tuple[bool, bool]:
-    """Following the port: (it went down since the client started, start the client afresh
-    now).  A port gone (None) is neither."""
+def bounced(state: str, up: bool | None) -> tuple[str, bool]:
+    """Following the port (`state`: "unknown" until it is first seen up, then "up" or
+    "down"): the new state, and whether to start the client afresh now -- only when a port
+    seen up went down and is up again (a bounce).  A port not up yet when the keeper starts
+    (a runtime sets it up later) is no bounce; a port gone (None) changes nothing."""
     if up is None:
-        return was_down, False
-    if not up:
-        return True, False
-    return False, was_down
+        return state, False
+    if up:
+        return "up", state == "down"
+    return ("down" if state != "unknown" else state), False
 
 
 def _end(client: subprocess.Popen | None, release: bool = True) -> None:
@@ -283,11 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
            "WLBRIDGE_KEEP": args.keep}
     client: subprocess.Popen | None = None
-    restart_at, copied, was_down, keep = 0.0, None, False, args.keep
+    restart_at, copied, port_state, keep = 0.0, None, "unknown", args.keep
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
         copied = _copy_dns(dns_file, args.resolv, copied)
         if args.port:
-            was_down, afresh = bounced(was_down, port_up(args.port))
+            port_state, afresh = bounced(port_state, port_up(args.port))
             if afresh and client is not None:
                 print("the port was bounced (another LAN): starting the client afresh",
                       flush=True)
