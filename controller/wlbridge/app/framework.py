@@ -8,12 +8,12 @@ event into a call of the shell with plain data.  What happens then — the core,
 saves, the station MAC, port isolation, flow-statistics routing — is the shell's
 (`wlbridge.app.shell`, tested without the framework).
 
-Start-up: the host integration (pyroute2, the address hand-off, netlink events) is imported
-here, in the main thread, under both frameworks: imported lazily by two threads at once (the
-isolation worker and the netlink watcher, right after the switch connects), one thread saw the
-other's half-initialised pyroute2 ("cannot import name 'AsyncIPRoute' from partially
-initialized module"), and the host watcher died (tests/integration/test_wifi_events.py).
-prometheus_client loads at the first ``/metrics`` (under Ryu's eventlet hub: here too).
+Start-up: the host integration (pyroute2, port isolation, netlink events, the address
+hand-off's status) is not needed for the first connection: it is imported after the connect,
+by `wlbridge.app.host_loader.HostLoader` (one thread imports it, in one order; the isolation
+worker, the netlink watcher, the status server and the station MAC's netlink path wait for
+it): two threads importing pyroute2 at once saw each other's half-initialised modules.
+prometheus_client loads at the first ``/metrics`` (under Ryu's eventlet hub: at import).
 """
 
 from __future__ import annotations
@@ -22,15 +22,9 @@ import dataclasses
 import logging
 import time
 
-import wlbridge.host.addr_handoff
-import wlbridge.host.host_events
-import wlbridge.host.hostnet
-import wlbridge.host.lease_renewal
-import wlbridge.host.link_events
-import wlbridge.host.port_isolation
-import wlbridge.host.pyroute2_lazy  # noqa: F401 - before any thread imports pyroute2 (above)
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
+from wlbridge.app.host_loader import HostLoader
 from wlbridge.app.instance_lock import InstanceError, InstanceLock
 from wlbridge.app.listener import Listener
 from wlbridge.app.ofsocket import on_receive, send_directly
@@ -114,17 +108,17 @@ def _load_state(core: Core, store: StateStore) -> None:
 
 class _Isolation:
     """Guest-port isolation (`wlbridge.host.port_isolation`), made on first use: in the
-    isolation worker's thread, after the switch connected."""
+    isolation worker's thread, after the switch connected (`host`: the `HostLoader`)."""
 
-    def __init__(self, bridge: str, uplink: str, ovsdb: str | None) -> None:
+    def __init__(self, host: HostLoader, bridge: str, uplink: str, ovsdb: str | None) -> None:
+        self.host = host
         self.args = (bridge, uplink, ovsdb)
         self.made = None
 
     def _get(self):
         if self.made is None:
-            from wlbridge.host.port_isolation import GuestPortIsolation
-
-            self.made = GuestPortIsolation(*self.args)
+            isolation = self.host.module("wlbridge.host.port_isolation")
+            self.made = isolation.GuestPortIsolation(*self.args)
         return self.made
 
     def apply(self, changes) -> None:
@@ -166,9 +160,10 @@ class WlBridgeApp(AppBase):
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
         core = Core(core_config(conf, self.uplink))
+        self.host = HostLoader()   # imported after the connect (see the module docstring)
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
-            isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb),
+            isolation=_Isolation(self.host, conf.bridge, self.uplink, conf.ovsdb),
             queue=hub.Queue(), queue_empty=hub.QueueEmpty,
             set_mac=self._set_mac_ovsdb, set_mac_netlink=self._set_mac_netlink,
             start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe)
@@ -203,18 +198,22 @@ class WlBridgeApp(AppBase):
     def _set_mac_netlink(self, mac: str) -> None:
         from wlbridge.app.bridge_mac import set_by_netlink
 
+        self.host.ready()   # pyroute2
         set_by_netlink(self.conf.bridge, mac)
 
     def _describe(self, now: float) -> dict:
-        from wlbridge.host.addr_handoff import host_address_status
-
-        return {"bridge": self.conf.bridge, "framework": FRAMEWORK,
-                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now)}
+        fields = {"bridge": self.conf.bridge, "framework": FRAMEWORK}
+        if self.host.asked:   # not before the connect: a status poll would import it early
+            handoff = self.host.module("wlbridge.host.addr_handoff")
+            fields["host_address"] = handoff.host_address_status(self.conf.bridge,
+                                                                 self.conf.ovsdb, now)
+        return fields
 
     def _watch_host(self) -> None:
         """Follow netlink events (a thread): host addresses, uplink changes (a re-created
         uplink is re-plugged, `wlbridge.host.link_events`; a reassociation renews the host's
         DHCP client, `wlbridge.host.lease_renewal`)."""
+        self.host.ready()
         from wlbridge.host.host_events import HostWatcher
         from wlbridge.host.lease_renewal import LeaseRenewal
         from wlbridge.host.link_events import UplinkEvents
