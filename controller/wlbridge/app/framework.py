@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
+import weakref
 
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
@@ -46,6 +48,7 @@ hub = _rt["hub"]
 AppBase = app_manager.OSKenApp if FRAMEWORK == "os_ken" else app_manager.RyuApp
 set_ev_cls = handler.set_ev_cls
 MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
+HANDSHAKE = handler.HANDSHAKE_DISPATCHER
 
 LOG = logging.getLogger("wlbridge.app")
 REASONS = {ofp.OFPPR_ADD: ADD, ofp.OFPPR_DELETE: DELETE, ofp.OFPPR_MODIFY: MODIFY}
@@ -156,6 +159,8 @@ class WlBridgeApp(AppBase):
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_timeout)
+        # datapath -> event set at its features reply (or its end), see `_handshake`
+        self.handshakes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
@@ -299,9 +304,21 @@ class WlBridgeApp(AppBase):
         LOG.info("wlbridge stopped; state saved to %s", self.shell.store.path)
 
     # --------------------------------------------------------------- events
+    @set_ev_cls(ofp_event.EventOFPStateChange, HANDSHAKE)
+    def _handshake(self, ev) -> None:
+        # a switch that hangs before its features reply is not watched by `Liveness` yet
+        # (threading.Event: os-ken's hub.Event cannot time out on native threads)
+        greeted = self.handshakes.setdefault(ev.datapath, threading.Event())
+        hub.spawn(liveness.give_up_unless_greeted, ev.datapath, self.detect_after, greeted)
+
+    def _greeted(self, dp) -> None:
+        # (the receive thread: it may come before `_handshake`, on the app's thread)
+        self.handshakes.setdefault(dp, threading.Event()).set()
+
     @on_receive(ofp_event.EventOFPSwitchFeatures, CONFIG)
     def _features(self, ev) -> None:
         dp = ev.msg.datapath
+        self._greeted(dp)
         send_directly(dp, liveness.Liveness(self.conf.echo_interval, self.conf.echo_timeout,
                                             time.monotonic()))
         self.shell.switch_features(dp)
@@ -327,6 +344,7 @@ class WlBridgeApp(AppBase):
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
     def _dead(self, ev) -> None:
+        self._greeted(ev.datapath)   # its handshake watch ends too
         self.shell.switch_gone(ev.datapath, self.detect_after)
         hub.spawn(liveness.release, ev.datapath)
 
