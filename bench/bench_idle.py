@@ -65,11 +65,20 @@ def main() -> int:
                          "15' (the OpenFlow echo requests are most of the idle wake-ups)")
     ap.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
                     help="alternate between the controllers of these source trees")
+    ap.add_argument("--env", action="append", default=[], metavar="LABEL:NAME=VALUE",
+                    help="an environment variable for the controller of tree LABEL "
+                         "(e.g. 'after:MALLOC_ARENA_MAX=2'; the same PATH may be given "
+                         "under two labels)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--ovs-probe", type=int, metavar="MS",
                     help="the bridge's controller inactivity_probe (ms)")
     args = ap.parse_args()
     trees = [tuple(t.split("=", 1)) for t in args.tree] or [("", None)]
+    envs: dict[str, dict[str, str]] = {}
+    for item in args.env:
+        label, assignment = item.split(":", 1)
+        name, value = assignment.split("=", 1)
+        envs.setdefault(label, {})[name] = value
     bench = Bench(args.keep_logs)
     bench.require_root()
     results: dict[str, list[dict]] = {label: [] for label, _ in trees}
@@ -86,6 +95,9 @@ def main() -> int:
                     ctl.stop()
                     root = os.path.abspath(path)
                     os.environ["PYTHONPATH"] = f"{root}/controller:{root}"
+                    for name in {n for e in envs.values() for n in e}:
+                        os.environ.pop(name, None)
+                    os.environ.update(envs.get(label, {}))
                     ctl.start()
                 results[label].append(measure(ctl, world, peer, args.seconds, label))
     finally:
