@@ -208,7 +208,9 @@ class WlBridgeApp(AppBase):
 
     def _describe(self, now: float) -> dict:
         fields = {"bridge": self.conf.bridge, "framework": FRAMEWORK}
-        if self.host.asked:   # not before the connect: a status poll would import it early
+        # once the host integration is loaded (right after the connect): a status poll
+        # neither starts its import early nor waits for it
+        if self.host.loaded:
             handoff = self.host.module("wlbridge.host.addr_handoff")
             fields["host_address"] = handoff.host_address_status(self.conf.bridge,
                                                                  self.conf.ovsdb, now)
