@@ -97,13 +97,24 @@ def _launch(ctl: QuietController, env: dict[str, str] | None = None) -> int:
     return offset
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system, all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _until_resynced(ctl: QuietController, generation: int, started: float,
-                    timeout: float = 30.0) -> float:
+                    timeout: float = 30.0, cpu: list | None = None) -> float:
+    """Seconds until ``/status`` shows a new generation connected; the controller's CPU
+    time then is appended to `cpu` (less sensitive to a loaded machine than wall clock)."""
     while time.monotonic() - started < timeout:
         if ctl.proc is not None and ctl.proc.poll() is not None:
             raise RuntimeError(f"controller exited:\n{ctl.logs()[-3000:]}")
         snap = _status(ctl)
         if snap and snap.get("connected") and snap.get("generation", 0) != generation:
+            if cpu is not None and ctl.proc is not None:
+                cpu.append(cpu_seconds(ctl.proc.pid))
             return time.monotonic() - started
         time.sleep(POLL)
     raise RuntimeError(f"no resync within {timeout}s:\n{ctl.logs()[-3000:]}")
@@ -135,6 +146,7 @@ def main() -> int:
         for g in world.guests:
             g.ping(peer, count=1)
         results = {label: ([], [], []) for label, _ in trees}
+        cpus: dict[str, list[float]] = {label: [] for label, _ in trees}
         for run in range(args.runs * len(trees)):
             label, path = trees[run % len(trees)]
             env = tree_env(path)
@@ -144,13 +156,13 @@ def main() -> int:
             time.sleep(1.0)   # stopped for a while: OVS has noticed
             t0 = time.monotonic()
             offset = _launch(ctl, env)
-            starts.append(_until_resynced(ctl, generation, t0))
+            starts.append(_until_resynced(ctl, generation, t0, cpu=cpus[label]))
             ready.append(_ready_to_resync(ctl, offset))
             generation = ctl.status()["generation"]
             t0 = time.monotonic()
             ctl.stop(signal.SIGTERM)
             offset = _launch(ctl, env)
-            restarts.append(_until_resynced(ctl, generation, t0))
+            restarts.append(_until_resynced(ctl, generation, t0, cpu=cpus[label]))
             ready.append(_ready_to_resync(ctl, offset))
             print(f"  {label or 'run'} {run // len(trees) + 1}: start {starts[-1] * 1000:.0f} "
                   f"ms, restart {restarts[-1] * 1000:.0f} ms", flush=True)
@@ -164,12 +176,15 @@ def main() -> int:
             rows = [[name, *(round(v * 1000) for v in (s["median"], s["min"], s["max"]))]
                     for name, s in (("start -> resync done", summary(starts)),
                                     ("restart -> resync done", summary(restarts)),
-                                    ("ready -> resync (log)", summary(ready)), *base.items())]
+                                    ("ready -> resync (log)", summary(ready)),
+                                    ("controller CPU at resync", summary(cpus[label])),
+                                    *base.items())]
             print(table(f"{label + ': ' if label else ''}controller start/restart, {args.runs} "
                         f"runs, {args.guests} guests, target {model}; load average "
                         f"{os.getloadavg()[0]:.1f}", ["what", "median ms", "min ms", "max ms"],
                         rows))
             out[label or "tree"] = {"start_s": starts, "restart_s": restarts, "ready_s": ready,
+                                    "cpu_at_resync_s": cpus[label],
                                     "start": summary(starts), "restart": summary(restarts),
                                     "ready": summary(ready), "baseline": base}
         write_json(args.json, out)
