@@ -180,6 +180,7 @@ check-install:
 	         usr/share/man/man8/wlbridge.8 usr/share/bash-completion/completions/wlbridge; do \
 	  test -s "$$d/$$f" || { echo "check-install: $$f not installed" >&2; exit 1; }; \
 	done; \
+	test -s "$$("$$w" fleet schema)" || { echo "check-install: fleet schema not installed" >&2; exit 1; }; \
 	if "$$d/venv/bin/python" -c 'import pytest' 2>/dev/null; then \
 	  echo "check-install: pytest came with the product install" >&2; exit 1; fi; \
 	echo "check-install: ok ($$("$$w" --help | head -1))"

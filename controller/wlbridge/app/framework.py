@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import time
 
 import wlbridge.host.addr_handoff
@@ -92,7 +93,8 @@ def core_config(conf, uplink: str) -> CoreConfig:
     """The core's settings from the options: every `CoreConfig` field is the option of the
     same name (a new setting cannot be declared and then forgotten here), but the uplink (from
     the bridge) and `static_macs` (parsed)."""
-    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs)}
+    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs),
+             "fleet_host": conf.fleet_host or socket.gethostname()}
     return CoreConfig(**{f.name: given[f.name] if f.name in given else getattr(conf, f.name)
                          for f in dataclasses.fields(CoreConfig)})
 

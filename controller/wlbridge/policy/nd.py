@@ -131,7 +131,7 @@ class NdPolicy:
                 continue
             cause = guard.check_claim6(ip, guest, bindings, self.model.host_ips,
                                        config.ipv6_bindings_per_guest - new,
-                                       config.max_bindings - new, mac)
+                                       config.max_bindings - new, mac, self.model.remote)
             if cause:
                 return self.refuse(guest, cause, ip)
             effects.append(Bind(guest.port_no, ip, source, mac=guest.sibling(mac)))
