@@ -114,6 +114,16 @@ def _load_state(core: Core, store: StateStore) -> None:
             raise SystemExit(str(err)) from None
 
 
+def _fleet_store(conf, uplink: str, host: str, on_view):
+    """The fleet store's client (`wlbridge.host.fleet_store`) if `fleet` is set, else None."""
+    if not conf.fleet:
+        return None
+    from wlbridge.host.fleet_store import FleetStore, set_tls
+
+    set_tls(conf.fleet_private_key, conf.fleet_certificate, conf.fleet_ca_cert)
+    return FleetStore(conf.fleet, host, conf.bridge, conf.fleet_lan or uplink, on_view)
+
+
 class _Isolation:
     """Guest-port isolation (`wlbridge.host.port_isolation`), made on first use: in the
     isolation worker's thread, after the switch connected."""
@@ -168,12 +178,15 @@ class WlBridgeApp(AppBase):
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
         core = Core(core_config(conf, self.uplink))
+        self.fleet = _fleet_store(conf, self.uplink, core.config.fleet_host,
+                                  lambda hosts, claims: self.shell.fleet_view(hosts, claims))
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
             isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb),
             queue=hub.Queue(), queue_empty=hub.QueueEmpty,
             set_mac=self._set_mac_ovsdb, set_mac_netlink=self._set_mac_netlink,
-            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe)
+            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe,
+            publish=None if self.fleet is None else self.fleet.publish)
         self.status_server = None
         if conf.status_port:  # bound before the state is loaded: a port in use changes nothing
             from wlbridge.app.status_server import serve
@@ -190,6 +203,8 @@ class WlBridgeApp(AppBase):
         self._inline: list[tuple] = []  # (brick, event class, handler) registered on the brick
         self.isolator = hub.spawn(self.shell.run_isolation)
         self.ticker = hub.spawn(self.shell.run_ticker)
+        if self.fleet is not None:
+            hub.spawn(self.fleet.run)
         self._signal_handlers = stop_on_signals(hub, self.shell.stopped)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
                  "%s, switch lost after %.1fs without echo reply", conf.bridge, self.uplink,
@@ -211,7 +226,8 @@ class WlBridgeApp(AppBase):
         from wlbridge.host.addr_handoff import host_address_status
 
         return {"bridge": self.conf.bridge, "framework": FRAMEWORK,
-                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now)}
+                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now),
+                "fleet_store": None if self.fleet is None else self.fleet.status()}
 
     def _watch_host(self) -> None:
         """Follow netlink events (a thread): host addresses, uplink changes (a re-created
@@ -289,6 +305,8 @@ class WlBridgeApp(AppBase):
             brick.unregister_handler(ev_cls, run)
         self._inline = []
         self.shell.close()   # stops its loops (a host watcher is no longer made), saves
+        if self.fleet is not None:
+            self.fleet.stop()
         with self.shell.lock:
             watcher = self.watcher
         if watcher is not None:
