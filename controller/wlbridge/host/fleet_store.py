@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any
 
 # the `ovs` package as wlbridge.host.ovsdb loads it (without eventlet under os-ken)
+from wlbridge.errors import UserError
 from wlbridge.host.ovsdb import ovs
 from wlbridge.model.fleet import Claim, HostSeen
 
@@ -61,6 +62,37 @@ def read_view(idl: Any) -> tuple[list[HostSeen], list[Claim]]:
     claims = [Claim(r.host, r.ip, r.mac, float(r.claimed_at), r.guest, _opt(r.lease_end))
               for r in idl.tables["Binding"].rows.values()]
     return hosts, claims
+
+
+def read_once(remote: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The store's whole contents once (`wlbridge status --fleet`), as JSON-able data;
+    UserError when no member answers within `timeout` s."""
+    helper = ovs.db.idl.SchemaHelper(location=schema_path())
+    helper.register_all()
+    idl = ovs.db.idl.Idl(remote, helper, leader_only=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while not idl.has_ever_connected():
+            idl.run()
+            if idl.has_ever_connected():
+                break
+            if time.monotonic() >= deadline:
+                raise UserError(f"no fleet store answered at {remote} within {timeout:g}s")
+            poller = ovs.poller.Poller()
+            idl.wait(poller)
+            poller.timer_wait(max(0, int((deadline - time.monotonic()) * 1000)))
+            poller.block()
+        hosts = sorted(({"name": r.name, "station_mac": r.station_mac, "bridge": r.bridge,
+                         "lan": r.lan, "last_seen": r.last_seen, "conflicts": dict(r.conflicts)}
+                        for r in idl.tables["Host"].rows.values()), key=lambda h: h["name"])
+        bindings = sorted(({"ip": r.ip, "mac": r.mac, "host": r.host, "guest": r.guest,
+                            "source": r.source, "claimed_at": r.claimed_at,
+                            "lease_end": _opt(r.lease_end)}
+                           for r in idl.tables["Binding"].rows.values()),
+                          key=lambda b: (b["ip"], b["host"]))
+        return {"remote": remote, "hosts": hosts, "bindings": bindings}
+    finally:
+        idl.close()
 
 
 def rows_of(idl: Any, host: str) -> tuple[Any, dict[str, Any]]:
