@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 from harness import free_port, need, wlbridge
-
-from topologies.procs import wait_for
 from wlbridge.host import fleet_server
 from wlbridge.host.fleet_store import FleetStore, read_once, set_tls
+
+from topologies.procs import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -142,8 +142,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
 def render_fleet(doc: dict[str, Any], now: float | None = None) -> str:
     """`wlbridge status --fleet`: every host, every address and who holds it, the refusals."""
     now = time.time() if now is None else now
-    lines = [f"fleet store {doc['remote']}: {len(doc['hosts'])} hosts, "
-             f"{len(doc['bindings'])} addresses"]
+    lines = [(f"fleet store {doc['remote']}: {len(doc['hosts'])} hosts, "
+             f"{len(doc['bindings'])} addresses")]
     for h in doc["hosts"]:
         lines.append(f"host {h['name']}: station {h['station_mac'] or '-'}, bridge "
                      f"{h['bridge']}, LAN {h['lan'] or '-'}, last seen "
