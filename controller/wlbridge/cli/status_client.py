@@ -23,7 +23,7 @@ def default_url() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_endpoint_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--fleet", metavar="REMOTE", default=None,
+    p.add_argument("--fleet", metavar="FLEET", default=None,
                    help="show every host and guest in this fleet store instead (its members, "
                         "comma-separated, as the `fleet` option), which host holds each "
                         "address (see docs/fleet.md)")
