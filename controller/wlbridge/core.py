@@ -35,7 +35,7 @@ from wlbridge.flows.wanted import (
     PortSection,
     Section,
 )
-from wlbridge.model.fleet import Claim, HostSeen
+from wlbridge.model.fleet import Claim, Departed, HostSeen
 from wlbridge.model.parked import Parked
 from wlbridge.model.state import (
     Binding,
@@ -62,6 +62,7 @@ from wlbridge.policy.effects import (
     Deliver,
     DropGuest,
     Effect,
+    ForgetDeparted,
     HostAddresses,
     JoinGroup,
     LearnMac,
@@ -272,15 +273,19 @@ class Core:
             self.config.fleet_gone_after, self.telemetry), now)
 
     def fleet_record(self) -> dict[str, Any]:
-        """What this host writes to the fleet store: its station MAC, its bindings and the
-        addresses it refused because another host holds them (`fleet_changed` cleared)."""
+        """What this host writes to the fleet store: its station MAC, its bindings (and
+        those whose port left, until they end: ``departed``) and the addresses it refused
+        because another host holds them (`fleet_changed` cleared)."""
         self.fleet_changed = False
         names = {g.port_no: g.name for g in self.guests.values()}
+        departed = [d for ip, d in self.model.departed.items() if ip not in self.bindings]
         return {
             "station_mac": self.station_mac or "",
             "bindings": [{"ip": b.ip, "mac": b.mac, "guest": names.get(b.port_no, ""),
                           "source": b.source, "claimed_at": b.learned_at,
-                          "lease_end": b.expires} for b in self.bindings.values()],
+                          "lease_end": b.expires} for b in self.bindings.values()] + [
+                {"ip": d.ip, "mac": d.mac, "guest": d.guest, "source": "departed",
+                 "claimed_at": d.claimed_at, "lease_end": None} for d in departed],
             "conflicts": {c.ip: f"{c.mac} (held by {c.holder_mac} on {c.holder})"
                           for c in self.model.conflicts.values()},
         }
@@ -290,6 +295,9 @@ class Core:
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
+        if self.model.drop_departed([ip for ip, d in self.model.departed.items()
+                                     if d.until <= now]):
+            self.fleet_changed = True
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
@@ -311,6 +319,7 @@ class Core:
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
                             self.model.parked.next_due(), self.groups.next_due())
                 if t is not None]
+        due += [min(d.until for d in self.model.departed.values())] if self.model.departed else []
         due += self._announce_due[:1]
         return min(due) if due else None
 
@@ -393,6 +402,10 @@ class Core:
         self.model.set_remote({h.name: h for h in effect.hosts},
                               {c.ip: c for c in effect.claims})
 
+    def _on_forget_departed(self, effect: ForgetDeparted, batch: _Batch, now: float) -> None:
+        if self.model.drop_departed(list(effect.ips)):
+            self.fleet_changed = True
+
     def _on_note_conflict(self, effect: NoteConflict, batch: _Batch, now: float) -> None:
         if self.model.note_conflict(effect.conflict):
             self.fleet_changed = True
@@ -449,6 +462,14 @@ class Core:
             [STATIC, PortSection(effect.port_no)] + self._group_sections()))
 
     def _on_drop_guest(self, effect: DropGuest, batch: _Batch, now: float) -> None:
+        guest = self.model.guests.get(effect.port_no)
+        if guest is not None and guest.ips:   # still claimed in the fleet store for a while
+            until = now + self.config.fleet_gone_after
+            self.model.note_departed([
+                Departed(b.ip, b.mac, guest.name, b.learned_at, until)
+                for b in (self.model.bindings[ip] for ip in sorted(guest.ips))],
+                self.config.max_bindings)
+            self.fleet_changed = True
         gone = self.model.forget_port(effect.port_no)
         self._port_gone(effect.port_no, gone, "port-gone")
         for section in [s for s in self._sections if s == PortSection(effect.port_no)]:
@@ -543,6 +564,7 @@ class Core:
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None, mac: str | None = None) -> None:
         old = self.model.bind(guest.port_no, ip, source, now, expires, lease, mac)
+        self.model.drop_departed([ip])
         self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
 
     def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
@@ -689,6 +711,7 @@ class Core:
         SyncPort: _on_sync_port,
         SetRemote: _on_set_remote,
         NoteConflict: _on_note_conflict,
+        ForgetDeparted: _on_forget_departed,
     }
 
 

@@ -154,3 +154,32 @@ def test_the_record_for_the_store_lists_the_bindings_and_the_station_mac():
     assert rig.core.fleet_changed is False
     rig.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
     assert rig.core.fleet_changed is True
+
+
+def test_a_binding_whose_port_left_stays_claimed_in_the_store_until_taken_over_or_ended():
+    """A migrated VM's port leaves its first host about when the VM's RARP reaches the next
+    one, which learns its addresses from the store only: the first host keeps claiming them
+    (``departed``) until another host takes them over, or for fleet_gone_after s."""
+    rig = rig_on("a")
+    rig.send(G1, arp_request(X, ADDR, ADDR))
+    rig.remove_port(G1)
+    assert ADDR not in rig.core.bindings
+    rec = rig.core.fleet_record()["bindings"]
+    assert [(b["ip"], b["mac"], b["guest"], b["source"]) for b in rec] == [
+        (ADDR, X, f"g{G1}", "departed")]
+    # b takes it over (the same MAC, claimed later): no longer claimed here
+    rig.now += 1
+    view(rig, Claim("b", ADDR, X, rig.now), hosts=("b",))
+    assert rig.core.fleet_changed and rig.core.fleet_record()["bindings"] == []
+
+
+def test_a_departed_claim_ends_after_fleet_gone_after():
+    rig = rig_on("a")
+    rig.send(G1, arp_request(X, ADDR, ADDR))
+    rig.remove_port(G1)
+    rig.core.fleet_record()
+    assert rig.core.next_due() <= rig.now + 60
+    rig.advance(59)
+    assert [b["ip"] for b in rig.core.fleet_record()["bindings"]] == [ADDR]
+    rig.advance(2)
+    assert rig.core.fleet_changed and rig.core.fleet_record()["bindings"] == []

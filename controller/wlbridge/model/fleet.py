@@ -35,6 +35,19 @@ class HostSeen:
 
 
 @dataclass(frozen=True)
+class Departed:
+    """A binding whose port left this host (a VM migrated away, a namespace moved): still
+    claimed in the store until `until`, so that the host the guest arrives on can take its
+    addresses over from the guest's first frame (a RARP carries none)."""
+
+    ip: str
+    mac: str
+    guest: str
+    claimed_at: float
+    until: float
+
+
+@dataclass(frozen=True)
 class Conflict:
     """`mac` here claimed `ip`, which `holder` holds for `holder_mac`: refused here."""
 

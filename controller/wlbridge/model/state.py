@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wlbridge.model.addresses import canonical_group, is_guest_ip6, is_unicast_mac
-from wlbridge.model.fleet import MAX_CONFLICTS, Claim, Conflict, HostSeen
+from wlbridge.model.fleet import MAX_CONFLICTS, Claim, Conflict, Departed, HostSeen
 from wlbridge.model.parked import Parked
 
 SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static", "nd", "ipv6", "fleet")
@@ -118,6 +118,8 @@ class Model:
     fleet_hosts: dict[str, HostSeen] = field(default_factory=dict)  # the other live hosts
     # addresses refused here because another host holds them (newest last, bounded)
     conflicts: dict[str, Conflict] = field(default_factory=dict)
+    # bindings whose port left, still claimed in the fleet store for a while
+    departed: dict[str, Departed] = field(default_factory=dict)
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
         """The guest port `mac` is behind (None: no guest has it)."""
@@ -280,6 +282,20 @@ class Model:
         replacing the last."""
         self.fleet_hosts = dict(hosts)
         self.remote = dict(claims)
+
+    def note_departed(self, records: list[Departed], bound: int) -> None:
+        """Bindings whose port left (kept in the store until each one's `until`), at most
+        `bound` (the oldest dropped)."""
+        for d in records:
+            self.departed.pop(d.ip, None)
+            self.departed[d.ip] = d
+        while len(self.departed) > bound:
+            del self.departed[next(iter(self.departed))]
+
+    def drop_departed(self, ips: list[str]) -> bool:
+        """These departed records out (taken over elsewhere, bound here again, or ended);
+        whether any was there."""
+        return sum(self.departed.pop(ip, None) is not None for ip in ips) > 0
 
     def note_conflict(self, conflict: Conflict) -> bool:
         """An address refused here because another host holds it (kept for status and the

@@ -5,7 +5,7 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    for) first,
 2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`, `LeaveGroup`,
    and from the core's other events `HostAddresses`, `SetUplink`, `AddGuest`, `DropGuest`,
-   `Park`, `Adopt`, `SyncPort`, and from the fleet store `SetRemote`, `NoteConflict`), in
+   `Park`, `Adopt`, `SyncPort`, and from the fleet store `SetRemote`, `NoteConflict`, `ForgetDeparted`), in
    the order given, whose touched flow sections are synced
    once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
@@ -165,6 +165,13 @@ class SetRemote:
 
 
 @dataclass(frozen=True)
+class ForgetDeparted:
+    """Bindings whose port left, taken over by another host: no longer claimed here."""
+
+    ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NoteConflict:
     """An address refused here because another host holds it: recorded for status and the
     store."""
@@ -175,4 +182,4 @@ class NoteConflict:
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
                HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce,
-               SetRemote, NoteConflict]
+               SetRemote, NoteConflict, ForgetDeparted]

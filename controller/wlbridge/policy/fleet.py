@@ -11,6 +11,10 @@ one store, `wlbridge.host.fleet_store`).
   ARP a migrated VM sends, its first packet) and that the store shows on another host:
   its addresses are bound here at once and announced from this host's station MAC.
 * `held_elsewhere`: for `guard`: another host's claim of an address, for a refusal.
+
+A binding whose port left this host stays claimed in the store (``departed``) for
+`gone_after` s, or until another host takes it over (`ForgetDeparted`): the host a migrated
+VM arrives on knows its addresses from its RARP alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from collections.abc import Iterable
 
 from wlbridge.model.fleet import Claim, Conflict, HostSeen
 from wlbridge.model.state import GuestPort, Model
-from wlbridge.policy.effects import Announce, Bind, Effect, NoteConflict, SetRemote, Unbind
+from wlbridge.policy.effects import (
+    Announce,
+    Bind,
+    Effect,
+    ForgetDeparted,
+    NoteConflict,
+    SetRemote,
+    Unbind,
+)
 from wlbridge.telemetry import Telemetry
 
 
@@ -65,6 +77,10 @@ def view_changed(model: Model, me: str, hosts: Iterable[HostSeen], claims: Itera
                          "%s: dropped here", ip, b.mac, c.mac, c.host)
             effects.append(Unbind(ip, "fleet-conflict"))
             effects.append(NoteConflict(Conflict(ip, b.mac, c.host, c.mac, now)))
+    taken = [ip for ip, d in model.departed.items()
+             if ip in remote and (remote[ip].mac != d.mac or remote[ip].claimed_at > d.claimed_at)]
+    if taken:
+        effects.append(ForgetDeparted(tuple(taken)))
     return effects
 
 
