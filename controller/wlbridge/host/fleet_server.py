@@ -195,6 +195,9 @@ def _status_or_empty(directory: str) -> str:
 def pki(directory: str, names: list[str]) -> dict[str, dict[str, str]]:
     """A CA in `directory` (ovs-pki, made once) and a key and certificate signed by it for
     each name (made once): name -> {private_key, certificate, ca_cert}."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+            raise UserError(f"certificate name {name!r}: letters, digits, '.', '_', '-' only")
     d = Path(directory).absolute()
     d.mkdir(parents=True, exist_ok=True)
     log = f"--log={d / 'ovs-pki.log'}"
@@ -202,8 +205,6 @@ def pki(directory: str, names: list[str]) -> dict[str, dict[str, str]]:
         run(["ovs-pki", f"--dir={d}", log, "--force", "init"], "make the fleet's CA")
     out = {}
     for name in names:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise UserError(f"certificate name {name!r}: letters, digits, '.', '_', '-' only")
         key, cert = d / f"{name}-privkey.pem", d / f"{name}-cert.pem"
         if not cert.exists():
             run(["ovs-pki", f"--dir={d}", log, "-b", "--force", "req+sign", name, "switch"],
