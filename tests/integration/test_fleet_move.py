@@ -18,6 +18,7 @@ ovsdb-server from `wlbridge fleet start`.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,19 @@ def store(tmp_path: Path):
     d = tmp_path / "store"
     remote = f"tcp:127.0.0.1:{free_port()}"
     wlbridge("fleet", "start", "--dir", str(d), "--listen", remote)
-    yield remote
+    yield Store(remote, d)
     wlbridge("fleet", "stop", "--dir", str(d), check=False)
+
+
+class Store:
+    def __init__(self, remote: str, directory: Path) -> None:
+        self.remote, self.dir = remote, directory
+
+    def stop(self) -> None:
+        wlbridge("fleet", "stop", "--dir", str(self.dir))
+
+    def start(self) -> None:
+        wlbridge("fleet", "start", "--dir", str(self.dir), "--listen", self.remote)
 
 
 @pytest.fixture
@@ -63,7 +75,8 @@ def two_hosts(make_world, tmp_path, store):
         workdir = tmp_path / f"host-{name}"
         workdir.mkdir()
         ctl = Controller(world, workdir, bridge=bridge, uplink=uplink,
-                         extra=("--fleet", store, "--fleet-host", name))
+                         extra=("--fleet", store.remote, "--fleet-host", name,
+                                "--fleet-gone-after", "6"))
         made.append(ctl)
         ctl.setup("--address-manager", "static")
         ctl.start()
@@ -148,3 +161,35 @@ def test_an_address_held_on_one_host_is_refused_to_another_mac_on_another_host(t
              what="A shows B's refusal")
     assert a.bound(owner.ip)["mac"] == owner.mac
     assert world.peers[0].ping(owner.ip, timeout=3)
+
+
+def test_with_the_store_away_each_host_keeps_working_and_writes_what_it_learned_on_return(
+        two_hosts, store):
+    world, a, b = two_hosts
+    guest, peer = world.guests[0], world.peers[0]
+    store.stop()
+    a.attach(guest)                      # learned while the store is away
+    assert peer.ping(guest.ip, timeout=3)
+    a.wait_bound(guest.ip)
+    assert not sees(b, "a", guest.ip)
+    store.start()                        # the same database back: A's rows follow
+    wait_for(lambda: sees(b, "a", guest.ip), 20, what="A's binding written on the return")
+    assert a.status()["fleet_store"]["connected"] is True
+    assert peer.ping(guest.ip, timeout=3)
+
+
+def test_a_host_gone_from_the_store_holds_nothing_after_fleet_gone_after(two_hosts):
+    world, a, b = two_hosts
+    owner, other = world.guests
+    a.attach(owner)
+    assert owner.ping(world.router.ip, timeout=3)
+    wait_for(lambda: sees(b, "a", owner.ip), 10, what="B sees A's binding")
+    a.stop(signal.SIGKILL)               # host A dies: its rows stay in the store
+    wait_for(lambda: not sees(b, "a", owner.ip), 15, what="A counted gone by B")
+    assert [h["name"] for h in fleet(b)["hosts"]] == []
+    b.attach(other)                      # its address is free on B now
+    other.run("ip", "addr", "flush", "dev", other.ifname)
+    other.set_addr(owner.addr)
+    other.ping(world.router.ip, timeout=1)
+    b.wait_bound(owner.ip, port=other.port)
+    assert b.counters().get("refused.fleet-ip-in-use", 0) == 0

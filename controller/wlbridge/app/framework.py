@@ -118,10 +118,13 @@ def _fleet_store(conf, uplink: str, host: str, on_view):
     """The fleet store's client (`wlbridge.host.fleet_store`) if `fleet` is set, else None."""
     if not conf.fleet:
         return None
-    from wlbridge.host.fleet_store import FleetStore, set_tls
+    from wlbridge.host.fleet_store import HEARTBEAT, FleetStore, set_tls
 
     set_tls(conf.fleet_private_key, conf.fleet_certificate, conf.fleet_ca_cert)
-    return FleetStore(conf.fleet, host, conf.bridge, conf.fleet_lan or uplink, on_view)
+    # a heartbeat well within fleet_gone_after: this host is not thought gone while alive,
+    # and the view is refreshed often enough to see another one go
+    return FleetStore(conf.fleet, host, conf.bridge, conf.fleet_lan or uplink, on_view,
+                      heartbeat=min(HEARTBEAT, conf.fleet_gone_after / 3))
 
 
 class _Isolation:
