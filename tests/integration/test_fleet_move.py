@@ -17,6 +17,7 @@ ovsdb-server from `wlbridge fleet start`.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from harness import Controller, free_port, need, wlbridge
+from wlbridge.host import fleet_server
 
 from topologies import make_mac
 from topologies.ovs import vsctl
@@ -44,24 +46,49 @@ s.send(frame)
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(request, tmp_path: Path):
+    """A fleet store from `wlbridge fleet start`: standalone, or (``indirect`` parameter
+    "cluster") a 3-member Raft cluster on loopback; stopped by pid after."""
     need("/usr/sbin/ovsdb-server", "openvswitch-switch")
-    d = tmp_path / "store"
-    remote = f"tcp:127.0.0.1:{free_port()}"
-    wlbridge("fleet", "start", "--dir", str(d), "--listen", remote)
-    yield Store(remote, d)
-    wlbridge("fleet", "stop", "--dir", str(d), check=False)
+    st = Store(tmp_path, 3 if getattr(request, "param", "standalone") == "cluster" else 1)
+    yield st
+    for d in st.dirs:
+        pid = fleet_server.pid_of(str(d))
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
 
 
 class Store:
-    def __init__(self, remote: str, directory: Path) -> None:
-        self.remote, self.dir = remote, directory
+    def __init__(self, root: Path, members: int) -> None:
+        self.dirs = [root / f"store{i}" for i in range(members)]
+        self.client = [f"tcp:127.0.0.1:{free_port()}" for _ in self.dirs]
+        self.remote = ",".join(self.client)
+        raft = [f"tcp:127.0.0.1:{free_port()}" for _ in self.dirs] if members > 1 else []
+        for i, d in enumerate(self.dirs):
+            cluster = ["--cluster", raft[i], *(["--join", raft[0]] if i else [])] if raft else []
+            wlbridge("fleet", "start", "--dir", str(d), "--listen", self.client[i], *cluster)
+        if raft:
+            wait_for(lambda: self.leader() is not None, 15, what="a leader elected")
 
     def stop(self) -> None:
-        wlbridge("fleet", "stop", "--dir", str(self.dir))
+        wlbridge("fleet", "stop", "--dir", str(self.dirs[0]))
 
     def start(self) -> None:
-        wlbridge("fleet", "start", "--dir", str(self.dir), "--listen", self.remote)
+        wlbridge("fleet", "start", "--dir", str(self.dirs[0]), "--listen", self.client[0])
+
+    def leader(self) -> int | None:
+        for i, d in enumerate(self.dirs):
+            if fleet_server.pid_of(str(d)) is not None and re.search(
+                    r"^Role: leader$", fleet_server.cluster_status(str(d)), re.MULTILINE):
+                return i
+        return None
+
+    def kill_leader(self) -> int:
+        i = self.leader()
+        assert i is not None
+        os.kill(fleet_server.pid_of(str(self.dirs[i])), signal.SIGKILL)
+        wait_for(lambda: fleet_server.pid_of(str(self.dirs[i])) is None, 5, what="killed")
+        return i
 
 
 @pytest.fixture
@@ -193,3 +220,19 @@ def test_a_host_gone_from_the_store_holds_nothing_after_fleet_gone_after(two_hos
     other.ping(world.router.ip, timeout=1)
     b.wait_bound(owner.ip, port=other.port)
     assert b.counters().get("refused.fleet-ip-in-use", 0) == 0
+
+
+@pytest.mark.parametrize("store", ["cluster"], indirect=True)
+def test_the_store_leader_killed_the_hosts_fail_over_and_lose_nothing(two_hosts, store):
+    world, a, b = two_hosts
+    first, second = world.guests
+    a.attach(first)
+    assert first.ping(world.router.ip, timeout=3)
+    wait_for(lambda: sees(b, "a", first.ip), 10, what="B sees A's first binding")
+    killed = store.kill_leader()
+    wait_for(lambda: store.leader() not in (None, killed), 15, what="a new leader")
+    a.attach(second)                     # learned after the failover
+    assert second.ping(world.router.ip, timeout=3)
+    wait_for(lambda: sees(b, "a", second.ip), 20, what="A's write after the failover")
+    assert sees(b, "a", first.ip)        # nothing committed lost
+    assert a.status()["fleet_store"]["connected"] and b.status()["fleet_store"]["connected"]
