@@ -183,3 +183,26 @@ def test_a_departed_claim_ends_after_fleet_gone_after():
     assert [b["ip"] for b in rig.core.fleet_record()["bindings"]] == [ADDR]
     rig.advance(2)
     assert rig.core.fleet_changed and rig.core.fleet_record()["bindings"] == []
+
+
+def test_ipv6_an_address_another_host_holds_is_refused_by_nd_and_recorded():
+    from v6frames import dad
+
+    rig = rig_on()
+    addr6 = "2001:db8:1::50"
+    view(rig, Claim("a", addr6, X, rig.now - 30))
+    rig.send(G1, dad(mac(G1), addr6))
+    assert addr6 not in rig.core.bindings
+    assert rig.core.counters["refused.fleet-ip-in-use"] == 1
+    assert addr6 in rig.core.fleet_record()["conflicts"]
+
+
+def test_ipv6_a_guest_that_moved_here_gets_its_addresses_announced_by_unsolicited_na():
+    rig = rig_on()
+    addr6 = "2001:db8:1::50"
+    view(rig, Claim("a", addr6, X, rig.now - 30), Claim("a", ADDR, X, rig.now - 30))
+    d = rig.send(G1, rarp(X))
+    assert {a: b.source for a, b in rig.core.bindings.items()} == {ADDR: "fleet", addr6: "fleet"}
+    nas = [h for p, h in d.outputs if p == UP and h.get("eth_src") == STATION
+           and h.get("icmpv6_type") == 136]
+    assert [h.get("ipv6_nd_target") for h in nas] == [addr6]
