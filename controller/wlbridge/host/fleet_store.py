@@ -158,6 +158,7 @@ class FleetStore:
         seen, beat_due = -1, 0.0
         try:
             while not self.stopped.is_set():
+                self._drain()   # before the record is read: a later publish wakes us again
                 idl.run()
                 connected = idl.has_ever_connected() and idl.state == idl.IDL_S_MONITORING
                 if connected != self.connected:
@@ -175,7 +176,6 @@ class FleetStore:
                         seen = -1   # our own change: the view again once applied
                     if beat:
                         beat_due = now + self.heartbeat
-                self._drain()
                 poller = ovs.poller.Poller()
                 idl.wait(poller)
                 poller.fd_wait(self.wake_r, ovs.poller.POLLIN)
