@@ -101,15 +101,23 @@ def rows_of(idl: Any, host: str) -> tuple[Any, dict[str, Any]]:
     return row, {r.ip: r for r in idl.tables["Binding"].rows.values() if r.host == host}
 
 
+def _time(t: float) -> float:
+    """A time as the store keeps it: ovsdb-server prints reals with 15 significant digits, so
+    a Unix time comes back to the millisecond; compared so, or every host would rewrite its
+    rows on every change it sees."""
+    return round(float(t), 3)
+
+
 def _binding_values(b: dict[str, Any]) -> dict[str, Any]:
     return {"mac": b["mac"], "guest": b["guest"], "source": b["source"],
-            "claimed_at": float(b["claimed_at"]),
-            "lease_end": [] if b.get("lease_end") is None else [float(b["lease_end"])]}
+            "claimed_at": _time(b["claimed_at"]),
+            "lease_end": [] if b.get("lease_end") is None else [_time(b["lease_end"])]}
 
 
 def _current(row: Any) -> dict[str, Any]:
     return {"mac": row.mac, "guest": row.guest, "source": row.source,
-            "claimed_at": float(row.claimed_at), "lease_end": list(row.lease_end)}
+            "claimed_at": _time(row.claimed_at),
+            "lease_end": [_time(t) for t in row.lease_end]}
 
 
 class FleetStore:
