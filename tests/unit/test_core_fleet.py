@@ -206,3 +206,14 @@ def test_ipv6_a_guest_that_moved_here_gets_its_addresses_announced_by_unsolicite
     nas = [h for p, h in d.outputs if p == UP and h.get("eth_src") == STATION
            and h.get("icmpv6_type") == 136]
     assert [h.get("ipv6_nd_target") for h in nas] == [addr6]
+
+
+def test_a_port_whose_guest_mac_is_known_from_the_start_takes_over_its_addresses_at_once():
+    """A port added with its guest's MAC configured (static_macs; libvirt's attached-mac
+    feeds the same path): the store's addresses of that MAC are bound before any frame."""
+    rig = rig_on(static_macs={"g9": X})
+    view(rig, Claim("a", ADDR, X, rig.now - 30))
+    d = rig.add_port(9)
+    assert rig.core.bindings[ADDR].source == "fleet" and rig.core.bindings[ADDR].port_no == 9
+    assert ADDR in announced(d)
+    assert rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, ADDR)).ports() == {9}

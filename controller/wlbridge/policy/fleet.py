@@ -8,8 +8,9 @@ one store, `wlbridge.host.fleet_store`).
   for another MAC lost the race: dropped, refused and recorded as a conflict.  Earlier is
   (claimed at, host name): every host orders two claims alike.
 * `arrived`: a guest MAC that appeared here (learned from any frame: the RARP or gratuitous
-  ARP a migrated VM sends, its first packet) and that the store shows on another host:
-  its addresses are bound here at once and announced from this host's station MAC.
+  ARP a migrated VM sends, its first packet; or known with its port: `arrived_on`) and that
+  the store shows on another host: its addresses are bound here at once and announced from
+  this host's station MAC.
 * `held_elsewhere`: for `guard`: another host's claim of an address, for a refusal.
 
 A binding whose port left this host stays claimed in the store (``departed``) for
@@ -98,12 +99,17 @@ def refused(ip: str, mac: str, claim: Claim, now: float) -> Effect:
 def arrived(model: Model, guest: GuestPort, mac: str) -> list[Effect]:
     """`mac`, new behind `guest`'s port (learned in the same batch, before these effects):
     the addresses the store shows it holding on another host, bound here and announced."""
+    return arrived_on(model, guest.port_no, mac, guest.mac is None or guest.mac == mac)
+
+
+def arrived_on(model: Model, port_no: int, mac: str, first: bool) -> list[Effect]:
+    """As `arrived`, for port `port_no` (added in the same batch with `mac` known from the
+    start: configured, or libvirt's ``attached-mac``); `first`: the port's first MAC."""
     ips = sorted(ip for ip, c in model.remote.items()
                  if c.mac == mac and ip not in model.bindings and ip not in model.host_ips)
     if not ips:
         return []
-    first = guest.mac is None or guest.mac == mac
-    effects: list[Effect] = [Bind(guest.port_no, ip, "fleet", model.remote[ip].expires,
+    effects: list[Effect] = [Bind(port_no, ip, "fleet", model.remote[ip].expires,
                                   mac=None if first else mac) for ip in ips]
     effects.append(Announce(tuple(ips)))
     return effects

@@ -18,6 +18,7 @@ from wlbridge.flows.pipeline import PORT_LOCAL
 from wlbridge.flows.wanted import LEASED
 from wlbridge.model.addresses import canonical_ip6
 from wlbridge.model.state import Model, Port
+from wlbridge.policy import fleet
 from wlbridge.policy.effects import (
     AddGuest,
     Adopt,
@@ -165,7 +166,10 @@ def port_changed(model: Model, ports: Mapping[int, Port], port: Port, old: Port 
             changed = [Announce()]
         return effects + changed
     if effects or port.port_no not in model.guests:  # a renamed port is a new guest
-        effects.append(_guest(port, config.static_macs))
+        guest = _guest(port, config.static_macs)
+        effects.append(guest)
+        if guest.mac is not None:   # known from the start: a guest that moved here?
+            effects += fleet.arrived_on(model, port.port_no, guest.mac, first=True)
     return effects + [Adopt(), SyncPort(port.port_no)]
 
 
