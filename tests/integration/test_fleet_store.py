@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from harness import free_port, need, wlbridge
+from wlbridge.errors import UserError
 from wlbridge.host import fleet_server
 from wlbridge.host.fleet_store import FleetStore, read_once, set_tls
 
@@ -242,3 +243,66 @@ def test_bad_fleet_commands_are_refused_in_one_line_and_make_nothing(tmp_path):
         fleet_server.stop(str(d))
     res = wlbridge("status", "--fleet", f"tcp:127.0.0.1:{port}", check=False)
     assert res.returncode == 2 and "no fleet store answered" in res.stderr
+
+
+def test_a_member_cut_off_by_a_partition_loses_nothing_and_catches_up(wl_prefix, tmp_path,
+                                                                     hosts):
+    """One member in a network namespace of its own, its link cut (a partition) and restored:
+    the two others go on (a new leader if it led), the hosts fail over and keep writing, and
+    the cut-off member has every binding once it is back."""
+    import ipaddress
+
+    from topologies import subnet_for
+    from topologies.procs import run
+
+    net = ipaddress.ip_network(f"{subnet_for(wl_prefix).network_address}/30")
+    root_ip, ns_ip = str(net.network_address + 1), str(net.network_address + 2)
+    ns, link = f"{wl_prefix}-m2", f"{wl_prefix}-m2"
+    run(None, ["ip", "netns", "add", ns])
+    try:
+        run(None, ["ip", "link", "add", link, "type", "veth", "peer", "name", "m2", "netns", ns])
+        run(None, ["ip", "addr", "add", f"{root_ip}/30", "dev", link])
+        run(None, ["ip", "link", "set", link, "up"])
+        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{ns_ip}/30",
+                    "dev", "m2"], ["ip", "link", "set", "m2", "up"]):
+            run(ns, cmd)
+        m = Members(tmp_path)
+        ips = [root_ip, root_ip, ns_ip]
+        m.client = [f"tcp:{a}:{free_port()}" for a in ips]
+        m.raft = [f"tcp:{a}:{free_port()}" for a in ips]
+        m.dirs = [tmp_path / f"m{i}" for i in range(3)]
+        try:
+            for i in range(3):
+                argv = [*fleet_cli(), "fleet", "start", "--dir", str(m.dirs[i]), "--listen",
+                        m.client[i], "--cluster", m.raft[i],
+                        *(["--join", m.raft[0]] if i else [])]
+                run(ns if i == 2 else None, argv, check=True)
+            wait_for(lambda: m.leader() is not None and "Servers:" in
+                     fleet_server.cluster_status(str(m.dirs[2])) and
+                     re.search(r"^Leader: (?!unknown)", fleet_server.cluster_status(
+                         str(m.dirs[2])), re.MULTILINE), 20, what="the cut-off member joined")
+            a, b = Host(m.remote, "a"), Host(m.remote, "b")
+            hosts += [a, b]
+            a.publish("10.0.0.60")
+            wait_for(lambda: b.holds("a", "10.0.0.60"), 10, what="the first binding")
+            run(None, ["ip", "link", "set", link, "down"])          # the partition
+            cut_off = f"tcp:{ns_ip}:{m.client[2].rsplit(':', 1)[1]}"
+            with pytest.raises(UserError):                           # (it is cut off)
+                read_once(cut_off, timeout=1)
+            a.publish("10.0.0.60", "10.0.0.61")
+            wait_for(lambda: b.holds("a", "10.0.0.61"), 30, what="a write with a member cut off")
+            run(None, ["ip", "link", "set", link, "up"])            # healed
+            wait_for(lambda: {x["ip"] for x in read_once(cut_off, timeout=2)["bindings"]} ==
+                     {"10.0.0.60", "10.0.0.61"}, 30, retry=(Exception,),
+                     what="the cut-off member caught up")
+        finally:
+            m.stop_all()
+    finally:
+        run(None, ["ip", "link", "del", link], check=False)
+        run(None, ["ip", "netns", "del", ns], check=False)
+
+
+def fleet_cli() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "wlbridge"]
