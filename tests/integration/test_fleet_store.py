@@ -306,3 +306,21 @@ def fleet_cli() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "wlbridge"]
+
+
+def test_a_member_that_leaves_is_out_of_the_cluster_and_the_others_go_on(members, hosts):
+    members.start(3)
+    wait_for(lambda: members.leader() is not None, 15, what="a leader elected")
+    out = wlbridge("fleet", "leave", "--dir", str(members.dirs[2])).stdout
+    assert "left the cluster" in out
+    assert fleet_server.pid_of(str(members.dirs[2])) is None
+    assert (members.dirs[2] / "wlbridge.db.left").exists()
+    wait_for(lambda: "(self)" in fleet_server.cluster_status(str(members.dirs[0])) and
+             fleet_server.cluster_status(str(members.dirs[0])).split("Servers:")[1]
+             .count(" at tcp:") == 2, 10, what="two servers left in the cluster")
+    a, b = Host(",".join(members.client[:2]), "a"), Host(",".join(members.client[:2]), "b")
+    hosts += [a, b]
+    a.publish("10.0.0.95")
+    wait_for(lambda: b.holds("a", "10.0.0.95"), 10, what="the two go on")
+    res = wlbridge("fleet", "status", "--dir", str(members.dirs[2]), check=False)
+    assert res.returncode == 2 and "no fleet store runs" in res.stderr

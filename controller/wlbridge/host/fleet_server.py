@@ -176,7 +176,8 @@ def leave(directory: str, timeout: float = 30.0) -> None:
     appctl(directory, "cluster/leave", DB_NAME)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pid_of(directory) is None or "left" in _status_or_empty(directory).lower():
+        status = _status_or_empty(directory)   # empty: the database is gone (it left)
+        if pid_of(directory) is None or not status or "left" in status.lower():
             break
         time.sleep(0.1)
     stop(directory)
