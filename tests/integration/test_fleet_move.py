@@ -49,7 +49,7 @@ s.send(frame)
 def store(request, tmp_path: Path):
     """A fleet store from `wlbridge fleet start`: standalone, or (``indirect`` parameter
     "cluster") a 3-member Raft cluster on loopback; stopped by pid after."""
-    need("/usr/sbin/ovsdb-server", "openvswitch-switch")
+    need("/usr/sbin/ovsdb-server", "openvswitch-common")
     st = Store(tmp_path, 3 if getattr(request, "param", "standalone") == "cluster" else 1)
     yield st
     for d in st.dirs:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def _ovsdb_tools() -> None:
-    need("/usr/sbin/ovsdb-server", "openvswitch-switch")
+    need("/usr/sbin/ovsdb-server", "openvswitch-common")
     need("/usr/bin/ovsdb-tool", "openvswitch-common")
 
 

@@ -97,8 +97,8 @@ def plan_server(directory: str, listen: list[str], tls: Tls | None) -> list[str]
 def run(cmd: list[str], what: str, cwd: str | None = None) -> str:
     """Run one command; its output, or UserError with its last error line."""
     if shutil.which(cmd[0]) is None:
-        raise UserError(f"{cmd[0]} is not installed (Debian: apt-get install openvswitch-common"
-                        f" openvswitch-switch)")
+        raise UserError(f"{cmd[0]} is not installed (Debian: apt-get install openvswitch-common,"
+                        f" which openvswitch-switch brings)")
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd)
     if res.returncode != 0:
         last = (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}")
