@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import ap_foreign, wait_for
+from harness import ap_foreign, wait_for, wlbridge
 from managers import cannot
 from wlbridge.host import session_bridge
 
@@ -89,6 +89,17 @@ def test_a_session_vm_through_qemu_bridge_helper_as_a_user_is_on_the_lan(
     port = session_bridge.ovs_port(name)
     text = acl.read_text()
     assert text.startswith(users.decode()) and text.endswith(f"allow {name}\n"), text
+    again = wlbridge("setup", "--uplink", world.uplink, "--bridge", wl.bridge, "--datapath",
+                     "netdev", "--address-manager", "static", "--session-bridge", name)
+    assert f"session bridge {name}: already in place" in again.stdout, again.stdout
+    assert acl.read_text() == text
+    res = wlbridge("setup", "--uplink", world.uplink, "--bridge", wl.bridge, "--datapath",
+                   "netdev", "--address-manager", "static", "--session-bridge",
+                   f"{world.prefix}-x", check=False)          # a second one: refused
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res
+    assert "already" in res.stderr and "nothing changed" in res.stderr, res.stderr
+    assert acl.read_text() == text
+    assert not Path(f"/sys/class/net/{world.prefix}-x").exists()
 
     run_dir = Path(tempfile.mkdtemp(prefix="wlbridge-vm-", dir="/tmp"))
     run_dir.chmod(0o777)

@@ -479,6 +479,8 @@ def main(args: argparse.Namespace) -> int:
     if args.session_bridge:
         session_bridge.check_name(args.session_bridge)
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
+        if args.session_bridge:
+            session_bridge.check_free(db.bridge_info(opts.bridge), net, args.session_bridge)
         setup(db, net, opts)
         from wlbridge.host import libvirt_net
 

@@ -110,24 +110,31 @@ def helper_note(helpers=HELPERS) -> str | None:
 
 
 # ---- setup and teardown ---------------------------------------------------------------
+def check_free(info: Any, net: Any, name: str) -> None:
+    """Refuse (UserError) a session bridge `name` for the OVS bridge `info` describes (None:
+    not made yet) when the bridge has another one, or when `name` or its ports' names are
+    taken by interfaces that are not its; setup calls it before changing anything."""
+    check_name(name)
+    ours = info.external_ids.get(BRIDGE_KEY) if info is not None else None
+    if ours and ours != name:
+        raise UserError(f"bridge {info.name} has session bridge {ours} already (teardown "
+                        "removes it); nothing changed")
+    if ours is None:
+        for link in (name, ovs_port(name), bridge_end(name)):
+            if net.link_index(link) is not None:
+                raise UserError(f"--session-bridge {name}: an interface named {link} exists "
+                                "already; choose another name; nothing changed")
+
+
 def ensure(db: Any, net: Any, bridge: str, name: str, netdev: bool,
            acl: Path = ACL_FILE) -> list[str]:
     """Make (or find in place) the session bridge `name` of OVS bridge `bridge`; the changes
     made.  UserError (after undoing what it made) when it cannot."""
-    check_name(name)
     info = db.bridge_info(bridge)
     if info is None:
         raise UserError(f"bridge {bridge} does not exist; nothing changed")
-    ours = info.external_ids.get(BRIDGE_KEY)
-    if ours and ours != name:
-        raise UserError(f"bridge {bridge} has session bridge {ours} already (teardown "
-                        "removes it); nothing changed")
+    check_free(info, net, name)
     port, end = ovs_port(name), bridge_end(name)
-    if ours is None:
-        for link in (name, port, end):
-            if net.link_index(link) is not None:
-                raise UserError(f"--session-bridge {name}: an interface named {link} exists "
-                                "already; choose another name; nothing changed")
     changes: list[str] = []
     made: list[str] = []
     try:
