@@ -238,6 +238,16 @@ class Core:
             msgs += self.meters.delete([port_no])
         return msgs
 
+    def guest_announced(self, port_name: str, mac: str, source: str, now: float) -> list:
+        """The host says guest `mac` is behind port `port_name` before it sent a frame
+        (`source`: who said so, e.g. "libvirt", from the VM interface's
+        ``external_ids:attached-mac``): the guest exists and its flows (source check,
+        delivery, the LAN's ND naming it) are in place from its first frame.  Learned like a
+        guest's first frame teaches (not configured): more guests behind the port (nested
+        ones) are still learned, up to ``max_macs_per_port``."""
+        return self._apply(lifecycle.announced(self.model, port_name, mac.lower(), source,
+                                               self.config, self.telemetry), now)
+
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
@@ -430,11 +440,13 @@ class Core:
         known = self.model.guests.get(effect.port_no)
         if known is None or effect.mac in known.macs:
             return
-        guest = self.model.learn_mac(effect.port_no, effect.mac)
+        guest = self.model.learn_mac(effect.port_no, effect.mac, effect.source)
         if guest is not None:
             self.dirty = True
-            self.counters.bump("guests.mac_learned")
-            LOG.info("port %s: guest MAC %s (%d behind the port)", guest.name, effect.mac,
+            self.counters.bump("guests.mac_learned" if effect.source == "learned"
+                               else f"guests.mac_announced.{effect.source}")
+            LOG.info("port %s: guest MAC %s%s (%d behind the port)", guest.name, effect.mac,
+                     "" if effect.source == "learned" else f" (announced by {effect.source})",
                      len(guest.macs))
             batch.touched[PortSection(effect.port_no)] = None
 

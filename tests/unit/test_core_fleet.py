@@ -217,3 +217,15 @@ def test_a_port_whose_guest_mac_is_known_from_the_start_takes_over_its_addresses
     assert rig.core.bindings[ADDR].source == "fleet" and rig.core.bindings[ADDR].port_no == 9
     assert ADDR in announced(d)
     assert rig.send(UP, icmp_echo(ROUTER, STATION, ROUTER_IP, ADDR)).ports() == {9}
+
+
+def test_a_vm_libvirt_announces_on_its_new_port_takes_over_its_addresses_before_any_frame():
+    """Live migration: the destination's libvirt writes the VM's `attached-mac` on the new
+    port (`Core.guest_announced`); the store's addresses of that MAC are bound and
+    announced from this host at once, before QEMU's RARP."""
+    rig = rig_on()
+    view(rig, Claim("a", ADDR, X, rig.now - 30, "vm1"))
+    d = rig.apply(rig.core.guest_announced(f"g{G1}", X, "libvirt", rig.now))
+    assert rig.core.bindings[ADDR].source == "fleet" and rig.core.bindings[ADDR].mac == X
+    assert ADDR in announced(d)
+    assert delivered(rig) == {G1}

@@ -534,3 +534,20 @@ def test_without_a_fleet_store_nothing_is_published():
     rig.shell.start()
     rig.connect(dp)
     assert rig.shell.publish is None and rig.shell.status()["fleet"]["hosts"] == []
+
+
+def test_a_vm_libvirt_plugged_is_a_guest_named_in_status_until_its_port_goes():
+    from wlbridge.host.libvirt_vms import VmPort
+
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp, guests=0)
+    vnet = Port(5, "vnet0", "fe:54:00:12:34:56", True)
+    rig.shell.port_status(dp, ADD, vnet)
+    rig.shell.vm_ports([VmPort("vnet0", "52:54:00:12:34:56", "0d9b-uuid", name="vm1")])
+    (guest,) = rig.shell.status()["guests"]
+    assert (guest["port"], guest["vm"], guest["vm_id"]) == ("vnet0", "vm1", "0d9b-uuid")
+    assert (guest["mac"], guest["mac_source"]) == ("52:54:00:12:34:56", "libvirt")
+    rig.shell.port_status(dp, DELETE, vnet)
+    rig.shell.port_status(dp, ADD, Port(6, "vnet0", "fe:00:00:00:00:06", True))  # reused name
+    (guest,) = rig.shell.status()["guests"]
+    assert "vm" not in guest and guest["mac"] is None

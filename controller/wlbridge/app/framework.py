@@ -22,11 +22,13 @@ import dataclasses
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 import wlbridge.host.addr_handoff
 import wlbridge.host.host_events
 import wlbridge.host.hostnet
 import wlbridge.host.lease_renewal
+import wlbridge.host.libvirt_vms
 import wlbridge.host.link_events
 import wlbridge.host.port_isolation
 import wlbridge.host.pyroute2_lazy  # noqa: F401 - before any thread imports pyroute2 (above)
@@ -131,16 +133,30 @@ class _Isolation:
     """Guest-port isolation (`wlbridge.host.port_isolation`), made on first use: in the
     isolation worker's thread, after the switch connected."""
 
-    def __init__(self, bridge: str, uplink: str, ovsdb: str | None) -> None:
+    def __init__(self, bridge: str, uplink: str, ovsdb: str | None,
+                 on_vms: Callable[[list], None]) -> None:
         self.args = (bridge, uplink, ovsdb)
+        self.on_vms = on_vms
         self.made = None
+        self.domains = None
 
     def _get(self):
         if self.made is None:
+            from wlbridge.host.libvirt_vms import DomainNames
             from wlbridge.host.port_isolation import GuestPortIsolation
 
-            self.made = GuestPortIsolation(*self.args)
+            self.domains = DomainNames()
+            self.made = GuestPortIsolation(*self.args, on_interfaces=self._interfaces)
         return self.made
+
+    def _interfaces(self, interfaces: dict[str, dict]) -> None:
+        """The bridge's guest interfaces as read: those libvirt plugged for a VM (its MAC,
+        its domain) to the shell (`wlbridge.host.libvirt_vms`)."""
+        from wlbridge.host.libvirt_vms import vm_ports
+
+        found = vm_ports(interfaces)
+        if found:
+            self.on_vms(self.domains.named(found))
 
     def apply(self, changes) -> None:
         self._get().apply(changes)
@@ -185,7 +201,8 @@ class WlBridgeApp(AppBase):
                                   lambda hosts, claims: self.shell.fleet_view(hosts, claims))
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
-            isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb),
+            isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb,
+                                 lambda vms: self.shell.vm_ports(vms)),
             queue=hub.Queue(), queue_empty=hub.QueueEmpty,
             set_mac=self._set_mac_ovsdb, set_mac_netlink=self._set_mac_netlink,
             start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe,

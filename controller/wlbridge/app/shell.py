@@ -102,6 +102,7 @@ class Shell:
         self.closed = False
         self._meters: dict = {}   # datapath -> [max_meter or None, meter ids or None]
         self._ports: list[Port] = []   # port descriptions so far (multipart)
+        self.vms: dict[str, dict] = {}   # port name -> the VM libvirt plugged there
 
     # ------------------------------------------------------------- sending
     def send(self, msgs: list, dp: Any = None) -> None:
@@ -214,6 +215,8 @@ class Shell:
         if reason == ADD:
             self.run(self.core.port_added, port)
         elif reason == DELETE:
+            with self.lock:
+                self.vms.pop(port.name, None)
             self.run(self.core.port_deleted, port.port_no)
         else:
             self.run(self.core.port_modified, port)
@@ -262,11 +265,22 @@ class Shell:
         """An adapter's handler raised (logged by the caller): count it."""
         self.core.counters.bump("errors.handler")
 
+    def vm_ports(self, vms: Iterable[Any]) -> None:
+        """Ports the host found a VM's record on (`host.libvirt_vms.VmPort`, with ``name``:
+        its domain name or UUID): the VM's MAC announced to the core (a guest before its
+        first frame), the VM named in `status`."""
+        for vm in vms:
+            with self.lock:
+                self.vms[vm.port] = {"vm": vm.name, "vm_id": vm.vm_id}
+            self.run(self.core.guest_announced, vm.port, vm.mac, vm.source)
+
     # ------------------------------------------------------ status, flows
     def status(self) -> dict:
         now = self.clock()
         with self.lock:
             snap = self.core.status(now)
+            for guest in snap["guests"]:
+                guest.update(self.vms.get(guest["port"], {}))
         snap["state_file"] = self.store.report()
         snap.update(self.describe(now))
         return snap

@@ -117,7 +117,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                 f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
-                   if first and g.get("confirmed") is False else ""))
+                   if first and g.get("confirmed") is False else "")
+                + (f"  VM {g['vm']}" if first and g.get("vm") else ""))
             shown = m
     if not snap.get("guests"):
         lines.append("(no guests)")

@@ -39,10 +39,12 @@ class Reinject:
 
 @dataclass(frozen=True)
 class LearnMac:
-    """The guest on `port_no` is `mac` (learned from its first frame)."""
+    """The guest on `port_no` is `mac`: learned from its first frame, or announced by the
+    host before it (`source` "libvirt": the MAC libvirt wrote on the VM's interface)."""
 
     port_no: int
     mac: str
+    source: str = "learned"
 
 
 @dataclass(frozen=True)
