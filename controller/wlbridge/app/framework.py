@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
@@ -89,7 +91,8 @@ def core_config(conf, uplink: str) -> CoreConfig:
     """The core's settings from the options: every `CoreConfig` field is the option of the
     same name (a new setting cannot be declared and then forgotten here), but the uplink (from
     the bridge) and `static_macs` (parsed)."""
-    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs)}
+    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs),
+             "fleet_host": conf.fleet_host or socket.gethostname()}
     return CoreConfig(**{f.name: given[f.name] if f.name in given else getattr(conf, f.name)
                          for f in dataclasses.fields(CoreConfig)})
 
@@ -109,20 +112,44 @@ def _load_state(core: Core, store: StateStore) -> None:
             raise SystemExit(str(err)) from None
 
 
+def _fleet_store(conf, uplink: str, host: str, on_view):
+    """The fleet store's client (`wlbridge.host.fleet_store`) if `fleet` is set, else None."""
+    if not conf.fleet:
+        return None
+    from wlbridge.host.fleet_store import HEARTBEAT, FleetStore, set_tls
+
+    set_tls(conf.fleet_private_key, conf.fleet_certificate, conf.fleet_ca_cert)
+    # a heartbeat well within fleet_gone_after: this host is not thought gone while alive,
+    # and the view is refreshed often enough to see another one go
+    return FleetStore(conf.fleet, host, conf.bridge, conf.fleet_lan or uplink, on_view,
+                      heartbeat=min(HEARTBEAT, conf.fleet_gone_after / 3))
+
+
 class _Isolation:
     """Guest-port isolation (`wlbridge.host.port_isolation`), made on first use: in the
     isolation worker's thread, after the switch connected (`host`: the `HostLoader`)."""
 
-    def __init__(self, host: HostLoader, bridge: str, uplink: str, ovsdb: str | None) -> None:
+    def __init__(self, host: HostLoader, bridge: str, uplink: str, ovsdb: str | None,
+                 on_vms: Callable[[list], None]) -> None:
         self.host = host
         self.args = (bridge, uplink, ovsdb)
+        self.on_vms = on_vms
         self.made = None
+        self.domains = None
 
     def _get(self):
         if self.made is None:
             isolation = self.host.module("wlbridge.host.port_isolation")
-            self.made = isolation.GuestPortIsolation(*self.args)
+            self.domains = self.host.module("wlbridge.host.libvirt_vms").DomainNames()
+            self.made = isolation.GuestPortIsolation(*self.args, on_interfaces=self._interfaces)
         return self.made
+
+    def _interfaces(self, interfaces: dict[str, dict]) -> None:
+        """The bridge's guest interfaces as read: those libvirt plugged for a VM (its MAC,
+        its domain) to the shell (`wlbridge.host.libvirt_vms`)."""
+        found = self.host.module("wlbridge.host.libvirt_vms").vm_ports(interfaces)
+        if found:
+            self.on_vms(self.domains.named(found))
 
     def apply(self, changes) -> None:
         self._get().apply(changes)
@@ -166,12 +193,16 @@ class WlBridgeApp(AppBase):
         self.uplink = discover_uplink(conf, bridge)
         core = Core(core_config(conf, self.uplink))
         self.host = HostLoader()   # imported after the connect (see the module docstring)
+        self.fleet = _fleet_store(conf, self.uplink, core.config.fleet_host,
+                                  lambda hosts, claims: self.shell.fleet_view(hosts, claims))
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
-            isolation=_Isolation(self.host, conf.bridge, self.uplink, conf.ovsdb),
+            isolation=_Isolation(self.host, conf.bridge, self.uplink, conf.ovsdb,
+                                 lambda vms: self.shell.vm_ports(vms)),
             queue=hub.Queue(), queue_empty=hub.QueueEmpty,
             set_mac=self._set_mac_ovsdb, set_mac_netlink=self._set_mac_netlink,
-            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe)
+            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe,
+            publish=None if self.fleet is None else self.fleet.publish)
         self.status_server = None
         if conf.status_port:  # bound before the state is loaded: a port in use changes nothing
             from wlbridge.app.status_server import serve
@@ -188,6 +219,8 @@ class WlBridgeApp(AppBase):
         self._inline: list[tuple] = []  # (brick, event class, handler) registered on the brick
         self.isolator = hub.spawn(self.shell.run_isolation)
         self.ticker = hub.spawn(self.shell.run_ticker)
+        if self.fleet is not None:
+            hub.spawn(self.fleet.run)
         self._signal_handlers = stop_on_signals(hub, self.shell.stopped)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
                  "%s, switch lost after %.1fs without echo reply", conf.bridge, self.uplink,
@@ -207,7 +240,8 @@ class WlBridgeApp(AppBase):
         set_by_netlink(self.conf.bridge, mac)
 
     def _describe(self, now: float) -> dict:
-        fields = {"bridge": self.conf.bridge, "framework": FRAMEWORK}
+        fields = {"bridge": self.conf.bridge, "framework": FRAMEWORK,
+                  "fleet_store": None if self.fleet is None else self.fleet.status()}
         # once the host integration is loaded (right after the connect): a status poll
         # neither starts its import early nor waits for it
         if self.host.loaded:
@@ -293,6 +327,8 @@ class WlBridgeApp(AppBase):
             brick.unregister_handler(ev_cls, run)
         self._inline = []
         self.shell.close()   # stops its loops (a host watcher is no longer made), saves
+        if self.fleet is not None:
+            self.fleet.stop()
         with self.shell.lock:
             watcher = self.watcher
         if watcher is not None:

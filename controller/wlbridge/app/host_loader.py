@@ -28,6 +28,7 @@ HOST_MODULES = (
     "wlbridge.host.link_events",
     "wlbridge.host.lease_renewal",
     "wlbridge.host.addr_handoff",
+    "wlbridge.host.libvirt_vms",
 )
 
 
