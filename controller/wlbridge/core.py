@@ -35,6 +35,7 @@ from wlbridge.flows.wanted import (
     PortSection,
     Section,
 )
+from wlbridge.model.fleet import Claim, Departed, HostSeen
 from wlbridge.model.parked import Parked
 from wlbridge.model.state import (
     Binding,
@@ -50,7 +51,7 @@ from wlbridge.model.state import (
 )
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
-from wlbridge.policy import lifecycle, network
+from wlbridge.policy import fleet, lifecycle, network
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -62,14 +63,17 @@ from wlbridge.policy.effects import (
     Deliver,
     DropGuest,
     Effect,
+    ForgetDeparted,
     HostAddresses,
     JoinGroup,
     LearnMac,
     LeaveGroup,
     LeaveLan,
+    NoteConflict,
     Park,
     Refresh,
     Reinject,
+    SetRemote,
     SetUplink,
     SyncPort,
     Unbind,
@@ -104,6 +108,8 @@ class CoreConfig:
     group_membership_interval: int = MEMBERSHIP_INTERVAL  # seconds a group report holds
     max_groups_per_port: int = MAX_GROUPS_PER_PORT
     max_groups: int = MAX_GROUPS
+    fleet_host: str = ""  # this host's name in the fleet store ("": no store)
+    fleet_gone_after: int = 60  # seconds a host not seen in the store counts as gone
 
 
 def flow_stats_request(all_flows: bool = False):
@@ -124,6 +130,7 @@ class Core:
         self.generation = 0
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
+        self.fleet_changed = False  # what `fleet_record` says changed since it was taken
         self.sync_failed = False  # a section's flows could not be built since the connection
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
@@ -240,6 +247,16 @@ class Core:
             msgs += self.meters.delete([port_no])
         return msgs
 
+    def guest_announced(self, port_name: str, mac: str, source: str, now: float) -> list:
+        """The host says guest `mac` is behind port `port_name` before it sent a frame
+        (`source`: who said so, e.g. "libvirt", from the VM interface's
+        ``external_ids:attached-mac``): the guest exists and its flows (source check,
+        delivery, the LAN's ND naming it) are in place from its first frame.  Learned like a
+        guest's first frame teaches (not configured): more guests behind the port (nested
+        ones) are still learned, up to ``max_macs_per_port``."""
+        return self._apply(lifecycle.announced(self.model, port_name, mac.lower(), source,
+                                               self.config, self.telemetry), now)
+
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
@@ -278,11 +295,41 @@ class Core:
             self.model, cookie, match, reason == ofp.OFPRR_IDLE_TIMEOUT, self.generation,
             self.telemetry, now), now)
 
+    def fleet_view(self, hosts: Iterable[HostSeen], claims: Iterable[Claim],
+                   now: float) -> list:
+        """The fleet store's rows changed (or time passed: a host may now be gone): every
+        host's last sign of life and every binding the store holds (this host's included,
+        ignored)."""
+        return self._apply(fleet.view_changed(
+            self.model, self.config.fleet_host, hosts, claims, now,
+            self.config.fleet_gone_after, self.telemetry), now)
+
+    def fleet_record(self) -> dict[str, Any]:
+        """What this host writes to the fleet store: its station MAC, its bindings (and
+        those whose port left, until they end: ``departed``) and the addresses it refused
+        because another host holds them (`fleet_changed` cleared)."""
+        self.fleet_changed = False
+        names = {g.port_no: g.name for g in self.guests.values()}
+        departed = [d for ip, d in self.model.departed.items() if ip not in self.bindings]
+        return {
+            "station_mac": self.station_mac or "",
+            "bindings": [{"ip": b.ip, "mac": b.mac, "guest": names.get(b.port_no, ""),
+                          "source": b.source, "claimed_at": b.learned_at,
+                          "lease_end": b.expires} for b in self.bindings.values()] + [
+                {"ip": d.ip, "mac": d.mac, "guest": d.guest, "source": "departed",
+                 "claimed_at": d.claimed_at, "lease_end": None} for d in departed],
+            "conflicts": {c.ip: f"{c.mac} (held by {c.holder_mac} on {c.holder})"
+                          for c in self.model.conflicts.values()},
+        }
+
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
+        if self.model.drop_departed([ip for ip, d in self.model.departed.items()
+                                     if d.until <= now]):
+            self.fleet_changed = True
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
@@ -306,6 +353,7 @@ class Core:
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
                             self.model.parked.next_due(), self.groups.next_due())
                 if t is not None]
+        due += [min(d.until for d in self.model.departed.values())] if self.model.departed else []
         due += self._announce_due[:1]
         due += sorted(self._bounce_up.values())[:1]
         return min(due) if due else None
@@ -372,7 +420,7 @@ class Core:
             out += self._sync(touched)
         for item in batch.reinject:
             if type(item) is Announce:
-                out += self._announce(now)
+                out += self._announce(now) if item.ips is None else self._announce(None, item.ips)
             elif type(item) is Bounce:
                 out += self._carrier_down(item.ports, now)
             else:
@@ -397,6 +445,17 @@ class Core:
         self._announce_due = []  # no repeat of an announcement made on the old LAN
         self.dirty = True
         self.counters.bump("bindings.removed.lan-changed", dropped)  # saved ones waiting
+    def _on_set_remote(self, effect: SetRemote, batch: _Batch, now: float) -> None:
+        self.model.set_remote({h.name: h for h in effect.hosts},
+                              {c.ip: c for c in effect.claims})
+
+    def _on_forget_departed(self, effect: ForgetDeparted, batch: _Batch, now: float) -> None:
+        if self.model.drop_departed(list(effect.ips)):
+            self.fleet_changed = True
+
+    def _on_note_conflict(self, effect: NoteConflict, batch: _Batch, now: float) -> None:
+        if self.model.note_conflict(effect.conflict):
+            self.fleet_changed = True
 
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
         guest = self.model.guests.get(effect.port_no)
@@ -418,11 +477,13 @@ class Core:
         known = self.model.guests.get(effect.port_no)
         if known is None or effect.mac in known.macs:
             return
-        guest = self.model.learn_mac(effect.port_no, effect.mac)
+        guest = self.model.learn_mac(effect.port_no, effect.mac, effect.source)
         if guest is not None:
             self.dirty = True
-            self.counters.bump("guests.mac_learned")
-            LOG.info("port %s: guest MAC %s (%d behind the port)", guest.name, effect.mac,
+            self.counters.bump("guests.mac_learned" if effect.source == "learned"
+                               else f"guests.mac_announced.{effect.source}")
+            LOG.info("port %s: guest MAC %s%s (%d behind the port)", guest.name, effect.mac,
+                     "" if effect.source == "learned" else f" (announced by {effect.source})",
                      len(guest.macs))
             batch.touched[PortSection(effect.port_no)] = None
 
@@ -450,6 +511,14 @@ class Core:
             [STATIC, PortSection(effect.port_no)] + self._group_sections()))
 
     def _on_drop_guest(self, effect: DropGuest, batch: _Batch, now: float) -> None:
+        guest = self.model.guests.get(effect.port_no)
+        if guest is not None and guest.ips:   # still claimed in the fleet store for a while
+            until = now + self.config.fleet_gone_after
+            self.model.note_departed([
+                Departed(b.ip, b.mac, guest.name, b.learned_at, until)
+                for b in (self.model.bindings[ip] for ip in sorted(guest.ips))],
+                self.config.max_bindings)
+            self.fleet_changed = True
         gone = self.model.forget_port(effect.port_no)
         self._port_gone(effect.port_no, gone, "port-gone")
         for section in [s for s in self._sections if s == PortSection(effect.port_no)]:
@@ -544,6 +613,7 @@ class Core:
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None, mac: str | None = None) -> None:
         old = self.model.bind(guest.port_no, ip, source, now, expires, lease, mac)
+        self.model.drop_departed([ip])
         self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
 
     def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
@@ -552,7 +622,7 @@ class Core:
         and logged alike."""
         if old is not None and old.port_no != guest.port_no:
             self.counters.bump("bindings.removed.moved")
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(counter)
         mac = self.model.bindings[ip].mac
         if old is None or (old.port_no, old.mac) != (guest.port_no, mac):
@@ -561,7 +631,7 @@ class Core:
     def _unbind(self, ip: str, why: str) -> bool:
         if self.model.unbind(ip) is None:
             return False
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(f"bindings.removed.{why}")
         return True
 
@@ -632,7 +702,7 @@ class Core:
         return self.meters.ensure(p for p in ports if p in self.guests)
 
     # ------------------------------------------------------- station changes
-    def _announce(self, now: float | None = None) -> list:
+    def _announce(self, now: float | None = None, only: Iterable[str] | None = None) -> list:
         """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
         hosts update their caches at once (after a station MAC change or the uplink coming
         up).  Repeated by `tick` after ANNOUNCE_AGAIN seconds (RFC 5227 announces twice):
@@ -648,6 +718,8 @@ class Core:
                 or self.station_mac is None):
             return []  # the uplink coming up announces
         ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
+        if only is not None:   # these guest addresses only (a guest that moved here)
+            ips = [ip for ip in sorted(only) if ip in self.bindings]
         # IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address (the
         # host's kernel announces its own)
         msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
@@ -655,7 +727,7 @@ class Core:
                 for ip in ips if ":" not in ip]
         msgs += [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
                                   unsolicited_na(self.station_mac, ip))
-                 for ip in sorted(self.bindings) if ":" in ip]
+                 for ip in ips if ":" in ip and ip in self.bindings]
         self.counters.bump("station.announced", len(msgs))
         return msgs
 
@@ -686,6 +758,7 @@ class Core:
 
     # ---------------------------------------------------------------- helpers
     def _set_uplink(self, uplink: SetUplink) -> None:
+        self.fleet_changed |= uplink.station_mac != self.station_mac
         self.model.set_uplink(uplink.port_no, uplink.station_mac)
         self._view = None
         if self.uplink is None:
@@ -716,6 +789,9 @@ class Core:
         SyncPort: _on_sync_port,
         LeaveLan: _on_leave_lan,
         Bounce: _on_bounce,
+        SetRemote: _on_set_remote,
+        NoteConflict: _on_note_conflict,
+        ForgetDeparted: _on_forget_departed,
     }
 
 

@@ -46,3 +46,10 @@ def test_the_lan_line_says_which_lan_and_whether_it_is_confirmed() -> None:
             "2 changes of LAN (the station was away: not confirmed yet)") in text.splitlines()
     assert not [line for line in render({"uplink": {}}, now=0.0).splitlines()
                 if line.startswith("lan ")]
+def test_a_vm_libvirt_plugged_is_named_on_its_ports_row():
+    snap = {"bridge": "br-wl", "connected": True, "generation": 1, "uplink": {}, "counters": {},
+            "guests": [{**guest("vnet0", True), "vm": "debian12", "vm_id": "0d9b"},
+                       guest("veth1", True)]}
+    lines = {line.split()[0]: line for line in render(snap, now=0).splitlines()
+             if line.startswith(("vnet0", "veth1"))}
+    assert lines["vnet0"].endswith("VM debian12") and "VM" not in lines["veth1"]
