@@ -22,6 +22,8 @@ from wlbridge.cli import main as cli
 from wlbridge.cli import service
 from wlbridge.host import preflight
 
+from topologies.procs import wait_for
+
 CLI = [sys.executable, "-m", "wlbridge"]
 
 
@@ -95,6 +97,15 @@ def test_the_bridges_dhcp_client_runs_in_a_scope_of_its_own_under_systemd() -> N
     assert scoped[scoped.index("--") + 1:] == argv          # the command itself, its pid
     assert in_scope(argv, False, "/usr/bin/systemd-run") == argv   # no systemd: as it is
     assert in_scope(argv, True, None) == argv
+
+
+def test_a_scope_systemd_refuses_falls_back_to_the_command_alone(tmp_path: Path) -> None:
+    from wlbridge.host.addr_handoff.system import spawn_detached
+
+    mark = tmp_path / "ran"
+    argv = [sys.executable, "-c", f"open({str(mark)!r}, 'w').write('x')"]
+    spawn_detached(argv, ["false", "--", *argv], grace=5.0)      # systemd-run failing
+    wait_for(mark.exists, 10, what="the command started without the scope")
 
 
 def test_device_unit_names_are_escaped_as_systemd_does() -> None:

@@ -7,6 +7,7 @@ fake in the unit tests (tests/unit/handoff_fakes.py), which then need no patchin
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any
 from wlbridge.host import addr_manager as am
 
 SYSTEMD_RUNTIME = "/run/systemd/system"  # exists when systemd is the init system (sd_booted)
+SCOPE_GRACE = 0.5  # seconds within which a refused scope shows (systemd-run exits)
+LOG = logging.getLogger("wlbridge.setup")
 
 
 def in_scope(argv: Sequence[str], systemd: bool, systemd_run: str | None) -> list[str]:
@@ -30,6 +33,29 @@ def in_scope(argv: Sequence[str], systemd: bool, systemd_run: str | None) -> lis
     return [systemd_run, "--scope", "--quiet", "--collect",
             f"--description=wlbridge: {name} of the host's address (address hand-off)",
             "--", *argv]
+
+
+def spawn_detached(argv: Sequence[str], scoped: Sequence[str],
+                   grace: float = SCOPE_GRACE) -> int:
+    """Start `scoped` (`argv` in a scope, or `argv` itself) detached, in a session of its
+    own; its pid.  A scope systemd refused (systemd-run exits at once with an error: no
+    D-Bus, no permission) falls back to `argv` alone, with one log line."""
+    def popen(cmd: Sequence[str]) -> subprocess.Popen:
+        return subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+
+    proc = popen(scoped)
+    if list(scoped) != list(argv):
+        try:
+            failed = proc.wait(grace) != 0
+        except subprocess.TimeoutExpired:
+            failed = False               # running: the command itself, in its scope
+        if failed:
+            LOG.warning("systemd-run could not give %s a scope of its own: started without "
+                        "(a stop of its unit may end it)", argv[0])
+            proc = popen(argv)
+    return proc.pid
 
 
 class System:
@@ -109,11 +135,8 @@ class System:
         own (`in_scope`); its pid."""
         import shutil
 
-        argv = in_scope(argv, os.path.isdir(SYSTEMD_RUNTIME), shutil.which("systemd-run"))
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
-        return proc.pid
+        return spawn_detached(argv, in_scope(argv, os.path.isdir(SYSTEMD_RUNTIME),
+                                             shutil.which("systemd-run")))
 
     @staticmethod
     def run(argv: Sequence[str]) -> None:
