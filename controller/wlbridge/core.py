@@ -66,6 +66,7 @@ from wlbridge.policy.effects import (
     LearnMac,
     LeaveGroup,
     Park,
+    Reannounce,
     Refresh,
     Reinject,
     SetUplink,
@@ -74,6 +75,12 @@ from wlbridge.policy.effects import (
 )
 from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from wlbridge.policy.learning import MAX_MACS_PER_PORT, PacketInPolicy
+from wlbridge.policy.policing import (
+    MAX_IPV6_PER_STATION,
+    REANNOUNCE_INTERVAL,
+    REANNOUNCE_RATE,
+    Policing,
+)
 from wlbridge.proto.groupmsg import WELL_KNOWN
 from wlbridge.proto.ndp import unsolicited_na
 from wlbridge.proto.packets import gratuitous_arp
@@ -102,6 +109,9 @@ class CoreConfig:
     group_membership_interval: int = MEMBERSHIP_INTERVAL  # seconds a group report holds
     max_groups_per_port: int = MAX_GROUPS_PER_PORT
     max_groups: int = MAX_GROUPS
+    reannounce_interval: float = REANNOUNCE_INTERVAL  # seconds; 0: no periodic re-announcement
+    reannounce_rate: float = REANNOUNCE_RATE  # re-announcement frames per second, at most
+    max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
 
 
 def flow_stats_request(all_flows: bool = False):
@@ -131,9 +141,10 @@ class Core:
         self._announce_due: list[float] = []  # when to repeat the last announcement
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
-        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
+        self.policing = Policing(self.model, self.config, self.telemetry)
+        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry, self.policing)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
-                                       self.groups, self.dhcp6)
+                                       self.groups, self.dhcp6, self.policing)
 
     # ------------------------------------------------------------------ model
     # (the model's parts under the names the app, the tests and `wlbridge status` use)
@@ -257,7 +268,8 @@ class Core:
             self.telemetry, now), now)
 
     def tick(self, now: float) -> list:
-        """Periodic work: DHCP lease expiry, relay table expiry."""
+        """Periodic work: DHCP lease expiry, relay table expiry, the next address of the
+        re-announcement round (`policing`)."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
@@ -271,16 +283,18 @@ class Core:
             while self._announce_due and self._announce_due[0] <= now:
                 self._announce_due.pop(0)
             msgs += self._announce()
+        msgs += self._apply(self.policing.tick(now), now)
         return msgs
 
     def next_due(self) -> float | None:
         """When `tick` next has something to do (a lease ending, also one of a saved binding
         still waiting for its port, a relay entry expiring, a held-back log summary, a repeated
-        announcement); None: nothing is pending, so the
+        announcement, the re-announcement round); None: nothing is pending, so the
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
-                            self.model.parked.next_due(), self.groups.next_due())
+                            self.model.parked.next_due(), self.groups.next_due(),
+                            self.policing.next_due())
                 if t is not None]
         due += self._announce_due[:1]
         return min(due) if due else None
@@ -317,7 +331,7 @@ class Core:
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
             {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
-            self.counters, now)
+            self.counters, now) | {"policing": self.policing.status(now)}
 
     # ---------------------------------------------------------------- effects
     def _apply(self, effects: list[Effect], now: float) -> list:
@@ -346,6 +360,8 @@ class Core:
         for item in batch.reinject:
             if type(item) is Announce:
                 out += self._announce(now)
+            elif type(item) is Reannounce:
+                out += self._announce_ips(item.ips)
             else:
                 out.append(item)
         return out
@@ -357,7 +373,7 @@ class Core:
     def _on_reinject(self, effect: Reinject, batch: _Batch, now: float) -> None:
         batch.reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
 
-    def _on_announce(self, effect: Announce, batch: _Batch, now: float) -> None:
+    def _on_announce(self, effect: Announce | Reannounce, batch: _Batch, now: float) -> None:
         batch.reinject.append(effect)  # after the flows, with the model as it is then
 
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
@@ -601,20 +617,37 @@ class Core:
         the first may be lost while the station (re)associates."""
         if now is not None:
             self._announce_due = [now + delay for delay in ANNOUNCE_AGAIN]
-        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
-        if (not self.connected or uplink is None or not uplink.up
-                or self.station_mac is None):
+        if not self._can_announce():
             return []  # the uplink coming up announces
-        ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
-        # IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address (the
-        # host's kernel announces its own)
+        msgs = self._announce_frames(sorted(self.bindings) +
+                                     sorted(self.host_ips - set(self.bindings)))
+        self.counters.bump("station.announced", len(msgs))
+        return msgs
+
+    def _announce_ips(self, ips: Iterable[str]) -> list:
+        """The re-announcement of these guest addresses (those still bound), if the uplink
+        is up."""
+        if not self._can_announce():
+            return []
+        return self._announce_frames([ip for ip in ips if ip in self.bindings])
+
+    def _can_announce(self) -> bool:
+        """Connected, with the uplink up and the station MAC known."""
+        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
+        return (self.connected and uplink is not None and uplink.up
+                and self.station_mac is not None)
+
+    def _announce_frames(self, ips: list[str]) -> list:
+        """IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address
+        (the host's kernel announces its own IPv6 addresses)."""
+        station = self.station_mac
+        assert station is not None and self.uplink is not None
         msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                 gratuitous_arp(self.station_mac, ip))
+                                 gratuitous_arp(station, ip))
                 for ip in ips if ":" not in ip]
         msgs += [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                  unsolicited_na(self.station_mac, ip))
-                 for ip in sorted(self.bindings) if ":" in ip]
-        self.counters.bump("station.announced", len(msgs))
+                                  unsolicited_na(station, ip))
+                 for ip in ips if ":" in ip and ip in self.bindings]
         return msgs
 
     # ---------------------------------------------------------------- helpers
@@ -634,6 +667,7 @@ class Core:
         Deliver: _on_deliver,
         Reinject: _on_reinject,
         Announce: _on_announce,
+        Reannounce: _on_announce,
         LearnMac: _on_learn_mac,
         Bind: _on_bind,
         Unbind: _on_unbind,

@@ -84,6 +84,20 @@ def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     return f"after {idle}s unused" if idle else "-"
 
 
+def _policing_line(p: dict[str, Any] | None) -> str | None:
+    """Re-announcement and the station's IPv6 budget, with the addresses it refused."""
+    if not p:
+        return None
+    every = p.get("reannounce_every")
+    announce = ("re-announcement off" if not p.get("reannounce_interval") else
+                f"each address re-announced every {every:g} s" if every else
+                "re-announcement idle (nothing bound)")
+    refused = ", ".join(f"{r['ip']} ({r['port']}, {r['mac']})"
+                        for r in p.get("ipv6_refused", []))
+    return (f"policing {announce}; IPv6 {p.get('ipv6_used')}/{p.get('ipv6_budget')} of the "
+            f"station's budget" + (f"; refused over it: {refused}" if refused else ""))
+
+
 def render(snap: dict[str, Any], now: float | None = None) -> str:
     """The status as a short human-readable report."""
     now = time.time() if now is None else now
@@ -98,6 +112,7 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
         f"dhcp     {snap.get('dhcp_mode')}",
+        *filter(None, [_policing_line(snap.get("policing"))]),
         "",
     ]
     # the IP column fits the longest address (IPv6 ones are up to 39 characters)

@@ -8,7 +8,7 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    `Park`, `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced
    once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
-   the new flows now let it through) and announcements (`Announce`) last.
+   the new flows now let it through) and announcements (`Announce`, `Reannounce`) last.
 """
 
 from __future__ import annotations
@@ -149,6 +149,15 @@ class Announce:
     """Announce every guest and host address from the station MAC (gratuitous ARP)."""
 
 
+@dataclass(frozen=True)
+class Reannounce:
+    """Announce these bound guest addresses again from the station MAC (gratuitous ARP,
+    unsolicited NA): the periodic round of `policing`."""
+
+    ips: tuple[str, ...]
+
+
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
-               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce]
+               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce,
+               Reannounce]
