@@ -622,6 +622,8 @@ class Core:
         msgs = self._announce_frames(sorted(self.bindings) +
                                      sorted(self.host_ips - set(self.bindings)))
         self.counters.bump("station.announced", len(msgs))
+        if now is not None:
+            self.policing.announced_all(now)
         return msgs
 
     def _announce_ips(self, ips: Iterable[str]) -> list:

@@ -64,7 +64,7 @@ def run(r: Rig, seconds: int, step: float = 1.0) -> list[tuple[float, str]]:
 def bind_many(r: Rig, port: int, count: int, v6: int = 0) -> list[str]:
     """The guest behind `port` uses `count` IPv4 addresses (gratuitous ARP each) and `v6`
     IPv6 ones (DAD each)."""
-    ips = [f"10.0.{1 + i // 200}.{10 + i % 200}" for i in range(count)]
+    ips = [f"10.{port}.{1 + i // 200}.{10 + i % 200}" for i in range(count)]
     for a in ips:
         r.send(port, arp_request(mac(port), a, a))
     six = [f"2001:db8:1::{port}:{n + 1:x}" for n in range(v6)]
@@ -78,23 +78,36 @@ def bind_many(r: Rig, port: int, count: int, v6: int = 0) -> list[str]:
 def test_every_bound_address_is_announced_again_once_per_interval_one_at_a_time():
     r = rig(reannounce_interval=20)
     bound = bind_many(r, G1, 3, v6=1) + bind_many(r, G2, 1)
-    seen = run(r, 60)
-    # every address, every interval: 3 rounds of the 5 (the first starts a gap in)
+    start = r.now
+    seen = run(r, 65)
+    # newly bound: each at once, one a second
+    first = [a for t, a in seen if t <= start + len(bound)]
+    assert sorted(first) == sorted(bound)
+    # then every address, every interval
     for a in bound:
         times = [t for t, x in seen if x == a]
-        assert len(times) in (2, 3), (a, times)
-        assert all(19 <= b - t <= 21 for t, b in zip(times, times[1:])), (a, times)
-    # spread: never two in one tick, one every interval / count seconds
+        assert len(times) in (3, 4), (a, times)
+        assert all(19 <= b - t <= 21 for t, b in zip(times[1:], times[2:])), (a, times)
+    # spread: never two in one tick
     assert len({t for t, _ in seen}) == len(seen)
-    gaps = [b - a for (a, _), (b, _) in zip(seen, seen[1:])]
-    assert all(gap >= 4 for gap in gaps), gaps
-    assert r.core.counters["station.reannounced"] == len(seen)
+    later = [t for t, _ in seen if t > start + len(bound)]
+    assert all(b - a >= 4 for a, b in zip(later, later[1:])), later
+    counters = r.core.counters
+    assert counters["station.reannounced"] + counters["station.announced_new"] == len(seen)
+
+
+def test_a_newly_bound_address_is_announced_within_a_second_even_mid_round():
+    r = rig(reannounce_interval=600)
+    bind_many(r, G1, 1)
+    run(r, 5)
+    r.send(G2, arp_request(mac(G2), ip(G2), ip(G2)))
+    assert [a for _, a in run(r, 1)] == [ip(G2)]
 
 
 def test_the_host_addresses_are_not_part_of_the_round():
     r = rig(reannounce_interval=10)
     bind_many(r, G1, 1)
-    assert {a for _, a in run(r, 30)} == {"10.0.1.10"}  # never HOST_IP
+    assert {a for _, a in run(r, 30)} == {"10.2.1.10"}  # never HOST_IP
     assert HOST_IP in r.core.host_ips
 
 
@@ -128,7 +141,7 @@ def test_re_announcement_adds_no_packet_in_to_data_traffic():
     for n in range(1000):
         if n % 50 == 0:
             r.advance(2)  # the round goes on meanwhile
-        src, dst = (G1, "10.0.1.10") if n % 2 else (G2, ip(G2))
+        src, dst = (G1, "10.2.1.10") if n % 2 else (G2, ip(G2))
         d = r.send(src, udp(mac(src), ROUTER, dst, LAN_IP, 4000, 7))
         assert d.out(UP) is not None
         d = r.send(UP, udp(ROUTER, STATION, LAN_IP, dst, 7, 4000))
@@ -156,7 +169,7 @@ def test_nothing_is_sent_while_the_uplink_is_down_and_the_round_goes_on_after():
     assert r.core.counters["station.reannounced"] >= 2  # (the round went on, unsent)
     r.apply(r.core.port_modified(Port(UP, "wlan0", STATION, up=True), r.now))
     r.advance(5)  # (the reassociation's own announcements, repeated twice, are over)
-    assert {a for _, a in run(r, 8)} == {"10.0.1.10", "10.0.1.11"}
+    assert {a for _, a in run(r, 8)} == {"10.2.1.10", "10.2.1.11"}
 
 
 def test_the_shell_is_woken_for_the_round():

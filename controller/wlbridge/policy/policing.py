@@ -11,8 +11,10 @@ time, round-robin: one frame every ``max(reannounce_interval / n, 1 / reannounce
 seconds for n bound addresses, so every address is announced every
 ``reannounce_interval`` seconds (longer when n exceeds ``reannounce_interval *
 reannounce_rate``): at most ``reannounce_rate`` frames per second on average, one per
-tick, never in bursts.  (Re)association announces every address at once (`effects.Announce`,
-decided by `lifecycle`).
+tick, never in bursts.  A newly bound address goes first, so that an AP that learns a station's
+addresses only from what it sends (a proxy-ARP AP such as hostapd with ``proxy_arp=1``: its
+bridge accepts gratuitous ARP) learns it at once.  (Re)association announces every address at
+once (`effects.Announce`, decided by `lifecycle`).
 
 The IPv6 budget (``max_ipv6_per_station``) counts the IPv6 addresses bound to all the
 guests together (those the AP sees behind the station MAC; the host's own are not
@@ -58,6 +60,8 @@ class Policing:
         self.tel = telemetry
         self._next: float | None = None  # when the next address is due
         self._last: str | None = None  # the address announced last (the round's cursor)
+        self._sent_at = float("-inf")  # when the last frame went
+        self._announced: set[str] = set()  # bound addresses announced since they were bound
         self.refused: dict[str, dict[str, Any]] = {}  # ip -> who claimed it, when (bounded)
 
     # ---------------------------------------------------------- re-announcement
@@ -66,35 +70,60 @@ class Policing:
         return max(self.interval / max(count, 1), 1.0 / self.rate)
 
     def tick(self, now: float) -> list[Effect]:
-        """The next address of the round, if one is due: at most one per call, the next one
-        a gap after this one was due (a tick so late that it is due already: a gap after
-        `now`; a late tick never catches up in a burst)."""
-        ips = sorted(self.model.bindings)
-        if self.interval <= 0 or not ips:
+        """One address, if one is due: a newly bound one first (``1 / reannounce_rate``
+        after the last frame: an AP that learns addresses only from what the station sends
+        learns it at once), else the round's next, a gap after the last one was due (a tick
+        so late that the next is due already: a gap after `now`; a late tick never catches
+        up in a burst)."""
+        bound = self.model.bindings
+        if self.interval <= 0 or not bound:
             self._next = None
+            self._announced.clear()
             return []
+        self._announced.intersection_update(bound)
+        spacing = 1.0 / self.rate
+        fresh = [a for a in bound if a not in self._announced]
+        if fresh and now >= self._sent_at + spacing:
+            # (the round goes on a gap after the newly bound ones)
+            self._next = max(self._next or now, now + self.gap(len(bound)))
+            return self._send(min(fresh, key=_key), now, False)
         if self._next is None:  # the round (re)starts one gap from now
-            self._next = now + self.gap(len(ips))
+            self._next = now + self.gap(len(bound))
             return []
-        if now < self._next:
+        if now < self._next or now < self._sent_at + spacing:
             return []
-        ip = next((a for a in ips if self._last is None or _key(a) > _key(self._last)),
-                  None)
+        ip = min((a for a in bound if self._last is None or _key(a) > _key(self._last)),
+                 key=_key, default=None)
         if ip is None:
-            ip = min(ips, key=_key)
-        self._last = ip
-        gap = self.gap(len(ips))
+            ip = min(bound, key=_key)
+        gap = self.gap(len(bound))
         self._next += gap  # on the round's own beat (ticks come a little late) ...
         if self._next <= now:
             self._next = now + gap  # ... unless far late: no catching up in a burst
-        self.tel.bump("station.reannounced")
+        return self._send(ip, now, True)
+
+    def _send(self, ip: str, now: float, round_: bool) -> list[Effect]:
+        self._announced.add(ip)
+        self._sent_at = now
+        if round_:
+            self._last = ip
+        self.tel.bump("station.reannounced" if round_ else "station.announced_new")
         return [Reannounce((ip,))]
+
+    def announced_all(self, now: float) -> None:
+        """Every bound address was just announced (a (re)association's `Announce`): none is
+        new any more."""
+        self._announced = set(self.model.bindings)
+        self._sent_at = now
 
     def next_due(self) -> float | None:
         """When `tick` next has work (None: nothing bound, or re-announcement off).  With
         addresses bound but the round not started, now: the first tick starts it."""
-        if self.interval <= 0 or not self.model.bindings:
+        bound = self.model.bindings
+        if self.interval <= 0 or not bound:
             return None
+        if len(bound.keys() - self._announced):
+            return self._sent_at + 1.0 / self.rate
         return self._next if self._next is not None else 0.0
 
     # ------------------------------------------------------------- IPv6 budget

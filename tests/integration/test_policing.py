@@ -1,0 +1,94 @@
+"""Address policing and proxy-ARP APs (issue 25 items 2 and 3) in the emulated Wi-Fi LAN.
+
+The AP here is a Hotspot 2.0 / "proxy ARP" AP (``basic_lan(proxy_arp=True)``, see
+`topologies.apfilter`): no group-addressed frame reaches the station but DHCP replies, RAs
+and NAs made unicast, and the AP answers ARP for its station's addresses from its bridge's
+neighbour table, which only what the station sends teaches (hostapd's bridge accepts
+gratuitous ARP).  A LAN peer whose ARP cache entry for a guest has expired asks by
+broadcast: only the AP's proxy can answer.  wlbridge announces every newly bound guest
+address and re-announces each on its round (``reannounce_interval``), so the AP knows them
+all; with re-announcement off (the positive control) a guest that has spoken only to a peer
+that knew it is unreachable once that peer's entry expires.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from topologies.procs import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def short_arp_cache(peer) -> None:
+    """The peer's ARP entries turn stale after about a second and are dropped soon after."""
+    peer.run("sysctl", "-qw", "net.ipv4.neigh.eth0.base_reachable_time_ms=1000",
+             "net.ipv4.neigh.eth0.gc_stale_time=2", check=True)
+
+
+def expire(peer) -> None:
+    """The peer's entries expire (now rather than in a minute: the same broadcast ARP next)."""
+    peer.run("ip", "-4", "neigh", "flush", "dev", "eth0", check=True)
+
+
+@pytest.fixture
+def hotspot(make_world, wlbridge_on):
+    """``hotspot(interval, **lan)``: a proxy-ARP AP LAN, wlbridge running with that
+    ``reannounce_interval``."""
+    def make(interval: float, **lan):
+        world = make_world(proxy_arp=True, **lan)
+        wl = wlbridge_on(world, extra=("--reannounce-interval", str(interval)))
+        short_arp_cache(world.peers[0])
+        return world, wl
+    return make
+
+
+def test_a_peer_with_short_arp_entries_reaches_every_guest_through_a_proxy_arp_ap(hotspot):
+    world, wl = hotspot(4, n_guests=2)
+    peer = world.peers[0]
+    station = world.ap_station_mac
+    for g in world.guests:
+        assert g.ping(peer.ip, count=2)  # the guest has spoken (and is bound)
+        wl.wait_bound(g.ip, g.port)
+    # the AP learned every guest address as the station's, from wlbridge's announcements
+    wait_for(lambda: all(world.ap_neighbours().get(g.ip) == station for g in world.guests),
+             timeout=10, what="the AP to learn the guests' addresses as the station's")
+    for _ in range(2):
+        expire(peer)
+        for g in world.guests:
+            assert peer.ping(g.ip, count=1, timeout=2), f"{g.ip} unreachable after expiry"
+    # the AP forgets (as a policing AP ages its bindings): the round teaches it again
+    world.ap_forget_neighbours()
+    expire(peer)
+    wait_for(lambda: all(world.ap_neighbours().get(g.ip) == station for g in world.guests),
+             timeout=15, what="the round to re-announce every guest address")
+    for g in world.guests:
+        assert peer.ping(g.ip, count=1, timeout=2)
+    c = wl.counters()
+    assert c.get("station.announced_new", 0) >= 2 and c.get("station.reannounced", 0) >= 2
+    assert world.ap_counters()["group_dropped"].packets > 0  # the peer's broadcasts: dropped
+
+
+def test_positive_control_without_re_announcement_the_guest_is_lost_after_expiry(hotspot):
+    world, wl = hotspot(0, n_guests=1)
+    peer, (g,) = world.peers[0], world.guests
+    assert g.ping(peer.ip, count=2)
+    wl.wait_bound(g.ip, g.port)
+    assert peer.ping(g.ip, count=1)  # the peer learned it from the guest's own ARP
+    expire(peer)
+    assert not peer.ping(g.ip, count=2, timeout=1)  # broadcast ARP: never reaches the station
+    assert g.ip not in world.ap_neighbours()
+    assert world.ap_counters()["group_dropped"].packets > 0
+
+
+def test_a_dhcp_guest_is_leased_and_reachable_inbound_through_a_proxy_arp_ap(hotspot):
+    world, wl = hotspot(30, n_guests=1, static_guests=False)
+    peer, (g,) = world.peers[0], world.guests
+    g.dhcp("dhclient")
+    leased = g.wait_ip()
+    assert leased, "no lease through the proxy-ARP AP"
+    wl.wait_bound(leased, g.port)
+    wait_for(lambda: world.ap_neighbours().get(leased) == world.ap_station_mac, timeout=10,
+             what="the AP to learn the leased address as the station's")
+    expire(peer)
+    assert peer.ping(leased, count=1, timeout=2)
