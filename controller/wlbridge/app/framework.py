@@ -207,9 +207,11 @@ class WlBridgeApp(AppBase):
 
     def _describe(self, now: float) -> dict:
         from wlbridge.host.addr_handoff import host_address_status
+        from wlbridge.host.wireless import uplink_translation
 
         return {"bridge": self.conf.bridge, "framework": FRAMEWORK,
-                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now)}
+                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now),
+                "uplink_translation": uplink_translation(self.uplink, now)}
 
     def _watch_host(self) -> None:
         """Follow netlink events (a thread): host addresses, uplink changes (a re-created

@@ -84,6 +84,19 @@ def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     return f"after {idle}s unused" if idle else "-"
 
 
+def _translation_line(t: dict[str, Any] | None) -> str | None:
+    """The uplink's own translation: a NAT25 vendor driver, 4-address mode (and the fix)."""
+    if not t or t.get("wireless") is None:
+        return None if not t else f"wi-fi    cannot tell ({t.get('error')})"
+    if not t.get("wireless"):
+        return "wi-fi    the uplink is not a Wi-Fi interface"
+    four = {True: "on", False: "off", None: "unknown"}[t.get("four_addr")]
+    driver = t.get("driver") or "unknown driver"
+    kind = "NAT25: translates MACs itself" if t.get("nat25") else "no MAC translation of its own"
+    line = f"wi-fi    driver {driver} ({kind}); 4-address mode {four}"
+    return "\n".join([line, *(f"         -> {a}" for a in t.get("advice", []))])
+
+
 def _policing_line(p: dict[str, Any] | None) -> str | None:
     """Re-announcement and the station's IPv6 budget, with the addresses it refused."""
     if not p:
@@ -112,7 +125,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
         f"dhcp     {snap.get('dhcp_mode')}",
-        *filter(None, [_policing_line(snap.get("policing"))]),
+        *filter(None, [_policing_line(snap.get("policing")),
+                       _translation_line(snap.get("uplink_translation"))]),
         "",
     ]
     # the IP column fits the longest address (IPv6 ones are up to 39 characters)
