@@ -21,6 +21,7 @@ from wlbridge.compat import ofp
 from wlbridge.flows import cookies, wanted
 from wlbridge.flows.pipeline import (
     BY_NAME,
+    ETH_IPV6,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -51,6 +52,7 @@ from wlbridge.model.state import (
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
 from wlbridge.policy import lifecycle
+from wlbridge.policy.apmode import ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -114,6 +116,17 @@ class CoreConfig:
     max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
 
 
+#: the group flows' (cookie, mask): what `group_stats_request` asks for (the shell routes its
+#: reply to `Core.group_stats`)
+GROUP_STATS_MATCH = cookies.purpose_match(cookies.Purpose.GROUP)
+FROM_UPLINK_TABLE = BY_NAME["from_uplink"].table_id
+
+
+def group_stats_request():
+    """Ask for the group flows' counters (`policy.apmode`)."""
+    return ofmsg.flow_stats_request(*GROUP_STATS_MATCH)
+
+
 def flow_stats_request(all_flows: bool = False):
     """Ask the switch for its flows (ours only, unless `all_flows`)."""
     cookie, mask = (0, 0) if all_flows else cookies.ours_match()
@@ -142,6 +155,7 @@ class Core:
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
         self.policing = Policing(self.model, self.config, self.telemetry)
+        self.apmode = ApMode()
         self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry, self.policing)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
                                        self.groups, self.dhcp6, self.policing)
@@ -284,7 +298,31 @@ class Core:
                 self._announce_due.pop(0)
             msgs += self._announce()
         msgs += self._apply(self.policing.tick(now), now)
-        return msgs
+        return msgs + self._watch_groups(now)
+
+    def _watch_groups(self, now: float) -> list:
+        """The AP-mode observation (`policy.apmode`): its probe while the uplink is up."""
+        ap = self.apmode
+        if not self._can_announce():
+            ap.stop()
+            return []
+        if ap.next_due() is None:
+            ap.restart(now)
+            return []
+        return [group_stats_request()] if ap.probe_due(now) else []
+
+    def group_stats(self, entries: Iterable[tuple[int, int, dict]], now: float) -> list:
+        """The switch's counters of the group flows, (table, packets, match) each (the reply
+        to `group_stats_request`): the uplink's IPv4 and ARP ones tell whether the AP delivers
+        group traffic (`policy.apmode`); the re-announcement round follows the mode."""
+        counts = [packets for table, packets, match in entries
+                  if table == FROM_UPLINK_TABLE and match.get("eth_type") != ETH_IPV6]
+        ap = self.apmode
+        if ap.observed(counts, now):
+            self.policing.interval = ap.interval(self.config.reannounce_interval)
+            LOG.warning("the AP: %s (%s); re-announcement every %.0f s", ap.mode,
+                        ap.status(self.model)["why"], self.policing.interval)
+        return []
 
     def next_due(self) -> float | None:
         """When `tick` next has something to do (a lease ending, also one of a saved binding
@@ -294,7 +332,7 @@ class Core:
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
                             self.model.parked.next_due(), self.groups.next_due(),
-                            self.policing.next_due())
+                            self.policing.next_due(), self.apmode.next_due())
                 if t is not None]
         due += self._announce_due[:1]
         return min(due) if due else None
@@ -331,7 +369,8 @@ class Core:
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
             {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
-            self.counters, now) | {"policing": self.policing.status(now)}
+            self.counters, now) | {"policing": self.policing.status(now),
+                                   "ap": self.apmode.status(self.model)}
 
     # ---------------------------------------------------------------- effects
     def _apply(self, effects: list[Effect], now: float) -> list:
@@ -624,6 +663,7 @@ class Core:
         self.counters.bump("station.announced", len(msgs))
         if now is not None:
             self.policing.announced_all(now)
+            self.apmode.restart(now)  # (re)associated, maybe to another AP
         return msgs
 
     def _announce_ips(self, ips: Iterable[str]) -> list:

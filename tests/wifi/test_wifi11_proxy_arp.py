@@ -1,0 +1,114 @@
+"""A Hotspot 2.0 / "proxy ARP" AP (issue 25 item 2): hostapd with ``proxy_arp=1``,
+``ap_isolate=1``, ``disable_dgaf=1`` and ``na_mcast_to_ucast=1`` (WPA2-PSK).
+
+Such an AP delivers no group-addressed frame to its stations (a LAN host's broadcast ARP
+request never reaches the station) and answers ARP for them itself from its bridge's
+neighbour table, which its DHCP snooping (keyed on the BOOTP chaddr: one address per
+station) and gratuitous ARP from the station (hostapd turns ``arp_accept`` on for the
+bridge) fill.  wlbridge announces every newly bound guest address from the station MAC and
+re-announces each on its round (`policy.policing`), so the AP learns every guest address as
+the station's.  The positive control: an address of the station host that was never
+announced (the kernel sends no gratuitous ARP for an added address) is unreachable from a
+peer that has to ask for it, by the same mechanism.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from conftest import BRIDGE, record
+
+from topologies.procs import run, wait_for
+from topologies.wifibed.bed import AP_NS, PEER_IP, SRV_IP6, SRV_NS
+
+PROXY_ARP_AP = {"proxy_arp": "1", "ap_isolate": "1", "disable_dgaf": "1",
+                "na_mcast_to_ucast": "1"}
+CONTROL_IP = "10.77.0.60"     # a second address of the station host, never announced
+
+
+def ap_neighbours() -> dict[str, str]:
+    """The AP bridge's IPv4 and IPv6 neighbour entries: what its proxy answers for."""
+    out = run(AP_NS, ["ip", "neigh", "show", "dev", "br-lan"], check=False).stdout
+    found = {}
+    for line in out.splitlines():
+        words = line.split()
+        if "lladdr" in words and "FAILED" not in words and "INCOMPLETE" not in words:
+            found[words[0]] = words[words.index("lladdr") + 1]
+    return found
+
+
+@pytest.fixture(scope="module")
+def parp(bed, guests, wlbridge):
+    """Only AP 1, restarted as a proxy-ARP AP; the station reconnects to it."""
+    bed.stop_ap("wlan2")
+    bed.hostapd_extra.pop("multicast_to_unicast", None)     # (test_wifi6's, if it ran)
+    bed.hostapd_extra.update(PROXY_ARP_AP)
+    bed.start_ap("wlan0")
+    assert bed.wait_associated(90) == bed.ap_macs["wlan0"]
+    conf = bed.hostapd_conf("wlan0").read_text()
+    assert all(f"{k}={v}" in conf for k, v in PROXY_ARP_AP.items())
+    try:
+        yield bed
+    finally:
+        for key in PROXY_ARP_AP:
+            bed.hostapd_extra.pop(key, None)
+        bed.start_ap("wlan0")
+        bed.wait_associated(90)
+
+
+def forget(bed) -> None:
+    """The peer's ARP and neighbour entries expire."""
+    bed.run_in_peer("ip", "neigh", "flush", "all")
+
+
+@pytest.mark.parametrize("client", ["dhclient", "udhcpc"])
+def test_a_new_dhcp_guest_is_leased_and_reachable_inbound(parp, client):
+    g = parp.add_guest(f"parp-{client[:2]}", BRIDGE)
+    ip = g.dhcp(client, timeout=90)
+    assert ip, f"{client} got no lease through a proxy-ARP AP"
+    assert wait_for(lambda: g.ping(PEER_IP), 30)
+    assert wait_for(lambda: ap_neighbours().get(ip) == parp.station_mac, 30), ap_neighbours()
+    forget(parp)
+    assert wait_for(lambda: parp.peer_ping(ip), 30), "the peer cannot reach the DHCP guest"
+
+
+@pytest.mark.parametrize("name", ["static", "dhclient", "udhcpc"])
+def test_every_guest_is_known_to_the_ap_and_reached_by_a_peer_that_forgot_it(parp, guests,
+                                                                             name):
+    g = guests[name]
+    assert wait_for(lambda: g.ping(PEER_IP), 30)
+    assert wait_for(lambda: ap_neighbours().get(g.ip()) == parp.station_mac, 30), \
+        ap_neighbours()
+    forget(parp)
+    assert wait_for(lambda: parp.peer_ping(g.ip()), 30), f"the peer cannot reach {name}"
+
+
+@pytest.mark.parametrize("name", ["static", "dhclient"])
+def test_slaac_guests_over_ipv6_through_the_proxy_arp_ap(parp, guests, name):
+    g = guests[name]
+    ip6 = wait_for(g.ip6, 60, 0.5)
+    assert ip6 and ipaddress.ip_address(ip6) in ipaddress.ip_network("fd77::/64"), ip6
+    assert wait_for(lambda: g.ping(SRV_IP6), 30), f"{name} cannot reach {SRV_IP6}"
+    run(SRV_NS, ["ip", "-6", "neigh", "flush", "all"], check=False)
+    reached = wait_for(lambda: parp.srv_ping(ip6), 30)
+    record("proxy_arp_ipv6_inbound", guest=name, reached=bool(reached),
+           ap_knows=ip6 in ap_neighbours())
+    assert reached, f"the LAN cannot reach {name} {ip6} through the proxy-ARP AP"
+
+
+def test_positive_control_an_address_never_announced_is_unreachable(parp):
+    """The station host's own second address: it pings the peer (which learns it from the
+    ARP request), then the peer forgets it and must ask: the AP drops the broadcast and
+    does not know the address."""
+    run(None, ["ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE])
+    try:
+        assert wait_for(lambda: run(None, ["ping", "-c1", "-W2", "-I", CONTROL_IP, PEER_IP],
+                                    check=False).returncode == 0, 20)
+        assert parp.peer_ping(CONTROL_IP)       # known from the host's own ARP request
+        forget(parp)
+        assert not parp.peer_ping(CONTROL_IP, count=3, wait=2), (
+            "the peer reached an address the AP was never told of: the check proves nothing")
+        assert CONTROL_IP not in ap_neighbours()
+    finally:
+        run(None, ["ip", "addr", "del", f"{CONTROL_IP}/24", "dev", BRIDGE], check=False)
