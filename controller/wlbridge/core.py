@@ -52,7 +52,7 @@ from wlbridge.model.state import (
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
 from wlbridge.policy import lifecycle
-from wlbridge.policy.apmode import ApMode
+from wlbridge.policy.apmode import QUIET, ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -114,6 +114,7 @@ class CoreConfig:
     reannounce_interval: float = REANNOUNCE_INTERVAL  # seconds; 0: no periodic re-announcement
     reannounce_rate: float = REANNOUNCE_RATE  # re-announcement frames per second, at most
     max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
+    group_quiet: float = QUIET  # seconds without a group frame from the LAN: "no group delivery"
 
 
 #: the group flows' (cookie, mask): what `group_stats_request` asks for (the shell routes its
@@ -155,7 +156,7 @@ class Core:
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
         self.policing = Policing(self.model, self.config, self.telemetry)
-        self.apmode = ApMode()
+        self.apmode = ApMode(self.config.group_quiet)
         self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry, self.policing)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
                                        self.groups, self.dhcp6, self.policing)

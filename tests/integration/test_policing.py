@@ -18,6 +18,7 @@ import pytest
 from topologies.procs import wait_for
 
 pytestmark = pytest.mark.integration
+QUIET = 15  # --group-quiet: seconds without a group frame before "no group delivery"
 
 
 def short_arp_cache(peer) -> None:
@@ -35,9 +36,10 @@ def expire(peer) -> None:
 def hotspot(make_world, wlbridge_on):
     """``hotspot(interval, **lan)``: a proxy-ARP AP LAN, wlbridge running with that
     ``reannounce_interval``."""
-    def make(interval: float, **lan):
-        world = make_world(proxy_arp=True, **lan)
-        wl = wlbridge_on(world, extra=("--reannounce-interval", str(interval)))
+    def make(interval: float, proxy_arp: bool = True, **lan):
+        world = make_world(proxy_arp=proxy_arp, **lan)
+        wl = wlbridge_on(world, extra=("--reannounce-interval", str(interval),
+                                       "--group-quiet", str(QUIET)))
         short_arp_cache(world.peers[0])
         return world, wl
     return make
@@ -92,3 +94,27 @@ def test_a_dhcp_guest_is_leased_and_reachable_inbound_through_a_proxy_arp_ap(hot
              what="the AP to learn the leased address as the station's")
     expire(peer)
     assert peer.ping(leased, count=1, timeout=2)
+
+
+def ap_mode(world, wl) -> dict | None:
+    """The controller's view of the AP once decided, while the LAN's peer broadcasts (its
+    ARP requests for an address nobody has)."""
+    world.peers[0].run("ping", "-c", "1", "-W", "1", str(world.subnet[250]))
+    ap = wl.status()["ap"]
+    return ap if ap["mode"] != "unknown" else None
+
+
+def test_wlbridge_tells_a_proxy_arp_ap_from_one_that_delivers_group_traffic(hotspot):
+    """The real switch's group-flow counters: through the proxy-ARP AP the peer's broadcasts
+    never arrive (``no-group-delivery``, and the guest that has sent nothing is named); through
+    an ordinary AP they do."""
+    world, wl = hotspot(60, n_guests=2)
+    g1, g2 = world.guests
+    assert g1.ping(world.peers[0].ip, count=1)
+    ap = wait_for(lambda: ap_mode(world, wl), timeout=QUIET * 4, what="the AP's mode")
+    assert ap["mode"] == "no-group-delivery", ap
+    assert ap["unreachable_from_lan"] == [g2.port]
+    assert wl.status()["policing"]["reannounce_interval"] == 30
+    other, wl2 = hotspot(60, proxy_arp=False, n_guests=1)
+    ap = wait_for(lambda: ap_mode(other, wl2), timeout=QUIET * 4, what="the AP's mode")
+    assert ap["mode"] == "group-delivery" and ap["group_frames_seen"] > 0, ap

@@ -66,6 +66,11 @@ def test_a_proxy_arp_ap_delivers_none_the_round_tightens_and_status_names_who_is
     assert status["mode"] == "no-group-delivery", status
     assert "proxy-ARP" in status["why"] and "has sent nothing" in status["static_guests"]
     assert status["unreachable_from_lan"] == ["g3"]  # G2: no address bound yet
+    from wlbridge.cli.status_client import render
+
+    text = render(r.core.status(r.now), now=r.now)
+    assert "ap       no-group-delivery: no broadcast or multicast frame" in text
+    assert "unreachable from the LAN (no address bound yet): g3" in text
     seen = live(r, 120)
     times = [t for t, a in seen if a == ip(G1)]
     assert len(times) >= 3 and all(b - a <= NO_GROUP_INTERVAL for a, b in zip(times, times[1:]))

@@ -67,6 +67,11 @@ def options() -> list:
                      help="re-announcement frames per second at most (with more addresses "
                           "than reannounce_interval * reannounce_rate, each is announced "
                           "less often)"),
+        cfg.FloatOpt("group_quiet", default=120.0, min=10.0,
+                     help="seconds without a broadcast or multicast frame from the LAN (the "
+                          "uplink up) before wlbridge decides the AP delivers no group "
+                          "traffic (a proxy-ARP, Hotspot 2.0 AP): status says so, and the "
+                          "re-announcement round runs every 30 s at most"),
         cfg.IntOpt("group_membership_interval", default=260, min=10,
                    help="seconds a guest's IGMP/MLD report keeps it in a multicast group "
                         "(its AP-unicast copies restored to it) without a new report"),

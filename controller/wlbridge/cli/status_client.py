@@ -84,6 +84,19 @@ def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     return f"after {idle}s unused" if idle else "-"
 
 
+def _ap_line(ap: dict[str, Any] | None) -> str | None:
+    """Which kind of AP (group delivery or none), why, and what that means for guests."""
+    if not ap:
+        return None
+    lines = [f"ap       {ap.get('mode')}: {ap.get('why')}"]
+    if ap.get("static_guests"):
+        lines.append(f"         static guests: {ap['static_guests']}")
+    if ap.get("unreachable_from_lan"):
+        lines.append("         unreachable from the LAN (no address bound yet): "
+                     + ", ".join(ap["unreachable_from_lan"]))
+    return "\n".join(lines)
+
+
 def _translation_line(t: dict[str, Any] | None) -> str | None:
     """The uplink's own translation: a NAT25 vendor driver, 4-address mode (and the fix)."""
     if not t or t.get("wireless") is None:
@@ -125,7 +138,7 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
         f"dhcp     {snap.get('dhcp_mode')}",
-        *filter(None, [_policing_line(snap.get("policing")),
+        *filter(None, [_ap_line(snap.get("ap")), _policing_line(snap.get("policing")),
                        _translation_line(snap.get("uplink_translation"))]),
         "",
     ]

@@ -8,7 +8,7 @@
 _shtab_wlbridge_subparsers=(setup run status flows attach detach docker-plugin teardown demo doctor install-service)
 
 _shtab_wlbridge_setup_option_strings=(-h --help --uplink --bridge --db --timeout --datapath --controller --packet-in-rate --address-manager --state-dir --libvirt-network)
-_shtab_wlbridge_run_option_strings=(-h --help --bridge --uplink --state-dir --dhcp-mode --idle-timeout --max-ips-per-port --max-bindings --max-macs-per-port --ipv6-bindings-per-guest --max-ipv6-per-station --reannounce-interval --reannounce-rate --group-membership-interval --max-groups-per-port --max-groups --listen-host --listen-port --status-host --status-port --meters --no-meters --meter-pps --static-macs --ovsdb --echo-interval --echo-timeout --insecure-listen --no-insecure-listen --tls-private-key --tls-certificate --tls-ca-cert --bridge-timeout --config-file)
+_shtab_wlbridge_run_option_strings=(-h --help --bridge --uplink --state-dir --dhcp-mode --idle-timeout --max-ips-per-port --max-bindings --max-macs-per-port --ipv6-bindings-per-guest --max-ipv6-per-station --reannounce-interval --reannounce-rate --group-quiet --group-membership-interval --max-groups-per-port --max-groups --listen-host --listen-port --status-host --status-port --meters --no-meters --meter-pps --static-macs --ovsdb --echo-interval --echo-timeout --insecure-listen --no-insecure-listen --tls-private-key --tls-certificate --tls-ca-cert --bridge-timeout --config-file)
 _shtab_wlbridge_status_option_strings=(-h --help --url --bridge --json)
 _shtab_wlbridge_flows_option_strings=(-h --help --url --bridge --json)
 _shtab_wlbridge_attach_option_strings=(-h --help --netns --pid --dhcp --address --gateway --dns --mac --ifname --lease-timeout --run-dir --bridge --db --timeout)

@@ -17,7 +17,7 @@ asks for those counts every ``PROBE_INTERVAL`` seconds while the uplink is up
 (`probe_due`), and `observed` decides:
 
 * ``group-delivery``: such frames arrived;
-* ``no-group-delivery``: none in ``QUIET`` seconds with the uplink up (a proxy-ARP AP,
+* ``no-group-delivery``: none in ``group_quiet`` seconds (120) with the uplink up (a proxy-ARP AP,
   or a LAN that has been quiet that long);
 * ``unknown``: not observed long enough yet.
 
@@ -62,7 +62,9 @@ STATIC_GUESTS = {
 class ApMode:
     """The group-delivery observation of one uplink."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: float = QUIET) -> None:
+        self.quiet = quiet  # seconds without a group frame before deciding there are none
+        self.probe_interval = min(PROBE_INTERVAL, quiet / 3)
         self.mode = UNKNOWN
         self.count: int | None = None  # the group counters' last sum
         self.changed_at: float | None = None  # when it last grew (or the watch began)
@@ -73,7 +75,7 @@ class ApMode:
         """A (re)connection, the uplink (re)associated or a new one: observe again (the
         counters start over with the new flows)."""
         self.mode, self.count, self.changed_at = UNKNOWN, None, now
-        self.next_probe, self.seen = now + PROBE_INTERVAL, 0
+        self.next_probe, self.seen = now + self.probe_interval, 0
 
     def stop(self) -> None:
         """The uplink is down: nothing to observe."""
@@ -81,10 +83,10 @@ class ApMode:
 
     def probe_due(self, now: float) -> bool:
         """Whether to ask the switch for the group counters now (then not again for
-        ``PROBE_INTERVAL``)."""
+        ``PROBE_INTERVAL``, or a third of ``group_quiet`` if shorter)."""
         if self.next_probe is None or now < self.next_probe:
             return False
-        self.next_probe = now + PROBE_INTERVAL
+        self.next_probe = now + self.probe_interval
         return True
 
     def next_due(self) -> float | None:
@@ -105,7 +107,7 @@ class ApMode:
         self.count = total
         if self.seen:
             self.mode = GROUPS
-        elif now - self.changed_at >= QUIET:
+        elif now - self.changed_at >= self.quiet:
             self.mode = NO_GROUPS
         return self.mode != before
 
@@ -117,7 +119,7 @@ class ApMode:
 
     def status(self, model: Model) -> dict[str, Any]:
         """What `wlbridge status` shows under ``ap``."""
-        out: dict[str, Any] = {"mode": self.mode, "why": WHY[self.mode].format(quiet=QUIET),
+        out: dict[str, Any] = {"mode": self.mode, "why": WHY[self.mode].format(quiet=self.quiet),
                                "group_frames_seen": self.seen,
                                "static_guests": STATIC_GUESTS[self.mode]}
         if self.mode == NO_GROUPS:
