@@ -23,8 +23,8 @@ asks for those counts every ``PROBE_INTERVAL`` seconds while the uplink is up
 
 What wlbridge does about it (`Core`): every bound guest address is announced at once and on
 the round (`policing`) whatever the mode; with no group delivery the round's interval is at
-most ``NO_GROUP_INTERVAL`` (the AP's and the LAN hosts' entries learned from gratuitous ARP
-go stale after 60 s by default), and `status` says which guests the LAN cannot reach
+most ``NO_GROUP_INTERVAL`` (an AP's neighbour entries learned from gratuitous ARP may be
+collected 60 s after their last update: Linux's ``gc_stale_time``), and `status` says which guests the LAN cannot reach
 (``unreachable_from_lan``: a guest port with no IPv4 address bound, e.g. a static guest
 that has sent nothing yet: neither wlbridge nor the AP knows its address).  Pure: every
 decision takes ``now``.
