@@ -97,3 +97,14 @@ def test_a_reassociation_observes_again_and_nothing_is_probed_while_the_uplink_i
     assert ap(r)["mode"] == "unknown"  # maybe another AP now
     live(r, 60, lambda: r.send(UP, arp_request(ROUTER, ROUTER_IP, HOST_IP, eth_dst=BCAST)))
     assert ap(r)["mode"] == "group-delivery"
+
+
+def test_frames_counted_before_a_reassociation_say_nothing_about_the_new_ap():
+    r = rig()
+    live(r, 100, lambda: r.send(UP, arp_request(ROUTER, ROUTER_IP, LAN_HOST)))
+    assert ap(r)["mode"] == "group-delivery"
+    # roamed to a proxy-ARP AP: the counters still hold the old AP's frames, none come now
+    r.apply(r.core.port_modified(Port(UP, "wlan0", STATION, up=False), r.now))
+    r.apply(r.core.port_modified(Port(UP, "wlan0", STATION, up=True), r.now))
+    live(r, QUIET + 60)
+    assert ap(r)["mode"] == "no-group-delivery"

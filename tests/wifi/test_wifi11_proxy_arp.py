@@ -19,8 +19,8 @@ import ipaddress
 import pytest
 from conftest import BRIDGE, record
 
-from topologies.procs import run, wait_for
-from topologies.wifibed.bed import AP_NS, PEER_IP, SRV_IP6, SRV_NS
+from topologies.procs import Proc, run, wait_for
+from topologies.wifibed.bed import AP_NS, PEER_IP, SRV_IP6, SRV_NS, STATION
 
 PROXY_ARP_AP = {"proxy_arp": "1", "ap_isolate": "1", "disable_dgaf": "1",
                 "na_mcast_to_ucast": "1"}
@@ -62,11 +62,24 @@ def forget(bed) -> None:
     bed.run_in_peer("ip", "neigh", "flush", "all")
 
 
+def dhcp_counters(wlbridge) -> dict:
+    return {k: v for k, v in wlbridge.status()["counters"].items() if "dhcp" in k}
+
+
 @pytest.mark.parametrize("client", ["dhclient", "udhcpc"])
-def test_a_new_dhcp_guest_is_leased_and_reachable_inbound(parp, client):
+def test_a_new_dhcp_guest_is_leased_and_reachable_inbound(parp, wlbridge, client):
     g = parp.add_guest(f"parp-{client[:2]}", BRIDGE)
-    ip = g.dhcp(client, timeout=90)
-    assert ip, f"{client} got no lease through a proxy-ARP AP"
+    before = dhcp_counters(wlbridge)
+    cap = Proc(f"parp-{client}-dhcp", None, ["tcpdump", "-n", "-e", "-l", "-i", STATION,
+                                              "udp", "port", "67", "or", "udp", "port", "68"],
+               parp.logs / f"parp-{client}-dhcp.out")
+    try:
+        ip = g.dhcp(client, timeout=90)
+    finally:
+        cap.stop()
+    assert ip, (f"{client} got no lease through a proxy-ARP AP; DHCP on {STATION}:\n"
+                f"{cap.output()[-3000:]}\nwlbridge's DHCP counters before "
+                f"{before}, after {dhcp_counters(wlbridge)}")
     assert wait_for(lambda: g.ping(PEER_IP), 30)
     assert wait_for(lambda: ap_neighbours().get(ip) == parp.station_mac, 30), ap_neighbours()
     forget(parp)

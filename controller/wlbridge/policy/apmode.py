@@ -99,8 +99,10 @@ class ApMode:
         before = self.mode
         if self.changed_at is None:
             self.changed_at = now
-        grown = total - self.count if self.count is not None and total >= self.count \
-            else total  # (the first look, or fewer: the flows were replaced, counting anew)
+        if self.count is None:
+            grown = 0  # the first look since the watch began: the baseline
+        else:  # (fewer than before: the flows were replaced and count anew)
+            grown = total - self.count if total >= self.count else total
         if grown > 0:
             self.seen += grown
             self.changed_at = now
