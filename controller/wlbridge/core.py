@@ -52,7 +52,7 @@ from wlbridge.model.state import (
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
 from wlbridge.policy import lifecycle
-from wlbridge.policy.apmode import QUIET, ApMode
+from wlbridge.policy.apmode import NO_GROUPS, QUIET, ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -321,8 +321,11 @@ class Core:
         ap = self.apmode
         if ap.observed(counts, now):
             self.policing.interval = ap.interval(self.config.reannounce_interval)
-            LOG.warning("the AP: %s (%s); re-announcement every %.0f s", ap.mode,
-                        ap.status(self.model)["why"], self.policing.interval)
+            self.policing.host_too = ap.mode == NO_GROUPS
+            self.dhcp.override = ap.dhcp_mode(self.config.dhcp_mode)
+            LOG.warning("the AP: %s (%s); re-announcement every %.0f s, DHCP strategy %s",
+                        ap.mode, ap.status(self.model)["why"], self.policing.interval,
+                        self.dhcp.mode)
         return []
 
     def next_due(self) -> float | None:
@@ -368,7 +371,7 @@ class Core:
         return status_view(
             self.model, self.ports, self.unconfirmed(),
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
-            {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
+            {"uplink": self.config.uplink, "dhcp_mode": self.dhcp.mode,
              "idle_timeout": self.config.idle_timeout},
             self.counters, now) | {"policing": self.policing.status(now),
                                    "ap": self.apmode.status(self.model)}
@@ -668,11 +671,12 @@ class Core:
         return msgs
 
     def _announce_ips(self, ips: Iterable[str]) -> list:
-        """The re-announcement of these guest addresses (those still bound), if the uplink
-        is up."""
+        """The re-announcement of these guest addresses (those still bound) and host
+        addresses, if the uplink is up."""
         if not self._can_announce():
             return []
-        return self._announce_frames([ip for ip in ips if ip in self.bindings])
+        return self._announce_frames([ip for ip in ips
+                                      if ip in self.bindings or ip in self.host_ips])
 
     def _can_announce(self) -> bool:
         """Connected, with the uplink up and the station MAC known."""

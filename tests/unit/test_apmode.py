@@ -6,12 +6,22 @@ Packet fate through the simulated switch and the real core."""
 
 from __future__ import annotations
 
-from ofsim import arp_request
+from core_dhcp_rig import (
+    XID1,
+    cid_reply,
+    dhcp_bindings,
+    reaches,
+    send,
+    tolerant_switch,  # noqa: F401  (autouse: DHCP frames in the rig)
+)
+from dhcp_frames import ack, discover, lease_ip, offer, parsed, request
+from ofsim import arp_request, data_of
 from rig import BCAST, HOST_IP, ROUTER, ROUTER_IP, STATION, UP, Rig, ip, mac
 from v6frames import ra
 from wlbridge.core import CoreConfig
 from wlbridge.model.state import Port
 from wlbridge.policy.apmode import NO_GROUP_INTERVAL, QUIET
+from wlbridge.proto import dhcp as D
 
 G1, G2 = 2, 3
 LAN_HOST = "10.0.0.77"
@@ -108,3 +118,32 @@ def test_frames_counted_before_a_reassociation_say_nothing_about_the_new_ap():
     r.apply(r.core.port_modified(Port(UP, "wlan0", STATION, up=True), r.now))
     live(r, QUIET + 60)
     assert ap(r)["mode"] == "no-group-delivery"
+
+
+def test_with_no_group_delivery_dhcp_goes_by_client_id_and_the_host_joins_the_round():
+    r = rig()
+    # before: the configured broadcast-flag strategy (chaddr: the guest's own MAC)
+    assert parsed(send(r, G2, discover(mac(G2), XID1)).out(UP)).chaddr == mac(G2)
+    live(r, QUIET + 30)
+    assert ap(r)["mode"] == "no-group-delivery"
+    assert r.core.status(r.now)["dhcp_mode"] == "client-id"
+    a = lease_ip(G2)
+    assert parsed(send(r, G2, discover(mac(G2), XID1 + 1)).out(UP)).chaddr == STATION
+    for kind in (offer, ack):
+        if kind is ack:
+            send(r, G2, request(mac(G2), XID1 + 1, a))
+        d = send(r, UP, cid_reply(kind, XID1 + 1, a))  # by unicast, to the station MAC
+        assert d.ports() == {G2}
+        assert D.parse(data_of(d.out(G2))).chaddr == mac(G2)
+    assert dhcp_bindings(r) == {a: G2} and reaches(r, a) == {G2}
+    # the host's own address is re-announced too (a DHCP-snooping AP may have replaced it)
+    assert HOST_IP in {x for _, x in live(r, 60)}
+
+
+def test_a_configured_client_id_strategy_stays():
+    r = rig(dhcp_mode="client-id")
+    live(r, QUIET + 30)
+    assert r.core.status(r.now)["dhcp_mode"] == "client-id"
+    r = rig()
+    live(r, QUIET + 30, lambda: r.send(UP, arp_request(ROUTER, ROUTER_IP, LAN_HOST)))
+    assert r.core.status(r.now)["dhcp_mode"] == "broadcast"

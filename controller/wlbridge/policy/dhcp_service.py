@@ -36,10 +36,14 @@ class DhcpService:
         self.config = config
         self.tel = telemetry
         self.relay = ClientIdRelay()
+        #: the strategy the core chose over ``dhcp_mode`` (None: ``dhcp_mode``): ``client-id``
+        #: behind an AP that delivers no group traffic (`apmode`), where no broadcast reply
+        #: reaches the station
+        self.override: str | None = None
 
     @property
     def mode(self) -> str:
-        return self.config.dhcp_mode
+        return self.override or self.config.dhcp_mode
 
     def _bad(self, exc: dhcp.DhcpError, where: str) -> list[Effect]:
         self.tel.bump(f"dhcp.malformed.{exc.reason}")

@@ -62,6 +62,7 @@ class Policing:
         self._last: str | None = None  # the address announced last (the round's cursor)
         self._sent_at = float("-inf")  # when the last frame went
         self._announced: set[str] = set()  # bound addresses announced since they were bound
+        self.host_too = False  # the host's own IPv4 addresses in the round too (`apmode`)
         self.refused: dict[str, dict[str, Any]] = {}  # ip -> who claimed it, when (bounded)
 
     # ---------------------------------------------------------- re-announcement
@@ -75,7 +76,7 @@ class Policing:
         learns it at once), else the round's next, a gap after the last one was due (a tick
         so late that the next is due already: a gap after `now`; a late tick never catches
         up in a burst)."""
-        bound = self.model.bindings
+        bound = self._addresses()
         if self.interval <= 0 or not bound:
             self._next = None
             self._announced.clear()
@@ -113,16 +114,24 @@ class Policing:
     def announced_all(self, now: float) -> None:
         """Every bound address was just announced (a (re)association's `Announce`): none is
         new any more."""
-        self._announced = set(self.model.bindings)
+        self._announced = self._addresses()
         self._sent_at = now
+
+    def _addresses(self) -> set[str]:
+        """What the round announces: the bound guest addresses (and the host's own IPv4 ones,
+        `host_too`)."""
+        bound = set(self.model.bindings)
+        if self.host_too:
+            bound |= {ip for ip in self.model.host_ips if ":" not in ip}
+        return bound
 
     def next_due(self) -> float | None:
         """When `tick` next has work (None: nothing bound, or re-announcement off).  With
         addresses bound but the round not started, now: the first tick starts it."""
-        bound = self.model.bindings
+        bound = self._addresses()
         if self.interval <= 0 or not bound:
             return None
-        if len(bound.keys() - self._announced):
+        if len(bound - self._announced):
             return self._sent_at + 1.0 / self.rate
         return self._next if self._next is not None else 0.0
 
@@ -185,7 +194,7 @@ class Policing:
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict[str, Any]:
         """What `wlbridge status` shows under ``policing``."""
-        count = len(self.model.bindings)
+        count = len(self._addresses())
         return {
             "reannounce_interval": self.interval,
             "reannounce_rate": self.rate,
