@@ -7,9 +7,13 @@ neighbour table, which its DHCP snooping (keyed on the BOOTP chaddr: one address
 station) and gratuitous ARP from the station (hostapd turns ``arp_accept`` on for the
 bridge) fill.  wlbridge announces every newly bound guest address from the station MAC and
 re-announces each on its round (`policy.policing`), so the AP learns every guest address as
-the station's.  The positive control: an address of the station host that was never
-announced (the kernel sends no gratuitous ARP for an added address) is unreachable from a
-peer that has to ask for it, by the same mechanism.
+the station's.  Measured here: such an AP delivers no broadcast DHCP reply to the station
+either, so wlbridge's default broadcast-flag strategy gets no lease (the first positive
+control); wlbridge tells the AP apart by itself (no group frame from the LAN for
+``group_quiet``, `policy.apmode`) and then leases by the client-id strategy (replies by
+unicast to the station MAC).  The second positive control: an address of the station host
+that was never announced (the kernel sends no gratuitous ARP for an added address) is
+unreachable from a peer that has to ask for it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,21 @@ def parp(bed, guests, wlbridge):
         bed.wait_associated(90)
 
 
+@pytest.fixture(scope="module")
+def adapted(parp, wlbridge):
+    """wlbridge has told the proxy-ARP AP apart (``group_quiet``, 120 s, after the
+    reassociation) and adapted: the client-id DHCP strategy."""
+    def mode():
+        st = wlbridge.status()
+        return st if st["ap"]["mode"] == "no-group-delivery" else None
+    st = wait_for(mode, 400, 2)
+    assert st, f"wlbridge never told the proxy-ARP AP apart: {wlbridge.status()['ap']}"
+    assert st["dhcp_mode"] == "client-id", st["dhcp_mode"]
+    record("proxy_arp_ap_detected", why=st["ap"]["why"],
+           unreachable=st["ap"].get("unreachable_from_lan"))
+    return parp
+
+
 def forget(bed) -> None:
     """The peer's ARP and neighbour entries expire."""
     bed.run_in_peer("ip", "neigh", "flush", "all")
@@ -66,54 +85,38 @@ def dhcp_counters(wlbridge) -> dict:
     return {k: v for k, v in wlbridge.status()["counters"].items() if "dhcp" in k}
 
 
-@pytest.mark.parametrize("client", ["dhclient", "udhcpc"])
-def test_a_new_dhcp_guest_is_leased_and_reachable_inbound(parp, wlbridge, client):
-    g = parp.add_guest(f"parp-{client[:2]}", BRIDGE)
+def dhcp_through(bed, wlbridge, name: str, client: str, timeout: float):
+    """A new guest's DHCP, the station's DHCP frames captured: (address or None, what
+    to say when it got none)."""
+    g = bed.add_guest(name, BRIDGE)
     before = dhcp_counters(wlbridge)
-    cap = Proc(f"parp-{client}-dhcp", None, ["tcpdump", "-n", "-e", "-l", "-i", STATION,
-                                              "udp", "port", "67", "or", "udp", "port", "68"],
-               parp.logs / f"parp-{client}-dhcp.out")
+    cap = Proc(f"{name}-dhcp", None, ["tcpdump", "-n", "-e", "-l", "-i", STATION,
+                                      "udp", "port", "67", "or", "udp", "port", "68"],
+               bed.logs / f"{name}-dhcp.out")
     try:
-        ip = g.dhcp(client, timeout=90)
+        ip = g.dhcp(client, timeout=timeout)
     finally:
         cap.stop()
-    assert ip, (f"{client} got no lease through a proxy-ARP AP; DHCP on {STATION}:\n"
-                f"{cap.output()[-3000:]}\nwlbridge's DHCP counters before "
-                f"{before}, after {dhcp_counters(wlbridge)}")
-    assert wait_for(lambda: g.ping(PEER_IP), 30)
-    assert wait_for(lambda: ap_neighbours().get(ip) == parp.station_mac, 30), ap_neighbours()
-    forget(parp)
-    assert wait_for(lambda: parp.peer_ping(ip), 30), "the peer cannot reach the DHCP guest"
+    return g, ip, (f"DHCP on {STATION}:\n{cap.output()[-3000:]}\nwlbridge's DHCP "
+                   f"counters before {before}, after {dhcp_counters(wlbridge)}")
 
 
-@pytest.mark.parametrize("name", ["static", "dhclient", "udhcpc"])
-def test_every_guest_is_known_to_the_ap_and_reached_by_a_peer_that_forgot_it(parp, guests,
-                                                                             name):
-    g = guests[name]
-    assert wait_for(lambda: g.ping(PEER_IP), 30)
-    assert wait_for(lambda: ap_neighbours().get(g.ip()) == parp.station_mac, 30), \
-        ap_neighbours()
-    forget(parp)
-    assert wait_for(lambda: parp.peer_ping(g.ip()), 30), f"the peer cannot reach {name}"
+def test_positive_control_the_broadcast_flag_strategy_gets_no_lease(parp, wlbridge):
+    """Before wlbridge has told the AP apart: the broadcast-flag strategy (the default);
+    the server's broadcast reply never reaches the station."""
+    st = wlbridge.status()
+    assert st["dhcp_mode"] == "broadcast" and st["ap"]["mode"] == "unknown", st["ap"]
+    _g, ip, diag = dhcp_through(parp, wlbridge, "parp-bc", "dhclient", 40)
+    record("proxy_arp_broadcast_flag_dhcp", leased=bool(ip), diagnostics=diag[-1500:])
+    assert not ip, "a lease by the broadcast flag through a proxy-ARP AP: no control"
 
 
-@pytest.mark.parametrize("name", ["static", "dhclient"])
-def test_slaac_guests_over_ipv6_through_the_proxy_arp_ap(parp, guests, name):
-    g = guests[name]
-    ip6 = wait_for(g.ip6, 60, 0.5)
-    assert ip6 and ipaddress.ip_address(ip6) in ipaddress.ip_network("fd77::/64"), ip6
-    assert wait_for(lambda: g.ping(SRV_IP6), 30), f"{name} cannot reach {SRV_IP6}"
-    run(SRV_NS, ["ip", "-6", "neigh", "flush", "all"], check=False)
-    reached = wait_for(lambda: parp.srv_ping(ip6), 30)
-    record("proxy_arp_ipv6_inbound", guest=name, reached=bool(reached),
-           ap_knows=ip6 in ap_neighbours())
-    assert reached, f"the LAN cannot reach {name} {ip6} through the proxy-ARP AP"
-
-
-def test_positive_control_an_address_never_announced_is_unreachable(parp):
+def test_positive_control_an_address_never_announced_is_unreachable(parp, wlbridge):
     """The station host's own second address: it pings the peer (which learns it from the
     ARP request), then the peer forgets it and must ask: the AP drops the broadcast and
-    does not know the address."""
+    does not know the address.  (Before wlbridge has told the AP apart: after, the host's
+    own addresses join its round.)"""
+    assert wlbridge.status()["ap"]["mode"] == "unknown"
     run(None, ["ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE])
     try:
         assert wait_for(lambda: run(None, ["ping", "-c1", "-W2", "-I", CONTROL_IP, PEER_IP],
@@ -125,3 +128,40 @@ def test_positive_control_an_address_never_announced_is_unreachable(parp):
         assert CONTROL_IP not in ap_neighbours()
     finally:
         run(None, ["ip", "addr", "del", f"{CONTROL_IP}/24", "dev", BRIDGE], check=False)
+
+
+@pytest.mark.parametrize("client", ["dhclient", "udhcpc"])
+def test_a_new_dhcp_guest_is_leased_and_reachable_inbound(adapted, wlbridge, client):
+    parp = adapted
+    g, ip, diag = dhcp_through(parp, wlbridge, f"parp-{client[:2]}", client, 90)
+    assert ip, f"{client} got no lease through a proxy-ARP AP; {diag}"
+    assert wait_for(lambda: g.ping(PEER_IP), 30)
+    assert wait_for(lambda: ap_neighbours().get(ip) == parp.station_mac, 30), ap_neighbours()
+    forget(parp)
+    assert wait_for(lambda: parp.peer_ping(ip), 30), "the peer cannot reach the DHCP guest"
+
+
+@pytest.mark.parametrize("name", ["static", "dhclient", "udhcpc"])
+def test_every_guest_is_known_to_the_ap_and_reached_by_a_peer_that_forgot_it(adapted, guests,
+                                                                             name):
+    parp = adapted
+    g = guests[name]
+    assert wait_for(lambda: g.ping(PEER_IP), 30)
+    assert wait_for(lambda: ap_neighbours().get(g.ip()) == parp.station_mac, 30), \
+        ap_neighbours()
+    forget(parp)
+    assert wait_for(lambda: parp.peer_ping(g.ip()), 30), f"the peer cannot reach {name}"
+
+
+@pytest.mark.parametrize("name", ["static", "dhclient"])
+def test_slaac_guests_over_ipv6_through_the_proxy_arp_ap(adapted, guests, name):
+    parp = adapted
+    g = guests[name]
+    ip6 = wait_for(g.ip6, 60, 0.5)
+    assert ip6 and ipaddress.ip_address(ip6) in ipaddress.ip_network("fd77::/64"), ip6
+    assert wait_for(lambda: g.ping(SRV_IP6), 30), f"{name} cannot reach {SRV_IP6}"
+    run(SRV_NS, ["ip", "-6", "neigh", "flush", "all"], check=False)
+    reached = wait_for(lambda: parp.srv_ping(ip6), 30)
+    record("proxy_arp_ipv6_inbound", guest=name, reached=bool(reached),
+           ap_knows=ip6 in ap_neighbours())
+    assert reached, f"the LAN cannot reach {name} {ip6} through the proxy-ARP AP"
