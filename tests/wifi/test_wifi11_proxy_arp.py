@@ -90,7 +90,7 @@ def dhcp_through(bed, wlbridge, name: str, client: str, timeout: float):
     to say when it got none)."""
     g = bed.add_guest(name, BRIDGE)
     before = dhcp_counters(wlbridge)
-    cap = Proc(f"{name}-dhcp", None, ["tcpdump", "-n", "-e", "-l", "-i", STATION,
+    cap = Proc(f"{name}-dhcp", None, ["tcpdump", "-n", "-e", "-vv", "-l", "-i", STATION,
                                       "udp", "port", "67", "or", "udp", "port", "68"],
                bed.logs / f"{name}-dhcp.out")
     try:
@@ -107,7 +107,7 @@ def test_positive_control_the_broadcast_flag_strategy_gets_no_lease(parp, wlbrid
     st = wlbridge.status()
     assert st["dhcp_mode"] == "broadcast" and st["ap"]["mode"] == "unknown", st["ap"]
     _g, ip, diag = dhcp_through(parp, wlbridge, "parp-bc", "dhclient", 40)
-    record("proxy_arp_broadcast_flag_dhcp", leased=bool(ip), diagnostics=diag[-1500:])
+    record("proxy_arp_broadcast_flag_dhcp", leased=bool(ip), diagnostics=diag[-2500:])
     assert not ip, "a lease by the broadcast flag through a proxy-ARP AP: no control"
 
 
