@@ -28,6 +28,7 @@ LAN_HOST = "10.0.0.77"
 
 
 def rig(**config) -> Rig:
+    config.setdefault("idle_timeout", 3600)  # (quiet guests keep their bindings meanwhile)
     r = Rig(config=CoreConfig(uplink="wlan0", **config))
     r.send(G1, arp_request(mac(G1), ip(G1), ip(G1)))  # G1 bound; G2 has sent nothing
     return r

@@ -63,12 +63,12 @@ def parp(bed, guests, wlbridge):
 
 @pytest.fixture(scope="module")
 def adapted(parp, wlbridge):
-    """wlbridge has told the proxy-ARP AP apart (``group_quiet``, 120 s, after the
+    """wlbridge has told the proxy-ARP AP apart (``group_quiet``, 300 s, after the
     reassociation) and adapted: the client-id DHCP strategy."""
     def mode():
         st = wlbridge.status()
         return st if st["ap"]["mode"] == "no-group-delivery" else None
-    st = wait_for(mode, 400, 2)
+    st = wait_for(mode, 600, 2)
     assert st, f"wlbridge never told the proxy-ARP AP apart: {wlbridge.status()['ap']}"
     assert st["dhcp_mode"] == "client-id", st["dhcp_mode"]
     record("proxy_arp_ap_detected", why=st["ap"]["why"],

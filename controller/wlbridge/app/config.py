@@ -67,7 +67,7 @@ def options() -> list:
                      help="re-announcement frames per second at most (with more addresses "
                           "than reannounce_interval * reannounce_rate, each is announced "
                           "less often)"),
-        cfg.FloatOpt("group_quiet", default=120.0, min=10.0,
+        cfg.FloatOpt("group_quiet", default=300.0, min=10.0,
                      help="seconds without a broadcast or multicast frame from the LAN (the "
                           "uplink up) before wlbridge decides the AP delivers no group "
                           "traffic (a proxy-ARP, Hotspot 2.0 AP): status says so, and the "

@@ -17,7 +17,7 @@ asks for those counts every ``PROBE_INTERVAL`` seconds while the uplink is up
 (`probe_due`), and `observed` decides:
 
 * ``group-delivery``: such frames arrived;
-* ``no-group-delivery``: none in ``group_quiet`` seconds (120) with the uplink up (a proxy-ARP AP,
+* ``no-group-delivery``: none in ``group_quiet`` seconds (300) with the uplink up (a proxy-ARP AP,
   or a LAN that has been quiet that long);
 * ``unknown``: not observed long enough yet.
 
@@ -41,7 +41,7 @@ from typing import Any
 from wlbridge.model.state import Model
 
 PROBE_INTERVAL = 30.0  # seconds between two looks at the group counters
-QUIET = 120.0  # seconds without a group frame before deciding "no group delivery"
+QUIET = 300.0  # seconds without a group frame before deciding "no group delivery"
 NO_GROUP_INTERVAL = 30.0  # the round's longest interval with no group delivery
 UNKNOWN, GROUPS, NO_GROUPS = "unknown", "group-delivery", "no-group-delivery"
 WHY = {
