@@ -322,10 +322,8 @@ class Core:
         if ap.observed(counts, now):
             self.policing.interval = ap.interval(self.config.reannounce_interval)
             self.policing.host_too = ap.mode == NO_GROUPS
-            self.dhcp.override = ap.dhcp_mode(self.config.dhcp_mode)
-            LOG.warning("the AP: %s (%s); re-announcement every %.0f s, DHCP strategy %s",
-                        ap.mode, ap.status(self.model)["why"], self.policing.interval,
-                        self.dhcp.mode)
+            LOG.warning("the AP: %s (%s); re-announcement every %.0f s", ap.mode,
+                        ap.status(self.model)["why"], self.policing.interval)
         return []
 
     def next_due(self) -> float | None:
@@ -371,7 +369,7 @@ class Core:
         return status_view(
             self.model, self.ports, self.unconfirmed(),
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
-            {"uplink": self.config.uplink, "dhcp_mode": self.dhcp.mode,
+            {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
             self.counters, now) | {"policing": self.policing.status(now),
                                    "ap": self.apmode.status(self.model)}

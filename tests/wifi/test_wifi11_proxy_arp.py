@@ -7,13 +7,12 @@ neighbour table, which its DHCP snooping (keyed on the BOOTP chaddr: one address
 station) and gratuitous ARP from the station (hostapd turns ``arp_accept`` on for the
 bridge) fill.  wlbridge announces every newly bound guest address from the station MAC and
 re-announces each on its round (`policy.policing`), so the AP learns every guest address as
-the station's.  Measured here: such an AP delivers no broadcast DHCP reply to the station
-either, so wlbridge's default broadcast-flag strategy gets no lease (the first positive
-control); wlbridge tells the AP apart by itself (no group frame from the LAN for
-``group_quiet``, `policy.apmode`) and then leases by the client-id strategy (replies by
-unicast to the station MAC).  The second positive control: an address of the station host
-that was never announced (the kernel sends no gratuitous ARP for an added address) is
-unreachable from a peer that has to ask for it.
+the station's.  Measured here: hostapd's unicast copies of a broadcast DHCP reply carry the
+UDP checksum the server left to offload (the first positive control: a guest's kernel drops
+them), which wlbridge corrects.  wlbridge tells the AP apart by itself (no group frame from
+the LAN for ``group_quiet``, `policy.apmode`).  The second positive control: an address of
+the station host that was never announced (the kernel sends no gratuitous ARP for an added
+address) is unreachable from a peer that has to ask for it.
 """
 
 from __future__ import annotations
@@ -64,13 +63,13 @@ def parp(bed, guests, wlbridge):
 @pytest.fixture(scope="module")
 def adapted(parp, wlbridge):
     """wlbridge has told the proxy-ARP AP apart (``group_quiet``, 300 s, after the
-    reassociation) and adapted: the client-id DHCP strategy."""
+    reassociation): the round every 30 s, the host's addresses in it."""
     def mode():
         st = wlbridge.status()
         return st if st["ap"]["mode"] == "no-group-delivery" else None
     st = wait_for(mode, 600, 2)
     assert st, f"wlbridge never told the proxy-ARP AP apart: {wlbridge.status()['ap']}"
-    assert st["dhcp_mode"] == "client-id", st["dhcp_mode"]
+    assert st["dhcp_mode"] == "broadcast", st["dhcp_mode"]     # (as configured)
     record("proxy_arp_ap_detected", why=st["ap"]["why"],
            unreachable=st["ap"].get("unreachable_from_lan"))
     return parp
@@ -101,14 +100,20 @@ def dhcp_through(bed, wlbridge, name: str, client: str, timeout: float):
                    f"counters before {before}, after {dhcp_counters(wlbridge)}")
 
 
-def test_positive_control_the_broadcast_flag_strategy_gets_no_lease(parp, wlbridge):
-    """Before wlbridge has told the AP apart: the broadcast-flag strategy (the default);
-    the server's broadcast reply never reaches the station."""
-    st = wlbridge.status()
-    assert st["dhcp_mode"] == "broadcast" and st["ap"]["mode"] == "unknown", st["ap"]
-    _g, ip, diag = dhcp_through(parp, wlbridge, "parp-bc", "dhclient", 40)
-    record("proxy_arp_broadcast_flag_dhcp", leased=bool(ip), diagnostics=diag[-2500:])
-    assert not ip, "a lease by the broadcast flag through a proxy-ARP AP: no control"
+def test_hostapds_copies_of_broadcast_replies_are_repaired_and_the_guest_leased(parp,
+                                                                             wlbridge):
+    """hostapd turns the server's broadcast DHCP reply into a unicast copy for each station,
+    taken from its bridge before the server's checksum offload filled the UDP checksum in:
+    the station receives it with a wrong checksum (the positive control: what a guest's
+    kernel drops without wlbridge), wlbridge corrects it and the guest is leased."""
+    key = "dhcp.reply.checksum_repaired"
+    before = wlbridge.status()["counters"].get(key, 0)
+    _g, ip, diag = dhcp_through(parp, wlbridge, "parp-bc", "dhclient", 90)
+    bad = "bad udp cksum" in diag
+    record("proxy_arp_dhcp_copies", leased=bool(ip), bad_checksum_on_the_air=bad)
+    assert bad, f"hostapd's copies carried right checksums: no control; {diag}"
+    assert ip, f"no lease through the proxy-ARP AP; {diag}"
+    assert wlbridge.status()["counters"].get(key, 0) > before
 
 
 def test_positive_control_an_address_never_announced_is_unreachable(parp, wlbridge):

@@ -53,6 +53,10 @@ def link_local(g) -> str | None:
     return None
 
 
+@pytest.mark.xfail(reason="issue 25 item 4, open: in its first run here (2026-12-08) the "
+                   "guest could not even reach the LAN's router over IPv6 through hostapd's "
+                   "multicast_to_unicast=1; not investigated yet (captures kept in the logs)",
+                   strict=False)
 def test_a_guest_that_spoke_first_is_reached_again_after_the_lan_forgets_it(m2u6, wlbridge):
     silent = m2u6.add_guest("m2u6-silent", BRIDGE)
     talker = m2u6.add_guest("m2u6-talker", BRIDGE)

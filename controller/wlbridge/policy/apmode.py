@@ -22,10 +22,9 @@ asks for those counts every ``PROBE_INTERVAL`` seconds while the uplink is up
 * ``unknown``: not observed long enough yet.
 
 What wlbridge does about it (`Core`): every bound guest address is announced at once and on
-the round (`policing`) whatever the mode; with no group delivery DHCP goes by the
-``client-id`` strategy (a broadcast reply never reaches the station: the broadcast flag cannot
-work; `dhcp_mode`), the host's own IPv4 addresses join the round (a DHCP-snooping AP keeps
-one address per station, which a guest's lease may now replace) and the round's interval is at
+the round (`policing`) whatever the mode; with no group delivery the host's own IPv4
+addresses join the round (a DHCP-snooping AP keeps one address per station, which a guest's
+lease by the ``client-id`` strategy replaces) and the round's interval is at
 most ``NO_GROUP_INTERVAL`` (an AP's neighbour entries learned from gratuitous ARP may be
 collected 60 s after their last update: Linux's ``gc_stale_time``), and `status` says which guests the LAN cannot reach
 (``unreachable_from_lan``: a guest port with no IPv4 address bound, e.g. a static guest
@@ -121,13 +120,6 @@ class ApMode:
         if self.mode == NO_GROUPS and configured > 0:
             return min(configured, NO_GROUP_INTERVAL)
         return configured
-
-    def dhcp_mode(self, configured: str) -> str | None:
-        """The DHCP strategy over the configured one (None: as configured): with no group
-        delivery a broadcast reply never reaches the station, so the broadcast flag cannot
-        work: ``client-id`` (``chaddr`` the station MAC: the server answers by unicast, and
-        a DHCP-snooping AP learns the lease as the station's)."""
-        return "client-id" if self.mode == NO_GROUPS and configured == "broadcast" else None
 
     def status(self, model: Model) -> dict[str, Any]:
         """What `wlbridge status` shows under ``ap``."""
