@@ -54,10 +54,12 @@ WHY = {
 STATIC_GUESTS = {
     UNKNOWN: None,
     GROUPS: "every guest answers the LAN's ARP itself, static or not",
-    NO_GROUPS: ("a guest is reachable from the LAN once wlbridge has bound its address "
-                "(it has sent anything: DHCP, ARP, traffic), which it then announces; a "
-                "static guest that has sent nothing since it started is known neither to "
-                "wlbridge nor to the AP: unreachable from the LAN until it sends"),
+    NO_GROUPS: ("a guest is reachable from the LAN while wlbridge holds its address (it "
+                "has sent anything: DHCP, ARP, traffic; a static address then lives "
+                "idle_timeout without traffic from it), which it announces; a static guest "
+                "that has sent nothing since it started, or nothing for idle_timeout, is "
+                "known neither to wlbridge nor to the AP: unreachable from the LAN until it "
+                "sends"),
 }
 
 
