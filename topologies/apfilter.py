@@ -37,19 +37,19 @@ class Counter(NamedTuple):
 
 
 def _rules(port: str, station_mac: str, filter: bool, group_to_unicast: bool,
-           proxy_arp: bool = False) -> list[str]:
+           proxy_arp: bool = False, table: str = TABLE) -> list[str]:
     verdict = " drop" if filter else ""
     unicast = "ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00"
     group = "ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00"
     rules = [
-        f'add rule {FAMILY} {TABLE} station_in iifname "{port}" counter name from_station',
-        (f'add rule {FAMILY} {TABLE} station_in iifname "{port}" ether saddr != {station_mac} '
+        f'add rule {FAMILY} {table} station_in iifname "{port}" counter name from_station',
+        (f'add rule {FAMILY} {table} station_in iifname "{port}" ether saddr != {station_mac} '
          f"counter name foreign_src{verdict}"),
-        (f'add rule {FAMILY} {TABLE} station_out oifname "{port}" {unicast} '
+        (f'add rule {FAMILY} {table} station_out oifname "{port}" {unicast} '
          f"ether daddr != {station_mac} counter name foreign_dst{verdict}"),
     ]
     if proxy_arp:  # hostapd's disable_dgaf: only what it converts per station gets through
-        out = f'add rule {FAMILY} {TABLE} station_out oifname "{port}" {group}'
+        out = f'add rule {FAMILY} {table} station_out oifname "{port}" {group}'
         rules += [
             f"{out} udp dport 68 counter name group_to_unicast ether daddr set {station_mac}",
             (f"{out} icmpv6 type {{ nd-router-advert, nd-neighbor-advert }} "
@@ -58,25 +58,27 @@ def _rules(port: str, station_mac: str, filter: bool, group_to_unicast: bool,
         ]
     elif group_to_unicast:
         rules.append(
-            f'add rule {FAMILY} {TABLE} station_out oifname "{port}" {group} '
+            f'add rule {FAMILY} {table} station_out oifname "{port}" {group} '
             f"counter name group_to_unicast ether daddr set {station_mac}"
         )
-    rules.append(f'add rule {FAMILY} {TABLE} station_out oifname "{port}" counter name to_station')
+    rules.append(f'add rule {FAMILY} {table} station_out oifname "{port}" counter name to_station')
     return rules
 
 
 def ruleset(port: str, station_mac: str, *, filter: bool = True,
-            group_to_unicast: bool = False, proxy_arp: bool = False) -> str:
-    """A complete `nft -f` script creating the AP table (replaces an existing one)."""
+            group_to_unicast: bool = False, proxy_arp: bool = False,
+            table: str = TABLE) -> str:
+    """A complete `nft -f` script creating the AP table (replaces an existing one); another
+    `table` name: the rules of one more station (another host's uplink on the same AP)."""
     lines = [
-        f"table {FAMILY} {TABLE}",
-        f"delete table {FAMILY} {TABLE}",
-        f"table {FAMILY} {TABLE} {{",
+        f"table {FAMILY} {table}",
+        f"delete table {FAMILY} {table}",
+        f"table {FAMILY} {table} {{",
         *(f"  counter {name} {{ }}" for name in COUNTERS),
         "  chain station_in { type filter hook prerouting priority -200; policy accept; }",
         "  chain station_out { type filter hook forward priority -200; policy accept; }",
         "}",
-        *_rules(port, station_mac, filter, group_to_unicast, proxy_arp),
+        *_rules(port, station_mac, filter, group_to_unicast, proxy_arp, table),
     ]
     return "\n".join(lines) + "\n"
 

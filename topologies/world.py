@@ -56,6 +56,7 @@ class World:
         self.ap_netns: str = graph.nodes[ap]["netns"]
         self._ap = dict(graph.nodes[ap])
         self._station_port = graph.edges[ap, the(graph, "station")]["ifnames"][ap]
+        self._extra_stations: list[str] = []   # more hosts' uplinks (add_station)
         self.built = False
 
     # ------------------------------------------------------------ access
@@ -281,6 +282,33 @@ class World:
                         proxy_arp=bool(self._ap.get("proxy_arp")))
         run(self.ap_netns, ["nft", "-f", "-"], input=script)
 
+    def add_station(self, ifname: str, mac: str) -> str:
+        """One more Wi-Fi station on the AP: another host's uplink (`ifname` in the root
+        namespace, named with the world's prefix; its MAC `mac`), under one-MAC rules of its
+        own (an nft table per station: only `mac` in from it, only unicast to `mac` out to
+        it).  Removed at teardown.  Returns `ifname`."""
+        if not ifname.startswith(f"{self.prefix}-"):
+            raise TopologyError(f"{ifname}: a root link must be named {self.prefix}-...")
+        n = len(self._extra_stations) + 2
+        ap_end = f"st{n}"
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=ifname, kind="veth",
+                     peer={"ifname": ap_end, "net_ns_fd": self.ap_netns})
+        self._root_links.append(ifname)
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0],
+                     ifalias=cleanup.alias_for(self.prefix))
+        _root_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
+        self._link_up(None, ifname, mac.lower())
+        self._link_up(self.ap_netns, ap_end, None)
+        with IPRoute(netns=self.ap_netns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=ap_end)[0],
+                     master=ipr.link_lookup(ifname=self._ap["bridge"])[0])
+        run(self.ap_netns, ["nft", "-f", "-"], input=apfilter.ruleset(
+            ap_end, mac.lower(), filter=True, table=f"{apfilter.TABLE}{n}"))
+        self._extra_stations.append(ifname)
+        return ifname
+
     @property
     def ap_station_mac(self) -> str:
         """The MAC the AP accepts as the station's."""
@@ -367,6 +395,7 @@ class World:
             print(f"warning: links still present after teardown: {self._root_links}",
                   file=sys.stderr)
         self._namespaces.clear()
+        self._extra_stations.clear()
         self.built = False
         if self.workdir and not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)

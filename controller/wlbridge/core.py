@@ -36,6 +36,7 @@ from wlbridge.flows.wanted import (
     PortSection,
     Section,
 )
+from wlbridge.model.fleet import Claim, Departed, HostSeen
 from wlbridge.model.parked import Parked
 from wlbridge.model.state import (
     Binding,
@@ -51,7 +52,7 @@ from wlbridge.model.state import (
 )
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
-from wlbridge.policy import lifecycle
+from wlbridge.policy import fleet, lifecycle
 from wlbridge.policy.apmode import NO_GROUPS, QUIET, ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
@@ -63,14 +64,17 @@ from wlbridge.policy.effects import (
     Deliver,
     DropGuest,
     Effect,
+    ForgetDeparted,
     HostAddresses,
     JoinGroup,
     LearnMac,
     LeaveGroup,
+    NoteConflict,
     Park,
     Reannounce,
     Refresh,
     Reinject,
+    SetRemote,
     SetUplink,
     SyncPort,
     Unbind,
@@ -115,6 +119,8 @@ class CoreConfig:
     reannounce_rate: float = REANNOUNCE_RATE  # re-announcement frames per second, at most
     max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
     group_quiet: float = QUIET  # seconds without a group frame from the LAN: "no group delivery"
+    fleet_host: str = ""  # this host's name in the fleet store ("": no store)
+    fleet_gone_after: int = 60  # seconds a host not seen in the store counts as gone
 
 
 #: the group flows' (cookie, mask): what `group_stats_request` asks for (the shell routes its
@@ -146,6 +152,7 @@ class Core:
         self.generation = 0
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
+        self.fleet_changed = False  # what `fleet_record` says changed since it was taken
         self.sync_failed = False  # a section's flows could not be built since the connection
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
@@ -257,6 +264,16 @@ class Core:
             msgs += self.meters.delete([port_no])
         return msgs
 
+    def guest_announced(self, port_name: str, mac: str, source: str, now: float) -> list:
+        """The host says guest `mac` is behind port `port_name` before it sent a frame
+        (`source`: who said so, e.g. "libvirt", from the VM interface's
+        ``external_ids:attached-mac``): the guest exists and its flows (source check,
+        delivery, the LAN's ND naming it) are in place from its first frame.  Learned like a
+        guest's first frame teaches (not configured): more guests behind the port (nested
+        ones) are still learned, up to ``max_macs_per_port``."""
+        return self._apply(lifecycle.announced(self.model, port_name, mac.lower(), source,
+                                               self.config, self.telemetry), now)
+
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
@@ -282,12 +299,42 @@ class Core:
             self.model, cookie, match, reason == ofp.OFPRR_IDLE_TIMEOUT, self.generation,
             self.telemetry, now), now)
 
+    def fleet_view(self, hosts: Iterable[HostSeen], claims: Iterable[Claim],
+                   now: float) -> list:
+        """The fleet store's rows changed (or time passed: a host may now be gone): every
+        host's last sign of life and every binding the store holds (this host's included,
+        ignored)."""
+        return self._apply(fleet.view_changed(
+            self.model, self.config.fleet_host, hosts, claims, now,
+            self.config.fleet_gone_after, self.telemetry), now)
+
+    def fleet_record(self) -> dict[str, Any]:
+        """What this host writes to the fleet store: its station MAC, its bindings (and
+        those whose port left, until they end: ``departed``) and the addresses it refused
+        because another host holds them (`fleet_changed` cleared)."""
+        self.fleet_changed = False
+        names = {g.port_no: g.name for g in self.guests.values()}
+        departed = [d for ip, d in self.model.departed.items() if ip not in self.bindings]
+        return {
+            "station_mac": self.station_mac or "",
+            "bindings": [{"ip": b.ip, "mac": b.mac, "guest": names.get(b.port_no, ""),
+                          "source": b.source, "claimed_at": b.learned_at,
+                          "lease_end": b.expires} for b in self.bindings.values()] + [
+                {"ip": d.ip, "mac": d.mac, "guest": d.guest, "source": "departed",
+                 "claimed_at": d.claimed_at, "lease_end": None} for d in departed],
+            "conflicts": {c.ip: f"{c.mac} (held by {c.holder_mac} on {c.holder})"
+                          for c in self.model.conflicts.values()},
+        }
+
     def tick(self, now: float) -> list:
         """Periodic work: DHCP lease expiry, relay table expiry, the next address of the
         re-announcement round (`policing`)."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
+        if self.model.drop_departed([ip for ip, d in self.model.departed.items()
+                                     if d.until <= now]):
+            self.fleet_changed = True
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
@@ -336,6 +383,7 @@ class Core:
                             self.model.parked.next_due(), self.groups.next_due(),
                             self.policing.next_due(), self.apmode.next_due())
                 if t is not None]
+        due += [min(d.until for d in self.model.departed.values())] if self.model.departed else []
         due += self._announce_due[:1]
         return min(due) if due else None
 
@@ -400,7 +448,12 @@ class Core:
             out += self._sync(touched)
         for item in batch.reinject:
             if type(item) is Announce:
-                out += self._announce(now)
+                if item.ips is None:
+                    out += self._announce(now)
+                else:   # a guest that moved here: its addresses only
+                    msgs = self._announce_ips([ip for ip in item.ips if ip in self.bindings])
+                    self.counters.bump("station.announced", len(msgs))
+                    out += msgs
             elif type(item) is Reannounce:
                 out += self._announce_ips(item.ips)
             else:
@@ -416,6 +469,18 @@ class Core:
 
     def _on_announce(self, effect: Announce | Reannounce, batch: _Batch, now: float) -> None:
         batch.reinject.append(effect)  # after the flows, with the model as it is then
+
+    def _on_set_remote(self, effect: SetRemote, batch: _Batch, now: float) -> None:
+        self.model.set_remote({h.name: h for h in effect.hosts},
+                              {c.ip: c for c in effect.claims})
+
+    def _on_forget_departed(self, effect: ForgetDeparted, batch: _Batch, now: float) -> None:
+        if self.model.drop_departed(list(effect.ips)):
+            self.fleet_changed = True
+
+    def _on_note_conflict(self, effect: NoteConflict, batch: _Batch, now: float) -> None:
+        if self.model.note_conflict(effect.conflict):
+            self.fleet_changed = True
 
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
         guest = self.model.guests.get(effect.port_no)
@@ -437,11 +502,13 @@ class Core:
         known = self.model.guests.get(effect.port_no)
         if known is None or effect.mac in known.macs:
             return
-        guest = self.model.learn_mac(effect.port_no, effect.mac)
+        guest = self.model.learn_mac(effect.port_no, effect.mac, effect.source)
         if guest is not None:
             self.dirty = True
-            self.counters.bump("guests.mac_learned")
-            LOG.info("port %s: guest MAC %s (%d behind the port)", guest.name, effect.mac,
+            self.counters.bump("guests.mac_learned" if effect.source == "learned"
+                               else f"guests.mac_announced.{effect.source}")
+            LOG.info("port %s: guest MAC %s%s (%d behind the port)", guest.name, effect.mac,
+                     "" if effect.source == "learned" else f" (announced by {effect.source})",
                      len(guest.macs))
             batch.touched[PortSection(effect.port_no)] = None
 
@@ -469,6 +536,14 @@ class Core:
             [STATIC, PortSection(effect.port_no)] + self._group_sections()))
 
     def _on_drop_guest(self, effect: DropGuest, batch: _Batch, now: float) -> None:
+        guest = self.model.guests.get(effect.port_no)
+        if guest is not None and guest.ips:   # still claimed in the fleet store for a while
+            until = now + self.config.fleet_gone_after
+            self.model.note_departed([
+                Departed(b.ip, b.mac, guest.name, b.learned_at, until)
+                for b in (self.model.bindings[ip] for ip in sorted(guest.ips))],
+                self.config.max_bindings)
+            self.fleet_changed = True
         gone = self.model.forget_port(effect.port_no)
         self._port_gone(effect.port_no, gone, "port-gone")
         for section in [s for s in self._sections if s == PortSection(effect.port_no)]:
@@ -563,6 +638,7 @@ class Core:
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None, mac: str | None = None) -> None:
         old = self.model.bind(guest.port_no, ip, source, now, expires, lease, mac)
+        self.model.drop_departed([ip])
         self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
 
     def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
@@ -571,7 +647,7 @@ class Core:
         and logged alike."""
         if old is not None and old.port_no != guest.port_no:
             self.counters.bump("bindings.removed.moved")
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(counter)
         mac = self.model.bindings[ip].mac
         if old is None or (old.port_no, old.mac) != (guest.port_no, mac):
@@ -580,7 +656,7 @@ class Core:
     def _unbind(self, ip: str, why: str) -> bool:
         if self.model.unbind(ip) is None:
             return False
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(f"bindings.removed.{why}")
         return True
 
@@ -697,6 +773,7 @@ class Core:
 
     # ---------------------------------------------------------------- helpers
     def _set_uplink(self, uplink: SetUplink) -> None:
+        self.fleet_changed |= uplink.station_mac != self.station_mac
         self.model.set_uplink(uplink.port_no, uplink.station_mac)
         self._view = None
         if self.uplink is None:
@@ -726,6 +803,9 @@ class Core:
         Park: _on_park,
         Adopt: _on_adopt,
         SyncPort: _on_sync_port,
+        SetRemote: _on_set_remote,
+        NoteConflict: _on_note_conflict,
+        ForgetDeparted: _on_forget_departed,
     }
 
 

@@ -110,7 +110,7 @@ class Clock:
 class Rig:
     """A shell with fakes around it; `spawned` holds what it started, run by `run_spawned`."""
 
-    def __init__(self, core=None) -> None:
+    def __init__(self, core=None, publish=None) -> None:
         self.core = core or Core(CoreConfig(uplink="wlan0"))
         self.store, self.isolation, self.clock = Store(), Isolation(), Clock()
         self.spawned: list[tuple] = []
@@ -124,7 +124,7 @@ class Rig:
             sleep=self.slept.append, isolation=self.isolation, queue=queue.Queue(),
             queue_empty=queue.Empty, set_mac=self.set_mac, set_mac_netlink=self.netlink_macs.append,
             start_watching=self.start_watching, describe=lambda now: {"bridge": BRIDGE},
-            clock=self.clock, monotonic=self.clock)
+            clock=self.clock, monotonic=self.clock, publish=publish)
 
     def set_mac(self, mac: str, dpid: int) -> None:
         if self.ovsdb_fails:
@@ -525,3 +525,54 @@ def test_the_status_endpoint_serves_status_and_metrics():
                 assert "wlbridge_switch_connected 1.0" in reply.read().decode()
     finally:
         stop(server)
+
+
+# ---- the fleet store ----------------------------------------------------------------------
+
+def test_the_fleet_store_gets_this_hosts_record_when_it_changes_and_its_view_reaches_the_core():
+    from wlbridge.model.fleet import Claim, HostSeen
+    from wlbridge.proto.packets import gratuitous_arp
+
+    records: list[dict] = []
+    rig, dp = Rig(Core(CoreConfig(uplink="wlan0", fleet_host="b")), publish=records.append), \
+        Datapath()
+    rig.shell.start()
+    assert len(records) == 1 and records[0]["bindings"] == []   # at start, what is known
+    rig.connect(dp)
+    guest = "02:00:00:00:01:00"
+    for _ in range(2):   # its MAC learned, then its address (the switch would send it again)
+        rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.50"))
+    assert [b["ip"] for b in records[-1]["bindings"]] == ["10.0.0.50"]
+    assert records[-1]["station_mac"] == STATION_MAC
+    n = len(records)
+    rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.50"))   # nothing new: not sent
+    assert len(records) == n
+    rig.shell.fleet_view([HostSeen("a", rig.clock.now, "02:5a:00:00:00:0a")],
+                         [Claim("a", "10.0.0.60", "02:00:00:00:77:01", rig.clock.now - 5)])
+    rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.60"))
+    assert list(records[-1]["conflicts"]) == ["10.0.0.60"]
+    assert rig.shell.status()["counters"]["refused.fleet-ip-in-use"] == 1
+
+
+def test_without_a_fleet_store_nothing_is_published():
+    rig, dp = Rig(), Datapath()
+    rig.shell.start()
+    rig.connect(dp)
+    assert rig.shell.publish is None and rig.shell.status()["fleet"]["hosts"] == []
+
+
+def test_a_vm_libvirt_plugged_is_a_guest_named_in_status_until_its_port_goes():
+    from wlbridge.host.libvirt_vms import VmPort
+
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp, guests=0)
+    vnet = Port(5, "vnet0", "fe:54:00:12:34:56", True)
+    rig.shell.port_status(dp, ADD, vnet)
+    rig.shell.vm_ports([VmPort("vnet0", "52:54:00:12:34:56", "0d9b-uuid", name="vm1")])
+    (guest,) = rig.shell.status()["guests"]
+    assert (guest["port"], guest["vm"], guest["vm_id"]) == ("vnet0", "vm1", "0d9b-uuid")
+    assert (guest["mac"], guest["mac_source"]) == ("52:54:00:12:34:56", "libvirt")
+    rig.shell.port_status(dp, DELETE, vnet)
+    rig.shell.port_status(dp, ADD, Port(6, "vnet0", "fe:00:00:00:00:06", True))  # reused name
+    (guest,) = rig.shell.status()["guests"]
+    assert "vm" not in guest and guest["mac"] is None

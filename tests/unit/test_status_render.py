@@ -36,3 +36,12 @@ def test_a_port_carrying_several_guests_shows_each_mac_with_its_own_addresses():
     assert rows[1][:1] == ["fd00::a"]  # a's too: its MAC not repeated
     assert rows[2][:2] == [b, "10.0.0.62"]
     assert rows[3][:2] == [c, "-"]  # a guest with no address yet
+
+
+def test_a_vm_libvirt_plugged_is_named_on_its_ports_row():
+    snap = {"bridge": "br-wl", "connected": True, "generation": 1, "uplink": {}, "counters": {},
+            "guests": [{**guest("vnet0", True), "vm": "debian12", "vm_id": "0d9b"},
+                       guest("veth1", True)]}
+    lines = {line.split()[0]: line for line in render(snap, now=0).splitlines()
+             if line.startswith(("vnet0", "veth1"))}
+    assert lines["vnet0"].endswith("VM debian12") and "VM" not in lines["veth1"]

@@ -271,7 +271,9 @@ class Bed:
         sh("ovs-vsctl", "--timeout=60", "show")
 
     # ------------------------------------------------------------ guests
-    def add_guest(self, name: str, bridge: str) -> Guest:
+    def add_guest(self, name: str, bridge: str | None) -> Guest:
+        """A guest namespace; its port added to `bridge` (None: left for the caller to put
+        somewhere, e.g. behind a shared port, `topologies.SharedPort`)."""
         n = len(self.guests) + 1
         g = Guest(name, f"02:77:00:00:00:{n:02x}", self.logs)
         sh("ip", "netns", "add", g.netns)
@@ -279,7 +281,8 @@ class Bed:
         sh("ip", "link", "add", g.port, "type", "veth", "peer", "name", "eth0", "netns", g.netns)
         sh("ip", "link", "set", "eth0", "address", g.mac, "up", netns=g.netns)
         sh("ip", "link", "set", g.port, "up")
-        sh("ovs-vsctl", "--timeout=30", "add-port", bridge, g.port)
+        if bridge is not None:
+            sh("ovs-vsctl", "--timeout=30", "add-port", bridge, g.port)
         self.guests[name] = g
         return g
 

@@ -117,6 +117,25 @@ def options() -> list:
         cfg.IntOpt("bridge_timeout", default=30, min=0,
                    help="seconds to wait at start for the bridge to exist in Open vSwitch "
                         "before giving up"),
+        cfg.StrOpt("fleet", default=None,
+                   help="the fleet store (see docs/fleet.md): its members, comma-separated "
+                        "(tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,... or ssl:...); unset: this "
+                        "host alone, nothing written or read"),
+        cfg.StrOpt("fleet_host", default="",
+                   help="this host's name in the fleet store (empty: the host name)"),
+        cfg.StrOpt("fleet_lan", default="",
+                   help="the LAN this host's uplink is on, as written in the fleet store "
+                        "(empty: the uplink's name)"),
+        cfg.IntOpt("fleet_gone_after", default=60, min=5,
+                   help="seconds a host not seen in the fleet store counts as gone: its "
+                        "claims no longer hold, its guests are free to move"),
+        cfg.StrOpt("fleet_private_key", default=None,
+                   help="private key (PEM) for an ssl: fleet store, with fleet_certificate "
+                        "and fleet_ca_cert"),
+        cfg.StrOpt("fleet_certificate", default=None,
+                   help="certificate (PEM) presented to an ssl: fleet store"),
+        cfg.StrOpt("fleet_ca_cert", default=None,
+                   help="CA certificate (PEM) that signed the fleet store's certificates"),
     ]
 
 

@@ -15,7 +15,9 @@ its public methods:
 * state saves, coalesced and paced, by the tick loop (`run_ticker`/`tick`, `persist`);
 * the bridge's internal port following the station MAC (`wlbridge.app.bridge_mac`);
 * the port-isolation worker queue (`isolate`, `run_isolation`);
-* the host watcher started after the first resync, or `watch_after` s after `start`.
+* the host watcher started after the first resync, or `watch_after` s after `start`;
+* the fleet store (`wlbridge.host.fleet_store`, if configured): its view into the core
+  (`fleet_view`), this host's record out (`publish`) whenever it changed.
 
 A datapath is whatever has ``id``, ``set_xid(msg)`` and ``send(bytes)`` (os-ken's Datapath).
 The core's ``now`` comes from `clock`; the save pacing from `monotonic`.
@@ -74,6 +76,7 @@ class Shell:
                  set_mac: Callable[[str, int], None], set_mac_netlink: Callable[[str], None],
                  start_watching: Callable[[], None],
                  describe: Callable[[float], dict] = lambda now: {},
+                 publish: Callable[[dict], None] | None = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  watch_after: float = WATCH_AFTER) -> None:
@@ -84,6 +87,7 @@ class Shell:
         self.isolation, self.queue, self.queue_empty = isolation, queue, queue_empty
         self.set_mac, self.set_mac_netlink = set_mac, set_mac_netlink
         self.start_watching, self.describe = start_watching, describe
+        self.publish = publish   # this host's record to the fleet store (None: no store)
         self.clock, self.monotonic = clock, monotonic
         self.watch_after = watch_after
         self.lock = threading.RLock()
@@ -99,6 +103,7 @@ class Shell:
         self.closed = False
         self._meters: dict = {}   # datapath -> [max_meter or None, meter ids or None]
         self._ports: list[Port] = []   # port descriptions so far (multipart)
+        self.vms: dict[str, dict] = {}   # port name -> the VM libvirt plugged there
 
     # ------------------------------------------------------------- sending
     def send(self, msgs: list, dp: Any = None) -> None:
@@ -139,6 +144,8 @@ class Shell:
                 if self.core.dirty and not self.save_wanted:
                     self.save_wanted = True
                     self.wakeup.set()
+                if self.publish is not None and self.core.fleet_changed:
+                    self.publish(self.core.fleet_record())
                 self._follow_station_mac()
         except Exception:
             self.core.counters.bump("errors.handler")
@@ -210,6 +217,8 @@ class Shell:
         if reason == ADD:
             self.run(self.core.port_added, port)
         elif reason == DELETE:
+            with self.lock:
+                self.vms.pop(port.name, None)
             self.run(self.core.port_deleted, port.port_no)
         else:
             self.run(self.core.port_modified, port)
@@ -262,11 +271,22 @@ class Shell:
         """An adapter's handler raised (logged by the caller): count it."""
         self.core.counters.bump("errors.handler")
 
+    def vm_ports(self, vms: Iterable[Any]) -> None:
+        """Ports the host found a VM's record on (`host.libvirt_vms.VmPort`, with ``name``:
+        its domain name or UUID): the VM's MAC announced to the core (a guest before its
+        first frame), the VM named in `status`."""
+        for vm in vms:
+            with self.lock:
+                self.vms[vm.port] = {"vm": vm.name, "vm_id": vm.vm_id}
+            self.run(self.core.guest_announced, vm.port, vm.mac, vm.source)
+
     # ------------------------------------------------------ status, flows
     def status(self) -> dict:
         now = self.clock()
         with self.lock:
             snap = self.core.status(now)
+            for guest in snap["guests"]:
+                guest.update(self.vms.get(guest["port"], {}))
         snap["state_file"] = self.store.report()
         snap.update(self.describe(now))
         return snap
@@ -294,8 +314,17 @@ class Shell:
         self.run(self.core.host_addresses, ips)
         self.wake()   # the tick loop recomputes when it is next due
 
+    def fleet_view(self, hosts: list, claims: list) -> None:
+        """The fleet store's rows (`model.fleet.HostSeen`, `Claim`) changed, or its client's
+        heartbeat came: the core decides what they take or give here."""
+        self.run(self.core.fleet_view, hosts, claims)
+
     def start(self) -> None:
-        """Start following the host `watch_after` s from now if no switch connected first."""
+        """Start following the host `watch_after` s from now if no switch connected first;
+        this host's record to the fleet store, if any."""
+        if self.publish is not None:
+            with self.lock:
+                self.publish(self.core.fleet_record())
         self.spawn(self._watch, self.watch_after)
 
     def _watch(self, delay: float = 0.0) -> None:

@@ -23,6 +23,10 @@ def default_url() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_endpoint_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--fleet", metavar="FLEET", default=None,
+                   help="show every host and guest in this fleet store instead (its members, "
+                        "comma-separated, as the `fleet` option), which host holds each "
+                        "address (see docs/fleet.md)")
 
 
 def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -155,7 +159,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                 f"{(b['ip'] if b else '-'):<{width}}{(b['source'] if b else ''):<9}"
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
-                   if first and g.get("confirmed") is False else ""))
+                   if first and g.get("confirmed") is False else "")
+                + (f"  VM {g['vm']}" if first and g.get("vm") else ""))
             shown = m
     if not snap.get("guests"):
         lines.append("(no guests)")
@@ -177,7 +182,31 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def render_fleet(doc: dict[str, Any], now: float | None = None) -> str:
+    """`wlbridge status --fleet`: every host, every address and who holds it, the refusals."""
+    now = time.time() if now is None else now
+    lines = [(f"fleet store {doc['remote']}: {len(doc['hosts'])} hosts, "
+             f"{len(doc['bindings'])} addresses")]
+    for h in doc["hosts"]:
+        lines.append(f"host {h['name']}: station {h['station_mac'] or '-'}, bridge "
+                     f"{h['bridge']}, LAN {h['lan'] or '-'}, last seen "
+                     f"{_age(h['last_seen'], now)}")
+        for ip, says in sorted(h["conflicts"].items()):
+            lines.append(f"  refused {ip}: {says}")
+    lines.append("addresses (who holds each):" if doc["bindings"] else "no addresses")
+    for b in doc["bindings"]:
+        lines.append(f"  {b['ip']:<28} {b['mac']}  on {b['host']:<12} {b['guest'] or '-':<12} "
+                     f"({b['source']})")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from wlbridge.host.fleet_store import read_once
+
+        doc = read_once(args.fleet)
+        print(json.dumps(doc, indent=1) if args.json else render_fleet(doc))
+        return 0
     snap = fetch(args.url, "/status")
     served_bridge(args.url, args.bridge, snap)
     print(json.dumps(snap, indent=1) if args.json else render(snap))

@@ -620,7 +620,7 @@ def detach(name: str, bridge: str, db: Any, net: Any,
 
 def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
                  net: Any | None) -> list[str]:
-    """Stop the DHCP keeper, delete the OVSDB port and the veth pair, remove our resolv.conf."""
+    """Stop the DHCP keeper, remove our resolv.conf, delete the OVSDB port and the veth pair."""
     from wlbridge.host import guest_dhcp
 
     lines = []
@@ -628,13 +628,13 @@ def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
     pid = ids.get(DHCP_PID_KEY)
     if pid and pid.isdigit() and guest_dhcp.stop(int(pid), name):
         lines.append(f"{name}: DHCP client stopped")
+    remove_resolv(ids.get(RESOLV_KEY))    # before the port: its absence means "all gone"
     if db.delete_port(bridge, port):
         lines.append(f"{name}: port {port} removed from {bridge}")
     index = net.link_index(port) if net is not None else None
     if index is not None:
         net.ipr.link("del", index=index)
         lines.append(f"{name}: veth pair {port} deleted")
-    remove_resolv(ids.get(RESOLV_KEY))
     return lines
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from wlbridge.model.state import GuestPort, Model
-from wlbridge.policy import guard
+from wlbridge.policy import fleet, guard
 from wlbridge.policy.effects import Bind, Deliver, Effect, Refresh, Reinject
 from wlbridge.policy.policing import Policing
 from wlbridge.proto.ndp import (
@@ -116,8 +116,8 @@ class NdPolicy:
         effects: list[Effect] = []
         if info.src != UNSPECIFIED:
             effects = self.claim(guest, [info.src], SOURCE_ND, None, frame.eth_src, now)
-            if not effects:
-                return []
+            if not any(isinstance(e, (Bind, Refresh)) for e in effects):   # refused
+                return effects
         data = router_solicitation(frame.data, info, model.station_mac)
         return [Deliver(guest.port_no, model.uplink, data), *effects]
 
@@ -137,8 +137,11 @@ class NdPolicy:
                 continue
             cause = guard.check_claim6(ip, guest, bindings, self.model.host_ips,
                                        config.ipv6_bindings_per_guest - new,
-                                       config.max_bindings - new, mac)
+                                       config.max_bindings - new, mac, self.model.remote)
             if cause:
+                held = fleet.held_elsewhere(self.model, ip, mac)
+                if cause == "fleet-ip-in-use" and held is not None:   # recorded, not bound
+                    return self.refuse(guest, cause, ip) + [fleet.refused(ip, mac, held, now)]
                 return self.refuse(guest, cause, ip)
             effects.append(Bind(guest.port_no, ip, source, mac=guest.sibling(mac)))
             new += 1
