@@ -11,6 +11,7 @@ failure half-way through `build`, and may be called any number of times.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import sys
 import tempfile
@@ -218,6 +219,9 @@ class World:
             for _, _, names in self.graph.edges(ap, data="ifnames"):
                 ipr.link("set", index=ipr.link_lookup(ifname=names[ap])[0], master=br)
             ipr.link("set", index=br, state="up")
+        if self._ap.get("proxy_arp"):
+            for argv in apfilter.proxy_arp_bridge(bridge, self._station_port):
+                run(self.ap_netns, argv)
         self.configure_ap(replace=True)
 
     def _start_dhcp_server(self) -> None:
@@ -278,7 +282,8 @@ class World:
         self._ap["station_mac"] = mac
         render = apfilter.ruleset if replace else apfilter.update
         script = render(self._station_port, mac, filter=bool(self._ap.get("filter")),
-                        group_to_unicast=bool(self._ap.get("group_to_unicast")))
+                        group_to_unicast=bool(self._ap.get("group_to_unicast")),
+                        proxy_arp=bool(self._ap.get("proxy_arp")))
         run(self.ap_netns, ["nft", "-f", "-"], input=script)
 
     def add_station(self, ifname: str, mac: str) -> str:
@@ -317,6 +322,18 @@ class World:
         """The AP's named counters: from_station, to_station, foreign_src, foreign_dst,
         group_to_unicast -> Counter(packets, bytes)."""
         return apfilter.parse_counters(run(self.ap_netns, apfilter.list_counters_argv()).stdout)
+
+    def ap_neighbours(self) -> dict[str, str]:
+        """What a proxy-ARP AP answers ARP for: its bridge's IPv4 neighbour table (address ->
+        MAC, valid entries)."""
+        out = run(self.ap_netns, ["ip", "-j", "-4", "neigh", "show", "dev",
+                                  self._ap["bridge"]]).stdout
+        return {n["dst"]: n["lladdr"] for n in json.loads(out or "[]")
+                if n.get("lladdr") and not set(n.get("state", [])) & {"FAILED", "INCOMPLETE"}}
+
+    def ap_forget_neighbours(self) -> None:
+        """The AP forgets what it learned (as an AP ages its stations' addresses)."""
+        run(self.ap_netns, ["ip", "-4", "neigh", "flush", "dev", self._ap["bridge"]])
 
     def ap_run(self, *argv: str, check: bool = True):
         """Run a command in the AP's namespace (e.g. ``bridge fdb``, ``nft list ruleset``)."""

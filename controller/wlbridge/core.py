@@ -21,6 +21,7 @@ from wlbridge.compat import ofp
 from wlbridge.flows import cookies, wanted
 from wlbridge.flows.pipeline import (
     BY_NAME,
+    ETH_IPV6,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -52,6 +53,7 @@ from wlbridge.model.state import (
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
 from wlbridge.policy import fleet, lifecycle, network
+from wlbridge.policy.apmode import NO_GROUPS, QUIET, ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -71,6 +73,7 @@ from wlbridge.policy.effects import (
     LeaveLan,
     NoteConflict,
     Park,
+    Reannounce,
     Refresh,
     Reinject,
     SetRemote,
@@ -80,6 +83,12 @@ from wlbridge.policy.effects import (
 )
 from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from wlbridge.policy.learning import MAX_MACS_PER_PORT, PacketInPolicy
+from wlbridge.policy.policing import (
+    MAX_IPV6_PER_STATION,
+    REANNOUNCE_INTERVAL,
+    REANNOUNCE_RATE,
+    Policing,
+)
 from wlbridge.proto.groupmsg import WELL_KNOWN
 from wlbridge.proto.ndp import unsolicited_na
 from wlbridge.proto.packets import gratuitous_arp
@@ -108,8 +117,23 @@ class CoreConfig:
     group_membership_interval: int = MEMBERSHIP_INTERVAL  # seconds a group report holds
     max_groups_per_port: int = MAX_GROUPS_PER_PORT
     max_groups: int = MAX_GROUPS
+    reannounce_interval: float = REANNOUNCE_INTERVAL  # seconds; 0: no periodic re-announcement
+    reannounce_rate: float = REANNOUNCE_RATE  # re-announcement frames per second, at most
+    max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
+    group_quiet: float = QUIET  # seconds without a group frame from the LAN: "no group delivery"
     fleet_host: str = ""  # this host's name in the fleet store ("": no store)
     fleet_gone_after: int = 60  # seconds a host not seen in the store counts as gone
+
+
+#: the group flows' (cookie, mask): what `group_stats_request` asks for (the shell routes its
+#: reply to `Core.group_stats`)
+GROUP_STATS_MATCH = cookies.purpose_match(cookies.Purpose.GROUP)
+FROM_UPLINK_TABLE = BY_NAME["from_uplink"].table_id
+
+
+def group_stats_request():
+    """Ask for the group flows' counters (`policy.apmode`)."""
+    return ofmsg.flow_stats_request(*GROUP_STATS_MATCH)
 
 
 def flow_stats_request(all_flows: bool = False):
@@ -142,9 +166,11 @@ class Core:
         self._bounce_up: dict[int, float] = {}  # guest port -> when its carrier goes up again
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
-        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
+        self.policing = Policing(self.model, self.config, self.telemetry)
+        self.apmode = ApMode(self.config.group_quiet)
+        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry, self.policing)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
-                                       self.groups, self.dhcp6)
+                                       self.groups, self.dhcp6, self.policing)
 
     # ------------------------------------------------------------------ model
     # (the model's parts under the names the app, the tests and `wlbridge status` use)
@@ -323,7 +349,8 @@ class Core:
         }
 
     def tick(self, now: float) -> list:
-        """Periodic work: DHCP lease expiry, relay table expiry."""
+        """Periodic work: DHCP lease expiry, relay table expiry, the next address of the
+        re-announcement round (`policing`)."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
@@ -342,16 +369,43 @@ class Core:
             msgs += self._announce()
         if self._bounce_up:
             msgs += self._carrier_up(now)
-        return msgs
+        msgs += self._apply(self.policing.tick(now), now)
+        return msgs + self._watch_groups(now)
+
+    def _watch_groups(self, now: float) -> list:
+        """The AP-mode observation (`policy.apmode`): its probe while the uplink is up."""
+        ap = self.apmode
+        if not self._can_announce():
+            ap.stop()
+            return []
+        if ap.next_due() is None:
+            ap.restart(now)
+            return []
+        return [group_stats_request()] if ap.probe_due(now) else []
+
+    def group_stats(self, entries: Iterable[tuple[int, int, dict]], now: float) -> list:
+        """The switch's counters of the group flows, (table, packets, match) each (the reply
+        to `group_stats_request`): the uplink's IPv4 and ARP ones tell whether the AP delivers
+        group traffic (`policy.apmode`); the re-announcement round follows the mode."""
+        counts = [packets for table, packets, match in entries
+                  if table == FROM_UPLINK_TABLE and match.get("eth_type") != ETH_IPV6]
+        ap = self.apmode
+        if ap.observed(counts, now):
+            self.policing.interval = ap.interval(self.config.reannounce_interval)
+            self.policing.host_too = ap.mode == NO_GROUPS
+            LOG.warning("the AP: %s (%s); re-announcement every %.0f s", ap.mode,
+                        ap.status(self.model)["why"], self.policing.interval)
+        return []
 
     def next_due(self) -> float | None:
         """When `tick` next has something to do (a lease ending, also one of a saved binding
         still waiting for its port, a relay entry expiring, a held-back log summary, a repeated
-        announcement); None: nothing is pending, so the
+        announcement, the re-announcement round); None: nothing is pending, so the
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
-                            self.model.parked.next_due(), self.groups.next_due())
+                            self.model.parked.next_due(), self.groups.next_due(),
+                            self.policing.next_due(), self.apmode.next_due())
                 if t is not None]
         due += [min(d.until for d in self.model.departed.values())] if self.model.departed else []
         due += self._announce_due[:1]
@@ -390,7 +444,8 @@ class Core:
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
             {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
-            self.counters, now)
+            self.counters, now) | {"policing": self.policing.status(now),
+                                   "ap": self.apmode.status(self.model)}
         view["lan"] = self.lan.view(now)
         return view
 
@@ -420,7 +475,14 @@ class Core:
             out += self._sync(touched)
         for item in batch.reinject:
             if type(item) is Announce:
-                out += self._announce(now) if item.ips is None else self._announce(None, item.ips)
+                if item.ips is None:
+                    out += self._announce(now)
+                else:   # a guest that moved here: its addresses only
+                    msgs = self._announce_ips([ip for ip in item.ips if ip in self.bindings])
+                    self.counters.bump("station.announced", len(msgs))
+                    out += msgs
+            elif type(item) is Reannounce:
+                out += self._announce_ips(item.ips)
             elif type(item) is Bounce:
                 out += self._carrier_down(item.ports, now)
             else:
@@ -434,7 +496,7 @@ class Core:
     def _on_reinject(self, effect: Reinject, batch: _Batch, now: float) -> None:
         batch.reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
 
-    def _on_announce(self, effect: Announce, batch: _Batch, now: float) -> None:
+    def _on_announce(self, effect: Announce | Reannounce, batch: _Batch, now: float) -> None:
         batch.reinject.append(effect)  # after the flows, with the model as it is then
 
     def _on_bounce(self, effect: Bounce, batch: _Batch, now: float) -> None:
@@ -445,6 +507,7 @@ class Core:
         self._announce_due = []  # no repeat of an announcement made on the old LAN
         self.dirty = True
         self.counters.bump("bindings.removed.lan-changed", dropped)  # saved ones waiting
+
     def _on_set_remote(self, effect: SetRemote, batch: _Batch, now: float) -> None:
         self.model.set_remote({h.name: h for h in effect.hosts},
                               {c.ip: c for c in effect.claims})
@@ -702,7 +765,7 @@ class Core:
         return self.meters.ensure(p for p in ports if p in self.guests)
 
     # ------------------------------------------------------- station changes
-    def _announce(self, now: float | None = None, only: Iterable[str] | None = None) -> list:
+    def _announce(self, now: float | None = None) -> list:
         """Gratuitous ARP for every guest and host address, from the station MAC, so LAN
         hosts update their caches at once (after a station MAC change or the uplink coming
         up).  Repeated by `tick` after ANNOUNCE_AGAIN seconds (RFC 5227 announces twice):
@@ -713,22 +776,44 @@ class Core:
             return []
         if now is not None:
             self._announce_due = [now + delay for delay in ANNOUNCE_AGAIN]
-        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
-        if (not self.connected or uplink is None or not uplink.up
-                or self.station_mac is None):
+        if not self._can_announce():
             return []  # the uplink coming up announces
-        ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
-        if only is not None:   # these guest addresses only (a guest that moved here)
-            ips = [ip for ip in sorted(only) if ip in self.bindings]
-        # IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address (the
-        # host's kernel announces its own)
+        msgs = self._announce_frames(sorted(self.bindings) +
+                                     sorted(self.host_ips - set(self.bindings)))
+        self.counters.bump("station.announced", len(msgs))
+        if now is not None:
+            self.policing.announced_all(now)
+            self.apmode.restart(now)  # (re)associated, maybe to another AP
+        return msgs
+
+    def _announce_ips(self, ips: Iterable[str]) -> list:
+        """The re-announcement of these guest addresses (those still bound) and host
+        addresses, if the uplink is up."""
+        if not self._can_announce():
+            return []
+        if not self.lan.may_announce():  # maybe another LAN: all of them once it is known
+            self.lan.hold()
+            return []
+        return self._announce_frames([ip for ip in ips
+                                      if ip in self.bindings or ip in self.host_ips])
+
+    def _can_announce(self) -> bool:
+        """Connected, with the uplink up and the station MAC known."""
+        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
+        return (self.connected and uplink is not None and uplink.up
+                and self.station_mac is not None)
+
+    def _announce_frames(self, ips: list[str]) -> list:
+        """IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address
+        (the host's kernel announces its own IPv6 addresses)."""
+        station = self.station_mac
+        assert station is not None and self.uplink is not None
         msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                 gratuitous_arp(self.station_mac, ip))
+                                 gratuitous_arp(station, ip))
                 for ip in ips if ":" not in ip]
         msgs += [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                  unsolicited_na(self.station_mac, ip))
+                                  unsolicited_na(station, ip))
                  for ip in ips if ":" in ip and ip in self.bindings]
-        self.counters.bump("station.announced", len(msgs))
         return msgs
 
     def _carrier_down(self, ports: Iterable[int], now: float) -> list:
@@ -774,6 +859,7 @@ class Core:
         Deliver: _on_deliver,
         Reinject: _on_reinject,
         Announce: _on_announce,
+        Reannounce: _on_announce,
         LearnMac: _on_learn_mac,
         Bind: _on_bind,
         Unbind: _on_unbind,

@@ -10,7 +10,7 @@ import time
 import pytest
 from wlbridge.app.shell import ADD, DELETE, IDLE_WAKE, MODIFY, SAVE_INTERVAL, Shell
 from wlbridge.compat import ofp, parser
-from wlbridge.core import Core, CoreConfig, flow_stats_request
+from wlbridge.core import Core, CoreConfig, flow_stats_request, group_stats_request
 from wlbridge.model.state import Port
 
 BRIDGE, DPID = "br-wl", 0x2A
@@ -238,6 +238,7 @@ class FakeCore:
         self.dirty, self.station_mac, self.due = False, None, None
         self.ticks = 0
         self.swept: list[list[int]] = []
+        self.grouped: list[list[tuple]] = []
         self.connected = False
 
     def meter_info(self, max_meter, ids, now) -> list:
@@ -253,6 +254,13 @@ class FakeCore:
     def flow_stats(self, cookies, now) -> list:
         self.swept.append(list(cookies))
         return []
+
+    def group_stats(self, entries, now) -> list:
+        self.grouped.append(list(entries))
+        return []
+
+    def probe_groups(self, now) -> list:
+        return [group_stats_request()]
 
     def learn(self, now) -> list:
         self.dirty = True
@@ -431,6 +439,23 @@ def test_wlbridge_flows_gets_its_own_reply_and_the_sweep_only_the_cores():
     assert not asking.is_alive()
     assert [e["cookie"] for e in got[0]] == [1, 2, 3]
     assert rig.core.swept == [[10, 11]]         # the user's all-flows reply sweeps nothing
+
+
+def test_the_group_counters_go_to_the_core_as_plain_data_and_never_to_the_sweep():
+    rig, dp = Rig(FakeCore()), Datapath()
+    rig.connect(dp)
+    sweep_xid = dp.request_xids()[-1]
+    rig.shell.run(rig.core.probe_groups)          # (the core's tick asks, `policy.apmode`)
+    group_xid = dp.request_xids()[-1]
+    assert group_xid != sweep_xid
+    counted = parser.OFPFlowStats(table_id=4, duration_sec=1, duration_nsec=0, priority=150,
+                                  idle_timeout=0, hard_timeout=0, flags=0, cookie=7,
+                                  packet_count=42, byte_count=0,
+                                  match=parser.OFPMatch(eth_type=0x0806), instructions=[])
+    rig.shell.flow_stats(dp, group_xid, [counted], more=False)
+    rig.shell.flow_stats(dp, sweep_xid, [stat(10)], more=False)
+    assert rig.core.grouped == [[(4, 42, {"eth_type": 0x0806})]]
+    assert rig.core.swept == [[10]]
 
 
 def test_a_flows_request_the_switch_never_answers_fails_and_its_late_reply_is_dropped():

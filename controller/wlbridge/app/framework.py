@@ -249,6 +249,8 @@ class WlBridgeApp(AppBase):
             handoff = self.host.module("wlbridge.host.addr_handoff")
             fields["host_address"] = handoff.host_address_status(self.conf.bridge,
                                                                  self.conf.ovsdb, now)
+            wireless = self.host.module("wlbridge.host.wireless")
+            fields["uplink_translation"] = wireless.uplink_translation(self.uplink, now)
         return fields
 
     def _watch_host(self) -> None:

@@ -29,6 +29,7 @@ HOST_MODULES = (
     "wlbridge.host.lease_renewal",
     "wlbridge.host.addr_handoff",
     "wlbridge.host.libvirt_vms",
+    "wlbridge.host.wireless",
 )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from wlbridge.app.bridge_mac import BridgeMac
 from wlbridge.app.stats_requests import FlowStatsRequests
 from wlbridge.compat import ofp, parser
-from wlbridge.core import flow_stats_request
+from wlbridge.core import GROUP_STATS_MATCH, flow_stats_request
 from wlbridge.flows.flowtext import flow_entries
 from wlbridge.model.state import Port
 from wlbridge.openflow import ofmsg
@@ -47,6 +47,7 @@ SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
 WATCH_AFTER = 5.0  # netlink events are followed from the first resync, or after this long
 SWEEP = "stale-generation sweep"  # the owner of the core's own flow-statistics requests
+GROUPS = "group counters"  # ... and of its group-flow counters (`Core.group_stats`)
 ADD, MODIFY, DELETE = "add", "modify", "delete"  # port-status reasons
 PACKET_OUT = parser.OFPPacketOut
 FLOW_STATS_REQUEST = parser.OFPFlowStatsRequest
@@ -138,7 +139,8 @@ class Shell:
                 self.send(msgs)
                 for msg in msgs:   # the core's flow-statistics requests: for its sweep
                     if isinstance(msg, FLOW_STATS_REQUEST):
-                        self.flow_requests.sent(msg.xid, SWEEP)
+                        group = (msg.cookie, msg.cookie_mask) == GROUP_STATS_MATCH
+                        self.flow_requests.sent(msg.xid, GROUPS if group else SWEEP)
                 if self.core.dirty and not self.save_wanted:
                     self.save_wanted = True
                     self.wakeup.set()
@@ -248,6 +250,10 @@ class Shell:
         owner, found = complete
         if owner == SWEEP:
             self.run(self.core.flow_stats, [s.cookie for s in found])
+            return
+        if owner == GROUPS:
+            self.run(self.core.group_stats,
+                     [(s.table_id, s.packet_count, dict(s.match.items())) for s in found])
             return
         done, result = owner
         try:

@@ -100,6 +100,46 @@ def _lan_line(lan: dict[str, Any] | None, now: float) -> str | None:
             f"{state}")
 
 
+def _ap_line(ap: dict[str, Any] | None) -> str | None:
+    """Which kind of AP (group delivery or none), why, and what that means for guests."""
+    if not ap:
+        return None
+    lines = [f"ap       {ap.get('mode')}: {ap.get('why')}"]
+    if ap.get("static_guests"):
+        lines.append(f"         static guests: {ap['static_guests']}")
+    if ap.get("unreachable_from_lan"):
+        lines.append("         unreachable from the LAN (no address bound yet): "
+                     + ", ".join(ap["unreachable_from_lan"]))
+    return "\n".join(lines)
+
+
+def _translation_line(t: dict[str, Any] | None) -> str | None:
+    """The uplink's own translation: a NAT25 vendor driver, 4-address mode (and the fix)."""
+    if not t or t.get("wireless") is None:
+        return None if not t else f"wi-fi    cannot tell ({t.get('error')})"
+    if not t.get("wireless"):
+        return "wi-fi    the uplink is not a Wi-Fi interface"
+    four = {True: "on", False: "off", None: "unknown"}[t.get("four_addr")]
+    driver = t.get("driver") or "unknown driver"
+    kind = "NAT25: translates MACs itself" if t.get("nat25") else "no MAC translation of its own"
+    line = f"wi-fi    driver {driver} ({kind}); 4-address mode {four}"
+    return "\n".join([line, *(f"         -> {a}" for a in t.get("advice", []))])
+
+
+def _policing_line(p: dict[str, Any] | None) -> str | None:
+    """Re-announcement and the station's IPv6 budget, with the addresses it refused."""
+    if not p:
+        return None
+    every = p.get("reannounce_every")
+    announce = ("re-announcement off" if not p.get("reannounce_interval") else
+                f"each address re-announced every {every:g} s" if every else
+                "re-announcement idle (nothing bound)")
+    refused = ", ".join(f"{r['ip']} ({r['port']}, {r['mac']})"
+                        for r in p.get("ipv6_refused", []))
+    return (f"policing {announce}; IPv6 {p.get('ipv6_used')}/{p.get('ipv6_budget')} of the "
+            f"station's budget" + (f"; refused over it: {refused}" if refused else ""))
+
+
 def render(snap: dict[str, Any], now: float | None = None) -> str:
     """The status as a short human-readable report."""
     now = time.time() if now is None else now
@@ -115,6 +155,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
         *filter(None, [_lan_line(snap.get("lan"), now)]),
         f"dhcp     {snap.get('dhcp_mode')}",
+        *filter(None, [_ap_line(snap.get("ap")), _policing_line(snap.get("policing")),
+                       _translation_line(snap.get("uplink_translation"))]),
         "",
     ]
     # the IP column fits the longest address (IPv6 ones are up to 39 characters)

@@ -9,8 +9,8 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    `NoteConflict`, `ForgetDeparted`), in the order given, whose touched flow sections are synced
    once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
-   the new flows now let it through), announcements (`Announce`) and carrier bounces
-   (`Bounce`) last.
+   the new flows now let it through), announcements (`Announce`, `Reannounce`) and carrier
+   bounces (`Bounce`) last.
 """
 
 from __future__ import annotations
@@ -199,7 +199,15 @@ class Bounce:
     ports: tuple
 
 
+@dataclass(frozen=True)
+class Reannounce:
+    """Announce these bound guest addresses again from the station MAC (gratuitous ARP,
+    unsolicited NA): the periodic round of `policing`."""
+
+    ips: tuple[str, ...]
+
+
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
                HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce,
-               LeaveLan, Bounce, SetRemote, NoteConflict, ForgetDeparted]
+               Reannounce, LeaveLan, Bounce, SetRemote, NoteConflict, ForgetDeparted]

@@ -18,6 +18,7 @@ from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import Announce, Bind, Effect, LearnMac, Refresh, Reinject
 from wlbridge.policy.nd import NdPolicy
+from wlbridge.policy.policing import Policing
 from wlbridge.proto.packets import Frame, FrameError, parse_frame
 
 #: IPv6 next headers an MLD message comes behind: ICMPv6, or the hop-by-hop options header
@@ -36,14 +37,15 @@ class PacketInPolicy:
 
     def __init__(self, model: Model, config: Any, telemetry: Telemetry,
                  dhcp: DhcpService, groups: Any = None,
-                 dhcp6: Dhcp6Service | None = None) -> None:
+                 dhcp6: Dhcp6Service | None = None, policing: Policing | None = None
+                 ) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
         self.dhcp = dhcp
         self.groups = groups  # a `groups.GroupPolicy` (IGMP/MLD snooping), or None
         self.dhcp6 = dhcp6 if dhcp6 is not None else Dhcp6Service(model, config, telemetry)
-        self.nd = NdPolicy(model, config, telemetry)
+        self.nd = NdPolicy(model, config, telemetry, policing)
 
     def packet_in(self, in_port: int, data: bytes, now: float,
                   snooped: bool = False) -> list[Effect]:

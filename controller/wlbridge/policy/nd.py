@@ -7,7 +7,8 @@ The switch sends up only what must be learned or decided (see `flows.port6_flows
 a target not bound to the port, Router Solicitations, and NAs from the LAN for a bound
 guest address.  Once an address is bound its traffic and its ND stay in the switch.
 Addresses are bound as the IPv4 ones are (`effects.Bind`, one binding table), with their
-own per-guest limit (``ipv6_bindings_per_guest``); who may own one is decided in
+own per-guest limit (``ipv6_bindings_per_guest``) and the station's budget of all the guests
+together (``max_ipv6_per_station``, `policing`); who may own one is decided in
 `guard.check_claim6`.  Nothing is learned from a malformed ND message (`ndp.parse_ipv6`
 refuses it: counted as ``malformed.<reason>``).
 """
@@ -19,6 +20,7 @@ from typing import Any
 from wlbridge.model.state import GuestPort, Model
 from wlbridge.policy import fleet, guard
 from wlbridge.policy.effects import Bind, Deliver, Effect, Refresh, Reinject
+from wlbridge.policy.policing import Policing
 from wlbridge.proto.ndp import (
     NA,
     NS,
@@ -38,12 +40,15 @@ SOURCE_IPV6 = "ipv6"  # learned from the source of other IPv6
 
 class NdPolicy:
     """IPv6 packet-in decisions over one model.  `config` supplies the limits
-    (``ipv6_bindings_per_guest``, ``max_bindings``)."""
+    (``ipv6_bindings_per_guest``, ``max_bindings``); `policing` the station's IPv6 budget
+    (None: none)."""
 
-    def __init__(self, model: Model, config: Any, telemetry: Telemetry) -> None:
+    def __init__(self, model: Model, config: Any, telemetry: Telemetry,
+                 policing: Policing | None = None) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
+        self.policing = policing
 
     def from_guest(self, guest: GuestPort, frame: Frame, now: float) -> list[Effect]:
         """An IPv6 frame from a guest (`frame.eth_src`) behind the port."""
@@ -120,7 +125,8 @@ class NdPolicy:
               mac: str, now: float) -> list[Effect]:
         """The guest `mac` behind the port uses every address of `ips`: bind those not yet
         bound to it if all are allowed (else refuse: nothing is bound), then let the frame
-        (`data`) go on."""
+        (`data`) go on.  Over the station's budget, the guest's oldest temporary addresses
+        are released first (`policing.claim6`)."""
         bindings, config = self.model.bindings, self.config
         effects: list[Effect] = []
         new = 0  # addresses bound by this claim already count against the limit
@@ -141,6 +147,12 @@ class NdPolicy:
                 return self.refuse(guest, cause, ip)
             effects.append(Bind(guest.port_no, ip, source, mac=guest.sibling(mac)))
             new += 1
+        if new and self.policing is not None:
+            over, releases = self.policing.claim6(
+                [e.ip for e in effects if isinstance(e, Bind)], guest, mac, now)
+            if over is not None:
+                return []  # (counted, logged and shown by `policing`)
+            effects = releases + effects
         if data is not None:
             effects.append(Reinject(guest.port_no, data))
         return effects
