@@ -23,8 +23,12 @@ NOSTART_APT_PACKAGES := isc-dhcp-server
 NM_APT_PACKAGES := network-manager
 # libvirt for tests/integration/test_libvirt_net.py (`wlbridge setup` defines a libvirt network;
 # the test starts its own libvirtd, without systemd): installed like NetworkManager, no service
-# started, no recommends (no QEMU pulled in).
-LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients
+# started, no recommends.  QEMU (and libvirt's QEMU driver), cpio and kmod for the tiny guest VM
+# of test_libvirt_vm.py (a domain on that network) and test_session_bridge.py (QEMU through
+# qemu-bridge-helper): topologies.guestvm builds its initramfs with cpio and indexes the kernel
+# package's modules with depmod (kmod).
+LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
+                        qemu-system-x86 cpio kmod
 # Container runtimes for tests/integration/test_cni.py and test_docker_plugin.py (the tests start
 # their own dockerd / run podman with private roots and sockets): installed like NetworkManager,
 # no service started (docker.io would start dockerd on the default socket), no recommends.
@@ -180,6 +184,7 @@ check-install:
 	         usr/share/man/man8/wlbridge.8 usr/share/bash-completion/completions/wlbridge; do \
 	  test -s "$$d/$$f" || { echo "check-install: $$f not installed" >&2; exit 1; }; \
 	done; \
+	test -s "$$("$$w" fleet schema)" || { echo "check-install: fleet schema not installed" >&2; exit 1; }; \
 	if "$$d/venv/bin/python" -c 'import pytest' 2>/dev/null; then \
 	  echo "check-install: pytest came with the product install" >&2; exit 1; fi; \
 	echo "check-install: ok ($$("$$w" --help | head -1))"

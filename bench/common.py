@@ -525,16 +525,17 @@ class QuietController(_VerboseController):
             harness_wait_for(self._connected, timeout=20, what="the switch to connect")
 
 
-def interpreter_baseline(runs: int = 5) -> dict[str, dict[str, float]]:
+def interpreter_baseline(runs: int = 5, env: dict | None = None) -> dict[str, dict[str, float]]:
     """What no controller start can beat, beside which its start-up is read: the bare
     interpreter (``python -c pass``) and the import of the app module alone, each from
-    spawn to exit (seconds; summaries of `runs`)."""
+    spawn to exit (seconds; summaries of `runs`; `env`: the environment, e.g. another
+    source tree's PYTHONPATH)."""
     out = {}
     for name, code in (("bare interpreter", "pass"), ("import wlbridge_app", "import wlbridge_app")):
         times = []
         for _ in range(runs):
             started = time.monotonic()
-            subprocess.run([sys.executable, "-c", code], check=True)
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)
             times.append(time.monotonic() - started)
         out[name] = summary(times)
     return out

@@ -72,6 +72,7 @@ class Switch:
         self.ports: dict[int, str] = {ofp.OFPP_LOCAL: "LOCAL", **named}
         self._flows: dict[tuple, Flow] = {}
         self.meters: dict[int, Any] = {}
+        self.down: set[int] = set()  # ports taken down by a port-mod (OFPPC_PORT_DOWN)
         self.history: list[Change] = []
         self.now = 0.0
 
@@ -143,6 +144,8 @@ class Switch:
                 res.replies.append(dict(self.ports))
             elif isinstance(msg, parser.OFPPacketOut):
                 raise SimError("use Switch.packet_out() for packet-outs")
+            elif isinstance(msg, parser.OFPPortMod):
+                self._port_mod(msg)
             elif isinstance(msg, (parser.OFPBarrierRequest, parser.OFPSetConfig,
                                   parser.OFPEchoRequest, parser.OFPFeaturesRequest,
                                   parser.OFPSetAsync, parser.OFPRoleRequest)):
@@ -306,6 +309,18 @@ class Switch:
                 self._remove(f, "expire", ofp.OFPRR_IDLE_TIMEOUT, notify)
         return notify
 
+    def _port_mod(self, msg: Any) -> None:
+        """OFPPC_PORT_DOWN set or cleared (a down port neither sends nor receives)."""
+        if msg.port_no not in self.ports or msg.port_no == ofp.OFPP_LOCAL:
+            raise Rejected(f"port-mod of port {msg.port_no}: no such port")
+        if msg.mask & ~ofp.OFPPC_PORT_DOWN:
+            raise NotImplementedError("port-mod of a config bit other than PORT_DOWN")
+        if msg.mask & ofp.OFPPC_PORT_DOWN:
+            if msg.config & ofp.OFPPC_PORT_DOWN:
+                self.down.add(msg.port_no)
+            else:
+                self.down.discard(msg.port_no)
+
     # -- packets
     def process(self, in_port: int, pkt: Mapping[str, Any], now: float | None = None) -> Result:
         """Run a packet received on `in_port` through the pipeline from table 0."""
@@ -313,6 +328,9 @@ class Switch:
             raise SimError(f"no port {in_port} on the switch (ports: {sorted(self.ports)})")
         self._tick(now)
         res = Result(in_port)
+        if in_port in self.down:
+            res.notes.append(f"port {in_port} is down: nothing received")
+            return res
         self._pipeline(in_port, normalise(pkt), res)
         return res
 
@@ -405,7 +423,8 @@ class Switch:
             elif port == ofp.OFPP_NORMAL:
                 raise NotImplementedError("output:NORMAL")
             elif port in (ofp.OFPP_ALL, ofp.OFPP_FLOOD):
-                res.outputs += [(p, dict(hdrs)) for p in sorted(self.ports) if p != in_port]
+                res.outputs += [(p, dict(hdrs)) for p in sorted(self.ports)
+                                if p != in_port and p not in self.down]
             elif port == in_port:
                 res.notes.append(f"output:{port_label(port)} is the in_port: skipped")
             elif port == ofp.OFPP_IN_PORT and in_port not in self.ports:
@@ -414,6 +433,8 @@ class Switch:
                 res.outputs.append((in_port, dict(hdrs)))
             elif port not in self.ports:
                 res.notes.append(f"output:{port}: no such port, dropped")
+            elif port in self.down:
+                res.notes.append(f"output:{port}: port down, dropped")
             else:
                 res.outputs.append((port, dict(hdrs)))
 

@@ -19,6 +19,7 @@ from .graph import (
     make_mac,
     new_prefix,
     nodes_with_role,
+    second_lan,
     slaac_address,
     station_uplink,
     subnet6_for,
@@ -35,6 +36,6 @@ from .world import World, build
 __all__ = [
     "SUPERNET", "SUPERNET6", "Capture", "Counter", "Host", "Lease", "OvsBridge", "OvsError", "Proc", "SharedPort",
     "TopologyError", "World", "basic_lan", "build", "capture_lines", "cleanup_leftovers", "describe", "free_prefix", "guest_port",
-    "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "slaac_address",
+    "lan_ifname", "make_mac", "new_prefix", "nodes_with_role", "ovs_problem", "second_lan", "slaac_address",
     "station_uplink", "subnet6_for", "subnet_for", "tcpdump_lines", "the", "validate",
 ]

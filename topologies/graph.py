@@ -6,7 +6,10 @@ Node attributes (all nodes have ``role``):
 
 * ``ap``: the access point, a Linux bridge in its own namespace.  ``filter`` (bool) turns
   the 802.11 one-MAC rule on the station link on; ``group_to_unicast`` (bool) makes the AP
-  deliver broadcast/multicast to the station as unicast to the station MAC.  ``netns``, ``bridge``.
+  deliver broadcast/multicast to the station as unicast to the station MAC; ``proxy_arp`` (bool)
+  makes it a Hotspot 2.0 / proxy-ARP AP (see `topologies.apfilter`: no group delivery to the
+  station but DHCP replies, RAs and NAs made unicast; the AP answers ARP for the station's
+  addresses from its neighbour table, taught by gratuitous ARP).  ``netns``, ``bridge``.
 * ``router``: LAN gateway and DHCP server (dnsmasq).  ``netns``, ``mac``, ``addr``, ``dhcp``
   (a dict: ``range`` (first, last), ``lease_time`` seconds, ``router_option``, ``dns_option``,
   ``ping_check``) or None for no DHCP server.  On an IPv6 LAN also ``ra`` (radvd, see
@@ -104,6 +107,7 @@ def basic_lan(
     n_peers: int = 1,
     filter: bool = True,
     group_to_unicast: bool = False,
+    proxy_arp: bool = False,
     dhcp: bool = True,
     lease_time: int = 300,
     router_option: bool = False,
@@ -150,7 +154,7 @@ def basic_lan(
     g = nx.Graph(prefix=prefix, subnet=str(net), subnet6=str(net6) if net6 else None)
     g.add_node(
         "ap", role="ap", netns=f"{prefix}-ap", bridge="br0",
-        filter=filter, group_to_unicast=group_to_unicast,
+        filter=filter, group_to_unicast=group_to_unicast, proxy_arp=proxy_arp,
     )
     dhcp_conf = None
     if dhcp:
@@ -195,6 +199,18 @@ def basic_lan(
                    addr6=addr6(50 + i) if static_guests6 else None)
         g.add_edge("station", name, ifnames={"station": f"{prefix}-vg{i}", name: "eth0"})
     validate(g)
+    return g
+
+
+def second_lan(prefix: str | None = None, **kwargs: Any) -> nx.Graph:
+    """Another LAN for the station to move to (issue 24 item 4): a `basic_lan` of its own
+    subnet, router, DHCP server and peers, no guests, and no station of its own: the other
+    world's station link is moved into its AP (`World.move_station`).  Its station node stays
+    in the graph (the AP's port name) without an address; `World.build` removes its link."""
+    g = basic_lan(0, prefix=prefix, **kwargs)
+    station = the(g, "station")
+    g.nodes[station]["addr"] = g.nodes[station]["addr6"] = None
+    g.graph["visited"] = True
     return g
 
 
@@ -511,7 +527,7 @@ def validate(g: nx.Graph) -> nx.Graph:
     for router in nodes_with_role(g, "router"):
         _check_ra(g, router, net6)
         _check_dhcp6(g, router, net6, ips[6])
-    for key in ("filter", "group_to_unicast"):
+    for key in ("filter", "group_to_unicast", "proxy_arp"):
         if not isinstance(g.nodes[ap].get(key, False), bool):
             _fail(f"AP attribute {key!r} must be a bool")
     if not isinstance(g.nodes[station].get("accept_ra", True), bool):
@@ -543,7 +559,8 @@ def describe(g: nx.Graph) -> Iterable[str]:
     ap = the(g, "ap")
     a = g.nodes[ap]
     yield (f"  ap       ns={a['netns']} bridge={a['bridge']} filter={a.get('filter', False)} "
-           f"group_to_unicast={a.get('group_to_unicast', False)}")
+           f"group_to_unicast={a.get('group_to_unicast', False)} "
+           f"proxy_arp={a.get('proxy_arp', False)}")
     for role in ("router", "station", "peer", "guest"):
         for n in nodes_with_role(g, role):
             d = g.nodes[n]

@@ -11,6 +11,7 @@ failure half-way through `build`, and may be called any number of times.
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import sys
 import tempfile
@@ -55,6 +56,9 @@ class World:
         self.ap_netns: str = graph.nodes[ap]["netns"]
         self._ap = dict(graph.nodes[ap])
         self._station_port = graph.edges[ap, the(graph, "station")]["ifnames"][ap]
+        #: The world whose AP the station is on (`move_station`): this one unless it moved.
+        self.station_at: World = self
+        self._extra_stations: list[str] = []   # more hosts' uplinks (add_station)
         self.built = False
 
     # ------------------------------------------------------------ access
@@ -134,6 +138,8 @@ class World:
                     h.set_addr6(h.addr6, nodad=h.role != "guest")
             self._start_dhcp_server()
             self._start_radvd()
+            if self.graph.graph.get("visited"):  # (`second_lan`) a station comes from elsewhere
+                self._drop_own_station_link()
             self.built = True
         except BaseException:
             self.teardown()
@@ -213,6 +219,9 @@ class World:
             for _, _, names in self.graph.edges(ap, data="ifnames"):
                 ipr.link("set", index=ipr.link_lookup(ifname=names[ap])[0], master=br)
             ipr.link("set", index=br, state="up")
+        if self._ap.get("proxy_arp"):
+            for argv in apfilter.proxy_arp_bridge(bridge, self._station_port):
+                run(self.ap_netns, argv)
         self.configure_ap(replace=True)
 
     def _start_dhcp_server(self) -> None:
@@ -273,8 +282,36 @@ class World:
         self._ap["station_mac"] = mac
         render = apfilter.ruleset if replace else apfilter.update
         script = render(self._station_port, mac, filter=bool(self._ap.get("filter")),
-                        group_to_unicast=bool(self._ap.get("group_to_unicast")))
+                        group_to_unicast=bool(self._ap.get("group_to_unicast")),
+                        proxy_arp=bool(self._ap.get("proxy_arp")))
         run(self.ap_netns, ["nft", "-f", "-"], input=script)
+
+    def add_station(self, ifname: str, mac: str) -> str:
+        """One more Wi-Fi station on the AP: another host's uplink (`ifname` in the root
+        namespace, named with the world's prefix; its MAC `mac`), under one-MAC rules of its
+        own (an nft table per station: only `mac` in from it, only unicast to `mac` out to
+        it).  Removed at teardown.  Returns `ifname`."""
+        if not ifname.startswith(f"{self.prefix}-"):
+            raise TopologyError(f"{ifname}: a root link must be named {self.prefix}-...")
+        n = len(self._extra_stations) + 2
+        ap_end = f"st{n}"
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=ifname, kind="veth",
+                     peer={"ifname": ap_end, "net_ns_fd": self.ap_netns})
+        self._root_links.append(ifname)
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0],
+                     ifalias=cleanup.alias_for(self.prefix))
+        _root_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
+        self._link_up(None, ifname, mac.lower())
+        self._link_up(self.ap_netns, ap_end, None)
+        with IPRoute(netns=self.ap_netns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=ap_end)[0],
+                     master=ipr.link_lookup(ifname=self._ap["bridge"])[0])
+        run(self.ap_netns, ["nft", "-f", "-"], input=apfilter.ruleset(
+            ap_end, mac.lower(), filter=True, table=f"{apfilter.TABLE}{n}"))
+        self._extra_stations.append(ifname)
+        return ifname
 
     @property
     def ap_station_mac(self) -> str:
@@ -285,6 +322,18 @@ class World:
         """The AP's named counters: from_station, to_station, foreign_src, foreign_dst,
         group_to_unicast -> Counter(packets, bytes)."""
         return apfilter.parse_counters(run(self.ap_netns, apfilter.list_counters_argv()).stdout)
+
+    def ap_neighbours(self) -> dict[str, str]:
+        """What a proxy-ARP AP answers ARP for: its bridge's IPv4 neighbour table (address ->
+        MAC, valid entries)."""
+        out = run(self.ap_netns, ["ip", "-j", "-4", "neigh", "show", "dev",
+                                  self._ap["bridge"]]).stdout
+        return {n["dst"]: n["lladdr"] for n in json.loads(out or "[]")
+                if n.get("lladdr") and not set(n.get("state", [])) & {"FAILED", "INCOMPLETE"}}
+
+    def ap_forget_neighbours(self) -> None:
+        """The AP forgets what it learned (as an AP ages its stations' addresses)."""
+        run(self.ap_netns, ["ip", "-4", "neigh", "flush", "dev", self._ap["bridge"]])
 
     def ap_run(self, *argv: str, check: bool = True):
         """Run a command in the AP's namespace (e.g. ``bridge fdb``, ``nft list ruleset``)."""
@@ -302,6 +351,33 @@ class World:
         with IPRoute(netns=self.ap_netns) as ipr:
             idx = ipr.link_lookup(ifname=self._station_port)[0]
             ipr.link("set", index=idx, state="up" if up else "down")
+
+    def _drop_own_station_link(self) -> None:
+        uplink = self.uplink
+        with IPRoute() as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname=uplink)[0])
+        self._root_links.remove(uplink)
+        wait_for(lambda: not cleanup.link_exists(uplink), 5)
+
+    def move_station(self, to: World) -> None:
+        """The station leaves the AP it is on for `to`'s (a world built from `second_lan`, or
+        this one: back home), as a laptop joins another network: its link's AP end moves
+        into the other AP's namespace and bridge (the station sees its carrier go and come
+        back) and that AP accepts the station's MAC."""
+        here = self.station_at
+        if to is here:
+            return
+        port = self._station_port
+        with IPRoute(netns=here.ap_netns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], state="down")
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], net_ns_fd=to.ap_netns)
+        with IPRoute(netns=to.ap_netns) as ipr:
+            idx = ipr.link_lookup(ifname=port)[0]
+            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=to._ap["bridge"])[0])
+            ipr.link("set", index=idx, state="up")
+        run(to.ap_netns, ["ethtool", "-K", port, "tx", "off"])
+        to.configure_ap(station_mac=self.ap_station_mac, replace=True)
+        self.station_at = to
 
     def recreate_station_link(self, *, gap: float = 0.0) -> None:
         """Delete the station uplink (its AP end goes with it) and create it again with the
@@ -350,6 +426,7 @@ class World:
             print(f"warning: links still present after teardown: {self._root_links}",
                   file=sys.stderr)
         self._namespaces.clear()
+        self._extra_stations.clear()
         self.built = False
         if self.workdir and not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -21,6 +21,7 @@ from wlbridge.compat import ofp
 from wlbridge.flows import cookies, wanted
 from wlbridge.flows.pipeline import (
     BY_NAME,
+    ETH_IPV6,
     PORT_TABLE,
     FlowSpec,
     build_add,
@@ -35,6 +36,7 @@ from wlbridge.flows.wanted import (
     PortSection,
     Section,
 )
+from wlbridge.model.fleet import Claim, Departed, HostSeen
 from wlbridge.model.parked import Parked
 from wlbridge.model.state import (
     Binding,
@@ -50,7 +52,8 @@ from wlbridge.model.state import (
 )
 from wlbridge.openflow import ofmsg
 from wlbridge.openflow.meters import Meters
-from wlbridge.policy import lifecycle
+from wlbridge.policy import fleet, lifecycle, network
+from wlbridge.policy.apmode import NO_GROUPS, QUIET, ApMode
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
 from wlbridge.policy.effects import (
@@ -58,22 +61,34 @@ from wlbridge.policy.effects import (
     Adopt,
     Announce,
     Bind,
+    Bounce,
     Deliver,
     DropGuest,
     Effect,
+    ForgetDeparted,
     HostAddresses,
     JoinGroup,
     LearnMac,
     LeaveGroup,
+    LeaveLan,
+    NoteConflict,
     Park,
+    Reannounce,
     Refresh,
     Reinject,
+    SetRemote,
     SetUplink,
     SyncPort,
     Unbind,
 )
 from wlbridge.policy.groups import MAX_GROUPS, MAX_GROUPS_PER_PORT, MEMBERSHIP_INTERVAL, GroupPolicy
 from wlbridge.policy.learning import MAX_MACS_PER_PORT, PacketInPolicy
+from wlbridge.policy.policing import (
+    MAX_IPV6_PER_STATION,
+    REANNOUNCE_INTERVAL,
+    REANNOUNCE_RATE,
+    Policing,
+)
 from wlbridge.proto.groupmsg import WELL_KNOWN
 from wlbridge.proto.ndp import unsolicited_na
 from wlbridge.proto.packets import gratuitous_arp
@@ -102,6 +117,23 @@ class CoreConfig:
     group_membership_interval: int = MEMBERSHIP_INTERVAL  # seconds a group report holds
     max_groups_per_port: int = MAX_GROUPS_PER_PORT
     max_groups: int = MAX_GROUPS
+    reannounce_interval: float = REANNOUNCE_INTERVAL  # seconds; 0: no periodic re-announcement
+    reannounce_rate: float = REANNOUNCE_RATE  # re-announcement frames per second, at most
+    max_ipv6_per_station: int = MAX_IPV6_PER_STATION  # IPv6 addresses of all guests together
+    group_quiet: float = QUIET  # seconds without a group frame from the LAN: "no group delivery"
+    fleet_host: str = ""  # this host's name in the fleet store ("": no store)
+    fleet_gone_after: int = 60  # seconds a host not seen in the store counts as gone
+
+
+#: the group flows' (cookie, mask): what `group_stats_request` asks for (the shell routes its
+#: reply to `Core.group_stats`)
+GROUP_STATS_MATCH = cookies.purpose_match(cookies.Purpose.GROUP)
+FROM_UPLINK_TABLE = BY_NAME["from_uplink"].table_id
+
+
+def group_stats_request():
+    """Ask for the group flows' counters (`policy.apmode`)."""
+    return ofmsg.flow_stats_request(*GROUP_STATS_MATCH)
 
 
 def flow_stats_request(all_flows: bool = False):
@@ -122,6 +154,7 @@ class Core:
         self.generation = 0
         self.ports: dict[int, Port] = {}
         self.dirty = False  # persistent state changed since last `take_dirty`
+        self.fleet_changed = False  # what `fleet_record` says changed since it was taken
         self.sync_failed = False  # a section's flows could not be built since the connection
         self._sections = Sections()
         self.binding_log = RateLimitedLog(LOG, "binding changes")  # one line per address
@@ -129,11 +162,15 @@ class Core:
         self._view: wanted.View | None = None  # cached `view()`; None: recompute
         self.meters = Meters(self.config.meters, self.config.meter_pps)
         self._announce_due: list[float] = []  # when to repeat the last announcement
+        self.lan = network.LanState()  # the LAN the station is on (`policy.network`)
+        self._bounce_up: dict[int, float] = {}  # guest port -> when its carrier goes up again
         self.dhcp = DhcpService(self.model, self.config, self.telemetry)
         self.groups = GroupPolicy(self.model, self.config, self.telemetry)
-        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry)
+        self.policing = Policing(self.model, self.config, self.telemetry)
+        self.apmode = ApMode(self.config.group_quiet)
+        self.dhcp6 = Dhcp6Service(self.model, self.config, self.telemetry, self.policing)
         self.learning = PacketInPolicy(self.model, self.config, self.telemetry, self.dhcp,
-                                       self.groups, self.dhcp6)
+                                       self.groups, self.dhcp6, self.policing)
 
     # ------------------------------------------------------------------ model
     # (the model's parts under the names the app, the tests and `wlbridge status` use)
@@ -170,6 +207,7 @@ class Core:
         msgs = self._apply(lifecycle.connected(self.model, self.ports, self.config,
                                                self.telemetry), now)
         msgs += self.meters.stale(self.guests)
+        msgs += self._carrier_up(None)  # a bounce the last connection did not finish
         if self.sync_failed:  # keep the older generation's flows: no stale sweep
             LOG.error("some flows could not be built: the previous generation's flows stay "
                       "until they are")
@@ -209,6 +247,8 @@ class Core:
             return []
         old = self.ports.get(port.port_no)
         self.ports[port.port_no] = port
+        if not port.up and (port.name == self.config.uplink or port.port_no == self.uplink):
+            network.uplink_lost(self.lan)
         return self._apply(lifecycle.port_changed(self.model, self.ports, port, old,
                                                   self.config, self.telemetry), now)
 
@@ -221,6 +261,8 @@ class Core:
         if port is None:
             return []
         was_uplink = port_no == self.uplink
+        if was_uplink:
+            network.uplink_lost(self.lan)
         msgs = self._apply(lifecycle.port_gone(self.model, self.ports, port, self.config,
                                                self.telemetry), now)
         if was_uplink:
@@ -231,10 +273,33 @@ class Core:
             msgs += self.meters.delete([port_no])
         return msgs
 
+    def guest_announced(self, port_name: str, mac: str, source: str, now: float) -> list:
+        """The host says guest `mac` is behind port `port_name` before it sent a frame
+        (`source`: who said so, e.g. "libvirt", from the VM interface's
+        ``external_ids:attached-mac``): the guest exists and its flows (source check,
+        delivery, the LAN's ND naming it) are in place from its first frame.  Learned like a
+        guest's first frame teaches (not configured): more guests behind the port (nested
+        ones) are still learned, up to ``max_macs_per_port``."""
+        return self._apply(lifecycle.announced(self.model, port_name, mac.lower(), source,
+                                               self.config, self.telemetry), now)
+
     def host_addresses(self, ips: Iterable[str], now: float) -> list:
         """The host's own IPv4 and IPv6 addresses (on the bridge's internal port), each bare or
         with its prefix length (``10.0.0.2/24``: its subnet's broadcast address is restored too)."""
         return self._apply(lifecycle.host_addresses(self.model, ips, self.telemetry), now)
+
+    def station_associated(self, ssid: str | None, now: float) -> list:
+        """The station associated (again) with the network named `ssid` (None: unknown): a
+        hint of which LAN it is on (`policy.network`)."""
+        return self._apply(network.associated(self.lan, ssid, self.telemetry), now)
+
+    def lan_seen(self, subnet: str, gateway_mac: str, ssid: str | None, now: float) -> list:
+        """The host sees the station on the LAN `subnet` whose gateway is `gateway_mac`
+        (`ssid`: its network name, if known).  Another LAN than before: its guests start
+        over there (`policy.network`)."""
+        return self._apply(network.lan_seen(self.lan, self.model,
+                                            network.Lan(subnet, gateway_mac, ssid),
+                                            self.telemetry, now), now)
 
     def packet_in(self, in_port: int, data: bytes, now: float, table_id: int = 0,
                   cookie: int = 0) -> list:
@@ -256,11 +321,42 @@ class Core:
             self.model, cookie, match, reason == ofp.OFPRR_IDLE_TIMEOUT, self.generation,
             self.telemetry, now), now)
 
+    def fleet_view(self, hosts: Iterable[HostSeen], claims: Iterable[Claim],
+                   now: float) -> list:
+        """The fleet store's rows changed (or time passed: a host may now be gone): every
+        host's last sign of life and every binding the store holds (this host's included,
+        ignored)."""
+        return self._apply(fleet.view_changed(
+            self.model, self.config.fleet_host, hosts, claims, now,
+            self.config.fleet_gone_after, self.telemetry), now)
+
+    def fleet_record(self) -> dict[str, Any]:
+        """What this host writes to the fleet store: its station MAC, its bindings (and
+        those whose port left, until they end: ``departed``) and the addresses it refused
+        because another host holds them (`fleet_changed` cleared)."""
+        self.fleet_changed = False
+        names = {g.port_no: g.name for g in self.guests.values()}
+        departed = [d for ip, d in self.model.departed.items() if ip not in self.bindings]
+        return {
+            "station_mac": self.station_mac or "",
+            "bindings": [{"ip": b.ip, "mac": b.mac, "guest": names.get(b.port_no, ""),
+                          "source": b.source, "claimed_at": b.learned_at,
+                          "lease_end": b.expires} for b in self.bindings.values()] + [
+                {"ip": d.ip, "mac": d.mac, "guest": d.guest, "source": "departed",
+                 "claimed_at": d.claimed_at, "lease_end": None} for d in departed],
+            "conflicts": {c.ip: f"{c.mac} (held by {c.holder_mac} on {c.holder})"
+                          for c in self.model.conflicts.values()},
+        }
+
     def tick(self, now: float) -> list:
-        """Periodic work: DHCP lease expiry, relay table expiry."""
+        """Periodic work: DHCP lease expiry, relay table expiry, the next address of the
+        re-announcement round (`policing`)."""
         msgs = self._apply(lifecycle.leases_ended(self.model, now, self.telemetry), now)
         if self.model.expire_parked(now):
             self.dirty = True
+        if self.model.drop_departed([ip for ip, d in self.model.departed.items()
+                                     if d.until <= now]):
+            self.fleet_changed = True
         ended = self.groups.expired(now)
         if ended:
             msgs += self._apply(ended, now)
@@ -271,18 +367,49 @@ class Core:
             while self._announce_due and self._announce_due[0] <= now:
                 self._announce_due.pop(0)
             msgs += self._announce()
-        return msgs
+        if self._bounce_up:
+            msgs += self._carrier_up(now)
+        msgs += self._apply(self.policing.tick(now), now)
+        return msgs + self._watch_groups(now)
+
+    def _watch_groups(self, now: float) -> list:
+        """The AP-mode observation (`policy.apmode`): its probe while the uplink is up."""
+        ap = self.apmode
+        if not self._can_announce():
+            ap.stop()
+            return []
+        if ap.next_due() is None:
+            ap.restart(now)
+            return []
+        return [group_stats_request()] if ap.probe_due(now) else []
+
+    def group_stats(self, entries: Iterable[tuple[int, int, dict]], now: float) -> list:
+        """The switch's counters of the group flows, (table, packets, match) each (the reply
+        to `group_stats_request`): the uplink's IPv4 and ARP ones tell whether the AP delivers
+        group traffic (`policy.apmode`); the re-announcement round follows the mode."""
+        counts = [packets for table, packets, match in entries
+                  if table == FROM_UPLINK_TABLE and match.get("eth_type") != ETH_IPV6]
+        ap = self.apmode
+        if ap.observed(counts, now):
+            self.policing.interval = ap.interval(self.config.reannounce_interval)
+            self.policing.host_too = ap.mode == NO_GROUPS
+            LOG.warning("the AP: %s (%s); re-announcement every %.0f s", ap.mode,
+                        ap.status(self.model)["why"], self.policing.interval)
+        return []
 
     def next_due(self) -> float | None:
         """When `tick` next has something to do (a lease ending, also one of a saved binding
         still waiting for its port, a relay entry expiring, a held-back log summary, a repeated
-        announcement); None: nothing is pending, so the
+        announcement, the re-announcement round); None: nothing is pending, so the
         shell need not tick at all until the next event."""
         due = [b.expires for b in self.bindings.values() if b.expires is not None]
         due += [t for t in (self.dhcp.next_due(), self.dhcp6.next_due(), self.binding_log.due(),
-                            self.model.parked.next_due(), self.groups.next_due())
+                            self.model.parked.next_due(), self.groups.next_due(),
+                            self.policing.next_due(), self.apmode.next_due())
                 if t is not None]
+        due += [min(d.until for d in self.model.departed.values())] if self.model.departed else []
         due += self._announce_due[:1]
+        due += sorted(self._bounce_up.values())[:1]
         return min(due) if due else None
 
     # ------------------------------------------------------------ persistence
@@ -312,12 +439,15 @@ class Core:
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict[str, Any]:
         """What `wlbridge status` shows (JSON-able)."""
-        return status_view(
+        view = status_view(
             self.model, self.ports, self.unconfirmed(),
             {"dpid": self.dpid, "connected": self.connected, "generation": self.generation},
             {"uplink": self.config.uplink, "dhcp_mode": self.config.dhcp_mode,
              "idle_timeout": self.config.idle_timeout},
-            self.counters, now)
+            self.counters, now) | {"policing": self.policing.status(now),
+                                   "ap": self.apmode.status(self.model)}
+        view["lan"] = self.lan.view(now)
+        return view
 
     # ---------------------------------------------------------------- effects
     def _apply(self, effects: list[Effect], now: float) -> list:
@@ -345,7 +475,16 @@ class Core:
             out += self._sync(touched)
         for item in batch.reinject:
             if type(item) is Announce:
-                out += self._announce(now)
+                if item.ips is None:
+                    out += self._announce(now)
+                else:   # a guest that moved here: its addresses only
+                    msgs = self._announce_ips([ip for ip in item.ips if ip in self.bindings])
+                    self.counters.bump("station.announced", len(msgs))
+                    out += msgs
+            elif type(item) is Reannounce:
+                out += self._announce_ips(item.ips)
+            elif type(item) is Bounce:
+                out += self._carrier_down(item.ports, now)
             else:
                 out.append(item)
         return out
@@ -357,8 +496,29 @@ class Core:
     def _on_reinject(self, effect: Reinject, batch: _Batch, now: float) -> None:
         batch.reinject.append(ofmsg.packet_out(effect.in_port, PORT_TABLE, effect.data))
 
-    def _on_announce(self, effect: Announce, batch: _Batch, now: float) -> None:
+    def _on_announce(self, effect: Announce | Reannounce, batch: _Batch, now: float) -> None:
         batch.reinject.append(effect)  # after the flows, with the model as it is then
+
+    def _on_bounce(self, effect: Bounce, batch: _Batch, now: float) -> None:
+        batch.reinject.append(effect)  # last: after the flows without the old bindings
+
+    def _on_leave_lan(self, effect: LeaveLan, batch: _Batch, now: float) -> None:
+        dropped = self.model.leave_lan(effect.ips)
+        self._announce_due = []  # no repeat of an announcement made on the old LAN
+        self.dirty = True
+        self.counters.bump("bindings.removed.lan-changed", dropped)  # saved ones waiting
+
+    def _on_set_remote(self, effect: SetRemote, batch: _Batch, now: float) -> None:
+        self.model.set_remote({h.name: h for h in effect.hosts},
+                              {c.ip: c for c in effect.claims})
+
+    def _on_forget_departed(self, effect: ForgetDeparted, batch: _Batch, now: float) -> None:
+        if self.model.drop_departed(list(effect.ips)):
+            self.fleet_changed = True
+
+    def _on_note_conflict(self, effect: NoteConflict, batch: _Batch, now: float) -> None:
+        if self.model.note_conflict(effect.conflict):
+            self.fleet_changed = True
 
     def _on_bind(self, effect: Bind, batch: _Batch, now: float) -> None:
         guest = self.model.guests.get(effect.port_no)
@@ -380,11 +540,13 @@ class Core:
         known = self.model.guests.get(effect.port_no)
         if known is None or effect.mac in known.macs:
             return
-        guest = self.model.learn_mac(effect.port_no, effect.mac)
+        guest = self.model.learn_mac(effect.port_no, effect.mac, effect.source)
         if guest is not None:
             self.dirty = True
-            self.counters.bump("guests.mac_learned")
-            LOG.info("port %s: guest MAC %s (%d behind the port)", guest.name, effect.mac,
+            self.counters.bump("guests.mac_learned" if effect.source == "learned"
+                               else f"guests.mac_announced.{effect.source}")
+            LOG.info("port %s: guest MAC %s%s (%d behind the port)", guest.name, effect.mac,
+                     "" if effect.source == "learned" else f" (announced by {effect.source})",
                      len(guest.macs))
             batch.touched[PortSection(effect.port_no)] = None
 
@@ -412,6 +574,14 @@ class Core:
             [STATIC, PortSection(effect.port_no)] + self._group_sections()))
 
     def _on_drop_guest(self, effect: DropGuest, batch: _Batch, now: float) -> None:
+        guest = self.model.guests.get(effect.port_no)
+        if guest is not None and guest.ips:   # still claimed in the fleet store for a while
+            until = now + self.config.fleet_gone_after
+            self.model.note_departed([
+                Departed(b.ip, b.mac, guest.name, b.learned_at, until)
+                for b in (self.model.bindings[ip] for ip in sorted(guest.ips))],
+                self.config.max_bindings)
+            self.fleet_changed = True
         gone = self.model.forget_port(effect.port_no)
         self._port_gone(effect.port_no, gone, "port-gone")
         for section in [s for s in self._sections if s == PortSection(effect.port_no)]:
@@ -506,6 +676,7 @@ class Core:
     def _bind(self, guest: GuestPort, ip: str, source: str, now: float,
               expires: float | None, lease: int | None, mac: str | None = None) -> None:
         old = self.model.bind(guest.port_no, ip, source, now, expires, lease, mac)
+        self.model.drop_departed([ip])
         self._bound(guest, ip, old, now, f"bindings.learned.{source}", source)
 
     def _bound(self, guest: GuestPort, ip: str, old: Binding | None, now: float,
@@ -514,7 +685,7 @@ class Core:
         and logged alike."""
         if old is not None and old.port_no != guest.port_no:
             self.counters.bump("bindings.removed.moved")
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(counter)
         mac = self.model.bindings[ip].mac
         if old is None or (old.port_no, old.mac) != (guest.port_no, mac):
@@ -523,7 +694,7 @@ class Core:
     def _unbind(self, ip: str, why: str) -> bool:
         if self.model.unbind(ip) is None:
             return False
-        self.dirty = True
+        self.dirty = self.fleet_changed = True
         self.counters.bump(f"bindings.removed.{why}")
         return True
 
@@ -599,26 +770,80 @@ class Core:
         hosts update their caches at once (after a station MAC change or the uplink coming
         up).  Repeated by `tick` after ANNOUNCE_AGAIN seconds (RFC 5227 announces twice):
         the first may be lost while the station (re)associates."""
+        if not self.lan.may_announce():  # maybe another LAN: not before it is known
+            self.lan.hold()
+            self._announce_due = []
+            return []
         if now is not None:
             self._announce_due = [now + delay for delay in ANNOUNCE_AGAIN]
-        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
-        if (not self.connected or uplink is None or not uplink.up
-                or self.station_mac is None):
+        if not self._can_announce():
             return []  # the uplink coming up announces
-        ips = sorted(self.bindings) + sorted(self.host_ips - set(self.bindings))
-        # IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address (the
-        # host's kernel announces its own)
+        msgs = self._announce_frames(sorted(self.bindings) +
+                                     sorted(self.host_ips - set(self.bindings)))
+        self.counters.bump("station.announced", len(msgs))
+        if now is not None:
+            self.policing.announced_all(now)
+            self.apmode.restart(now)  # (re)associated, maybe to another AP
+        return msgs
+
+    def _announce_ips(self, ips: Iterable[str]) -> list:
+        """The re-announcement of these guest addresses (those still bound) and host
+        addresses, if the uplink is up."""
+        if not self._can_announce():
+            return []
+        if not self.lan.may_announce():  # maybe another LAN: all of them once it is known
+            self.lan.hold()
+            return []
+        return self._announce_frames([ip for ip in ips
+                                      if ip in self.bindings or ip in self.host_ips])
+
+    def _can_announce(self) -> bool:
+        """Connected, with the uplink up and the station MAC known."""
+        uplink = self.ports.get(self.uplink) if self.uplink is not None else None
+        return (self.connected and uplink is not None and uplink.up
+                and self.station_mac is not None)
+
+    def _announce_frames(self, ips: list[str]) -> list:
+        """IPv4 by gratuitous ARP; IPv6 by an unsolicited NA (override) per guest address
+        (the host's kernel announces its own IPv6 addresses)."""
+        station = self.station_mac
+        assert station is not None and self.uplink is not None
         msgs = [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                 gratuitous_arp(self.station_mac, ip))
+                                 gratuitous_arp(station, ip))
                 for ip in ips if ":" not in ip]
         msgs += [ofmsg.packet_out(ofp.OFPP_CONTROLLER, self.uplink,
-                                  unsolicited_na(self.station_mac, ip))
-                 for ip in sorted(self.bindings) if ":" in ip]
-        self.counters.bump("station.announced", len(msgs))
+                                  unsolicited_na(station, ip))
+                 for ip in ips if ":" in ip and ip in self.bindings]
+        return msgs
+
+    def _carrier_down(self, ports: Iterable[int], now: float) -> list:
+        """Guest ports' carrier down (a port-mod each), up again `network.BOUNCE_DOWN` s
+        later (`tick`): their guests' DHCP clients start over."""
+        msgs = []
+        for port_no in ports:
+            port = self.ports.get(port_no)
+            if port is None or port_no not in self.guests:
+                continue
+            self._bounce_up[port_no] = now + network.BOUNCE_DOWN
+            if self.connected:
+                msgs.append(ofmsg.port_mod(port_no, port.hw_addr, down=True))
+        self.counters.bump("lan.ports_bounced", len(msgs))
+        return msgs
+
+    def _carrier_up(self, now: float | None) -> list:
+        """The bounced ports whose time is up (`now` None: all of them) up again."""
+        due = [p for p, at in self._bounce_up.items() if now is None or at <= now]
+        msgs = []
+        for port_no in sorted(due):
+            del self._bounce_up[port_no]
+            port = self.ports.get(port_no)
+            if port is not None and self.connected:
+                msgs.append(ofmsg.port_mod(port_no, port.hw_addr, down=False))
         return msgs
 
     # ---------------------------------------------------------------- helpers
     def _set_uplink(self, uplink: SetUplink) -> None:
+        self.fleet_changed |= uplink.station_mac != self.station_mac
         self.model.set_uplink(uplink.port_no, uplink.station_mac)
         self._view = None
         if self.uplink is None:
@@ -634,6 +859,7 @@ class Core:
         Deliver: _on_deliver,
         Reinject: _on_reinject,
         Announce: _on_announce,
+        Reannounce: _on_announce,
         LearnMac: _on_learn_mac,
         Bind: _on_bind,
         Unbind: _on_unbind,
@@ -647,6 +873,11 @@ class Core:
         Park: _on_park,
         Adopt: _on_adopt,
         SyncPort: _on_sync_port,
+        LeaveLan: _on_leave_lan,
+        Bounce: _on_bounce,
+        SetRemote: _on_set_remote,
+        NoteConflict: _on_note_conflict,
+        ForgetDeparted: _on_forget_departed,
     }
 
 

@@ -49,7 +49,28 @@ def status_view(model: Model, ports: Mapping[int, Port], unconfirmed: list[dict]
         "idle_timeout": settings["idle_timeout"],
         "guests": guests,
         "groups": group_view(model, now),
+        "fleet": fleet_view(model, now),
         "counters": dict(sorted(counters.items())),
+    }
+
+
+def fleet_view(model: Model, now: float) -> dict[str, Any]:
+    """The fleet store's view (empty without a store): the other live hosts, the addresses
+    they hold, those refused here because another host holds them, and those another host
+    refused because a guest here holds them."""
+    refused_elsewhere = [{"ip": ip, "host": h.name, "says": says}
+                         for h in sorted(model.fleet_hosts.values(), key=lambda h: h.name)
+                         for ip, says in h.conflicts if ip in model.bindings]
+    return {
+        "hosts": [{"name": h.name, "station_mac": h.station_mac,
+                   "last_seen_ago": round(now - h.last_seen, 1)}
+                  for h in sorted(model.fleet_hosts.values(), key=lambda h: h.name)],
+        "remote": [{"ip": c.ip, "mac": c.mac, "host": c.host, "guest": c.guest}
+                   for c in sorted(model.remote.values(), key=lambda c: c.ip)],
+        "refused_here": [{"ip": c.ip, "mac": c.mac, "holder": c.holder,
+                          "holder_mac": c.holder_mac, "at": c.at}
+                         for c in model.conflicts.values()],
+        "refused_elsewhere": refused_elsewhere,
     }
 
 

@@ -8,6 +8,7 @@
 * ``ovs_bridge(suffix="br", **kw)``: a netdev `topologies.OvsBridge`, deleted after the test.
 * ``guestless_lan``: ``(world, wl, netns)``: a LAN with wlbridge running and no guests, and
   ``netns(suffix, release=None)`` for namespaces the test wires itself (attach, CNI, ...).
+* ``libvirtd``: a private libvirtd started by the test (`libvirt_env`), its URI.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from libvirt_env import libvirtd  # noqa: F401  (a fixture: a private libvirtd)
 
 from topologies import OvsBridge, World, basic_lan, cleanup_leftovers, free_prefix
 

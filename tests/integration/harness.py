@@ -61,9 +61,11 @@ class Controller:
     """wlbridge set up on a world's station, with its controller process."""
 
     def __init__(self, world: World, workdir: Path, *, dhcp_mode: str = "broadcast",
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), bridge: str | None = None,
+                 uplink: str | None = None) -> None:
         self.world = world
-        self.bridge = f"{world.prefix}-br"
+        self.bridge = bridge or f"{world.prefix}-br"   # another host's: its own (add_station)
+        self.uplink = uplink or world.uplink
         self.of_port = free_port()
         self.status_port = free_port()
         self.state_dir = workdir / "state"
@@ -77,7 +79,7 @@ class Controller:
     def setup(self, *extra: str) -> None:
         """`wlbridge setup` with its default controller target: the bridge listens (root-only
         Unix socket) and the controller connects to it (`wlbridge.app.switch_link`)."""
-        wlbridge("setup", "--uplink", self.world.uplink, "--bridge", self.bridge,
+        wlbridge("setup", "--uplink", self.uplink, "--bridge", self.bridge,
                  "--datapath", "netdev", *extra)
         self.is_set_up = True
 

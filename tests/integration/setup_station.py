@@ -151,6 +151,11 @@ def host_state(lan: Lan) -> dict[str, Any]:
         if out.returncode:
             continue
         link = json.loads(out.stdout)[0]
+        if "UP" in link["flags"] and any(a.get("tentative") for a in link["addr_info"]):
+            # A bridge setup just made has a tentative link-local for ~1 s (DAD): a snapshot
+            # taken in that second differed from a later one (a flake under load).
+            wait_dad(name)
+            return host_state(lan)
         links[name] = {
             "flags": sorted(link["flags"]), "mac": link["address"], "mtu": link["mtu"],
             "operstate": link["operstate"], "master": link.get("master"),

@@ -388,6 +388,30 @@ def test_a_hung_switch_is_noticed_after_the_echo_timeout(wl_prefix, tmp_path):
         switch.sock.close()
 
 
+def test_a_switch_that_hangs_in_the_handshake_is_given_up(wl_prefix, tmp_path):
+    """A stand-in switch connects and says hello, then answers nothing (no features reply):
+    `Liveness` is not watching it yet, but after echo_timeout the controller closes the
+    connection (so that the switch or the connector can start again) and its threads end."""
+    bridge = f"{wl_prefix}-hh"
+    with standalone_controller(bridge, tmp_path, 0.5, 1.5) as (proc, port, status, log):
+        idle = threads(proc.pid)
+        switch = HangingSwitch(port, bridge)     # its hello sent; it never reads again
+        switch.sock.settimeout(0.1)
+
+        def closed_by_controller() -> bool:
+            try:
+                return switch.sock.recv(65536) == b""
+            except TimeoutError:
+                return False
+        # noticed after 1.5 s of silence (the framework's own socket timeout is 5 s)
+        wait_for(closed_by_controller, timeout=4.5, interval=0, what="the connection closed")
+        assert "did not complete the OpenFlow handshake within 1.5s" in log.read_text()
+        assert not status()["connected"]
+        wait_for(lambda: threads(proc.pid) <= idle, timeout=15, interval=0.2,
+                 what=f"the connection's threads to end ({threads(proc.pid)} > {idle})")
+        switch.sock.close()
+
+
 def test_a_switch_that_connected_to_the_listener_and_closes_is_noticed_at_once(wl_prefix,
                                                                              tmp_path):
     """A bridge with an active target connects to the controller's listener; when it closes

@@ -13,7 +13,7 @@ from typing import Any
 
 from ofsim import Switch, data_of, from_bytes
 from wlbridge.compat import ofp, parser
-from wlbridge.core import Core, CoreConfig
+from wlbridge.core import GROUP_STATS_MATCH, Core, CoreConfig
 from wlbridge.model.state import Port
 
 UP = 1
@@ -84,6 +84,11 @@ class Rig:
             elif isinstance(msg, parser.OFPFlowStatsRequest):
                 res = self.sw.apply(msg, now=self.now)
                 flows = [f for reply in res.replies for f in reply]
+                if (msg.cookie, msg.cookie_mask) == GROUP_STATS_MATCH:  # as the shell routes it
+                    self.apply(self.core.group_stats(
+                        [(f.table_id, f.packets, dict(f.match)) for f in flows], self.now),
+                        delivery)
+                    continue
                 self.apply(self.core.flow_stats([f.cookie for f in flows], self.now), delivery)
             else:
                 self.sw.apply(msg, now=self.now)

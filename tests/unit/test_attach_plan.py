@@ -277,3 +277,21 @@ def test_a_plugin_is_refused_without_a_running_controller() -> None:
         make_plan(req(need_controller=True), facts(controller=False))
     assert make_plan(req(need_controller=True), facts(controller=True)).steps
     assert make_plan(req(), facts(controller=False)).steps     # `wlbridge attach` does not
+
+
+def test_the_dhcp_keeper_starts_its_client_afresh_after_the_port_was_bounced(tmp_path) -> None:
+    from wlbridge.host.guest_dhcp import bounced, port_up
+
+    (tmp_path / "vb-c1").mkdir()
+    flags = tmp_path / "vb-c1" / "flags"
+    flags.write_text("0x1003\n")
+    assert port_up("vb-c1", str(tmp_path)) is True
+    flags.write_text("0x1002\n")
+    assert port_up("vb-c1", str(tmp_path)) is False
+    assert port_up("gone", str(tmp_path)) is None
+    state, seen = "unknown", []
+    # not up yet when the keeper starts (no bounce), up, down, briefly unreadable, up again
+    for up in (False, None, True, False, None, False, True, True):
+        state, afresh = bounced(state, up)
+        seen.append(afresh)
+    assert seen == [False, False, False, False, False, False, True, False]

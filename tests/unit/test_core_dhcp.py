@@ -105,6 +105,33 @@ def test_reply_reaches_only_the_guest_named_by_chaddr(kind, style):
     assert d.ports() == {G2} and d.out(G2)["eth_dst"] == mac(G2)
 
 
+@pytest.mark.parametrize("style", ["broadcast", "client-id"])
+def test_a_reply_with_a_wrong_udp_checksum_reaches_the_guest_corrected(style):
+    """hostapd's unicast copy of a broadcast reply (proxy-ARP AP, ``disable_dgaf``) carries
+    the checksum the server left to offload (measured in the Wi-Fi test bed): the guest's
+    kernel would drop it."""
+    from core_dhcp_rig import cid_reply
+    from dhcp_frames import discover
+
+    if style == "broadcast":
+        rig = learned_guests()
+        raw = offer(mac(G1), XID1, lease_ip(G1), eth_dst=STATION, csum=0x0B93)
+    else:
+        rig = Rig(config=CoreConfig(uplink="wlan0", dhcp_mode="client-id"))
+        send(rig, G1, discover(mac(G1), XID1))
+        raw = cid_reply(offer, XID1, lease_ip(G1), csum=0x0B93)
+    assert not udp_checksum_ok(raw)
+    d = send(rig, UP, raw)
+    assert d.ports() == {G1}
+    out = data_of(d.out(G1))
+    assert udp_checksum_ok(out) and D.parse(out).yiaddr == lease_ip(G1)
+    assert rig.core.counters["dhcp.reply.checksum_repaired"] == 1
+    # a right checksum and "none" (0) are left as they are
+    send(rig, UP, offer(mac(G1), XID1, lease_ip(G1), eth_dst=STATION))
+    send(rig, UP, offer(mac(G1), XID1, lease_ip(G1), eth_dst=STATION, csum=0))
+    assert rig.core.counters["dhcp.reply.checksum_repaired"] == 1
+
+
 @pytest.mark.parametrize("eth_dst", [BCAST, STATION])
 def test_reply_for_the_station_goes_to_the_host_unchanged(eth_dst):
     rig = learned_guests()

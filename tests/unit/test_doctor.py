@@ -270,3 +270,41 @@ def test_the_ovs_unit_is_the_distributions(tmp_path: Path) -> None:
     assert preflight.ovs_unit((str(fedora),)) == "openvswitch.service"
     assert preflight.ovs_unit((str(arch),)) == "ovs-vswitchd.service"
     assert preflight.ovs_unit((str(tmp_path / "none"),)) is None
+
+
+# ---- the same facts in `wlbridge status` (issue 25 item 5): wireless.translation
+def test_status_names_a_nat25_driver_and_what_to_do() -> None:
+    from wlbridge.cli.status_client import render
+
+    t = wireless.translation("wlan0", WirelessLink("wlan0", wireless.STATION, "up", "8812au",
+                                                   False))
+    assert t["nat25"] and t["four_addr"] is False and "CONFIG_BR_EXT" in t["advice"][0]
+    text = render({"uplink_translation": t, "guests": []}, now=0)
+    assert "driver 8812au (NAT25: translates MACs itself); 4-address mode off" in text
+    assert "-> 8812au is a Realtek vendor driver" in text
+
+
+def test_status_says_4_address_mode_is_on_and_an_in_tree_driver_is_fine() -> None:
+    from wlbridge.cli.status_client import render
+
+    t = wireless.translation("wlan0", WirelessLink("wlan0", wireless.STATION, "up", "ath9k",
+                                                   True))
+    assert not t["nat25"] and t["advice"] == [
+        ("4-address mode is on: an AP that accepts it bridges the guests itself (a plain "
+         "bridge would do): iw dev wlan0 set 4addr off, to use wlbridge")]
+    text = render({"uplink_translation": t, "guests": []}, now=0)
+    assert "driver ath9k (no MAC translation of its own); 4-address mode on" in text
+    plain = wireless.translation("wlan0", WirelessLink("wlan0", wireless.STATION, "up",
+                                                       "iwlwifi", False))
+    assert plain["advice"] == [] and not plain["nat25"]
+    assert "wi-fi    the uplink is not a Wi-Fi" in render(
+        {"uplink_translation": wireless.translation("veth0", None), "guests": []}, now=0)
+
+
+def test_the_status_reads_the_host_at_most_every_half_minute(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(wireless, "is_wireless", lambda name: calls.append(name) or False)
+    first = wireless.uplink_translation("xhwl0", 100.0)
+    assert wireless.uplink_translation("xhwl0", 120.0) is first and calls == ["xhwl0"]
+    wireless.uplink_translation("xhwl0", 131.0)
+    assert calls == ["xhwl0", "xhwl0"] and first["wireless"] is False

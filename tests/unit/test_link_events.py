@@ -96,28 +96,137 @@ def test_watcher_reports_the_hosts_ipv6_addresses_too() -> None:
     assert seen[-1] == ("ips", ["10.0.0.2", "2001:db8::2", "fe80::2"])
 
 
-def test_event_filter_lets_through_the_two_interfaces_and_new_ones() -> None:
-    prog = host_events.event_filter((7, 5))
-    # a tiny classic-BPF interpreter for the instructions the filter uses
-    def verdict(msg_type: int, index: int, change: int) -> bool:
-        data = (b"\0" * 4 + msg_type.to_bytes(2, "little") + b"\0" * 14
-                + index.to_bytes(4, "little") + b"\0" * 4 + change.to_bytes(4, "little"))
-        pc, acc = 0, 0
-        while True:
-            code, jt, jf, k = prog[pc]
-            if code == 0x28:
-                acc = int.from_bytes(data[k:k + 2], "big")
-            elif code == 0x20:
-                acc = int.from_bytes(data[k:k + 4], "big")
-            elif code == 0x15:
-                pc += jt if acc == k else jf
-            elif code == 0x06:
-                return k != 0
-            pc += 1
-    assert verdict(16, 7, 0) and verdict(16, 5, 1) and verdict(20, 7, 0)   # ours
-    assert not verdict(16, 9, 0) and not verdict(20, 9, 0)               # someone else's
-    assert verdict(16, 9, 0xFFFFFFFF)                                    # a new interface
-    assert verdict(17, 5, 0xFFFFFFFF)                                    # ours deleted
+def netlink_message(msg_type: int, index: int, change: int = 0,
+                    attrs: list | None = None) -> bytes:
+    """A link (RTM_*LINK) or address (RTM_*ADDR) message as the kernel sends it, encoded by
+    pyroute2 (not by the code under test)."""
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    if msg_type in (16, 17):
+        msg = ifinfmsg()
+        msg["change"] = change
+        msg["attrs"] = attrs if attrs is not None else [("IFLA_IFNAME", f"if{index}"),
+                                                        ("IFLA_MTU", 1500)]
+    else:
+        msg = ifaddrmsg()
+        msg["family"] = socket.AF_INET
+        msg["attrs"] = [("IFA_LOCAL", "10.0.0.2")]
+    msg["header"]["type"] = msg_type
+    msg["index"] = index
+    msg.encode()
+    return bytes(msg.data)
+
+
+def kernel_passes(prog: list, messages: list[bytes]) -> list[bool]:
+    """Which `messages` the kernel's socket filter `prog` lets through: the filter attached
+    to a datagram socket of a pair (as the watcher attaches it to its netlink socket), each
+    message sent to it from the other end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with ours, theirs:
+        host_events.attach_filter(ours.fileno(), prog)
+        ours.setblocking(False)
+        passed = []
+        for data in messages:
+            theirs.send(data)
+            try:
+                passed.append(ours.recv(65536) == data)
+            except BlockingIOError:
+                passed.append(False)
+        return passed
+
+
+NEW = 0xFFFFFFFF
+
+
+def test_event_filter_wakes_the_watcher_for_its_two_interfaces_only() -> None:
+    prog = host_events.event_filter((7, 5), ("br-wl", "wlp2s0"))
+    cases = [   # ((type, index, change, attrs), passes)
+        ((16, 7, 0, None), True), ((16, 5, 1, None), True), ((20, 7, 0, None), True),  # ours
+        ((17, 5, NEW, None), True),                                       # ours deleted
+        ((16, 9, 0, None), False), ((20, 9, 0, None), False), ((17, 9, 0, None), False),
+        ((16, 9, NEW, None), False),          # someone else's new interface: "if9"
+        ((16, 9, NEW, [("IFLA_IFNAME", "xct-br")]), False),
+        ((16, 12, NEW, [("IFLA_IFNAME", "wlp2s0")]), True),     # the uplink, re-created
+        ((16, 13, NEW, [("IFLA_IFNAME", "br-wl"), ("IFLA_MTU", 1500)]), True),
+        ((16, 14, NEW, [("IFLA_IFNAME", "wlp2s")]), False),     # a prefix of the uplink's
+        ((16, 14, NEW, [("IFLA_IFNAME", "wlp2s01")]), False),   # ... and a longer name
+        ((16, 14, NEW, [("IFLA_IFNAME", "br-w")]), False),
+        # a link message not starting with its name: let through, the watcher decides
+        ((16, 15, NEW, [("IFLA_MTU", 1500), ("IFLA_IFNAME", "other")]), True),
+    ]
+    messages = [netlink_message(*msg) for msg, _ in cases]
+    assert kernel_passes(prog, messages) == [passes for _, passes in cases]
+    # without names (the uplink's unknown): every new interface
+    assert kernel_passes(host_events.event_filter((7, 5)),
+                         [netlink_message(16, 9, NEW), netlink_message(16, 9)]) == [True, False]
+
+
+def test_event_filter_names_of_every_length_and_the_ones_the_kernel_sends() -> None:
+    names = ["a", "abc", "abcd", "abcdefg", "abcdefgh", "a" * 15]
+    prog = host_events.event_filter((7, 5), tuple(names[::2]))
+    got = kernel_passes(prog, [netlink_message(16, 30, NEW, [("IFLA_IFNAME", n)])
+                               for n in names])
+    assert got == [True, False, True, False, True, False]
+
+
+class SocketEvents:
+    """The watcher's events socket: one end of a datagram socket pair, so that the filter the
+    watcher attaches is run by the kernel; its messages decoded by pyroute2."""
+
+    def __init__(self) -> None:
+        self.sock, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.received: list[str] = []
+
+    def bind(self, groups: int) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def filtered(self) -> bool:
+        # SO_GET_FILTER (= SO_ATTACH_FILTER): nothing before a filter is attached
+        return len(self.sock.getsockopt(socket.SOL_SOCKET, host_events.SO_ATTACH_FILTER,
+                                        1024)) > 0
+
+    def get(self) -> list:
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+        data = self.sock.recv(65536)
+        msg = ifinfmsg(data)
+        msg.decode()
+        name = msg.get_attr("IFLA_IFNAME")
+        self.received.append(name)
+        return [link(msg["index"], name)]
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)    # wakes the watcher's recv
+        self.sock.close()
+
+
+def test_the_watcher_is_woken_only_by_its_own_interfaces() -> None:
+    import threading
+
+    from topologies.procs import wait_for
+
+    events, seen = SocketEvents(), []
+    sockets = iter([events, FakeQuery({7: ["10.0.0.2"]})])
+    w = HostWatcher("br-wl", "wlan0", on_addresses=lambda ips: None,
+                    on_uplink=lambda change, st: seen.append((change, st and st.index)),
+                    iproute=lambda: next(sockets))
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(events.filtered, 10, 0.01, what="the watcher's socket filter")
+        for index, name in ((21, "xct-br"), (22, "veth1"), (23, "wlan0")):
+            events.peer.send(netlink_message(16, index, NEW, [("IFLA_IFNAME", name)]))
+        wait_for(lambda: seen, 10, 0.01, what="the re-created uplink")
+        assert seen == [("recreated", 23)]
+        assert events.received == ["wlan0"]       # the others never woke it
+    finally:
+        w.stop()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 class Spawned:
@@ -199,6 +308,9 @@ def test_core_is_due_only_when_something_is_pending() -> None:
     rig = Rig()
     assert rig.core.next_due() is None                       # nothing to expire: sleep
     rig = populated()
+    assert rig.core.next_due() <= rig.now  # its new bindings, to announce (policing)
+    while rig.core.next_due() <= rig.now + 1:
+        rig.advance(1)
     due = rig.core.next_due()
     assert due is None or due > rig.now
     rig.apply(rig.core.port_modified(Port(UP, "wlan0", "02:5a:00:00:00:99"), rig.now))

@@ -22,6 +22,8 @@ from wlbridge.cli import main as cli
 from wlbridge.cli import service
 from wlbridge.host import preflight
 
+from topologies.procs import wait_for
+
 CLI = [sys.executable, "-m", "wlbridge"]
 
 
@@ -65,10 +67,17 @@ def test_the_dhcp_client_outlives_setup_and_restarts() -> None:
     setup, controller = u["wlbridge-setup.service"], u["wlbridge.service"]
     for unit in (setup, controller):
         assert not [k for k in unit["Service"] if k.startswith("ExecStartPre")]
-        assert "teardown" not in " ".join(unit["Service"].values())
+    # a teardown only when the controller is disabled (`systemctl disable --now wlbridge`)
+    guard = "systemctl -q is-enabled wlbridge.service || exec "
+    assert setup.get("Service", "ExecStop") == (
+        f"/bin/sh -c '{guard}/usr/bin/wlbridge teardown --bridge br-x'")
+    assert controller.get("Service", "ExecStopPost") == (
+        f"/bin/sh -c '{guard}systemctl --no-block stop wlbridge-setup.service'")
+    for unit in (setup, controller):
+        assert [k for k, v in unit["Service"].items() if "teardown" in v or "stop " in v] \
+            == [k for k in ("ExecStop", "ExecStopPost") if k in unit["Service"]]
     assert setup.get("Service", "Type") == "oneshot"
     assert setup.get("Service", "RemainAfterExit") == "yes"
-    assert setup.get("Service", "KillMode") == "process"
     assert setup.get("Service", "ExecStart") == (
         "/usr/bin/wlbridge setup --uplink wlp2s0 --bridge br-x")
     assert controller.get("Service", "ExecStart") == (
@@ -76,6 +85,27 @@ def test_the_dhcp_client_outlives_setup_and_restarts() -> None:
     assert "wlbridge-setup.service" in controller.get("Unit", "Requires").split()
     assert "wlbridge-setup.service" in controller.get("Unit", "After").split()
     assert controller.get("Install", "WantedBy") == "multi-user.target"
+
+
+def test_the_bridges_dhcp_client_runs_in_a_scope_of_its_own_under_systemd() -> None:
+    """Not in wlbridge-setup.service's cgroup: no stop or restart of a unit kills it."""
+    from wlbridge.host.addr_handoff.system import in_scope
+
+    argv = ["dhclient", "-pf", "/var/lib/wlbridge/dhclient.br-wl.pid", "br-wl"]
+    scoped = in_scope(argv, True, "/usr/bin/systemd-run")
+    assert scoped[:2] == ["/usr/bin/systemd-run", "--scope"]
+    assert scoped[scoped.index("--") + 1:] == argv          # the command itself, its pid
+    assert in_scope(argv, False, "/usr/bin/systemd-run") == argv   # no systemd: as it is
+    assert in_scope(argv, True, None) == argv
+
+
+def test_a_scope_systemd_refuses_falls_back_to_the_command_alone(tmp_path: Path) -> None:
+    from wlbridge.host.addr_handoff.system import spawn_detached
+
+    mark = tmp_path / "ran"
+    argv = [sys.executable, "-c", f"open({str(mark)!r}, 'w').write('x')"]
+    spawn_detached(argv, ["false", "--", *argv], grace=5.0)      # systemd-run failing
+    wait_for(mark.exists, 10, what="the command started without the scope")
 
 
 def test_device_unit_names_are_escaped_as_systemd_does() -> None:

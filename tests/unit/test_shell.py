@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
-from wlbridge.app.shell import ADD, DELETE, IDLE_WAKE, SAVE_INTERVAL, Shell
+from wlbridge.app.shell import ADD, DELETE, IDLE_WAKE, MODIFY, SAVE_INTERVAL, Shell
 from wlbridge.compat import ofp, parser
-from wlbridge.core import Core, CoreConfig, flow_stats_request
+from wlbridge.core import Core, CoreConfig, flow_stats_request, group_stats_request
 from wlbridge.model.state import Port
 
 BRIDGE, DPID = "br-wl", 0x2A
@@ -110,7 +110,7 @@ class Clock:
 class Rig:
     """A shell with fakes around it; `spawned` holds what it started, run by `run_spawned`."""
 
-    def __init__(self, core=None) -> None:
+    def __init__(self, core=None, publish=None) -> None:
         self.core = core or Core(CoreConfig(uplink="wlan0"))
         self.store, self.isolation, self.clock = Store(), Isolation(), Clock()
         self.spawned: list[tuple] = []
@@ -124,7 +124,7 @@ class Rig:
             sleep=self.slept.append, isolation=self.isolation, queue=queue.Queue(),
             queue_empty=queue.Empty, set_mac=self.set_mac, set_mac_netlink=self.netlink_macs.append,
             start_watching=self.start_watching, describe=lambda now: {"bridge": BRIDGE},
-            clock=self.clock, monotonic=self.clock)
+            clock=self.clock, monotonic=self.clock, publish=publish)
 
     def set_mac(self, mac: str, dpid: int) -> None:
         if self.ovsdb_fails:
@@ -238,6 +238,7 @@ class FakeCore:
         self.dirty, self.station_mac, self.due = False, None, None
         self.ticks = 0
         self.swept: list[list[int]] = []
+        self.grouped: list[list[tuple]] = []
         self.connected = False
 
     def meter_info(self, max_meter, ids, now) -> list:
@@ -253,6 +254,13 @@ class FakeCore:
     def flow_stats(self, cookies, now) -> list:
         self.swept.append(list(cookies))
         return []
+
+    def group_stats(self, entries, now) -> list:
+        self.grouped.append(list(entries))
+        return []
+
+    def probe_groups(self, now) -> list:
+        return [group_stats_request()]
 
     def learn(self, now) -> list:
         self.dirty = True
@@ -433,6 +441,23 @@ def test_wlbridge_flows_gets_its_own_reply_and_the_sweep_only_the_cores():
     assert rig.core.swept == [[10, 11]]         # the user's all-flows reply sweeps nothing
 
 
+def test_the_group_counters_go_to_the_core_as_plain_data_and_never_to_the_sweep():
+    rig, dp = Rig(FakeCore()), Datapath()
+    rig.connect(dp)
+    sweep_xid = dp.request_xids()[-1]
+    rig.shell.run(rig.core.probe_groups)          # (the core's tick asks, `policy.apmode`)
+    group_xid = dp.request_xids()[-1]
+    assert group_xid != sweep_xid
+    counted = parser.OFPFlowStats(table_id=4, duration_sec=1, duration_nsec=0, priority=150,
+                                  idle_timeout=0, hard_timeout=0, flags=0, cookie=7,
+                                  packet_count=42, byte_count=0,
+                                  match=parser.OFPMatch(eth_type=0x0806), instructions=[])
+    rig.shell.flow_stats(dp, group_xid, [counted], more=False)
+    rig.shell.flow_stats(dp, sweep_xid, [stat(10)], more=False)
+    assert rig.core.grouped == [[(4, 42, {"eth_type": 0x0806})]]
+    assert rig.core.swept == [[10]]
+
+
 def test_a_flows_request_the_switch_never_answers_fails_and_its_late_reply_is_dropped():
     rig, dp = Rig(FakeCore()), Datapath()
     rig.connect(dp)
@@ -500,3 +525,69 @@ def test_the_status_endpoint_serves_status_and_metrics():
                 assert "wlbridge_switch_connected 1.0" in reply.read().decode()
     finally:
         stop(server)
+
+
+def test_a_change_of_lan_reaches_the_core_sends_its_port_mods_and_wakes_the_tick():
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp, guests=2)
+    rig.shell.lan_seen("10.0.0.0/24", "02:10:00:00:00:01", "home")
+    rig.shell.port_status(dp, MODIFY, Port(1, "wlan0", STATION_MAC, False))
+    rig.shell.station_associated("cafe")
+    rig.shell.wakeup.clear()
+    sent = len(dp.types())
+    rig.shell.lan_seen("10.9.0.0/24", "02:b0:00:00:00:01", "cafe")
+    assert dp.types()[sent:] == [ofp.OFPT_PORT_MOD] * 2           # the guests' carrier down
+    assert rig.shell.wakeup.is_set()                               # up again on a tick
+    assert rig.shell.status()["lan"]["subnet"] == "10.9.0.0/24"
+    rig.clock.now += 1.0
+    rig.shell.tick()
+    assert dp.types()[sent + 2:] == [ofp.OFPT_PORT_MOD] * 2
+# ---- the fleet store ----------------------------------------------------------------------
+
+def test_the_fleet_store_gets_this_hosts_record_when_it_changes_and_its_view_reaches_the_core():
+    from wlbridge.model.fleet import Claim, HostSeen
+    from wlbridge.proto.packets import gratuitous_arp
+
+    records: list[dict] = []
+    rig, dp = Rig(Core(CoreConfig(uplink="wlan0", fleet_host="b")), publish=records.append), \
+        Datapath()
+    rig.shell.start()
+    assert len(records) == 1 and records[0]["bindings"] == []   # at start, what is known
+    rig.connect(dp)
+    guest = "02:00:00:00:01:00"
+    for _ in range(2):   # its MAC learned, then its address (the switch would send it again)
+        rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.50"))
+    assert [b["ip"] for b in records[-1]["bindings"]] == ["10.0.0.50"]
+    assert records[-1]["station_mac"] == STATION_MAC
+    n = len(records)
+    rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.50"))   # nothing new: not sent
+    assert len(records) == n
+    rig.shell.fleet_view([HostSeen("a", rig.clock.now, "02:5a:00:00:00:0a")],
+                         [Claim("a", "10.0.0.60", "02:00:00:00:77:01", rig.clock.now - 5)])
+    rig.shell.packet_in(dp, 2, gratuitous_arp(guest, "10.0.0.60"))
+    assert list(records[-1]["conflicts"]) == ["10.0.0.60"]
+    assert rig.shell.status()["counters"]["refused.fleet-ip-in-use"] == 1
+
+
+def test_without_a_fleet_store_nothing_is_published():
+    rig, dp = Rig(), Datapath()
+    rig.shell.start()
+    rig.connect(dp)
+    assert rig.shell.publish is None and rig.shell.status()["fleet"]["hosts"] == []
+
+
+def test_a_vm_libvirt_plugged_is_a_guest_named_in_status_until_its_port_goes():
+    from wlbridge.host.libvirt_vms import VmPort
+
+    rig, dp = Rig(), Datapath()
+    rig.connect(dp, guests=0)
+    vnet = Port(5, "vnet0", "fe:54:00:12:34:56", True)
+    rig.shell.port_status(dp, ADD, vnet)
+    rig.shell.vm_ports([VmPort("vnet0", "52:54:00:12:34:56", "0d9b-uuid", name="vm1")])
+    (guest,) = rig.shell.status()["guests"]
+    assert (guest["port"], guest["vm"], guest["vm_id"]) == ("vnet0", "vm1", "0d9b-uuid")
+    assert (guest["mac"], guest["mac_source"]) == ("52:54:00:12:34:56", "libvirt")
+    rig.shell.port_status(dp, DELETE, vnet)
+    rig.shell.port_status(dp, ADD, Port(6, "vnet0", "fe:00:00:00:00:06", True))  # reused name
+    (guest,) = rig.shell.status()["guests"]
+    assert "vm" not in guest and guest["mac"] is None

@@ -49,3 +49,22 @@ def test_a_container_port_is_named_by_its_runtime():
     assert lines["wl-0123456789ab"].endswith("  container web")
     assert "container" not in lines["vm-b"]
     assert [g.get("container") for g in snap["guests"]] == ["web", None]   # --json too
+
+
+def test_the_lan_line_says_which_lan_and_whether_it_is_confirmed() -> None:
+    lan = {"subnet": "10.9.0.0/24", "gateway_mac": "02:b0:00:00:00:01", "ssid": "cafe",
+           "since": 1000.0, "confirmed": False, "changes": 2}
+    text = render({"uplink": {}, "lan": lan}, now=1060.0)
+    assert ("lan      10.9.0.0/24 gateway 02:b0:00:00:00:01 SSID 'cafe', since 60s ago, "
+            "2 changes of LAN (the station was away: not confirmed yet)") in text.splitlines()
+    assert not [line for line in render({"uplink": {}}, now=0.0).splitlines()
+                if line.startswith("lan ")]
+
+
+def test_a_vm_libvirt_plugged_is_named_on_its_ports_row():
+    snap = {"bridge": "br-wl", "connected": True, "generation": 1, "uplink": {}, "counters": {},
+            "guests": [{**guest("vnet0", True), "vm": "debian12", "vm_id": "0d9b"},
+                       guest("veth1", True)]}
+    lines = {line.split()[0]: line for line in render(snap, now=0).splitlines()
+             if line.startswith(("vnet0", "veth1"))}
+    assert lines["vnet0"].endswith("VM debian12") and "VM" not in lines["veth1"]

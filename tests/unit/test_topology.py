@@ -231,6 +231,22 @@ def test_ap_rules_without_filter_count_only_and_group_to_unicast():
     assert text.startswith("flush chain bridge wlap station_in")
 
 
+def test_a_proxy_arp_ap_drops_group_traffic_to_the_station_but_what_hostapd_converts():
+    text = apfilter.ruleset("to-station", "02:57:4c:00:02:00", proxy_arp=True)
+    group = "ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00"
+    out = [ln for ln in text.splitlines() if 'oifname "to-station"' in ln and group in ln]
+    assert [("udp dport 68" in ln, "nd-router-advert, nd-neighbor-advert" in ln,
+             ln.endswith("drop")) for ln in out] == [(True, False, False), (False, True, False),
+                                                     (False, False, True)]
+    assert all("ether daddr set 02:57:4c:00:02:00" in ln for ln in out[:2])
+    assert "counter name group_dropped drop" in out[2]
+    assert apfilter.proxy_arp_bridge("br0", "to-station") == [
+        ["ip", "link", "set", "dev", "to-station", "type", "bridge_slave", "proxy_arp_wifi",
+         "on", "hairpin", "on"],
+        ["sysctl", "-qw", "net.ipv4.conf.br0.arp_accept=1"]]
+    assert basic_lan(proxy_arp=True, prefix="wtpa").nodes["ap"]["proxy_arp"] is True
+
+
 def test_parse_counters():
     text = json.dumps({"nftables": [
         {"metainfo": {"version": "1.0.6"}},

@@ -5,6 +5,10 @@
                 wf-ap netns ─┘          [AP2 wlan2, same SSID, for roaming]     (wpa_supplicant,
                                                                                  root netns)
 
+`start_second_lan` adds another network (issue 24 item 4): AP2 on wlan2 with another SSID,
+bridged to its own LAN (br-lan2, wf-srv2 with dnsmasq for 10.78.0.0/24); the station moves to
+it with `join` (wpa_supplicant's select_network).
+
 mac80211_hwsim gives the radios (hwsim0 sees every frame on the air); the APs' phys live in
 netns wf-ap, so the station's path to the LAN really crosses the air.  Open vSwitch runs on a
 fresh database under /run, with the openvswitch kernel module: `wlbridge setup` picks the
@@ -41,6 +45,11 @@ APS = {"wlan0": (1, 2412), "wlan2": (6, 2437)}
 HOSTAPD_CTRL = "/run/wf-hostapd"
 WPA_CTRL = "/run/wpa_supplicant"
 OVS_DB_SOCK = "/run/openvswitch/db.sock"
+#: The second network (`start_second_lan`): another SSID on AP2 (wlan2), its own LAN.
+SSID2, SRV2_NS = "wf-other", f"{PREFIX}-srv2"
+LAN2 = ipaddress.ip_network("10.78.0.0/24")
+SRV2_IP, STATION_IP2 = "10.78.0.1", "10.78.0.10"
+DHCP_RANGE2 = ("10.78.0.100", "10.78.0.199")
 
 
 def sh(*argv: str, netns: str | None = None, check: bool = True,
@@ -120,6 +129,8 @@ class Bed:
         self.guests: dict[str, Guest] = {}
         self.ap_macs: dict[str, str] = {}
         self.station_mac = ""
+        #: AP interface -> (SSID, LAN bridge) where not (SSID, br-lan)
+        self.ap_networks: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------ building
     def start(self) -> Bed:
@@ -179,9 +190,10 @@ class Bed:
 
     def hostapd_conf(self, ap: str) -> Path:
         channel, _ = APS[ap]
+        ssid, bridge = self.ap_networks.get(ap, (SSID, "br-lan"))
         lines = {
-            "interface": ap, "bridge": "br-lan", "driver": "nl80211",
-            "ctrl_interface": HOSTAPD_CTRL, "ssid": SSID, "hw_mode": "g",
+            "interface": ap, "bridge": bridge, "driver": "nl80211",
+            "ctrl_interface": HOSTAPD_CTRL, "ssid": ssid, "hw_mode": "g",
             "channel": str(channel), **security.hostapd_settings(self.security, self.logs),
             # hostapd resends 4-way handshake message 1 after only 100 ms, then 1 s, and gives
             # up after 4 tries: too little under software emulation (seen: a roam ending in
@@ -242,6 +254,44 @@ class Bed:
         self.start_station()
         return self.wait_associated(90)
 
+    def start_second_lan(self) -> None:
+        """Another network: AP2 (wlan2) with SSID2, bridged to a LAN of its own (br-lan2 in
+        the APs' namespace, wf-srv2 with dnsmasq for LAN2)."""
+        sh("ip", "netns", "add", SRV2_NS)
+        sh("ip", "link", "set", "lo", "up", netns=SRV2_NS)
+        sh("ip", "link", "add", "br-lan2", "type", "bridge", netns=AP_NS)
+        sh("ip", "link", "set", "br-lan2", "up", netns=AP_NS)
+        sh("ip", "link", "add", "lan-srv2", "type", "veth", "peer", "name", "eth0",
+           "netns", SRV2_NS, netns=AP_NS)
+        sh("ip", "link", "set", "lan-srv2", "master", "br-lan2", "up", netns=AP_NS)
+        sh("ip", "addr", "add", f"{SRV2_IP}/{LAN2.prefixlen}", "dev", "eth0", netns=SRV2_NS)
+        sh("ip", "link", "set", "eth0", "up", netns=SRV2_NS)
+        work = self.logs / "dnsmasq2"
+        work.mkdir(exist_ok=True)
+        self.start_proc("dnsmasq2", SRV2_NS, dhcp.dnsmasq_argv(
+            "eth0", f"{SRV2_IP}/{LAN2.prefixlen}", {"range": DHCP_RANGE2, "lease_time": 600},
+            work))
+        self.ap_networks["wlan2"] = (SSID2, "br-lan2")
+        self.start_ap("wlan2")
+
+    def join(self, ssid: str) -> None:
+        """The station joins the network `ssid` (added to wpa_supplicant if new; the others
+        disabled), as a user picking another network does."""
+        ids = {line.split("\t")[1]: line.split("\t")[0]
+               for line in self.wpa_cli("list_networks").splitlines()[1:] if "\t" in line}
+        nid = ids.get(ssid)
+        if nid is None:
+            nid = self.wpa_cli("add_network").strip().splitlines()[-1]
+            freqs = " ".join(str(f) for _, f in APS.values())
+            for line in [f'ssid="{ssid}"', *security.supplicant_network(self.security,
+                                                                        self.logs),
+                         f"scan_freq={freqs}"]:
+                key, _, value = line.partition("=")
+                if "OK" not in self.wpa_cli("set_network", nid, key, value):
+                    raise RuntimeError(f"wpa_cli set_network {nid} {key} refused")
+        if "OK" not in self.wpa_cli("select_network", nid):
+            raise RuntimeError(f"wpa_cli select_network {nid} ({ssid}) refused")
+
     def wpa_cli(self, *args: str) -> str:
         return sh("wpa_cli", "-p", WPA_CTRL, "-i", STATION, *args, check=False)
 
@@ -271,7 +321,9 @@ class Bed:
         sh("ovs-vsctl", "--timeout=60", "show")
 
     # ------------------------------------------------------------ guests
-    def add_guest(self, name: str, bridge: str) -> Guest:
+    def add_guest(self, name: str, bridge: str | None) -> Guest:
+        """A guest namespace; its port added to `bridge` (None: left for the caller to put
+        somewhere, e.g. behind a shared port, `topologies.SharedPort`)."""
         n = len(self.guests) + 1
         g = Guest(name, f"02:77:00:00:00:{n:02x}", self.logs)
         sh("ip", "netns", "add", g.netns)
@@ -279,7 +331,8 @@ class Bed:
         sh("ip", "link", "add", g.port, "type", "veth", "peer", "name", "eth0", "netns", g.netns)
         sh("ip", "link", "set", "eth0", "address", g.mac, "up", netns=g.netns)
         sh("ip", "link", "set", g.port, "up")
-        sh("ovs-vsctl", "--timeout=30", "add-port", bridge, g.port)
+        if bridge is not None:
+            sh("ovs-vsctl", "--timeout=30", "add-port", bridge, g.port)
         self.guests[name] = g
         return g
 

@@ -131,11 +131,24 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
     it after busybox and the init script, so a change of either makes a new one)."""
     if out.exists() and out.stat().st_mtime >= (kroot / ".complete").stat().st_mtime:
         return out
+    work = out.with_name(out.name + ".d")
+    busybox_tree(work, kroot, version, BOOT_MODULES, ("lower", "upper", "newroot"))
+    init = (INIT.replace("@KROOT@", str(kroot)).replace("@OUT@", OUT_MOUNT)
+            .replace("@JOB@", JOB_NAME))
+    (work / "init").write_text(init)
+    (work / "init").chmod(0o755)
+    return pack_initrd(work, out)
+
+
+def busybox_tree(work: Path, kroot: Path, version: str, modules=BOOT_MODULES,
+                 dirs=()) -> None:
+    """A fresh initramfs tree in `work`: busybox (with its libraries, if any) in /bin, the
+    `modules` with their dependencies in /mods (their insmod order in /mods/order), the usual
+    mount points and `dirs`.  The caller adds /init (`pack_initrd` then packs it)."""
     if not Path(BUSYBOX).exists():
         raise ImageError(f"{BUSYBOX} is missing (apt-get install busybox-static)")
-    work = out.with_name(out.name + ".d")
     shutil.rmtree(work, ignore_errors=True)
-    for d in ("bin", "proc", "sys", "dev", "mods", "lower", "upper", "newroot"):
+    for d in ("bin", "proc", "sys", "dev", "mods", *dirs):
         (work / d).mkdir(parents=True)
     shutil.copy2(BUSYBOX, work / "bin" / "busybox")
     for lib in shared_libraries(Path(BUSYBOX)):     # none for busybox-static
@@ -143,15 +156,15 @@ def build_initrd(kroot: Path, version: str, out: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(lib, dest)          # with its mode: the loader must be executable
     names = []
-    for rel in module_order(kroot, version):
+    for rel in module_order(kroot, version, modules):
         src = kroot / "lib" / "modules" / version / rel
         names.append(src.name)
         shutil.copy2(src, work / "mods" / src.name)
     (work / "mods" / "order").write_text("\n".join(names) + "\n")
-    init = (INIT.replace("@KROOT@", str(kroot)).replace("@OUT@", OUT_MOUNT)
-            .replace("@JOB@", JOB_NAME))
-    (work / "init").write_text(init)
-    (work / "init").chmod(0o755)
+
+
+def pack_initrd(work: Path, out: Path) -> Path:
+    """The tree in `work` as a gzipped newc cpio at `out` (atomically); `work` removed."""
     files = subprocess.run(["find", "."], cwd=work, capture_output=True, check=True).stdout
     cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=work, input=files,
                           capture_output=True, check=False)
@@ -175,7 +188,7 @@ def shared_libraries(binary: Path) -> list[Path]:
 
 def prepare(cache: Path = DEFAULT_CACHE) -> Image:
     """Kernel and initramfs, from the cache when they are there."""
-    version = _cached_version(cache) or kernel_version()
+    version = cached_version(cache) or kernel_version()
     kroot = fetch_kernel(cache, version)
     initrd = build_initrd(kroot, version, cache / f"initrd-{version}-{_initrd_key()}.gz")
     for stale in cache.glob("initrd-*.gz"):
@@ -192,7 +205,7 @@ def _initrd_key() -> str:
     return h.hexdigest()[:12]
 
 
-def _cached_version(cache: Path) -> str | None:
+def cached_version(cache: Path) -> str | None:
     """The cached kernel, when `linux-image-amd64` still points to it (or apt cannot tell)."""
     have = sorted(p.name[len("kroot-"):] for p in cache.glob("kroot-*")
                   if (p / ".complete").exists())

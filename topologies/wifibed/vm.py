@@ -4,6 +4,12 @@ The VM sees this machine's root filesystem read-only (its writes land in a tmpfs
 everything installed here (Open vSwitch, hostapd, wpa_supplicant, the project's venv) is there
 too; it has no network card.  The job is a shell script written into the results directory,
 which the VM mounts writable at `image.OUT_MOUNT`; the job leaves its exit status in `rc`.
+
+Sleep (issue 24 item 3): the VM has ACPI S3 (``-global PIIX4_PM.disable_s3=0``) and a QMP
+socket; while it runs, `Waker` asks QEMU its state and wakes a suspended VM (QMP
+``system_wakeup``) after the seconds the job wrote into `SUSPEND_FOR` in the results
+directory (default `SLEEP_DEFAULT`), so a test can suspend the VM to RAM (``echo mem >
+/sys/power/state``) and be resumed as a laptop's lid is opened.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ GUEST_TOOLS = ("hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli", "iw", "rad
 HOST_TOOLS = (QEMU, "apt-get", "apt-cache", "dpkg", "depmod", "cpio")
 RC_FILE = "rc"
 CONSOLE_LOG = "console.log"
+QMP_SOCKET = "qmp.sock"
+SUSPEND_FOR = "suspend-for"  # seconds a suspended VM sleeps (written by the job)
+SLEEP_DEFAULT = 5.0
 
 
 def problem() -> str | None:
@@ -77,7 +86,91 @@ def qemu_argv(image: Image, out: Path, *, memory_mb: int = 2048, cpus: int = 2) 
         "-virtfs", "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap",
         "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
         "-serial", "stdio", "-monitor", "none",
+        "-global", "PIIX4_PM.disable_s3=0",
+        "-qmp", f"unix:{out / QMP_SOCKET},server=on,wait=off",
     ]
+
+
+class Waker:
+    """Wakes the VM from suspend-to-RAM (see the module docstring): `poll` is called from
+    the console loop; it asks QEMU's state over QMP at most every `every` seconds."""
+
+    def __init__(self, out: Path, every: float = 0.3) -> None:
+        self.out, self.every = out, every
+        self.sock = None
+        self.buf = b""
+        self.next_at = 0.0
+        self.suspended_at: float | None = None
+        self.wakeups = 0
+
+    def poll(self, now: float) -> None:
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every
+        try:
+            status = self._ask("query-status").get("status")
+        except (OSError, ValueError):
+            self.close()
+            return
+        if status != "suspended":
+            self.suspended_at = None
+            return
+        if self.suspended_at is None:
+            self.suspended_at = now
+            print(f"wifibed: the VM is suspended; waking it in {self._sleep_for():g} s",
+                  file=sys.stderr, flush=True)
+        if now - self.suspended_at >= self._sleep_for():
+            reply = self._ask_raw("system_wakeup")
+            print(f"wifibed: system_wakeup: {reply}", file=sys.stderr, flush=True)
+            self.wakeups += 1
+            self.suspended_at = None
+
+    def _sleep_for(self) -> float:
+        try:
+            return float((self.out / SUSPEND_FOR).read_text().strip())
+        except (OSError, ValueError):
+            return SLEEP_DEFAULT
+
+    def _ask(self, command: str) -> dict:
+        import socket
+
+        if self.sock is None:
+            path = self.out / QMP_SOCKET
+            if not path.exists():
+                raise OSError("no QMP socket yet")
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(2.0)
+            self.sock.connect(str(path))
+            self._reply()                                   # the greeting
+            self.sock.sendall(b'{"execute": "qmp_capabilities"}\n')
+            self._reply()
+        return self._ask_raw(command).get("return") or {}
+
+    def _ask_raw(self, command: str) -> dict:
+        import json
+
+        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+        return self._reply()
+
+    def _reply(self) -> dict:
+        """The next message that is not an event."""
+        import json
+
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise OSError("QMP closed")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buf = None, b""
 
 
 def run(image: Image, out: Path, job: str, *, timeout: float, echo=sys.stdout) -> int:
@@ -92,11 +185,13 @@ def run(image: Image, out: Path, job: str, *, timeout: float, echo=sys.stdout) -
         assert proc.stdout is not None
         os.set_blocking(proc.stdout.fileno(), False)
         timed_out = False
+        waker = Waker(out)
         while proc.poll() is None:
             if time.monotonic() > deadline:
                 proc.kill()
                 timed_out = True
                 break
+            waker.poll(time.monotonic())
             chunk = _read(proc.stdout, 0.2)
             if chunk:
                 console.write(chunk)
@@ -108,6 +203,8 @@ def run(image: Image, out: Path, job: str, *, timeout: float, echo=sys.stdout) -
         if echo is not None:
             echo.write(rest.decode(errors="replace").replace("\r", ""))
         proc.wait()
+        waker.close()
+    (out / QMP_SOCKET).unlink(missing_ok=True)
     if timed_out:
         return 124
     try:

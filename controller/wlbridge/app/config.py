@@ -53,6 +53,25 @@ def options() -> list:
         cfg.IntOpt("ipv6_bindings_per_guest", default=8, min=1,
                    help="IPv6 addresses one guest (MAC) may hold (link-local, SLAAC, "
                         "temporary, DHCPv6); idle ones expire after idle_timeout"),
+        cfg.IntOpt("max_ipv6_per_station", default=8, min=1,
+                   help="IPv6 addresses of all the guests together behind the station MAC "
+                        "(APs that police addresses track 8 per client); a new one over it "
+                        "is refused (refused.ipv6-station-limit, shown in status) unless the "
+                        "guest's oldest temporary address can be released for it"),
+        cfg.FloatOpt("reannounce_interval", default=60.0, min=0.0,
+                     help="seconds between two re-announcements of each bound guest address "
+                          "(gratuitous ARP, unsolicited NA from the station MAC), one address "
+                          "at a time, so that policing or proxy-ARP APs and LAN caches keep "
+                          "them; 0: announced at (re)association only"),
+        cfg.FloatOpt("reannounce_rate", default=1.0, min=0.01,
+                     help="re-announcement frames per second at most (with more addresses "
+                          "than reannounce_interval * reannounce_rate, each is announced "
+                          "less often)"),
+        cfg.FloatOpt("group_quiet", default=300.0, min=10.0,
+                     help="seconds without a broadcast or multicast frame from the LAN (the "
+                          "uplink up) before wlbridge decides the AP delivers no group "
+                          "traffic (a proxy-ARP, Hotspot 2.0 AP): status says so, and the "
+                          "re-announcement round runs every 30 s at most"),
         cfg.IntOpt("group_membership_interval", default=260, min=10,
                    help="seconds a guest's IGMP/MLD report keeps it in a multicast group "
                         "(its AP-unicast copies restored to it) without a new report"),
@@ -98,6 +117,25 @@ def options() -> list:
         cfg.IntOpt("bridge_timeout", default=30, min=0,
                    help="seconds to wait at start for the bridge to exist in Open vSwitch "
                         "before giving up"),
+        cfg.StrOpt("fleet", default=None,
+                   help="the fleet store (see docs/fleet.md): its members, comma-separated "
+                        "(tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,... or ssl:...); unset: this "
+                        "host alone, nothing written or read"),
+        cfg.StrOpt("fleet_host", default="",
+                   help="this host's name in the fleet store (empty: the host name)"),
+        cfg.StrOpt("fleet_lan", default="",
+                   help="the LAN this host's uplink is on, as written in the fleet store "
+                        "(empty: the uplink's name)"),
+        cfg.IntOpt("fleet_gone_after", default=60, min=5,
+                   help="seconds a host not seen in the fleet store counts as gone: its "
+                        "claims no longer hold, its guests are free to move"),
+        cfg.StrOpt("fleet_private_key", default=None,
+                   help="private key (PEM) for an ssl: fleet store, with fleet_certificate "
+                        "and fleet_ca_cert"),
+        cfg.StrOpt("fleet_certificate", default=None,
+                   help="certificate (PEM) presented to an ssl: fleet store"),
+        cfg.StrOpt("fleet_ca_cert", default=None,
+                   help="CA certificate (PEM) that signed the fleet store's certificates"),
     ]
 
 

@@ -8,29 +8,27 @@ event into a call of the shell with plain data.  What happens then — the core,
 saves, the station MAC, port isolation, flow-statistics routing — is the shell's
 (`wlbridge.app.shell`, tested without the framework).
 
-Start-up: the host integration (pyroute2, the address hand-off, netlink events) is imported
-here, in the main thread, under both frameworks: imported lazily by two threads at once (the
-isolation worker and the netlink watcher, right after the switch connects), one thread saw the
-other's half-initialised pyroute2 ("cannot import name 'AsyncIPRoute' from partially
-initialized module"), and the host watcher died (tests/integration/test_wifi_events.py).
-prometheus_client loads at the first ``/metrics`` (under Ryu's eventlet hub: here too).
+Start-up: the host integration (pyroute2, port isolation, netlink events, the address
+hand-off's status) is not needed for the first connection: it is imported after the connect,
+by `wlbridge.app.host_loader.HostLoader` (one thread imports it, in one order; the isolation
+worker, the netlink watcher, the status server and the station MAC's netlink path wait for
+it): two threads importing pyroute2 at once saw each other's half-initialised modules.
+prometheus_client loads at the first ``/metrics`` (under Ryu's eventlet hub: at import).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
+import threading
 import time
+import weakref
+from collections.abc import Callable
 
-import wlbridge.host.addr_handoff
-import wlbridge.host.host_events
-import wlbridge.host.hostnet
-import wlbridge.host.lease_renewal
-import wlbridge.host.link_events
-import wlbridge.host.port_isolation
-import wlbridge.host.pyroute2_lazy  # noqa: F401 - before any thread imports pyroute2 (above)
 from wlbridge.app import config as wl_config
 from wlbridge.app import listener, liveness, switch_link
+from wlbridge.app.host_loader import HostLoader
 from wlbridge.app.instance_lock import InstanceError, InstanceLock
 from wlbridge.app.listener import Listener
 from wlbridge.app.ofsocket import on_receive, send_directly
@@ -52,6 +50,7 @@ hub = _rt["hub"]
 AppBase = app_manager.OSKenApp if FRAMEWORK == "os_ken" else app_manager.RyuApp
 set_ev_cls = handler.set_ev_cls
 MAIN, CONFIG, DEAD = handler.MAIN_DISPATCHER, handler.CONFIG_DISPATCHER, handler.DEAD_DISPATCHER
+HANDSHAKE = handler.HANDSHAKE_DISPATCHER
 
 LOG = logging.getLogger("wlbridge.app")
 REASONS = {ofp.OFPPR_ADD: ADD, ofp.OFPPR_DELETE: DELETE, ofp.OFPPR_MODIFY: MODIFY}
@@ -92,7 +91,8 @@ def core_config(conf, uplink: str) -> CoreConfig:
     """The core's settings from the options: every `CoreConfig` field is the option of the
     same name (a new setting cannot be declared and then forgotten here), but the uplink (from
     the bridge) and `static_macs` (parsed)."""
-    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs)}
+    given = {"uplink": uplink, "static_macs": wl_config.static_macs(conf.static_macs),
+             "fleet_host": conf.fleet_host or socket.gethostname()}
     return CoreConfig(**{f.name: given[f.name] if f.name in given else getattr(conf, f.name)
                          for f in dataclasses.fields(CoreConfig)})
 
@@ -112,20 +112,44 @@ def _load_state(core: Core, store: StateStore) -> None:
             raise SystemExit(str(err)) from None
 
 
+def _fleet_store(conf, uplink: str, host: str, on_view):
+    """The fleet store's client (`wlbridge.host.fleet_store`) if `fleet` is set, else None."""
+    if not conf.fleet:
+        return None
+    from wlbridge.host.fleet_store import HEARTBEAT, FleetStore, set_tls
+
+    set_tls(conf.fleet_private_key, conf.fleet_certificate, conf.fleet_ca_cert)
+    # a heartbeat well within fleet_gone_after: this host is not thought gone while alive,
+    # and the view is refreshed often enough to see another one go
+    return FleetStore(conf.fleet, host, conf.bridge, conf.fleet_lan or uplink, on_view,
+                      heartbeat=min(HEARTBEAT, conf.fleet_gone_after / 3))
+
+
 class _Isolation:
     """Guest-port isolation (`wlbridge.host.port_isolation`), made on first use: in the
-    isolation worker's thread, after the switch connected."""
+    isolation worker's thread, after the switch connected (`host`: the `HostLoader`)."""
 
-    def __init__(self, bridge: str, uplink: str, ovsdb: str | None) -> None:
+    def __init__(self, host: HostLoader, bridge: str, uplink: str, ovsdb: str | None,
+                 on_vms: Callable[[list], None]) -> None:
+        self.host = host
         self.args = (bridge, uplink, ovsdb)
+        self.on_vms = on_vms
         self.made = None
+        self.domains = None
 
     def _get(self):
         if self.made is None:
-            from wlbridge.host.port_isolation import GuestPortIsolation
-
-            self.made = GuestPortIsolation(*self.args)
+            isolation = self.host.module("wlbridge.host.port_isolation")
+            self.domains = self.host.module("wlbridge.host.libvirt_vms").DomainNames()
+            self.made = isolation.GuestPortIsolation(*self.args, on_interfaces=self._interfaces)
         return self.made
+
+    def _interfaces(self, interfaces: dict[str, dict]) -> None:
+        """The bridge's guest interfaces as read: those libvirt plugged for a VM (its MAC,
+        its domain) to the shell (`wlbridge.host.libvirt_vms`)."""
+        found = self.host.module("wlbridge.host.libvirt_vms").vm_ports(interfaces)
+        if found:
+            self.on_vms(self.domains.named(found))
 
     def apply(self, changes) -> None:
         self._get().apply(changes)
@@ -162,16 +186,23 @@ class WlBridgeApp(AppBase):
 
             ryu_tls.install()  # Ryu's own TLS listener serves one connection only
         self.detect_after = liveness.configure(root, conf.echo_timeout)
+        # datapath -> event set at its features reply (or its end), see `_handshake`
+        self.handshakes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.targets = [c.target for c in bridge.controllers]
         self.connectors: list[switch_link.Connector] = []
         self.uplink = discover_uplink(conf, bridge)
         core = Core(core_config(conf, self.uplink))
+        self.host = HostLoader()   # imported after the connect (see the module docstring)
+        self.fleet = _fleet_store(conf, self.uplink, core.config.fleet_host,
+                                  lambda hosts, claims: self.shell.fleet_view(hosts, claims))
         self.shell = Shell(
             core, store, bridge=conf.bridge, spawn=hub.spawn, sleep=hub.sleep,
-            isolation=_Isolation(conf.bridge, self.uplink, conf.ovsdb),
+            isolation=_Isolation(self.host, conf.bridge, self.uplink, conf.ovsdb,
+                                 lambda vms: self.shell.vm_ports(vms)),
             queue=hub.Queue(), queue_empty=hub.QueueEmpty,
             set_mac=self._set_mac_ovsdb, set_mac_netlink=self._set_mac_netlink,
-            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe)
+            start_watching=lambda: hub.spawn(self._watch_host), describe=self._describe,
+            publish=None if self.fleet is None else self.fleet.publish)
         self.status_server = None
         if conf.status_port:  # bound before the state is loaded: a port in use changes nothing
             from wlbridge.app.status_server import serve
@@ -185,9 +216,12 @@ class WlBridgeApp(AppBase):
                                  f"controller?); choose another status_port") from None
         _load_state(core, store)
         self.watcher = None   # netlink events (wlbridge.host.host_events), see _watch_host
+        self.lan_watch = None   # the LAN the station is on (wlbridge.host.lan_watch)
         self._inline: list[tuple] = []  # (brick, event class, handler) registered on the brick
         self.isolator = hub.spawn(self.shell.run_isolation)
         self.ticker = hub.spawn(self.shell.run_ticker)
+        if self.fleet is not None:
+            hub.spawn(self.fleet.run)
         self._signal_handlers = stop_on_signals(hub, self.shell.stopped)
         LOG.info("wlbridge on %s, uplink %s, DHCP mode %s, state %s, status %s:%s, OpenFlow "
                  "%s, switch lost after %.1fs without echo reply", conf.bridge, self.uplink,
@@ -203,33 +237,54 @@ class WlBridgeApp(AppBase):
     def _set_mac_netlink(self, mac: str) -> None:
         from wlbridge.app.bridge_mac import set_by_netlink
 
+        self.host.ready()   # pyroute2
         set_by_netlink(self.conf.bridge, mac)
 
     def _describe(self, now: float) -> dict:
-        from wlbridge.host.addr_handoff import host_address_status
-
-        return {"bridge": self.conf.bridge, "framework": FRAMEWORK,
-                "host_address": host_address_status(self.conf.bridge, self.conf.ovsdb, now)}
+        fields = {"bridge": self.conf.bridge, "framework": FRAMEWORK,
+                  "fleet_store": None if self.fleet is None else self.fleet.status()}
+        # once the host integration is loaded (right after the connect): a status poll
+        # neither starts its import early nor waits for it
+        if self.host.loaded:
+            handoff = self.host.module("wlbridge.host.addr_handoff")
+            fields["host_address"] = handoff.host_address_status(self.conf.bridge,
+                                                                 self.conf.ovsdb, now)
+            wireless = self.host.module("wlbridge.host.wireless")
+            fields["uplink_translation"] = wireless.uplink_translation(self.uplink, now)
+        return fields
 
     def _watch_host(self) -> None:
         """Follow netlink events (a thread): host addresses, uplink changes (a re-created
         uplink is re-plugged, `wlbridge.host.link_events`; a reassociation renews the host's
         DHCP client, `wlbridge.host.lease_renewal`)."""
+        self.host.ready()
         from wlbridge.host.host_events import HostWatcher
+        from wlbridge.host.lan_watch import LanWatch
         from wlbridge.host.lease_renewal import LeaseRenewal
         from wlbridge.host.link_events import UplinkEvents
 
         conf = self.conf
         uplink_events = UplinkEvents(conf.bridge, self.uplink, conf.ovsdb, hub.spawn)
         renewal = LeaseRenewal(conf.bridge, conf.ovsdb, hub.spawn)
+        lan = LanWatch(conf.bridge, self.uplink, on_lan=self.shell.lan_seen,
+                       on_associated=self.shell.station_associated, spawn=hub.spawn,
+                       sleep=hub.sleep)
         uplink_events.on_reassociated.append(renewal.reassociated)
+        uplink_events.on_reassociated.append(lan.reassociated)
         uplink_events.on_recreated.append(renewal.recreated)
-        watcher = HostWatcher(conf.bridge, self.uplink, on_addresses=self.shell.host_addresses,
+
+        def addresses(ips: list[str]) -> None:
+            self.shell.host_addresses(ips)
+            lan.addresses_changed()
+
+        watcher = HostWatcher(conf.bridge, self.uplink, on_addresses=addresses,
                               on_uplink=uplink_events.uplink_changed)
         with self.shell.lock:
             if self.shell.closed:
                 return
             self.watcher = watcher
+            self.lan_watch = lan
+        lan.start()
         watcher.run()
 
     # ------------------------------------------------------------- lifetime
@@ -287,10 +342,14 @@ class WlBridgeApp(AppBase):
             brick.unregister_handler(ev_cls, run)
         self._inline = []
         self.shell.close()   # stops its loops (a host watcher is no longer made), saves
+        if self.fleet is not None:
+            self.fleet.stop()
         with self.shell.lock:
             watcher = self.watcher
         if watcher is not None:
             watcher.stop()
+        if self.lan_watch is not None:
+            self.lan_watch.stop()
         if self.status_server is not None:
             from wlbridge.app.status_server import stop
 
@@ -300,9 +359,21 @@ class WlBridgeApp(AppBase):
         LOG.info("wlbridge stopped; state saved to %s", self.shell.store.path)
 
     # --------------------------------------------------------------- events
+    @set_ev_cls(ofp_event.EventOFPStateChange, HANDSHAKE)
+    def _handshake(self, ev) -> None:
+        # a switch that hangs before its features reply is not watched by `Liveness` yet
+        # (threading.Event: os-ken's hub.Event cannot time out on native threads)
+        greeted = self.handshakes.setdefault(ev.datapath, threading.Event())
+        hub.spawn(liveness.give_up_unless_greeted, ev.datapath, self.detect_after, greeted)
+
+    def _greeted(self, dp) -> None:
+        # (the receive thread: it may come before `_handshake`, on the app's thread)
+        self.handshakes.setdefault(dp, threading.Event()).set()
+
     @on_receive(ofp_event.EventOFPSwitchFeatures, CONFIG)
     def _features(self, ev) -> None:
         dp = ev.msg.datapath
+        self._greeted(dp)
         send_directly(dp, liveness.Liveness(self.conf.echo_interval, self.conf.echo_timeout,
                                             time.monotonic()))
         self.shell.switch_features(dp)
@@ -328,6 +399,7 @@ class WlBridgeApp(AppBase):
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD)
     def _dead(self, ev) -> None:
+        self._greeted(ev.datapath)   # its handshake watch ends too
         self.shell.switch_gone(ev.datapath, self.detect_after)
         hub.spawn(liveness.release, ev.datapath)
 

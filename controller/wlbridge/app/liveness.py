@@ -16,6 +16,11 @@ with the 1 s interval that 3 s detection needed.  Here the receive thread keeps 
 so a switch at rest costs two wake-ups per `interval` (the probe, then its reply), and a
 busy one none: its traffic is the sign of life.
 
+Before the handshake is done (the features reply, when the `Liveness` takes over) nothing
+watches the connection: `give_up_unless_greeted` ends a connection whose switch has not
+completed it within the timeout (a switch that connected and hung, e.g. an ovs-vswitchd
+stuck at its start), so that the connector (or the bridge) connects again.
+
 `Liveness` decides from the times it is given (no clock of its own); `release` lets a
 dead connection's send thread end (os-ken native threads: one fewer thread per lost
 switch).
@@ -24,6 +29,7 @@ switch).
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 from typing import Any
 
@@ -86,3 +92,22 @@ def release(dp: Any) -> None:
         dp.send(b"", close_socket=True)
     except Exception:
         LOG.debug("releasing a dead connection", exc_info=True)
+
+
+def give_up_unless_greeted(dp: Any, timeout: float, greeted: Any) -> bool:
+    """(A thread of its own, started when a connection begins its handshake.)  Wait up to
+    `timeout` s for `greeted` (an event with ``wait(timeout)`` and ``is_set()``, set at the
+    switch's features reply or at the connection's end); if it is not set by then, end the
+    connection `dp`: its socket shut down, which ends the framework's receive loop, and its
+    send thread released.  Returns whether it was given up."""
+    greeted.wait(timeout)
+    if greeted.is_set() or getattr(dp, "is_active", True) is False:
+        return False
+    LOG.warning("switch at %s did not complete the OpenFlow handshake within %.1fs: "
+                "closing the connection", getattr(dp, "address", "?"), timeout)
+    try:
+        dp.socket.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        LOG.debug("shutting a hung switch's connection down", exc_info=True)
+    release(dp)
+    return True

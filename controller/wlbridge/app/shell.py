@@ -15,7 +15,9 @@ its public methods:
 * state saves, coalesced and paced, by the tick loop (`run_ticker`/`tick`, `persist`);
 * the bridge's internal port following the station MAC (`wlbridge.app.bridge_mac`);
 * the port-isolation worker queue (`isolate`, `run_isolation`);
-* the host watcher started after the first resync, or `watch_after` s after `start`.
+* the host watcher started after the first resync, or `watch_after` s after `start`;
+* the fleet store (`wlbridge.host.fleet_store`, if configured): its view into the core
+  (`fleet_view`), this host's record out (`publish`) whenever it changed.
 
 A datapath is whatever has ``id``, ``set_xid(msg)`` and ``send(bytes)`` (os-ken's Datapath).
 The core's ``now`` comes from `clock`; the save pacing from `monotonic`.
@@ -32,7 +34,7 @@ from typing import Any
 from wlbridge.app.bridge_mac import BridgeMac
 from wlbridge.app.stats_requests import FlowStatsRequests
 from wlbridge.compat import ofp, parser
-from wlbridge.core import flow_stats_request
+from wlbridge.core import GROUP_STATS_MATCH, flow_stats_request
 from wlbridge.flows.flowtext import flow_entries
 from wlbridge.model.state import Port
 from wlbridge.openflow import ofmsg
@@ -45,6 +47,7 @@ SAVE_SHARE = 0.1  # ... and the interval grows so that saving takes at most this
 SEND_CHUNK = 256 * 1024  # bytes per write: each has the socket's timeout to get through
 WATCH_AFTER = 5.0  # netlink events are followed from the first resync, or after this long
 SWEEP = "stale-generation sweep"  # the owner of the core's own flow-statistics requests
+GROUPS = "group counters"  # ... and of its group-flow counters (`Core.group_stats`)
 ADD, MODIFY, DELETE = "add", "modify", "delete"  # port-status reasons
 PACKET_OUT = parser.OFPPacketOut
 FLOW_STATS_REQUEST = parser.OFPFlowStatsRequest
@@ -73,6 +76,7 @@ class Shell:
                  set_mac: Callable[[str, int], None], set_mac_netlink: Callable[[str], None],
                  start_watching: Callable[[], None],
                  describe: Callable[[float], dict] = lambda now: {},
+                 publish: Callable[[dict], None] | None = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  watch_after: float = WATCH_AFTER) -> None:
@@ -83,6 +87,7 @@ class Shell:
         self.isolation, self.queue, self.queue_empty = isolation, queue, queue_empty
         self.set_mac, self.set_mac_netlink = set_mac, set_mac_netlink
         self.start_watching, self.describe = start_watching, describe
+        self.publish = publish   # this host's record to the fleet store (None: no store)
         self.clock, self.monotonic = clock, monotonic
         self.watch_after = watch_after
         self.lock = threading.RLock()
@@ -98,6 +103,7 @@ class Shell:
         self.closed = False
         self._meters: dict = {}   # datapath -> [max_meter or None, meter ids or None]
         self._ports: list[Port] = []   # port descriptions so far (multipart)
+        self.vms: dict[str, dict] = {}   # port name -> the VM libvirt plugged there
 
     # ------------------------------------------------------------- sending
     def send(self, msgs: list, dp: Any = None) -> None:
@@ -133,10 +139,13 @@ class Shell:
                 self.send(msgs)
                 for msg in msgs:   # the core's flow-statistics requests: for its sweep
                     if isinstance(msg, FLOW_STATS_REQUEST):
-                        self.flow_requests.sent(msg.xid, SWEEP)
+                        group = (msg.cookie, msg.cookie_mask) == GROUP_STATS_MATCH
+                        self.flow_requests.sent(msg.xid, GROUPS if group else SWEEP)
                 if self.core.dirty and not self.save_wanted:
                     self.save_wanted = True
                     self.wakeup.set()
+                if self.publish is not None and self.core.fleet_changed:
+                    self.publish(self.core.fleet_record())
                 self._follow_station_mac()
         except Exception:
             self.core.counters.bump("errors.handler")
@@ -208,6 +217,8 @@ class Shell:
         if reason == ADD:
             self.run(self.core.port_added, port)
         elif reason == DELETE:
+            with self.lock:
+                self.vms.pop(port.name, None)
             self.run(self.core.port_deleted, port.port_no)
         else:
             self.run(self.core.port_modified, port)
@@ -240,6 +251,10 @@ class Shell:
         if owner == SWEEP:
             self.run(self.core.flow_stats, [s.cookie for s in found])
             return
+        if owner == GROUPS:
+            self.run(self.core.group_stats,
+                     [(s.table_id, s.packet_count, dict(s.match.items())) for s in found])
+            return
         done, result = owner
         try:
             result.extend(flow_entries(found))
@@ -256,11 +271,22 @@ class Shell:
         """An adapter's handler raised (logged by the caller): count it."""
         self.core.counters.bump("errors.handler")
 
+    def vm_ports(self, vms: Iterable[Any]) -> None:
+        """Ports the host found a VM's record on (`host.libvirt_vms.VmPort`, with ``name``:
+        its domain name or UUID): the VM's MAC announced to the core (a guest before its
+        first frame), the VM named in `status`."""
+        for vm in vms:
+            with self.lock:
+                self.vms[vm.port] = {"vm": vm.name, "vm_id": vm.vm_id}
+            self.run(self.core.guest_announced, vm.port, vm.mac, vm.source)
+
     # ------------------------------------------------------ status, flows
     def status(self) -> dict:
         now = self.clock()
         with self.lock:
             snap = self.core.status(now)
+            for guest in snap["guests"]:
+                guest.update(self.vms.get(guest["port"], {}))
         snap["state_file"] = self.store.report()
         snap.update(self.describe(now))
         return snap
@@ -288,8 +314,26 @@ class Shell:
         self.run(self.core.host_addresses, ips)
         self.wake()   # the tick loop recomputes when it is next due
 
+    def lan_seen(self, subnet: str, gateway_mac: str, ssid: str | None) -> None:
+        """The host sees the station on this LAN (`host.lan_watch`)."""
+        self.run(self.core.lan_seen, subnet, gateway_mac, ssid)
+        self.wake()   # a change bounces guest ports: up again on a tick
+
+    def station_associated(self, ssid: str | None) -> None:
+        """The station (re)associated with the network `ssid` (`host.lan_watch`)."""
+        self.run(self.core.station_associated, ssid)
+        self.wake()
+    def fleet_view(self, hosts: list, claims: list) -> None:
+        """The fleet store's rows (`model.fleet.HostSeen`, `Claim`) changed, or its client's
+        heartbeat came: the core decides what they take or give here."""
+        self.run(self.core.fleet_view, hosts, claims)
+
     def start(self) -> None:
-        """Start following the host `watch_after` s from now if no switch connected first."""
+        """Start following the host `watch_after` s from now if no switch connected first;
+        this host's record to the fleet store, if any."""
+        if self.publish is not None:
+            with self.lock:
+                self.publish(self.core.fleet_record())
         self.spawn(self._watch, self.watch_after)
 
     def _watch(self, delay: float = 0.0) -> None:

@@ -56,6 +56,20 @@ class MetricsCollector:
                                    "guest memberships of multicast groups (IGMP/MLD snooping)")
         groups.add_metric([], sum(len(g.get("members", [])) for g in snap.get("groups", [])))
         yield groups
+        policing = snap.get("policing") or {}
+        if policing:
+            budget = GaugeMetricFamily(
+                "wlbridge_ipv6_station_budget",
+                "IPv6 addresses of all the guests behind the station MAC: in use and the "
+                "budget (max_ipv6_per_station)", labels=["kind"])
+            budget.add_metric(["used"], policing.get("ipv6_used", 0))
+            budget.add_metric(["max"], policing.get("ipv6_budget", 0))
+            yield budget
+            refused = GaugeMetricFamily(
+                "wlbridge_ipv6_station_refused",
+                "IPv6 addresses refused over the station's budget, still shown in status")
+            refused.add_metric([], len(policing.get("ipv6_refused", [])))
+            yield refused
         up = GaugeMetricFamily("wlbridge_switch_connected", "1 when the bridge is connected")
         up.add_metric([], 1 if snap.get("connected") else 0)
         yield up

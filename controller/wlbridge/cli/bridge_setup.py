@@ -96,6 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when libvirt is installed, the libvirt network defined and "
                         "autostarted for the bridge (removed by teardown); '' for none "
                         "(default: wlbridge)")
+    parser.add_argument("--session-bridge", default="", metavar="NAME",
+                        help="also make Linux bridge NAME for qemu:///session and GNOME Boxes "
+                        "VMs (through qemu-bridge-helper: 'allow NAME' added to "
+                        "/etc/qemu/bridge.conf), linked into the bridge by one guest port "
+                        "NAME-p; removed by teardown (default: none)")
 
 
 @dataclass
@@ -467,13 +472,20 @@ def _report_supplicant(net: hostnet.HostNet, opts: SetupOptions, datapath: str,
 
 
 def main(args: argparse.Namespace) -> int:
-    from wlbridge.host import hostnet, ovsdb
+    from wlbridge.host import hostnet, ovsdb, session_bridge
 
     require_root("setup")
     opts = options_from_args(args)
+    if args.session_bridge:
+        session_bridge.check_name(args.session_bridge)
     with ovsdb.connect(args.db, args.timeout) as db, hostnet.HostNet() as net:
+        if args.session_bridge:
+            session_bridge.check_free(db.bridge_info(opts.bridge), net, args.session_bridge)
         setup(db, net, opts)
         from wlbridge.host import libvirt_net
 
         libvirt_net.after_setup(db, opts.bridge, args.libvirt_network, print)
+        info = db.bridge_info(opts.bridge)
+        netdev = info is not None and info.datapath_type == "netdev"
+        session_bridge.after_setup(db, net, opts.bridge, args.session_bridge, netdev, print)
     return 0

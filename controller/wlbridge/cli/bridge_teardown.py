@@ -138,9 +138,10 @@ def teardown(db: ovsdb.Ovsdb, net: hostnet.HostNet, bridge: str, out: Out = prin
             _undo(before, ops)
             raise UserError(f"teardown stopped before removing {bridge}: {exc}. Fix the cause "
                             "and run `wlbridge teardown` again (the saved state is kept)") from exc
-    from wlbridge.host import attach, libvirt_net
+    from wlbridge.host import attach, libvirt_net, session_bridge
 
     changes += libvirt_net.before_teardown(info) + attach.detach_all(info, db, net)
+    changes += session_bridge.remove(info, db, net)
     db.delete_bridge(bridge)
     if net.link_index(uplink) is not None:
         _hand_back(handoff, "teardown_after", ops, changes, bridge)

@@ -259,6 +259,8 @@ def status_example() -> str:
         "uplink": {"name": "wlan0", "port_no": 1, "present": True, "up": True},
         "station_mac": "3c:a9:f4:12:34:56", "host_ips": ["192.168.1.23"],
         "dhcp_mode": "broadcast", "idle_timeout": 300,
+        "lan": {"subnet": "192.168.1.0/24", "gateway_mac": "a0:b5:49:10:20:30",
+                "ssid": "home", "since": NOW - 3600, "confirmed": True, "changes": 0},
         "guests": [
             {"port": "vnet0", "mac": "52:54:00:6b:3c:11",
              "ips": [{"ip": "192.168.1.51", "source": "arp", "expires": None},

@@ -9,7 +9,6 @@ pure over the `preflight.Facts` that `preflight.gather` reads from the host.
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 
 from wlbridge.cli.common import DEFAULT_BRIDGE
@@ -19,15 +18,6 @@ from wlbridge.host.preflight import Facts
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
-# Realtek's out-of-tree vendor drivers ship a MAC-translation layer ("NAT25", made for
-# bridging a station) that rewrites addresses wlbridge already rewrote.  Their modules are
-# named after the chip without the in-tree drivers' "rtl"/"rtw" prefix (8188eu, 8192eu,
-# 88x2bu, 8821cu, 8812au, 8189fs, ...); a few packagings add it (rtl88x2bu, rtl8812au).
-# The in-tree rtl8xxxu, rtlwifi (rtl8192cu, rtl8188ee, ...), rtw88_* and rtw89_* do no NAT25.
-NAT25_DRIVER = re.compile(r"^(r|rtl)?(8[0-9]{2}[0-9a-z]{1,2}|88x[0-9a-z]{2})(u|s|e)$", re.IGNORECASE)
-IN_TREE_REALTEK = re.compile(r"^(rtl8xxxu|rtl8192cu|rtl8192ce|rtl8192se|rtl8192de|rtl8723ae|"
-                             r"rtl8723be|rtl8188ee|rtl8821ae|rtl8192ee|"
-                             r"rtw88_.*|rtw89_.*)$", re.IGNORECASE)
 LRO = "rx-lro"
 # where each DHCP client comes from
 DHCP_PACKAGES = {"dhclient": "Debian/Ubuntu: isc-dhcp-client; Fedora: dhcp-client; Arch: dhclient",
@@ -46,11 +36,6 @@ class Finding:
     def line(self) -> str:
         fix = f" -- fix: {self.fix}" if self.fix else ""
         return f"{self.level:<4} {self.topic}: {self.text}{fix}"
-
-
-def nat25_driver(driver: str | None) -> bool:
-    return bool(driver) and bool(NAT25_DRIVER.match(driver or "")) and not \
-        IN_TREE_REALTEK.match(driver or "")
 
 
 def check_ovs(f: Facts) -> list[Finding]:
@@ -98,18 +83,17 @@ def check_uplink(f: Facts) -> list[Finding]:
     else:
         mode = "managed-mode station" if link.iftype else "Wi-Fi interface (mode unknown)"
         out.append(Finding(OK, "uplink", f"{up} is an associated {mode}"))
-    if nat25_driver(link.driver):
+    if wireless.nat25_driver(link.driver):
         out.append(Finding(WARN, "driver", f"{up}'s driver {link.driver} is a Realtek vendor "
                            "driver with its own MAC translation (NAT25), which rewrites what "
-                           "wlbridge rewrote", "use the in-tree driver (rtl8xxxu, rtw88, rtw89) "
-                           "or build the vendor driver without CONFIG_BR_EXT"))
+                           "wlbridge rewrote", wireless.NAT25_FIX))
     elif link.driver:
         out.append(Finding(OK, "driver", f"{link.driver} (no MAC translation of its own)"))
     if link.four_addr:
         out.append(Finding(WARN, "4addr", f"{up} has 4-address mode on: an AP that accepts it "
                            "bridges the guests itself (a plain bridge would do) and wlbridge's "
-                           "one-MAC rewriting is not needed", f"iw dev {up} set 4addr off, to use "
-                           "wlbridge"))
+                           "one-MAC rewriting is not needed",
+                           wireless.FOUR_ADDR_FIX.format(uplink=up)))
     return out
 
 

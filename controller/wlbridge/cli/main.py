@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("wlbridge.cli.demo", "run the emulated Wi-Fi LAN demo (root)"),
     "doctor": ("wlbridge.cli.doctor", "check whether setup would work here, and what to fix"),
     "install-service": ("wlbridge.cli.service", "install (or remove) the systemd units"),
+    "fleet": ("wlbridge.cli.fleet", "start, join, leave or stop a fleet store member (OVSDB)"),
 }
 # the commands whose `--uplink auto` means the associated Wi-Fi station (`wireless`);
 # doctor and install-service resolve it themselves (doctor reports the other findings too)

@@ -23,6 +23,10 @@ def default_url() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_endpoint_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--fleet", metavar="FLEET", default=None,
+                   help="show every host and guest in this fleet store instead (its members, "
+                        "comma-separated, as the `fleet` option), which host holds each "
+                        "address (see docs/fleet.md)")
 
 
 def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,6 +88,58 @@ def _expiry(binding: dict[str, Any], snap: dict[str, Any], now: float) -> str:
     return f"after {idle}s unused" if idle else "-"
 
 
+def _lan_line(lan: dict[str, Any] | None, now: float) -> str | None:
+    """Which LAN the station is on (`policy.network`); None when no LAN is known yet."""
+    if not lan:
+        return None
+    ssid = f" SSID {lan['ssid']!r}" if lan.get("ssid") else ""
+    since = f", since {_age(lan['since'], now)}" if lan.get("since") is not None else ""
+    state = "" if lan.get("confirmed", True) else " (the station was away: not confirmed yet)"
+    moves = f", {lan['changes']} changes of LAN" if lan.get("changes") else ""
+    return (f"lan      {lan['subnet']} gateway {lan['gateway_mac']}{ssid}{since}{moves}"
+            f"{state}")
+
+
+def _ap_line(ap: dict[str, Any] | None) -> str | None:
+    """Which kind of AP (group delivery or none), why, and what that means for guests."""
+    if not ap:
+        return None
+    lines = [f"ap       {ap.get('mode')}: {ap.get('why')}"]
+    if ap.get("static_guests"):
+        lines.append(f"         static guests: {ap['static_guests']}")
+    if ap.get("unreachable_from_lan"):
+        lines.append("         unreachable from the LAN (no address bound yet): "
+                     + ", ".join(ap["unreachable_from_lan"]))
+    return "\n".join(lines)
+
+
+def _translation_line(t: dict[str, Any] | None) -> str | None:
+    """The uplink's own translation: a NAT25 vendor driver, 4-address mode (and the fix)."""
+    if not t or t.get("wireless") is None:
+        return None if not t else f"wi-fi    cannot tell ({t.get('error')})"
+    if not t.get("wireless"):
+        return "wi-fi    the uplink is not a Wi-Fi interface"
+    four = {True: "on", False: "off", None: "unknown"}[t.get("four_addr")]
+    driver = t.get("driver") or "unknown driver"
+    kind = "NAT25: translates MACs itself" if t.get("nat25") else "no MAC translation of its own"
+    line = f"wi-fi    driver {driver} ({kind}); 4-address mode {four}"
+    return "\n".join([line, *(f"         -> {a}" for a in t.get("advice", []))])
+
+
+def _policing_line(p: dict[str, Any] | None) -> str | None:
+    """Re-announcement and the station's IPv6 budget, with the addresses it refused."""
+    if not p:
+        return None
+    every = p.get("reannounce_every")
+    announce = ("re-announcement off" if not p.get("reannounce_interval") else
+                f"each address re-announced every {every:g} s" if every else
+                "re-announcement idle (nothing bound)")
+    refused = ", ".join(f"{r['ip']} ({r['port']}, {r['mac']})"
+                        for r in p.get("ipv6_refused", []))
+    return (f"policing {announce}; IPv6 {p.get('ipv6_used')}/{p.get('ipv6_budget')} of the "
+            f"station's budget" + (f"; refused over it: {refused}" if refused else ""))
+
+
 def render(snap: dict[str, Any], now: float | None = None) -> str:
     """The status as a short human-readable report."""
     now = time.time() if now is None else now
@@ -97,7 +153,10 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
         (f"station  {snap.get('station_mac') or '-'}  host IPs: "
          f"{', '.join(snap.get('host_ips', [])) or '-'}"),
         *filter(None, [render_line(snap, now)]),     # who renews the host's address
+        *filter(None, [_lan_line(snap.get("lan"), now)]),
         f"dhcp     {snap.get('dhcp_mode')}",
+        *filter(None, [_ap_line(snap.get("ap")), _policing_line(snap.get("policing")),
+                       _translation_line(snap.get("uplink_translation"))]),
         "",
     ]
     # the IP column fits the longest address (IPv6 ones are up to 39 characters)
@@ -114,7 +173,8 @@ def render(snap: dict[str, Any], now: float | None = None) -> str:
                 f"{_expiry(b, snap, now) if b else ''}"
                 + ("  (saved, not confirmed by the switch yet)"
                    if first and g.get("confirmed") is False else "")
-                + (f"  container {g['container']}" if first and g.get("container") else ""))
+                + (f"  container {g['container']}" if first and g.get("container") else "")
+                + (f"  VM {g['vm']}" if first and g.get("vm") else ""))
             shown = m
     if not snap.get("guests"):
         lines.append("(no guests)")
@@ -158,7 +218,31 @@ def container_names(bridge: str, timeout: float = 2.0) -> dict[str, str]:
         return {}
 
 
+def render_fleet(doc: dict[str, Any], now: float | None = None) -> str:
+    """`wlbridge status --fleet`: every host, every address and who holds it, the refusals."""
+    now = time.time() if now is None else now
+    lines = [(f"fleet store {doc['remote']}: {len(doc['hosts'])} hosts, "
+             f"{len(doc['bindings'])} addresses")]
+    for h in doc["hosts"]:
+        lines.append(f"host {h['name']}: station {h['station_mac'] or '-'}, bridge "
+                     f"{h['bridge']}, LAN {h['lan'] or '-'}, last seen "
+                     f"{_age(h['last_seen'], now)}")
+        for ip, says in sorted(h["conflicts"].items()):
+            lines.append(f"  refused {ip}: {says}")
+    lines.append("addresses (who holds each):" if doc["bindings"] else "no addresses")
+    for b in doc["bindings"]:
+        lines.append(f"  {b['ip']:<28} {b['mac']}  on {b['host']:<12} {b['guest'] or '-':<12} "
+                     f"({b['source']})")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from wlbridge.host.fleet_store import read_once
+
+        doc = read_once(args.fleet)
+        print(json.dumps(doc, indent=1) if args.json else render_fleet(doc))
+        return 0
     snap = fetch(args.url, "/status")
     served_bridge(args.url, args.bridge, snap)
     name_containers(snap, container_names(str(snap.get("bridge", ""))))

@@ -5,11 +5,11 @@
 #    source ~/.local/share/bash_completion/wlbridge
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
-_shtab_wlbridge_subparsers=(setup run status flows attach detach docker-plugin teardown demo doctor install-service)
+_shtab_wlbridge_subparsers=(setup run status flows attach detach docker-plugin teardown demo doctor install-service fleet)
 
-_shtab_wlbridge_setup_option_strings=(-h --help --uplink --bridge --db --timeout --datapath --controller --packet-in-rate --address-manager --state-dir --libvirt-network)
-_shtab_wlbridge_run_option_strings=(-h --help --bridge --uplink --state-dir --dhcp-mode --idle-timeout --max-ips-per-port --max-bindings --max-macs-per-port --ipv6-bindings-per-guest --group-membership-interval --max-groups-per-port --max-groups --listen-host --listen-port --status-host --status-port --meters --no-meters --meter-pps --static-macs --ovsdb --echo-interval --echo-timeout --insecure-listen --no-insecure-listen --tls-private-key --tls-certificate --tls-ca-cert --bridge-timeout --config-file)
-_shtab_wlbridge_status_option_strings=(-h --help --url --bridge --json)
+_shtab_wlbridge_setup_option_strings=(-h --help --uplink --bridge --db --timeout --datapath --controller --packet-in-rate --address-manager --state-dir --libvirt-network --session-bridge)
+_shtab_wlbridge_run_option_strings=(-h --help --bridge --uplink --state-dir --dhcp-mode --idle-timeout --max-ips-per-port --max-bindings --max-macs-per-port --ipv6-bindings-per-guest --max-ipv6-per-station --reannounce-interval --reannounce-rate --group-quiet --group-membership-interval --max-groups-per-port --max-groups --listen-host --listen-port --status-host --status-port --meters --no-meters --meter-pps --static-macs --ovsdb --echo-interval --echo-timeout --insecure-listen --no-insecure-listen --tls-private-key --tls-certificate --tls-ca-cert --bridge-timeout --fleet --fleet-host --fleet-lan --fleet-gone-after --fleet-private-key --fleet-certificate --fleet-ca-cert --config-file)
+_shtab_wlbridge_status_option_strings=(-h --help --url --bridge --json --fleet)
 _shtab_wlbridge_flows_option_strings=(-h --help --url --bridge --json)
 _shtab_wlbridge_attach_option_strings=(-h --help --netns --pid --dhcp --address --gateway --dns --mac --ifname --lease-timeout --run-dir --bridge --db --timeout)
 _shtab_wlbridge_detach_option_strings=(-h --help --bridge --db --timeout)
@@ -18,13 +18,15 @@ _shtab_wlbridge_teardown_option_strings=(-h --help --bridge --db --timeout --sta
 _shtab_wlbridge_demo_option_strings=(-h --help --guests --keep)
 _shtab_wlbridge_doctor_option_strings=(-h --help --uplink --bridge --db)
 _shtab_wlbridge_install_service_option_strings=(-h --help --uplink --bridge --unit-dir --config --prefix --no-start --print --uninstall)
+_shtab_wlbridge_fleet_option_strings=(-h --help --dir --listen --cluster --join --private-key --certificate --ca-cert --name)
 _shtab_wlbridge_option_strings=(-h --help -v --verbose --debug-libraries)
 
 
 
 _shtab_wlbridge_setup___datapath_choices=(system netdev)
 _shtab_wlbridge_setup___address_manager_choices=(auto keep static dhclient dhcpcd networkmanager networkd)
-_shtab_wlbridge_pos_0_choices=(setup run status flows attach detach docker-plugin teardown demo doctor install-service)
+_shtab_wlbridge_fleet_pos_0_choices=(start stop leave status pki schema)
+_shtab_wlbridge_pos_0_choices=(setup run status flows attach detach docker-plugin teardown demo doctor install-service fleet)
 
 _shtab_wlbridge_setup__h_nargs=0
 _shtab_wlbridge_setup___help_nargs=0
@@ -60,6 +62,8 @@ _shtab_wlbridge_install_service___help_nargs=0
 _shtab_wlbridge_install_service___no_start_nargs=0
 _shtab_wlbridge_install_service___print_nargs=0
 _shtab_wlbridge_install_service___uninstall_nargs=0
+_shtab_wlbridge_fleet__h_nargs=0
+_shtab_wlbridge_fleet___help_nargs=0
 _shtab_wlbridge_pos_0_nargs=A...
 _shtab_wlbridge__h_nargs=0
 _shtab_wlbridge___help_nargs=0

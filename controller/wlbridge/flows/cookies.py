@@ -90,6 +90,12 @@ def subject_match(subject: int) -> tuple[int, int]:
     return (MAGIC << _MAGIC_SHIFT) | subject, MAGIC_MASK | SUBJECT_MASK
 
 
+def purpose_match(purpose: Purpose) -> tuple[int, int]:
+    """(cookie, mask) selecting every wlbridge flow of one purpose, any generation."""
+    return ((MAGIC << _MAGIC_SHIFT) | (int(purpose) << _PURPOSE_SHIFT),
+            MAGIC_MASK | PURPOSE_MASK)
+
+
 def ours_match() -> tuple[int, int]:
     """(cookie, mask) selecting every wlbridge flow."""
     return MAGIC << _MAGIC_SHIFT, MAGIC_MASK

@@ -438,7 +438,7 @@ class HostOps:
         if pid and guest_dhcp.is_keeper(int(pid), plan.request.name):
             return
         pid = guest_dhcp.start(plan.request.name, plan.netns_path, plan.request.ifname,
-                               plan.resolv, self.run_dir)
+                               plan.resolv, self.run_dir, port=plan.port)
         plan.external_ids[DHCP_PID_KEY] = str(pid)
         self.db.set_interface_external_ids(plan.port, {DHCP_PID_KEY: str(pid)})
         done.notes.append(f"DHCP client started (keeper pid {pid})")
@@ -458,7 +458,8 @@ def keep_dhcp(db: Any, name: str, netns_path: str, ifname: str, run_dir: str,
     meanwhile), its pid in OVSDB so that detach stops it; its pid."""
     from wlbridge.host import guest_dhcp
 
-    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address)
+    pid = guest_dhcp.start(name, netns_path, ifname, None, run_dir, keep=address,
+                           port=port_name(name))
     db.set_interface_external_ids(port_name(name), {DHCP_PID_KEY: str(pid)})
     return pid
 
@@ -634,7 +635,7 @@ def detach(name: str, bridge: str, db: Any, net: Any,
 
 def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
                  net: Any | None) -> list[str]:
-    """Stop the DHCP keeper, delete the OVSDB port and the veth pair, remove our resolv.conf."""
+    """Stop the DHCP keeper, remove our resolv.conf, delete the OVSDB port and the veth pair."""
     from wlbridge.host import guest_dhcp
 
     lines = []
@@ -645,13 +646,13 @@ def remove_guest(bridge: str, port: str, ids: Mapping[str, str], db: Any,
         index = net.link_index(port) if net is not None else None
         if index is not None and not wait_drained(index):
             lines.append(f"{name}: Open vSwitch had not read all the guest's last packets")
+    remove_resolv(ids.get(RESOLV_KEY))    # before the port: its absence means "all gone"
     if db.delete_port(bridge, port):
         lines.append(f"{name}: port {port} removed from {bridge}")
     index = net.link_index(port) if net is not None else None
     if index is not None:
         net.ipr.link("del", index=index)
         lines.append(f"{name}: veth pair {port} deleted")
-    remove_resolv(ids.get(RESOLV_KEY))
     return lines
 
 

@@ -20,6 +20,12 @@ is killed and the lease given back by one exchange in the namespace (`lease_once
 ``release``: asked for again, bound, then released; the DHCPRELEASE carries the client id,
 ``01:MAC``, that the server keys the lease by).  `start` returns only once the keeper handles
 SIGTERM, so no `stop` comes too early for that.
+
+The keeper also follows the guest's port (``--port``, the host end in the bridge): when the
+controller bounces its carrier (`policy.network`: the station joined another LAN, the port
+set down and up again by OpenFlow), the client is ended without release and started afresh
+once the port is up, without asking for its last address: it gets one of the new LAN at once
+(busybox udhcpc itself does not watch the carrier).
 """
 
 from __future__ import annotations
@@ -129,15 +135,16 @@ def write_script(run_dir: str) -> str:
 
 
 def start(name: str, netns_path: str, ifname: str, resolv: str | None, run_dir: str,
-          keep: str = "") -> int:
+          keep: str = "", port: str = "") -> int:
     """Start the keeper (detached, its own session); its pid, once it handles SIGTERM (so a
     `stop` at any moment after this returns reaches its lease release).  `keep`: an address
     already on the interface (a runtime set it from an earlier lease): asked for, never
-    flushed, and released at the end even if the client never re-bound it."""
+    flushed, and released at the end even if the client never re-bound it; `port`: the
+    guest's port on the bridge, whose bounce starts the client afresh."""
     script = write_script(run_dir)
     argv = [sys.executable, "-m", "wlbridge.host.guest_dhcp", "--name", name,
             "--netns-path", netns_path, "--ifname", ifname, "--script", script,
-            "--resolv", resolv or "", "--keep", keep]
+            "--resolv", resolv or "", "--keep", keep, "--port", port]
     with open(os.path.join(run_dir, f"{name}.dhcp.log"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -286,6 +293,38 @@ def _netns_id(path: str) -> int | None:
         return None
 
 
+IFF_UP = 0x1
+SYS_NET = "/sys/class/net"
+
+
+def port_up(port: str, sys_net: str = SYS_NET) -> bool | None:
+    """Is the guest's port (the host end) administratively up?  None: no such port."""
+    try:
+        with open(os.path.join(sys_net, port, "flags")) as f:
+            return bool(int(f.read().strip(), 16) & IFF_UP)
+    except (OSError, ValueError):
+        return None
+
+
+def bounced(state: str, up: bool | None) -> tuple[str, bool]:
+    """Following the port (`state`: "unknown" until it is first seen up, then "up" or
+    "down"): the new state, and whether to start the client afresh now -- only when a port
+    seen up went down and is up again (a bounce).  A port not up yet when the keeper starts
+    (a runtime sets it up later) is no bounce; a port gone (None) changes nothing."""
+    if up is None:
+        return state, False
+    if up:
+        return "up", state == "down"
+    return ("down" if state != "unknown" else state), False
+
+
+def _drop(client: subprocess.Popen | None) -> None:
+    """End the client without a release: its lease is of a LAN the station left."""
+    if client is not None and client.poll() is None:
+        client.kill()
+        client.wait()
+
+
 def _end(client: subprocess.Popen | None, args: argparse.Namespace, netns: int | None,
          bound_file: str) -> None:
     """Stop the client, its lease released whatever the timing: a bound client releases it
@@ -364,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--script", required=True)
     p.add_argument("--resolv", default="")
     p.add_argument("--keep", default="")
+    p.add_argument("--port", default="")
     args = p.parse_args(argv)
     netns = _netns_id(args.netns_path)
     dns_file = os.path.join(os.path.dirname(args.script), f"{args.name}.dns")
@@ -374,15 +414,26 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "WLBRIDGE_DNS": dns_file if args.resolv else "",
            "WLBRIDGE_KEEP": args.keep, "WLBRIDGE_BOUND": bound_file}
     client: subprocess.Popen | None = None
-    restart_at, copied = 0.0, None
+    restart_at, copied, port_state, keep = 0.0, None, "unknown", args.keep
     while not stopping and netns is not None and _netns_id(args.netns_path) == netns:
         copied = _copy_dns(dns_file, args.resolv, copied)
+        if args.port:
+            port_state, afresh = bounced(port_state, port_up(args.port))
+            if afresh and client is not None:
+                print("the port was bounced (another LAN): starting the client afresh",
+                      flush=True)
+                _drop(client)
+                client, restart_at, keep, args.keep = None, 0.0, "", ""
+                env["WLBRIDGE_KEEP"] = ""
+                for stale in (bound_file, bound_file + ".releasing"):   # the old LAN's
+                    if os.path.exists(stale):
+                        os.unlink(stale)
         if (client is None or client.poll() is not None) and time.monotonic() >= restart_at:
             if client is not None:
                 print(f"udhcpc exited ({client.returncode}); starting it again", flush=True)
             client = subprocess.Popen(
                 client_argv(args.netns_path, args.ifname, args.script, args.name,
-                            args.keep), env=env,
+                            keep), env=env,
                 stdin=subprocess.DEVNULL)
             restart_at = time.monotonic() + 1.0
         time.sleep(POLL)

@@ -30,6 +30,7 @@ RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
 SO_ATTACH_FILTER = 26
 RTM_NEWLINK = 16
+IFLA_IFNAME = 3
 ALL_CHANGED = 0xFFFFFFFF    # ifi_change of the RTM_NEWLINK announcing a new interface
 DUMP_TRIES = 5              # a dump the kernel interrupted (interfaces changing meanwhile)
 
@@ -74,19 +75,43 @@ def _swap32(value: int) -> int:
     return int.from_bytes(value.to_bytes(4, "little"), "big")
 
 
-def event_filter(indexes: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+def _name_words(name: str) -> list[int]:
+    """`name` as the kernel puts it in IFLA_IFNAME (NUL-terminated, zero-padded to 4 bytes),
+    in 4-byte words as BPF loads them (network order)."""
+    raw = name.encode() + b"\0"
+    raw += b"\0" * (-len(raw) % 4)
+    return [int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 4)]
+
+
+def event_filter(indexes: tuple[int, ...],
+                 names: tuple[str, ...] = ()) -> list[tuple[int, int, int, int]]:
     """A classic BPF program (code, jt, jf, k) for the events socket: only messages about
     interfaces `indexes` (link and address messages both carry the index at byte 20), and
-    every new interface (RTM_NEWLINK with all fields changed: the uplink may come back under a
-    new index).  A busy host (containers, VMs coming and going) then wakes the controller only
-    for what concerns it.  Loads read network byte order; netlink is host order
-    (little-endian here), hence the swapped constants."""
+    new interfaces (RTM_NEWLINK with all fields changed: the uplink may come back under a new
+    index) named one of `names` -- the kernel puts IFLA_IFNAME first in a link message, at
+    byte 32 (a new interface whose first attribute is another one is let through).  Without
+    `names`, every new interface.  A busy host (containers, VMs, other bridges coming and
+    going) then wakes the controller only for what concerns it.  Loads read network byte
+    order; netlink is host order (little-endian here), hence the swapped constants."""
     ld_h, ld_w, jeq, ret = 0x28, 0x20, 0x15, 0x06
     a, b = (tuple(indexes) + (0, 0))[:2]
+    accept, drop = (ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)
+    by_index = [(ld_w, 0, 0, 20), (jeq, 1, 0, _swap32(a)), (jeq, 0, 1, _swap32(b)),
+                accept, drop]
+    if names:
+        by_name = [(ld_h, 0, 0, 34), (jeq, 1, 0, IFLA_IFNAME << 8), accept]
+        for name in names:
+            words = _name_words(name)
+            for i, word in enumerate(words):   # a mismatch skips to the next name
+                left = len(words) - 1 - i
+                by_name += [(ld_w, 0, 0, 36 + 4 * i), (jeq, 0, 2 * left + 1, word)]
+            by_name.append(accept)
+        by_name.append(drop)
+    else:
+        by_name = [accept]
     return [(ld_h, 0, 0, 4), (jeq, 0, 2, RTM_NEWLINK << 8),
-            (ld_w, 0, 0, 28), (jeq, 3, 0, ALL_CHANGED),
-            (ld_w, 0, 0, 20), (jeq, 1, 0, _swap32(a)), (jeq, 0, 1, _swap32(b)),
-            (ret, 0, 0, 0xFFFFFFFF), (ret, 0, 0, 0)]
+            (ld_w, 0, 0, 28), (jeq, len(by_index), 0, ALL_CHANGED),
+            *by_index, *by_name]
 
 
 def attach_filter(fd: int, program: list[tuple[int, int, int, int]]) -> None:
@@ -198,7 +223,8 @@ class HostWatcher:
         if indexes == self._filtered or self._events is None or sys.byteorder != "little":
             return
         try:
-            attach_filter(self._events.fileno(), event_filter(indexes))
+            attach_filter(self._events.fileno(),
+                          event_filter(indexes, (self.bridge, self.uplink)))
             self._filtered = indexes
         except (OSError, AttributeError, ValueError) as exc:
             LOG.debug("no netlink event filter (%s): every link event wakes the controller",

@@ -33,6 +33,10 @@ port-status event the disappearance brings (a MODIFY, link down, on the userspac
 at each read of the bridge (so also those that
 vanished while no controller ran).  Their bindings go with the port's DELETE, in the core.
 
+Each read of the bridge also hands the guest-type interfaces' ``external_ids`` (name ->
+ids) to `on_interfaces`, if given: the records libvirt writes on a VM's interface
+(`wlbridge.host.libvirt_vms`) are read there, on the port's first event.
+
 Nothing here raises: failures are logged once per interface (and retried on the next
 event for that port).
 """
@@ -65,6 +69,7 @@ class GuestPortIsolation:
                  load_program: Callable[[], int] | None = None,
                  reap: Callable[[str, str | None, list[tuple[str, dict]]], list[str]]
                  | None = None,
+                 on_interfaces: Callable[[dict[str, dict]], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bridge = bridge
         self.uplink = uplink
@@ -73,6 +78,7 @@ class GuestPortIsolation:
         self._hostnet_factory = hostnet_factory or _hostnet
         self._load_program = load_program or _load_drop_all
         self._reap = reap or _reap_attached
+        self._on_interfaces = on_interfaces
         self._clock = clock
         self.netdev: bool | None = None      # the bridge's datapath is netdev (None: unknown)
         self.types: dict[str, str] = {}      # OVSDB interface type by name
@@ -96,6 +102,8 @@ class GuestPortIsolation:
                     self._pending.pop(name, None)
                     self._pending[name] = present
                     touched.append(name)
+                    if not present:   # re-added, it is read again (type, records)
+                        self.types.pop(name, None)
             # a vanished interface comes as a port-status MODIFY (link down) on the userspace
             # datapath, as a DELETE elsewhere: look at every event of an attached port
             self._reap_vanished([n for n in dict.fromkeys(touched) if n in self.attached])
@@ -172,6 +180,14 @@ class GuestPortIsolation:
         self.attached = {i.name: dict(i.external_ids) for p in info.ports for i in p.interfaces
                          if GUEST_KEY in i.external_ids}
         self._reap_vanished(list(self.attached))
+        if self._on_interfaces is not None:
+            guests = {i.name: dict(i.external_ids) for p in info.ports for i in p.interfaces
+                      if i.type in GUEST_TYPES and i.name not in (self.bridge, self.uplink)}
+            try:
+                self._on_interfaces(guests)
+            except Exception:  # noqa: BLE001 - never raise into the worker
+                self._log_once("interfaces", "", logging.ERROR,
+                               "handling the bridge's interface records failed", exc_info=True)
         return True
 
     def _isolate(self, name: str) -> None:

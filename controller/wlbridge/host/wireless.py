@@ -12,6 +12,7 @@ after the 4-way handshake) and its driver (``/sys/class/net/IF/device/driver``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,26 @@ STATION = "station"         # nl80211's NL80211_IFTYPE_STATION ("managed" in iw'
 IFTYPES = {1: "adhoc", 2: STATION, 3: "AP", 4: "AP/VLAN", 5: "WDS", 6: "monitor",
            7: "mesh point", 8: "P2P-client", 9: "P2P-GO", 10: "P2P-device", 11: "OCB",
            12: "NAN"}
+
+
+# Realtek's out-of-tree vendor drivers ship a MAC-translation layer ("NAT25", made for
+# bridging a station) that rewrites addresses wlbridge already rewrote.  Their modules are
+# named after the chip without the in-tree drivers' "rtl"/"rtw" prefix (8188eu, 8192eu,
+# 88x2bu, 8821cu, 8812au, 8189fs, ...); a few packagings add it (rtl88x2bu, rtl8812au).
+# The in-tree rtl8xxxu, rtlwifi (rtl8192cu, rtl8188ee, ...), rtw88_* and rtw89_* do no NAT25.
+NAT25_DRIVER = re.compile(r"^(r|rtl)?(8[0-9]{2}[0-9a-z]{1,2}|88x[0-9a-z]{2})(u|s|e)$", re.IGNORECASE)
+IN_TREE_REALTEK = re.compile(r"^(rtl8xxxu|rtl8192cu|rtl8192ce|rtl8192se|rtl8192de|rtl8723ae|"
+                             r"rtl8723be|rtl8188ee|rtl8821ae|rtl8192ee|"
+                             r"rtw88_.*|rtw89_.*)$", re.IGNORECASE)
+NAT25_FIX = ("use the in-tree driver (rtl8xxxu, rtw88, rtw89) or build the vendor driver "
+             "without CONFIG_BR_EXT")
+FOUR_ADDR_FIX = "iw dev {uplink} set 4addr off, to use wlbridge"
+
+
+def nat25_driver(driver: str | None) -> bool:
+    """Is `driver` a Realtek vendor driver with its own MAC translation (NAT25)?"""
+    return bool(driver) and bool(NAT25_DRIVER.match(driver or "")) and not \
+        IN_TREE_REALTEK.match(driver or "")
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,45 @@ def read_links(sys_net: str = SYS_NET) -> list[WirelessLink]:
     wireless = [n for n in names if is_wireless(n, sys_net)]
     modes = nl80211_modes() if wireless else {}
     return [read_link(n, modes, sys_net) for n in wireless]
+
+
+def translation(uplink: str, link: WirelessLink | None) -> dict:
+    """What `wlbridge status` says about the uplink's own address translation (the same
+    facts as `wlbridge doctor`'s driver and 4addr checks): its driver, whether that is a
+    NAT25 vendor driver (it rewrites what wlbridge rewrote: translated twice), its
+    4-address flag (on: an AP that accepts it bridges the guests itself, no translation is
+    needed), and what to do (``advice``: [] when nothing)."""
+    if link is None:
+        return {"wireless": False, "driver": None, "nat25": False, "four_addr": None,
+                "advice": []}
+    nat25 = nat25_driver(link.driver)
+    advice = []
+    if nat25:
+        advice.append(f"{link.driver} is a Realtek vendor driver with its own MAC translation "
+                      f"(NAT25), which rewrites what wlbridge rewrote: {NAT25_FIX}")
+    if link.four_addr:
+        advice.append("4-address mode is on: an AP that accepts it bridges the guests itself "
+                      "(a plain bridge would do): " + FOUR_ADDR_FIX.format(uplink=uplink))
+    return {"wireless": True, "driver": link.driver, "nat25": nat25,
+            "four_addr": link.four_addr, "advice": advice}
+
+
+_SEEN: dict[str, tuple[float, dict]] = {}
+
+
+def uplink_translation(uplink: str, now: float, ttl: float = 30.0) -> dict:
+    """`translation` of the running controller's uplink, read from the host at most every
+    `ttl` seconds (nl80211 and sysfs).  Never raises."""
+    seen = _SEEN.get(uplink)
+    if seen is not None and now - seen[0] < ttl:
+        return seen[1]
+    try:
+        link = (read_link(uplink, nl80211_modes()) if is_wireless(uplink) else None)
+        fields = translation(uplink, link)
+    except Exception as exc:  # noqa: BLE001 - status must answer anyway
+        fields = {"wireless": None, "error": str(exc), "advice": []}
+    _SEEN[uplink] = (now, fields)
+    return fields
 
 
 def resolve_uplink(value: str | None) -> str | None:

@@ -36,6 +36,11 @@ class Parked:
         self.bindings, self.groups = keep, groups
         return dropped
 
+    def forget_bindings(self) -> int:
+        """Drop every waiting binding (they belong to a LAN the station left); how many."""
+        dropped, self.bindings = len(self.bindings), []
+        return dropped
+
     def next_due(self) -> float | None:
         """When the first waiting binding's DHCP lease ends (None: none will)."""
         return min((rec["expires"] for rec in self.bindings if rec["expires"] is not None),

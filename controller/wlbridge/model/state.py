@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wlbridge.model.addresses import canonical_group, is_guest_ip6, is_unicast_mac
+from wlbridge.model.fleet import MAX_CONFLICTS, Claim, Conflict, Departed, HostSeen
 from wlbridge.model.parked import Parked
 
-SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static", "nd", "ipv6")
+SOURCES = ("arp", "dhcp", "dhcp6", "ipv4", "state", "static", "nd", "ipv6", "fleet")
 
 
 @dataclass
@@ -112,6 +113,15 @@ class Model:
     # the subnet-directed broadcast addresses of the host's networks (from host_addresses)
     host_broadcasts: set[str] = field(default_factory=set)
     parked: Parked = field(default_factory=Parked)  # saved or parked, awaiting their port
+    # addresses of the LAN the station left (`leave_lan`): not learned again from guests
+    left_behind: set[str] = field(default_factory=set)
+    # the fleet store's view (empty without a store): address -> another live host's claim
+    remote: dict[str, Claim] = field(default_factory=dict)
+    fleet_hosts: dict[str, HostSeen] = field(default_factory=dict)  # the other live hosts
+    # addresses refused here because another host holds them (newest last, bounded)
+    conflicts: dict[str, Conflict] = field(default_factory=dict)
+    # bindings whose port left, still claimed in the fleet store for a while
+    departed: dict[str, Departed] = field(default_factory=dict)
 
     def guest_by_mac(self, mac: str) -> GuestPort | None:
         """The guest port `mac` is behind (None: no guest has it)."""
@@ -233,6 +243,7 @@ class Model:
         self.bindings[ip] = Binding(ip, port_no, mac or guest.mac or "", source, learned_at,
                                     expires, lease)
         guest.ips.add(ip)
+        self.left_behind.discard(ip)  # (only a DHCP server of this LAN binds such an address)
         return old
 
     def unbind(self, ip: str) -> Binding | None:
@@ -269,12 +280,48 @@ class Model:
         return left
 
     # ------------------------------------------------------------------- host
+    def set_remote(self, hosts: dict[str, HostSeen], claims: dict[str, Claim]) -> None:
+        """The other live hosts and the addresses they hold (the fleet store's view),
+        replacing the last."""
+        self.fleet_hosts = dict(hosts)
+        self.remote = dict(claims)
+
+    def note_departed(self, records: list[Departed], bound: int) -> None:
+        """Bindings whose port left (kept in the store until each one's `until`), at most
+        `bound` (the oldest dropped)."""
+        for d in records:
+            self.departed.pop(d.ip, None)
+            self.departed[d.ip] = d
+        while len(self.departed) > bound:
+            del self.departed[next(iter(self.departed))]
+
+    def drop_departed(self, ips: list[str]) -> bool:
+        """These departed records out (taken over elsewhere, bound here again, or ended);
+        whether any was there."""
+        return sum(self.departed.pop(ip, None) is not None for ip in ips) > 0
+
+    def note_conflict(self, conflict: Conflict) -> bool:
+        """An address refused here because another host holds it (kept for status and the
+        store, at most MAX_CONFLICTS, the oldest dropped); whether it is new."""
+        old = self.conflicts.pop(conflict.ip, None)
+        self.conflicts[conflict.ip] = conflict
+        while len(self.conflicts) > MAX_CONFLICTS:
+            del self.conflicts[next(iter(self.conflicts))]
+        return old is None or (old.mac, old.holder) != (conflict.mac, conflict.holder)
+
     def set_host_addresses(self, ips: frozenset, broadcasts: frozenset) -> set[str]:
         """The host's own addresses and subnet broadcasts; the broadcasts that changed."""
         self.host_ips = set(ips)
         changed = self.host_broadcasts ^ broadcasts
         self.host_broadcasts = set(broadcasts)
         return changed
+
+    def leave_lan(self, ips: frozenset) -> int:
+        """The station left the LAN of `ips` (its guests' addresses there, unbound already):
+        they are the addresses left behind (those of an earlier change no longer are), and
+        saved or parked bindings, of the old LAN too, are dropped; how many were."""
+        self.left_behind = set(ips)
+        return self.parked.forget_bindings()
 
     def set_uplink(self, port_no: int | None, station_mac: str | None) -> None:
         self.uplink, self.station_mac = port_no, station_mac

@@ -50,6 +50,17 @@ def packet_out(in_port: int, out_port: int, data: bytes):
                                actions=[output(out_port)], data=bytes(data))
 
 
+def port_mod(port_no: int, hw_addr: str, down: bool):
+    """Take switch port `port_no` (whose MAC is `hw_addr`: the switch checks it) down or
+    bring it up again (``OFPPC_PORT_DOWN``; Open vSwitch sets the interface down, so the
+    other end of a veth loses its carrier)."""
+    if not _real_port(port_no) or port_no == ofp.OFPP_MAX:
+        raise MessageError(f"port-mod of port {port_no!r}")
+    return parser.OFPPortMod(datapath=None, port_no=port_no, hw_addr=hw_addr,
+                             config=ofp.OFPPC_PORT_DOWN if down else 0,
+                             mask=ofp.OFPPC_PORT_DOWN, advertise=0)
+
+
 def output(port_no: int, max_len: int = ofp.OFPCML_MAX):
     """The output action of a flow or a packet-out (`max_len`: bytes sent to the controller)."""
     return parser.OFPActionOutput(port_no, max_len)

@@ -37,6 +37,7 @@ from wlbridge.flows.pipeline import PORT_LOCAL
 from wlbridge.model.state import GuestPort, Model
 from wlbridge.policy.effects import Bind, Deliver, Effect, Unbind
 from wlbridge.policy.guard import check_claim
+from wlbridge.policy.policing import Policing
 from wlbridge.proto import dhcp6
 from wlbridge.proto.packets import Frame
 from wlbridge.telemetry import Telemetry
@@ -101,12 +102,15 @@ class Transactions:
 
 class Dhcp6Service:
     """DHCPv6 packet-in decisions over one model (returns `effects`).  `config` supplies the
-    address limits (``max_ips_per_port``, ``max_bindings``)."""
+    address limits (``max_ips_per_port``, ``max_bindings``); `policing`, the station's IPv6
+    budget (None: none)."""
 
-    def __init__(self, model: Model, config: Any, telemetry: Telemetry) -> None:
+    def __init__(self, model: Model, config: Any, telemetry: Telemetry,
+                 policing: Policing | None = None) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
+        self.policing = policing
         self.transactions = Transactions()
 
     def tick(self, now: float) -> None:
@@ -250,6 +254,13 @@ class Dhcp6Service:
                     return None
             effects.append(Bind(guest.port_no, lease.address, "dhcp6", lease.expiry(now),
                                 lease.lease, guest.sibling(mac)))
+        if self.policing is not None:
+            over, releases = self.policing.claim6(
+                [e.ip for e in effects if isinstance(e, Bind)], guest, mac, now)
+            if over is not None:
+                tel.bump("refused.dhcp6-ipv6-station-limit")
+                return None
+            effects = releases + effects
         for e in effects:
             if isinstance(e, Bind):
                 tel.binding_log.info(now, "port %s: DHCPv6 lease %s for %ss", guest.name,

@@ -120,8 +120,8 @@ class DhcpService:
                 relayed = self.relay.inbound(msg, now)
                 if relayed is not None:
                     guest = model.guests.get(relayed.port)
-                    data = relayed.frame
-                    restored = dhcp.parse(data)
+                    restored = dhcp.parse(relayed.frame)
+                    data = self._repaired(restored)
                     event = self._lease_event(restored)
                     if guest is None or relayed.guest_mac not in guest.macs:
                         return self._unknown(msg)
@@ -136,10 +136,19 @@ class DhcpService:
             if guest is None:
                 return self._unknown(msg)
             event = self._lease_event(msg)
-            data = dhcp.set_eth_dst(msg.raw, chaddr)
+            data = dhcp.set_eth_dst(self._repaired(msg), chaddr)
         except dhcp.DhcpError as exc:
             return self._bad(exc, "uplink")
         return self._deliver(guest, chaddr, data, event, msg.msg_name, now)
+
+    def _repaired(self, msg: dhcp.DhcpFrame) -> bytes:
+        """The reply with a wrong UDP checksum corrected (counted): hostapd's unicast copies
+        of a broadcast reply carry one when the server's checksum was left to offload."""
+        fixed = dhcp.repair_udp_checksum(msg)
+        if fixed is None:
+            return bytes(msg.raw)
+        self.tel.bump("dhcp.reply.checksum_repaired")
+        return fixed
 
     def _unknown(self, msg: dhcp.DhcpFrame) -> list[Effect]:
         self.tel.bump("dhcp.reply-unknown-client")

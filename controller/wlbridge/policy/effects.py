@@ -5,16 +5,20 @@ return these; the core applies them in one place (`Core._apply`) with one orderi
    for) first,
 2. then the model changes (`LearnMac`, `Bind`, `Unbind`, `Refresh`, `JoinGroup`, `LeaveGroup`,
    and from the core's other events `HostAddresses`, `SetUplink`, `AddGuest`, `DropGuest`,
-   `Park`, `Adopt`, `SyncPort`), in the order given, whose touched flow sections are synced
+   `Park`, `Adopt`, `SyncPort`, `LeaveLan`, and from the fleet store `SetRemote`,
+   `NoteConflict`, `ForgetDeparted`), in the order given, whose touched flow sections are synced
    once (the meters of `SyncPort`'s port before them; every section after a `SetUplink`),
 3. re-injections (`Reinject`: the frame that taught something goes back to table 0, where
-   the new flows now let it through) and announcements (`Announce`) last.
+   the new flows now let it through), announcements (`Announce`, `Reannounce`) and carrier
+   bounces (`Bounce`) last.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Union
+
+from wlbridge.model.fleet import Claim, Conflict, HostSeen
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,12 @@ class Reinject:
 
 @dataclass(frozen=True)
 class LearnMac:
-    """The guest on `port_no` is `mac` (learned from its first frame)."""
+    """The guest on `port_no` is `mac`: learned from its first frame, or announced by the
+    host before it (`source` "libvirt": the MAC libvirt wrote on the VM's interface)."""
 
     port_no: int
     mac: str
+    source: str = "learned"
 
 
 @dataclass(frozen=True)
@@ -146,9 +152,62 @@ class SyncPort:
 
 @dataclass(frozen=True)
 class Announce:
-    """Announce every guest and host address from the station MAC (gratuitous ARP)."""
+    """Announce guest and host addresses from the station MAC (gratuitous ARP, unsolicited
+    NA): `ips` (a guest that moved here), or every one (None: a new station MAC)."""
+
+    ips: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SetRemote:
+    """The other live hosts and the addresses they hold, from the fleet store (replacing
+    the last)."""
+
+    hosts: tuple[HostSeen, ...]
+    claims: tuple[Claim, ...]
+
+
+@dataclass(frozen=True)
+class ForgetDeparted:
+    """Bindings whose port left, taken over by another host: no longer claimed here."""
+
+    ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NoteConflict:
+    """An address refused here because another host holds it: recorded for status and the
+    store."""
+
+    conflict: Conflict
+
+
+@dataclass(frozen=True)
+class LeaveLan:
+    """The station left the LAN these guest addresses were bound on (`policy.network`):
+    guests may not take them again by ARP, IPv4 or ND (a DHCP server of the new LAN may hand
+    them out), and saved records of the old LAN are dropped."""
+
+    ips: frozenset
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """Take the carrier of these guest ports down and, a moment later, up again (an
+    OpenFlow port-mod each way), so the guests' DHCP clients start over."""
+
+    ports: tuple
+
+
+@dataclass(frozen=True)
+class Reannounce:
+    """Announce these bound guest addresses again from the station MAC (gratuitous ARP,
+    unsolicited NA): the periodic round of `policing`."""
+
+    ips: tuple[str, ...]
 
 
 # Union, not `|`: the Ryu 4.34 path runs on Python 3.9
 Effect = Union[Deliver, Reinject, LearnMac, Bind, Unbind, Refresh, JoinGroup, LeaveGroup,
-               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce]
+               HostAddresses, SetUplink, AddGuest, DropGuest, Park, Adopt, SyncPort, Announce,
+               Reannounce, LeaveLan, Bounce, SetRemote, NoteConflict, ForgetDeparted]

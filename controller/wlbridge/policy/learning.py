@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from wlbridge.flows.pipeline import ETH_EAPOL, ETH_IPV6, IPPROTO_ICMPV6, IPPROTO_IGMP
-from wlbridge.policy import guard
+from wlbridge.policy import fleet, guard
 from wlbridge.policy.dhcp6_service import Dhcp6Service
 from wlbridge.policy.dhcp_service import DhcpService
-from wlbridge.policy.effects import Bind, Effect, LearnMac, Refresh, Reinject
+from wlbridge.policy.effects import Announce, Bind, Effect, LearnMac, Refresh, Reinject
 from wlbridge.policy.nd import NdPolicy
+from wlbridge.policy.policing import Policing
 from wlbridge.proto.packets import Frame, FrameError, parse_frame
 
 #: IPv6 next headers an MLD message comes behind: ICMPv6, or the hop-by-hop options header
@@ -36,14 +37,15 @@ class PacketInPolicy:
 
     def __init__(self, model: Model, config: Any, telemetry: Telemetry,
                  dhcp: DhcpService, groups: Any = None,
-                 dhcp6: Dhcp6Service | None = None) -> None:
+                 dhcp6: Dhcp6Service | None = None, policing: Policing | None = None
+                 ) -> None:
         self.model = model
         self.config = config
         self.tel = telemetry
         self.dhcp = dhcp
         self.groups = groups  # a `groups.GroupPolicy` (IGMP/MLD snooping), or None
         self.dhcp6 = dhcp6 if dhcp6 is not None else Dhcp6Service(model, config, telemetry)
-        self.nd = NdPolicy(model, config, telemetry)
+        self.nd = NdPolicy(model, config, telemetry, policing)
 
     def packet_in(self, in_port: int, data: bytes, now: float,
                   snooped: bool = False) -> list[Effect]:
@@ -134,7 +136,8 @@ class PacketInPolicy:
         cause = guard.check_guest_mac(mac, self.model.station_mac, self.model.by_mac)
         if cause:
             return self.refuse(guest, cause, mac)
-        return [LearnMac(guest.port_no, mac), Reinject(guest.port_no, frame.data)]
+        return [LearnMac(guest.port_no, mac), *fleet.arrived(self.model, guest, mac),
+                Reinject(guest.port_no, frame.data)]
 
     def _guest_arp(self, guest: GuestPort, frame: Frame, now: float) -> list[Effect]:
         arp = frame.arp
@@ -157,12 +160,20 @@ class PacketInPolicy:
             # already ours (e.g. after an idle flow expired meanwhile): just forward
             effects: list[Effect] = [Refresh(ip)]
         else:
+            if ip in self.model.left_behind:  # an address of the LAN the station left
+                return self.refuse(guest, "old-lan", ip)
             config = self.config
+            remote = self.model.remote
             cause = guard.check_claim(ip, guest, bindings, self.model.host_ips,
-                                      config.max_ips_per_port, config.max_bindings, mac)
+                                      config.max_ips_per_port, config.max_bindings, mac, remote)
             if cause:
+                held = fleet.held_elsewhere(self.model, ip, mac)
+                if cause == "fleet-ip-in-use" and held is not None:
+                    return self.refuse(guest, cause, ip) + [fleet.refused(ip, mac, held, now)]
                 return self.refuse(guest, cause, ip)
             effects = [Bind(guest.port_no, ip, source, mac=guest.sibling(mac))]
+            if ip in remote:   # it held it on another host: it moved here
+                effects.append(Announce((ip,)))
         if frame is not None:
             effects.append(Reinject(guest.port_no, frame.data))
         return effects

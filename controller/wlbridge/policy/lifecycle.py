@@ -18,6 +18,7 @@ from wlbridge.flows.pipeline import PORT_LOCAL
 from wlbridge.flows.wanted import LEASED
 from wlbridge.model.addresses import canonical_ip6
 from wlbridge.model.state import Model, Port
+from wlbridge.policy import fleet, guard
 from wlbridge.policy.effects import (
     AddGuest,
     Adopt,
@@ -25,6 +26,7 @@ from wlbridge.policy.effects import (
     DropGuest,
     Effect,
     HostAddresses,
+    LearnMac,
     Park,
     SetUplink,
     SyncPort,
@@ -165,8 +167,42 @@ def port_changed(model: Model, ports: Mapping[int, Port], port: Port, old: Port 
             changed = [Announce()]
         return effects + changed
     if effects or port.port_no not in model.guests:  # a renamed port is a new guest
-        effects.append(_guest(port, config.static_macs))
+        guest = _guest(port, config.static_macs)
+        effects.append(guest)
+        if guest.mac is not None:   # known from the start: a guest that moved here?
+            effects += fleet.arrived_on(model, port.port_no, guest.mac, first=True)
     return effects + [Adopt(), SyncPort(port.port_no)]
+
+
+def announced(model: Model, port_name: str, mac: str, source: str, config: Any,
+              tel: Telemetry) -> list[Effect]:
+    """The host announced guest `mac` behind port `port_name` (libvirt's record of a VM's
+    interface): learned as its first frame would teach it, with the same guard (a multicast
+    MAC, the station's, another port's guest's: refused and counted) and the port's bound;
+    nothing for a port that is not a guest's (yet), or a MAC it carries already."""
+    guest = next((g for g in model.guests.values() if g.name == port_name), None)
+    if guest is None:
+        tel.bump("announced.unknown_port")
+        return []
+    if mac in guest.macs:
+        return []
+    if guest.mac is not None:
+        limit = getattr(config, "max_macs_per_port", 1)
+        if guest.mac_source == "configured" or len(guest.macs) >= max(1, limit):
+            return _refuse(guest.name, "mac-limit", mac, tel)
+    cause = guard.check_guest_mac(mac, model.station_mac, model.by_mac)
+    if cause:
+        return _refuse(guest.name, cause, mac, tel)
+    # A VM that moved here (live migration): what the fleet store shows it holding elsewhere
+    # is bound and announced at once, before its RARP.
+    return [LearnMac(guest.port_no, mac, source), *fleet.arrived(model, guest, mac)]
+
+
+def _refuse(port: str, cause: str, mac: str, tel: Telemetry) -> list[Effect]:
+    tel.bump(f"refused.{cause}")
+    tel.log_once(f"announced:{port}:{cause}", "port %s: announced MAC %s refused (%s)", port,
+                 mac, cause)
+    return []
 
 
 def port_gone(model: Model, ports: Mapping[int, Port], port: Port, config: Any,

@@ -34,7 +34,8 @@ Scope and choices:
   3396).  Option overload (52) is not followed: options in sname/file are ignored.
 * sname/file are not decoded (os-ken decodes them as ASCII and fails otherwise).
 * Checksums are patched incrementally (RFC 1624): a wrong checksum stays exactly
-  as wrong, a zero UDP checksum ("none") stays zero.
+  as wrong, a zero UDP checksum ("none") stays zero; `repair_udp_checksum` corrects a
+  reply's wrong one before it goes to a guest.
 """
 
 from __future__ import annotations
@@ -394,6 +395,36 @@ def patch_udp_payload(frame: DhcpFrame, pos: int, new: bytes) -> bytearray:
     csum = csum_update(frame.udp_csum, old, bytes(buf[a:b]) + pad)
     struct.pack_into("!H", buf, l4 + 6, csum)
     return buf
+
+
+def udp_checksum(frame: DhcpFrame) -> int:
+    """The UDP checksum the datagram should carry (pseudo-header included; 0 sent as
+    0xffff)."""
+    l4, end = frame.l4_offset, frame.bootp_end
+    datagram = bytearray(frame.raw[l4:end])
+    datagram[6:8] = b"\0\0"
+    if len(datagram) & 1:
+        datagram += b"\0"
+    pseudo = (ipaddress.IPv4Address(frame.ip_src).packed + ipaddress.IPv4Address(frame.ip_dst).packed
+              + struct.pack("!BBH", 0, 17, end - l4))
+    s = sum(m for (m,) in struct.iter_unpack("!H", pseudo + datagram))
+    return (~_fold(s) & 0xFFFF) or 0xFFFF
+
+
+def repair_udp_checksum(frame: DhcpFrame) -> bytes | None:
+    """The frame with its UDP checksum corrected, or None when it is right (or 0: none).
+    A reply an AP copied from its bridge before the sender's checksum offload filled the
+    checksum in (hostapd's DHCP multicast-to-unicast conversion) carries a wrong one,
+    which the guest's kernel drops; on 802.11 the frame itself is integrity-protected, so
+    the wrong checksum is the sender's, never damage."""
+    if frame.udp_csum == 0:
+        return None
+    right = udp_checksum(frame)
+    if right == frame.udp_csum:
+        return None
+    buf = bytearray(frame.raw)
+    struct.pack_into("!H", buf, frame.l4_offset + 6, right)
+    return bytes(buf)
 
 
 def set_eth_dst(frame: bytes | bytearray, mac: str) -> bytes:

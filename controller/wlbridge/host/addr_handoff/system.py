@@ -7,6 +7,7 @@ fake in the unit tests (tests/unit/handoff_fakes.py), which then need no patchin
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
@@ -15,6 +16,46 @@ from collections.abc import Sequence
 from typing import Any
 
 from wlbridge.host import addr_manager as am
+
+SYSTEMD_RUNTIME = "/run/systemd/system"  # exists when systemd is the init system (sd_booted)
+SCOPE_GRACE = 0.5  # seconds within which a refused scope shows (systemd-run exits)
+LOG = logging.getLogger("wlbridge.setup")
+
+
+def in_scope(argv: Sequence[str], systemd: bool, systemd_run: str | None) -> list[str]:
+    """`argv` as started under systemd: in a transient scope of its own (``systemd-run
+    --scope``: the command runs in it, with its pid), so that it belongs to no service
+    (stopping or restarting wlbridge-setup.service, whatever its KillMode, leaves the host's
+    DHCP client running: it keeps the lease).  Without systemd (or systemd-run): as it is."""
+    if not systemd or not systemd_run:
+        return list(argv)
+    name = os.path.basename(argv[0]) if argv else "client"
+    return [systemd_run, "--scope", "--quiet", "--collect",
+            f"--description=wlbridge: {name} of the host's address (address hand-off)",
+            "--", *argv]
+
+
+def spawn_detached(argv: Sequence[str], scoped: Sequence[str],
+                   grace: float = SCOPE_GRACE) -> int:
+    """Start `scoped` (`argv` in a scope, or `argv` itself) detached, in a session of its
+    own; its pid.  A scope systemd refused (systemd-run exits at once with an error: no
+    D-Bus, no permission) falls back to `argv` alone, with one log line."""
+    def popen(cmd: Sequence[str]) -> subprocess.Popen:
+        return subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+
+    proc = popen(scoped)
+    if list(scoped) != list(argv):
+        try:
+            failed = proc.wait(grace) != 0
+        except subprocess.TimeoutExpired:
+            failed = False               # running: the command itself, in its scope
+        if failed:
+            LOG.warning("systemd-run could not give %s a scope of its own: started without "
+                        "(a stop of its unit may end it)", argv[0])
+            proc = popen(argv)
+    return proc.pid
 
 
 class System:
@@ -90,11 +131,12 @@ class System:
 
     @staticmethod
     def spawn(argv: Sequence[str]) -> int:
-        """Start `argv` in a session of its own, detached; its pid."""
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
-        return proc.pid
+        """Start `argv` in a session of its own, detached, under systemd in a scope of its
+        own (`in_scope`); its pid."""
+        import shutil
+
+        return spawn_detached(argv, in_scope(argv, os.path.isdir(SYSTEMD_RUNTIME),
+                                             shutil.which("systemd-run")))
 
     @staticmethod
     def run(argv: Sequence[str]) -> None:
