@@ -19,7 +19,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -381,14 +381,60 @@ def read_processes(proc_root: str = "/proc") -> list[Process]:
     return found
 
 
-def read_nm(uplink: str, processes: Sequence[Process],
-            timeout: float = NMCLI_TIMEOUT) -> NmDevice | None:
-    """NetworkManager's view of `uplink`; None when NetworkManager does not run."""
-    if not any(p.name == "NetworkManager" for p in processes):
+def nm_buses(processes: Sequence[Process], proc_root: str = "/proc",
+             ours: str | None = None) -> list[str | None]:
+    """The system D-Bus each running NetworkManager talks on, once each: None for the
+    system bus this process uses (`ours`: its ``DBUS_SYSTEM_BUS_ADDRESS``, else the
+    default), else the address from the daemon's environment (a sandboxed instance: a test,
+    a container sharing the PID namespace)."""
+    ours = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") if ours is None else ours
+    buses: list[str | None] = []
+    for p in processes:
+        if p.name != "NetworkManager":
+            continue
+        bus: str | None = None
+        try:
+            with open(os.path.join(proc_root, str(p.pid), "environ"), "rb") as f:
+                for item in f.read().split(b"\0"):
+                    if item.startswith(b"DBUS_SYSTEM_BUS_ADDRESS="):
+                        bus = item.split(b"=", 1)[1].decode(errors="replace") or None
+        except OSError:
+            pass
+        if bus == (ours or None):
+            bus = None
+        if bus not in buses:
+            buses.append(bus)
+    return buses
+
+
+def read_nm(uplink: str, processes: Sequence[Process], timeout: float = NMCLI_TIMEOUT,
+            buses: Sequence[str | None] | None = None,
+            ask: Callable[[str, float, str | None], NmDevice] | None = None
+            ) -> NmDevice | None:
+    """NetworkManager's view of `uplink`; None when NetworkManager does not run.  Each
+    running NetworkManager is asked on its own bus (`nm_buses`): one on another bus that
+    does not manage `uplink` (a test's, a sandbox's, told to leave other devices alone)
+    changes nothing; one there that manages it, or does not answer, is reported as an error
+    (wlbridge's hand-off speaks to the system bus's)."""
+    buses = nm_buses(processes) if buses is None else buses
+    if not buses:
         return None
+    ask = ask or _ask_nm
+    views = [(bus, ask(uplink, timeout, bus)) for bus in buses]
+    for bus, dev in views:
+        if bus is not None and (dev.error or dev.managed):
+            return NmDevice(error=f"a NetworkManager on another D-Bus ({bus}) "
+                            + (f"manages {uplink}" if dev.managed else f"says: {dev.error}"))
+    return next((dev for bus, dev in views if bus is None), views[0][1])
+
+
+def _ask_nm(uplink: str, timeout: float, bus: str | None) -> NmDevice:
+    """`nmcli`'s view of `uplink`, asked on `bus` (None: the system bus)."""
+    env = None if bus is None else {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
     argv = ["nmcli", "-t", "-f", "GENERAL.STATE,GENERAL.CONNECTION", "device", "show", uplink]
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                             check=False, env=env)
     except FileNotFoundError:
         return NmDevice(error="nmcli is not installed")
     except subprocess.TimeoutExpired:
@@ -403,7 +449,7 @@ def read_nm(uplink: str, processes: Sequence[Process],
         argv = ["nmcli", "-g", "ipv6.method", "connection", "show", dev.connection]
         try:
             res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                 check=False)
+                                 check=False, env=env)
         except subprocess.TimeoutExpired:
             return NmDevice(error=f"`{shlex.join(argv)}` did not answer within {timeout:g}s")
         if res.returncode == 0:
