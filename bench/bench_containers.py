@@ -53,7 +53,8 @@ from common import (
     wait_until,
     write_json,
 )
-from runtimes import Docker, DockerPlugin, Podman, busybox_tar, close
+
+from topologies.runtimes import Docker, DockerPlugin, Podman, busybox_tar, close
 
 CNI_PATH = "/usr/lib/cni"
 IMAGE = "xct-busybox"

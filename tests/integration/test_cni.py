@@ -4,7 +4,7 @@ backend (Debian 12's podman 4.3, a private storage root, configuration directory
 containers.conf; an image made offline by `podman import` of a static busybox root).
 
 gVisor (this test machine's sandbox) refuses runc's setrlimit; there Podman runs with
-a runtime wrapper that drops the OCI spec's rlimits (`runtimes.RUNC_WRAPPER`), nothing else.
+a runtime wrapper that drops the OCI spec's rlimits (`topologies.runtimes.RUNC_WRAPPER`), nothing else.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from harness import need, wait_for, wlbridge
-from runtimes import Podman
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
 
 from topologies.ovs import vsctl
+from topologies.runtimes import Podman
 
 pytestmark = pytest.mark.integration
 

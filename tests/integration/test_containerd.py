@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from harness import need, wait_for, wlbridge
-from runtimes import PLUGIN, RUNC_WRAPPER, busybox_tar, gvisor
 from wlbridge.cli.cni import guest_name
 from wlbridge.host.attach import guest_mac, port_name
 
 from topologies.ovs import vsctl
+from topologies.runtimes import PLUGIN, RUNC_WRAPPER, busybox_tar, gvisor
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from harness import need, wait_for, wlbridge
-from runtimes import Docker, DockerPlugin, busybox_tar, close
 
 from topologies.ovs import vsctl
+from topologies.runtimes import Docker, DockerPlugin, busybox_tar, close
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,7 @@
 """Container runtimes for the integration tests and benchmarks (issue 23): a private dockerd,
 `wlbridge docker-plugin` on a per-test socket, Podman with the CNI backend and the
-`wlbridge` CNI plugin, an offline busybox image.
+`wlbridge` CNI plugin, an offline busybox image.  Shared by tests/integration (the emulated
+LAN), bench/ and tests/wifi (the Wi-Fi test bed VM).
 
 gVisor (this test machine's sandbox) refuses runc's setrlimit; there Podman runs with a
 runtime wrapper that drops the OCI spec's rlimits (`RUNC_WRAPPER`), nothing else."""
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import wait_for
+from .procs import wait_for
 
 BUSYBOX = "/bin/busybox"
 PLUGIN_DIR = Path("/run/docker/plugins")
@@ -82,18 +83,23 @@ class Docker:
 
 
 class DockerPlugin:
-    def __init__(self, bridge: str, name: str, base: Path) -> None:
+    def __init__(self, bridge: str, name: str, base: Path,
+                 lease_timeout: float | None = None) -> None:
         self.bridge, self.base, self.proc = bridge, base, None
+        self.lease_timeout = lease_timeout      # None: the plugin's default
         self.docker_sock = base / "d.sock"      # the test's dockerd (`Docker`), asked for names
         self.sock = PLUGIN_DIR / f"{name}.sock"
         self.log = base / "plugin.log"
 
     def start(self) -> None:
+        self.sock.parent.mkdir(parents=True, exist_ok=True)
+        more = ([] if self.lease_timeout is None
+                else ["--lease-timeout", f"{self.lease_timeout:g}"])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wlbridge", "-v", "docker-plugin", "--bridge", self.bridge,
              "--socket", str(self.sock), "--state", str(self.base / "plugin.json"),
              "--run-dir", str(self.base / "run"), "--docker-host",
-             f"unix://{self.docker_sock}"],
+             f"unix://{self.docker_sock}", *more],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for(self.sock.exists, timeout=20, what="the plugin's socket")
 
@@ -151,9 +157,10 @@ class Podman:
     """Podman 4.3 with the CNI backend, everything private under `base`: storage root, run
     root, CNI configuration directory (``base/cni``, where a test writes its network) and
     containers.conf; the `wlbridge` CNI plugin beside the standard ones of `cni_path`; the
-    image ``localhost/xct-busybox`` (`start`)."""
+    image ``localhost/xct-busybox`` (`start`).  ``storage_driver``: Podman's (None: its
+    configured default)."""
 
-    def __init__(self, base: Path, cni_path: str) -> None:
+    def __init__(self, base: Path, cni_path: str, storage_driver: str | None = None) -> None:
         self.base = base
         (base / "cni").mkdir(parents=True)
         (base / "plugins").mkdir()
@@ -167,6 +174,8 @@ class Podman:
         self.argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                      "--network-backend", "cni", "--cni-config-dir", str(base / "cni")]
+        if storage_driver is not None:
+            self.argv += ["--storage-driver", storage_driver]
         if gvisor():
             wrapper = base / "runc-wrap"
             wrapper.write_text(RUNC_WRAPPER.format(python=sys.executable))
