@@ -29,7 +29,8 @@ NM_APT_PACKAGES := network-manager
 # package's modules with depmod (kmod).
 LIBVIRT_APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
                         qemu-system-x86 cpio kmod
-# Container runtimes for tests/integration/test_cni.py and test_docker_plugin.py (the tests start
+# Container runtimes for tests/integration/test_cni.py, test_docker_plugin.py and tests/wifi/
+# test_wifi16_containers.py (topologies/runtimes.py; the tests start
 # their own dockerd / run podman with private roots and sockets): installed like NetworkManager,
 # no service started (docker.io would start dockerd on the default socket), no recommends.
 # containernetworking-plugins gives the standard CNI plugins (loopback, dhcp, static) Podman's
