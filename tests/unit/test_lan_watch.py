@@ -90,7 +90,28 @@ def test_after_a_reassociation_the_gateways_cached_mac_is_not_taken() -> None:
 
 
 def test_a_lan_never_found_gives_up_after_its_patience() -> None:
-    tables = Tables([([], None, None)])
+    tables = Tables([(["10.0.0.2/24"], None, None)])     # an address, no default route
     w, seen = watch(tables, patience=2.0)
     w.start()
     assert seen == [] and not w.running
+
+
+def test_a_bridge_without_an_address_is_not_polled_and_its_address_triggers_a_fresh_look():
+    """No IPv4 address: one look, and the worker ends (no 0.2 s polling for `patience`: the
+    idle controller's wake-ups, and a thread outliving a switch's connection).  After a
+    reassociation the gateway's cached MAC is still not taken once the address comes."""
+    looks = []
+    tables = Tables([([], None, None)])
+    read = tables.read
+    tables.read = lambda: looks.append(1) or read()
+    w, seen = watch(tables, patience=60.0)
+    w.start()
+    assert len(looks) == 1 and seen == [] and not w.running
+    w.reassociated()                                     # the station is back, no lease yet
+    assert len(looks) == 2 and not w.running
+    tables.cache["10.9.0.1"] = "02:00:00:0d:0d:01"        # an old LAN's gateway MAC, cached
+    tables.states = [(["10.9.0.5/24"], "10.9.0.1", None),
+                     (["10.9.0.5/24"], "10.9.0.1", "02:b0:00:00:00:01")]
+    w.addresses_changed()
+    assert seen[-1] == ("lan", "10.9.0.0/24", "02:b0:00:00:00:01", "home")
+    assert tables.forgotten == ["10.9.0.1"]

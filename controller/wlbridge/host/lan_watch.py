@@ -163,6 +163,13 @@ class LanWatch:
             if fresh and gateway and gateway != forgotten:
                 self.tables.forget(gateway)  # this gateway's MAC: asked again on this LAN
                 forgotten, mac = gateway, None
+            if not addresses:
+                # nothing to wait for (no IPv4 address on the bridge: no DHCP lease yet, a
+                # host without one): not polled -- the address's arrival (`addresses_changed`)
+                # starts the next check, still fresh after a reassociation
+                with self.lock:
+                    self.fresh = self.fresh or fresh
+                return None
             lan = lan_of(addresses, gateway, mac)
             if lan is not None:
                 LOG.info("LAN %s, gateway %s (%s) at %s", lan[0], gateway, self.ssid or "no SSID",
